@@ -1,0 +1,86 @@
+//! The `perch` command line: argument parsing, diagnostics and exit codes.
+//!
+//! Exit codes, for every command: 0 success; 1 error (invalid input, unreachable target,
+//! failed action); 2 "there are changes" where a command says so (`plan --detailed-exitcode`,
+//! `drift`).
+
+mod serve;
+mod token;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code for any error.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code when a command reports changes or drift.
+pub const EXIT_CHANGES: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "perch",
+    version,
+    about = "A persistent chat server, and the reconciler that keeps its configuration in Git",
+    long_about = "Perch serves persistent chat (categories, rooms, add-ins, compliance) over an HTTP \
+JSON API, and reconciles YAML manifests with a live server.\n\n\
+Exit codes: 0 success, 1 error, 2 changes found (plan --detailed-exitcode, drift).",
+    propagate_version = true
+)]
+struct Cli {
+    /// Log filter, in tracing's syntax (e.g. `info`, `perch=debug`).
+    #[arg(long, global = true, env = "PERCH_LOG", default_value = "info")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the chat server.
+    Serve(serve::ServeArgs),
+    /// Manage bearer tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Token(command) => token::run(command).await,
+        }
+    });
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// The default database, shared by `perch serve` and the embedded target.
+pub const DEFAULT_DB: &str = "sqlite://perch.db";

@@ -1,0 +1,45 @@
+//! `perch serve`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use miette::{Context, IntoDiagnostic};
+
+use super::{DEFAULT_DB, EXIT_OK};
+use crate::service::Service;
+use crate::store::Store;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Port 0 picks a free port; the address is printed on stdout.
+    #[arg(long, default_value = "127.0.0.1:8470")]
+    listen: SocketAddr,
+    /// Database URL: sqlite://FILE or postgres://USER@HOST/DB. Migrated on start.
+    #[arg(long, env = "PERCH_DB", default_value = DEFAULT_DB)]
+    db: String,
+}
+
+pub async fn run(args: ServeArgs) -> miette::Result<u8> {
+    let store = Store::open(&args.db)
+        .await
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot open the database {}", args.db))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr().into_diagnostic()?;
+    tracing::info!(%address, db = %args.db, "perch is serving");
+    // Tests and scripts read this line to learn the port.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "perch listening on http://{address}");
+    let _ = stdout.flush();
+    let service = Service::new(store.clone());
+    crate::server::serve(listener, service, crate::server::shutdown_signal())
+        .await
+        .into_diagnostic()
+        .wrap_err("the server failed")?;
+    store.close().await;
+    tracing::info!("stopped; database closed");
+    Ok(EXIT_OK)
+}

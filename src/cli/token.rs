@@ -1,0 +1,43 @@
+//! `perch token`.
+
+use miette::{Context, IntoDiagnostic};
+
+use super::{DEFAULT_DB, EXIT_OK};
+use crate::service::{Role, Service};
+use crate::store::Store;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Create a bearer token and print it once; only its hash is stored.
+    Create {
+        /// Database URL of the server the token is for.
+        #[arg(long, env = "PERCH_DB", default_value = DEFAULT_DB)]
+        db: String,
+        /// The user the token acts as, e.g. sip:admin@contoso.com.
+        #[arg(long)]
+        user: String,
+        /// `admin` changes configuration (CsPersistentChatAdministrator); `user` acts through
+        /// its room and category roles.
+        #[arg(long, value_parser = ["admin", "user"])]
+        role: String,
+    },
+}
+
+pub async fn run(command: TokenCommand) -> miette::Result<u8> {
+    match command {
+        TokenCommand::Create { db, user, role } => {
+            let role = Role::parse(&role).unwrap_or(Role::User);
+            let store = Store::open(&db)
+                .await
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot open the database {db}"))?;
+            let token = Service::new(store.clone())
+                .create_token(&user, role)
+                .await
+                .into_diagnostic()?;
+            store.close().await;
+            println!("{token}");
+            Ok(EXIT_OK)
+        }
+    }
+}

@@ -1,0 +1,548 @@
+//! The configuration objects of Persistent Chat and the rules that need no storage to check.
+//!
+//! Invariants: no I/O, no clock. Field names serialise exactly as the API and the manifests
+//! name them (the cmdlets' parameter names in camelCase), so one definition serves the wire,
+//! the store and the plan engine.
+
+mod principal;
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use principal::{Directory, MAX_PRINCIPAL_LEN, Principal, PrincipalError, normalise_list};
+
+/// Longest category, room, add-in or group name, in characters.
+pub const MAX_NAME_LEN: usize = 256;
+/// Longest description, in characters.
+pub const MAX_DESCRIPTION_LEN: usize = 1024;
+/// Longest add-in URL, in characters.
+pub const MAX_URL_LEN: usize = 2048;
+/// Most entries in one principal list.
+pub const MAX_LIST_LEN: usize = 10_000;
+
+/// The kinds of configuration object, in the order a plan creates them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Kind {
+    Group,
+    Addin,
+    Category,
+    Room,
+    ComplianceConfiguration,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Group,
+        Kind::Addin,
+        Kind::Category,
+        Kind::Room,
+        Kind::ComplianceConfiguration,
+    ];
+
+    /// The name used in the store and in URLs' collection segment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Group => "Group",
+            Kind::Addin => "Addin",
+            Kind::Category => "Category",
+            Kind::Room => "Room",
+            Kind::ComplianceConfiguration => "ComplianceConfiguration",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A category: a set of rooms sharing who may be in them and who may create them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Category {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub allowed_members: Vec<Principal>,
+    #[serde(default)]
+    pub denied_members: Vec<Principal>,
+    #[serde(default)]
+    pub creators: Vec<Principal>,
+    #[serde(default)]
+    pub invitations: bool,
+    #[serde(default)]
+    pub file_upload: bool,
+    #[serde(default = "default_true")]
+    pub chat_history: bool,
+}
+
+/// Who can find and join a room.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Privacy {
+    /// Anyone in the category's scope finds and joins it.
+    Open,
+    /// Anyone in scope finds it; only members join.
+    #[default]
+    Closed,
+    /// Only members find or join it.
+    Secret,
+}
+
+/// Who posts in a room.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomType {
+    /// Every member posts.
+    #[default]
+    Normal,
+    /// Only presenters post; the others read.
+    Auditorium,
+}
+
+/// Whether a room sends invitations: as its category allows, or never.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RoomInvitations {
+    #[default]
+    Inherit,
+    Disabled,
+}
+
+impl Serialize for RoomInvitations {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RoomInvitations::Inherit => serializer.serialize_str("inherit"),
+            RoomInvitations::Disabled => serializer.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RoomInvitations {
+    /// Accepts `inherit` and `false` (the boolean or the string), as the cmdlet did.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Flag(false) => Ok(RoomInvitations::Disabled),
+            Raw::Text(text) if text.eq_ignore_ascii_case("false") => {
+                Ok(RoomInvitations::Disabled)
+            }
+            Raw::Text(text) if text.eq_ignore_ascii_case("inherit") => {
+                Ok(RoomInvitations::Inherit)
+            }
+            _ => Err(serde::de::Error::custom(
+                "invitations takes `inherit` or `false`",
+            )),
+        }
+    }
+}
+
+/// A chat room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Room {
+    pub name: String,
+    pub category: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub privacy: Privacy,
+    #[serde(default, rename = "type")]
+    pub room_type: RoomType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addin: Option<String>,
+    #[serde(default)]
+    pub invitations: RoomInvitations,
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default)]
+    pub members: Vec<Principal>,
+    #[serde(default)]
+    pub managers: Vec<Principal>,
+    #[serde(default)]
+    pub presenters: Vec<Principal>,
+}
+
+/// An add-in: a web page shown beside a room in the client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Addin {
+    pub name: String,
+    pub url: String,
+}
+
+/// A directory group: stands in for the AD groups and OUs the cmdlets accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub members: Vec<Principal>,
+}
+
+/// The format a compliance adapter writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterType {
+    #[default]
+    Xml,
+    Json,
+}
+
+/// The singleton of `Set-CsPersistentChatComplianceConfiguration`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ComplianceConfiguration {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub adapter_name: String,
+    #[serde(default)]
+    pub adapter_type: AdapterType,
+    #[serde(default)]
+    pub adapter_output_directory: String,
+    #[serde(default)]
+    pub run_interval: RunInterval,
+    #[serde(default)]
+    pub one_chat_room_per_output_file: bool,
+    #[serde(default)]
+    pub add_chat_room_details: bool,
+    #[serde(default)]
+    pub add_user_details: bool,
+    #[serde(default)]
+    pub create_file_attachments_manifest: bool,
+}
+
+impl Default for ComplianceConfiguration {
+    fn default() -> Self {
+        ComplianceConfiguration {
+            enabled: false,
+            adapter_name: String::new(),
+            adapter_type: AdapterType::Xml,
+            adapter_output_directory: String::new(),
+            run_interval: RunInterval::default(),
+            one_chat_room_per_output_file: false,
+            add_chat_room_details: false,
+            add_user_details: false,
+            create_file_attachments_manifest: false,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The compliance run interval, written as the cmdlet's `[d.]hh:mm:ss` TimeSpan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RunInterval {
+    seconds: u32,
+}
+
+impl RunInterval {
+    pub const MIN_SECONDS: u32 = 60;
+    pub const MAX_SECONDS: u32 = 30 * 24 * 3600;
+
+    pub fn seconds(self) -> u32 {
+        self.seconds
+    }
+
+    /// Parses `[d.]hh:mm:ss` within 00:01:00 and 30.00:00:00.
+    ///
+    /// # Errors
+    /// A message naming the expected form or the allowed range.
+    pub fn parse(text: &str) -> Result<RunInterval, String> {
+        let form = || format!("`{text}` is not a run interval; expected [d.]hh:mm:ss, e.g. 00:15:00");
+        let (days, clock) = match text.split_once('.') {
+            Some((days, clock)) => (days.parse::<u32>().map_err(|_| form())?, clock),
+            None => (0, text),
+        };
+        let parts: Vec<&str> = clock.split(':').collect();
+        let [hours, minutes, seconds] = parts.as_slice() else {
+            return Err(form());
+        };
+        let field = |part: &str, max: u32| -> Result<u32, String> {
+            match part.parse::<u32>() {
+                Ok(value) if part.len() == 2 && value <= max => Ok(value),
+                _ => Err(form()),
+            }
+        };
+        let total = u64::from(days) * 86_400
+            + u64::from(field(hours, 23)?) * 3600
+            + u64::from(field(minutes, 59)?) * 60
+            + u64::from(field(seconds, 59)?);
+        if total < u64::from(Self::MIN_SECONDS) || total > u64::from(Self::MAX_SECONDS) {
+            return Err(format!(
+                "run interval `{text}` is outside 00:01:00 to 30.00:00:00"
+            ));
+        }
+        Ok(RunInterval {
+            seconds: total as u32,
+        })
+    }
+}
+
+impl Default for RunInterval {
+    fn default() -> Self {
+        RunInterval { seconds: 15 * 60 }
+    }
+}
+
+impl fmt::Display for RunInterval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let days = self.seconds / 86_400;
+        let rest = self.seconds % 86_400;
+        let clock = format!("{:02}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
+        if days > 0 {
+            write!(f, "{days}.{clock}")
+        } else {
+            f.write_str(&clock)
+        }
+    }
+}
+
+impl Serialize for RunInterval {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RunInterval {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        RunInterval::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One field that breaks a rule that needs nothing but the object to check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldProblem {
+    pub field: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl FieldProblem {
+    fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+        FieldProblem {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks a name: 1 to 256 characters, no control characters, no `/`, no surrounding spaces.
+pub fn check_name(field: &str, name: &str, problems: &mut Vec<FieldProblem>) {
+    if name.trim().is_empty() {
+        problems.push(FieldProblem::new(field, "invalid_name", format!("{field} cannot be empty")));
+    } else if name.chars().count() > MAX_NAME_LEN {
+        problems.push(FieldProblem::new(
+            field,
+            "name_too_long",
+            format!("{field} is longer than {MAX_NAME_LEN} characters"),
+        ));
+    } else if name.trim() != name || name.contains(|c: char| c.is_control() || c == '/') {
+        problems.push(FieldProblem::new(
+            field,
+            "invalid_name",
+            format!(
+                "{field} `{name}` may not start or end with spaces or contain `/` or control characters"
+            ),
+        ));
+    }
+}
+
+fn check_description(description: &str, problems: &mut Vec<FieldProblem>) {
+    if description.chars().count() > MAX_DESCRIPTION_LEN {
+        problems.push(FieldProblem::new(
+            "description",
+            "description_too_long",
+            format!("description is longer than {MAX_DESCRIPTION_LEN} characters"),
+        ));
+    }
+}
+
+fn check_list(field: &str, list: &[Principal], problems: &mut Vec<FieldProblem>) {
+    if list.len() > MAX_LIST_LEN {
+        problems.push(FieldProblem::new(
+            field,
+            "list_too_long",
+            format!("{field} has more than {MAX_LIST_LEN} entries"),
+        ));
+    }
+}
+
+/// Checks an add-in URL: absolute http or https with a host.
+pub fn check_url(url: &str, problems: &mut Vec<FieldProblem>) {
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"));
+    if url.chars().count() > MAX_URL_LEN {
+        problems.push(FieldProblem::new(
+            "url",
+            "url_too_long",
+            format!("url is longer than {MAX_URL_LEN} characters"),
+        ));
+    } else if rest.is_none_or(|rest| {
+        rest.is_empty() || rest.starts_with('/') || url.contains(char::is_whitespace)
+    }) {
+        problems.push(FieldProblem::new(
+            "url",
+            "invalid_url",
+            format!("url `{url}` must be an absolute http:// or https:// address"),
+        ));
+    }
+}
+
+impl Category {
+    /// Sorts and deduplicates every list, so that stored and compared forms agree.
+    pub fn normalise(&mut self) {
+        normalise_list(&mut self.allowed_members);
+        normalise_list(&mut self.denied_members);
+        normalise_list(&mut self.creators);
+    }
+
+    pub fn problems(&self) -> Vec<FieldProblem> {
+        let mut problems = Vec::new();
+        check_name("name", &self.name, &mut problems);
+        check_description(&self.description, &mut problems);
+        check_list("allowedMembers", &self.allowed_members, &mut problems);
+        check_list("deniedMembers", &self.denied_members, &mut problems);
+        check_list("creators", &self.creators, &mut problems);
+        problems
+    }
+
+    /// Whether `principal` may hold a role in this category's rooms.
+    pub fn admits(&self, directory: &Directory, principal: &Principal) -> bool {
+        directory.within_scope(&self.allowed_members, &self.denied_members, principal)
+    }
+}
+
+impl Room {
+    pub fn normalise(&mut self) {
+        normalise_list(&mut self.members);
+        normalise_list(&mut self.managers);
+        normalise_list(&mut self.presenters);
+    }
+
+    pub fn problems(&self) -> Vec<FieldProblem> {
+        let mut problems = Vec::new();
+        check_name("name", &self.name, &mut problems);
+        check_name("category", &self.category, &mut problems);
+        if let Some(addin) = &self.addin {
+            check_name("addin", addin, &mut problems);
+        }
+        check_description(&self.description, &mut problems);
+        check_list("members", &self.members, &mut problems);
+        check_list("managers", &self.managers, &mut problems);
+        check_list("presenters", &self.presenters, &mut problems);
+        problems
+    }
+
+    /// The three role lists with their field names.
+    pub fn role_lists(&self) -> [(&'static str, &Vec<Principal>); 3] {
+        [
+            ("members", &self.members),
+            ("managers", &self.managers),
+            ("presenters", &self.presenters),
+        ]
+    }
+}
+
+impl Addin {
+    pub fn problems(&self) -> Vec<FieldProblem> {
+        let mut problems = Vec::new();
+        check_name("name", &self.name, &mut problems);
+        check_url(&self.url, &mut problems);
+        problems
+    }
+}
+
+impl Group {
+    pub fn normalise(&mut self) {
+        normalise_list(&mut self.members);
+    }
+
+    pub fn problems(&self) -> Vec<FieldProblem> {
+        let mut problems = Vec::new();
+        check_name("name", &self.name, &mut problems);
+        check_description(&self.description, &mut problems);
+        check_list("members", &self.members, &mut problems);
+        problems
+    }
+}
+
+impl ComplianceConfiguration {
+    pub fn problems(&self) -> Vec<FieldProblem> {
+        let mut problems = Vec::new();
+        if self.adapter_name.chars().count() > MAX_NAME_LEN {
+            problems.push(FieldProblem::new(
+                "adapterName",
+                "name_too_long",
+                format!("adapterName is longer than {MAX_NAME_LEN} characters"),
+            ));
+        }
+        if self.enabled && self.adapter_output_directory.trim().is_empty() {
+            problems.push(FieldProblem::new(
+                "adapterOutputDirectory",
+                "missing_field",
+                "adapterOutputDirectory is required when compliance is enabled",
+            ));
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_interval_round_trips_and_checks_range() {
+        for text in ["00:01:00", "00:15:00", "1.02:03:04", "30.00:00:00"] {
+            assert_eq!(RunInterval::parse(text).unwrap().to_string(), text);
+        }
+        for bad in ["00:00:59", "30.00:00:01", "15", "0:15:00", "00:60:00", "x.00:10:00"] {
+            assert!(RunInterval::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(RunInterval::default().to_string(), "00:15:00");
+    }
+
+    #[test]
+    fn urls_must_be_http() {
+        let check = |url: &str| {
+            let mut problems = Vec::new();
+            check_url(url, &mut problems);
+            problems.is_empty()
+        };
+        assert!(check("https://board.corp.test/v2"));
+        assert!(check("HTTP://x"));
+        assert!(!check("ftp://x"));
+        assert!(!check("https://"));
+        assert!(!check("javascript:alert(1)"));
+    }
+
+    #[test]
+    fn room_invitations_accept_cmdlet_forms() {
+        let parse = |json: &str| serde_json::from_str::<RoomInvitations>(json);
+        assert_eq!(parse("\"inherit\"").unwrap(), RoomInvitations::Inherit);
+        assert_eq!(parse("false").unwrap(), RoomInvitations::Disabled);
+        assert_eq!(parse("\"False\"").unwrap(), RoomInvitations::Disabled);
+        assert!(parse("true").is_err());
+    }
+}

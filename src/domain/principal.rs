@@ -1,0 +1,285 @@
+//! Principals: who may appear in a member, manager, presenter, allowed, denied or creator list.
+//!
+//! The original accepted SIP URIs, AD groups, OUs and whole domains. Perch keeps three forms:
+//! `sip:user@domain` (one user), `group:NAME` (a directory [`Group`](super::Group)) and
+//! `domain:contoso.com` (every user of that SIP domain). A principal is always held in its
+//! normalised form, so comparing two principals never depends on how a person typed them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Longest principal Perch accepts, in characters.
+pub const MAX_PRINCIPAL_LEN: usize = 512;
+
+/// One entry of a principal list, normalised.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Principal {
+    /// `sip:user@domain`, lower-cased: SIP addresses are case-insensitive in Persistent Chat.
+    User(String),
+    /// `group:NAME`; group names keep their case, as every other object name does.
+    Group(String),
+    /// `domain:contoso.com`, lower-cased.
+    Domain(String),
+}
+
+/// Why a string is not a principal. The message is shown to users as it is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid principal `{input}`: {reason}")]
+pub struct PrincipalError {
+    pub input: String,
+    pub reason: &'static str,
+}
+
+impl Principal {
+    /// Parses and normalises a principal.
+    ///
+    /// `SIP:Alice@Contoso.COM` and the bare `alice@contoso.com` both become
+    /// `sip:alice@contoso.com`.
+    ///
+    /// # Errors
+    /// Anything but the three documented forms, with a reason naming what is wrong.
+    pub fn parse(input: &str) -> Result<Principal, PrincipalError> {
+        let fail = |reason| PrincipalError {
+            input: input.to_owned(),
+            reason,
+        };
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Err(fail("a principal cannot be empty"));
+        }
+        if trimmed.chars().count() > MAX_PRINCIPAL_LEN {
+            return Err(fail("longer than 512 characters"));
+        }
+        let (scheme, rest) = match trimmed.split_once(':') {
+            Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+            None if trimmed.contains('@') => ("sip".to_owned(), trimmed),
+            None => {
+                return Err(fail(
+                    "expected sip:user@domain, group:NAME or domain:DOMAIN",
+                ));
+            }
+        };
+        match scheme.as_str() {
+            "sip" => {
+                let (user, domain) = rest
+                    .split_once('@')
+                    .ok_or_else(|| fail("a SIP address needs the form sip:user@domain"))?;
+                if user.is_empty()
+                    || user.contains(|c: char| c.is_whitespace() || c == '@' || c == ':')
+                {
+                    return Err(fail("the user part of a SIP address is empty or malformed"));
+                }
+                if !is_domain(domain) {
+                    return Err(fail("the domain of a SIP address is not a valid domain name"));
+                }
+                Ok(Principal::User(format!("{user}@{domain}").to_lowercase()))
+            }
+            "group" => {
+                if rest.trim().is_empty() || rest.trim() != rest {
+                    return Err(fail("a group principal needs a group name: group:NAME"));
+                }
+                Ok(Principal::Group(rest.to_owned()))
+            }
+            "domain" => {
+                if !is_domain(rest) {
+                    return Err(fail("not a valid domain name: domain:contoso.com"));
+                }
+                Ok(Principal::Domain(rest.to_ascii_lowercase()))
+            }
+            _ => Err(fail(
+                "unknown kind of principal; expected sip:user@domain, group:NAME or domain:DOMAIN",
+            )),
+        }
+    }
+
+    /// The SIP domain a user belongs to; `None` for groups and domains.
+    pub fn user_domain(&self) -> Option<&str> {
+        match self {
+            Principal::User(address) => address.split_once('@').map(|(_, domain)| domain),
+            _ => None,
+        }
+    }
+}
+
+fn is_domain(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Principal::User(address) => write!(f, "sip:{address}"),
+            Principal::Group(name) => write!(f, "group:{name}"),
+            Principal::Domain(domain) => write!(f, "domain:{domain}"),
+        }
+    }
+}
+
+impl Serialize for Principal {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Principal {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Principal::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::str::FromStr for Principal {
+    type Err = PrincipalError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Principal::parse(text)
+    }
+}
+
+/// The directory groups known when a question about scope is asked: name to members.
+///
+/// Groups may contain groups; cycles are tolerated and simply end the walk.
+#[derive(Clone, Debug, Default)]
+pub struct Directory {
+    groups: BTreeMap<String, Vec<Principal>>,
+}
+
+impl Directory {
+    pub fn new(groups: impl IntoIterator<Item = (String, Vec<Principal>)>) -> Directory {
+        Directory {
+            groups: groups.into_iter().collect(),
+        }
+    }
+
+    pub fn contains_group(&self, name: &str) -> bool {
+        self.groups.contains_key(name)
+    }
+
+    /// Whether `list` covers `principal`: names it, or names a domain or group that takes it in.
+    ///
+    /// A group is covered when the list names it (directly or through an enclosing group) or
+    /// when the list covers every one of its members.
+    pub fn covers(&self, list: &[Principal], principal: &Principal) -> bool {
+        let mut visited = BTreeSet::new();
+        self.covers_inner(list, principal, &mut visited)
+    }
+
+    fn covers_inner<'a>(
+        &'a self,
+        list: &'a [Principal],
+        principal: &Principal,
+        visited: &mut BTreeSet<&'a str>,
+    ) -> bool {
+        for entry in list {
+            if entry == principal {
+                return true;
+            }
+            match entry {
+                Principal::Domain(domain) if principal.user_domain() == Some(domain.as_str()) => {
+                    return true;
+                }
+                Principal::Group(name) => {
+                    if visited.insert(name.as_str()) {
+                        if let Some(members) = self.groups.get(name) {
+                            if self.covers_inner(members, principal, visited) {
+                                return true;
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Principal::Group(name) = principal {
+            if let Some((key, members)) = self.groups.get_key_value(name) {
+                if !members.is_empty() && visited.insert(key.as_str()) {
+                    return members
+                        .iter()
+                        .all(|member| self.covers_inner(list, member, &mut visited.clone()));
+                }
+            }
+        }
+        false
+    }
+
+    /// Whether `principal` may be given a role under a category's allowed and denied lists:
+    /// covered by the allowed list and not covered by the denied list (denied wins).
+    pub fn within_scope(
+        &self,
+        allowed: &[Principal],
+        denied: &[Principal],
+        principal: &Principal,
+    ) -> bool {
+        self.covers(allowed, principal) && !self.covers(denied, principal)
+    }
+}
+
+/// Sorts a list and drops duplicates, so that lists compare as sets.
+pub fn normalise_list(list: &mut Vec<Principal>) {
+    list.sort();
+    list.dedup();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Principal {
+        Principal::parse(text).unwrap()
+    }
+
+    #[test]
+    fn normalises_case_and_prefix() {
+        assert_eq!(p("SIP:Alice@Contoso.COM"), p("sip:alice@contoso.com"));
+        assert_eq!(p("alice@contoso.com").to_string(), "sip:alice@contoso.com");
+        assert_eq!(p("Domain:Contoso.com").to_string(), "domain:contoso.com");
+        assert_eq!(p("group:Eng").to_string(), "group:Eng");
+    }
+
+    #[test]
+    fn rejects_other_forms() {
+        for bad in [
+            "",
+            "alice",
+            "sip:alice",
+            "sip:@contoso.com",
+            "sip:alice@",
+            "sip:alice@bad_domain",
+            "OU=Eng,DC=corp,DC=test",
+            "group:",
+            "domain:",
+            "tel:+123",
+        ] {
+            assert!(Principal::parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn scope_follows_domains_groups_and_denied() {
+        let directory = Directory::new([
+            ("eng".to_owned(), vec![p("sip:a@x.com"), p("sip:b@y.com")]),
+            ("outer".to_owned(), vec![p("group:eng")]),
+            ("loop".to_owned(), vec![p("group:loop")]),
+        ]);
+        let allowed = [p("domain:x.com"), p("group:outer")];
+        let denied = [p("sip:bad@x.com")];
+        assert!(directory.within_scope(&allowed, &denied, &p("sip:z@x.com")));
+        assert!(directory.within_scope(&allowed, &denied, &p("sip:b@y.com")));
+        assert!(directory.within_scope(&allowed, &denied, &p("group:eng")));
+        assert!(!directory.within_scope(&allowed, &denied, &p("sip:bad@x.com")));
+        assert!(!directory.within_scope(&allowed, &denied, &p("sip:c@y.com")));
+        assert!(!directory.within_scope(&allowed, &denied, &p("domain:y.com")));
+        assert!(!directory.within_scope(&allowed, &denied, &p("group:loop")));
+        let by_members = [p("sip:a@x.com"), p("sip:b@y.com")];
+        assert!(directory.covers(&by_members, &p("group:eng")));
+    }
+}

@@ -1,0 +1,396 @@
+//! Every route of the API, and the extractors they share.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+
+use super::{ApiError, AppState};
+use crate::domain::{ComplianceConfiguration, Kind};
+use crate::service::{Caller, Object, Ownership, Precondition, ServiceError, Stored};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/state", get(state))
+        .route("/v1/compliance", get(read_compliance).put(replace_compliance))
+        .route("/v1/locks/{name}", post(acquire_lock).delete(release_lock))
+        .route("/v1/{collection}", get(list).post(create))
+        .route(
+            "/v1/{collection}/{name}",
+            get(read).put(replace).patch(patch).delete(remove),
+        )
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /v1/categories, /v1/rooms, /v1/addins, /v1/groups, /v1/compliance")
+        })
+}
+
+/// The collection segment of a URL for each kind.
+pub fn collection_of(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Group => "groups",
+        Kind::Addin => "addins",
+        Kind::Category => "categories",
+        Kind::Room => "rooms",
+        Kind::ComplianceConfiguration => "compliance",
+    }
+}
+
+fn kind_of(collection: &str) -> Result<Kind, ApiError> {
+    [Kind::Group, Kind::Addin, Kind::Category, Kind::Room]
+        .into_iter()
+        .find(|kind| collection_of(*kind) == collection)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no collection `{collection}`; expected categories, rooms, addins or groups"),
+            )
+        })
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("this endpoint needs `Authorization: Bearer TOKEN`"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
+        state
+            .service
+            .authenticate(token)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("the bearer token is not valid"))
+    }
+}
+
+/// A request body that must be one JSON object.
+struct JsonObject(Map<String, Value>);
+
+impl FromRequest<AppState> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            ApiError::new(rejection.status(), "invalid_body", rejection.body_text())
+        })?;
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(JsonObject(map)),
+            Ok(_) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                "the body must be a JSON object",
+            )),
+            Err(error) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not valid JSON: {error}"),
+            )),
+        }
+    }
+}
+
+fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(Precondition::None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(Precondition::None);
+    }
+    text.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<i64>()
+        .map(Precondition::Version)
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_header",
+                format!("If-Match `{text}` is not a version; send the ETag you read, e.g. \"3\""),
+            )
+            .with_field("If-Match")
+        })
+}
+
+fn query_flag(query: &Option<String>, name: &str) -> Result<bool, ApiError> {
+    let Some(query) = query else { return Ok(false) };
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
+        if key == name {
+            return match value {
+                "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                _ => Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    format!("`{name}` takes true or false, not `{value}`"),
+                )
+                .with_field(name)),
+            };
+        }
+    }
+    Ok(false)
+}
+
+fn ownership(query: &Option<String>) -> Result<Ownership, ApiError> {
+    Ok(if query_flag(query, "managed")? {
+        Ownership::Managed
+    } else {
+        Ownership::Keep
+    })
+}
+
+fn with_etag<T: serde::Serialize>(status: StatusCode, stored: &Stored<T>) -> Response {
+    let mut response = (status, Json(stored)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{}\"", stored.meta.version)) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+fn parse_object(kind: Kind, body: Map<String, Value>) -> Result<Object, ApiError> {
+    Object::from_json(kind, Value::Object(body)).map_err(|error| ServiceError::from_json_path(error).into())
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.service.health().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "health check failed");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database does not answer")
+                .into_response()
+        }
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(collection): Path<String>,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&collection)?;
+    let items = state.service.list(&caller, kind).await?;
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&collection)?;
+    let object = state.service.get(&caller, kind, &name).await?;
+    Ok(with_etag(StatusCode::OK, &object))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(collection): Path<String>,
+    RawQuery(query): RawQuery,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&collection)?;
+    let object = parse_object(kind, body)?;
+    let stored = state.service.create(&caller, object, ownership(&query)?).await?;
+    let mut response = with_etag(StatusCode::CREATED, &stored);
+    let location = format!("/v1/{collection}/{}", percent_encode(stored.spec.name()));
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, name)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    JsonObject(mut body): JsonObject,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&collection)?;
+    body.entry("name").or_insert_with(|| Value::String(name.clone()));
+    let object = parse_object(kind, body)?;
+    let stored = state
+        .service
+        .replace(&caller, &name, object, precondition(&headers)?, ownership(&query)?)
+        .await?;
+    Ok(with_etag(StatusCode::OK, &stored))
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&collection)?;
+    let stored = state
+        .service
+        .patch(&caller, kind, &name, body, precondition(&headers)?)
+        .await?;
+    Ok(with_etag(StatusCode::OK, &stored))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, name)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&collection)?;
+    state
+        .service
+        .remove(&caller, kind, &name, precondition(&headers)?, query_flag(&query, "force")?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn read_compliance(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let stored = state.service.compliance(&caller).await?;
+    Ok(with_etag(StatusCode::OK, &stored))
+}
+
+async fn replace_compliance(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let configuration: ComplianceConfiguration =
+        serde_path_to_error::deserialize(Value::Object(body)).map_err(ServiceError::from_json_path)?;
+    let stored = state
+        .service
+        .set_compliance(&caller, configuration, precondition(&headers)?, ownership(&query)?)
+        .await?;
+    Ok(with_etag(StatusCode::OK, &stored))
+}
+
+async fn state(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let snapshot = state.service.state(&caller).await?;
+    let mut by_collection: Map<String, Value> = Map::new();
+    for kind in [Kind::Group, Kind::Addin, Kind::Category, Kind::Room] {
+        by_collection.insert(collection_of(kind).to_owned(), Value::Array(Vec::new()));
+    }
+    for object in &snapshot.objects {
+        let value = serde_json::to_value(object).map_err(ServiceError::internal)?;
+        if let Some(Value::Array(items)) = by_collection.get_mut(collection_of(object.spec.kind())) {
+            items.push(value);
+        }
+    }
+    by_collection.insert(
+        "compliance".to_owned(),
+        serde_json::to_value(&snapshot.compliance).map_err(ServiceError::internal)?,
+    );
+    Ok(Json(Value::Object(by_collection)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LockRequest {
+    holder: String,
+    #[serde(default = "default_ttl")]
+    ttl_seconds: i64,
+}
+
+fn default_ttl() -> i64 {
+    120
+}
+
+async fn acquire_lock(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let request: LockRequest =
+        serde_path_to_error::deserialize(Value::Object(body)).map_err(ServiceError::from_json_path)?;
+    let ttl = request.ttl_seconds.clamp(5, 3600);
+    state
+        .service
+        .acquire_lock(&caller, &name, &request.holder, ttl)
+        .await?;
+    Ok(Json(json!({"name": name, "holder": request.holder, "ttlSeconds": ttl})).into_response())
+}
+
+async fn release_lock(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let holder = query
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("holder="))
+        .map(percent_decode)
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "missing_field", "pass ?holder=NAME").with_field("holder")
+        })?;
+    if state.service.release_lock(&caller, &name, &holder).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("lock `{name}` is not held by `{holder}`"),
+        ))
+    }
+}
+
+/// Percent-encodes everything but unreserved characters, for one path segment or query value.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let hex = |byte: u8| (byte as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| Some((hex(*bytes.get(index + 1)?)?, hex(*bytes.get(index + 2)?)?)))
+            .flatten();
+        match (bytes[index], escaped) {
+            (b'%', Some((high, low))) => {
+                out.push((high * 16 + low) as u8);
+                index += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                index += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

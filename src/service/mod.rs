@@ -1,0 +1,920 @@
+//! The one path to the store: who may do what, every rule of Persistent Chat, one transaction
+//! per call.
+//!
+//! Invariants: the HTTP API and the embedded target both call this module; nothing else writes
+//! the store. Every public method runs in at most one write transaction, so a rejected call
+//! changes nothing. Objects invisible to the caller are reported as not found, never as
+//! forbidden, so that secret rooms do not leak their existence.
+
+mod error;
+mod object;
+
+use serde_json::Value;
+
+use crate::clock;
+use crate::domain::{
+    Category, ComplianceConfiguration, Directory, FieldProblem, Group, Kind, Principal,
+    Privacy, Room,
+};
+use crate::store::{ObjectRow, ObjectWrite, Store, StoreError, Tx};
+
+pub use error::ServiceError;
+pub use object::{Meta, Object, Stored};
+
+/// The name of the lock that serialises `perch apply` runs against one server.
+pub const APPLY_LOCK: &str = "apply";
+
+/// What a caller may do beyond its room and category roles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `CsPersistentChatAdministrator`: changes all configuration, exempt from scope limits.
+    Admin,
+    /// Reads what it may see; acts through its creator and manager roles.
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "admin" => Some(Role::Admin),
+            "user" => Some(Role::User),
+            _ => None,
+        }
+    }
+}
+
+/// Who is asking. Every service call takes one.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// Recorded as `updatedBy`.
+    pub name: String,
+    /// The caller as a principal, for scope and role checks; `None` for the embedded operator.
+    pub principal: Option<Principal>,
+    pub role: Role,
+}
+
+impl Caller {
+    /// The operator of the embedded store: an administrator named after the local account.
+    pub fn local_operator() -> Caller {
+        let user = std::env::var("USER").unwrap_or_else(|_| "operator".to_owned());
+        Caller {
+            name: format!("local:{user}"),
+            principal: None,
+            role: Role::Admin,
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// The version a write expects the object to be at (`If-Match`), if any.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precondition {
+    #[default]
+    None,
+    Version(i64),
+}
+
+/// How a write marks the object's ownership.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ownership {
+    /// Keep the object's current mark (unmanaged when new).
+    #[default]
+    Keep,
+    /// Mark the object as managed by the reconciler (creating or adopting it).
+    Managed,
+}
+
+/// Every configuration object, read in one snapshot; what the reconciler compares against.
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    pub objects: Vec<Stored<Object>>,
+    pub compliance: Stored<ComplianceConfiguration>,
+}
+
+/// The service: cheap to clone, shared by every request.
+#[derive(Clone, Debug)]
+pub struct Service {
+    store: Store,
+}
+
+type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+impl Service {
+    pub fn new(store: Store) -> Service {
+        Service { store }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub async fn health(&self) -> Result<()> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Lists the objects of a kind that the caller may see, ordered by name.
+    pub async fn list(&self, caller: &Caller, kind: Kind) -> Result<Vec<Stored<Object>>> {
+        let rows = self.store.list(kind).await?;
+        let objects = rows.iter().map(Stored::<Object>::from_row).collect::<Result<Vec<_>>>()?;
+        if caller.is_admin() {
+            return Ok(objects);
+        }
+        let view = self.user_view(caller).await?;
+        Ok(objects
+            .into_iter()
+            .filter(|object| view.sees(&object.spec))
+            .collect())
+    }
+
+    /// Reads one object the caller may see.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`] when it does not exist or the caller may not see it.
+    pub async fn get(&self, caller: &Caller, kind: Kind, name: &str) -> Result<Stored<Object>> {
+        let row = self
+            .store
+            .get(kind, name)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(kind, name))?;
+        let object = Stored::<Object>::from_row(&row)?;
+        if !caller.is_admin() && !self.user_view(caller).await?.sees(&object.spec) {
+            return Err(ServiceError::not_found(kind, name));
+        }
+        Ok(object)
+    }
+
+    /// Reads every configuration object; administrators only.
+    pub async fn state(&self, caller: &Caller) -> Result<State> {
+        require_admin(caller, "read the whole configuration")?;
+        let rows = self.store.list_all().await?;
+        let mut state = State::default();
+        for row in &rows {
+            if row.kind == Kind::ComplianceConfiguration {
+                state.compliance = Stored::from_row(row)?;
+            } else {
+                state.objects.push(Stored::from_row(row)?);
+            }
+        }
+        Ok(state)
+    }
+
+    /// Creates an object.
+    ///
+    /// # Errors
+    /// A field that breaks a rule, a name in use, a missing category or add-in, a principal
+    /// outside the category's scope, or a caller without the right to create it.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        mut object: Object,
+        ownership: Ownership,
+    ) -> Result<Stored<Object>> {
+        object.normalise();
+        reject_problems(object.problems())?;
+        let mut tx = self.store.begin().await?;
+        match &mut object {
+            Object::Group(group) => {
+                require_admin(caller, "create groups")?;
+                check_groups_exist(&mut tx, "members", &group.members, Some(&group.name)).await?;
+            }
+            Object::Addin(_) => require_admin(caller, "create add-ins")?,
+            Object::Category(category) => {
+                require_admin(caller, "create categories")?;
+                check_category_lists(&mut tx, category, None).await?;
+            }
+            Object::Room(room) => {
+                let category = load_category(&mut tx, &room.category).await?;
+                if !caller.is_admin() {
+                    let principal = caller_principal(caller)?;
+                    let directory = load_directory(&mut tx).await?;
+                    if !(category.admits(&directory, principal)
+                        && directory.covers(&category.creators, principal))
+                    {
+                        return Err(ServiceError::Forbidden {
+                            message: format!(
+                                "only administrators and creators of category `{}` may create rooms in it",
+                                category.name
+                            ),
+                        });
+                    }
+                    // A creator becomes manager of each room it creates.
+                    room.managers.push(principal.clone());
+                    room.normalise();
+                }
+                check_addin_exists(&mut tx, room.addin.as_deref()).await?;
+                check_room_lists(&mut tx, room, &category, None).await?;
+            }
+        }
+        let now = clock::now();
+        let write = write_of(&object, ownership == Ownership::Managed, &caller.name, &now)?;
+        let row = tx.insert(write).await?;
+        tx.commit().await?;
+        tracing::info!(kind = %object.kind(), name = object.name(), by = %caller.name, "created");
+        Stored::<Object>::from_row(&row)
+    }
+
+    /// Replaces an object with `object`, which may carry a new name.
+    ///
+    /// # Guarantees
+    /// Replacing an object with what it already holds changes nothing, not even its version.
+    ///
+    /// # Errors
+    /// As [`Service::create`], plus a version mismatch and a caller who may not change it.
+    pub async fn replace(
+        &self,
+        caller: &Caller,
+        name: &str,
+        mut object: Object,
+        precondition: Precondition,
+        ownership: Ownership,
+    ) -> Result<Stored<Object>> {
+        object.normalise();
+        reject_problems(object.problems())?;
+        let kind = object.kind();
+        let mut tx = self.store.begin().await?;
+        let current_row = tx
+            .get(kind, name)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(kind, name))?;
+        let current = Stored::<Object>::from_row(&current_row)?;
+        if !caller.is_admin() && !self.user_view_in(&mut tx, caller).await?.sees(&current.spec) {
+            return Err(ServiceError::not_found(kind, name));
+        }
+        check_precondition(kind, name, precondition, current.meta.version)?;
+        let renamed = object.name() != name;
+        match (&current.spec, &mut object) {
+            (Object::Group(_), Object::Group(group)) => {
+                require_admin(caller, "change groups")?;
+                if renamed {
+                    return Err(ServiceError::invalid(
+                        "name",
+                        "rename_unsupported",
+                        "a group cannot be renamed, since principals name it; create a new group instead",
+                    ));
+                }
+                check_groups_exist(&mut tx, "members", &group.members, Some(&group.name)).await?;
+            }
+            (Object::Addin(_), Object::Addin(addin)) => {
+                require_admin(caller, "change add-ins")?;
+                if renamed {
+                    rename_references(&mut tx, "addin", name, &addin.name, caller).await?;
+                }
+            }
+            (Object::Category(old), Object::Category(category)) => {
+                require_admin(caller, "change categories")?;
+                check_category_lists(&mut tx, category, Some(old)).await?;
+                if renamed {
+                    rename_references(&mut tx, "category", name, &category.name, caller).await?;
+                }
+            }
+            (Object::Room(old), Object::Room(room)) => {
+                let category = load_category(&mut tx, &room.category).await?;
+                if !caller.is_admin() {
+                    let principal = caller_principal(caller)?;
+                    let directory = load_directory(&mut tx).await?;
+                    if !directory.covers(&old.managers, principal) {
+                        return Err(ServiceError::Forbidden {
+                            message: format!(
+                                "only administrators and managers of room `{name}` may change it"
+                            ),
+                        });
+                    }
+                    if room.category != old.category
+                        && !directory.covers(&category.creators, principal)
+                    {
+                        return Err(ServiceError::Forbidden {
+                            message: format!(
+                                "a manager may move a room only into a category it creates rooms in, and `{}` is not one",
+                                category.name
+                            ),
+                        });
+                    }
+                }
+                check_addin_exists(&mut tx, room.addin.as_deref()).await?;
+                check_room_lists(&mut tx, room, &category, Some(old)).await?;
+            }
+            _ => {
+                return Err(ServiceError::invalid(
+                    "kind",
+                    "kind_mismatch",
+                    format!("`{name}` is a {kind}; the body describes another kind"),
+                ));
+            }
+        }
+        let managed = current.meta.managed || ownership == Ownership::Managed;
+        if object == current.spec && managed == current.meta.managed {
+            return Ok(current);
+        }
+        let now = clock::now();
+        let write = write_of(&object, managed, &caller.name, &now)?;
+        let row = tx.update(current.meta.id, write).await?;
+        tx.commit().await?;
+        tracing::info!(%kind, name, by = %caller.name, "changed");
+        Stored::<Object>::from_row(&row)
+    }
+
+    /// Applies a JSON merge to an object: fields given replace the current ones, and a list
+    /// field given as `{"add": [...], "remove": [...]}` is changed entry by entry.
+    pub async fn patch(
+        &self,
+        caller: &Caller,
+        kind: Kind,
+        name: &str,
+        patch: serde_json::Map<String, Value>,
+        precondition: Precondition,
+    ) -> Result<Stored<Object>> {
+        let current = self.get(caller, kind, name).await?;
+        let merged = object::merge_patch(&current.spec, patch)?;
+        self.replace(caller, name, merged, precondition, Ownership::Keep)
+            .await
+    }
+
+    /// Removes an object; administrators only.
+    ///
+    /// `force` lets an add-in go while rooms still show it (they lose it).
+    ///
+    /// # Errors
+    /// A category that still holds rooms, an add-in still in use without `force`, a group
+    /// still named by a principal list, or a version mismatch.
+    pub async fn remove(
+        &self,
+        caller: &Caller,
+        kind: Kind,
+        name: &str,
+        precondition: Precondition,
+        force: bool,
+    ) -> Result<()> {
+        let mut tx = self.store.begin().await?;
+        let row = tx.get(kind, name).await?;
+        let Some(row) = row else {
+            return Err(ServiceError::not_found(kind, name));
+        };
+        if !caller.is_admin() {
+            let current = Stored::<Object>::from_row(&row)?;
+            if !self.user_view_in(&mut tx, caller).await?.sees(&current.spec) {
+                return Err(ServiceError::not_found(kind, name));
+            }
+        }
+        require_admin(caller, "remove objects")?;
+        check_precondition(kind, name, precondition, row.version)?;
+        match kind {
+            Kind::Category => {
+                let rooms = tx.rooms_in_category(name).await?;
+                if !rooms.is_empty() {
+                    return Err(ServiceError::Conflict {
+                        code: "category_not_empty",
+                        message: format!(
+                            "category `{name}` still holds rooms: {}; remove or move them first",
+                            list_names(&rooms)
+                        ),
+                    });
+                }
+            }
+            Kind::Addin => {
+                let rooms = tx.rooms_using_addin(name).await?;
+                if !rooms.is_empty() && !force {
+                    return Err(ServiceError::Conflict {
+                        code: "addin_in_use",
+                        message: format!(
+                            "add-in `{name}` is still used by rooms: {}; pass force=true to remove it from them",
+                            list_names(&rooms)
+                        ),
+                    });
+                }
+                let now = clock::now();
+                for room_name in rooms {
+                    if let Some(room_row) = tx.get(Kind::Room, &room_name).await? {
+                        let mut room = Stored::<Object>::from_row(&room_row)?;
+                        if let Object::Room(room) = &mut room.spec {
+                            room.addin = None;
+                        }
+                        let write = write_of(&room.spec, room.meta.managed, &caller.name, &now)?;
+                        tx.update(room.meta.id, write).await?;
+                    }
+                }
+            }
+            Kind::Group => {
+                let users = group_references(&mut tx, name).await?;
+                if !users.is_empty() {
+                    return Err(ServiceError::Conflict {
+                        code: "group_in_use",
+                        message: format!(
+                            "group `{name}` is still named by {}; remove it from them first",
+                            list_names(&users)
+                        ),
+                    });
+                }
+            }
+            Kind::Room | Kind::ComplianceConfiguration => {}
+        }
+        tx.delete(row.id).await?;
+        tx.commit().await?;
+        tracing::info!(%kind, name, by = %caller.name, "removed");
+        Ok(())
+    }
+
+    /// Reads the compliance configuration; administrators only. Never set: defaults, version 0.
+    pub async fn compliance(&self, caller: &Caller) -> Result<Stored<ComplianceConfiguration>> {
+        require_admin(caller, "read the compliance configuration")?;
+        match self
+            .store
+            .get(Kind::ComplianceConfiguration, COMPLIANCE_NAME)
+            .await?
+        {
+            Some(row) => Stored::from_row(&row),
+            None => Ok(Stored::default()),
+        }
+    }
+
+    /// Replaces the compliance configuration; administrators only.
+    pub async fn set_compliance(
+        &self,
+        caller: &Caller,
+        configuration: ComplianceConfiguration,
+        precondition: Precondition,
+        ownership: Ownership,
+    ) -> Result<Stored<ComplianceConfiguration>> {
+        require_admin(caller, "change the compliance configuration")?;
+        reject_problems(configuration.problems())?;
+        let kind = Kind::ComplianceConfiguration;
+        let mut tx = self.store.begin().await?;
+        let current = tx.get(kind, COMPLIANCE_NAME).await?;
+        let current_version = current.as_ref().map_or(0, |row| row.version);
+        check_precondition(kind, COMPLIANCE_NAME, precondition, current_version)?;
+        let now = clock::now();
+        let body = serde_json::to_string(&configuration).map_err(ServiceError::internal)?;
+        let write = |managed| ObjectWrite {
+            kind,
+            name: COMPLIANCE_NAME,
+            category: None,
+            addin: None,
+            body: body.clone(),
+            managed,
+            updated_by: &caller.name,
+            updated_at: &now,
+        };
+        let row = match current {
+            Some(row) => {
+                let stored: Stored<ComplianceConfiguration> = Stored::from_row(&row)?;
+                let managed = row.managed || ownership == Ownership::Managed;
+                if stored.spec == configuration && managed == row.managed {
+                    return Ok(stored);
+                }
+                tx.update(row.id, write(managed)).await?
+            }
+            None => tx.insert(write(ownership == Ownership::Managed)).await?,
+        };
+        tx.commit().await?;
+        tracing::info!(by = %caller.name, "changed the compliance configuration");
+        Stored::from_row(&row)
+    }
+
+    /// Resolves a bearer token to its caller.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Caller>> {
+        let Some(row) = self.store.token(&hash_token(token)).await? else {
+            return Ok(None);
+        };
+        let role = Role::parse(&row.role).ok_or_else(|| {
+            ServiceError::internal(format!("token with unknown role `{}`", row.role))
+        })?;
+        let principal = Principal::parse(&row.user).map_err(ServiceError::internal)?;
+        Ok(Some(Caller {
+            name: principal.to_string(),
+            principal: Some(principal),
+            role,
+        }))
+    }
+
+    /// Issues a new bearer token for a user and stores only its hash.
+    ///
+    /// # Errors
+    /// A principal that is not a single user (`sip:user@domain`).
+    pub async fn create_token(&self, user: &str, role: Role) -> Result<String> {
+        let principal = Principal::parse(user)
+            .map_err(|error| ServiceError::invalid("user", "invalid_principal", error.to_string()))?;
+        if !matches!(principal, Principal::User(_)) {
+            return Err(ServiceError::invalid(
+                "user",
+                "invalid_principal",
+                format!("a token belongs to one user (sip:user@domain), not `{principal}`"),
+            ));
+        }
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|error| ServiceError::internal(error.to_string()))?;
+        let token = format!("perch_{}", hex(&secret));
+        let mut tx = self.store.begin().await?;
+        tx.insert_token(&hash_token(&token), &principal.to_string(), role.as_str(), &clock::now())
+            .await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    /// Takes a named lock for `holder` for `ttl_seconds`, or says who holds it.
+    pub async fn acquire_lock(
+        &self,
+        caller: &Caller,
+        name: &str,
+        holder: &str,
+        ttl_seconds: i64,
+    ) -> Result<()> {
+        require_admin(caller, "take the apply lock")?;
+        let mut tx = self.store.begin().await?;
+        let now_seconds = clock::unix_seconds();
+        let held = tx
+            .acquire_lock(name, holder, &clock::now(), now_seconds, now_seconds + ttl_seconds)
+            .await?;
+        if let Some(lock) = held {
+            return Err(ServiceError::LockHeld {
+                holder: lock.holder,
+                since: lock.acquired_at,
+            });
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn release_lock(&self, caller: &Caller, name: &str, holder: &str) -> Result<bool> {
+        require_admin(caller, "release the apply lock")?;
+        let mut tx = self.store.begin().await?;
+        let released = tx.release_lock(name, holder).await?;
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    async fn user_view(&self, caller: &Caller) -> Result<UserView> {
+        let mut tx = self.store.begin().await?;
+        let view = self.user_view_in(&mut tx, caller).await?;
+        tx.commit().await?;
+        Ok(view)
+    }
+
+    async fn user_view_in(&self, tx: &mut Tx, caller: &Caller) -> Result<UserView> {
+        let principal = caller_principal(caller)?.clone();
+        let directory = load_directory(tx).await?;
+        let categories = tx
+            .list(Kind::Category)
+            .await?
+            .iter()
+            .map(|row| decode::<Category>(row).map(|category| (category.name.clone(), category)))
+            .collect::<Result<_>>()?;
+        let visible_rooms_addins = tx
+            .list(Kind::Room)
+            .await?
+            .iter()
+            .map(|row| decode::<Room>(row))
+            .collect::<Result<Vec<_>>>()?;
+        let mut view = UserView {
+            principal,
+            directory,
+            categories,
+            addins_in_view: Default::default(),
+        };
+        view.addins_in_view = visible_rooms_addins
+            .iter()
+            .filter(|room| view.sees_room(room))
+            .filter_map(|room| room.addin.clone())
+            .collect();
+        Ok(view)
+    }
+}
+
+const COMPLIANCE_NAME: &str = "global";
+
+/// What a non-administrator may see, computed once per request.
+struct UserView {
+    principal: Principal,
+    directory: Directory,
+    categories: std::collections::BTreeMap<String, Category>,
+    addins_in_view: std::collections::BTreeSet<String>,
+}
+
+impl UserView {
+    fn sees(&self, object: &Object) -> bool {
+        match object {
+            Object::Group(_) => true,
+            Object::Addin(addin) => self.addins_in_view.contains(&addin.name),
+            Object::Category(category) => {
+                category.admits(&self.directory, &self.principal)
+                    || self.directory.covers(&category.creators, &self.principal)
+            }
+            Object::Room(room) => self.sees_room(room),
+        }
+    }
+
+    fn sees_room(&self, room: &Room) -> bool {
+        let me = &self.principal;
+        if self.directory.covers(&room.managers, me) {
+            return true;
+        }
+        let Some(category) = self.categories.get(&room.category) else {
+            return false;
+        };
+        if room.disabled || !category.admits(&self.directory, me) {
+            return false;
+        }
+        match room.privacy {
+            Privacy::Open | Privacy::Closed => true,
+            Privacy::Secret => self.directory.covers(&room.members, me),
+        }
+    }
+}
+
+fn require_admin(caller: &Caller, action: &str) -> Result<()> {
+    if caller.is_admin() {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden {
+            message: format!("only administrators may {action}"),
+        })
+    }
+}
+
+fn caller_principal(caller: &Caller) -> Result<&Principal> {
+    caller.principal.as_ref().ok_or_else(|| ServiceError::Forbidden {
+        message: "this caller has no user identity".to_owned(),
+    })
+}
+
+fn check_precondition(kind: Kind, name: &str, precondition: Precondition, actual: i64) -> Result<()> {
+    match precondition {
+        Precondition::Version(expected) if expected != actual => {
+            Err(ServiceError::VersionMismatch {
+                kind,
+                name: name.to_owned(),
+                expected,
+                actual,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn reject_problems(problems: Vec<FieldProblem>) -> Result<()> {
+    match problems.into_iter().next() {
+        Some(problem) => Err(ServiceError::Invalid {
+            code: problem.code,
+            field: problem.field,
+            message: problem.message,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn list_names(names: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
+}
+
+fn decode<T: serde::de::DeserializeOwned>(row: &ObjectRow) -> Result<T> {
+    serde_json::from_str(&row.body).map_err(|error| {
+        ServiceError::Store(StoreError::Corrupt {
+            kind: row.kind,
+            name: row.name.clone(),
+            message: error.to_string(),
+        })
+    })
+}
+
+fn write_of<'a>(
+    object: &'a Object,
+    managed: bool,
+    by: &'a str,
+    at: &'a str,
+) -> Result<ObjectWrite<'a>> {
+    let (category, addin) = match object {
+        Object::Room(room) => (Some(room.category.as_str()), room.addin.as_deref()),
+        _ => (None, None),
+    };
+    Ok(ObjectWrite {
+        kind: object.kind(),
+        name: object.name(),
+        category,
+        addin,
+        body: object.body_json().map_err(ServiceError::internal)?,
+        managed,
+        updated_by: by,
+        updated_at: at,
+    })
+}
+
+async fn load_category(tx: &mut Tx, name: &str) -> Result<Category> {
+    match tx.get(Kind::Category, name).await? {
+        Some(row) => decode(&row),
+        None => Err(ServiceError::Rule {
+            code: "unknown_category",
+            field: "category".to_owned(),
+            message: format!("category `{name}` does not exist; create it before its rooms"),
+        }),
+    }
+}
+
+async fn check_addin_exists(tx: &mut Tx, addin: Option<&str>) -> Result<()> {
+    let Some(addin) = addin else { return Ok(()) };
+    if tx.get(Kind::Addin, addin).await?.is_none() {
+        return Err(ServiceError::Rule {
+            code: "unknown_addin",
+            field: "addin".to_owned(),
+            message: format!("add-in `{addin}` does not exist; register it before a room names it"),
+        });
+    }
+    Ok(())
+}
+
+async fn load_directory(tx: &mut Tx) -> Result<Directory> {
+    let groups = tx
+        .list(Kind::Group)
+        .await?
+        .iter()
+        .map(|row| decode::<Group>(row).map(|group| (group.name, group.members)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Directory::new(groups))
+}
+
+fn needs_directory<'a>(lists: impl IntoIterator<Item = &'a Vec<Principal>>) -> bool {
+    lists
+        .into_iter()
+        .flatten()
+        .any(|principal| matches!(principal, Principal::Group(_)))
+}
+
+async fn check_groups_exist(
+    tx: &mut Tx,
+    field: &str,
+    list: &[Principal],
+    this_group: Option<&str>,
+) -> Result<()> {
+    for principal in list {
+        if let Principal::Group(name) = principal {
+            let exists = Some(name.as_str()) == this_group || tx.get(Kind::Group, name).await?.is_some();
+            if !exists {
+                return Err(ServiceError::Rule {
+                    code: "unknown_group",
+                    field: field.to_owned(),
+                    message: format!("group `{name}` does not exist; create it before naming it"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creators must come from the allowed members (outside the denied ones). Only entries new to
+/// the list are checked, as the cmdlets checked only what `Add` named.
+async fn check_category_lists(tx: &mut Tx, category: &Category, old: Option<&Category>) -> Result<()> {
+    for (field, list) in [
+        ("allowedMembers", &category.allowed_members),
+        ("deniedMembers", &category.denied_members),
+        ("creators", &category.creators),
+    ] {
+        check_groups_exist(tx, field, list, None).await?;
+    }
+    let lists = [&category.allowed_members, &category.denied_members, &category.creators];
+    let directory = if needs_directory(lists) {
+        load_directory(tx).await?
+    } else {
+        Directory::default()
+    };
+    let old_creators = old.map(|old| old.creators.as_slice()).unwrap_or_default();
+    for creator in &category.creators {
+        if !old_creators.contains(creator) && !category.admits(&directory, creator) {
+            return Err(ServiceError::Rule {
+                code: "outside_scope",
+                field: "creators".to_owned(),
+                message: format!(
+                    "creator `{creator}` is not within category `{}`'s allowed members (or is denied)",
+                    category.name
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Members, managers and presenters must fall within the category's scope (denied wins).
+///
+/// Entries new to a list are checked and refused when outside; entries a room already had are
+/// purged when a move to another category leaves them outside, as the original did.
+async fn check_room_lists(
+    tx: &mut Tx,
+    room: &mut Room,
+    category: &Category,
+    old: Option<&Room>,
+) -> Result<()> {
+    for (field, list) in room.role_lists() {
+        check_groups_exist(tx, field, list, None).await?;
+    }
+    let involved = room
+        .role_lists()
+        .into_iter()
+        .map(|(_, list)| list)
+        .chain([&category.allowed_members, &category.denied_members]);
+    let directory = if needs_directory(involved) {
+        load_directory(tx).await?
+    } else {
+        Directory::default()
+    };
+    let moved = old.is_some_and(|old| old.category != room.category);
+    let empty = Vec::new();
+    let old_lists = match old {
+        Some(old) => [&old.members, &old.managers, &old.presenters],
+        None => [&empty, &empty, &empty],
+    };
+    let lists = [&mut room.members, &mut room.managers, &mut room.presenters];
+    for ((field, list), old_list) in ["members", "managers", "presenters"]
+        .into_iter()
+        .zip(lists)
+        .zip(old_lists)
+    {
+        for principal in list.iter() {
+            if !old_list.contains(principal) && !category.admits(&directory, principal) {
+                return Err(ServiceError::Rule {
+                    code: "outside_scope",
+                    field: field.to_owned(),
+                    message: format!(
+                        "`{principal}` is not within category `{}`'s allowed members (or is denied)",
+                        category.name
+                    ),
+                });
+            }
+        }
+        if moved {
+            list.retain(|principal| category.admits(&directory, principal));
+        }
+    }
+    Ok(())
+}
+
+/// Points every room that names `old_name` in `column` (category or add-in) at `new_name`.
+async fn rename_references(
+    tx: &mut Tx,
+    column: &str,
+    old_name: &str,
+    new_name: &str,
+    caller: &Caller,
+) -> Result<()> {
+    let rooms = match column {
+        "category" => tx.rooms_in_category(old_name).await?,
+        _ => tx.rooms_using_addin(old_name).await?,
+    };
+    let now = clock::now();
+    for room_name in rooms {
+        let Some(row) = tx.get(Kind::Room, &room_name).await? else { continue };
+        let mut room: Room = decode(&row)?;
+        if column == "category" {
+            room.category = new_name.to_owned();
+        } else {
+            room.addin = Some(new_name.to_owned());
+        }
+        let object = Object::Room(room);
+        let write = write_of(&object, row.managed, &caller.name, &now)?;
+        tx.update(row.id, write).await?;
+    }
+    Ok(())
+}
+
+/// The objects whose principal lists name `group:NAME`.
+async fn group_references(tx: &mut Tx, name: &str) -> Result<Vec<String>> {
+    let target = Principal::Group(name.to_owned());
+    let mut users = Vec::new();
+    for kind in [Kind::Group, Kind::Category, Kind::Room] {
+        for row in tx.list(kind).await? {
+            let object = Stored::<Object>::from_row(&row)?;
+            if object.spec.principal_lists().any(|list| list.contains(&target)) {
+                users.push(format!("{kind} {}", row.name));
+            }
+        }
+    }
+    Ok(users)
+}
+
+fn hash_token(token: &str) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(token.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
+        let _ = write!(text, "{byte:02x}");
+        text
+    })
+}

@@ -1,0 +1,219 @@
+//! One enum over the named configuration objects, and the bookkeeping the store adds to each.
+
+use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use super::ServiceError;
+use crate::domain::{Addin, Category, FieldProblem, Group, Kind, Principal, Room};
+use crate::store::{ObjectRow, StoreError};
+
+/// A category, room, add-in or group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Object {
+    Group(Group),
+    Addin(Addin),
+    Category(Category),
+    Room(Room),
+}
+
+/// What the store records about every object besides its fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    pub id: i64,
+    /// Starts at 1 and grows with every change; sent as the `ETag`.
+    pub version: i64,
+    /// Whether the reconciler created or adopted it.
+    pub managed: bool,
+    pub created_at: String,
+    pub updated_by: String,
+    pub updated_at: String,
+}
+
+/// An object as stored: its fields and its [`Meta`], serialised side by side.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stored<T> {
+    #[serde(flatten)]
+    pub spec: T,
+    #[serde(flatten)]
+    pub meta: Meta,
+}
+
+impl<T: DeserializeFromRow> Stored<T> {
+    pub(crate) fn from_row(row: &ObjectRow) -> Result<Stored<T>, ServiceError> {
+        let corrupt = |message: String| {
+            ServiceError::Store(StoreError::Corrupt {
+                kind: row.kind,
+                name: row.name.clone(),
+                message,
+            })
+        };
+        let value: Value = serde_json::from_str(&row.body).map_err(|e| corrupt(e.to_string()))?;
+        Ok(Stored {
+            spec: T::from_body(row.kind, value).map_err(corrupt)?,
+            meta: Meta {
+                id: row.id,
+                version: row.version,
+                managed: row.managed,
+                created_at: row.created_at.clone(),
+                updated_by: row.updated_by.clone(),
+                updated_at: row.updated_at.clone(),
+            },
+        })
+    }
+}
+
+/// Decodes a stored body of a known kind.
+pub trait DeserializeFromRow: Sized {
+    fn from_body(kind: Kind, body: Value) -> Result<Self, String>;
+}
+
+impl DeserializeFromRow for Object {
+    fn from_body(kind: Kind, body: Value) -> Result<Self, String> {
+        Object::from_json(kind, body).map_err(|error| error.to_string())
+    }
+}
+
+impl DeserializeFromRow for crate::domain::ComplianceConfiguration {
+    fn from_body(_kind: Kind, body: Value) -> Result<Self, String> {
+        serde_json::from_value(body).map_err(|error| error.to_string())
+    }
+}
+
+impl Serialize for Object {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Object::Group(group) => group.serialize(serializer),
+            Object::Addin(addin) => addin.serialize(serializer),
+            Object::Category(category) => category.serialize(serializer),
+            Object::Room(room) => room.serialize(serializer),
+        }
+    }
+}
+
+impl Object {
+    /// Reads an object of a known kind from JSON, refusing unknown fields.
+    ///
+    /// # Errors
+    /// The first field that does not fit, with its path.
+    pub fn from_json(kind: Kind, value: Value) -> Result<Object, serde_path_to_error::Error<serde_json::Error>> {
+        fn typed<T: DeserializeOwned>(value: Value) -> Result<T, serde_path_to_error::Error<serde_json::Error>> {
+            serde_path_to_error::deserialize(value)
+        }
+        Ok(match kind {
+            Kind::Group => Object::Group(typed(value)?),
+            Kind::Addin => Object::Addin(typed(value)?),
+            Kind::Category => Object::Category(typed(value)?),
+            Kind::Room | Kind::ComplianceConfiguration => Object::Room(typed(value)?),
+        })
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Group(_) => Kind::Group,
+            Object::Addin(_) => Kind::Addin,
+            Object::Category(_) => Kind::Category,
+            Object::Room(_) => Kind::Room,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Object::Group(group) => &group.name,
+            Object::Addin(addin) => &addin.name,
+            Object::Category(category) => &category.name,
+            Object::Room(room) => &room.name,
+        }
+    }
+
+    pub fn normalise(&mut self) {
+        match self {
+            Object::Group(group) => group.normalise(),
+            Object::Addin(_) => {}
+            Object::Category(category) => category.normalise(),
+            Object::Room(room) => room.normalise(),
+        }
+    }
+
+    pub fn problems(&self) -> Vec<FieldProblem> {
+        match self {
+            Object::Group(group) => group.problems(),
+            Object::Addin(addin) => addin.problems(),
+            Object::Category(category) => category.problems(),
+            Object::Room(room) => room.problems(),
+        }
+    }
+
+    /// Every principal list the object holds.
+    pub fn principal_lists(&self) -> impl Iterator<Item = &Vec<Principal>> {
+        let lists: Vec<&Vec<Principal>> = match self {
+            Object::Group(group) => vec![&group.members],
+            Object::Addin(_) => vec![],
+            Object::Category(category) => vec![
+                &category.allowed_members,
+                &category.denied_members,
+                &category.creators,
+            ],
+            Object::Room(room) => vec![&room.members, &room.managers, &room.presenters],
+        };
+        lists.into_iter()
+    }
+
+    pub fn body_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+}
+
+/// Merges a PATCH body into an object: each field given replaces the current value, and a
+/// list field given as `{"add": [...], "remove": [...]}` gains and loses those entries.
+///
+/// # Errors
+/// A malformed list change, or a merged object that no longer fits its kind.
+pub(crate) fn merge_patch(current: &Object, patch: Map<String, Value>) -> Result<Object, ServiceError> {
+    let mut merged = match serde_json::to_value(current) {
+        Ok(Value::Object(map)) => map,
+        _ => return Err(ServiceError::internal("an object did not serialise to a JSON object")),
+    };
+    for (field, change) in patch {
+        let value = match change {
+            Value::Object(list_change) if merged.get(&field).is_some_and(Value::is_array) => {
+                apply_list_change(&field, merged.get(&field), list_change)?
+            }
+            Value::Null if merged.get(&field).is_some_and(Value::is_array) => Value::Array(vec![]),
+            other => other,
+        };
+        merged.insert(field, value);
+    }
+    Object::from_json(current.kind(), Value::Object(merged)).map_err(ServiceError::from_json_path)
+}
+
+fn apply_list_change(
+    field: &str,
+    current: Option<&Value>,
+    change: Map<String, Value>,
+) -> Result<Value, ServiceError> {
+    let mut entries: Vec<Principal> = current
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(ServiceError::internal)?
+        .unwrap_or_default();
+    for (operation, values) in change {
+        let parsed: Vec<Principal> = serde_path_to_error::deserialize(values).map_err(|error| {
+            ServiceError::from_json_path(error).within(&format!("{field}.{operation}"))
+        })?;
+        match operation.as_str() {
+            "add" => entries.extend(parsed),
+            "remove" => entries.retain(|entry| !parsed.contains(entry)),
+            other => {
+                return Err(ServiceError::invalid(
+                    format!("{field}.{other}"),
+                    "unknown_field",
+                    format!("a list change takes `add` and `remove`, not `{other}`"),
+                ));
+            }
+        }
+    }
+    serde_json::to_value(entries).map_err(ServiceError::internal)
+}

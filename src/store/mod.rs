@@ -1,0 +1,605 @@
+//! Durable storage: one SQLite file by default, PostgreSQL when several nodes share a database.
+//!
+//! Invariants: only `service/` calls this module's writers, and every write happens inside a
+//! [`Tx`] that the caller commits or drops. The same SQL text runs on both backends (numbered
+//! `$N` parameters, `BIGINT` and `TEXT` columns only); where the dialects differ, [`Backend`]
+//! says how. Migrations live per backend under `migrations/`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
+
+use crate::domain::Kind;
+
+/// Fails a store call; maps every `sqlx::Error` in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database URL `{url}` is not supported: use sqlite://FILE or postgres://...")]
+    UnsupportedUrl { url: String },
+    #[error("cannot open the database `{url}`")]
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("migrating the database schema failed at migration {version}")]
+    Migrate {
+        version: i64,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("the database schema is at version {found}, newer than this perch knows ({known}); upgrade perch")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("a {kind} named `{name}` already exists")]
+    Duplicate { kind: Kind, name: String },
+    #[error("the database is busy; try again")]
+    Busy(#[source] sqlx::Error),
+    #[error("database error")]
+    Other(#[source] sqlx::Error),
+    #[error("stored {kind} `{name}` is unreadable: {message}")]
+    Corrupt {
+        kind: Kind,
+        name: String,
+        message: String,
+    },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &error {
+            // SQLITE_BUSY (5) / SQLITE_LOCKED (6) and PostgreSQL's serialization and
+            // deadlock failures are transient: the caller may retry.
+            if matches!(db.code().as_deref(), Some("5" | "6" | "40001" | "40P01")) {
+                return StoreError::Busy(error);
+            }
+        }
+        if matches!(error, sqlx::Error::PoolTimedOut) {
+            return StoreError::Busy(error);
+        }
+        StoreError::Other(error)
+    }
+}
+
+/// Which SQL dialect the pool speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// The statement that opens a write transaction. SQLite takes its write lock up front so
+    /// that two writers queue on `busy_timeout` instead of failing on lock upgrade.
+    fn begin_statement(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
+    /// Appended to a `SELECT` that reads a row the transaction will rely on.
+    fn lock_clause(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
+struct Migration {
+    version: i64,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sqlite: include_str!("migrations/sqlite/0001_objects.sql"),
+    postgres: include_str!("migrations/postgres/0001_objects.sql"),
+}];
+
+/// One stored configuration object: its JSON body plus the bookkeeping every object carries.
+#[derive(Clone, Debug)]
+pub struct ObjectRow {
+    pub id: i64,
+    pub kind: Kind,
+    pub name: String,
+    pub body: String,
+    pub version: i64,
+    pub managed: bool,
+    pub created_at: String,
+    pub updated_by: String,
+    pub updated_at: String,
+}
+
+/// What a write stores for one object; the store fills in the id and the creation time.
+#[derive(Clone, Debug)]
+pub struct ObjectWrite<'a> {
+    pub kind: Kind,
+    pub name: &'a str,
+    pub category: Option<&'a str>,
+    pub addin: Option<&'a str>,
+    pub body: String,
+    pub managed: bool,
+    pub updated_by: &'a str,
+    pub updated_at: &'a str,
+}
+
+/// A stored bearer token, as authentication needs it.
+#[derive(Clone, Debug)]
+pub struct TokenRow {
+    pub user: String,
+    pub role: String,
+}
+
+/// A holder of a named lock.
+#[derive(Clone, Debug)]
+pub struct LockRow {
+    pub holder: String,
+    pub acquired_at: String,
+    pub expires_at: i64,
+}
+
+/// A pool of connections to one database, schema migrated.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// An open write transaction; dropped without [`Tx::commit`] it rolls back.
+pub struct Tx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+}
+
+const OBJECT_COLUMNS: &str =
+    "id, kind, name, body, version, managed, created_at, updated_by, updated_at";
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) and migrates the database at `url`.
+    ///
+    /// # Errors
+    /// An unsupported URL, an unreachable database, or a failed migration. A failed
+    /// migration leaves the schema as it was: each migration is one transaction.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url).ok_or_else(|| StoreError::UnsupportedUrl {
+            url: url.to_owned(),
+        })?;
+        let connect_url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{separator}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let open_error = |source| StoreError::Open {
+            url: url.to_owned(),
+            source,
+        };
+        let options = AnyConnectOptions::from_str(&connect_url)
+            .map_err(open_error)?
+            .disable_statement_logging();
+        let pool_options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; NORMAL syncs the WAL at
+                        // checkpoints rather than every commit. A crash of the process loses
+                        // nothing; a power cut may lose the last commits, never corrupt.
+                        connection
+                            .execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                    }
+                    Ok(())
+                })
+            });
+        let pool_options = match backend {
+            Backend::Sqlite => pool_options.max_connections(4),
+            Backend::Postgres => pool_options.max_connections(16),
+        };
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every connection; SQLite checkpoints its WAL on the last close.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        // Several nodes may start at once: one migrates while the others wait on this lock.
+        if self.backend == Backend::Postgres {
+            connection
+                .execute("SELECT pg_advisory_lock(7065726368)")
+                .await?;
+        }
+        let result = self.migrate_locked(&mut connection).await;
+        if self.backend == Backend::Postgres {
+            connection
+                .execute("SELECT pg_advisory_unlock(7065726368)")
+                .await?;
+        }
+        result
+    }
+
+    async fn migrate_locked(&self, connection: &mut AnyConnection) -> Result<(), StoreError> {
+        connection
+            .execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+            )
+            .await?;
+        let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            .fetch_one(&mut *connection)
+            .await?
+            .try_get(0)?;
+        let known = MIGRATIONS.last().map_or(0, |migration| migration.version);
+        if current > known {
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                known,
+            });
+        }
+        for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+            let sql = match self.backend {
+                Backend::Sqlite => migration.sqlite,
+                Backend::Postgres => migration.postgres,
+            };
+            let fail = |source| StoreError::Migrate {
+                version: migration.version,
+                source,
+            };
+            let mut tx = connection
+                .begin_with(self.backend.begin_statement())
+                .await
+                .map_err(fail)?;
+            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(fail)?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(migration.version)
+                .bind(crate::clock::now())
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            tx.commit().await.map_err(fail)?;
+            tracing::info!(version = migration.version, "migrated the database schema");
+        }
+        Ok(())
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Opens a write transaction.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        let tx = self.pool.begin_with(self.backend.begin_statement()).await?;
+        Ok(Tx {
+            tx,
+            backend: self.backend,
+        })
+    }
+
+    /// Reads one object outside any transaction.
+    pub async fn get(&self, kind: Kind, name: &str) -> Result<Option<ObjectRow>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        get_object(&mut connection, kind, name, "").await
+    }
+
+    /// Reads every object of a kind, ordered by name.
+    pub async fn list(&self, kind: Kind) -> Result<Vec<ObjectRow>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        list_objects(&mut connection, kind).await
+    }
+
+    /// Reads every configuration object in one consistent snapshot.
+    pub async fn list_all(&self) -> Result<Vec<ObjectRow>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {OBJECT_COLUMNS} FROM objects ORDER BY kind, name"
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(object_from_row).collect()
+    }
+
+    pub async fn token(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        let row = sqlx::query("SELECT user_uri, role FROM tokens WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(TokenRow {
+                user: row.try_get(0)?,
+                role: row.try_get(1)?,
+            })
+        })
+        .transpose()
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Reads one object and, on PostgreSQL, locks it until the transaction ends.
+    pub async fn get(&mut self, kind: Kind, name: &str) -> Result<Option<ObjectRow>, StoreError> {
+        get_object(&mut self.tx, kind, name, self.backend.lock_clause()).await
+    }
+
+    pub async fn list(&mut self, kind: Kind) -> Result<Vec<ObjectRow>, StoreError> {
+        list_objects(&mut self.tx, kind).await
+    }
+
+    /// The names of the rooms in a category, ordered.
+    pub async fn rooms_in_category(&mut self, category: &str) -> Result<Vec<String>, StoreError> {
+        self.names_where("category", category).await
+    }
+
+    /// The names of the rooms that show an add-in, ordered.
+    pub async fn rooms_using_addin(&mut self, addin: &str) -> Result<Vec<String>, StoreError> {
+        self.names_where("addin", addin).await
+    }
+
+    async fn names_where(&mut self, column: &str, value: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT name FROM objects WHERE kind = 'Room' AND {column} = $1 ORDER BY name"
+        ))
+        .bind(value)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Stores a new object at version 1.
+    ///
+    /// # Errors
+    /// [`StoreError::Duplicate`] when an object of that kind and name exists.
+    pub async fn insert(&mut self, write: ObjectWrite<'_>) -> Result<ObjectRow, StoreError> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO objects (kind, name, category, addin, body, version, managed, created_at, updated_by, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $7) \
+             ON CONFLICT (kind, name) DO NOTHING RETURNING {OBJECT_COLUMNS}"
+        ))
+        .bind(write.kind.as_str())
+        .bind(write.name)
+        .bind(write.category)
+        .bind(write.addin)
+        .bind(&write.body)
+        .bind(i64::from(write.managed))
+        .bind(write.updated_at)
+        .bind(write.updated_by)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        match row {
+            Some(row) => object_from_row(&row),
+            None => Err(StoreError::Duplicate {
+                kind: write.kind,
+                name: write.name.to_owned(),
+            }),
+        }
+    }
+
+    /// Stores a new object with the id and times it had elsewhere (used by import).
+    pub async fn insert_exact(
+        &mut self,
+        id: i64,
+        write: ObjectWrite<'_>,
+        version: i64,
+        created_at: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO objects (id, kind, name, category, addin, body, version, managed, created_at, updated_by, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(id)
+        .bind(write.kind.as_str())
+        .bind(write.name)
+        .bind(write.category)
+        .bind(write.addin)
+        .bind(&write.body)
+        .bind(version)
+        .bind(i64::from(write.managed))
+        .bind(created_at)
+        .bind(write.updated_by)
+        .bind(write.updated_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces an object's body and name, bumping its version.
+    ///
+    /// The caller has read the row in this transaction, so `id` is current.
+    ///
+    /// # Errors
+    /// [`StoreError::Duplicate`] when a rename takes a name already in use.
+    pub async fn update(&mut self, id: i64, write: ObjectWrite<'_>) -> Result<ObjectRow, StoreError> {
+        let taken = sqlx::query("SELECT 1 FROM objects WHERE kind = $1 AND name = $2 AND id <> $3")
+            .bind(write.kind.as_str())
+            .bind(write.name)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::Duplicate {
+                kind: write.kind,
+                name: write.name.to_owned(),
+            });
+        }
+        let row = sqlx::query(&format!(
+            "UPDATE objects SET name = $2, category = $3, addin = $4, body = $5, version = version + 1, \
+             managed = $6, updated_by = $7, updated_at = $8 WHERE id = $1 RETURNING {OBJECT_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(write.name)
+        .bind(write.category)
+        .bind(write.addin)
+        .bind(&write.body)
+        .bind(i64::from(write.managed))
+        .bind(write.updated_by)
+        .bind(write.updated_at)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        object_from_row(&row)
+    }
+
+    pub async fn delete(&mut self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM objects WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_token(
+        &mut self,
+        hash: &str,
+        user: &str,
+        role: &str,
+        created_at: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO tokens (hash, user_uri, role, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(hash)
+            .bind(user)
+            .bind(role)
+            .bind(created_at)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the named lock for `holder` unless someone else holds an unexpired one.
+    ///
+    /// Returns the current holder when the lock is taken by another.
+    pub async fn acquire_lock(
+        &mut self,
+        name: &str,
+        holder: &str,
+        now: &str,
+        now_seconds: i64,
+        expires_at: i64,
+    ) -> Result<Option<LockRow>, StoreError> {
+        let existing = sqlx::query(&format!(
+            "SELECT holder, acquired_at, expires_at FROM locks WHERE name = $1{}",
+            self.backend.lock_clause()
+        ))
+        .bind(name)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        if let Some(row) = existing {
+            let current = LockRow {
+                holder: row.try_get(0)?,
+                acquired_at: row.try_get(1)?,
+                expires_at: row.try_get(2)?,
+            };
+            if current.holder != holder && current.expires_at > now_seconds {
+                return Ok(Some(current));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO locks (name, holder, acquired_at, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET holder = $2, acquired_at = $3, expires_at = $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(None)
+    }
+
+    /// Releases the named lock if `holder` holds it; returns whether it did.
+    pub async fn release_lock(&mut self, name: &str, holder: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM locks WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+}
+
+async fn get_object(
+    connection: &mut AnyConnection,
+    kind: Kind,
+    name: &str,
+    lock_clause: &str,
+) -> Result<Option<ObjectRow>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {OBJECT_COLUMNS} FROM objects WHERE kind = $1 AND name = $2{lock_clause}"
+    ))
+    .bind(kind.as_str())
+    .bind(name)
+    .fetch_optional(connection)
+    .await?;
+    row.as_ref().map(object_from_row).transpose()
+}
+
+async fn list_objects(
+    connection: &mut AnyConnection,
+    kind: Kind,
+) -> Result<Vec<ObjectRow>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {OBJECT_COLUMNS} FROM objects WHERE kind = $1 ORDER BY name"
+    ))
+    .bind(kind.as_str())
+    .fetch_all(connection)
+    .await?;
+    rows.iter().map(object_from_row).collect()
+}
+
+fn object_from_row(row: &AnyRow) -> Result<ObjectRow, StoreError> {
+    let kind_text: String = row.try_get(1)?;
+    let name: String = row.try_get(2)?;
+    let kind = Kind::parse(&kind_text).ok_or_else(|| StoreError::Corrupt {
+        kind: Kind::Room,
+        name: name.clone(),
+        message: format!("unknown kind `{kind_text}`"),
+    })?;
+    Ok(ObjectRow {
+        id: row.try_get(0)?,
+        kind,
+        name,
+        body: row.try_get(3)?,
+        version: row.try_get(4)?,
+        managed: row.try_get::<i64, _>(5)? != 0,
+        created_at: row.try_get(6)?,
+        updated_by: row.try_get(7)?,
+        updated_at: row.try_get(8)?,
+    })
+}
