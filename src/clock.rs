@@ -30,7 +30,11 @@ pub fn parse(text: &str, end_of_day: bool) -> Option<OffsetDateTime> {
     if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
         return Some(at);
     }
-    let date = time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
+    let date = time::Date::parse(
+        text,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .ok()?;
     let time = if end_of_day {
         time::Time::from_hms_micro(23, 59, 59, 999_999).ok()?
     } else {

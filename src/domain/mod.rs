@@ -135,12 +135,8 @@ impl<'de> Deserialize<'de> for RoomInvitations {
         }
         match Raw::deserialize(deserializer)? {
             Raw::Flag(false) => Ok(RoomInvitations::Disabled),
-            Raw::Text(text) if text.eq_ignore_ascii_case("false") => {
-                Ok(RoomInvitations::Disabled)
-            }
-            Raw::Text(text) if text.eq_ignore_ascii_case("inherit") => {
-                Ok(RoomInvitations::Inherit)
-            }
+            Raw::Text(text) if text.eq_ignore_ascii_case("false") => Ok(RoomInvitations::Disabled),
+            Raw::Text(text) if text.eq_ignore_ascii_case("inherit") => Ok(RoomInvitations::Inherit),
             _ => Err(serde::de::Error::custom(
                 "invitations takes `inherit` or `false`",
             )),
@@ -265,7 +261,8 @@ impl RunInterval {
     /// # Errors
     /// A message naming the expected form or the allowed range.
     pub fn parse(text: &str) -> Result<RunInterval, String> {
-        let form = || format!("`{text}` is not a run interval; expected [d.]hh:mm:ss, e.g. 00:15:00");
+        let form =
+            || format!("`{text}` is not a run interval; expected [d.]hh:mm:ss, e.g. 00:15:00");
         let (days, clock) = match text.split_once('.') {
             Some((days, clock)) => (days.parse::<u32>().map_err(|_| form())?, clock),
             None => (0, text),
@@ -305,7 +302,12 @@ impl fmt::Display for RunInterval {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let days = self.seconds / 86_400;
         let rest = self.seconds % 86_400;
-        let clock = format!("{:02}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
+        let clock = format!(
+            "{:02}:{:02}:{:02}",
+            rest / 3600,
+            rest % 3600 / 60,
+            rest % 60
+        );
         if days > 0 {
             write!(f, "{days}.{clock}")
         } else {
@@ -348,7 +350,11 @@ impl FieldProblem {
 /// Checks a name: 1 to 256 characters, no control characters, no `/`, no surrounding spaces.
 pub fn check_name(field: &str, name: &str, problems: &mut Vec<FieldProblem>) {
     if name.trim().is_empty() {
-        problems.push(FieldProblem::new(field, "invalid_name", format!("{field} cannot be empty")));
+        problems.push(FieldProblem::new(
+            field,
+            "invalid_name",
+            format!("{field} cannot be empty"),
+        ));
     } else if name.chars().count() > MAX_NAME_LEN {
         problems.push(FieldProblem::new(
             field,
@@ -517,7 +523,14 @@ mod tests {
         for text in ["00:01:00", "00:15:00", "1.02:03:04", "30.00:00:00"] {
             assert_eq!(RunInterval::parse(text).unwrap().to_string(), text);
         }
-        for bad in ["00:00:59", "30.00:00:01", "15", "0:15:00", "00:60:00", "x.00:10:00"] {
+        for bad in [
+            "00:00:59",
+            "30.00:00:01",
+            "15",
+            "0:15:00",
+            "00:60:00",
+            "x.00:10:00",
+        ] {
             assert!(RunInterval::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(RunInterval::default().to_string(), "00:15:00");

@@ -72,7 +72,9 @@ impl Principal {
                     return Err(fail("the user part of a SIP address is empty or malformed"));
                 }
                 if !is_domain(domain) {
-                    return Err(fail("the domain of a SIP address is not a valid domain name"));
+                    return Err(fail(
+                        "the domain of a SIP address is not a valid domain name",
+                    ));
                 }
                 Ok(Principal::User(format!("{user}@{domain}").to_lowercase()))
             }
@@ -187,13 +189,10 @@ impl Directory {
                 Principal::Domain(domain) if principal.user_domain() == Some(domain.as_str()) => {
                     return true;
                 }
-                Principal::Group(name) => {
-                    if visited.insert(name.as_str()) {
-                        if let Some(members) = self.groups.get(name) {
-                            if self.covers_inner(members, principal, visited) {
-                                return true;
-                            }
-                        }
+                Principal::Group(name) if visited.insert(name.as_str()) => {
+                    let members = self.groups.get(name).map(Vec::as_slice).unwrap_or_default();
+                    if self.covers_inner(members, principal, visited) {
+                        return true;
                     }
                 }
                 _ => {}

@@ -87,11 +87,19 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Store(store) => {
                 tracing::error!(error = ?store, "store failure");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log",
+                )
             }
             ServiceError::Internal(text) => {
                 tracing::error!(error = %text, "internal failure");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log",
+                )
             }
         }
     }

@@ -49,7 +49,9 @@ fn kind_of(collection: &str) -> Result<Kind, ApiError> {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                format!("no collection `{collection}`; expected categories, rooms, addins or groups"),
+                format!(
+                    "no collection `{collection}`; expected categories, rooms, addins or groups"
+                ),
             )
         })
 }
@@ -57,17 +59,21 @@ fn kind_of(collection: &str) -> Result<Kind, ApiError> {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("this endpoint needs `Authorization: Bearer TOKEN`"))?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthorized("this endpoint needs `Authorization: Bearer TOKEN`")
+        })?;
         let token = header
             .to_str()
             .ok()
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(str::trim)
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer TOKEN`")
+            })?;
         state
             .service
             .authenticate(token)
@@ -83,9 +89,11 @@ impl FromRequest<AppState> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            ApiError::new(rejection.status(), "invalid_body", rejection.body_text())
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::new(rejection.status(), "invalid_body", rejection.body_text())
+            })?;
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => Ok(JsonObject(map)),
             Ok(_) => Err(ApiError::new(
@@ -161,7 +169,8 @@ fn with_etag<T: serde::Serialize>(status: StatusCode, stored: &Stored<T>) -> Res
 }
 
 fn parse_object(kind: Kind, body: Map<String, Value>) -> Result<Object, ApiError> {
-    Object::from_json(kind, Value::Object(body)).map_err(|error| ServiceError::from_json_path(error).into())
+    Object::from_json(kind, Value::Object(body))
+        .map_err(|error| ServiceError::from_json_path(error).into())
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -169,8 +178,12 @@ async fn healthz(State(state): State<AppState>) -> Response {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
         Err(error) => {
             tracing::warn!(%error, "health check failed");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database does not answer")
-                .into_response()
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database does not answer",
+            )
+            .into_response()
         }
     }
 }
@@ -204,7 +217,10 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&collection)?;
     let object = parse_object(kind, body)?;
-    let stored = state.service.create(&caller, object, ownership(&query)?).await?;
+    let stored = state
+        .service
+        .create(&caller, object, ownership(&query)?)
+        .await?;
     let mut response = with_etag(StatusCode::CREATED, &stored);
     let location = format!("/v1/{collection}/{}", percent_encode(stored.spec.name()));
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -222,11 +238,18 @@ async fn replace(
     JsonObject(mut body): JsonObject,
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&collection)?;
-    body.entry("name").or_insert_with(|| Value::String(name.clone()));
+    body.entry("name")
+        .or_insert_with(|| Value::String(name.clone()));
     let object = parse_object(kind, body)?;
     let stored = state
         .service
-        .replace(&caller, &name, object, precondition(&headers)?, ownership(&query)?)
+        .replace(
+            &caller,
+            &name,
+            object,
+            precondition(&headers)?,
+            ownership(&query)?,
+        )
         .await?;
     Ok(with_etag(StatusCode::OK, &stored))
 }
@@ -256,12 +279,21 @@ async fn remove(
     let kind = kind_of(&collection)?;
     state
         .service
-        .remove(&caller, kind, &name, precondition(&headers)?, query_flag(&query, "force")?)
+        .remove(
+            &caller,
+            kind,
+            &name,
+            precondition(&headers)?,
+            query_flag(&query, "force")?,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn read_compliance(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+async fn read_compliance(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
     let stored = state.service.compliance(&caller).await?;
     Ok(with_etag(StatusCode::OK, &stored))
 }
@@ -274,10 +306,16 @@ async fn replace_compliance(
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let configuration: ComplianceConfiguration =
-        serde_path_to_error::deserialize(Value::Object(body)).map_err(ServiceError::from_json_path)?;
+        serde_path_to_error::deserialize(Value::Object(body))
+            .map_err(ServiceError::from_json_path)?;
     let stored = state
         .service
-        .set_compliance(&caller, configuration, precondition(&headers)?, ownership(&query)?)
+        .set_compliance(
+            &caller,
+            configuration,
+            precondition(&headers)?,
+            ownership(&query)?,
+        )
         .await?;
     Ok(with_etag(StatusCode::OK, &stored))
 }
@@ -290,7 +328,8 @@ async fn state(State(state): State<AppState>, caller: Caller) -> Result<Response
     }
     for object in &snapshot.objects {
         let value = serde_json::to_value(object).map_err(ServiceError::internal)?;
-        if let Some(Value::Array(items)) = by_collection.get_mut(collection_of(object.spec.kind())) {
+        if let Some(Value::Array(items)) = by_collection.get_mut(collection_of(object.spec.kind()))
+        {
             items.push(value);
         }
     }
@@ -319,8 +358,8 @@ async fn acquire_lock(
     Path(name): Path<String>,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    let request: LockRequest =
-        serde_path_to_error::deserialize(Value::Object(body)).map_err(ServiceError::from_json_path)?;
+    let request: LockRequest = serde_path_to_error::deserialize(Value::Object(body))
+        .map_err(ServiceError::from_json_path)?;
     let ttl = request.ttl_seconds.clamp(5, 3600);
     state
         .service
@@ -342,7 +381,12 @@ async fn release_lock(
         .find_map(|pair| pair.strip_prefix("holder="))
         .map(percent_decode)
         .ok_or_else(|| {
-            ApiError::new(StatusCode::BAD_REQUEST, "missing_field", "pass ?holder=NAME").with_field("holder")
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "missing_field",
+                "pass ?holder=NAME",
+            )
+            .with_field("holder")
         })?;
     if state.service.release_lock(&caller, &name, &holder).await? {
         Ok(StatusCode::NO_CONTENT.into_response())

@@ -50,7 +50,11 @@ impl ServiceError {
         }
     }
 
-    pub fn invalid(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         ServiceError::Invalid {
             code,
             field: field.into(),

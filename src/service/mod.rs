@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use crate::clock;
 use crate::domain::{
-    Category, ComplianceConfiguration, Directory, FieldProblem, Group, Kind, Principal,
-    Privacy, Room,
+    Category, ComplianceConfiguration, Directory, FieldProblem, Group, Kind, Principal, Privacy,
+    Room,
 };
 use crate::store::{ObjectRow, ObjectWrite, Store, StoreError, Tx};
 
@@ -125,7 +125,10 @@ impl Service {
     /// Lists the objects of a kind that the caller may see, ordered by name.
     pub async fn list(&self, caller: &Caller, kind: Kind) -> Result<Vec<Stored<Object>>> {
         let rows = self.store.list(kind).await?;
-        let objects = rows.iter().map(Stored::<Object>::from_row).collect::<Result<Vec<_>>>()?;
+        let objects = rows
+            .iter()
+            .map(Stored::<Object>::from_row)
+            .collect::<Result<Vec<_>>>()?;
         if caller.is_admin() {
             return Ok(objects);
         }
@@ -247,7 +250,12 @@ impl Service {
             .await?
             .ok_or_else(|| ServiceError::not_found(kind, name))?;
         let current = Stored::<Object>::from_row(&current_row)?;
-        if !caller.is_admin() && !self.user_view_in(&mut tx, caller).await?.sees(&current.spec) {
+        if !caller.is_admin()
+            && !self
+                .user_view_in(&mut tx, caller)
+                .await?
+                .sees(&current.spec)
+        {
             return Err(ServiceError::not_found(kind, name));
         }
         check_precondition(kind, name, precondition, current.meta.version)?;
@@ -361,7 +369,11 @@ impl Service {
         };
         if !caller.is_admin() {
             let current = Stored::<Object>::from_row(&row)?;
-            if !self.user_view_in(&mut tx, caller).await?.sees(&current.spec) {
+            if !self
+                .user_view_in(&mut tx, caller)
+                .await?
+                .sees(&current.spec)
+            {
                 return Err(ServiceError::not_found(kind, name));
             }
         }
@@ -500,8 +512,9 @@ impl Service {
     /// # Errors
     /// A principal that is not a single user (`sip:user@domain`).
     pub async fn create_token(&self, user: &str, role: Role) -> Result<String> {
-        let principal = Principal::parse(user)
-            .map_err(|error| ServiceError::invalid("user", "invalid_principal", error.to_string()))?;
+        let principal = Principal::parse(user).map_err(|error| {
+            ServiceError::invalid("user", "invalid_principal", error.to_string())
+        })?;
         if !matches!(principal, Principal::User(_)) {
             return Err(ServiceError::invalid(
                 "user",
@@ -513,8 +526,13 @@ impl Service {
         getrandom::fill(&mut secret).map_err(|error| ServiceError::internal(error.to_string()))?;
         let token = format!("perch_{}", hex(&secret));
         let mut tx = self.store.begin().await?;
-        tx.insert_token(&hash_token(&token), &principal.to_string(), role.as_str(), &clock::now())
-            .await?;
+        tx.insert_token(
+            &hash_token(&token),
+            &principal.to_string(),
+            role.as_str(),
+            &clock::now(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(token)
     }
@@ -531,7 +549,13 @@ impl Service {
         let mut tx = self.store.begin().await?;
         let now_seconds = clock::unix_seconds();
         let held = tx
-            .acquire_lock(name, holder, &clock::now(), now_seconds, now_seconds + ttl_seconds)
+            .acquire_lock(
+                name,
+                holder,
+                &clock::now(),
+                now_seconds,
+                now_seconds + ttl_seconds,
+            )
             .await?;
         if let Some(lock) = held {
             return Err(ServiceError::LockHeld {
@@ -571,7 +595,7 @@ impl Service {
             .list(Kind::Room)
             .await?
             .iter()
-            .map(|row| decode::<Room>(row))
+            .map(decode::<Room>)
             .collect::<Result<Vec<_>>>()?;
         let mut view = UserView {
             principal,
@@ -640,12 +664,20 @@ fn require_admin(caller: &Caller, action: &str) -> Result<()> {
 }
 
 fn caller_principal(caller: &Caller) -> Result<&Principal> {
-    caller.principal.as_ref().ok_or_else(|| ServiceError::Forbidden {
-        message: "this caller has no user identity".to_owned(),
-    })
+    caller
+        .principal
+        .as_ref()
+        .ok_or_else(|| ServiceError::Forbidden {
+            message: "this caller has no user identity".to_owned(),
+        })
 }
 
-fn check_precondition(kind: Kind, name: &str, precondition: Precondition, actual: i64) -> Result<()> {
+fn check_precondition(
+    kind: Kind,
+    name: &str,
+    precondition: Precondition,
+    actual: i64,
+) -> Result<()> {
     match precondition {
         Precondition::Version(expected) if expected != actual => {
             Err(ServiceError::VersionMismatch {
@@ -764,7 +796,8 @@ async fn check_groups_exist(
 ) -> Result<()> {
     for principal in list {
         if let Principal::Group(name) = principal {
-            let exists = Some(name.as_str()) == this_group || tx.get(Kind::Group, name).await?.is_some();
+            let exists =
+                Some(name.as_str()) == this_group || tx.get(Kind::Group, name).await?.is_some();
             if !exists {
                 return Err(ServiceError::Rule {
                     code: "unknown_group",
@@ -779,7 +812,11 @@ async fn check_groups_exist(
 
 /// Creators must come from the allowed members (outside the denied ones). Only entries new to
 /// the list are checked, as the cmdlets checked only what `Add` named.
-async fn check_category_lists(tx: &mut Tx, category: &Category, old: Option<&Category>) -> Result<()> {
+async fn check_category_lists(
+    tx: &mut Tx,
+    category: &Category,
+    old: Option<&Category>,
+) -> Result<()> {
     for (field, list) in [
         ("allowedMembers", &category.allowed_members),
         ("deniedMembers", &category.denied_members),
@@ -787,7 +824,11 @@ async fn check_category_lists(tx: &mut Tx, category: &Category, old: Option<&Cat
     ] {
         check_groups_exist(tx, field, list, None).await?;
     }
-    let lists = [&category.allowed_members, &category.denied_members, &category.creators];
+    let lists = [
+        &category.allowed_members,
+        &category.denied_members,
+        &category.creators,
+    ];
     let directory = if needs_directory(lists) {
         load_directory(tx).await?
     } else {
@@ -877,7 +918,9 @@ async fn rename_references(
     };
     let now = clock::now();
     for room_name in rooms {
-        let Some(row) = tx.get(Kind::Room, &room_name).await? else { continue };
+        let Some(row) = tx.get(Kind::Room, &room_name).await? else {
+            continue;
+        };
         let mut room: Room = decode(&row)?;
         if column == "category" {
             room.category = new_name.to_owned();
@@ -898,7 +941,11 @@ async fn group_references(tx: &mut Tx, name: &str) -> Result<Vec<String>> {
     for kind in [Kind::Group, Kind::Category, Kind::Room] {
         for row in tx.list(kind).await? {
             let object = Stored::<Object>::from_row(&row)?;
-            if object.spec.principal_lists().any(|list| list.contains(&target)) {
+            if object
+                .spec
+                .principal_lists()
+                .any(|list| list.contains(&target))
+            {
                 users.push(format!("{kind} {}", row.name));
             }
         }
@@ -913,8 +960,10 @@ fn hash_token(token: &str) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
-        let _ = write!(text, "{byte:02x}");
-        text
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
+            let _ = write!(text, "{byte:02x}");
+            text
+        })
 }

@@ -97,8 +97,13 @@ impl Object {
     ///
     /// # Errors
     /// The first field that does not fit, with its path.
-    pub fn from_json(kind: Kind, value: Value) -> Result<Object, serde_path_to_error::Error<serde_json::Error>> {
-        fn typed<T: DeserializeOwned>(value: Value) -> Result<T, serde_path_to_error::Error<serde_json::Error>> {
+    pub fn from_json(
+        kind: Kind,
+        value: Value,
+    ) -> Result<Object, serde_path_to_error::Error<serde_json::Error>> {
+        fn typed<T: DeserializeOwned>(
+            value: Value,
+        ) -> Result<T, serde_path_to_error::Error<serde_json::Error>> {
             serde_path_to_error::deserialize(value)
         }
         Ok(match kind {
@@ -170,10 +175,17 @@ impl Object {
 ///
 /// # Errors
 /// A malformed list change, or a merged object that no longer fits its kind.
-pub(crate) fn merge_patch(current: &Object, patch: Map<String, Value>) -> Result<Object, ServiceError> {
+pub(crate) fn merge_patch(
+    current: &Object,
+    patch: Map<String, Value>,
+) -> Result<Object, ServiceError> {
     let mut merged = match serde_json::to_value(current) {
         Ok(Value::Object(map)) => map,
-        _ => return Err(ServiceError::internal("an object did not serialise to a JSON object")),
+        _ => {
+            return Err(ServiceError::internal(
+                "an object did not serialise to a JSON object",
+            ));
+        }
     };
     for (field, change) in patch {
         let value = match change {

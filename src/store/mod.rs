@@ -30,7 +30,9 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("the database schema is at version {found}, newer than this perch knows ({known}); upgrade perch")]
+    #[error(
+        "the database schema is at version {found}, newer than this perch knows ({known}); upgrade perch"
+    )]
     SchemaTooNew { found: i64, known: i64 },
     #[error("a {kind} named `{name}` already exists")]
     Duplicate { kind: Kind, name: String },
@@ -447,7 +449,11 @@ impl Tx {
     ///
     /// # Errors
     /// [`StoreError::Duplicate`] when a rename takes a name already in use.
-    pub async fn update(&mut self, id: i64, write: ObjectWrite<'_>) -> Result<ObjectRow, StoreError> {
+    pub async fn update(
+        &mut self,
+        id: i64,
+        write: ObjectWrite<'_>,
+    ) -> Result<ObjectRow, StoreError> {
         let taken = sqlx::query("SELECT 1 FROM objects WHERE kind = $1 AND name = $2 AND id <> $3")
             .bind(write.kind.as_str())
             .bind(write.name)
@@ -492,13 +498,15 @@ impl Tx {
         role: &str,
         created_at: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO tokens (hash, user_uri, role, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(hash)
-            .bind(user)
-            .bind(role)
-            .bind(created_at)
-            .execute(&mut *self.tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO tokens (hash, user_uri, role, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash)
+        .bind(user)
+        .bind(role)
+        .bind(created_at)
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
