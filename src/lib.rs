@@ -12,6 +12,8 @@
 pub mod cli;
 pub mod clock;
 pub mod domain;
+pub mod manifest;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod plan;

@@ -8,6 +8,7 @@ mod principal;
 
 use std::fmt;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use principal::{Directory, MAX_PRINCIPAL_LEN, Principal, PrincipalError, normalise_list};
@@ -84,7 +85,7 @@ pub struct Category {
 }
 
 /// Who can find and join a room.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Privacy {
     /// Anyone in the category's scope finds and joins it.
@@ -97,7 +98,7 @@ pub enum Privacy {
 }
 
 /// Who posts in a room.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RoomType {
     /// Every member posts.
@@ -113,6 +114,19 @@ pub enum RoomInvitations {
     #[default]
     Inherit,
     Disabled,
+}
+
+impl JsonSchema for RoomInvitations {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RoomInvitations".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "`inherit` follows the category; `false` never sends invitations.",
+            "enum": ["inherit", false]
+        })
+    }
 }
 
 impl Serialize for RoomInvitations {
@@ -190,7 +204,7 @@ pub struct Group {
 }
 
 /// The format a compliance adapter writes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AdapterType {
     #[default]
@@ -313,6 +327,21 @@ impl fmt::Display for RunInterval {
         } else {
             f.write_str(&clock)
         }
+    }
+}
+
+impl JsonSchema for RunInterval {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RunInterval".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A TimeSpan [d.]hh:mm:ss from 00:01:00 to 30.00:00:00.",
+            "type": "string",
+            "pattern": "^([0-9]+\\.)?[0-9]{2}:[0-9]{2}:[0-9]{2}$",
+            "examples": ["00:15:00"]
+        })
     }
 }
 

@@ -127,6 +127,21 @@ impl fmt::Display for Principal {
     }
 }
 
+impl schemars::JsonSchema for Principal {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Principal".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "sip:user@domain (one user), group:NAME (a Group) or domain:DOMAIN (every user of a SIP domain).",
+            "type": "string",
+            "pattern": "^([sS][iI][pP]:[^@\\s:]+@[A-Za-z0-9.-]+|[gG][rR][oO][uU][pP]:\\S.*|[dD][oO][mM][aA][iI][nN]:[A-Za-z0-9.-]+|[^@\\s:]+@[A-Za-z0-9.-]+)$",
+            "examples": ["sip:alice@contoso.com", "group:Engineering", "domain:contoso.com"]
+        })
+    }
+}
+
 impl Serialize for Principal {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)

@@ -152,9 +152,12 @@ fn query_flag(query: &Option<String>, name: &str) -> Result<bool, ApiError> {
     Ok(false)
 }
 
+/// `?managed=true` marks the object as the reconciler's; `&protect=true` also protects it.
 fn ownership(query: &Option<String>) -> Result<Ownership, ApiError> {
     Ok(if query_flag(query, "managed")? {
-        Ownership::Managed
+        Ownership::Managed {
+            protect: query_flag(query, "protect")?,
+        }
     } else {
         Ownership::Keep
     })

@@ -87,11 +87,22 @@ pub enum Precondition {
 /// How a write marks the object's ownership.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Ownership {
-    /// Keep the object's current mark (unmanaged when new).
+    /// Keep the object's current marks (unmanaged and unprotected when new).
     #[default]
     Keep,
-    /// Mark the object as managed by the reconciler (creating or adopting it).
-    Managed,
+    /// Mark the object as managed by the reconciler (creating or adopting it), and record
+    /// whether its manifest protects it from removal.
+    Managed { protect: bool },
+}
+
+impl Ownership {
+    /// The (managed, protected) marks after this write, given the current ones.
+    fn marks(self, current: (bool, bool)) -> (bool, bool) {
+        match self {
+            Ownership::Keep => current,
+            Ownership::Managed { protect } => (true, protect),
+        }
+    }
 }
 
 /// Every configuration object, read in one snapshot; what the reconciler compares against.
@@ -219,7 +230,8 @@ impl Service {
             }
         }
         let now = clock::now();
-        let write = write_of(&object, ownership == Ownership::Managed, &caller.name, &now)?;
+        let marks = ownership.marks((false, false));
+        let write = write_of(&object, marks, &caller.name, &now)?;
         let row = tx.insert(write).await?;
         tx.commit().await?;
         tracing::info!(kind = %object.kind(), name = object.name(), by = %caller.name, "created");
@@ -319,12 +331,13 @@ impl Service {
                 ));
             }
         }
-        let managed = current.meta.managed || ownership == Ownership::Managed;
-        if object == current.spec && managed == current.meta.managed {
+        let current_marks = (current.meta.managed, current.meta.protect);
+        let marks = ownership.marks(current_marks);
+        if object == current.spec && marks == current_marks {
             return Ok(current);
         }
         let now = clock::now();
-        let write = write_of(&object, managed, &caller.name, &now)?;
+        let write = write_of(&object, marks, &caller.name, &now)?;
         let row = tx.update(current.meta.id, write).await?;
         tx.commit().await?;
         tracing::info!(%kind, name, by = %caller.name, "changed");
@@ -410,7 +423,8 @@ impl Service {
                         if let Object::Room(room) = &mut room.spec {
                             room.addin = None;
                         }
-                        let write = write_of(&room.spec, room.meta.managed, &caller.name, &now)?;
+                        let marks = (room.meta.managed, room.meta.protect);
+                        let write = write_of(&room.spec, marks, &caller.name, &now)?;
                         tx.update(room.meta.id, write).await?;
                     }
                 }
@@ -465,26 +479,28 @@ impl Service {
         check_precondition(kind, COMPLIANCE_NAME, precondition, current_version)?;
         let now = clock::now();
         let body = serde_json::to_string(&configuration).map_err(ServiceError::internal)?;
-        let write = |managed| ObjectWrite {
+        let write = |(managed, protected)| ObjectWrite {
             kind,
             name: COMPLIANCE_NAME,
             category: None,
             addin: None,
             body: body.clone(),
             managed,
+            protected,
             updated_by: &caller.name,
             updated_at: &now,
         };
         let row = match current {
             Some(row) => {
                 let stored: Stored<ComplianceConfiguration> = Stored::from_row(&row)?;
-                let managed = row.managed || ownership == Ownership::Managed;
-                if stored.spec == configuration && managed == row.managed {
+                let current_marks = (row.managed, row.protected);
+                let marks = ownership.marks(current_marks);
+                if stored.spec == configuration && marks == current_marks {
                     return Ok(stored);
                 }
-                tx.update(row.id, write(managed)).await?
+                tx.update(row.id, write(marks)).await?
             }
-            None => tx.insert(write(ownership == Ownership::Managed)).await?,
+            None => tx.insert(write(ownership.marks((false, false)))).await?,
         };
         tx.commit().await?;
         tracing::info!(by = %caller.name, "changed the compliance configuration");
@@ -728,7 +744,7 @@ fn decode<T: serde::de::DeserializeOwned>(row: &ObjectRow) -> Result<T> {
 
 fn write_of<'a>(
     object: &'a Object,
-    managed: bool,
+    (managed, protected): (bool, bool),
     by: &'a str,
     at: &'a str,
 ) -> Result<ObjectWrite<'a>> {
@@ -743,6 +759,7 @@ fn write_of<'a>(
         addin,
         body: object.body_json().map_err(ServiceError::internal)?,
         managed,
+        protected,
         updated_by: by,
         updated_at: at,
     })
@@ -928,7 +945,7 @@ async fn rename_references(
             room.addin = Some(new_name.to_owned());
         }
         let object = Object::Room(room);
-        let write = write_of(&object, row.managed, &caller.name, &now)?;
+        let write = write_of(&object, (row.managed, row.protected), &caller.name, &now)?;
         tx.update(row.id, write).await?;
     }
     Ok(())

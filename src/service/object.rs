@@ -26,6 +26,8 @@ pub struct Meta {
     pub version: i64,
     /// Whether the reconciler created or adopted it.
     pub managed: bool,
+    /// Whether its manifest protects it: a plan that would remove it fails.
+    pub protect: bool,
     pub created_at: String,
     pub updated_by: String,
     pub updated_at: String,
@@ -56,6 +58,7 @@ impl<T: DeserializeFromRow> Stored<T> {
                 id: row.id,
                 version: row.version,
                 managed: row.managed,
+                protect: row.protected,
                 created_at: row.created_at.clone(),
                 updated_by: row.updated_by.clone(),
                 updated_at: row.updated_at.clone(),

@@ -121,6 +121,7 @@ pub struct ObjectRow {
     pub body: String,
     pub version: i64,
     pub managed: bool,
+    pub protected: bool,
     pub created_at: String,
     pub updated_by: String,
     pub updated_at: String,
@@ -135,6 +136,7 @@ pub struct ObjectWrite<'a> {
     pub addin: Option<&'a str>,
     pub body: String,
     pub managed: bool,
+    pub protected: bool,
     pub updated_by: &'a str,
     pub updated_at: &'a str,
 }
@@ -168,7 +170,7 @@ pub struct Tx {
 }
 
 const OBJECT_COLUMNS: &str =
-    "id, kind, name, body, version, managed, created_at, updated_by, updated_at";
+    "id, kind, name, body, version, managed, protected, created_at, updated_by, updated_at";
 
 impl Store {
     /// Opens (creating a SQLite file if needed) and migrates the database at `url`.
@@ -392,8 +394,8 @@ impl Tx {
     /// [`StoreError::Duplicate`] when an object of that kind and name exists.
     pub async fn insert(&mut self, write: ObjectWrite<'_>) -> Result<ObjectRow, StoreError> {
         let row = sqlx::query(&format!(
-            "INSERT INTO objects (kind, name, category, addin, body, version, managed, created_at, updated_by, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $7) \
+            "INSERT INTO objects (kind, name, category, addin, body, version, managed, protected, created_at, updated_by, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 1, $6, $9, $7, $8, $7) \
              ON CONFLICT (kind, name) DO NOTHING RETURNING {OBJECT_COLUMNS}"
         ))
         .bind(write.kind.as_str())
@@ -404,6 +406,7 @@ impl Tx {
         .bind(i64::from(write.managed))
         .bind(write.updated_at)
         .bind(write.updated_by)
+        .bind(i64::from(write.protected))
         .fetch_optional(&mut *self.tx)
         .await?;
         match row {
@@ -424,8 +427,8 @@ impl Tx {
         created_at: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO objects (id, kind, name, category, addin, body, version, managed, created_at, updated_by, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO objects (id, kind, name, category, addin, body, version, managed, created_at, updated_by, updated_at, protected) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(id)
         .bind(write.kind.as_str())
@@ -438,6 +441,7 @@ impl Tx {
         .bind(created_at)
         .bind(write.updated_by)
         .bind(write.updated_at)
+        .bind(i64::from(write.protected))
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -468,7 +472,7 @@ impl Tx {
         }
         let row = sqlx::query(&format!(
             "UPDATE objects SET name = $2, category = $3, addin = $4, body = $5, version = version + 1, \
-             managed = $6, updated_by = $7, updated_at = $8 WHERE id = $1 RETURNING {OBJECT_COLUMNS}"
+             managed = $6, updated_by = $7, updated_at = $8, protected = $9 WHERE id = $1 RETURNING {OBJECT_COLUMNS}"
         ))
         .bind(id)
         .bind(write.name)
@@ -478,6 +482,7 @@ impl Tx {
         .bind(i64::from(write.managed))
         .bind(write.updated_by)
         .bind(write.updated_at)
+        .bind(i64::from(write.protected))
         .fetch_one(&mut *self.tx)
         .await?;
         object_from_row(&row)
@@ -606,8 +611,9 @@ fn object_from_row(row: &AnyRow) -> Result<ObjectRow, StoreError> {
         body: row.try_get(3)?,
         version: row.try_get(4)?,
         managed: row.try_get::<i64, _>(5)? != 0,
-        created_at: row.try_get(6)?,
-        updated_by: row.try_get(7)?,
-        updated_at: row.try_get(8)?,
+        protected: row.try_get::<i64, _>(6)? != 0,
+        created_at: row.try_get(7)?,
+        updated_by: row.try_get(8)?,
+        updated_at: row.try_get(9)?,
     })
 }

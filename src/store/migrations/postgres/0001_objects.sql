@@ -7,6 +7,7 @@ CREATE TABLE objects (
     body        TEXT    NOT NULL,
     version     BIGINT  NOT NULL,
     managed     BIGINT  NOT NULL DEFAULT 0,
+    protected   BIGINT  NOT NULL DEFAULT 0,
     created_at  TEXT    NOT NULL,
     updated_by  TEXT    NOT NULL,
     updated_at  TEXT    NOT NULL,

@@ -7,6 +7,7 @@ CREATE TABLE objects (
     body        TEXT    NOT NULL,
     version     INTEGER NOT NULL,
     managed     INTEGER NOT NULL DEFAULT 0,
+    protected   INTEGER NOT NULL DEFAULT 0,
     created_at  TEXT    NOT NULL,
     updated_by  TEXT    NOT NULL,
     updated_at  TEXT    NOT NULL,

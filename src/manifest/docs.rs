@@ -1,0 +1,249 @@
+//! The manifest documents, one type per kind. They are the source of `schema/perch.schema.json`.
+//!
+//! Every field but `apiVersion`, `kind` and the name is optional: a field a manifest leaves
+//! out is not managed, and never shows as a change.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::domain::{AdapterType, Principal, Privacy, RoomInvitations, RoomType, RunInterval};
+
+/// The only manifest API version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ApiVersion {
+    #[default]
+    #[serde(rename = "perch/v1")]
+    V1,
+}
+
+macro_rules! kind_tag {
+    ($name:ident, $text:literal) => {
+        #[doc = concat!("Always `", $text, "`.")]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+        pub enum $name {
+            #[default]
+            #[serde(rename = $text)]
+            Tag,
+        }
+    };
+}
+
+kind_tag!(CategoryKind, "Category");
+kind_tag!(RoomKind, "Room");
+kind_tag!(AddinKind, "Addin");
+kind_tag!(GroupKind, "Group");
+kind_tag!(ComplianceKind, "ComplianceConfiguration");
+
+/// A category: who may be in its rooms, and who may create them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CategoryDoc {
+    pub api_version: ApiVersion,
+    pub kind: CategoryKind,
+    /// Unique among categories; 1 to 256 characters.
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub description: Option<String>,
+    /// Who may be members, managers, presenters and creators in its rooms, and find them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_members: Option<Vec<Principal>>,
+    /// Excluded even when allowed: denied wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied_members: Option<Vec<Principal>>,
+    /// Who may create rooms in it (and manage the rooms they create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creators: Option<Vec<Principal>>,
+    /// Whether its rooms may send invitations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitations: Option<bool>,
+    /// Whether its rooms allow file uploads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_upload: Option<bool>,
+    /// Whether messages are kept for users (compliance keeps them regardless). Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_history: Option<bool>,
+    /// A plan that would remove it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protect: Option<bool>,
+}
+
+/// A chat room.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoomDoc {
+    pub api_version: ApiVersion,
+    pub kind: RoomKind,
+    /// Unique among rooms; 1 to 256 characters.
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    /// The category it belongs to; it must exist.
+    #[schemars(length(min = 1, max = 256))]
+    pub category: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub description: Option<String>,
+    /// open: anyone in scope finds and joins; closed (default): anyone in scope finds it, members
+    /// join; secret: only members find or join it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<Privacy>,
+    /// normal (default): members post; auditorium: only presenters post.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub room_type: Option<RoomType>,
+    /// The add-in shown beside the room, or null for none.
+    #[serde(
+        default,
+        deserialize_with = "present_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub addin: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitations: Option<RoomInvitations>,
+    /// A disabled room keeps its history and members but is hidden and unjoinable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<Principal>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managers: Option<Vec<Principal>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presenters: Option<Vec<Principal>>,
+    /// A plan that would remove it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protect: Option<bool>,
+}
+
+/// An add-in: a web page shown beside rooms that name it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddinDoc {
+    pub api_version: ApiVersion,
+    pub kind: AddinKind,
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    /// An http:// or https:// address.
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// A plan that would remove it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protect: Option<bool>,
+}
+
+/// A directory group, named in principal lists as `group:NAME`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupDoc {
+    pub api_version: ApiVersion,
+    pub kind: GroupKind,
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<Principal>>,
+    /// A plan that would remove it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protect: Option<bool>,
+}
+
+/// The compliance configuration: a singleton, so it has no name.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ComplianceDoc {
+    pub api_version: ApiVersion,
+    pub kind: ComplianceKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_name: Option<String>,
+    /// xml (like the original's XmlAdapter) or json.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_type: Option<AdapterType>,
+    /// Where the archive files go; one directory per adapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_output_directory: Option<String>,
+    /// How often the archiver runs: [d.]hh:mm:ss, 00:01:00 to 30.00:00:00 (default 00:15:00).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_interval: Option<RunInterval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_chat_room_per_output_file: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_chat_room_details: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_user_details: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_file_attachments_manifest: Option<bool>,
+    /// Accepted for symmetry with the other kinds; the singleton is never removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protect: Option<bool>,
+}
+
+/// Any manifest document; the root of the JSON Schema.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(title = "Perch manifest", description = "One document of a Perch manifest file (apiVersion: perch/v1).")]
+pub enum Document {
+    Category(CategoryDoc),
+    Room(RoomDoc),
+    Addin(AddinDoc),
+    Group(GroupDoc),
+    ComplianceConfiguration(ComplianceDoc),
+}
+
+/// Tells a field given as `null` (Some(None)) from a field left out (None).
+fn present_or_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+/// The JSON Schema of manifest documents, as committed in `schema/perch.schema.json`.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<Document>();
+    let mut value = schema.to_value();
+    forbid_null_except_addin(&mut value);
+    if let Some(object) = value.as_object_mut() {
+        object.insert(
+            "$id".to_owned(),
+            serde_json::Value::String("https://perch.dev/schema/perch.schema.json".to_owned()),
+        );
+    }
+    value
+}
+
+/// schemars lets every `Option` field be `null`; in a manifest a field is given or left out,
+/// and only `addin: null` (no add-in) means something.
+fn forbid_null_except_addin(schema: &mut serde_json::Value) {
+    let Some(definitions) = schema.get_mut("$defs").and_then(|defs| defs.as_object_mut()) else {
+        return;
+    };
+    for definition in definitions.values_mut() {
+        let Some(properties) = definition.get_mut("properties").and_then(|p| p.as_object_mut()) else {
+            continue;
+        };
+        for (name, property) in properties.iter_mut() {
+            if name == "addin" {
+                continue;
+            }
+            if let Some(types) = property.get_mut("type").and_then(|t| t.as_array_mut()) {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types[0].clone();
+                    property["type"] = only;
+                }
+            }
+            if let Some(any_of) = property.get("anyOf").and_then(|a| a.as_array()).cloned() {
+                let kept: Vec<_> = any_of.into_iter().filter(|s| s.get("type") != Some(&serde_json::json!("null"))).collect();
+                if kept.len() == 1 {
+                    let description = property.get("description").cloned();
+                    *property = kept[0].clone();
+                    if let (Some(description), Some(object)) = (description, property.as_object_mut()) {
+                        object.insert("description".to_owned(), description);
+                    }
+                }
+            }
+        }
+    }
+}

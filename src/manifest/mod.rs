@@ -1,0 +1,75 @@
+//! Manifests: YAML files describing the desired configuration.
+//!
+//! `load` reads files and directories, checks each document against the JSON Schema and then
+//! for meaning (references resolve, members fall within their category's scope, names are
+//! unique), and returns either the [`Desired`] state or every problem found, each with its
+//! file, line and column. Only `load` builds a `Desired`, so a `Desired` is always valid.
+
+pub mod docs;
+mod load;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::domain::Kind;
+
+pub use load::{Problem, load, render_problems};
+pub use yaml::Position;
+
+/// The one manifest API version, and the line export writes at the top of every file.
+pub const API_VERSION: &str = "perch/v1";
+
+/// Where a document came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub file: Arc<PathBuf>,
+    pub position: Position,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.position.line, self.position.column)
+    }
+}
+
+/// One object a manifest names, with only the fields it manages.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredObject {
+    pub kind: Kind,
+    /// Empty for the compliance configuration.
+    pub name: String,
+    /// The managed fields, normalised (principals lower-cased, lists sorted and deduplicated),
+    /// named as the API names them. `apiVersion`, `kind` and `protect` are not among them.
+    pub fields: Map<String, Value>,
+    pub protect: bool,
+    pub origin: Origin,
+}
+
+/// The configuration the manifests ask for. Built only by [`load`].
+#[derive(Clone, Debug, Default)]
+pub struct Desired {
+    pub objects: BTreeMap<(Kind, String), DesiredObject>,
+    pub compliance: Option<DesiredObject>,
+}
+
+impl Desired {
+    pub fn len(&self) -> usize {
+        self.objects.len() + usize::from(self.compliance.is_some())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The kind for a collection directory or a `kind:` value.
+pub fn kind_from_manifest(text: &str) -> Option<Kind> {
+    Kind::parse(text)
+}
+
+#[cfg(test)]
+mod tests;

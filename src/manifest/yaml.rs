@@ -1,0 +1,254 @@
+//! YAML documents as trees that remember where each key and value stood.
+
+use std::collections::HashMap;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+use serde_saphyr::Spanned;
+
+/// A 1-based line and column in a file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub line: u32,
+    pub column: u32,
+}
+
+impl Position {
+    fn of(location: &serde_saphyr::Location) -> Position {
+        Position {
+            line: u32::try_from(location.line()).unwrap_or(u32::MAX),
+            column: u32::try_from(location.column()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// One YAML value with the positions of everything inside it.
+#[derive(Clone, Debug)]
+pub enum Node {
+    Null,
+    Bool(bool),
+    Integer(i64),
+    Float(f64),
+    Text(String),
+    Sequence(Vec<Spanned<Node>>),
+    Mapping(Vec<(Spanned<String>, Spanned<Node>)>),
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("any YAML value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Node, D::Error> {
+        Node::deserialize(deserializer)
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Node, E> {
+        Ok(Node::Bool(value))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Node, E> {
+        Ok(Node::Integer(value))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Node, E> {
+        Ok(i64::try_from(value).map_or(Node::Float(value as f64), Node::Integer))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Node, E> {
+        Ok(Node::Float(value))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Node, E> {
+        Ok(Node::Text(value.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Node, E> {
+        Ok(Node::Text(value))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Spanned<Node>>()? {
+            items.push(item);
+        }
+        Ok(Node::Sequence(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<Spanned<String>>()? {
+            let value = map.next_value::<Spanned<Node>>()?;
+            entries.push((key, value));
+        }
+        Ok(Node::Mapping(entries))
+    }
+}
+
+/// Where each part of a document stood: JSON pointer to the position of its value, and of its
+/// key for mapping entries.
+#[derive(Clone, Debug, Default)]
+pub struct Positions {
+    values: HashMap<String, Position>,
+    keys: HashMap<String, Position>,
+    /// The text of every string inside a sequence, to find list entries after sorting.
+    texts: HashMap<String, String>,
+}
+
+impl Positions {
+    /// The position of the value at `pointer`, or of the nearest enclosing value known.
+    pub fn value(&self, pointer: &str) -> Position {
+        let mut pointer = pointer;
+        loop {
+            if let Some(position) = self.values.get(pointer) {
+                return *position;
+            }
+            match pointer.rfind('/') {
+                Some(index) => pointer = &pointer[..index],
+                None => return Position { line: 1, column: 1 },
+            }
+        }
+    }
+
+    /// The position of the key of the entry at `pointer`, falling back to its value.
+    pub fn key(&self, pointer: &str) -> Position {
+        self.keys
+            .get(pointer)
+            .copied()
+            .unwrap_or_else(|| self.value(pointer))
+    }
+}
+
+impl Positions {
+    /// The pointer of the entry of list `field` whose text, normalised as a principal, is
+    /// `normalised`.
+    pub fn find_list_item(&self, field: &str, normalised: &str) -> Option<String> {
+        let _ = normalised;
+        let prefix = format!("/{field}/");
+        let mut candidates: Vec<(&String, &str)> = self
+            .texts
+            .iter()
+            .filter(|(pointer, _)| pointer.starts_with(&prefix))
+            .map(|(pointer, text)| (pointer, text.as_str()))
+            .collect();
+        candidates.sort();
+        candidates
+            .into_iter()
+            .find(|(_, text)| {
+                crate::domain::Principal::parse(text).is_ok_and(|p| p.to_string() == normalised)
+            })
+            .map(|(pointer, _)| pointer.clone())
+    }
+}
+
+/// Turns a positioned YAML tree into JSON, recording positions by JSON pointer.
+pub fn to_json(node: &Spanned<Node>, positions: &mut Positions) -> Value {
+    to_json_at(node, String::new(), positions)
+}
+
+fn to_json_at(node: &Spanned<Node>, pointer: String, positions: &mut Positions) -> Value {
+    let value = match &node.value {
+        Node::Null => Value::Null,
+        Node::Bool(value) => Value::Bool(*value),
+        Node::Integer(value) => Value::Number((*value).into()),
+        Node::Float(value) => Number::from_f64(*value).map_or(Value::Null, Value::Number),
+        Node::Text(text) => Value::String(text.clone()),
+        Node::Sequence(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| {
+                    let child = format!("{pointer}/{index}");
+                    if let Node::Text(text) = &item.value {
+                        positions.texts.insert(child.clone(), text.clone());
+                    }
+                    to_json_at(item, child, positions)
+                })
+                .collect(),
+        ),
+        Node::Mapping(entries) => {
+            let mut map = Map::new();
+            for (key, value) in entries {
+                let child = format!("{pointer}/{}", escape_pointer(&key.value));
+                positions.keys.insert(child.clone(), Position::of(&key.referenced));
+                let json = to_json_at(value, child, positions);
+                map.insert(key.value.clone(), json);
+            }
+            Value::Object(map)
+        }
+    };
+    positions.values.insert(pointer, Position::of(&node.referenced));
+    value
+}
+
+fn escape_pointer(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+/// Parses every document of a YAML stream.
+///
+/// # Errors
+/// The first syntax error, with its position when the parser knows it.
+pub fn parse_documents(text: &str) -> Result<Vec<Spanned<Node>>, (Position, String)> {
+    serde_saphyr::from_multiple::<Spanned<Node>>(text).map_err(|error| {
+        let position = error
+            .location()
+            .map(|location| Position::of(&location))
+            .unwrap_or(Position { line: 1, column: 1 });
+        let message = error.to_string();
+        // The parser appends its own position; ours leads the line already.
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .trim()
+            .to_owned();
+        (position, message)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_follow_keys_and_values() {
+        let text = "apiVersion: perch/v1\nkind: Room\nmembers:\n  - sip:a@x.com\n  - sip:b@x.com\n---\nkind: Group\n";
+        let documents = parse_documents(text).unwrap();
+        assert_eq!(documents.len(), 2);
+        let mut positions = Positions::default();
+        let json = to_json(&documents[0], &mut positions);
+        assert_eq!(json["members"][1], "sip:b@x.com");
+        assert_eq!(positions.value("/members/1"), Position { line: 5, column: 5 });
+        assert_eq!(positions.key("/kind"), Position { line: 2, column: 1 });
+        assert_eq!(positions.value("/kind"), Position { line: 2, column: 7 });
+        let mut second = Positions::default();
+        to_json(&documents[1], &mut second);
+        assert_eq!(second.key("/kind"), Position { line: 7, column: 1 });
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let (position, message) = parse_documents("a: [1, 2\nb: c\n").unwrap_err();
+        assert!(position.line >= 1, "{message}");
+        assert!(!message.is_empty());
+    }
+}
