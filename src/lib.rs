@@ -16,4 +16,5 @@ pub mod manifest;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod target;
 pub mod plan;

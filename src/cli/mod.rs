@@ -4,6 +4,9 @@
 //! failed action); 2 "there are changes" where a command says so (`plan --detailed-exitcode`,
 //! `drift`).
 
+mod export;
+mod reconcile;
+mod render;
 mod serve;
 mod token;
 
@@ -29,9 +32,10 @@ Exit codes: 0 success, 1 error, 2 changes found (plan --detailed-exitcode, drift
     propagate_version = true
 )]
 struct Cli {
-    /// Log filter, in tracing's syntax (e.g. `info`, `perch=debug`).
-    #[arg(long, global = true, env = "PERCH_LOG", default_value = "info")]
-    log: String,
+    /// Log filter, in tracing's syntax (e.g. `info`, `perch=debug`). Default: `info` for
+    /// `serve`, `warn` for the other commands.
+    #[arg(long, global = true, env = "PERCH_LOG")]
+    log: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -44,12 +48,28 @@ enum Command {
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Check manifests: JSON Schema, references, scopes, unique names. Exit 0 valid, 1 invalid.
+    Validate(reconcile::ValidateArgs),
+    /// Show the ordered actions that would make the server match the manifests.
+    Plan(reconcile::PlanArgs),
+    /// Carry out a plan: from manifests, or saved by `plan --out`.
+    Apply(reconcile::ApplyArgs),
+    /// Compare the server with the manifests. Exit 0 matching, 2 drifted, 1 error.
+    Drift(reconcile::DriftArgs),
+    /// Write the live configuration as manifests, to bring a server under Git.
+    Export(reconcile::ExportArgs),
+    /// Print the JSON Schema of manifest documents.
+    Schema,
 }
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log);
+    let default_log = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    init_tracing(cli.log.as_deref().unwrap_or(default_log));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -64,6 +84,12 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Token(command) => token::run(command).await,
+            Command::Validate(args) => reconcile::validate(args),
+            Command::Plan(args) => reconcile::plan(args).await,
+            Command::Apply(args) => reconcile::apply(args).await,
+            Command::Drift(args) => reconcile::drift(args).await,
+            Command::Export(args) => reconcile::export(args).await,
+            Command::Schema => reconcile::schema(),
         }
     });
     match outcome {

@@ -6,6 +6,8 @@
 mod error;
 mod routes;
 
+pub use routes::{collection_of, percent_encode};
+
 use std::future::Future;
 use std::net::SocketAddr;
 

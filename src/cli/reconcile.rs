@@ -1,0 +1,477 @@
+//! `perch validate | plan | apply | drift | export | schema`.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use miette::{IntoDiagnostic, WrapErr, miette};
+use serde_json::{Value, json};
+
+use super::render;
+use super::{DEFAULT_DB, EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
+use crate::manifest::{self, Desired};
+use crate::plan::{self, Live, Plan};
+use crate::target::embedded::EmbeddedTarget;
+use crate::target::http::HttpTarget;
+use crate::target::{self, Target, TargetError};
+
+/// Where the reconciler reads and writes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// URL of a `perch serve` (e.g. http://127.0.0.1:8470). Without it, the embedded store at
+    /// --db is used.
+    #[arg(long, env = "PERCH_SERVER")]
+    server: Option<String>,
+    /// Bearer token for --server (an admin token).
+    #[arg(long, env = "PERCH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Database of the embedded store, the same one `perch serve --db` opens.
+    #[arg(long, env = "PERCH_DB", default_value = DEFAULT_DB)]
+    db: String,
+}
+
+/// An open target, closed cleanly when done.
+pub struct OpenTarget {
+    target: Arc<dyn Target>,
+    embedded: Option<Arc<EmbeddedTarget>>,
+}
+
+impl OpenTarget {
+    pub async fn open(args: &TargetArgs) -> miette::Result<OpenTarget> {
+        match &args.server {
+            Some(server) => {
+                let token = args
+                    .token
+                    .as_deref()
+                    .ok_or_else(|| miette!("--server needs a token: pass --token or set PERCH_TOKEN"))?;
+                let target = HttpTarget::new(server, token).into_diagnostic()?;
+                Ok(OpenTarget {
+                    target: Arc::new(target),
+                    embedded: None,
+                })
+            }
+            None => {
+                let embedded = Arc::new(EmbeddedTarget::open(&args.db).await.into_diagnostic()?);
+                Ok(OpenTarget {
+                    target: embedded.clone(),
+                    embedded: Some(embedded),
+                })
+            }
+        }
+    }
+
+    pub async fn close(self) {
+        if let Some(embedded) = self.embedded {
+            embedded.close().await;
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Manifest files or directories (searched for *.yaml and *.yml).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Print the problems as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// Manifest files or directories (searched for *.yaml and *.yml).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Print the plan as versioned JSON (format 1).
+    #[arg(long, conflicts_with = "markdown")]
+    json: bool,
+    /// Print a compact Markdown summary for a pull-request comment.
+    #[arg(long)]
+    markdown: bool,
+    /// Save the plan, with the version of every live object it read, for `apply --plan`.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    detailed_exitcode: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// Manifest files or directories; or give --plan.
+    #[arg(required_unless_present = "plan", conflicts_with = "plan")]
+    paths: Vec<PathBuf>,
+    /// Carry out a plan saved by `perch plan --out`; refused if the server changed since.
+    #[arg(long, value_name = "FILE")]
+    plan: Option<PathBuf>,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Apply without asking.
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DriftArgs {
+    /// Manifest files or directories (searched for *.yaml and *.yml).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Print the drift as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Directory to write the manifests into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+fn load_manifests(paths: &[PathBuf]) -> Result<Desired, u8> {
+    match manifest::load(paths) {
+        Ok(desired) => Ok(desired),
+        Err(problems) => {
+            eprint!("{}", manifest::render_problems(&problems));
+            eprintln!("error: {} problem(s) in the manifests", problems.len());
+            Err(EXIT_ERROR)
+        }
+    }
+}
+
+pub fn validate(args: ValidateArgs) -> miette::Result<u8> {
+    match manifest::load(&args.paths) {
+        Ok(desired) => {
+            if args.json {
+                println!("{}", json!({"valid": true, "objects": desired.len(), "problems": []}));
+            } else {
+                println!("valid: {} object(s)", desired.len());
+            }
+            Ok(EXIT_OK)
+        }
+        Err(problems) => {
+            if args.json {
+                let items: Vec<Value> = problems
+                    .iter()
+                    .map(|p| {
+                        json!({"file": p.file.display().to_string(), "line": p.position.line,
+                               "column": p.position.column, "message": p.message})
+                    })
+                    .collect();
+                println!("{}", json!({"valid": false, "problems": items}));
+            } else {
+                print!("{}", manifest::render_problems(&problems));
+                println!("invalid: {} problem(s)", problems.len());
+            }
+            Ok(EXIT_ERROR)
+        }
+    }
+}
+
+async fn read_live(target: &dyn Target) -> miette::Result<Live> {
+    target
+        .live()
+        .await
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read the live state of {}", target.describe()))
+}
+
+pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
+    let desired = match load_manifests(&args.paths) {
+        Ok(desired) => desired,
+        Err(code) => return Ok(code),
+    };
+    let open = OpenTarget::open(&args.target).await?;
+    let outcome = async {
+        let live = read_live(open.target.as_ref()).await?;
+        let plan = plan::plan(&desired, &live).into_diagnostic()?;
+        if let Some(out) = &args.out {
+            let text = serde_json::to_string_pretty(&plan).into_diagnostic()?;
+            write_atomically(out, text.as_bytes())?;
+        }
+        let described = open.target.describe();
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&plan).into_diagnostic()?);
+        } else if args.markdown {
+            print!("{}", render::markdown(&plan, &described));
+        } else {
+            print!("{}", render::human(&plan, &described));
+        }
+        if let Some(out) = &args.out {
+            eprintln!("saved the plan to {}; carry it out with `perch apply --plan {}`", out.display(), out.display());
+        }
+        Ok::<_, miette::Report>(if args.detailed_exitcode && plan.has_changes() {
+            EXIT_CHANGES
+        } else {
+            EXIT_OK
+        })
+    }
+    .await;
+    open.close().await;
+    outcome
+}
+
+fn lock_holder() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "someone".to_owned());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    format!("{user}@{host} (pid {})", std::process::id())
+}
+
+const LOCK_TTL_SECONDS: i64 = 120;
+
+pub async fn apply(args: ApplyArgs) -> miette::Result<u8> {
+    let saved: Option<Plan> = match &args.plan {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot read the plan {}", path.display()))?;
+            let plan: Plan = serde_json::from_str(&text)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("{} is not a perch plan", path.display()))?;
+            if plan.format_version != plan::PLAN_FORMAT_VERSION {
+                return Err(miette!(
+                    "{} is plan format {}; this perch reads format {}",
+                    path.display(),
+                    plan.format_version,
+                    plan::PLAN_FORMAT_VERSION
+                ));
+            }
+            Some(plan)
+        }
+        None => None,
+    };
+    let desired = match &saved {
+        Some(_) => None,
+        None => match load_manifests(&args.paths) {
+            Ok(desired) => Some(desired),
+            Err(code) => return Ok(code),
+        },
+    };
+    let open = OpenTarget::open(&args.target).await?;
+    let target = open.target.clone();
+    let holder = lock_holder();
+    if let Err(error) = target.lock(&holder, LOCK_TTL_SECONDS).await {
+        open.close().await;
+        return Err(match error {
+            TargetError::LockHeld { holder, since } => {
+                miette!("another apply is running on {}: the lock is held by {holder}{}", target.describe(),
+                    if since.is_empty() { String::new() } else { format!(" since {since}") })
+            }
+            other => miette!("cannot take the apply lock on {}: {other}", target.describe()),
+        });
+    }
+    // Renew the lock while the apply runs; it lapses on its own if this process dies.
+    let renewer = {
+        let target = target.clone();
+        let holder = holder.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                if let Err(error) = target.lock(&holder, LOCK_TTL_SECONDS).await {
+                    tracing::warn!(%error, "cannot renew the apply lock");
+                }
+            }
+        })
+    };
+    let outcome = apply_locked(target.as_ref(), saved, desired, &args).await;
+    renewer.abort();
+    if let Err(error) = target.unlock(&holder).await {
+        tracing::warn!(%error, "cannot release the apply lock; it lapses in {LOCK_TTL_SECONDS} s");
+    }
+    open.close().await;
+    outcome
+}
+
+async fn apply_locked(
+    target: &dyn Target,
+    saved: Option<Plan>,
+    desired: Option<Desired>,
+    args: &ApplyArgs,
+) -> miette::Result<u8> {
+    let live = read_live(target).await?;
+    let plan = match (saved, desired) {
+        (Some(plan), _) => {
+            let stale = plan::stale_reads(&plan, &live);
+            if !stale.is_empty() {
+                eprintln!("error: the saved plan is stale; the server changed since it was made:");
+                for line in &stale {
+                    eprintln!("  {line}");
+                }
+                eprintln!("make a new plan with `perch plan --out`");
+                return Ok(EXIT_ERROR);
+            }
+            plan
+        }
+        (None, Some(desired)) => plan::plan(&desired, &live).into_diagnostic()?,
+        (None, None) => return Err(miette!("nothing to apply")),
+    };
+    print!("{}", render::human(&plan, &target.describe()));
+    if plan.actions.is_empty() {
+        return Ok(EXIT_OK);
+    }
+    if plan.has_changes() && !args.yes {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("error: refusing to apply without --yes: there is no terminal to ask on");
+            return Ok(EXIT_ERROR);
+        }
+        eprint!("\nApply these changes to {}? Only 'yes' is accepted: ", target.describe());
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).into_diagnostic()?;
+        if answer.trim() != "yes" {
+            eprintln!("apply cancelled; nothing was changed");
+            return Ok(EXIT_ERROR);
+        }
+    }
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(plan.actions.len() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} actions  {elapsed} (eta {eta})") {
+            bar.set_style(style);
+        }
+        Some(bar)
+    } else {
+        None
+    };
+    let report = target::apply_plan(target, &plan, |done| {
+        if let Some(bar) = &bar {
+            bar.set_position(done as u64);
+        }
+    })
+    .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match report.failed {
+        None => {
+            println!(
+                "Apply complete: {} created, {} changed, {} removed, {} adopted.",
+                plan.summary.create, plan.summary.change, plan.summary.remove, plan.summary.adopt
+            );
+            Ok(EXIT_OK)
+        }
+        Some((action, error)) => {
+            eprintln!("error: apply stopped at `{action}`: {error}");
+            eprintln!("done ({}):", report.done.len());
+            for line in report.done.iter().rev().take(20).rev() {
+                eprintln!("  {line}");
+            }
+            if report.done.len() > 20 {
+                eprintln!("  (and {} earlier)", report.done.len() - 20);
+            }
+            eprintln!("not done ({}): `{action}` and", report.not_done.len() + 1);
+            for line in report.not_done.iter().take(20) {
+                eprintln!("  {line}");
+            }
+            if report.not_done.len() > 20 {
+                eprintln!("  (and {} more)", report.not_done.len() - 20);
+            }
+            eprintln!("run `perch plan` to see what is left");
+            Ok(EXIT_ERROR)
+        }
+    }
+}
+
+pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
+    let desired = match load_manifests(&args.paths) {
+        Ok(desired) => desired,
+        Err(code) => return Ok(code),
+    };
+    let open = OpenTarget::open(&args.target).await?;
+    let outcome = async {
+        let live = read_live(open.target.as_ref()).await?;
+        let plan = plan::plan(&desired, &live).into_diagnostic()?;
+        let drifted: Vec<&plan::Action> = plan.actions.iter().filter(|action| !action.adopt_only).collect();
+        if args.json {
+            let objects: Vec<Value> = drifted
+                .iter()
+                .map(|action| {
+                    json!({
+                        "kind": action.kind, "name": action.name, "action": action.action,
+                        "reason": action.reason, "changes": action.changes,
+                        "updatedBy": action.live_updated_by, "updatedAt": action.live_updated_at,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&json!({"drifted": !drifted.is_empty(), "objects": objects})).into_diagnostic()?);
+        } else if drifted.is_empty() {
+            println!("No drift: {} matches the manifests ({} object(s)).", open.target.describe(), desired.len());
+        } else {
+            println!("Drift on {}: {} object(s) differ from the manifests.\n", open.target.describe(), drifted.len());
+            for action in &drifted {
+                let who = match (&action.live_updated_by, &action.live_updated_at) {
+                    (Some(by), Some(at)) => format!("; last changed by {by} at {at}"),
+                    _ => String::new(),
+                };
+                let subject = if action.kind == crate::domain::Kind::ComplianceConfiguration {
+                    "ComplianceConfiguration".to_owned()
+                } else {
+                    format!("{} \"{}\"", action.kind, action.name)
+                };
+                let what = match action.action {
+                    plan::Verb::Create => "absent on the server".to_owned(),
+                    plan::Verb::Remove => "on the server but no longer in the manifests".to_owned(),
+                    plan::Verb::Set => action.reason.clone(),
+                };
+                println!("  {subject}: {what}{who}");
+            }
+        }
+        Ok::<_, miette::Report>(if drifted.is_empty() { EXIT_OK } else { EXIT_CHANGES })
+    }
+    .await;
+    open.close().await;
+    outcome
+}
+
+pub async fn export(args: ExportArgs) -> miette::Result<u8> {
+    let open = OpenTarget::open(&args.target).await?;
+    let outcome = async {
+        let live = read_live(open.target.as_ref()).await?;
+        let files = super::export::manifests(&live)?;
+        std::fs::create_dir_all(&args.out)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot create {}", args.out.display()))?;
+        let schema = serde_json::to_string_pretty(&manifest::docs::json_schema()).into_diagnostic()?;
+        write_atomically(&args.out.join("perch.schema.json"), format!("{schema}\n").as_bytes())?;
+        let mut total = 0;
+        for (name, text, count) in files {
+            write_atomically(&args.out.join(name), text.as_bytes())?;
+            total += count;
+        }
+        println!("exported {total} object(s) from {} to {}", open.target.describe(), args.out.display());
+        Ok::<_, miette::Report>(EXIT_OK)
+    }
+    .await;
+    open.close().await;
+    outcome
+}
+
+pub fn schema() -> miette::Result<u8> {
+    let schema = serde_json::to_string_pretty(&manifest::docs::json_schema()).into_diagnostic()?;
+    println!("{schema}");
+    Ok(EXIT_OK)
+}
+
+/// Writes a file so that readers see the old or the new content, never a part.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> miette::Result<()> {
+    let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("perch");
+    let temporary = directory.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result.into_diagnostic().wrap_err_with(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,151 @@
+//! How plans read: for people on a terminal, and for a pull-request comment.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use crate::plan::{Action, FieldChange, Plan, Verb};
+use crate::target::describe;
+
+/// Markdown comments are cut before this many characters (GitHub's limit is 65,536).
+pub const MARKDOWN_LIMIT: usize = 65_000;
+
+fn marker(action: &Action) -> char {
+    match (action.action, action.adopt_only) {
+        (_, true) => '=',
+        (Verb::Create, _) => '+',
+        (Verb::Set, _) => '~',
+        (Verb::Remove, _) => '-',
+    }
+}
+
+/// The closing line every plan output ends with.
+pub fn summary_line(plan: &Plan) -> String {
+    let summary = plan.summary;
+    format!(
+        "Plan: {} to create, {} to change, {} to remove.",
+        summary.create, summary.change, summary.remove
+    )
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::Null => "null".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn write_change(out: &mut String, change: &FieldChange, indent: &str) {
+    let _ = writeln!(out, "{indent}{}:", change.field);
+    for added in &change.added {
+        let _ = writeln!(out, "{indent}  + {added}");
+    }
+    for removed in &change.removed {
+        let _ = writeln!(out, "{indent}  - {removed}");
+    }
+    if !change.added.is_empty() || !change.removed.is_empty() {
+        return;
+    }
+    let from = change.from.as_ref();
+    let to = change.to.as_ref();
+    match (from, to) {
+        (Some(Value::String(old)), Some(Value::String(new))) if old.contains('\n') || new.contains('\n') => {
+            let diff = similar::TextDiff::from_lines(old.as_str(), new.as_str());
+            for line in diff.iter_all_changes() {
+                let sign = match line.tag() {
+                    similar::ChangeTag::Delete => '-',
+                    similar::ChangeTag::Insert => '+',
+                    similar::ChangeTag::Equal => ' ',
+                };
+                let _ = writeln!(out, "{indent}  {sign} {}", line.value().trim_end_matches('\n'));
+            }
+        }
+        _ => {
+            if let Some(old) = from {
+                let _ = writeln!(out, "{indent}  - {}", scalar(old));
+            }
+            if let Some(new) = to {
+                let _ = writeln!(out, "{indent}  + {}", scalar(new));
+            }
+        }
+    }
+}
+
+/// The human plan: one block per action, then the counts.
+pub fn human(plan: &Plan, target: &str) -> String {
+    let mut out = String::new();
+    let changing: Vec<&Action> = plan.actions.iter().filter(|action| !action.adopt_only).collect();
+    if changing.is_empty() {
+        let _ = writeln!(out, "No changes: {target} matches the manifests.");
+    } else {
+        let _ = writeln!(out, "Perch will make these changes on {target}:\n");
+        for action in changing {
+            let _ = writeln!(out, "  {} {}  ({})", marker(action), describe(action), action.reason);
+            for change in &action.changes {
+                write_change(&mut out, change, "      ");
+            }
+        }
+        out.push('\n');
+    }
+    if plan.summary.adopt > 0 {
+        let _ = writeln!(
+            out,
+            "{} unmanaged object(s) named by the manifests will be marked as managed on apply.",
+            plan.summary.adopt
+        );
+    }
+    if plan.summary.unmanaged > 0 {
+        let _ = writeln!(
+            out,
+            "{} unmanaged object(s) on the server are not in the manifests and are left alone.",
+            plan.summary.unmanaged
+        );
+    }
+    let _ = writeln!(out, "{}", summary_line(plan));
+    out
+}
+
+/// The compact summary for a pull-request comment: a collapsible section per object, cut with
+/// a note before [`MARKDOWN_LIMIT`] characters.
+pub fn markdown(plan: &Plan, target: &str) -> String {
+    let mut out = format!("### Perch plan for {target}\n\n**{}**\n\n", summary_line(plan));
+    let changing: Vec<&Action> = plan.actions.iter().filter(|action| !action.adopt_only).collect();
+    if changing.is_empty() {
+        out.push_str("No changes.\n");
+    }
+    let closing_reserve = 200;
+    for (index, action) in changing.iter().enumerate() {
+        let mut section = format!(
+            "<details><summary><code>{} {}</code> ({})</summary>\n\n```diff\n",
+            marker(action),
+            escape_html(&describe(action)),
+            escape_html(&action.reason)
+        );
+        let mut body = String::new();
+        for change in &action.changes {
+            write_change(&mut body, change, "");
+        }
+        section.push_str(&body.replace("```", "'''"));
+        section.push_str("```\n\n</details>\n");
+        if out.len() + section.len() + closing_reserve > MARKDOWN_LIMIT {
+            let _ = writeln!(
+                out,
+                "\n> The plan is cut here: {} more action(s) are not shown. Run `perch plan` for the whole plan.",
+                changing.len() - index
+            );
+            break;
+        }
+        out.push_str(&section);
+    }
+    if plan.summary.adopt > 0 {
+        let _ = writeln!(out, "\n{} unmanaged object(s) will be adopted.", plan.summary.adopt);
+    }
+    if plan.summary.unmanaged > 0 {
+        let _ = writeln!(out, "\n{} unmanaged object(s) are left alone.", plan.summary.unmanaged);
+    }
+    out
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}

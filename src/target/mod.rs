@@ -1,0 +1,144 @@
+//! The seam between the reconciler and a server: one trait, two implementations.
+//!
+//! - [`http::HttpTarget`]: a `perch serve` over its HTTP API.
+//! - [`embedded::EmbeddedTarget`]: the service layer in process, over the same database file
+//!   `perch serve` would open.
+//!
+//! # Guarantees
+//! Executing an action is idempotent where it can be: removing an object already gone counts
+//! as done. Every create and set marks the object as managed by Perch.
+
+pub mod embedded;
+pub mod http;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::{Map, Value};
+
+use crate::domain::Kind;
+use crate::plan::{Action, Live, LiveObject, PLAN_FORMAT_VERSION, Plan};
+use crate::service::Meta;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a target call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("another apply holds the lock: {holder} since {since}")]
+    LockHeld { holder: String, since: String },
+    /// The server refused an action: a rule, a stale version, a missing right.
+    #[error("{message} ({code})")]
+    Rejected { code: String, message: String },
+    #[error("cannot reach the server: {0}")]
+    Unreachable(String),
+    #[error("the server's live state cannot be read: {0}")]
+    Unreadable(String),
+}
+
+/// A server the reconciler can read and change.
+pub trait Target: Send + Sync {
+    /// Where this target is, for messages.
+    fn describe(&self) -> String;
+
+    /// Reads every configuration object.
+    fn live(&self) -> BoxFuture<'_, Result<Live, TargetError>>;
+
+    /// Carries out one action, atomically, checking the version it was planned against.
+    fn execute<'a>(&'a self, action: &'a Action) -> BoxFuture<'a, Result<(), TargetError>>;
+
+    /// Takes (or renews) the apply lock for `holder` for `ttl_seconds`.
+    fn lock<'a>(&'a self, holder: &'a str, ttl_seconds: i64) -> BoxFuture<'a, Result<(), TargetError>>;
+
+    /// Releases the apply lock if `holder` has it.
+    fn unlock<'a>(&'a self, holder: &'a str) -> BoxFuture<'a, Result<(), TargetError>>;
+}
+
+/// Splits the bookkeeping fields off an object as the API sends it.
+pub(crate) fn live_object(kind: Kind, mut fields: Map<String, Value>) -> Result<LiveObject, TargetError> {
+    let mut take = |name: &str| fields.remove(name);
+    let text = |value: Option<Value>| value.and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let meta = Meta {
+        id: take("id").and_then(|v| v.as_i64()).unwrap_or_default(),
+        version: take("version")
+            .and_then(|v| v.as_i64())
+            .ok_or_else(|| TargetError::Unreadable(format!("a {kind} has no version")))?,
+        managed: take("managed").and_then(|v| v.as_bool()).unwrap_or(false),
+        protect: take("protect").and_then(|v| v.as_bool()).unwrap_or(false),
+        created_at: text(take("createdAt")),
+        updated_by: text(take("updatedBy")),
+        updated_at: text(take("updatedAt")),
+    };
+    let name = match kind {
+        Kind::ComplianceConfiguration => crate::plan::COMPLIANCE_NAME.to_owned(),
+        _ => fields
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| TargetError::Unreadable(format!("a {kind} has no name")))?
+            .to_owned(),
+    };
+    Ok(LiveObject { kind, name, fields, meta })
+}
+
+/// Builds the live state from objects as the API sends them (bookkeeping fields inline).
+pub(crate) fn live_from(objects: impl IntoIterator<Item = (Kind, Map<String, Value>)>) -> Result<Live, TargetError> {
+    let mut live = Live::default();
+    for (kind, fields) in objects {
+        let object = live_object(kind, fields)?;
+        if kind == Kind::ComplianceConfiguration {
+            live.compliance = Some(object);
+        } else {
+            live.objects.insert((kind, object.name.clone()), object);
+        }
+    }
+    Ok(live)
+}
+
+/// What an apply did before it stopped.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub done: Vec<String>,
+    /// The action that failed, and why.
+    pub failed: Option<(String, TargetError)>,
+    pub not_done: Vec<String>,
+}
+
+/// Describes an action in one line: `create Room "eng-news"`.
+pub fn describe(action: &Action) -> String {
+    let verb = match (action.action, action.adopt_only) {
+        (_, true) => "adopt",
+        (crate::plan::Verb::Create, _) => "create",
+        (crate::plan::Verb::Set, _) => "set",
+        (crate::plan::Verb::Remove, _) => "remove",
+    };
+    if action.kind == Kind::ComplianceConfiguration {
+        format!("{verb} ComplianceConfiguration")
+    } else {
+        format!("{verb} {} \"{}\"", action.kind, action.name)
+    }
+}
+
+/// Carries out a plan's actions in order, stopping at the first failure.
+///
+/// `progress` is called after each action with the number done.
+pub async fn apply_plan(target: &dyn Target, plan: &Plan, mut progress: impl FnMut(usize)) -> ApplyReport {
+    debug_assert_eq!(plan.format_version, PLAN_FORMAT_VERSION);
+    let mut report = ApplyReport::default();
+    let mut actions = plan.actions.iter();
+    for action in actions.by_ref() {
+        let span = tracing::info_span!("action", kind = %action.kind, name = %action.name, verb = ?action.action);
+        let _guard = span.enter();
+        match target.execute(action).await {
+            Ok(()) => {
+                report.done.push(describe(action));
+                progress(report.done.len());
+            }
+            Err(error) => {
+                report.failed = Some((describe(action), error));
+                break;
+            }
+        }
+    }
+    report.not_done = actions.map(describe).collect();
+    report
+}
