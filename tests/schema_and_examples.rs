@@ -8,8 +8,10 @@ use std::path::Path;
 fn committed_schema_is_current() {
     let (code, stdout, stderr) = common::perch(&["schema"]);
     assert_eq!(code, 0, "{stderr}");
-    let committed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/perch.schema.json"))
-        .expect("schema/perch.schema.json is committed");
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/perch.schema.json"),
+    )
+    .expect("schema/perch.schema.json is committed");
     assert!(
         committed == stdout,
         "schema/perch.schema.json is stale: run `cargo run -- schema > schema/perch.schema.json`"

@@ -20,7 +20,11 @@ pub fn manifests(live: &Live) -> miette::Result<Vec<(String, String, usize)>> {
         (Kind::Category, "categories.yaml"),
         (Kind::Room, "rooms.yaml"),
     ] {
-        let objects: Vec<&LiveObject> = live.objects.values().filter(|object| object.kind == kind).collect();
+        let objects: Vec<&LiveObject> = live
+            .objects
+            .values()
+            .filter(|object| object.kind == kind)
+            .collect();
         if objects.is_empty() {
             continue;
         }
@@ -40,8 +44,14 @@ pub fn manifests(live: &Live) -> miette::Result<Vec<(String, String, usize)>> {
 
 fn document(object: &LiveObject) -> miette::Result<String> {
     let mut fields: Map<String, Value> = object.fields.clone();
-    fields.insert("apiVersion".to_owned(), Value::String(crate::manifest::API_VERSION.to_owned()));
-    fields.insert("kind".to_owned(), Value::String(object.kind.as_str().to_owned()));
+    fields.insert(
+        "apiVersion".to_owned(),
+        Value::String(crate::manifest::API_VERSION.to_owned()),
+    );
+    fields.insert(
+        "kind".to_owned(),
+        Value::String(object.kind.as_str().to_owned()),
+    );
     if object.meta.protect {
         fields.insert("protect".to_owned(), Value::Bool(true));
     }

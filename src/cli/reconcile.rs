@@ -40,10 +40,9 @@ impl OpenTarget {
     pub async fn open(args: &TargetArgs) -> miette::Result<OpenTarget> {
         match &args.server {
             Some(server) => {
-                let token = args
-                    .token
-                    .as_deref()
-                    .ok_or_else(|| miette!("--server needs a token: pass --token or set PERCH_TOKEN"))?;
+                let token = args.token.as_deref().ok_or_else(|| {
+                    miette!("--server needs a token: pass --token or set PERCH_TOKEN")
+                })?;
                 let target = HttpTarget::new(server, token).into_diagnostic()?;
                 Ok(OpenTarget {
                     target: Arc::new(target),
@@ -149,7 +148,10 @@ pub fn validate(args: ValidateArgs) -> miette::Result<u8> {
     match manifest::load(&args.paths) {
         Ok(desired) => {
             if args.json {
-                println!("{}", json!({"valid": true, "objects": desired.len(), "problems": []}));
+                println!(
+                    "{}",
+                    json!({"valid": true, "objects": desired.len(), "problems": []})
+                );
             } else {
                 println!("valid: {} object(s)", desired.len());
             }
@@ -204,7 +206,11 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
             print!("{}", render::human(&plan, &described));
         }
         if let Some(out) = &args.out {
-            eprintln!("saved the plan to {}; carry it out with `perch apply --plan {}`", out.display(), out.display());
+            eprintln!(
+                "saved the plan to {}; carry it out with `perch apply --plan {}`",
+                out.display(),
+                out.display()
+            );
         }
         Ok::<_, miette::Report>(if args.detailed_exitcode && plan.has_changes() {
             EXIT_CHANGES
@@ -262,10 +268,20 @@ pub async fn apply(args: ApplyArgs) -> miette::Result<u8> {
         open.close().await;
         return Err(match error {
             TargetError::LockHeld { holder, since } => {
-                miette!("another apply is running on {}: the lock is held by {holder}{}", target.describe(),
-                    if since.is_empty() { String::new() } else { format!(" since {since}") })
+                miette!(
+                    "another apply is running on {}: the lock is held by {holder}{}",
+                    target.describe(),
+                    if since.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" since {since}")
+                    }
+                )
             }
-            other => miette!("cannot take the apply lock on {}: {other}", target.describe()),
+            other => miette!(
+                "cannot take the apply lock on {}: {other}",
+                target.describe()
+            ),
         });
     }
     // Renew the lock while the apply runs; it lapses on its own if this process dies.
@@ -322,7 +338,10 @@ async fn apply_locked(
             eprintln!("error: refusing to apply without --yes: there is no terminal to ask on");
             return Ok(EXIT_ERROR);
         }
-        eprint!("\nApply these changes to {}? Only 'yes' is accepted: ", target.describe());
+        eprint!(
+            "\nApply these changes to {}? Only 'yes' is accepted: ",
+            target.describe()
+        );
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer).into_diagnostic()?;
@@ -333,7 +352,9 @@ async fn apply_locked(
     }
     let bar = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(plan.actions.len() as u64);
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} actions  {elapsed} (eta {eta})") {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} actions  {elapsed} (eta {eta})",
+        ) {
             bar.set_style(style);
         }
         Some(bar)
@@ -388,7 +409,11 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
     let outcome = async {
         let live = read_live(open.target.as_ref()).await?;
         let plan = plan::plan(&desired, &live).into_diagnostic()?;
-        let drifted: Vec<&plan::Action> = plan.actions.iter().filter(|action| !action.adopt_only).collect();
+        let drifted: Vec<&plan::Action> = plan
+            .actions
+            .iter()
+            .filter(|action| !action.adopt_only)
+            .collect();
         if args.json {
             let objects: Vec<Value> = drifted
                 .iter()
@@ -400,11 +425,25 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&json!({"drifted": !drifted.is_empty(), "objects": objects})).into_diagnostic()?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &json!({"drifted": !drifted.is_empty(), "objects": objects})
+                )
+                .into_diagnostic()?
+            );
         } else if drifted.is_empty() {
-            println!("No drift: {} matches the manifests ({} object(s)).", open.target.describe(), desired.len());
+            println!(
+                "No drift: {} matches the manifests ({} object(s)).",
+                open.target.describe(),
+                desired.len()
+            );
         } else {
-            println!("Drift on {}: {} object(s) differ from the manifests.\n", open.target.describe(), drifted.len());
+            println!(
+                "Drift on {}: {} object(s) differ from the manifests.\n",
+                open.target.describe(),
+                drifted.len()
+            );
             for action in &drifted {
                 let who = match (&action.live_updated_by, &action.live_updated_at) {
                     (Some(by), Some(at)) => format!("; last changed by {by} at {at}"),
@@ -423,7 +462,11 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
                 println!("  {subject}: {what}{who}");
             }
         }
-        Ok::<_, miette::Report>(if drifted.is_empty() { EXIT_OK } else { EXIT_CHANGES })
+        Ok::<_, miette::Report>(if drifted.is_empty() {
+            EXIT_OK
+        } else {
+            EXIT_CHANGES
+        })
     }
     .await;
     open.close().await;
@@ -438,14 +481,22 @@ pub async fn export(args: ExportArgs) -> miette::Result<u8> {
         std::fs::create_dir_all(&args.out)
             .into_diagnostic()
             .wrap_err_with(|| format!("cannot create {}", args.out.display()))?;
-        let schema = serde_json::to_string_pretty(&manifest::docs::json_schema()).into_diagnostic()?;
-        write_atomically(&args.out.join("perch.schema.json"), format!("{schema}\n").as_bytes())?;
+        let schema =
+            serde_json::to_string_pretty(&manifest::docs::json_schema()).into_diagnostic()?;
+        write_atomically(
+            &args.out.join("perch.schema.json"),
+            format!("{schema}\n").as_bytes(),
+        )?;
         let mut total = 0;
         for (name, text, count) in files {
             write_atomically(&args.out.join(name), text.as_bytes())?;
             total += count;
         }
-        println!("exported {total} object(s) from {} to {}", open.target.describe(), args.out.display());
+        println!(
+            "exported {total} object(s) from {} to {}",
+            open.target.describe(),
+            args.out.display()
+        );
         Ok::<_, miette::Report>(EXIT_OK)
     }
     .await;
@@ -461,7 +512,10 @@ pub fn schema() -> miette::Result<u8> {
 
 /// Writes a file so that readers see the old or the new content, never a part.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> miette::Result<()> {
-    let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let directory = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("perch");
     let temporary = directory.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let result = (|| {
@@ -473,5 +527,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> miette::Result<()> {
     if result.is_err() {
         let _ = std::fs::remove_file(&temporary);
     }
-    result.into_diagnostic().wrap_err_with(|| format!("cannot write {}", path.display()))
+    result
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot write {}", path.display()))
 }

@@ -49,7 +49,9 @@ fn write_change(out: &mut String, change: &FieldChange, indent: &str) {
     let from = change.from.as_ref();
     let to = change.to.as_ref();
     match (from, to) {
-        (Some(Value::String(old)), Some(Value::String(new))) if old.contains('\n') || new.contains('\n') => {
+        (Some(Value::String(old)), Some(Value::String(new)))
+            if old.contains('\n') || new.contains('\n') =>
+        {
             let diff = similar::TextDiff::from_lines(old.as_str(), new.as_str());
             for line in diff.iter_all_changes() {
                 let sign = match line.tag() {
@@ -57,7 +59,11 @@ fn write_change(out: &mut String, change: &FieldChange, indent: &str) {
                     similar::ChangeTag::Insert => '+',
                     similar::ChangeTag::Equal => ' ',
                 };
-                let _ = writeln!(out, "{indent}  {sign} {}", line.value().trim_end_matches('\n'));
+                let _ = writeln!(
+                    out,
+                    "{indent}  {sign} {}",
+                    line.value().trim_end_matches('\n')
+                );
             }
         }
         _ => {
@@ -74,13 +80,23 @@ fn write_change(out: &mut String, change: &FieldChange, indent: &str) {
 /// The human plan: one block per action, then the counts.
 pub fn human(plan: &Plan, target: &str) -> String {
     let mut out = String::new();
-    let changing: Vec<&Action> = plan.actions.iter().filter(|action| !action.adopt_only).collect();
+    let changing: Vec<&Action> = plan
+        .actions
+        .iter()
+        .filter(|action| !action.adopt_only)
+        .collect();
     if changing.is_empty() {
         let _ = writeln!(out, "No changes: {target} matches the manifests.");
     } else {
         let _ = writeln!(out, "Perch will make these changes on {target}:\n");
         for action in changing {
-            let _ = writeln!(out, "  {} {}  ({})", marker(action), describe(action), action.reason);
+            let _ = writeln!(
+                out,
+                "  {} {}  ({})",
+                marker(action),
+                describe(action),
+                action.reason
+            );
             for change in &action.changes {
                 write_change(&mut out, change, "      ");
             }
@@ -108,8 +124,15 @@ pub fn human(plan: &Plan, target: &str) -> String {
 /// The compact summary for a pull-request comment: a collapsible section per object, cut with
 /// a note before [`MARKDOWN_LIMIT`] characters.
 pub fn markdown(plan: &Plan, target: &str) -> String {
-    let mut out = format!("### Perch plan for {target}\n\n**{}**\n\n", summary_line(plan));
-    let changing: Vec<&Action> = plan.actions.iter().filter(|action| !action.adopt_only).collect();
+    let mut out = format!(
+        "### Perch plan for {target}\n\n**{}**\n\n",
+        summary_line(plan)
+    );
+    let changing: Vec<&Action> = plan
+        .actions
+        .iter()
+        .filter(|action| !action.adopt_only)
+        .collect();
     if changing.is_empty() {
         out.push_str("No changes.\n");
     }
@@ -138,14 +161,24 @@ pub fn markdown(plan: &Plan, target: &str) -> String {
         out.push_str(&section);
     }
     if plan.summary.adopt > 0 {
-        let _ = writeln!(out, "\n{} unmanaged object(s) will be adopted.", plan.summary.adopt);
+        let _ = writeln!(
+            out,
+            "\n{} unmanaged object(s) will be adopted.",
+            plan.summary.adopt
+        );
     }
     if plan.summary.unmanaged > 0 {
-        let _ = writeln!(out, "\n{} unmanaged object(s) are left alone.", plan.summary.unmanaged);
+        let _ = writeln!(
+            out,
+            "\n{} unmanaged object(s) are left alone.",
+            plan.summary.unmanaged
+        );
     }
     out
 }
 
 fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

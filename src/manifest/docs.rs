@@ -19,7 +19,9 @@ pub enum ApiVersion {
 macro_rules! kind_tag {
     ($name:ident, $text:literal) => {
         #[doc = concat!("Always `", $text, "`.")]
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+        #[derive(
+            Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema,
+        )]
         pub enum $name {
             #[default]
             #[serde(rename = $text)]
@@ -183,7 +185,10 @@ pub struct ComplianceDoc {
 /// Any manifest document; the root of the JSON Schema.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
-#[schemars(title = "Perch manifest", description = "One document of a Perch manifest file (apiVersion: perch/v1).")]
+#[schemars(
+    title = "Perch manifest",
+    description = "One document of a Perch manifest file (apiVersion: perch/v1)."
+)]
 pub enum Document {
     Category(CategoryDoc),
     Room(RoomDoc),
@@ -193,7 +198,9 @@ pub enum Document {
 }
 
 /// Tells a field given as `null` (Some(None)) from a field left out (None).
-fn present_or_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+fn present_or_null<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(deserializer).map(Some)
 }
 
@@ -216,11 +223,17 @@ pub fn json_schema() -> serde_json::Value {
 /// schemars lets every `Option` field be `null`; in a manifest a field is given or left out,
 /// and only `addin: null` (no add-in) means something.
 fn forbid_null_except_addin(schema: &mut serde_json::Value) {
-    let Some(definitions) = schema.get_mut("$defs").and_then(|defs| defs.as_object_mut()) else {
+    let Some(definitions) = schema
+        .get_mut("$defs")
+        .and_then(|defs| defs.as_object_mut())
+    else {
         return;
     };
     for definition in definitions.values_mut() {
-        let Some(properties) = definition.get_mut("properties").and_then(|p| p.as_object_mut()) else {
+        let Some(properties) = definition
+            .get_mut("properties")
+            .and_then(|p| p.as_object_mut())
+        else {
             continue;
         };
         for (name, property) in properties.iter_mut() {
@@ -235,11 +248,16 @@ fn forbid_null_except_addin(schema: &mut serde_json::Value) {
                 }
             }
             if let Some(any_of) = property.get("anyOf").and_then(|a| a.as_array()).cloned() {
-                let kept: Vec<_> = any_of.into_iter().filter(|s| s.get("type") != Some(&serde_json::json!("null"))).collect();
+                let kept: Vec<_> = any_of
+                    .into_iter()
+                    .filter(|s| s.get("type") != Some(&serde_json::json!("null")))
+                    .collect();
                 if kept.len() == 1 {
                     let description = property.get("description").cloned();
                     *property = kept[0].clone();
-                    if let (Some(description), Some(object)) = (description, property.as_object_mut()) {
+                    if let (Some(description), Some(object)) =
+                        (description, property.as_object_mut())
+                    {
                         object.insert("description".to_owned(), description);
                     }
                 }

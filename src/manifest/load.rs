@@ -109,7 +109,9 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<Probl
 type FileOutcome = (Vec<Problem>, Vec<(DesiredObject, Positions)>);
 
 fn check_files_in_parallel(files: &[PathBuf]) -> Vec<FileOutcome> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
     if threads <= 1 || files.len() < 2 {
         return files.iter().map(|file| check_file(file)).collect();
     }
@@ -117,7 +119,9 @@ fn check_files_in_parallel(files: &[PathBuf]) -> Vec<FileOutcome> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = files
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|file| check_file(file)).collect::<Vec<_>>()))
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|file| check_file(file)).collect::<Vec<_>>())
+            })
             .collect();
         handles
             .into_iter()
@@ -216,8 +220,9 @@ fn validators() -> &'static Validators {
                 "$defs": definitions,
             });
             // The schema is generated from our own types; failing to compile it is a bug.
-            let validator = jsonschema::validator_for(&subschema)
-                .unwrap_or_else(|error| panic!("the generated schema for {definition} does not compile: {error}"));
+            let validator = jsonschema::validator_for(&subschema).unwrap_or_else(|error| {
+                panic!("the generated schema for {definition} does not compile: {error}")
+            });
             by_kind.insert(kind, validator);
         }
         Validators { by_kind }
@@ -239,7 +244,10 @@ fn check_document(
     };
     match map.get("apiVersion") {
         None => {
-            report(origin.position, format!("missing `apiVersion: {API_VERSION}`"));
+            report(
+                origin.position,
+                format!("missing `apiVersion: {API_VERSION}`"),
+            );
             return None;
         }
         Some(Value::String(version)) if version == API_VERSION => {}
@@ -255,7 +263,8 @@ fn check_document(
         None => {
             report(
                 origin.position,
-                "missing `kind`: one of Category, Room, Addin, Group, ComplianceConfiguration".to_owned(),
+                "missing `kind`: one of Category, Room, Addin, Group, ComplianceConfiguration"
+                    .to_owned(),
             );
             return None;
         }
@@ -264,13 +273,18 @@ fn check_document(
             None => {
                 report(
                     positions.value("/kind"),
-                    format!("unknown kind `{text}`; expected Category, Room, Addin, Group or ComplianceConfiguration"),
+                    format!(
+                        "unknown kind `{text}`; expected Category, Room, Addin, Group or ComplianceConfiguration"
+                    ),
                 );
                 return None;
             }
         },
         Some(other) => {
-            report(positions.value("/kind"), format!("`kind` must be a string, not {other}"));
+            report(
+                positions.value("/kind"),
+                format!("`kind` must be a string, not {other}"),
+            );
             return None;
         }
     };
@@ -284,14 +298,15 @@ fn check_document(
                     let field = unexpected.first().cloned().unwrap_or_default();
                     (
                         positions.key(&format!("{pointer}/{field}")),
-                        format!(
-                            "unknown field `{}` in a {kind}",
-                            unexpected.join("`, `")
-                        ),
+                        format!("unknown field `{}` in a {kind}", unexpected.join("`, `")),
                     )
                 }
                 jsonschema::error::ValidationErrorKind::Required { property } => (
-                    if pointer.is_empty() { origin.position } else { positions.value(&pointer) },
+                    if pointer.is_empty() {
+                        origin.position
+                    } else {
+                        positions.value(&pointer)
+                    },
                     format!("missing required field {property} in a {kind}"),
                 ),
                 _ => {
@@ -309,10 +324,18 @@ fn check_document(
     }
 
     let (name, fields, protect) = match kind {
-        Kind::Category => typed_fields::<CategoryDoc>(&json, positions, report, |d| (d.name.clone(), d.protect))?,
-        Kind::Room => typed_fields::<RoomDoc>(&json, positions, report, |d| (d.name.clone(), d.protect))?,
-        Kind::Addin => typed_fields::<AddinDoc>(&json, positions, report, |d| (d.name.clone(), d.protect))?,
-        Kind::Group => typed_fields::<GroupDoc>(&json, positions, report, |d| (d.name.clone(), d.protect))?,
+        Kind::Category => {
+            typed_fields::<CategoryDoc>(&json, positions, report, |d| (d.name.clone(), d.protect))?
+        }
+        Kind::Room => {
+            typed_fields::<RoomDoc>(&json, positions, report, |d| (d.name.clone(), d.protect))?
+        }
+        Kind::Addin => {
+            typed_fields::<AddinDoc>(&json, positions, report, |d| (d.name.clone(), d.protect))?
+        }
+        Kind::Group => {
+            typed_fields::<GroupDoc>(&json, positions, report, |d| (d.name.clone(), d.protect))?
+        }
         Kind::ComplianceConfiguration => {
             typed_fields::<ComplianceDoc>(&json, positions, report, |d| (String::new(), d.protect))?
         }
@@ -328,7 +351,15 @@ fn check_document(
                 }
             }
             Err(error) => {
-                let pointer = format!("/{}", error.path().to_string().replace('.', "/").replace('[', "/").replace(']', ""));
+                let pointer = format!(
+                    "/{}",
+                    error
+                        .path()
+                        .to_string()
+                        .replace('.', "/")
+                        .replace('[', "/")
+                        .replace(']', "")
+                );
                 report(positions.value(&pointer), error.inner().to_string());
             }
         }
@@ -355,7 +386,11 @@ fn typed_fields<T: DeserializeOwned + serde::Serialize>(
         Err(error) => {
             let pointer = json_pointer(&error.path().to_string());
             let message = error.inner().to_string();
-            let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+            let message = message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_owned();
             report(positions.value(&pointer), message);
             return None;
         }
@@ -374,7 +409,10 @@ fn typed_fields<T: DeserializeOwned + serde::Serialize>(
                 .filter_map(|item| item.as_str().and_then(|text| Principal::parse(text).ok()))
                 .collect();
             normalise_list(&mut principals);
-            *items = principals.iter().map(|p| Value::String(p.to_string())).collect();
+            *items = principals
+                .iter()
+                .map(|p| Value::String(p.to_string()))
+                .collect();
         }
     }
     Some((name, fields, protect.unwrap_or(false)))
@@ -417,7 +455,10 @@ fn assemble(documents: Vec<(DesiredObject, Positions)>, problems: &mut Vec<Probl
                 problems.push(Problem {
                     file: object.origin.file.to_path_buf(),
                     position: object.origin.position,
-                    message: format!("a second ComplianceConfiguration; the first is at {}", first.origin),
+                    message: format!(
+                        "a second ComplianceConfiguration; the first is at {}",
+                        first.origin
+                    ),
                 });
             } else {
                 desired.compliance = Some(object);
@@ -429,7 +470,10 @@ fn assemble(documents: Vec<(DesiredObject, Positions)>, problems: &mut Vec<Probl
             problems.push(Problem {
                 file: object.origin.file.to_path_buf(),
                 position: at("/name"),
-                message: format!("{} `{}` is defined twice; the first is at {}", object.kind, object.name, first.origin),
+                message: format!(
+                    "{} `{}` is defined twice; the first is at {}",
+                    object.kind, object.name, first.origin
+                ),
             });
             continue;
         }
@@ -482,15 +526,20 @@ fn assemble(documents: Vec<(DesiredObject, Positions)>, problems: &mut Vec<Probl
         }
         match kind {
             Kind::Room => {
-                let category_name = object.fields.get("category").and_then(Value::as_str).unwrap_or_default();
+                let category_name = object
+                    .fields
+                    .get("category")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 match categories.get(category_name) {
                     None => report(
                         "/category",
                         format!("category `{category_name}` is not defined in the manifests"),
                     ),
                     Some(category) => {
-                        let scope_managed = object_fields_of(&desired, Kind::Category, category_name)
-                            .is_some_and(|fields| fields.contains_key("allowedMembers"));
+                        let scope_managed =
+                            object_fields_of(&desired, Kind::Category, category_name)
+                                .is_some_and(|fields| fields.contains_key("allowedMembers"));
                         if scope_managed {
                             for field in ["members", "managers", "presenters"] {
                                 for principal in principals(&object.fields, field) {
@@ -510,7 +559,10 @@ fn assemble(documents: Vec<(DesiredObject, Positions)>, problems: &mut Vec<Probl
                 }
                 if let Some(Value::String(addin)) = object.fields.get("addin") {
                     if !desired.objects.contains_key(&(Kind::Addin, addin.clone())) {
-                        report("/addin", format!("add-in `{addin}` is not defined in the manifests"));
+                        report(
+                            "/addin",
+                            format!("add-in `{addin}` is not defined in the manifests"),
+                        );
                     }
                 }
             }
@@ -522,7 +574,9 @@ fn assemble(documents: Vec<(DesiredObject, Positions)>, problems: &mut Vec<Probl
                                 let item = Value::String(creator.to_string());
                                 report(
                                     &find_item_pointer(positions, "creators", &item, 0),
-                                    format!("creators: `{creator}` is not within this category's allowedMembers (or is denied)"),
+                                    format!(
+                                        "creators: `{creator}` is not within this category's allowedMembers (or is denied)"
+                                    ),
                                 );
                             }
                         }
@@ -531,7 +585,13 @@ fn assemble(documents: Vec<(DesiredObject, Positions)>, problems: &mut Vec<Probl
             }
             Kind::Group => {
                 if let Some(cycle) = group_cycle(name, &groups) {
-                    report("/members", format!("groups contain each other in a cycle: {}", cycle.join(" -> ")));
+                    report(
+                        "/members",
+                        format!(
+                            "groups contain each other in a cycle: {}",
+                            cycle.join(" -> ")
+                        ),
+                    );
                 }
             }
             _ => {}
@@ -540,8 +600,15 @@ fn assemble(documents: Vec<(DesiredObject, Positions)>, problems: &mut Vec<Probl
     desired
 }
 
-fn object_fields_of<'a>(desired: &'a Desired, kind: Kind, name: &str) -> Option<&'a Map<String, Value>> {
-    desired.objects.get(&(kind, name.to_owned())).map(|object| &object.fields)
+fn object_fields_of<'a>(
+    desired: &'a Desired,
+    kind: Kind,
+    name: &str,
+) -> Option<&'a Map<String, Value>> {
+    desired
+        .objects
+        .get(&(kind, name.to_owned()))
+        .map(|object| &object.fields)
 }
 
 fn principals(fields: &Map<String, Value>, field: &str) -> Vec<Principal> {
@@ -603,14 +670,25 @@ pub fn render_problems(problems: &[Problem]) -> String {
     for problem in problems {
         let Position { line, column } = problem.position;
         if line == 0 {
-            out.push_str(&format!("{}: {}\n", problem.file.display(), problem.message));
+            out.push_str(&format!(
+                "{}: {}\n",
+                problem.file.display(),
+                problem.message
+            ));
             continue;
         }
-        out.push_str(&format!("{}:{line}:{column}: {}\n", problem.file.display(), problem.message));
+        out.push_str(&format!(
+            "{}:{line}:{column}: {}\n",
+            problem.file.display(),
+            problem.message
+        ));
         let source = sources
             .entry(problem.file.as_path())
             .or_insert_with(|| std::fs::read_to_string(&problem.file).ok());
-        if let Some(text) = source.as_deref().and_then(|text| text.lines().nth(line as usize - 1)) {
+        if let Some(text) = source
+            .as_deref()
+            .and_then(|text| text.lines().nth(line as usize - 1))
+        {
             let gutter = line.to_string();
             out.push_str(&format!("  {gutter} | {text}\n"));
             let pad: String = text

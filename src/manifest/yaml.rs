@@ -188,14 +188,18 @@ fn to_json_at(node: &Spanned<Node>, pointer: String, positions: &mut Positions) 
             let mut map = Map::new();
             for (key, value) in entries {
                 let child = format!("{pointer}/{}", escape_pointer(&key.value));
-                positions.keys.insert(child.clone(), Position::of(&key.referenced));
+                positions
+                    .keys
+                    .insert(child.clone(), Position::of(&key.referenced));
                 let json = to_json_at(value, child, positions);
                 map.insert(key.value.clone(), json);
             }
             Value::Object(map)
         }
     };
-    positions.values.insert(pointer, Position::of(&node.referenced));
+    positions
+        .values
+        .insert(pointer, Position::of(&node.referenced));
     value
 }
 
@@ -237,7 +241,10 @@ mod tests {
         let mut positions = Positions::default();
         let json = to_json(&documents[0], &mut positions);
         assert_eq!(json["members"][1], "sip:b@x.com");
-        assert_eq!(positions.value("/members/1"), Position { line: 5, column: 5 });
+        assert_eq!(
+            positions.value("/members/1"),
+            Position { line: 5, column: 5 }
+        );
         assert_eq!(positions.key("/kind"), Position { line: 2, column: 1 });
         assert_eq!(positions.value("/kind"), Position { line: 2, column: 7 });
         let mut second = Positions::default();

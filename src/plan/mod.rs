@@ -133,7 +133,12 @@ pub struct Plan {
 impl Plan {
     /// Whether applying it would change the server's configuration (adoptions do not).
     pub fn has_changes(&self) -> bool {
-        let Summary { create, change, remove, .. } = self.summary;
+        let Summary {
+            create,
+            change,
+            remove,
+            ..
+        } = self.summary;
         create + change + remove > 0
     }
 }
@@ -217,18 +222,36 @@ pub fn plan(desired: &Desired, live: &Live) -> Result<Plan, PlanError> {
     let group_rank = group_ranks(desired, live);
     let rank = |action: &Action| group_rank.get(&action.name).copied().unwrap_or(0);
     upserts.sort_by(|a, b| {
-        (create_order(a.kind), if a.kind == Kind::Group { rank(a) } else { 0 }, &a.name).cmp(&(
-            create_order(b.kind),
-            if b.kind == Kind::Group { rank(b) } else { 0 },
-            &b.name,
-        ))
+        (
+            create_order(a.kind),
+            if a.kind == Kind::Group { rank(a) } else { 0 },
+            &a.name,
+        )
+            .cmp(&(
+                create_order(b.kind),
+                if b.kind == Kind::Group { rank(b) } else { 0 },
+                &b.name,
+            ))
     });
     removes.sort_by(|a, b| {
-        (remove_order(a.kind), if a.kind == Kind::Group { usize::MAX - rank(a) } else { 0 }, &a.name).cmp(&(
-            remove_order(b.kind),
-            if b.kind == Kind::Group { usize::MAX - rank(b) } else { 0 },
-            &b.name,
-        ))
+        (
+            remove_order(a.kind),
+            if a.kind == Kind::Group {
+                usize::MAX - rank(a)
+            } else {
+                0
+            },
+            &a.name,
+        )
+            .cmp(&(
+                remove_order(b.kind),
+                if b.kind == Kind::Group {
+                    usize::MAX - rank(b)
+                } else {
+                    0
+                },
+                &b.name,
+            ))
     });
     let mut actions = upserts;
     actions.extend(removes);
@@ -314,7 +337,11 @@ fn group_ranks(desired: &Desired, live: &Live) -> HashMap<String, usize> {
 }
 
 /// The create or set action for one desired object, if any.
-fn upsert(wanted: &DesiredObject, current: Option<&LiveObject>, summary: &mut Summary) -> Option<Action> {
+fn upsert(
+    wanted: &DesiredObject,
+    current: Option<&LiveObject>,
+    summary: &mut Summary,
+) -> Option<Action> {
     let Some(current) = current else {
         summary.create += 1;
         let changes = wanted
@@ -353,7 +380,11 @@ fn upsert(wanted: &DesiredObject, current: Option<&LiveObject>, summary: &mut Su
         }
     } else {
         let fields: Vec<&str> = changes.iter().map(|change| change.field.as_str()).collect();
-        format!("{} differ{}", fields.join(", "), if fields.len() == 1 { "s" } else { "" })
+        format!(
+            "{} differ{}",
+            fields.join(", "),
+            if fields.len() == 1 { "s" } else { "" }
+        )
     };
     let adopt_only = changes.is_empty();
     if adopt_only {
@@ -410,7 +441,8 @@ fn field_changes(wanted: &Map<String, Value>, live: &Map<String, Value>) -> Vec<
         match (desired_value, live_value) {
             (Value::Array(desired_items), live_items) => {
                 let desired_set = principal_set(desired_items);
-                let live_set = principal_set(live_items.as_array().map(Vec::as_slice).unwrap_or_default());
+                let live_set =
+                    principal_set(live_items.as_array().map(Vec::as_slice).unwrap_or_default());
                 if desired_set != live_set {
                     changes.push(FieldChange {
                         field: field.clone(),
@@ -459,14 +491,23 @@ pub fn stale_reads(plan: &Plan, live: &Live) -> Vec<String> {
             let now = if read.kind == Kind::ComplianceConfiguration {
                 live.compliance.as_ref().map(|object| object.meta.version)
             } else {
-                live.objects.get(&(read.kind, read.name.clone())).map(|object| object.meta.version)
+                live.objects
+                    .get(&(read.kind, read.name.clone()))
+                    .map(|object| object.meta.version)
             };
-            let describe = |version: Option<i64>| version.map_or("absent".to_owned(), |v| format!("version {v}"));
+            let describe = |version: Option<i64>| {
+                version.map_or("absent".to_owned(), |v| format!("version {v}"))
+            };
             (now != read.version).then(|| {
                 let by = live
                     .objects
                     .get(&(read.kind, read.name.clone()))
-                    .map(|object| format!(" (changed by {} at {})", object.meta.updated_by, object.meta.updated_at))
+                    .map(|object| {
+                        format!(
+                            " (changed by {} at {})",
+                            object.meta.updated_by, object.meta.updated_at
+                        )
+                    })
                     .unwrap_or_default();
                 format!(
                     "{} `{}`: {} when planned, {} now{by}",

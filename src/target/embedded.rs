@@ -17,9 +17,9 @@ pub struct EmbeddedTarget {
 impl EmbeddedTarget {
     /// Opens (and migrates) the database at `url`, acting as the local operator.
     pub async fn open(url: &str) -> Result<EmbeddedTarget, TargetError> {
-        let store = Store::open(url)
-            .await
-            .map_err(|error| TargetError::Unreachable(format!("{error}: {}", source_chain(&error))))?;
+        let store = Store::open(url).await.map_err(|error| {
+            TargetError::Unreachable(format!("{error}: {}", source_chain(&error)))
+        })?;
         Ok(EmbeddedTarget {
             service: Service::new(store),
             caller: Caller::local_operator(),
@@ -45,12 +45,14 @@ fn source_chain(error: &dyn std::error::Error) -> String {
 pub(crate) fn rejected(error: ServiceError) -> TargetError {
     match error {
         ServiceError::LockHeld { holder, since } => TargetError::LockHeld { holder, since },
-        ServiceError::Store(store) => TargetError::Unreachable(format!("{store}: {}", source_chain(&store))),
+        ServiceError::Store(store) => {
+            TargetError::Unreachable(format!("{store}: {}", source_chain(&store)))
+        }
         other => {
             let code = match &other {
-                ServiceError::Invalid { code, .. } | ServiceError::Rule { code, .. } | ServiceError::Conflict { code, .. } => {
-                    (*code).to_owned()
-                }
+                ServiceError::Invalid { code, .. }
+                | ServiceError::Rule { code, .. }
+                | ServiceError::Conflict { code, .. } => (*code).to_owned(),
                 ServiceError::NotFound { .. } => "not_found".to_owned(),
                 ServiceError::Forbidden { .. } => "forbidden".to_owned(),
                 ServiceError::VersionMismatch { .. } => "version_mismatch".to_owned(),
@@ -67,7 +69,12 @@ pub(crate) fn rejected(error: ServiceError) -> TargetError {
 fn object_of(action: &Action) -> Result<&Map<String, Value>, TargetError> {
     action.object.as_ref().ok_or_else(|| TargetError::Rejected {
         code: "invalid_plan".to_owned(),
-        message: format!("the plan's {} of {} `{}` carries no object", describe_verb(action.action), action.kind, action.name),
+        message: format!(
+            "the plan's {} of {} `{}` carries no object",
+            describe_verb(action.action),
+            action.kind,
+            action.name
+        ),
     })
 }
 
@@ -86,15 +93,24 @@ impl Target for EmbeddedTarget {
 
     fn live(&self) -> BoxFuture<'_, Result<Live, TargetError>> {
         Box::pin(async move {
-            let state = self.service.state(&self.caller).await.map_err(|error| match error {
-                ServiceError::Store(store) => TargetError::Unreadable(format!("{store}: {}", source_chain(&store))),
-                other => rejected(other),
-            })?;
+            let state = self
+                .service
+                .state(&self.caller)
+                .await
+                .map_err(|error| match error {
+                    ServiceError::Store(store) => {
+                        TargetError::Unreadable(format!("{store}: {}", source_chain(&store)))
+                    }
+                    other => rejected(other),
+                })?;
             let mut objects = Vec::with_capacity(state.objects.len() + 1);
             for stored in state.objects {
                 let kind = stored.spec.kind();
                 let Ok(Value::Object(fields)) = serde_json::to_value(&stored) else {
-                    return Err(TargetError::Unreadable(format!("{kind} `{}` does not serialise", stored.spec.name())));
+                    return Err(TargetError::Unreadable(format!(
+                        "{kind} `{}` does not serialise",
+                        stored.spec.name()
+                    )));
                 };
                 objects.push((kind, fields));
             }
@@ -107,12 +123,21 @@ impl Target for EmbeddedTarget {
 
     fn execute<'a>(&'a self, action: &'a Action) -> BoxFuture<'a, Result<(), TargetError>> {
         Box::pin(async move {
-            let ownership = Ownership::Managed { protect: action.protect };
-            let precondition = action.expected_version.map_or(Precondition::None, Precondition::Version);
+            let ownership = Ownership::Managed {
+                protect: action.protect,
+            };
+            let precondition = action
+                .expected_version
+                .map_or(Precondition::None, Precondition::Version);
             if action.kind == Kind::ComplianceConfiguration {
                 let fields = object_of(action)?;
-                let configuration: ComplianceConfiguration = serde_json::from_value(Value::Object(fields.clone()))
-                    .map_err(|error| TargetError::Rejected { code: "invalid_field".to_owned(), message: error.to_string() })?;
+                let configuration: ComplianceConfiguration =
+                    serde_json::from_value(Value::Object(fields.clone())).map_err(|error| {
+                        TargetError::Rejected {
+                            code: "invalid_field".to_owned(),
+                            message: error.to_string(),
+                        }
+                    })?;
                 self.service
                     .set_compliance(&self.caller, configuration, precondition, ownership)
                     .await
@@ -125,7 +150,10 @@ impl Target for EmbeddedTarget {
                     let object = Object::from_json(action.kind, Value::Object(fields.clone()))
                         .map_err(|error| rejected(ServiceError::from_json_path(error)))?;
                     if action.action == Verb::Create {
-                        self.service.create(&self.caller, object, ownership).await.map_err(rejected)?;
+                        self.service
+                            .create(&self.caller, object, ownership)
+                            .await
+                            .map_err(rejected)?;
                     } else {
                         self.service
                             .replace(&self.caller, &action.name, object, precondition, ownership)
@@ -148,7 +176,11 @@ impl Target for EmbeddedTarget {
         })
     }
 
-    fn lock<'a>(&'a self, holder: &'a str, ttl_seconds: i64) -> BoxFuture<'a, Result<(), TargetError>> {
+    fn lock<'a>(
+        &'a self,
+        holder: &'a str,
+        ttl_seconds: i64,
+    ) -> BoxFuture<'a, Result<(), TargetError>> {
         Box::pin(async move {
             self.service
                 .acquire_lock(&self.caller, APPLY_LOCK, holder, ttl_seconds)

@@ -28,7 +28,13 @@ impl HttpTarget {
         })
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<&Value>, if_match: Option<i64>) -> Result<reqwest::Response, TargetError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        if_match: Option<i64>,
+    ) -> Result<reqwest::Response, TargetError> {
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -82,19 +88,27 @@ impl Target for HttpTarget {
             let response = self.send(Method::GET, "/v1/state", None, None).await?;
             if !response.status().is_success() {
                 return Err(match rejected(response).await {
-                    TargetError::Rejected { code, message } => TargetError::Unreadable(format!("{message} ({code})")),
+                    TargetError::Rejected { code, message } => {
+                        TargetError::Unreadable(format!("{message} ({code})"))
+                    }
                     other => other,
                 });
             }
-            let state: Map<String, Value> = response
-                .json()
-                .await
-                .map_err(|error| TargetError::Unreadable(format!("the state is not the JSON expected: {error}")))?;
+            let state: Map<String, Value> = response.json().await.map_err(|error| {
+                TargetError::Unreadable(format!("the state is not the JSON expected: {error}"))
+            })?;
             let mut objects = Vec::new();
             for kind in [Kind::Group, Kind::Addin, Kind::Category, Kind::Room] {
-                for item in state.get(collection(kind)).and_then(Value::as_array).into_iter().flatten() {
+                for item in state
+                    .get(collection(kind))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let Value::Object(fields) = item else {
-                        return Err(TargetError::Unreadable(format!("a {kind} is not a JSON object")));
+                        return Err(TargetError::Unreadable(format!(
+                            "a {kind} is not a JSON object"
+                        )));
                     };
                     objects.push((kind, fields.clone()));
                 }
@@ -111,13 +125,27 @@ impl Target for HttpTarget {
             let marks = format!("managed=true&protect={}", action.protect);
             let body = action.object.clone().map(Value::Object);
             let (method, path) = match (action.kind, action.action) {
-                (Kind::ComplianceConfiguration, _) => (Method::PUT, format!("/v1/compliance?{marks}")),
+                (Kind::ComplianceConfiguration, _) => {
+                    (Method::PUT, format!("/v1/compliance?{marks}"))
+                }
                 (kind, Verb::Create) => (Method::POST, format!("/v1/{}?{marks}", collection(kind))),
-                (kind, Verb::Set) => (Method::PUT, format!("/v1/{}/{}?{marks}", collection(kind), segment(&action.name))),
-                (kind, Verb::Remove) => (Method::DELETE, format!("/v1/{}/{}", collection(kind), segment(&action.name))),
+                (kind, Verb::Set) => (
+                    Method::PUT,
+                    format!("/v1/{}/{}?{marks}", collection(kind), segment(&action.name)),
+                ),
+                (kind, Verb::Remove) => (
+                    Method::DELETE,
+                    format!("/v1/{}/{}", collection(kind), segment(&action.name)),
+                ),
             };
-            let body = if action.action == Verb::Remove { None } else { body };
-            let response = self.send(method, &path, body.as_ref(), action.expected_version).await?;
+            let body = if action.action == Verb::Remove {
+                None
+            } else {
+                body
+            };
+            let response = self
+                .send(method, &path, body.as_ref(), action.expected_version)
+                .await?;
             if response.status().is_success()
                 || (action.action == Verb::Remove && response.status() == StatusCode::NOT_FOUND)
             {
@@ -127,10 +155,21 @@ impl Target for HttpTarget {
         })
     }
 
-    fn lock<'a>(&'a self, holder: &'a str, ttl_seconds: i64) -> BoxFuture<'a, Result<(), TargetError>> {
+    fn lock<'a>(
+        &'a self,
+        holder: &'a str,
+        ttl_seconds: i64,
+    ) -> BoxFuture<'a, Result<(), TargetError>> {
         Box::pin(async move {
             let body = json!({"holder": holder, "ttlSeconds": ttl_seconds});
-            let response = self.send(Method::POST, &format!("/v1/locks/{APPLY_LOCK}"), Some(&body), None).await?;
+            let response = self
+                .send(
+                    Method::POST,
+                    &format!("/v1/locks/{APPLY_LOCK}"),
+                    Some(&body),
+                    None,
+                )
+                .await?;
             if response.status().is_success() {
                 Ok(())
             } else {

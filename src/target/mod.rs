@@ -48,16 +48,27 @@ pub trait Target: Send + Sync {
     fn execute<'a>(&'a self, action: &'a Action) -> BoxFuture<'a, Result<(), TargetError>>;
 
     /// Takes (or renews) the apply lock for `holder` for `ttl_seconds`.
-    fn lock<'a>(&'a self, holder: &'a str, ttl_seconds: i64) -> BoxFuture<'a, Result<(), TargetError>>;
+    fn lock<'a>(
+        &'a self,
+        holder: &'a str,
+        ttl_seconds: i64,
+    ) -> BoxFuture<'a, Result<(), TargetError>>;
 
     /// Releases the apply lock if `holder` has it.
     fn unlock<'a>(&'a self, holder: &'a str) -> BoxFuture<'a, Result<(), TargetError>>;
 }
 
 /// Splits the bookkeeping fields off an object as the API sends it.
-pub(crate) fn live_object(kind: Kind, mut fields: Map<String, Value>) -> Result<LiveObject, TargetError> {
+pub(crate) fn live_object(
+    kind: Kind,
+    mut fields: Map<String, Value>,
+) -> Result<LiveObject, TargetError> {
     let mut take = |name: &str| fields.remove(name);
-    let text = |value: Option<Value>| value.and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let text = |value: Option<Value>| {
+        value
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
     let meta = Meta {
         id: take("id").and_then(|v| v.as_i64()).unwrap_or_default(),
         version: take("version")
@@ -77,11 +88,18 @@ pub(crate) fn live_object(kind: Kind, mut fields: Map<String, Value>) -> Result<
             .ok_or_else(|| TargetError::Unreadable(format!("a {kind} has no name")))?
             .to_owned(),
     };
-    Ok(LiveObject { kind, name, fields, meta })
+    Ok(LiveObject {
+        kind,
+        name,
+        fields,
+        meta,
+    })
 }
 
 /// Builds the live state from objects as the API sends them (bookkeeping fields inline).
-pub(crate) fn live_from(objects: impl IntoIterator<Item = (Kind, Map<String, Value>)>) -> Result<Live, TargetError> {
+pub(crate) fn live_from(
+    objects: impl IntoIterator<Item = (Kind, Map<String, Value>)>,
+) -> Result<Live, TargetError> {
     let mut live = Live::default();
     for (kind, fields) in objects {
         let object = live_object(kind, fields)?;
@@ -121,7 +139,11 @@ pub fn describe(action: &Action) -> String {
 /// Carries out a plan's actions in order, stopping at the first failure.
 ///
 /// `progress` is called after each action with the number done.
-pub async fn apply_plan(target: &dyn Target, plan: &Plan, mut progress: impl FnMut(usize)) -> ApplyReport {
+pub async fn apply_plan(
+    target: &dyn Target,
+    plan: &Plan,
+    mut progress: impl FnMut(usize),
+) -> ApplyReport {
     debug_assert_eq!(plan.format_version, PLAN_FORMAT_VERSION);
     let mut report = ApplyReport::default();
     let mut actions = plan.actions.iter();

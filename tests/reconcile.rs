@@ -1,0 +1,365 @@
+//! The reconciler through the real binary, against both targets: the embedded store and a
+//! `perch serve` over HTTP. A server always runs over the same database, so that "someone
+//! changed it by hand" is a real API call in both cases.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Client, TestDb, TestServer};
+use serde_json::json;
+
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    Embedded,
+    Http,
+}
+
+struct Harness {
+    via: Via,
+    db: TestDb,
+    server: TestServer,
+    admin: Client,
+    token: String,
+}
+
+impl Harness {
+    fn new(via: Via) -> Harness {
+        let db = TestDb::new();
+        let token = common::create_token(&db.url, "sip:admin@contoso.com", "admin");
+        let server = TestServer::start(&db.url);
+        let admin = server.client(&token);
+        Harness {
+            via,
+            db,
+            server,
+            admin,
+            token,
+        }
+    }
+
+    fn target_args(&self) -> Vec<String> {
+        match self.via {
+            Via::Embedded => vec!["--db".into(), self.db.url.clone()],
+            Via::Http => vec![
+                "--server".into(),
+                self.server.base.clone(),
+                "--token".into(),
+                self.token.clone(),
+            ],
+        }
+    }
+
+    /// Runs `perch COMMAND ARGS... TARGET-ARGS` in the harness's directory.
+    fn run(&self, command: &str, args: &[&str]) -> (i32, String, String) {
+        let target = self.target_args();
+        let mut all: Vec<&str> = vec![command];
+        all.extend_from_slice(args);
+        all.extend(target.iter().map(String::as_str));
+        common::perch_in(Some(self.db.dir.path()), &all)
+    }
+
+    fn write(&self, relative: &str, text: &str) -> PathBuf {
+        let path = self.db.path().join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+fn examples() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .display()
+        .to_string()
+}
+
+fn both(test: impl Fn(Harness)) {
+    for via in [Via::Embedded, Via::Http] {
+        test(Harness::new(via));
+    }
+}
+
+#[test]
+fn apply_then_plan_is_empty_and_export_round_trips() {
+    both(|h| {
+        let (code, stdout, stderr) = h.run("apply", &[&examples(), "--yes"]);
+        assert_eq!(code, 0, "{:?}: {stdout}{stderr}", h.via);
+        assert!(
+            stdout.contains("Apply complete: 55 created, 1 changed, 0 removed"),
+            "{stdout}"
+        );
+
+        let (code, stdout, _) = h.run("plan", &[&examples(), "--detailed-exitcode"]);
+        assert_eq!(code, 0, "{:?}: {stdout}", h.via);
+        assert!(
+            stdout.ends_with("Plan: 0 to create, 0 to change, 0 to remove.\n"),
+            "{stdout}"
+        );
+
+        let out = h.db.path().join("export");
+        let (code, stdout, stderr) = h.run("export", &["--out", out.to_str().unwrap()]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let (code, stdout, stderr) = h.run("plan", &[out.to_str().unwrap(), "--detailed-exitcode"]);
+        assert_eq!(code, 0, "{:?}: {stdout}{stderr}", h.via);
+        let (code, stdout, stderr) = common::perch(&["validate", out.to_str().unwrap()]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+
+        // Export of a server Perch never touched: every object is adopted, nothing changes.
+        let fresh = Harness::new(h.via);
+        let (code, ..) = fresh.run("apply", &[&examples(), "--yes"]);
+        assert_eq!(code, 0);
+    });
+}
+
+#[tokio::test]
+async fn export_of_hand_made_objects_adopts_them() {
+    for via in [Via::Embedded, Via::Http] {
+        let h = Harness::new(via);
+        h.admin
+            .post(
+                "/v1/addins",
+                json!({"name": "Board", "url": "https://board"}),
+            )
+            .await
+            .expect(201);
+        let out = h.db.path().join("export");
+        let (code, ..) = h.run("export", &["--out", out.to_str().unwrap()]);
+        assert_eq!(code, 0);
+        let (code, stdout, _) = h.run("plan", &[out.to_str().unwrap(), "--detailed-exitcode"]);
+        assert_eq!(code, 0, "{stdout}");
+        // The add-in and the compliance configuration, neither made by perch.
+        assert!(
+            stdout
+                .contains("2 unmanaged object(s) named by the manifests will be marked as managed"),
+            "{stdout}"
+        );
+        let (code, ..) = h.run("apply", &[out.to_str().unwrap(), "--yes"]);
+        assert_eq!(code, 0);
+        assert_eq!(h.admin.get("/v1/addins/Board").await.body["managed"], true);
+        // Now managed, it goes when the manifests drop it.
+        std::fs::remove_file(out.join("addins.yaml")).unwrap();
+        let (code, stdout, _) = h.run("plan", &[out.to_str().unwrap(), "--detailed-exitcode"]);
+        assert_eq!(code, 2, "{stdout}");
+        assert!(stdout.contains("- remove Addin \"Board\""), "{stdout}");
+    }
+}
+
+#[tokio::test]
+async fn drift_after_an_api_change_exits_2_naming_who() {
+    for via in [Via::Embedded, Via::Http] {
+        let h = Harness::new(via);
+        let (code, ..) = h.run("apply", &[&examples(), "--yes"]);
+        assert_eq!(code, 0);
+        let (code, stdout, _) = h.run("drift", &[&examples()]);
+        assert_eq!(code, 0, "{stdout}");
+
+        let editor = h.server.client(&common::create_token(
+            &h.db.url,
+            "sip:editor@contoso.com",
+            "admin",
+        ));
+        editor
+            .patch("/v1/rooms/watercooler", json!({"description": "changed by hand", "members": {"add": ["sip:zed@contoso.com"]}}))
+            .await
+            .expect(200);
+        editor.delete("/v1/rooms/social-events").await.expect(204);
+        let (code, stdout, stderr) = h.run("drift", &[&examples()]);
+        assert_eq!(code, 2, "{:?}: {stdout}{stderr}", via);
+        assert!(stdout.contains("Room \"watercooler\": description, members differ; last changed by sip:editor@contoso.com at 20"), "{stdout}");
+        assert!(
+            stdout.contains("Room \"social-events\": absent on the server"),
+            "{stdout}"
+        );
+
+        let (code, stdout, _) = h.run("drift", &[&examples(), "--json"]);
+        assert_eq!(code, 2);
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(report["drifted"], true);
+        assert_eq!(report["objects"].as_array().unwrap().len(), 2);
+
+        // An unreadable target is an error, never drift.
+        let (code, _, stderr) = common::perch(&[
+            "drift",
+            &examples(),
+            "--server",
+            "http://127.0.0.1:9",
+            "--token",
+            "x",
+        ]);
+        assert_eq!(code, 1, "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn stale_saved_plans_are_refused() {
+    for via in [Via::Embedded, Via::Http] {
+        let h = Harness::new(via);
+        let plan_file = h.db.path().join("plan.json");
+        let (code, ..) = h.run("plan", &[&examples(), "--out", plan_file.to_str().unwrap()]);
+        assert_eq!(code, 0);
+        // Someone creates a category the plan meant to create.
+        h.admin
+            .post("/v1/categories", json!({"name": "Legal"}))
+            .await
+            .expect(201);
+        let (code, stdout, stderr) =
+            h.run("apply", &["--plan", plan_file.to_str().unwrap(), "--yes"]);
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert!(stderr.contains("the saved plan is stale"), "{stderr}");
+        assert!(
+            stderr.contains("Category `Legal`: absent when planned, version 1 now"),
+            "{stderr}"
+        );
+        assert_eq!(
+            h.admin.get("/v1/rooms").await.body["items"],
+            json!([]),
+            "nothing was applied"
+        );
+
+        // A fresh saved plan applies.
+        let (code, ..) = h.run("plan", &[&examples(), "--out", plan_file.to_str().unwrap()]);
+        assert_eq!(code, 0);
+        let (code, stdout, stderr) =
+            h.run("apply", &["--plan", plan_file.to_str().unwrap(), "--yes"]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let (code, ..) = h.run("plan", &[&examples(), "--detailed-exitcode"]);
+        assert_eq!(code, 0);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_applies_are_refused_naming_the_holder() {
+    for via in [Via::Embedded, Via::Http] {
+        let h = Harness::new(via);
+        h.admin
+            .post(
+                "/v1/locks/apply",
+                json!({"holder": "ci@build-7 (pid 42)", "ttlSeconds": 600}),
+            )
+            .await
+            .expect(200);
+        let (code, stdout, stderr) = h.run("apply", &[&examples(), "--yes"]);
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert!(stderr.contains("another apply is running"), "{stderr}");
+        assert!(stderr.contains("ci@build-7 (pid 42)"), "{stderr}");
+        assert_eq!(h.admin.get("/v1/categories").await.body["items"], json!([]));
+        h.admin
+            .delete("/v1/locks/apply?holder=ci%40build-7%20(pid%2042)")
+            .await
+            .expect(204);
+
+        // Two applies at once: exactly one runs; the other fails at once.
+        let first = std::thread::scope(|scope| {
+            let a = scope.spawn(|| h.run("apply", &[&examples(), "--yes"]));
+            let b = scope.spawn(|| h.run("apply", &[&examples(), "--yes"]));
+            [a.join().unwrap(), b.join().unwrap()]
+        });
+        let codes: Vec<i32> = first.iter().map(|(code, ..)| *code).collect();
+        assert!(codes.contains(&0), "{first:?}");
+        if codes.contains(&1) {
+            let loser = first.iter().find(|(code, ..)| *code == 1).unwrap();
+            assert!(loser.2.contains("another apply is running"), "{}", loser.2);
+        }
+        let (code, ..) = h.run("plan", &[&examples(), "--detailed-exitcode"]);
+        assert_eq!(code, 0);
+    }
+}
+
+#[test]
+fn apply_without_a_terminal_or_yes_refuses() {
+    both(|h| {
+        let (code, _, stderr) = h.run("apply", &[&examples()]);
+        assert_eq!(code, 1);
+        assert!(
+            stderr.contains("refusing to apply without --yes"),
+            "{stderr}"
+        );
+        let (code, ..) = h.run("plan", &[&examples(), "--detailed-exitcode"]);
+        assert_eq!(code, 2, "nothing was applied");
+    });
+}
+
+const BASE: &str = "apiVersion: perch/v1\nkind: Category\nname: C\nallowedMembers: [domain:contoso.com]\n---\napiVersion: perch/v1\nkind: Room\nname: r1\ncategory: C\n";
+
+#[tokio::test]
+async fn a_failed_action_stops_the_apply_and_plan_shows_the_rest() {
+    for via in [Via::Embedded, Via::Http] {
+        let h = Harness::new(via);
+        let manifests = h.write("m/all.yaml", BASE);
+        let (code, ..) = h.run("apply", &[manifests.to_str().unwrap(), "--yes"]);
+        assert_eq!(code, 0);
+        // A room made by hand keeps the category from being removed.
+        h.admin
+            .post("/v1/rooms", json!({"name": "by-hand", "category": "C"}))
+            .await
+            .expect(201);
+        h.write(
+            "m/all.yaml",
+            "apiVersion: perch/v1\nkind: Addin\nname: Board\nurl: https://board\n",
+        );
+        let (code, stdout, stderr) = h.run("apply", &[manifests.to_str().unwrap(), "--yes"]);
+        assert_eq!(code, 1, "{stdout}{stderr}");
+        assert!(
+            stderr.contains("apply stopped at `remove Category \"C\"`"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("category_not_empty"), "{stderr}");
+        assert!(
+            stderr.contains("done (2):\n  create Addin \"Board\"\n  remove Room \"r1\""),
+            "{stderr}"
+        );
+        let (code, stdout, _) = h.run(
+            "plan",
+            &[manifests.to_str().unwrap(), "--detailed-exitcode"],
+        );
+        assert_eq!(code, 2);
+        assert!(stdout.contains("- remove Category \"C\""), "{stdout}");
+        assert!(
+            stdout.contains("Plan: 0 to create, 0 to change, 1 to remove."),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn removing_a_protected_object_fails_the_plan() {
+    both(|h| {
+        let manifests = h.write("m/all.yaml", &format!("{BASE}protect: true\n"));
+        let (code, ..) = h.run("apply", &[manifests.to_str().unwrap(), "--yes"]);
+        assert_eq!(code, 0);
+        h.write(
+            "m/all.yaml",
+            "apiVersion: perch/v1\nkind: Category\nname: C\n",
+        );
+        let (code, _, stderr) = h.run("plan", &[manifests.to_str().unwrap()]);
+        assert_eq!(code, 1);
+        assert!(
+            stderr.contains("the plan would remove protected objects: Room `r1`"),
+            "{stderr}"
+        );
+    });
+}
+
+#[test]
+fn plan_json_and_markdown() {
+    both(|h| {
+        let (code, stdout, _) = h.run("plan", &[&examples(), "--json", "--detailed-exitcode"]);
+        assert_eq!(code, 2);
+        let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(plan["formatVersion"], 1);
+        assert_eq!(plan["summary"]["create"], 55);
+        assert_eq!(plan["actions"][0]["action"], "create");
+        assert_eq!(plan["actions"][0]["kind"], "Group");
+
+        let (code, stdout, _) = h.run("plan", &[&examples(), "--markdown"]);
+        assert_eq!(code, 0);
+        assert!(stdout.starts_with("### Perch plan for "), "{stdout}");
+        assert!(stdout.contains("**Plan: 55 to create, 1 to change, 0 to remove.**"));
+        assert!(
+            stdout.contains("<details><summary><code>+ create Room &quot;")
+                || stdout.contains("<details><summary><code>+ create Room \"")
+        );
+        assert!(stdout.len() < 65_000);
+    });
+}
