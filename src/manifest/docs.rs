@@ -211,6 +211,7 @@ pub fn json_schema() -> serde_json::Value {
         .into_root_schema_for::<Document>();
     let mut value = schema.to_value();
     forbid_null_except_addin(&mut value);
+    flatten_described_enums(&mut value);
     if let Some(object) = value.as_object_mut() {
         object.insert(
             "$id".to_owned(),
@@ -262,6 +263,55 @@ fn forbid_null_except_addin(schema: &mut serde_json::Value) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// schemars writes an enum whose variants carry doc comments as `oneOf` of `const`s, which
+/// makes validators say "not valid under any of the schemas". An `enum` says which values are
+/// allowed; the variants' descriptions join the enum's.
+fn flatten_described_enums(schema: &mut serde_json::Value) {
+    let Some(definitions) = schema
+        .get_mut("$defs")
+        .and_then(|defs| defs.as_object_mut())
+    else {
+        return;
+    };
+    for definition in definitions.values_mut() {
+        let Some(variants) = definition.get("oneOf").and_then(|v| v.as_array()) else {
+            continue;
+        };
+        let values: Option<Vec<serde_json::Value>> =
+            variants.iter().map(|v| v.get("const").cloned()).collect();
+        let Some(values) = values else { continue };
+        let notes: Vec<String> = variants
+            .iter()
+            .filter_map(|v| {
+                Some(format!(
+                    "{}: {}",
+                    v.get("const")?.as_str()?,
+                    v.get("description")?.as_str()?.trim_end_matches('.')
+                ))
+            })
+            .collect();
+        if let Some(object) = definition.as_object_mut() {
+            object.remove("oneOf");
+            object.insert("enum".to_owned(), serde_json::Value::Array(values));
+            let mut description = object
+                .get("description")
+                .and_then(|d| d.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            if !notes.is_empty() {
+                if !description.is_empty() {
+                    description.push(' ');
+                }
+                description.push_str(&notes.join("; "));
+            }
+            object.insert(
+                "description".to_owned(),
+                serde_json::Value::String(description),
+            );
         }
     }
 }

@@ -1,0 +1,196 @@
+//! Broken manifests: each gets its `file:line:col: message` and exit 1, never a panic.
+//! And the human plan output, as snapshots.
+
+mod common;
+
+use std::path::Path;
+
+use expect_test::expect;
+
+fn corpus(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus/broken")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn every_broken_manifest_names_file_line_and_column() {
+    let cases = [
+        (
+            "unknown-field.yaml",
+            "5:1: unknown field `colour` in a Room",
+        ),
+        ("bad-enum.yaml", "5:10: privacy: \"hidden\" is not one of"),
+        (
+            "bad-principal.yaml",
+            "7:5: members.1: \"OU=Eng,DC=corp\" does not match",
+        ),
+        (
+            "bad-api-version.yaml",
+            "1:13: unsupported apiVersion \"perch/v2\"",
+        ),
+        ("unknown-kind.yaml", "2:7: unknown kind `Chatroom`"),
+        ("missing-kind.yaml", "1:1: missing `kind`"),
+        (
+            "missing-category.yaml",
+            "1:1: missing required field \"category\" in a Room",
+        ),
+        ("syntax-error.yaml", ": invalid YAML:"),
+        (
+            "bad-url.yaml",
+            "4:6: url `ftp://files.contoso.com` must be an absolute http:// or https:// address",
+        ),
+        (
+            "bad-interval.yaml",
+            "3:14: run interval `00:00:30` is outside 00:01:00 to 30.00:00:00",
+        ),
+        (
+            "unknown-category.yaml",
+            "4:11: category `Nowhere` is not defined in the manifests",
+        ),
+        (
+            "denied-member.yaml",
+            "13:5: members: `sip:temp7@contoso.com` is not within category `C`'s allowedMembers (or is denied)",
+        ),
+        (
+            "duplicate.yaml",
+            "7:7: Category `C` is defined twice; the first is at",
+        ),
+        (
+            "group-cycle.yaml",
+            "4:10: groups contain each other in a cycle: a -> b -> a",
+        ),
+        (
+            "unknown-group.yaml",
+            "4:18: group `Nobody` is not defined in the manifests",
+        ),
+        ("not-a-mapping.yaml", "1:1: a document must be a mapping"),
+        (
+            "bad-name.yaml",
+            "3:7: name `a/b` may not start or end with spaces or contain `/`",
+        ),
+        (
+            "wrong-type.yaml",
+            "5:11: disabled: \"yes please\" is not of type \"boolean\"",
+        ),
+        ("not-utf8.yaml", "not-utf8.yaml: cannot read"),
+    ];
+    let mut failures = Vec::new();
+    for (file, expected) in cases {
+        let path = corpus(file);
+        let (code, stdout, stderr) = common::perch(&["validate", &path]);
+        let wanted = if expected.starts_with(':') || expected.starts_with(file) {
+            expected.to_owned()
+        } else {
+            format!("{file}:{expected}")
+        };
+        if code != 1 || !stdout.contains(&wanted) || !stderr.is_empty() {
+            failures.push(format!(
+                "{file}: exit {code}, wanted `{wanted}`\n{stdout}{stderr}"
+            ));
+        }
+        // The offending line is shown under the message.
+        if !expected.contains("cannot read") && !stdout.contains(" | ") {
+            failures.push(format!("{file}: no snippet\n{stdout}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
+}
+
+#[test]
+fn validate_reports_every_problem_across_files_at_once() {
+    let (code, stdout, _) = common::perch(&["validate", &corpus("")]);
+    assert_eq!(code, 1);
+    let count = stdout
+        .lines()
+        .filter(|line| line.contains(".yaml:") && !line.starts_with("  "))
+        .count();
+    assert!(count >= 18, "only {count} problems reported:\n{stdout}");
+    let (code, stdout, _) = common::perch(&["validate", &corpus("bad-enum.yaml"), "--json"]);
+    assert_eq!(code, 1);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["problems"][0]["line"], 5);
+    assert_eq!(report["problems"][0]["column"], 10);
+}
+
+#[test]
+fn missing_paths_are_errors() {
+    let (code, stdout, _) = common::perch(&["validate", "/nonexistent/manifests"]);
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("/nonexistent/manifests: cannot read"),
+        "{stdout}"
+    );
+}
+
+fn plan_output(db: &common::TestDb, manifests: &str) -> String {
+    let file = db.path().join("m.yaml");
+    std::fs::write(&file, manifests).unwrap();
+    let (code, stdout, stderr) = common::perch(&["plan", file.to_str().unwrap(), "--db", &db.url]);
+    assert_eq!(code, 0, "{stderr}");
+    stdout.replace(&db.url, "sqlite://DB")
+}
+
+#[test]
+fn human_plan_output() {
+    let db = common::TestDb::new();
+    let manifests = "apiVersion: perch/v1\nkind: Category\nname: Eng\nallowedMembers: [domain:contoso.com]\n---\napiVersion: perch/v1\nkind: Room\nname: eng-news\ncategory: Eng\ntype: auditorium\nmembers: [SIP:Ana@Contoso.com, sip:ben@contoso.com]\npresenters: [sip:ana@contoso.com]\n";
+    expect![[r#"
+        Perch will make these changes on embedded store sqlite://DB:
+
+          + create Category "Eng"  (absent on the server)
+              allowedMembers:
+                + domain:contoso.com
+              name:
+                + "Eng"
+          + create Room "eng-news"  (absent on the server)
+              category:
+                + "Eng"
+              members:
+                + sip:ana@contoso.com
+                + sip:ben@contoso.com
+              name:
+                + "eng-news"
+              presenters:
+                + sip:ana@contoso.com
+              type:
+                + "auditorium"
+
+        Plan: 2 to create, 0 to change, 0 to remove.
+    "#]]
+    .assert_eq(&plan_output(&db, manifests));
+
+    let (code, ..) = common::perch(&[
+        "apply",
+        db.path().join("m.yaml").to_str().unwrap(),
+        "--db",
+        &db.url,
+        "--yes",
+    ]);
+    assert_eq!(code, 0);
+    let changed = manifests
+        .replace(
+            "type: auditorium\n",
+            "type: normal\ndescription: |\n  News from the VP.\n  Weekly.\n",
+        )
+        .replace("sip:ben@contoso.com", "sip:cy@contoso.com");
+    expect![[r#"
+        Perch will make these changes on embedded store sqlite://DB:
+
+          ~ set Room "eng-news"  (description, members, type differ)
+              description:
+                + News from the VP.
+                + Weekly.
+              members:
+                + sip:cy@contoso.com
+                - sip:ben@contoso.com
+              type:
+                - "auditorium"
+                + "normal"
+
+        Plan: 0 to create, 1 to change, 0 to remove.
+    "#]]
+    .assert_eq(&plan_output(&db, &changed));
+}
