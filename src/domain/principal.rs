@@ -184,10 +184,9 @@ impl Directory {
     /// Whether `list` covers `principal`: names it, or names a domain or group that takes it in.
     ///
     /// A group is covered when the list names it (directly or through an enclosing group) or
-    /// when the list covers every one of its members.
+    /// when the list covers every one of its members; an empty group is not covered.
     pub fn covers(&self, list: &[Principal], principal: &Principal) -> bool {
-        let mut visited = BTreeSet::new();
-        self.covers_inner(list, principal, &mut visited)
+        self.covers_inner(list, principal, &mut BTreeSet::new(), false)
     }
 
     fn covers_inner<'a>(
@@ -195,6 +194,7 @@ impl Directory {
         list: &'a [Principal],
         principal: &Principal,
         visited: &mut BTreeSet<&'a str>,
+        empty_groups_covered: bool,
     ) -> bool {
         for entry in list {
             if entry == principal {
@@ -206,7 +206,7 @@ impl Directory {
                 }
                 Principal::Group(name) if visited.insert(name.as_str()) => {
                     let members = self.groups.get(name).map(Vec::as_slice).unwrap_or_default();
-                    if self.covers_inner(members, principal, visited) {
+                    if self.covers_inner(members, principal, visited, empty_groups_covered) {
                         return true;
                     }
                 }
@@ -215,10 +215,13 @@ impl Directory {
         }
         if let Principal::Group(name) = principal {
             if let Some((key, members)) = self.groups.get_key_value(name) {
-                if !members.is_empty() && visited.insert(key.as_str()) {
-                    return members
-                        .iter()
-                        .all(|member| self.covers_inner(list, member, &mut visited.clone()));
+                if members.is_empty() {
+                    return empty_groups_covered;
+                }
+                if visited.insert(key.as_str()) {
+                    return members.iter().all(|member| {
+                        self.covers_inner(list, member, &mut visited.clone(), empty_groups_covered)
+                    });
                 }
             }
         }
@@ -233,7 +236,10 @@ impl Directory {
         denied: &[Principal],
         principal: &Principal,
     ) -> bool {
-        self.covers(allowed, principal) && !self.covers(denied, principal)
+        // An empty group grants nobody anything, so it is within any scope; it is denied only
+        // when the denied list names it.
+        self.covers_inner(allowed, principal, &mut BTreeSet::new(), true)
+            && !self.covers(denied, principal)
     }
 }
 
@@ -295,5 +301,8 @@ mod tests {
         assert!(!directory.within_scope(&allowed, &denied, &p("group:loop")));
         let by_members = [p("sip:a@x.com"), p("sip:b@y.com")];
         assert!(directory.covers(&by_members, &p("group:eng")));
+        let with_empty = Directory::new([("empty".to_owned(), vec![])]);
+        assert!(with_empty.within_scope(&allowed, &denied, &p("group:empty")));
+        assert!(!with_empty.within_scope(&allowed, &[p("group:empty")], &p("group:empty")));
     }
 }
