@@ -134,8 +134,12 @@ pub struct ExportArgs {
 }
 
 fn load_manifests(paths: &[PathBuf]) -> Result<Desired, u8> {
+    let started = std::time::Instant::now();
     match manifest::load(paths) {
-        Ok(desired) => Ok(desired),
+        Ok(desired) => {
+            tracing::debug!(objects = desired.len(), elapsed = ?started.elapsed(), "loaded the manifests");
+            Ok(desired)
+        }
         Err(problems) => {
             eprint!("{}", manifest::render_problems(&problems));
             eprintln!("error: {} problem(s) in the manifests", problems.len());
@@ -177,11 +181,14 @@ pub fn validate(args: ValidateArgs) -> miette::Result<u8> {
 }
 
 async fn read_live(target: &dyn Target) -> miette::Result<Live> {
-    target
+    let started = std::time::Instant::now();
+    let live = target
         .live()
         .await
         .into_diagnostic()
-        .wrap_err_with(|| format!("cannot read the live state of {}", target.describe()))
+        .wrap_err_with(|| format!("cannot read the live state of {}", target.describe()))?;
+    tracing::debug!(objects = live.objects.len(), elapsed = ?started.elapsed(), "read the live state");
+    Ok(live)
 }
 
 pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
@@ -192,7 +199,9 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
     let open = OpenTarget::open(&args.target).await?;
     let outcome = async {
         let live = read_live(open.target.as_ref()).await?;
+        let started = std::time::Instant::now();
         let plan = plan::plan(&desired, &live).into_diagnostic()?;
+        tracing::debug!(actions = plan.actions.len(), elapsed = ?started.elapsed(), "planned");
         if let Some(out) = &args.out {
             let text = serde_json::to_string_pretty(&plan).into_diagnostic()?;
             write_atomically(out, text.as_bytes())?;

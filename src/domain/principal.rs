@@ -14,14 +14,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const MAX_PRINCIPAL_LEN: usize = 512;
 
 /// One entry of a principal list, normalised.
+///
+/// The variants are declared in the order of their prefixes (`domain:` < `group:` < `sip:`),
+/// so principals sort exactly as their text does.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Principal {
-    /// `sip:user@domain`, lower-cased: SIP addresses are case-insensitive in Persistent Chat.
-    User(String),
-    /// `group:NAME`; group names keep their case, as every other object name does.
-    Group(String),
     /// `domain:contoso.com`, lower-cased.
     Domain(String),
+    /// `group:NAME`; group names keep their case, as every other object name does.
+    Group(String),
+    /// `sip:user@domain`, lower-cased: SIP addresses are case-insensitive in Persistent Chat.
+    User(String),
 }
 
 /// Why a string is not a principal. The message is shown to users as it is.
@@ -263,6 +266,27 @@ mod tests {
         assert_eq!(p("alice@contoso.com").to_string(), "sip:alice@contoso.com");
         assert_eq!(p("Domain:Contoso.com").to_string(), "domain:contoso.com");
         assert_eq!(p("group:Eng").to_string(), "group:Eng");
+    }
+
+    #[test]
+    fn principals_sort_as_their_text() {
+        let mut principals = [
+            p("sip:b@x.com"),
+            p("group:Z"),
+            p("domain:y.com"),
+            p("sip:a@x.com"),
+            p("group:A"),
+        ];
+        let mut texts: Vec<String> = principals.iter().map(ToString::to_string).collect();
+        principals.sort();
+        texts.sort();
+        assert_eq!(
+            principals
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            texts
+        );
     }
 
     #[test]

@@ -1,4 +1,7 @@
 //! Reading manifest files and checking them: syntax, JSON Schema, meaning.
+//!
+//! The fast path parses YAML straight into JSON values. Positions are found only for the
+//! documents that have problems, by parsing their file again with spans.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -8,10 +11,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::docs::{self, AddinDoc, CategoryDoc, ComplianceDoc, GroupDoc, RoomDoc};
-use super::yaml::{self, Node, Position, Positions};
+use super::yaml::{self, Position, Positions};
 use super::{API_VERSION, Desired, DesiredObject, Origin};
-use crate::domain::{Category, Directory, Kind, Principal, normalise_list};
-use crate::service::Object;
+use crate::domain::{self, Category, Directory, FieldProblem, Kind, Principal};
 
 /// One thing wrong with the manifests, where it is.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -21,54 +23,104 @@ pub struct Problem {
     pub message: String,
 }
 
+/// Where in a document a problem is.
+#[derive(Clone, Debug)]
+enum Locator {
+    /// The document's first key.
+    Document,
+    /// The value at a JSON pointer.
+    Value(String),
+    /// The key of the entry at a JSON pointer.
+    Key(String),
+    /// The entry of a list whose normalised text is given.
+    ListItem { field: String, normalised: String },
+}
+
+/// A problem whose position is not worked out yet.
+#[derive(Clone, Debug)]
+struct Pending {
+    file: Arc<PathBuf>,
+    /// `None` for problems of the whole file (unreadable, syntax error with its own position).
+    document: Option<usize>,
+    locator: Locator,
+    message: String,
+    /// Another document the message refers to ("the first is at ..."), appended on resolving.
+    first_at: Option<Origin>,
+    known: Option<Position>,
+}
+
+impl Pending {
+    fn in_document(origin: &Origin, locator: Locator, message: String) -> Pending {
+        Pending {
+            file: origin.file.clone(),
+            document: Some(origin.document),
+            locator,
+            message,
+            first_at: None,
+            known: None,
+        }
+    }
+
+    fn in_file(file: &Arc<PathBuf>, position: Position, message: String) -> Pending {
+        Pending {
+            file: file.clone(),
+            document: None,
+            locator: Locator::Document,
+            message,
+            first_at: None,
+            known: Some(position),
+        }
+    }
+}
+
 /// Reads every manifest under `paths` (files, or directories searched for `*.yaml` and
 /// `*.yml`) and checks them.
 ///
 /// # Errors
 /// Every problem found, sorted by file and position. A file that cannot be read is one of them.
 pub fn load(paths: &[PathBuf]) -> Result<Desired, Vec<Problem>> {
-    let mut problems = Vec::new();
+    let mut pending = Vec::new();
     let mut files = Vec::new();
     for path in paths {
-        collect_files(path, &mut files, &mut problems);
+        collect_files(path, &mut files, &mut pending);
     }
     files.sort();
     files.dedup();
-    if files.is_empty() && problems.is_empty() {
-        problems.push(Problem {
-            file: paths.first().cloned().unwrap_or_default(),
-            position: Position::default(),
-            message: "no manifest files (*.yaml, *.yml) found".to_owned(),
-        });
+    if files.is_empty() && pending.is_empty() {
+        let file = Arc::new(paths.first().cloned().unwrap_or_default());
+        pending.push(Pending::in_file(
+            &file,
+            Position::default(),
+            "no manifest files (*.yaml, *.yml) found".to_owned(),
+        ));
     }
 
-    let per_file = check_files_in_parallel(&files);
     let mut documents = Vec::new();
-    for (mut file_problems, file_documents) in per_file {
-        problems.append(&mut file_problems);
+    for (mut file_pending, file_documents) in check_files_in_parallel(&files) {
+        pending.append(&mut file_pending);
         documents.extend(file_documents);
     }
-
-    let desired = assemble(documents, &mut problems);
-    if problems.is_empty() {
+    let desired = assemble(documents, &mut pending);
+    if pending.is_empty() {
         Ok(desired)
     } else {
+        let mut problems = resolve(pending);
         problems.sort();
         problems.dedup();
         Err(problems)
     }
 }
 
-fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {
-    let problem = |message: String| Problem {
-        file: path.to_path_buf(),
-        position: Position::default(),
-        message,
-    };
+fn collect_files(path: &Path, files: &mut Vec<PathBuf>, pending: &mut Vec<Pending>) {
+    let file = Arc::new(path.to_path_buf());
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(error) => {
-            problems.push(problem(format!("cannot read: {error}")));
+            pending.push(Pending::in_file(
+                &file,
+                Position::default(),
+                format!("cannot read: {error}"),
+            ));
             return;
         }
     };
@@ -79,13 +131,16 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<Probl
     let entries = match std::fs::read_dir(path) {
         Ok(entries) => entries,
         Err(error) => {
-            problems.push(problem(format!("cannot read the directory: {error}")));
+            pending.push(Pending::in_file(
+                &file,
+                Position::default(),
+                format!("cannot read the directory: {error}"),
+            ));
             return;
         }
     };
     for entry in entries.flatten() {
         let child = entry.path();
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         let hidden = child
             .file_name()
             .and_then(|n| n.to_str())
@@ -93,8 +148,8 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<Probl
         if hidden {
             continue;
         }
-        if is_dir {
-            collect_files(&child, files, problems);
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            collect_files(&child, files, pending);
         } else if child
             .extension()
             .and_then(|e| e.to_str())
@@ -105,8 +160,7 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<Probl
     }
 }
 
-/// What one file yields: problems, and the documents that passed the per-document checks.
-type FileOutcome = (Vec<Problem>, Vec<(DesiredObject, Positions)>);
+type FileOutcome = (Vec<Pending>, Vec<DesiredObject>);
 
 fn check_files_in_parallel(files: &[PathBuf]) -> Vec<FileOutcome> {
     let threads = std::thread::available_parallelism()
@@ -115,86 +169,78 @@ fn check_files_in_parallel(files: &[PathBuf]) -> Vec<FileOutcome> {
     if threads <= 1 || files.len() < 2 {
         return files.iter().map(|file| check_file(file)).collect();
     }
-    let chunk = files.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || part.iter().map(|file| check_file(file)).collect::<Vec<_>>())
+    // Files vary in size; taking them from a shared counter keeps both cores busy.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut outcomes: Vec<(usize, FileOutcome)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(file) = files.get(index) else { break };
+                        mine.push((index, check_file(file)));
+                    }
+                    mine
+                })
             })
             .collect();
-        handles
+        workers
             .into_iter()
-            .flat_map(|handle| handle.join().unwrap_or_default())
+            .flat_map(|worker| worker.join().unwrap_or_default())
             .collect()
-    })
+    });
+    outcomes.sort_by_key(|(index, _)| *index);
+    outcomes.into_iter().map(|(_, outcome)| outcome).collect()
 }
 
 fn check_file(path: &Path) -> FileOutcome {
     let file = Arc::new(path.to_path_buf());
-    let mut problems = Vec::new();
+    let mut pending = Vec::new();
     let mut documents = Vec::new();
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) => {
-            problems.push(Problem {
-                file: path.to_path_buf(),
-                position: Position::default(),
-                message: format!("cannot read: {error}"),
-            });
-            return (problems, documents);
+            pending.push(Pending::in_file(
+                &file,
+                Position::default(),
+                format!("cannot read: {error}"),
+            ));
+            return (pending, documents);
         }
     };
-    let trees = match yaml::parse_documents(&text) {
-        Ok(trees) => trees,
-        Err((position, message)) => {
-            problems.push(Problem {
-                file: path.to_path_buf(),
+    let values: Vec<Value> = match serde_saphyr::from_multiple::<Value>(&text) {
+        Ok(values) => values,
+        Err(_) => {
+            // The spanned parser reports the same error, with its position.
+            let (position, message) = match yaml::parse_documents(&text) {
+                Err(located) => located,
+                Ok(_) => (
+                    Position { line: 1, column: 1 },
+                    "unreadable YAML".to_owned(),
+                ),
+            };
+            pending.push(Pending::in_file(
+                &file,
                 position,
-                message: format!("invalid YAML: {message}"),
-            });
-            return (problems, documents);
+                format!("invalid YAML: {message}"),
+            ));
+            return (pending, documents);
         }
     };
-    for tree in &trees {
-        let mut positions = Positions::default();
-        let start = positions_start(tree);
-        let json = yaml::to_json(tree, &mut positions);
-        let mut report = |position: Position, message: String| {
-            problems.push(Problem {
-                file: path.to_path_buf(),
-                position,
-                message,
-            });
-        };
+    for (document, json) in values.into_iter().enumerate() {
         let origin = Origin {
             file: file.clone(),
-            position: start,
+            document,
         };
-        if let Some(object) = check_document(json, &positions, origin, &mut report) {
-            documents.push((object, positions));
+        let mut report = |locator: Locator, message: String| {
+            pending.push(Pending::in_document(&origin, locator, message))
+        };
+        if let Some(object) = check_document(json, origin.clone(), &mut report) {
+            documents.push(object);
         }
     }
-    (problems, documents)
-}
-
-fn positions_start(tree: &serde_saphyr::Spanned<Node>) -> Position {
-    match &tree.value {
-        Node::Mapping(entries) => entries.first().map_or(
-            Position {
-                line: u32::try_from(tree.referenced.line()).unwrap_or(1),
-                column: 1,
-            },
-            |(key, _)| Position {
-                line: u32::try_from(key.referenced.line()).unwrap_or(1),
-                column: u32::try_from(key.referenced.column()).unwrap_or(1),
-            },
-        ),
-        _ => Position {
-            line: u32::try_from(tree.referenced.line()).unwrap_or(1),
-            column: u32::try_from(tree.referenced.column()).unwrap_or(1),
-        },
-    }
+    (pending, documents)
 }
 
 struct Validators {
@@ -231,13 +277,12 @@ fn validators() -> &'static Validators {
 
 fn check_document(
     json: Value,
-    positions: &Positions,
     origin: Origin,
-    report: &mut impl FnMut(Position, String),
+    report: &mut impl FnMut(Locator, String),
 ) -> Option<DesiredObject> {
     let Value::Object(map) = &json else {
         report(
-            positions.value(""),
+            Locator::Value(String::new()),
             "a document must be a mapping with `apiVersion: perch/v1` and `kind`".to_owned(),
         );
         return None;
@@ -245,7 +290,7 @@ fn check_document(
     match map.get("apiVersion") {
         None => {
             report(
-                origin.position,
+                Locator::Document,
                 format!("missing `apiVersion: {API_VERSION}`"),
             );
             return None;
@@ -253,7 +298,7 @@ fn check_document(
         Some(Value::String(version)) if version == API_VERSION => {}
         Some(other) => {
             report(
-                positions.value("/apiVersion"),
+                Locator::Value("/apiVersion".to_owned()),
                 format!("unsupported apiVersion {other}; this perch reads `{API_VERSION}`"),
             );
             return None;
@@ -262,7 +307,7 @@ fn check_document(
     let kind = match map.get("kind") {
         None => {
             report(
-                origin.position,
+                Locator::Document,
                 "missing `kind`: one of Category, Room, Addin, Group, ComplianceConfiguration"
                     .to_owned(),
             );
@@ -272,7 +317,7 @@ fn check_document(
             Some(kind) => kind,
             None => {
                 report(
-                    positions.value("/kind"),
+                    Locator::Value("/kind".to_owned()),
                     format!(
                         "unknown kind `{text}`; expected Category, Room, Addin, Group or ComplianceConfiguration"
                     ),
@@ -282,7 +327,7 @@ fn check_document(
         },
         Some(other) => {
             report(
-                positions.value("/kind"),
+                Locator::Value("/kind".to_owned()),
                 format!("`kind` must be a string, not {other}"),
             );
             return None;
@@ -293,19 +338,19 @@ fn check_document(
     if !validator.is_valid(&json) {
         for error in validator.iter_errors(&json) {
             let pointer = error.instance_path().as_str().to_owned();
-            let (position, message) = match error.kind() {
+            let (locator, message) = match error.kind() {
                 jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
                     let field = unexpected.first().cloned().unwrap_or_default();
                     (
-                        positions.key(&format!("{pointer}/{field}")),
+                        Locator::Key(format!("{pointer}/{field}")),
                         format!("unknown field `{}` in a {kind}", unexpected.join("`, `")),
                     )
                 }
                 jsonschema::error::ValidationErrorKind::Required { property } => (
                     if pointer.is_empty() {
-                        origin.position
+                        Locator::Document
                     } else {
-                        positions.value(&pointer)
+                        Locator::Value(pointer)
                     },
                     format!("missing required field {property} in a {kind}"),
                 ),
@@ -315,54 +360,30 @@ fn check_document(
                     } else {
                         format!("{}: ", pointer.trim_start_matches('/').replace('/', "."))
                     };
-                    (positions.value(&pointer), format!("{field}{error}"))
+                    (Locator::Value(pointer), format!("{field}{error}"))
                 }
             };
-            report(position, message);
+            report(locator, message);
         }
         return None;
     }
 
     let (name, fields, protect) = match kind {
         Kind::Category => {
-            typed_fields::<CategoryDoc>(&json, positions, report, |d| (d.name.clone(), d.protect))?
+            typed_fields::<CategoryDoc>(json, report, |d| (d.name.clone(), d.protect))?
         }
-        Kind::Room => {
-            typed_fields::<RoomDoc>(&json, positions, report, |d| (d.name.clone(), d.protect))?
-        }
-        Kind::Addin => {
-            typed_fields::<AddinDoc>(&json, positions, report, |d| (d.name.clone(), d.protect))?
-        }
-        Kind::Group => {
-            typed_fields::<GroupDoc>(&json, positions, report, |d| (d.name.clone(), d.protect))?
-        }
+        Kind::Room => typed_fields::<RoomDoc>(json, report, |d| (d.name.clone(), d.protect))?,
+        Kind::Addin => typed_fields::<AddinDoc>(json, report, |d| (d.name.clone(), d.protect))?,
+        Kind::Group => typed_fields::<GroupDoc>(json, report, |d| (d.name.clone(), d.protect))?,
         Kind::ComplianceConfiguration => {
-            typed_fields::<ComplianceDoc>(&json, positions, report, |d| (String::new(), d.protect))?
+            typed_fields::<ComplianceDoc>(json, report, |d| (String::new(), d.protect))?
         }
     };
-
-    // The rules that need nothing but the object: names, URLs, lengths.
-    if kind != Kind::ComplianceConfiguration {
-        match Object::from_json(kind, Value::Object(fields.clone())) {
-            Ok(object) => {
-                for problem in object.problems() {
-                    let pointer = format!("/{}", problem.field);
-                    report(positions.value(&pointer), problem.message);
-                }
-            }
-            Err(error) => {
-                let pointer = format!(
-                    "/{}",
-                    error
-                        .path()
-                        .to_string()
-                        .replace('.', "/")
-                        .replace('[', "/")
-                        .replace(']', "")
-                );
-                report(positions.value(&pointer), error.inner().to_string());
-            }
-        }
+    for problem in field_problems(&fields) {
+        report(
+            Locator::Value(format!("/{}", problem.field)),
+            problem.message,
+        );
     }
     Some(DesiredObject {
         kind,
@@ -373,12 +394,37 @@ fn check_document(
     })
 }
 
+/// The rules that need nothing but the fields: names, lengths, URLs.
+fn field_problems(fields: &Map<String, Value>) -> Vec<FieldProblem> {
+    let mut problems = Vec::new();
+    let text = |field: &str| fields.get(field).and_then(Value::as_str);
+    for field in ["name", "category", "addin"] {
+        if let Some(value) = text(field) {
+            domain::check_name(field, value, &mut problems);
+        }
+    }
+    if let Some(url) = text("url") {
+        domain::check_url(url, &mut problems);
+    }
+    for (field, value) in fields {
+        if let Value::Array(items) = value {
+            if items.len() > domain::MAX_LIST_LEN {
+                problems.push(FieldProblem {
+                    field: field.clone(),
+                    code: "list_too_long",
+                    message: format!("{field} has more than {} entries", domain::MAX_LIST_LEN),
+                });
+            }
+        }
+    }
+    problems
+}
+
 /// Deserialises a schema-valid document into its type (which normalises principals), and
 /// returns its name, its managed fields as the API names them, and `protect`.
 fn typed_fields<T: DeserializeOwned + serde::Serialize>(
-    json: &Value,
-    positions: &Positions,
-    report: &mut impl FnMut(Position, String),
+    json: Value,
+    report: &mut impl FnMut(Locator, String),
     name_and_protect: impl Fn(&T) -> (String, Option<bool>),
 ) -> Option<(String, Map<String, Value>, bool)> {
     let typed: T = match serde_path_to_error::deserialize(json) {
@@ -391,7 +437,7 @@ fn typed_fields<T: DeserializeOwned + serde::Serialize>(
                 .next()
                 .unwrap_or(&message)
                 .to_owned();
-            report(positions.value(&pointer), message);
+            report(Locator::Value(pointer), message);
             return None;
         }
     };
@@ -402,17 +448,12 @@ fn typed_fields<T: DeserializeOwned + serde::Serialize>(
     fields.remove("apiVersion");
     fields.remove("kind");
     fields.remove("protect");
+    // Principals sort as their text, so sorting the normalised strings sorts the principals
+    // as the server stores them.
     for value in fields.values_mut() {
         if let Value::Array(items) = value {
-            let mut principals: Vec<Principal> = items
-                .iter()
-                .filter_map(|item| item.as_str().and_then(|text| Principal::parse(text).ok()))
-                .collect();
-            normalise_list(&mut principals);
-            *items = principals
-                .iter()
-                .map(|p| Value::String(p.to_string()))
-                .collect();
+            items.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            items.dedup();
         }
     }
     Some((name, fields, protect.unwrap_or(false)))
@@ -445,21 +486,18 @@ fn json_pointer(path: &str) -> String {
 
 /// Joins the documents of every file and checks what needs all of them: unique names,
 /// references, scopes, group cycles.
-fn assemble(documents: Vec<(DesiredObject, Positions)>, problems: &mut Vec<Problem>) -> Desired {
+fn assemble(documents: Vec<DesiredObject>, pending: &mut Vec<Pending>) -> Desired {
     let mut desired = Desired::default();
-    let mut positions_of: HashMap<(Kind, String), Positions> = HashMap::new();
-    for (object, positions) in documents {
-        let at = |pointer: &str| positions.value(pointer);
+    for object in documents {
         if object.kind == Kind::ComplianceConfiguration {
             if let Some(first) = &desired.compliance {
-                problems.push(Problem {
-                    file: object.origin.file.to_path_buf(),
-                    position: object.origin.position,
-                    message: format!(
-                        "a second ComplianceConfiguration; the first is at {}",
-                        first.origin
-                    ),
-                });
+                let mut problem = Pending::in_document(
+                    &object.origin,
+                    Locator::Document,
+                    "a second ComplianceConfiguration;".to_owned(),
+                );
+                problem.first_at = Some(first.origin.clone());
+                pending.push(problem);
             } else {
                 desired.compliance = Some(object);
             }
@@ -467,17 +505,15 @@ fn assemble(documents: Vec<(DesiredObject, Positions)>, problems: &mut Vec<Probl
         }
         let key = (object.kind, object.name.clone());
         if let Some(first) = desired.objects.get(&key) {
-            problems.push(Problem {
-                file: object.origin.file.to_path_buf(),
-                position: at("/name"),
-                message: format!(
-                    "{} `{}` is defined twice; the first is at {}",
-                    object.kind, object.name, first.origin
-                ),
-            });
+            let mut problem = Pending::in_document(
+                &object.origin,
+                Locator::Value("/name".to_owned()),
+                format!("{} `{}` is defined twice;", object.kind, object.name),
+            );
+            problem.first_at = Some(first.origin.clone());
+            pending.push(problem);
             continue;
         }
-        positions_of.insert(key.clone(), positions);
         desired.objects.insert(key, object);
     }
 
@@ -493,31 +529,27 @@ fn assemble(documents: Vec<(DesiredObject, Positions)>, problems: &mut Vec<Probl
         .values()
         .filter(|object| object.kind == Kind::Category)
         .filter_map(|object| {
-            let value = Value::Object(object.fields.clone());
-            match Object::from_json(Kind::Category, value) {
-                Ok(Object::Category(category)) => Some((object.name.as_str(), category)),
-                _ => None,
-            }
+            let category: Category =
+                serde_json::from_value(Value::Object(object.fields.clone())).ok()?;
+            Some((object.name.as_str(), category))
         })
         .collect();
 
     for ((kind, name), object) in &desired.objects {
-        let positions = &positions_of[&(*kind, name.clone())];
-        let mut report = |pointer: &str, message: String| {
-            problems.push(Problem {
-                file: object.origin.file.to_path_buf(),
-                position: positions.value(pointer),
-                message,
-            });
+        let mut report = |locator: Locator, message: String| {
+            pending.push(Pending::in_document(&object.origin, locator, message))
         };
         // Every group a list names must be defined.
         for (field, value) in &object.fields {
             let Value::Array(items) = value else { continue };
-            for (index, item) in items.iter().enumerate() {
+            for item in items {
                 if let Some(group) = item.as_str().and_then(|text| text.strip_prefix("group:")) {
                     if !groups.contains_key(group) {
                         report(
-                            &find_item_pointer(positions, field, item, index),
+                            Locator::ListItem {
+                                field: field.clone(),
+                                normalised: format!("group:{group}"),
+                            },
                             format!("group `{group}` is not defined in the manifests"),
                         );
                     }
@@ -533,20 +565,23 @@ fn assemble(documents: Vec<(DesiredObject, Positions)>, problems: &mut Vec<Probl
                     .unwrap_or_default();
                 match categories.get(category_name) {
                     None => report(
-                        "/category",
+                        Locator::Value("/category".to_owned()),
                         format!("category `{category_name}` is not defined in the manifests"),
                     ),
                     Some(category) => {
-                        let scope_managed =
-                            object_fields_of(&desired, Kind::Category, category_name)
-                                .is_some_and(|fields| fields.contains_key("allowedMembers"));
+                        let scope_managed = desired
+                            .objects
+                            .get(&(Kind::Category, category_name.to_owned()))
+                            .is_some_and(|c| c.fields.contains_key("allowedMembers"));
                         if scope_managed {
                             for field in ["members", "managers", "presenters"] {
                                 for principal in principals(&object.fields, field) {
                                     if !category.admits(&directory, &principal) {
-                                        let item = Value::String(principal.to_string());
                                         report(
-                                            &find_item_pointer(positions, field, &item, 0),
+                                            Locator::ListItem {
+                                                field: field.to_owned(),
+                                                normalised: principal.to_string(),
+                                            },
                                             format!(
                                                 "{field}: `{principal}` is not within category `{category_name}`'s allowedMembers (or is denied)"
                                             ),
@@ -560,25 +595,28 @@ fn assemble(documents: Vec<(DesiredObject, Positions)>, problems: &mut Vec<Probl
                 if let Some(Value::String(addin)) = object.fields.get("addin") {
                     if !desired.objects.contains_key(&(Kind::Addin, addin.clone())) {
                         report(
-                            "/addin",
+                            Locator::Value("/addin".to_owned()),
                             format!("add-in `{addin}` is not defined in the manifests"),
                         );
                     }
                 }
             }
             Kind::Category => {
-                if let Some(category) = categories.get(name.as_str()) {
-                    if object.fields.contains_key("allowedMembers") {
-                        for creator in &category.creators {
-                            if !category.admits(&directory, creator) {
-                                let item = Value::String(creator.to_string());
-                                report(
-                                    &find_item_pointer(positions, "creators", &item, 0),
-                                    format!(
-                                        "creators: `{creator}` is not within this category's allowedMembers (or is denied)"
-                                    ),
-                                );
-                            }
+                if let (Some(category), true) = (
+                    categories.get(name.as_str()),
+                    object.fields.contains_key("allowedMembers"),
+                ) {
+                    for creator in &category.creators {
+                        if !category.admits(&directory, creator) {
+                            report(
+                                Locator::ListItem {
+                                    field: "creators".to_owned(),
+                                    normalised: creator.to_string(),
+                                },
+                                format!(
+                                    "creators: `{creator}` is not within this category's allowedMembers (or is denied)"
+                                ),
+                            );
                         }
                     }
                 }
@@ -586,7 +624,7 @@ fn assemble(documents: Vec<(DesiredObject, Positions)>, problems: &mut Vec<Probl
             Kind::Group => {
                 if let Some(cycle) = group_cycle(name, &groups) {
                     report(
-                        "/members",
+                        Locator::Value("/members".to_owned()),
                         format!(
                             "groups contain each other in a cycle: {}",
                             cycle.join(" -> ")
@@ -600,17 +638,6 @@ fn assemble(documents: Vec<(DesiredObject, Positions)>, problems: &mut Vec<Probl
     desired
 }
 
-fn object_fields_of<'a>(
-    desired: &'a Desired,
-    kind: Kind,
-    name: &str,
-) -> Option<&'a Map<String, Value>> {
-    desired
-        .objects
-        .get(&(kind, name.to_owned()))
-        .map(|object| &object.fields)
-}
-
 fn principals(fields: &Map<String, Value>, field: &str) -> Vec<Principal> {
     fields
         .get(field)
@@ -622,15 +649,6 @@ fn principals(fields: &Map<String, Value>, field: &str) -> Vec<Principal> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// The pointer of a list item in the original document. Lists were sorted after parsing, so
-/// the item is found by its normalised value among the original entries.
-fn find_item_pointer(positions: &Positions, field: &str, item: &Value, fallback: usize) -> String {
-    let _ = (item, fallback);
-    positions
-        .find_list_item(field, item.as_str().unwrap_or_default())
-        .unwrap_or_else(|| format!("/{field}"))
 }
 
 fn group_cycle(start: &str, groups: &BTreeMap<String, Vec<Principal>>) -> Option<Vec<String>> {
@@ -661,6 +679,79 @@ fn group_cycle(start: &str, groups: &BTreeMap<String, Vec<Principal>>) -> Option
     let mut path = vec![start.to_owned()];
     let mut seen = BTreeSet::new();
     walk(start, start, groups, &mut path, &mut seen).then_some(path)
+}
+
+/// Works out the positions of pending problems, parsing each involved file once with spans.
+fn resolve(pending: Vec<Pending>) -> Vec<Problem> {
+    let mut positions: HashMap<(Arc<PathBuf>, usize), Positions> = HashMap::new();
+    let mut starts: HashMap<(Arc<PathBuf>, usize), Position> = HashMap::new();
+    let mut parsed: BTreeSet<Arc<PathBuf>> = BTreeSet::new();
+    let mut parse = |file: &Arc<PathBuf>,
+                     positions: &mut HashMap<(Arc<PathBuf>, usize), Positions>,
+                     starts: &mut HashMap<(Arc<PathBuf>, usize), Position>| {
+        if !parsed.insert(file.clone()) {
+            return;
+        }
+        let Ok(text) = std::fs::read_to_string(file.as_path()) else {
+            return;
+        };
+        let Ok(trees) = yaml::parse_documents(&text) else {
+            return;
+        };
+        for (index, tree) in trees.iter().enumerate() {
+            let mut document = Positions::default();
+            yaml::to_json(tree, &mut document);
+            starts.insert((file.clone(), index), yaml::document_start(tree));
+            positions.insert((file.clone(), index), document);
+        }
+    };
+    pending
+        .into_iter()
+        .map(|problem| {
+            let mut message = problem.message;
+            if let Some(first) = &problem.first_at {
+                parse(&first.file, &mut positions, &mut starts);
+                let at = starts
+                    .get(&(first.file.clone(), first.document))
+                    .copied()
+                    .unwrap_or_default();
+                message.push_str(&format!(
+                    " the first is at {}:{}:{}",
+                    first.file.display(),
+                    at.line,
+                    at.column
+                ));
+            }
+            let position = match (problem.known, problem.document) {
+                (Some(position), _) => position,
+                (None, None) => Position::default(),
+                (None, Some(document)) => {
+                    parse(&problem.file, &mut positions, &mut starts);
+                    let key = (problem.file.clone(), document);
+                    let start = starts
+                        .get(&key)
+                        .copied()
+                        .unwrap_or(Position { line: 1, column: 1 });
+                    match (&problem.locator, positions.get(&key)) {
+                        (Locator::Document, _) | (_, None) => start,
+                        (Locator::Value(pointer), Some(p)) => p.value(pointer),
+                        (Locator::Key(pointer), Some(p)) => p.key(pointer),
+                        (Locator::ListItem { field, normalised }, Some(p)) => {
+                            p.find_list_item(field, normalised).map_or_else(
+                                || p.value(&format!("/{field}")),
+                                |pointer| p.value(&pointer),
+                            )
+                        }
+                    }
+                }
+            };
+            Problem {
+                file: problem.file.to_path_buf(),
+                position,
+                message,
+            }
+        })
+        .collect()
 }
 
 /// Prints problems as `file:line:col: message`, each followed by the offending line and a caret.

@@ -23,23 +23,14 @@ pub use yaml::Position;
 /// The one manifest API version, and the line export writes at the top of every file.
 pub const API_VERSION: &str = "perch/v1";
 
-/// Where a document came from.
+/// Where a document came from: its file and its index among the file's documents.
+///
+/// Positions are worked out only when a problem needs one, so that loading large manifests
+/// does not pay for them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
     pub file: Arc<PathBuf>,
-    pub position: Position,
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}",
-            self.file.display(),
-            self.position.line,
-            self.position.column
-        )
-    }
+    pub document: usize,
 }
 
 /// One object a manifest names, with only the fields it manages.

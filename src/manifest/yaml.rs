@@ -207,6 +207,18 @@ fn escape_pointer(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
 }
 
+/// The position of a document's first key (or of the document itself when it is no mapping).
+pub fn document_start(tree: &Spanned<Node>) -> Position {
+    match &tree.value {
+        Node::Mapping(entries) => entries
+            .first()
+            .map_or(Position::of(&tree.referenced), |(key, _)| {
+                Position::of(&key.referenced)
+            }),
+        _ => Position::of(&tree.referenced),
+    }
+}
+
 /// Parses every document of a YAML stream.
 ///
 /// # Errors

@@ -438,6 +438,10 @@ fn field_changes(wanted: &Map<String, Value>, live: &Map<String, Value>) -> Vec<
     let mut changes = Vec::new();
     for (field, desired_value) in wanted {
         let live_value = live.get(field).unwrap_or(&Value::Null);
+        if desired_value == live_value {
+            // Both sides hold lists sorted and deduplicated, so equal lists are equal sets.
+            continue;
+        }
         match (desired_value, live_value) {
             (Value::Array(desired_items), live_items) => {
                 let desired_set = principal_set(desired_items);

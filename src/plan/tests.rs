@@ -4,7 +4,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::*;
-use crate::manifest::{Desired, DesiredObject, Origin, Position};
+use crate::manifest::{Desired, DesiredObject, Origin};
 
 fn desired(objects: &[(Kind, &str, Value)]) -> Desired {
     let mut desired = Desired::default();
@@ -21,7 +21,7 @@ fn desired(objects: &[(Kind, &str, Value)]) -> Desired {
                 protect: false,
                 origin: Origin {
                     file: Arc::new(PathBuf::from("m.yaml")),
-                    position: Position::default(),
+                    document: 0,
                 },
             },
         );

@@ -112,6 +112,101 @@ pub struct State {
     pub compliance: Stored<ComplianceConfiguration>,
 }
 
+/// One write of a batch.
+#[derive(Clone, Debug)]
+pub enum Operation {
+    Create {
+        object: Object,
+        ownership: Ownership,
+    },
+    Replace {
+        name: String,
+        object: Object,
+        precondition: Precondition,
+        ownership: Ownership,
+    },
+    Remove {
+        kind: Kind,
+        name: String,
+        precondition: Precondition,
+        force: bool,
+    },
+    SetCompliance {
+        configuration: ComplianceConfiguration,
+        precondition: Precondition,
+        ownership: Ownership,
+    },
+}
+
+/// Several writes in one transaction, each still all-or-nothing: a failed step is rolled back
+/// to its savepoint and leaves the steps before it in place for [`Batch::commit`].
+///
+/// Large applies go through batches because a commit costs far more than a statement.
+pub struct Batch<'a> {
+    service: &'a Service,
+    tx: Tx,
+}
+
+impl Batch<'_> {
+    /// Carries out one operation.
+    ///
+    /// # Errors
+    /// As the matching [`Service`] method; the operation then changed nothing.
+    pub async fn run(&mut self, caller: &Caller, operation: Operation) -> Result<()> {
+        self.tx.savepoint().await?;
+        let service = self.service;
+        let tx = &mut self.tx;
+        let outcome = match operation {
+            Operation::Create { object, ownership } => service
+                .create_in(tx, caller, object, ownership)
+                .await
+                .map(drop),
+            Operation::Replace {
+                name,
+                object,
+                precondition,
+                ownership,
+            } => service
+                .replace_in(tx, caller, &name, object, precondition, ownership)
+                .await
+                .map(drop),
+            Operation::Remove {
+                kind,
+                name,
+                precondition,
+                force,
+            } => {
+                service
+                    .remove_in(tx, caller, kind, &name, precondition, force)
+                    .await
+            }
+            Operation::SetCompliance {
+                configuration,
+                precondition,
+                ownership,
+            } => service
+                .set_compliance_in(tx, caller, configuration, precondition, ownership)
+                .await
+                .map(drop),
+        };
+        match outcome {
+            Ok(()) => {
+                self.tx.release_savepoint().await?;
+                Ok(())
+            }
+            Err(error) => {
+                self.tx.rollback_to_savepoint().await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Makes every successful operation durable.
+    pub async fn commit(self) -> Result<()> {
+        Ok(self.tx.commit().await?)
+    }
+}
+
 /// The service: cheap to clone, shared by every request.
 #[derive(Clone, Debug)]
 pub struct Service {
@@ -182,6 +277,21 @@ impl Service {
         Ok(state)
     }
 
+    /// Opens a batch of writes in one transaction.
+    pub async fn batch(&self) -> Result<Batch<'_>> {
+        Ok(Batch {
+            service: self,
+            tx: self.store.begin().await?,
+        })
+    }
+
+    /// Reads every configuration object as stored (JSON bodies and bookkeeping), for readers
+    /// that want the JSON anyway; administrators only.
+    pub async fn state_rows(&self, caller: &Caller) -> Result<Vec<ObjectRow>> {
+        require_admin(caller, "read the whole configuration")?;
+        Ok(self.store.list_all().await?)
+    }
+
     /// Creates an object.
     ///
     /// # Errors
@@ -190,27 +300,39 @@ impl Service {
     pub async fn create(
         &self,
         caller: &Caller,
+        object: Object,
+        ownership: Ownership,
+    ) -> Result<Stored<Object>> {
+        let mut tx = self.store.begin().await?;
+        let outcome = self.create_in(&mut tx, caller, object, ownership).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn create_in(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
         mut object: Object,
         ownership: Ownership,
     ) -> Result<Stored<Object>> {
         object.normalise();
         reject_problems(object.problems())?;
-        let mut tx = self.store.begin().await?;
         match &mut object {
             Object::Group(group) => {
                 require_admin(caller, "create groups")?;
-                check_groups_exist(&mut tx, "members", &group.members, Some(&group.name)).await?;
+                check_groups_exist(tx, "members", &group.members, Some(&group.name)).await?;
             }
             Object::Addin(_) => require_admin(caller, "create add-ins")?,
             Object::Category(category) => {
                 require_admin(caller, "create categories")?;
-                check_category_lists(&mut tx, category, None).await?;
+                check_category_lists(tx, category, None).await?;
             }
             Object::Room(room) => {
-                let category = load_category(&mut tx, &room.category).await?;
+                let category = load_category(tx, &room.category).await?;
                 if !caller.is_admin() {
                     let principal = caller_principal(caller)?;
-                    let directory = load_directory(&mut tx).await?;
+                    let directory = load_directory(tx).await?;
                     if !(category.admits(&directory, principal)
                         && directory.covers(&category.creators, principal))
                     {
@@ -225,15 +347,14 @@ impl Service {
                     room.managers.push(principal.clone());
                     room.normalise();
                 }
-                check_addin_exists(&mut tx, room.addin.as_deref()).await?;
-                check_room_lists(&mut tx, room, &category, None).await?;
+                check_addin_exists(tx, room.addin.as_deref()).await?;
+                check_room_lists(tx, room, &category, None).await?;
             }
         }
         let now = clock::now();
         let marks = ownership.marks((false, false));
         let write = write_of(&object, marks, &caller.name, &now)?;
         let row = tx.insert(write).await?;
-        tx.commit().await?;
         tracing::info!(kind = %object.kind(), name = object.name(), by = %caller.name, "created");
         Stored::<Object>::from_row(&row)
     }
@@ -249,6 +370,23 @@ impl Service {
         &self,
         caller: &Caller,
         name: &str,
+        object: Object,
+        precondition: Precondition,
+        ownership: Ownership,
+    ) -> Result<Stored<Object>> {
+        let mut tx = self.store.begin().await?;
+        let outcome = self
+            .replace_in(&mut tx, caller, name, object, precondition, ownership)
+            .await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn replace_in(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        name: &str,
         mut object: Object,
         precondition: Precondition,
         ownership: Ownership,
@@ -256,18 +394,12 @@ impl Service {
         object.normalise();
         reject_problems(object.problems())?;
         let kind = object.kind();
-        let mut tx = self.store.begin().await?;
         let current_row = tx
             .get(kind, name)
             .await?
             .ok_or_else(|| ServiceError::not_found(kind, name))?;
         let current = Stored::<Object>::from_row(&current_row)?;
-        if !caller.is_admin()
-            && !self
-                .user_view_in(&mut tx, caller)
-                .await?
-                .sees(&current.spec)
-        {
+        if !caller.is_admin() && !self.user_view_in(tx, caller).await?.sees(&current.spec) {
             return Err(ServiceError::not_found(kind, name));
         }
         check_precondition(kind, name, precondition, current.meta.version)?;
@@ -282,26 +414,26 @@ impl Service {
                         "a group cannot be renamed, since principals name it; create a new group instead",
                     ));
                 }
-                check_groups_exist(&mut tx, "members", &group.members, Some(&group.name)).await?;
+                check_groups_exist(tx, "members", &group.members, Some(&group.name)).await?;
             }
             (Object::Addin(_), Object::Addin(addin)) => {
                 require_admin(caller, "change add-ins")?;
                 if renamed {
-                    rename_references(&mut tx, "addin", name, &addin.name, caller).await?;
+                    rename_references(tx, "addin", name, &addin.name, caller).await?;
                 }
             }
             (Object::Category(old), Object::Category(category)) => {
                 require_admin(caller, "change categories")?;
-                check_category_lists(&mut tx, category, Some(old)).await?;
+                check_category_lists(tx, category, Some(old)).await?;
                 if renamed {
-                    rename_references(&mut tx, "category", name, &category.name, caller).await?;
+                    rename_references(tx, "category", name, &category.name, caller).await?;
                 }
             }
             (Object::Room(old), Object::Room(room)) => {
-                let category = load_category(&mut tx, &room.category).await?;
+                let category = load_category(tx, &room.category).await?;
                 if !caller.is_admin() {
                     let principal = caller_principal(caller)?;
-                    let directory = load_directory(&mut tx).await?;
+                    let directory = load_directory(tx).await?;
                     if !directory.covers(&old.managers, principal) {
                         return Err(ServiceError::Forbidden {
                             message: format!(
@@ -320,8 +452,8 @@ impl Service {
                         });
                     }
                 }
-                check_addin_exists(&mut tx, room.addin.as_deref()).await?;
-                check_room_lists(&mut tx, room, &category, Some(old)).await?;
+                check_addin_exists(tx, room.addin.as_deref()).await?;
+                check_room_lists(tx, room, &category, Some(old)).await?;
             }
             _ => {
                 return Err(ServiceError::invalid(
@@ -339,7 +471,6 @@ impl Service {
         let now = clock::now();
         let write = write_of(&object, marks, &caller.name, &now)?;
         let row = tx.update(current.meta.id, write).await?;
-        tx.commit().await?;
         tracing::info!(%kind, name, by = %caller.name, "changed");
         Stored::<Object>::from_row(&row)
     }
@@ -376,17 +507,28 @@ impl Service {
         force: bool,
     ) -> Result<()> {
         let mut tx = self.store.begin().await?;
+        self.remove_in(&mut tx, caller, kind, name, precondition, force)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn remove_in(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        kind: Kind,
+        name: &str,
+        precondition: Precondition,
+        force: bool,
+    ) -> Result<()> {
         let row = tx.get(kind, name).await?;
         let Some(row) = row else {
             return Err(ServiceError::not_found(kind, name));
         };
         if !caller.is_admin() {
             let current = Stored::<Object>::from_row(&row)?;
-            if !self
-                .user_view_in(&mut tx, caller)
-                .await?
-                .sees(&current.spec)
-            {
+            if !self.user_view_in(tx, caller).await?.sees(&current.spec) {
                 return Err(ServiceError::not_found(kind, name));
             }
         }
@@ -430,7 +572,7 @@ impl Service {
                 }
             }
             Kind::Group => {
-                let users = group_references(&mut tx, name).await?;
+                let users = group_references(tx, name).await?;
                 if !users.is_empty() {
                     return Err(ServiceError::Conflict {
                         code: "group_in_use",
@@ -444,7 +586,6 @@ impl Service {
             Kind::Room | Kind::ComplianceConfiguration => {}
         }
         tx.delete(row.id).await?;
-        tx.commit().await?;
         tracing::info!(%kind, name, by = %caller.name, "removed");
         Ok(())
     }
@@ -470,10 +611,25 @@ impl Service {
         precondition: Precondition,
         ownership: Ownership,
     ) -> Result<Stored<ComplianceConfiguration>> {
+        let mut tx = self.store.begin().await?;
+        let outcome = self
+            .set_compliance_in(&mut tx, caller, configuration, precondition, ownership)
+            .await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn set_compliance_in(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        configuration: ComplianceConfiguration,
+        precondition: Precondition,
+        ownership: Ownership,
+    ) -> Result<Stored<ComplianceConfiguration>> {
         require_admin(caller, "change the compliance configuration")?;
         reject_problems(configuration.problems())?;
         let kind = Kind::ComplianceConfiguration;
-        let mut tx = self.store.begin().await?;
         let current = tx.get(kind, COMPLIANCE_NAME).await?;
         let current_version = current.as_ref().map_or(0, |row| row.version);
         check_precondition(kind, COMPLIANCE_NAME, precondition, current_version)?;
@@ -502,7 +658,6 @@ impl Service {
             }
             None => tx.insert(write(ownership.marks((false, false)))).await?,
         };
-        tx.commit().await?;
         tracing::info!(by = %caller.name, "changed the compliance configuration");
         Stored::from_row(&row)
     }

@@ -357,6 +357,30 @@ impl Tx {
         Ok(())
     }
 
+    /// Marks a point that [`Tx::rollback_to_savepoint`] returns to, so that one step of a
+    /// batch can fail without undoing the steps before it.
+    pub async fn savepoint(&mut self) -> Result<(), StoreError> {
+        sqlx::query("SAVEPOINT step").execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    pub async fn release_savepoint(&mut self) -> Result<(), StoreError> {
+        sqlx::query("RELEASE SAVEPOINT step")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn rollback_to_savepoint(&mut self) -> Result<(), StoreError> {
+        sqlx::query("ROLLBACK TO SAVEPOINT step")
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query("RELEASE SAVEPOINT step")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
     /// Reads one object and, on PostgreSQL, locks it until the transaction ends.
     pub async fn get(&mut self, kind: Kind, name: &str) -> Result<Option<ObjectRow>, StoreError> {
         get_object(&mut self.tx, kind, name, self.backend.lock_clause()).await

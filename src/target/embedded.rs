@@ -2,10 +2,13 @@
 
 use serde_json::{Map, Value};
 
-use super::{BoxFuture, Target, TargetError, live_from};
+use super::{ApplyReport, BoxFuture, Target, TargetError, describe};
 use crate::domain::{ComplianceConfiguration, Kind};
-use crate::plan::{Action, Live, Verb};
-use crate::service::{APPLY_LOCK, Caller, Object, Ownership, Precondition, Service, ServiceError};
+use crate::plan::{Action, Live, LiveObject, Verb};
+use crate::service::{
+    APPLY_LOCK, Batch, Caller, Meta, Object, Operation, Ownership, Precondition, Service,
+    ServiceError,
+};
 use crate::store::Store;
 
 pub struct EmbeddedTarget {
@@ -66,6 +69,72 @@ pub(crate) fn rejected(error: ServiceError) -> TargetError {
     }
 }
 
+/// Actions per transaction in a large apply: enough to make commits rare, few enough that a
+/// progress bar moves and a lock renewal is never starved.
+const BATCH_SIZE: usize = 500;
+
+/// The service operation that carries out an action.
+fn operation_of(action: &Action) -> Result<Operation, TargetError> {
+    let ownership = Ownership::Managed {
+        protect: action.protect,
+    };
+    let precondition = action
+        .expected_version
+        .map_or(Precondition::None, Precondition::Version);
+    if action.kind == Kind::ComplianceConfiguration {
+        let fields = object_of(action)?;
+        let configuration: ComplianceConfiguration =
+            serde_json::from_value(Value::Object(fields.clone())).map_err(|error| {
+                TargetError::Rejected {
+                    code: "invalid_field".to_owned(),
+                    message: error.to_string(),
+                }
+            })?;
+        return Ok(Operation::SetCompliance {
+            configuration,
+            precondition,
+            ownership,
+        });
+    }
+    Ok(match action.action {
+        Verb::Create | Verb::Set => {
+            let fields = object_of(action)?;
+            let object = Object::from_json(action.kind, Value::Object(fields.clone()))
+                .map_err(|error| rejected(ServiceError::from_json_path(error)))?;
+            if action.action == Verb::Create {
+                Operation::Create { object, ownership }
+            } else {
+                Operation::Replace {
+                    name: action.name.clone(),
+                    object,
+                    precondition,
+                    ownership,
+                }
+            }
+        }
+        Verb::Remove => Operation::Remove {
+            kind: action.kind,
+            name: action.name.clone(),
+            precondition,
+            force: false,
+        },
+    })
+}
+
+/// Runs one action in a batch; removing what is already gone counts as done.
+async fn run_one(
+    batch: &mut Batch<'_>,
+    caller: &Caller,
+    action: &Action,
+    operation: Operation,
+) -> Result<(), TargetError> {
+    match batch.run(caller, operation).await {
+        Ok(()) => Ok(()),
+        Err(ServiceError::NotFound { .. }) if action.action == Verb::Remove => Ok(()),
+        Err(error) => Err(rejected(error)),
+    }
+}
+
 fn object_of(action: &Action) -> Result<&Map<String, Value>, TargetError> {
     action.object.as_ref().ok_or_else(|| TargetError::Rejected {
         code: "invalid_plan".to_owned(),
@@ -93,86 +162,134 @@ impl Target for EmbeddedTarget {
 
     fn live(&self) -> BoxFuture<'_, Result<Live, TargetError>> {
         Box::pin(async move {
-            let state = self
-                .service
-                .state(&self.caller)
-                .await
-                .map_err(|error| match error {
-                    ServiceError::Store(store) => {
-                        TargetError::Unreadable(format!("{store}: {}", source_chain(&store)))
-                    }
-                    other => rejected(other),
-                })?;
-            let mut objects = Vec::with_capacity(state.objects.len() + 1);
-            for stored in state.objects {
-                let kind = stored.spec.kind();
-                let Ok(Value::Object(fields)) = serde_json::to_value(&stored) else {
-                    return Err(TargetError::Unreadable(format!(
-                        "{kind} `{}` does not serialise",
-                        stored.spec.name()
-                    )));
+            let rows =
+                self.service
+                    .state_rows(&self.caller)
+                    .await
+                    .map_err(|error| match error {
+                        ServiceError::Store(store) => {
+                            TargetError::Unreadable(format!("{store}: {}", source_chain(&store)))
+                        }
+                        other => rejected(other),
+                    })?;
+            let mut live = Live::default();
+            for row in rows {
+                let fields: Map<String, Value> =
+                    serde_json::from_str(&row.body).map_err(|error| {
+                        TargetError::Unreadable(format!(
+                            "stored {} `{}` is not JSON: {error}",
+                            row.kind, row.name
+                        ))
+                    })?;
+                let name = if row.kind == Kind::ComplianceConfiguration {
+                    crate::plan::COMPLIANCE_NAME.to_owned()
+                } else {
+                    row.name.clone()
                 };
-                objects.push((kind, fields));
+                let object = LiveObject {
+                    kind: row.kind,
+                    name,
+                    fields,
+                    meta: Meta {
+                        id: row.id,
+                        version: row.version,
+                        managed: row.managed,
+                        protect: row.protected,
+                        created_at: row.created_at,
+                        updated_by: row.updated_by,
+                        updated_at: row.updated_at,
+                    },
+                };
+                if row.kind == Kind::ComplianceConfiguration {
+                    live.compliance = Some(object);
+                } else {
+                    live.objects.insert((row.kind, row.name), object);
+                }
             }
-            if let Ok(Value::Object(fields)) = serde_json::to_value(&state.compliance) {
-                objects.push((Kind::ComplianceConfiguration, fields));
+            if live.compliance.is_none() {
+                let defaults = serde_json::to_value(ComplianceConfiguration::default())
+                    .ok()
+                    .and_then(|value| value.as_object().cloned())
+                    .unwrap_or_default();
+                live.compliance = Some(LiveObject {
+                    kind: Kind::ComplianceConfiguration,
+                    name: crate::plan::COMPLIANCE_NAME.to_owned(),
+                    fields: defaults,
+                    meta: Meta::default(),
+                });
             }
-            live_from(objects)
+            Ok(live)
         })
     }
 
     fn execute<'a>(&'a self, action: &'a Action) -> BoxFuture<'a, Result<(), TargetError>> {
         Box::pin(async move {
-            let ownership = Ownership::Managed {
-                protect: action.protect,
-            };
-            let precondition = action
-                .expected_version
-                .map_or(Precondition::None, Precondition::Version);
-            if action.kind == Kind::ComplianceConfiguration {
-                let fields = object_of(action)?;
-                let configuration: ComplianceConfiguration =
-                    serde_json::from_value(Value::Object(fields.clone())).map_err(|error| {
-                        TargetError::Rejected {
-                            code: "invalid_field".to_owned(),
-                            message: error.to_string(),
+            let operation = operation_of(action)?;
+            let mut batch = self.service.batch().await.map_err(rejected)?;
+            run_one(&mut batch, &self.caller, action, operation).await?;
+            batch.commit().await.map_err(rejected)
+        })
+    }
+
+    fn execute_all<'a>(
+        &'a self,
+        actions: &'a [Action],
+        progress: &'a mut (dyn FnMut(usize) + Send),
+    ) -> BoxFuture<'a, ApplyReport> {
+        Box::pin(async move {
+            let mut report = ApplyReport::default();
+            let mut index = 0;
+            'batches: while index < actions.len() {
+                let mut batch = match self.service.batch().await {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        report.failed = Some((describe(&actions[index]), rejected(error)));
+                        index += 1;
+                        break;
+                    }
+                };
+                let mut in_batch = Vec::new();
+                let mut failure = None;
+                while index < actions.len() && in_batch.len() < BATCH_SIZE {
+                    let action = &actions[index];
+                    index += 1;
+                    let outcome = match operation_of(action) {
+                        Ok(operation) => run_one(&mut batch, &self.caller, action, operation).await,
+                        Err(error) => Err(error),
+                    };
+                    match outcome {
+                        Ok(()) => in_batch.push(describe(action)),
+                        Err(error) => {
+                            failure = Some((describe(action), error));
+                            break;
                         }
-                    })?;
-                self.service
-                    .set_compliance(&self.caller, configuration, precondition, ownership)
-                    .await
-                    .map_err(rejected)?;
-                return Ok(());
-            }
-            match action.action {
-                Verb::Create | Verb::Set => {
-                    let fields = object_of(action)?;
-                    let object = Object::from_json(action.kind, Value::Object(fields.clone()))
-                        .map_err(|error| rejected(ServiceError::from_json_path(error)))?;
-                    if action.action == Verb::Create {
-                        self.service
-                            .create(&self.caller, object, ownership)
-                            .await
-                            .map_err(rejected)?;
-                    } else {
-                        self.service
-                            .replace(&self.caller, &action.name, object, precondition, ownership)
-                            .await
-                            .map_err(rejected)?;
                     }
                 }
-                Verb::Remove => {
-                    match self
-                        .service
-                        .remove(&self.caller, action.kind, &action.name, precondition, false)
-                        .await
-                    {
-                        Ok(()) | Err(ServiceError::NotFound { .. }) => {}
-                        Err(error) => return Err(rejected(error)),
+                match batch.commit().await {
+                    Ok(()) => {
+                        report.done.append(&mut in_batch);
+                        progress(report.done.len());
+                    }
+                    Err(error) => {
+                        // Nothing of this batch is durable: report it as not done.
+                        let first = in_batch.first().cloned().unwrap_or_default();
+                        report.failed = Some((first, rejected(error)));
+                        report.not_done.extend(in_batch.into_iter().skip(1));
+                        report
+                            .not_done
+                            .extend(actions[index..].iter().map(describe));
+                        break 'batches;
                     }
                 }
+                if let Some(failed) = failure {
+                    report.failed = Some(failed);
+                    break;
+                }
             }
-            Ok(())
+            if report.not_done.is_empty() {
+                report.not_done = actions[index..].iter().map(describe).collect();
+            }
+            report
         })
     }
 

@@ -47,6 +47,33 @@ pub trait Target: Send + Sync {
     /// Carries out one action, atomically, checking the version it was planned against.
     fn execute<'a>(&'a self, action: &'a Action) -> BoxFuture<'a, Result<(), TargetError>>;
 
+    /// Carries out actions in order, stopping at the first failure; `progress` hears how many
+    /// are done. Implementations may group actions into transactions, each action still atomic.
+    fn execute_all<'a>(
+        &'a self,
+        actions: &'a [Action],
+        progress: &'a mut (dyn FnMut(usize) + Send),
+    ) -> BoxFuture<'a, ApplyReport> {
+        Box::pin(async move {
+            let mut report = ApplyReport::default();
+            let mut remaining = actions.iter();
+            for action in remaining.by_ref() {
+                match self.execute(action).await {
+                    Ok(()) => {
+                        report.done.push(describe(action));
+                        progress(report.done.len());
+                    }
+                    Err(error) => {
+                        report.failed = Some((describe(action), error));
+                        break;
+                    }
+                }
+            }
+            report.not_done = remaining.map(describe).collect();
+            report
+        })
+    }
+
     /// Takes (or renews) the apply lock for `holder` for `ttl_seconds`.
     fn lock<'a>(
         &'a self,
@@ -138,29 +165,12 @@ pub fn describe(action: &Action) -> String {
 
 /// Carries out a plan's actions in order, stopping at the first failure.
 ///
-/// `progress` is called after each action with the number done.
+/// `progress` is called with the number of actions done so far.
 pub async fn apply_plan(
     target: &dyn Target,
     plan: &Plan,
-    mut progress: impl FnMut(usize),
+    mut progress: impl FnMut(usize) + Send,
 ) -> ApplyReport {
     debug_assert_eq!(plan.format_version, PLAN_FORMAT_VERSION);
-    let mut report = ApplyReport::default();
-    let mut actions = plan.actions.iter();
-    for action in actions.by_ref() {
-        let span = tracing::info_span!("action", kind = %action.kind, name = %action.name, verb = ?action.action);
-        let _guard = span.enter();
-        match target.execute(action).await {
-            Ok(()) => {
-                report.done.push(describe(action));
-                progress(report.done.len());
-            }
-            Err(error) => {
-                report.failed = Some((describe(action), error));
-                break;
-            }
-        }
-    }
-    report.not_done = actions.map(describe).collect();
-    report
+    target.execute_all(&plan.actions, &mut progress).await
 }
