@@ -18,28 +18,70 @@ pub fn manifests(live: &Live) -> miette::Result<Vec<(String, String, usize)>> {
         (Kind::Group, "groups.yaml"),
         (Kind::Addin, "addins.yaml"),
         (Kind::Category, "categories.yaml"),
-        (Kind::Room, "rooms.yaml"),
     ] {
         let objects: Vec<&LiveObject> = live
             .objects
             .values()
             .filter(|object| object.kind == kind)
             .collect();
-        if objects.is_empty() {
-            continue;
+        if !objects.is_empty() {
+            files.push((file.to_owned(), file_text(&objects)?, objects.len()));
         }
-        let mut text = String::from(SCHEMA_LINE);
-        for object in &objects {
-            text.push_str("---\n");
-            text.push_str(&document(object)?);
+    }
+    // Rooms go one file per category, as people tend to keep them.
+    let mut rooms_by_category: std::collections::BTreeMap<&str, Vec<&LiveObject>> =
+        Default::default();
+    for object in live
+        .objects
+        .values()
+        .filter(|object| object.kind == Kind::Room)
+    {
+        let category = object
+            .fields
+            .get("category")
+            .and_then(Value::as_str)
+            .unwrap_or("uncategorised");
+        rooms_by_category.entry(category).or_default().push(object);
+    }
+    let mut used = std::collections::BTreeSet::new();
+    for (category, rooms) in rooms_by_category {
+        let stem = file_stem(category);
+        let mut file = format!("rooms-{stem}.yaml");
+        let mut counter = 2;
+        while !used.insert(file.clone()) {
+            file = format!("rooms-{stem}-{counter}.yaml");
+            counter += 1;
         }
-        files.push((file.to_owned(), text, objects.len()));
+        files.push((file, file_text(&rooms)?, rooms.len()));
     }
     if let Some(compliance) = &live.compliance {
         let text = format!("{SCHEMA_LINE}---\n{}", document(compliance)?);
         files.push(("compliance.yaml".to_owned(), text, 1));
     }
     Ok(files)
+}
+
+fn file_text(objects: &[&LiveObject]) -> miette::Result<String> {
+    let mut text = String::from(SCHEMA_LINE);
+    for object in objects {
+        text.push_str("---\n");
+        text.push_str(&document(object)?);
+    }
+    Ok(text)
+}
+
+/// A file-name-safe form of a category name; distinct names may share a stem, so the caller
+/// numbers repeats.
+fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 fn document(object: &LiveObject) -> miette::Result<String> {

@@ -209,7 +209,7 @@ fn check_file(path: &Path) -> FileOutcome {
             return (pending, documents);
         }
     };
-    let values: Vec<Value> = match serde_saphyr::from_multiple::<Value>(&text) {
+    let values: Vec<Value> = match yaml::parse_values(&text) {
         Ok(values) => values,
         Err(_) => {
             // The spanned parser reports the same error, with its position.

@@ -219,12 +219,35 @@ pub fn document_start(tree: &Spanned<Node>) -> Position {
     }
 }
 
+/// Parser limits for manifests. The defaults guard against hostile input (1,024 documents,
+/// 250,000 nodes); a real organisation's export holds a hundred thousand rooms in a file or
+/// two, so the size limits are raised while the alias and depth guards stay as they are.
+pub fn options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.budget = serde_saphyr::budget! {
+        max_documents: 10_000_000,
+        max_nodes: 500_000_000,
+        max_events: 1_000_000_000,
+        max_total_scalar_bytes: 4 << 30,
+        max_reader_input_bytes: Some(4 << 30),
+    };
+    options
+}
+
+/// Parses every document of a YAML stream, into JSON values (no positions: the fast path).
+///
+/// # Errors
+/// The parser's error.
+pub fn parse_values(text: &str) -> Result<Vec<serde_json::Value>, serde_saphyr::Error> {
+    serde_saphyr::from_multiple_with_options::<serde_json::Value>(text, options())
+}
+
 /// Parses every document of a YAML stream.
 ///
 /// # Errors
 /// The first syntax error, with its position when the parser knows it.
 pub fn parse_documents(text: &str) -> Result<Vec<Spanned<Node>>, (Position, String)> {
-    serde_saphyr::from_multiple::<Spanned<Node>>(text).map_err(|error| {
+    serde_saphyr::from_multiple_with_options::<Spanned<Node>>(text, options()).map_err(|error| {
         let position = error
             .location()
             .map(|location| Position::of(&location))

@@ -1,0 +1,177 @@
+//! The reconciler at scale, through the real binary (release build) on the embedded store:
+//! for 1,000 / 10,000 / 100,000 rooms with 10 members each, the wall time and peak memory of
+//! plan on an empty target, apply, no-op plan, plan after one change, export, and no-op plan
+//! over HTTP.
+//!
+//! Run: `cargo bench --bench reconcile` (`PERCH_BENCH_SIZES=1000,10000` to choose sizes).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const CATEGORIES: usize = 10;
+const ROOMS_PER_FILE: usize = 1000;
+
+fn write_manifests(dir: &Path, rooms: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut categories = String::new();
+    for category in 0..CATEGORIES {
+        let _ = write!(
+            categories,
+            "---\napiVersion: perch/v1\nkind: Category\nname: cat-{category}\nallowedMembers: [domain:contoso.com]\n"
+        );
+    }
+    std::fs::write(dir.join("categories.yaml"), categories).unwrap();
+    for start in (0..rooms).step_by(ROOMS_PER_FILE) {
+        let mut text = String::new();
+        for room in start..(start + ROOMS_PER_FILE).min(rooms) {
+            let members: Vec<String> = (0..10)
+                .map(|m| format!("sip:user{}@contoso.com", (room * 7 + m) % 50_000))
+                .collect();
+            let _ = write!(
+                text,
+                "---\napiVersion: perch/v1\nkind: Room\nname: room-{room:06}\ncategory: cat-{}\nprivacy: closed\ndescription: Room number {room}\nmembers: [{}]\n",
+                room % CATEGORIES,
+                members.join(", ")
+            );
+        }
+        std::fs::write(dir.join(format!("rooms-{start:06}.yaml")), text).unwrap();
+    }
+}
+
+/// Runs perch, returning (seconds, peak RSS in MiB if measurable, exit code).
+fn timed(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> (f64, Option<f64>, i32) {
+    let gnu_time = Path::new("/usr/bin/time").exists();
+    let mut command = if gnu_time {
+        let mut command = Command::new("/usr/bin/time");
+        command.args(["-f", "%M", "-o", "rss.txt", common::BIN]);
+        command
+    } else {
+        Command::new(common::BIN)
+    };
+    command
+        .args(args)
+        .current_dir(cwd)
+        .stdout(Stdio::null())
+        .env("PERCH_LOG", "error");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let started = Instant::now();
+    let status = command.status().expect("run perch");
+    let seconds = started.elapsed().as_secs_f64();
+    let rss = gnu_time
+        .then(|| std::fs::read_to_string(cwd.join("rss.txt")).ok())
+        .flatten()
+        .and_then(|text| text.trim().lines().last()?.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0);
+    (seconds, rss, status.code().unwrap_or(-1))
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("PERCH_BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,10000,100000".to_owned())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    println!(
+        "reconciler on the embedded store (SQLite), rooms with 10 members each; seconds (peak RSS MiB)"
+    );
+    println!(
+        "{:>8} | {:>15} | {:>15} | {:>15} | {:>15} | {:>15} | {:>15}",
+        "rooms",
+        "plan (empty)",
+        "apply",
+        "no-op plan",
+        "plan 1 change",
+        "export",
+        "no-op plan HTTP"
+    );
+    for rooms in sizes {
+        let db = common::TestDb::new();
+        let dir_buf = db.path();
+        let dir = dir_buf.as_path();
+        let manifests = dir.join("manifests");
+        write_manifests(&manifests, rooms);
+        let m = manifests.to_str().unwrap();
+        let db_args = ["--db", db.url.as_str()];
+        let cell = |(seconds, rss, code): (f64, Option<f64>, i32), expected: &[i32]| {
+            assert!(
+                expected.contains(&code),
+                "perch exited {code}, expected {expected:?}"
+            );
+            match rss {
+                Some(rss) => format!("{seconds:>6.2} ({rss:>5.0})"),
+                None => format!("{seconds:>6.2}"),
+            }
+        };
+        let plan_empty = cell(
+            timed(
+                &[&["plan", m, "--detailed-exitcode"][..], &db_args].concat(),
+                dir,
+                &[],
+            ),
+            &[2],
+        );
+        let apply = cell(
+            timed(&[&["apply", m, "--yes"][..], &db_args].concat(), dir, &[]),
+            &[0],
+        );
+        let noop = cell(
+            timed(
+                &[&["plan", m, "--detailed-exitcode"][..], &db_args].concat(),
+                dir,
+                &[],
+            ),
+            &[0],
+        );
+        let first = manifests.join("rooms-000000.yaml");
+        let text = std::fs::read_to_string(&first).unwrap().replacen(
+            "description: Room number 0\n",
+            "description: Renamed\n",
+            1,
+        );
+        std::fs::write(&first, text).unwrap();
+        let one_change = cell(
+            timed(
+                &[&["plan", m, "--detailed-exitcode"][..], &db_args].concat(),
+                dir,
+                &[],
+            ),
+            &[2],
+        );
+        let out = dir.join("export");
+        let export = cell(
+            timed(
+                &[&["export", "--out", out.to_str().unwrap()][..], &db_args].concat(),
+                dir,
+                &[],
+            ),
+            &[0],
+        );
+        let token = common::create_token(&db.url, "sip:admin@contoso.com", "admin");
+        let server = common::TestServer::start(&db.url);
+        let http = cell(
+            timed(
+                &[
+                    "plan",
+                    out.to_str().unwrap(),
+                    "--detailed-exitcode",
+                    "--server",
+                    &server.base,
+                ],
+                dir,
+                &[("PERCH_TOKEN", &token)],
+            ),
+            &[0],
+        );
+        drop(server);
+        println!(
+            "{rooms:>8} | {plan_empty:>15} | {apply:>15} | {noop:>15} | {one_change:>15} | {export:>15} | {http:>15}"
+        );
+    }
+}
