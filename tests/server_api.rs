@@ -604,5 +604,12 @@ async fn a_restart_keeps_all_data() {
     let admin = server.client(&fixture.admin_token);
     let after = admin.get("/v1/state").await.expect(200).body;
     assert_eq!(before, after);
-    assert_eq!(after["rooms"][0]["members"], json!(["sip:a@contoso.com"]));
+    let room = after["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|object| object["kind"] == "Room")
+        .unwrap();
+    assert_eq!(room["members"], json!(["sip:a@contoso.com"]));
+    assert_eq!(after["formatVersion"], 1);
 }

@@ -191,14 +191,35 @@ async fn read_live(target: &dyn Target) -> miette::Result<Live> {
     Ok(live)
 }
 
+/// Loads the manifests on other threads while the live state is read: the two take about as
+/// long as each other on large configurations.
+async fn load_and_read(
+    paths: &[PathBuf],
+    target: &OpenTarget,
+) -> miette::Result<Result<(Desired, Live), u8>> {
+    let paths = paths.to_vec();
+    let loading = tokio::task::spawn_blocking(move || load_manifests(&paths));
+    let live = read_live(target.target.as_ref()).await;
+    let desired = loading.await.into_diagnostic()?;
+    match desired {
+        Ok(desired) => Ok(Ok((desired, live?))),
+        Err(code) => Ok(Err(code)),
+    }
+}
+
+/// Big plans hold hundreds of megabytes of small allocations; the process is about to exit,
+/// so they are left for the operating system rather than freed one by one.
+fn leave_for_exit<T>(value: T) {
+    std::mem::forget(value);
+}
+
 pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
-    let desired = match load_manifests(&args.paths) {
-        Ok(desired) => desired,
-        Err(code) => return Ok(code),
-    };
     let open = OpenTarget::open(&args.target).await?;
     let outcome = async {
-        let live = read_live(open.target.as_ref()).await?;
+        let (desired, live) = match load_and_read(&args.paths, &open).await? {
+            Ok(both) => both,
+            Err(code) => return Ok(code),
+        };
         let started = std::time::Instant::now();
         let plan = plan::plan(&desired, &live).into_diagnostic()?;
         tracing::debug!(actions = plan.actions.len(), elapsed = ?started.elapsed(), "planned");
@@ -221,11 +242,13 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
                 out.display()
             );
         }
-        Ok::<_, miette::Report>(if args.detailed_exitcode && plan.has_changes() {
+        let code = if args.detailed_exitcode && plan.has_changes() {
             EXIT_CHANGES
         } else {
             EXIT_OK
-        })
+        };
+        leave_for_exit((desired, live, plan));
+        Ok::<_, miette::Report>(code)
     }
     .await;
     open.close().await;
@@ -410,13 +433,12 @@ async fn apply_locked(
 }
 
 pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
-    let desired = match load_manifests(&args.paths) {
-        Ok(desired) => desired,
-        Err(code) => return Ok(code),
-    };
     let open = OpenTarget::open(&args.target).await?;
     let outcome = async {
-        let live = read_live(open.target.as_ref()).await?;
+        let (desired, live) = match load_and_read(&args.paths, &open).await? {
+            Ok(both) => both,
+            Err(code) => return Ok(code),
+        };
         let plan = plan::plan(&desired, &live).into_diagnostic()?;
         let drifted: Vec<&plan::Action> = plan
             .actions

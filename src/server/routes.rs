@@ -324,23 +324,8 @@ async fn replace_compliance(
 }
 
 async fn state(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    let snapshot = state.service.state(&caller).await?;
-    let mut by_collection: Map<String, Value> = Map::new();
-    for kind in [Kind::Group, Kind::Addin, Kind::Category, Kind::Room] {
-        by_collection.insert(collection_of(kind).to_owned(), Value::Array(Vec::new()));
-    }
-    for object in &snapshot.objects {
-        let value = serde_json::to_value(object).map_err(ServiceError::internal)?;
-        if let Some(Value::Array(items)) = by_collection.get_mut(collection_of(object.spec.kind()))
-        {
-            items.push(value);
-        }
-    }
-    by_collection.insert(
-        "compliance".to_owned(),
-        serde_json::to_value(&snapshot.compliance).map_err(ServiceError::internal)?,
-    );
-    Ok(Json(Value::Object(by_collection)).into_response())
+    let json = state.service.state_json(&caller).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
 #[derive(serde::Deserialize)]

@@ -105,13 +105,6 @@ impl Ownership {
     }
 }
 
-/// Every configuration object, read in one snapshot; what the reconciler compares against.
-#[derive(Clone, Debug, Default)]
-pub struct State {
-    pub objects: Vec<Stored<Object>>,
-    pub compliance: Stored<ComplianceConfiguration>,
-}
-
 /// One write of a batch.
 #[derive(Clone, Debug)]
 pub enum Operation {
@@ -262,19 +255,23 @@ impl Service {
         Ok(object)
     }
 
-    /// Reads every configuration object; administrators only.
-    pub async fn state(&self, caller: &Caller) -> Result<State> {
+    /// Every configuration object in one snapshot, as the JSON document of `GET /v1/state`:
+    /// `{"formatVersion": 1, "objects": [...]}`, each object with its `kind` and bookkeeping.
+    /// Administrators only.
+    pub async fn state_json(&self, caller: &Caller) -> Result<String> {
         require_admin(caller, "read the whole configuration")?;
-        let rows = self.store.list_all().await?;
-        let mut state = State::default();
-        for row in &rows {
-            if row.kind == Kind::ComplianceConfiguration {
-                state.compliance = Stored::from_row(row)?;
-            } else {
-                state.objects.push(Stored::from_row(row)?);
+        let pages = self.store.state_json_pages().await?;
+        let length = pages.iter().map(String::len).sum::<usize>() + pages.len() + 32;
+        let mut json = String::with_capacity(length);
+        json.push_str("{\"formatVersion\":1,\"objects\":[");
+        for (index, page) in pages.iter().enumerate() {
+            if index > 0 {
+                json.push(',');
             }
+            json.push_str(page);
         }
-        Ok(state)
+        json.push_str("]}");
+        Ok(json)
     }
 
     /// Opens a batch of writes in one transaction.
@@ -283,13 +280,6 @@ impl Service {
             service: self,
             tx: self.store.begin().await?,
         })
-    }
-
-    /// Reads every configuration object as stored (JSON bodies and bookkeeping), for readers
-    /// that want the JSON anyway; administrators only.
-    pub async fn state_rows(&self, caller: &Caller) -> Result<Vec<ObjectRow>> {
-        require_admin(caller, "read the whole configuration")?;
-        Ok(self.store.list_all().await?)
     }
 
     /// Creates an object.

@@ -2,12 +2,11 @@
 
 use serde_json::{Map, Value};
 
-use super::{ApplyReport, BoxFuture, Target, TargetError, describe};
+use super::{ApplyReport, BoxFuture, Target, TargetError, describe, live_from_state};
 use crate::domain::{ComplianceConfiguration, Kind};
-use crate::plan::{Action, Live, LiveObject, Verb};
+use crate::plan::{Action, Live, Verb};
 use crate::service::{
-    APPLY_LOCK, Batch, Caller, Meta, Object, Operation, Ownership, Precondition, Service,
-    ServiceError,
+    APPLY_LOCK, Batch, Caller, Object, Operation, Ownership, Precondition, Service, ServiceError,
 };
 use crate::store::Store;
 
@@ -162,9 +161,9 @@ impl Target for EmbeddedTarget {
 
     fn live(&self) -> BoxFuture<'_, Result<Live, TargetError>> {
         Box::pin(async move {
-            let rows =
+            let json =
                 self.service
-                    .state_rows(&self.caller)
+                    .state_json(&self.caller)
                     .await
                     .map_err(|error| match error {
                         ServiceError::Store(store) => {
@@ -172,53 +171,7 @@ impl Target for EmbeddedTarget {
                         }
                         other => rejected(other),
                     })?;
-            let mut live = Live::default();
-            for row in rows {
-                let fields: Map<String, Value> =
-                    serde_json::from_str(&row.body).map_err(|error| {
-                        TargetError::Unreadable(format!(
-                            "stored {} `{}` is not JSON: {error}",
-                            row.kind, row.name
-                        ))
-                    })?;
-                let name = if row.kind == Kind::ComplianceConfiguration {
-                    crate::plan::COMPLIANCE_NAME.to_owned()
-                } else {
-                    row.name.clone()
-                };
-                let object = LiveObject {
-                    kind: row.kind,
-                    name,
-                    fields,
-                    meta: Meta {
-                        id: row.id,
-                        version: row.version,
-                        managed: row.managed,
-                        protect: row.protected,
-                        created_at: row.created_at,
-                        updated_by: row.updated_by,
-                        updated_at: row.updated_at,
-                    },
-                };
-                if row.kind == Kind::ComplianceConfiguration {
-                    live.compliance = Some(object);
-                } else {
-                    live.objects.insert((row.kind, row.name), object);
-                }
-            }
-            if live.compliance.is_none() {
-                let defaults = serde_json::to_value(ComplianceConfiguration::default())
-                    .ok()
-                    .and_then(|value| value.as_object().cloned())
-                    .unwrap_or_default();
-                live.compliance = Some(LiveObject {
-                    kind: Kind::ComplianceConfiguration,
-                    name: crate::plan::COMPLIANCE_NAME.to_owned(),
-                    fields: defaults,
-                    meta: Meta::default(),
-                });
-            }
-            Ok(live)
+            live_from_state(json.as_bytes())
         })
     }
 

@@ -1,9 +1,9 @@
 //! The HTTP target: a `perch serve` over its API.
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{BoxFuture, Target, TargetError, live_from};
+use super::{BoxFuture, Target, TargetError, live_from_state};
 use crate::domain::Kind;
 use crate::plan::{Action, Live, Verb};
 use crate::server::ErrorBody;
@@ -94,29 +94,10 @@ impl Target for HttpTarget {
                     other => other,
                 });
             }
-            let state: Map<String, Value> = response.json().await.map_err(|error| {
-                TargetError::Unreadable(format!("the state is not the JSON expected: {error}"))
+            let body = response.bytes().await.map_err(|error| {
+                TargetError::Unreadable(format!("the state did not arrive whole: {error}"))
             })?;
-            let mut objects = Vec::new();
-            for kind in [Kind::Group, Kind::Addin, Kind::Category, Kind::Room] {
-                for item in state
-                    .get(collection(kind))
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let Value::Object(fields) = item else {
-                        return Err(TargetError::Unreadable(format!(
-                            "a {kind} is not a JSON object"
-                        )));
-                    };
-                    objects.push((kind, fields.clone()));
-                }
-            }
-            if let Some(Value::Object(fields)) = state.get("compliance") {
-                objects.push((Kind::ComplianceConfiguration, fields.clone()));
-            }
-            live_from(objects)
+            live_from_state(&body)
         })
     }
 

@@ -85,16 +85,60 @@ pub trait Target: Send + Sync {
     fn unlock<'a>(&'a self, holder: &'a str) -> BoxFuture<'a, Result<(), TargetError>>;
 }
 
+/// The document of `GET /v1/state`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct StateWire {
+    pub format_version: u32,
+    pub objects: Vec<Map<String, Value>>,
+}
+
+/// Builds the live state from `GET /v1/state` (both targets read this document).
+pub(crate) fn live_from_state(json: &[u8]) -> Result<Live, TargetError> {
+    let wire: StateWire = serde_json::from_slice(json).map_err(|error| {
+        TargetError::Unreadable(format!("the state is not the JSON expected: {error}"))
+    })?;
+    if wire.format_version != 1 {
+        return Err(TargetError::Unreadable(format!(
+            "the server sends state format {}; this perch reads format 1",
+            wire.format_version
+        )));
+    }
+    let mut live = Live::default();
+    for mut fields in wire.objects {
+        let kind = fields
+            .remove("kind")
+            .and_then(|kind| kind.as_str().and_then(Kind::parse))
+            .ok_or_else(|| TargetError::Unreadable("an object without a known kind".to_owned()))?;
+        let object = live_object(kind, fields)?;
+        if kind == Kind::ComplianceConfiguration {
+            live.compliance = Some(object);
+        } else {
+            live.objects.insert((kind, object.name.clone()), object);
+        }
+    }
+    if live.compliance.is_none() {
+        // Never set: the defaults, at version 0.
+        let defaults = serde_json::to_value(crate::domain::ComplianceConfiguration::default())
+            .ok()
+            .and_then(|value| value.as_object().cloned())
+            .unwrap_or_default();
+        live.compliance = Some(LiveObject {
+            kind: Kind::ComplianceConfiguration,
+            name: crate::plan::COMPLIANCE_NAME.to_owned(),
+            fields: defaults,
+            meta: Meta::default(),
+        });
+    }
+    Ok(live)
+}
+
 /// Splits the bookkeeping fields off an object as the API sends it.
-pub(crate) fn live_object(
-    kind: Kind,
-    mut fields: Map<String, Value>,
-) -> Result<LiveObject, TargetError> {
+fn live_object(kind: Kind, mut fields: Map<String, Value>) -> Result<LiveObject, TargetError> {
     let mut take = |name: &str| fields.remove(name);
-    let text = |value: Option<Value>| {
-        value
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
+    let text = |value: Option<Value>| match value {
+        Some(Value::String(text)) => text,
+        _ => String::new(),
     };
     let meta = Meta {
         id: take("id").and_then(|v| v.as_i64()).unwrap_or_default(),
@@ -121,22 +165,6 @@ pub(crate) fn live_object(
         fields,
         meta,
     })
-}
-
-/// Builds the live state from objects as the API sends them (bookkeeping fields inline).
-pub(crate) fn live_from(
-    objects: impl IntoIterator<Item = (Kind, Map<String, Value>)>,
-) -> Result<Live, TargetError> {
-    let mut live = Live::default();
-    for (kind, fields) in objects {
-        let object = live_object(kind, fields)?;
-        if kind == Kind::ComplianceConfiguration {
-            live.compliance = Some(object);
-        } else {
-            live.objects.insert((kind, object.name.clone()), object);
-        }
-    }
-    Ok(live)
 }
 
 /// What an apply did before it stopped.
