@@ -4,6 +4,7 @@
 //! failed action); 2 "there are changes" where a command says so (`plan --detailed-exitcode`,
 //! `drift`).
 
+mod chat;
 mod export;
 mod reconcile;
 mod render;
@@ -60,6 +61,12 @@ enum Command {
     Export(reconcile::ExportArgs),
     /// Print the JSON Schema of manifest documents.
     Schema,
+    /// Administer rooms' history.
+    #[command(subcommand)]
+    Room(chat::RoomCommand),
+    /// Remove or replace messages.
+    #[command(subcommand)]
+    Messages(chat::MessagesCommand),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -90,6 +97,8 @@ pub fn main() -> ExitCode {
             Command::Drift(args) => reconcile::drift(args).await,
             Command::Export(args) => reconcile::export(args).await,
             Command::Schema => reconcile::schema(),
+            Command::Room(command) => chat::room(command).await,
+            Command::Messages(command) => chat::messages(command).await,
         }
     });
     match outcome {

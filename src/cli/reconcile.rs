@@ -30,6 +30,22 @@ pub struct TargetArgs {
     db: String,
 }
 
+impl TargetArgs {
+    pub fn server(&self) -> Option<&str> {
+        self.server.as_deref()
+    }
+
+    pub fn token(&self) -> miette::Result<&str> {
+        self.token
+            .as_deref()
+            .ok_or_else(|| miette!("--server needs a token: pass --token or set PERCH_TOKEN"))
+    }
+
+    pub fn db(&self) -> &str {
+        &self.db
+    }
+}
+
 /// An open target, closed cleanly when done.
 pub struct OpenTarget {
     target: Arc<dyn Target>,

@@ -3,9 +3,11 @@
 //! Invariants: handlers parse, call one service method and render; every decision about
 //! who may do what is the service's. Only this module and `target/http.rs` know HTTP.
 
+mod chat;
 mod error;
 mod routes;
 
+pub use chat::parse_match;
 pub use routes::{collection_of, percent_encode};
 
 use std::future::Future;

@@ -20,6 +20,13 @@ pub fn router() -> Router<AppState> {
         .route("/v1/state", get(state))
         .route("/v1/compliance", get(read_compliance).put(replace_compliance))
         .route("/v1/locks/{name}", post(acquire_lock).delete(release_lock))
+        .route("/v1/events", get(super::chat::events))
+        .route(
+            "/v1/rooms/{name}/messages",
+            get(super::chat::read_messages).post(super::chat::post_message),
+        )
+        .route("/v1/rooms/{name}/messages/remove", post(super::chat::remove_messages))
+        .route("/v1/rooms/{name}/clear", post(super::chat::clear_room))
         .route("/v1/{collection}", get(list).post(create))
         .route(
             "/v1/{collection}/{name}",
@@ -83,7 +90,7 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// A request body that must be one JSON object.
-struct JsonObject(Map<String, Value>);
+pub struct JsonObject(pub Map<String, Value>);
 
 impl FromRequest<AppState> for JsonObject {
     type Rejection = ApiError;

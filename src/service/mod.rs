@@ -7,6 +7,7 @@
 //! forbidden, so that secret rooms do not leak their existence.
 
 mod error;
+mod messages;
 mod object;
 
 use serde_json::Value;
@@ -19,6 +20,9 @@ use crate::domain::{
 use crate::store::{ObjectRow, ObjectWrite, Store, StoreError, Tx};
 
 pub use error::ServiceError;
+pub use messages::{
+    DEFAULT_REPLACEMENT, EventFilter, Match, Message, Page, PageRequest, RemoveFilter,
+};
 pub use object::{Meta, Object, Stored};
 
 /// The name of the lock that serialises `perch apply` runs against one server.
@@ -204,13 +208,34 @@ impl Batch<'_> {
 #[derive(Clone, Debug)]
 pub struct Service {
     store: Store,
+    /// Tells live-event streams that a message with this id was committed.
+    messages_posted: tokio::sync::watch::Sender<i64>,
 }
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
 impl Service {
     pub fn new(store: Store) -> Service {
-        Service { store }
+        Service {
+            store,
+            messages_posted: tokio::sync::watch::channel(0).0,
+        }
+    }
+
+    /// Tells live streams that messages up to `id` are committed.
+    fn notify_message(&self, id: i64) {
+        self.messages_posted.send_if_modified(|latest| {
+            let newer = id > *latest;
+            if newer {
+                *latest = id;
+            }
+            newer
+        });
+    }
+
+    /// Wakes when a message is posted through this service.
+    pub fn watch_messages(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.messages_posted.subscribe()
     }
 
     pub fn store(&self) -> &Store {
@@ -573,7 +598,8 @@ impl Service {
                     });
                 }
             }
-            Kind::Room | Kind::ComplianceConfiguration => {}
+            Kind::Room => tx.delete_room_messages(row.id).await?,
+            Kind::ComplianceConfiguration => {}
         }
         tx.delete(row.id).await?;
         tracing::info!(%kind, name, by = %caller.name, "removed");

@@ -106,11 +106,18 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sqlite: include_str!("migrations/sqlite/0001_objects.sql"),
-    postgres: include_str!("migrations/postgres/0001_objects.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: include_str!("migrations/sqlite/0001_objects.sql"),
+        postgres: include_str!("migrations/postgres/0001_objects.sql"),
+    },
+    Migration {
+        version: 2,
+        sqlite: include_str!("migrations/sqlite/0002_messages.sql"),
+        postgres: include_str!("migrations/postgres/0002_messages.sql"),
+    },
+];
 
 /// One stored configuration object: its JSON body plus the bookkeeping every object carries.
 #[derive(Clone, Debug)]
@@ -146,6 +153,33 @@ pub struct ObjectWrite<'a> {
 pub struct TokenRow {
     pub user: String,
     pub role: String,
+}
+
+/// One stored chat message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageRow {
+    pub id: i64,
+    pub room_id: i64,
+    pub author: String,
+    pub body: String,
+    pub posted_at: String,
+    pub in_history: bool,
+    pub replaced: bool,
+    pub idempotency_key: Option<String>,
+}
+
+/// Which page of a room's history to read.
+#[derive(Clone, Debug, Default)]
+pub struct MessageQuery<'a> {
+    /// Only messages with an id below this (older), newest first.
+    pub before: Option<i64>,
+    /// Only messages with an id above this (newer), oldest first.
+    pub after: Option<i64>,
+    pub limit: i64,
+    /// Lower-cased words that must all appear in the text.
+    pub words: &'a [String],
+    /// Include messages kept for compliance only.
+    pub include_hidden: bool,
 }
 
 /// A holder of a named lock.
@@ -580,6 +614,101 @@ impl Tx {
         Ok(())
     }
 
+    /// Stores a message. With an idempotency key already used by the same author, stores
+    /// nothing and returns the message stored the first time.
+    pub async fn insert_message(
+        &mut self,
+        room_id: i64,
+        author: &str,
+        body: &str,
+        posted_at: &str,
+        in_history: bool,
+        idempotency_key: Option<&str>,
+    ) -> Result<(MessageRow, bool), StoreError> {
+        if let Some(key) = idempotency_key {
+            let existing = sqlx::query(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE author = $1 AND idempotency_key = $2"
+            ))
+            .bind(author)
+            .bind(key)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+            if let Some(row) = existing {
+                return Ok((message_from_row(&row)?, false));
+            }
+        }
+        let row = sqlx::query(&format!(
+            "INSERT INTO messages (room_id, author, body, posted_at, in_history, idempotency_key) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {MESSAGE_COLUMNS}"
+        ))
+        .bind(room_id)
+        .bind(author)
+        .bind(body)
+        .bind(posted_at)
+        .bind(i64::from(in_history))
+        .bind(idempotency_key)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok((message_from_row(&row)?, true))
+    }
+
+    /// Deletes a room's messages posted at or before `end` (inclusive); returns how many.
+    pub async fn clear_messages(&mut self, room_id: i64, end: &str) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM messages WHERE room_id = $1 AND posted_at <= $2")
+            .bind(room_id)
+            .bind(end)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// A room's messages, optionally by one author and within a window, oldest first.
+    pub async fn room_messages(
+        &mut self,
+        room_id: i64,
+        author: Option<&str>,
+        start: Option<&str>,
+        end: Option<&str>,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 \
+             AND ($2 IS NULL OR author = $2) AND ($3 IS NULL OR posted_at >= $3) \
+             AND ($4 IS NULL OR posted_at <= $4) ORDER BY id"
+        ))
+        .bind(room_id)
+        .bind(author)
+        .bind(start)
+        .bind(end)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    pub async fn delete_message(&mut self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM messages WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn replace_message(&mut self, id: i64, body: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE messages SET body = $2, replaced = 1 WHERE id = $1")
+            .bind(id)
+            .bind(body)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_room_messages(&mut self, room_id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM messages WHERE room_id = $1")
+            .bind(room_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
     /// Takes the named lock for `holder` unless someone else holds an unexpired one.
     ///
     /// Returns the current holder when the lock is taken by another.
@@ -629,6 +758,124 @@ impl Tx {
             .execute(&mut *self.tx)
             .await?;
         Ok(result.rows_affected() > 0)
+    }
+}
+
+const MESSAGE_COLUMNS: &str =
+    "id, room_id, author, body, posted_at, in_history, replaced, idempotency_key";
+
+fn message_from_row(row: &AnyRow) -> Result<MessageRow, StoreError> {
+    Ok(MessageRow {
+        id: row.try_get(0)?,
+        room_id: row.try_get(1)?,
+        author: row.try_get(2)?,
+        body: row.try_get(3)?,
+        posted_at: row.try_get(4)?,
+        in_history: row.try_get::<i64, _>(5)? != 0,
+        replaced: row.try_get::<i64, _>(6)? != 0,
+        idempotency_key: row.try_get(7)?,
+    })
+}
+
+/// `%word%` for `LIKE ... ESCAPE '\'`, with the pattern characters in `word` escaped.
+fn like_pattern(word: &str) -> String {
+    let mut pattern = String::with_capacity(word.len() + 2);
+    pattern.push('%');
+    for c in word.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+impl Store {
+    /// Reads a page of a room's messages, returned oldest first.
+    pub async fn messages(
+        &self,
+        room_id: i64,
+        query: &MessageQuery<'_>,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let mut sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1");
+        let mut next = 2;
+        if !query.include_hidden {
+            sql.push_str(" AND in_history = 1");
+        }
+        if query.before.is_some() {
+            sql.push_str(&format!(" AND id < ${next}"));
+            next += 1;
+        }
+        if query.after.is_some() {
+            sql.push_str(&format!(" AND id > ${next}"));
+            next += 1;
+        }
+        for _ in query.words {
+            sql.push_str(&format!(" AND lower(body) LIKE ${next} ESCAPE '\\'"));
+            next += 1;
+        }
+        let ascending = query.after.is_some() && query.before.is_none();
+        sql.push_str(if ascending {
+            " ORDER BY id ASC"
+        } else {
+            " ORDER BY id DESC"
+        });
+        sql.push_str(&format!(" LIMIT ${next}"));
+        let mut statement = sqlx::query(&sql).bind(room_id);
+        if let Some(before) = query.before {
+            statement = statement.bind(before);
+        }
+        if let Some(after) = query.after {
+            statement = statement.bind(after);
+        }
+        for word in query.words {
+            statement = statement.bind(like_pattern(word));
+        }
+        let rows = statement.bind(query.limit).fetch_all(&self.pool).await?;
+        let mut messages = rows
+            .iter()
+            .map(message_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if !ascending {
+            messages.reverse();
+        }
+        Ok(messages)
+    }
+
+    /// Every message with an id above `after`, oldest first, at most `limit` (for live events).
+    pub async fn messages_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    /// Reads one object by its id.
+    pub async fn get_by_id(&self, id: i64) -> Result<Option<ObjectRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {OBJECT_COLUMNS} FROM objects WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(object_from_row).transpose()
+    }
+
+    /// The highest message id, 0 when there are none.
+    pub async fn last_message_id(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM messages")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
     }
 }
 

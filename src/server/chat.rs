@@ -1,0 +1,227 @@
+//! Chat routes: messages, live events, clearing and removal.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::routes::JsonObject;
+use super::{ApiError, AppState};
+use crate::service::{Caller, Match, PageRequest, RemoveFilter, ServiceError};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostBody {
+    body: String,
+}
+
+pub async fn post_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let request: PostBody = serde_path_to_error::deserialize(serde_json::Value::Object(body))
+        .map_err(ServiceError::from_json_path)?;
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|value| value.to_str().ok());
+    let (message, fresh) = state
+        .service
+        .post_message(&caller, &room, &request.body, key)
+        .await?;
+    let status = if fresh {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(message)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    before: Option<i64>,
+    after: Option<i64>,
+    limit: Option<i64>,
+    q: Option<String>,
+}
+
+pub async fn read_messages(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(room): Path<String>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            rejection.body_text(),
+        )
+    })?;
+    let page = state
+        .service
+        .messages(
+            &caller,
+            &room,
+            PageRequest {
+                before: query.before,
+                after: query.after,
+                limit: query.limit,
+                query: query.q,
+            },
+        )
+        .await?;
+    Ok(Json(page).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ClearBody {
+    end_date: String,
+}
+
+pub async fn clear_room(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(room): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let request: ClearBody = serde_path_to_error::deserialize(serde_json::Value::Object(body))
+        .map_err(ServiceError::from_json_path)?;
+    let removed = state
+        .service
+        .clear_room(&caller, &room, &request.end_date)
+        .await?;
+    Ok(Json(json!({"room": room, "removed": removed})).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RemoveBody {
+    user: Option<String>,
+    start_date: Option<String>,
+    end_date: Option<String>,
+    filter: Option<String>,
+    #[serde(rename = "match")]
+    matching: Option<String>,
+    #[serde(default)]
+    case_sensitive: bool,
+    /// Leave this text in place of each match; absent deletes them.
+    replace: Option<String>,
+}
+
+pub async fn remove_messages(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(room): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let request: RemoveBody = serde_path_to_error::deserialize(serde_json::Value::Object(body))
+        .map_err(ServiceError::from_json_path)?;
+    let matching = parse_match(request.matching.as_deref())?;
+    let filter = RemoveFilter {
+        author: request.user,
+        start: request.start_date,
+        end: request.end_date,
+        words: request.filter,
+        matching,
+        case_sensitive: request.case_sensitive,
+        replacement: request.replace,
+    };
+    let touched = state
+        .service
+        .remove_messages(&caller, &room, filter)
+        .await?;
+    Ok(Json(json!({"room": room, "touched": touched})).into_response())
+}
+
+/// `all`, `or` (also `any`) or `exact`, as the cmdlet's MatchClause.
+pub fn parse_match(text: Option<&str>) -> Result<Match, ApiError> {
+    match text.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("all") => Ok(Match::All),
+        Some("or" | "any") => Ok(Match::Any),
+        Some("exact") => Ok(Match::Exact),
+        Some(other) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            format!("match takes all, or or exact, not `{other}`"),
+        )
+        .with_field("match")),
+    }
+}
+
+/// Server-Sent Events: every new message in a room the caller may read, each with its id, so
+/// that a client reconnecting with `Last-Event-ID` resumes without a gap or a duplicate.
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .map(|text| {
+            text.trim().parse::<i64>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_header",
+                    "Last-Event-ID must be an event id",
+                )
+                .with_field("Last-Event-ID")
+            })
+        })
+        .transpose()?;
+    let service = state.service.clone();
+    let start = match resume {
+        Some(id) => id,
+        None => service.last_message_id().await?,
+    };
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(256);
+    tokio::spawn(async move {
+        let mut filter = service.event_filter(&caller);
+        let mut posted = service.watch_messages();
+        let mut after = start;
+        loop {
+            match service.events_after(&mut filter, after, 500).await {
+                Ok((messages, last)) => {
+                    for message in messages {
+                        let data = serde_json::to_string(&message).unwrap_or_default();
+                        let event = Event::default()
+                            .id(message.id.to_string())
+                            .event("message")
+                            .data(data);
+                        if sender.send(Ok(event)).await.is_err() {
+                            return;
+                        }
+                    }
+                    if last > after {
+                        after = last;
+                        continue;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "live events: cannot read messages");
+                }
+            }
+            // Wake on a post through this node, or poll for posts through others.
+            tokio::select! {
+                _ = posted.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = sender.closed() => return,
+            }
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(receiver);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}

@@ -1,0 +1,513 @@
+//! Chat: posting and reading messages, clearing rooms and removing messages.
+//!
+//! The rules: reading and posting need the Member role (an open room's members are everyone in
+//! its category's scope); only presenters post in an auditorium; nobody posts in a disabled
+//! room; a category without chat history keeps messages for compliance only; only
+//! administrators clear rooms or remove messages, and authors cannot remove their own.
+
+use serde::Serialize;
+
+use super::{
+    Caller, Result, Service, ServiceError, caller_principal, decode, load_directory, require_admin,
+};
+use crate::clock;
+use crate::domain::{Category, Kind, Privacy, Room, RoomType};
+use crate::store::{MessageQuery, MessageRow, Tx};
+
+/// Longest message text, in characters.
+pub const MAX_MESSAGE_LEN: usize = 16_384;
+/// Largest page of history.
+pub const MAX_PAGE: i64 = 500;
+/// The replacement text of `Remove-CsPersistentChatMessage` when none is given.
+pub const DEFAULT_REPLACEMENT: &str =
+    "This message was replaced by the Persistent Chat administrator.";
+
+/// A message as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub id: i64,
+    pub room: String,
+    pub author: String,
+    pub body: String,
+    pub posted_at: String,
+    /// The text was replaced by an administrator.
+    pub replaced: bool,
+}
+
+impl Message {
+    pub(crate) fn from_row(row: MessageRow, room: &str) -> Message {
+        Message {
+            id: row.id,
+            room: room.to_owned(),
+            author: row.author,
+            body: row.body,
+            posted_at: row.posted_at,
+            replaced: row.replaced,
+        }
+    }
+}
+
+/// A page of history, oldest first, with the cursors of the pages around it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    pub items: Vec<Message>,
+    /// Pass as `before` for the older page; absent when this page starts the history.
+    pub before: Option<i64>,
+    /// Pass as `after` for the newer page; absent when this page ends it.
+    pub after: Option<i64>,
+}
+
+/// Which page to read.
+#[derive(Clone, Debug, Default)]
+pub struct PageRequest {
+    pub before: Option<i64>,
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
+    /// Words that must all appear in a message (case-insensitive).
+    pub query: Option<String>,
+}
+
+/// How `Remove-CsPersistentChatMessage` matched keywords.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Match {
+    /// Every word appears.
+    #[default]
+    All,
+    /// Any word appears.
+    Any,
+    /// The words appear together, in order.
+    Exact,
+}
+
+/// What `remove_messages` removes, and how.
+#[derive(Clone, Debug, Default)]
+pub struct RemoveFilter {
+    pub author: Option<String>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub words: Option<String>,
+    pub matching: Match,
+    pub case_sensitive: bool,
+    /// Leave this text in place of each match; `None` deletes them.
+    pub replacement: Option<String>,
+}
+
+/// The room as chat sees it: the room, its category and what the caller may do in it.
+pub(crate) struct RoomAccess {
+    pub id: i64,
+    pub room: Room,
+    pub category: Category,
+    pub member: bool,
+    pub presenter: bool,
+}
+
+impl Service {
+    /// Posts a message as the caller.
+    ///
+    /// # Errors
+    /// A room the caller may not see (not found), not a member, not a presenter in an
+    /// auditorium, a disabled room, an empty or over-long text.
+    pub async fn post_message(
+        &self,
+        caller: &Caller,
+        room_name: &str,
+        body: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<(Message, bool)> {
+        if body.trim().is_empty() {
+            return Err(ServiceError::invalid(
+                "body",
+                "invalid_field",
+                "a message cannot be empty",
+            ));
+        }
+        if body.chars().count() > MAX_MESSAGE_LEN {
+            return Err(ServiceError::invalid(
+                "body",
+                "message_too_long",
+                format!("a message holds at most {MAX_MESSAGE_LEN} characters"),
+            ));
+        }
+        if idempotency_key.is_some_and(|key| key.is_empty() || key.len() > 256) {
+            return Err(ServiceError::invalid(
+                "Idempotency-Key",
+                "invalid_header",
+                "an Idempotency-Key has 1 to 256 characters",
+            ));
+        }
+        let principal = caller_principal(caller)?.clone();
+        let mut tx = self.store().begin().await?;
+        let access = room_access(&mut tx, caller, room_name).await?;
+        if access.room.disabled {
+            return Err(ServiceError::Forbidden {
+                message: format!("room `{room_name}` is disabled: nobody posts in it"),
+            });
+        }
+        if !access.member {
+            return Err(ServiceError::Forbidden {
+                message: format!("only members post in room `{room_name}`"),
+            });
+        }
+        if access.room.room_type == RoomType::Auditorium && !access.presenter {
+            return Err(ServiceError::Forbidden {
+                message: format!("room `{room_name}` is an auditorium: only its presenters post"),
+            });
+        }
+        let (row, fresh) = tx
+            .insert_message(
+                access.id,
+                &principal.to_string(),
+                body,
+                &clock::now(),
+                access.category.chat_history,
+                idempotency_key,
+            )
+            .await?;
+        if !fresh && (row.room_id != access.id || row.body != body) {
+            return Err(ServiceError::Conflict {
+                code: "idempotency_key_reused",
+                message: "this Idempotency-Key was used for another message".to_owned(),
+            });
+        }
+        tx.commit().await?;
+        if fresh {
+            self.notify_message(row.id);
+        }
+        Ok((Message::from_row(row, &access.room.name), fresh))
+    }
+
+    /// Reads a page of a room's history; members (and administrators) only.
+    pub async fn messages(
+        &self,
+        caller: &Caller,
+        room_name: &str,
+        request: PageRequest,
+    ) -> Result<Page> {
+        let mut tx = self.store().begin().await?;
+        let access = room_access(&mut tx, caller, room_name).await?;
+        tx.commit().await?;
+        if !access.member && !caller.is_admin() {
+            return Err(ServiceError::Forbidden {
+                message: format!("only members read room `{room_name}`"),
+            });
+        }
+        let limit = request.limit.unwrap_or(50);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ServiceError::invalid(
+                "limit",
+                "invalid_field",
+                format!("limit is 1 to {MAX_PAGE}"),
+            ));
+        }
+        let words: Vec<String> = request
+            .query
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(16)
+            .map(str::to_lowercase)
+            .collect();
+        // One more than asked tells whether the history goes on past this page.
+        let query = MessageQuery {
+            before: request.before,
+            after: request.after,
+            limit: limit + 1,
+            words: &words,
+            include_hidden: false,
+        };
+        let mut rows = self.store().messages(access.id, &query).await?;
+        let more = rows.len() as i64 > limit;
+        if more {
+            if request.after.is_some() && request.before.is_none() {
+                rows.pop();
+            } else {
+                rows.remove(0);
+            }
+        }
+        let ascending = request.after.is_some() && request.before.is_none();
+        let first = rows.first().map(|row| row.id);
+        let last = rows.last().map(|row| row.id);
+        let before = if ascending || more { first } else { None };
+        let after = if !ascending && request.before.is_none() && request.after.is_none() {
+            None
+        } else if ascending && !more {
+            None
+        } else {
+            last
+        };
+        let items = rows
+            .into_iter()
+            .map(|row| Message::from_row(row, &access.room.name))
+            .collect();
+        Ok(Page {
+            items,
+            before,
+            after,
+        })
+    }
+
+    /// Deletes everything in a room posted on or before `end` (`Clear-CsPersistentChatRoom`);
+    /// administrators only. Returns how many messages went.
+    pub async fn clear_room(&self, caller: &Caller, room_name: &str, end: &str) -> Result<u64> {
+        require_admin(caller, "clear rooms")?;
+        let end = parse_instant("endDate", end, true)?;
+        let mut tx = self.store().begin().await?;
+        let access = room_access(&mut tx, caller, room_name).await?;
+        let count = tx.clear_messages(access.id, &end).await?;
+        tx.commit().await?;
+        tracing::info!(room = room_name, count, by = %caller.name, "cleared");
+        Ok(count)
+    }
+
+    /// Removes or replaces the messages that match (`Remove-CsPersistentChatMessage`);
+    /// administrators only. Returns how many messages it touched.
+    pub async fn remove_messages(
+        &self,
+        caller: &Caller,
+        room_name: &str,
+        filter: RemoveFilter,
+    ) -> Result<u64> {
+        require_admin(caller, "remove messages")?;
+        let start = filter
+            .start
+            .as_deref()
+            .map(|text| parse_instant("startDate", text, false))
+            .transpose()?;
+        let end = filter
+            .end
+            .as_deref()
+            .map(|text| parse_instant("endDate", text, true))
+            .transpose()?;
+        let author = filter
+            .author
+            .as_deref()
+            .map(|text| {
+                crate::domain::Principal::parse(text)
+                    .map(|principal| principal.to_string())
+                    .map_err(|error| {
+                        ServiceError::invalid("user", "invalid_principal", error.to_string())
+                    })
+            })
+            .transpose()?;
+        if filter
+            .replacement
+            .as_deref()
+            .is_some_and(|text| text.chars().count() > MAX_MESSAGE_LEN)
+        {
+            return Err(ServiceError::invalid(
+                "replace",
+                "message_too_long",
+                "the replacement text is too long",
+            ));
+        }
+        let mut tx = self.store().begin().await?;
+        let access = room_access(&mut tx, caller, room_name).await?;
+        let candidates = tx
+            .room_messages(
+                access.id,
+                author.as_deref(),
+                start.as_deref(),
+                end.as_deref(),
+            )
+            .await?;
+        let mut count = 0;
+        for message in candidates {
+            if !matches(&message.body, &filter) {
+                continue;
+            }
+            match &filter.replacement {
+                Some(text) => tx.replace_message(message.id, text).await?,
+                None => tx.delete_message(message.id).await?,
+            }
+            count += 1;
+        }
+        tx.commit().await?;
+        tracing::info!(room = room_name, count, by = %caller.name, "removed messages");
+        Ok(count)
+    }
+}
+
+/// Which rooms' messages a live stream may deliver, looked up once per room and stream.
+pub struct EventFilter {
+    caller: Caller,
+    readable: std::collections::HashMap<i64, Option<String>>,
+}
+
+impl Service {
+    /// Starts filtering live events for a caller.
+    pub fn event_filter(&self, caller: &Caller) -> EventFilter {
+        EventFilter {
+            caller: caller.clone(),
+            readable: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The messages after `after` that the caller may read, and the id to continue after.
+    ///
+    /// Room access is looked up once per room for the life of the stream; a stream that must
+    /// see a membership change reconnects.
+    pub async fn events_after(
+        &self,
+        filter: &mut EventFilter,
+        after: i64,
+        limit: i64,
+    ) -> Result<(Vec<Message>, i64)> {
+        let rows = self.store().messages_after(after, limit).await?;
+        let mut last = after;
+        let mut visible = Vec::new();
+        for row in rows {
+            last = row.id;
+            let room = match filter.readable.get(&row.room_id) {
+                Some(room) => room.clone(),
+                None => {
+                    let room = self.readable_room(&filter.caller, row.room_id).await?;
+                    filter.readable.insert(row.room_id, room.clone());
+                    room
+                }
+            };
+            if let Some(room) = room {
+                visible.push(Message::from_row(row, &room));
+            }
+        }
+        Ok((visible, last))
+    }
+
+    /// The id of the newest message, to start a live stream from now.
+    pub async fn last_message_id(&self) -> Result<i64> {
+        Ok(self.store().last_message_id().await?)
+    }
+
+    /// The name of the room with this id if the caller may read it.
+    async fn readable_room(&self, caller: &Caller, room_id: i64) -> Result<Option<String>> {
+        let Some(row) = self.store().get_by_id(room_id).await? else {
+            return Ok(None);
+        };
+        let mut tx = self.store().begin().await?;
+        let access = room_access(&mut tx, caller, &row.name).await;
+        tx.commit().await?;
+        match access {
+            Ok(access) if access.member || caller.is_admin() => Ok(Some(access.room.name)),
+            Ok(_) | Err(ServiceError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// Whether a message matches the keyword filter.
+fn matches(body: &str, filter: &RemoveFilter) -> bool {
+    let Some(words) = filter.words.as_deref().filter(|w| !w.trim().is_empty()) else {
+        return true;
+    };
+    let fold = |text: &str| {
+        if filter.case_sensitive {
+            text.to_owned()
+        } else {
+            text.to_lowercase()
+        }
+    };
+    let body = fold(body);
+    let words: Vec<String> = words.split_whitespace().map(fold).collect();
+    match filter.matching {
+        Match::All => words.iter().all(|word| body.contains(word.as_str())),
+        Match::Any => words.iter().any(|word| body.contains(word.as_str())),
+        Match::Exact => {
+            // The phrase, word order included, with any run of spaces between words.
+            let tokens: Vec<&str> = body.split_whitespace().collect();
+            tokens
+                .windows(words.len())
+                .any(|window| window.iter().zip(&words).all(|(a, b)| a == b))
+                || body.contains(&words.join(" "))
+        }
+    }
+}
+
+/// Parses a date filter: RFC 3339, or a bare date taken as the start or end of that day (UTC).
+fn parse_instant(field: &str, text: &str, end_of_day: bool) -> Result<String> {
+    clock::parse(text, end_of_day)
+        .map(clock::format)
+        .ok_or_else(|| {
+            ServiceError::invalid(
+                field,
+                "invalid_field",
+                format!(
+                    "{field} `{text}` is not a date (2016-01-31) or a time (2016-01-31T17:00:00Z)"
+                ),
+            )
+        })
+}
+
+/// Loads a room the caller may see, with its category and the caller's roles in it.
+pub(crate) async fn room_access(
+    tx: &mut Tx,
+    caller: &Caller,
+    room_name: &str,
+) -> Result<RoomAccess> {
+    let not_found = || ServiceError::not_found(Kind::Room, room_name);
+    let row = tx.get(Kind::Room, room_name).await?.ok_or_else(not_found)?;
+    let room: Room = decode(&row)?;
+    let category_row = tx
+        .get(Kind::Category, &room.category)
+        .await?
+        .ok_or_else(not_found)?;
+    let category: Category = decode(&category_row)?;
+    let Some(principal) = caller.principal.as_ref() else {
+        // The embedded operator administers; it is a member of nothing.
+        return Ok(RoomAccess {
+            id: row.id,
+            room,
+            category,
+            member: false,
+            presenter: false,
+        });
+    };
+    let directory = load_directory(tx).await?;
+    let in_scope = category.admits(&directory, principal);
+    let listed = directory.covers(&room.members, principal);
+    let member = in_scope && (room.privacy == Privacy::Open || listed);
+    let presenter = member && directory.covers(&room.presenters, principal);
+    let manager = directory.covers(&room.managers, principal);
+    let visible = caller.is_admin()
+        || manager
+        || (!room.disabled && in_scope && (room.privacy != Privacy::Secret || listed));
+    if !visible {
+        return Err(not_found());
+    }
+    Ok(RoomAccess {
+        id: row.id,
+        room,
+        category,
+        member,
+        presenter,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(words: &str, matching: Match, case_sensitive: bool) -> RemoveFilter {
+        RemoveFilter {
+            words: Some(words.to_owned()),
+            matching,
+            case_sensitive,
+            ..RemoveFilter::default()
+        }
+    }
+
+    #[test]
+    fn keyword_matching_follows_the_cmdlet() {
+        let text = "The Q3 plan is ready for review";
+        assert!(matches(text, &filter("q3 plan", Match::All, false)));
+        assert!(!matches(text, &filter("q3 plan", Match::All, true)));
+        assert!(matches(text, &filter("budget review", Match::Any, false)));
+        assert!(!matches(
+            text,
+            &filter("budget forecast", Match::Any, false)
+        ));
+        assert!(matches(text, &filter("q3 plan", Match::Exact, false)));
+        assert!(!matches(text, &filter("plan q3", Match::Exact, false)));
+        assert!(matches(text, &RemoveFilter::default()));
+    }
+}
