@@ -230,13 +230,9 @@ impl Service {
         let first = rows.first().map(|row| row.id);
         let last = rows.last().map(|row| row.id);
         let before = if ascending || more { first } else { None };
-        let after = if !ascending && request.before.is_none() && request.after.is_none() {
-            None
-        } else if ascending && !more {
-            None
-        } else {
-            last
-        };
+        // The newest page has nothing after it, nor has a forward page that reached the end.
+        let at_newest = (!ascending && request.before.is_none()) || (ascending && !more);
+        let after = if at_newest { None } else { last };
         let items = rows
             .into_iter()
             .map(|row| Message::from_row(row, &access.room.name))
