@@ -652,6 +652,50 @@ impl Tx {
         Ok((message_from_row(&row)?, true))
     }
 
+    /// Stores messages as they were elsewhere, ids and times included (import, seeding).
+    pub async fn insert_messages_exact(
+        &mut self,
+        messages: &[MessageRow],
+    ) -> Result<(), StoreError> {
+        // Several rows per statement: an import of millions of messages is bound by round trips.
+        for chunk in messages.chunks(100) {
+            let mut sql = String::from(
+                "INSERT INTO messages (id, room_id, author, body, posted_at, in_history, replaced, idempotency_key) VALUES ",
+            );
+            for index in 0..chunk.len() {
+                let base = index * 8;
+                if index > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    base + 1,
+                    base + 2,
+                    base + 3,
+                    base + 4,
+                    base + 5,
+                    base + 6,
+                    base + 7,
+                    base + 8
+                ));
+            }
+            let mut statement = sqlx::query(&sql);
+            for message in chunk {
+                statement = statement
+                    .bind(message.id)
+                    .bind(message.room_id)
+                    .bind(&message.author)
+                    .bind(&message.body)
+                    .bind(&message.posted_at)
+                    .bind(i64::from(message.in_history))
+                    .bind(i64::from(message.replaced))
+                    .bind(&message.idempotency_key);
+            }
+            statement.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
     /// Deletes a room's messages posted at or before `end` (inclusive); returns how many.
     pub async fn clear_messages(&mut self, room_id: i64, end: &str) -> Result<u64, StoreError> {
         let result = sqlx::query("DELETE FROM messages WHERE room_id = $1 AND posted_at <= $2")

@@ -1,0 +1,207 @@
+//! Chat on loopback against the real server (release build, SQLite): 50 concurrent posting
+//! clients; messages stored per second, p50/p99 post latency, p99 from post to delivery on an
+//! SSE stream; and p99 for reading a 50-message page of a 1,000,000-message room.
+//!
+//! Run: `cargo bench --bench chat` (`PERCH_BENCH_MESSAGES`, `PERCH_BENCH_BIG_ROOM` to resize).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use perch::store::{MessageRow, Store};
+use serde_json::json;
+
+const CLIENTS: usize = 50;
+
+fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index].as_secs_f64() * 1e3
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let total = env_number("PERCH_BENCH_MESSAGES", 20_000);
+    let big_room = env_number("PERCH_BENCH_BIG_ROOM", 1_000_000);
+    let db = common::TestDb::new();
+    let admin_token = common::create_token(&db.url, "sip:admin@contoso.com", "admin");
+    let tokens: Vec<String> = (0..CLIENTS)
+        .map(|index| {
+            common::create_token(&db.url, &format!("sip:poster{index}@contoso.com"), "user")
+        })
+        .collect();
+    let reader_token = common::create_token(&db.url, "sip:reader@contoso.com", "user");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+
+    let mut server = common::TestServer::start(&db.url);
+    runtime.block_on(async {
+        let admin = server.client(&admin_token);
+        admin
+            .post("/v1/categories", json!({"name": "Bench", "allowedMembers": ["domain:contoso.com"]}))
+            .await
+            .expect(201);
+        admin.post("/v1/rooms", json!({"name": "busy", "category": "Bench", "privacy": "open"})).await.expect(201);
+        admin.post("/v1/rooms", json!({"name": "archive", "category": "Bench", "privacy": "open"})).await.expect(201);
+
+        // The SSE reader records when each message arrives.
+        let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let marker = server
+            .client(&reader_token)
+            .post("/v1/rooms/busy/messages", json!({"body": "marker"}))
+            .await
+            .expect(201)
+            .body["id"]
+            .as_i64()
+            .unwrap();
+        let listener = {
+            let arrivals = arrivals.clone();
+            let base = server.base.clone();
+            let token = reader_token.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut response = client
+                    .get(format!("{base}/v1/events"))
+                    .bearer_auth(token)
+                    .header("Last-Event-ID", marker.to_string())
+                    .send()
+                    .await
+                    .expect("events");
+                let mut buffer = String::new();
+                let mut seen = 0;
+                while seen < total {
+                    let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_secs(30), response.chunk()).await else {
+                        break;
+                    };
+                    let now = Instant::now();
+                    buffer.push_str(&String::from_utf8_lossy(&chunk));
+                    while let Some(end) = buffer.find("\n\n") {
+                        let frame: String = buffer.drain(..end + 2).collect();
+                        for line in frame.lines() {
+                            if let Some(data) = line.strip_prefix("data:") {
+                                if let Ok(message) = serde_json::from_str::<serde_json::Value>(data.trim()) {
+                                    let body = message["body"].as_str().unwrap_or_default().to_owned();
+                                    arrivals.lock().unwrap().insert(body, now);
+                                    seen += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+        };
+
+        let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for (index, token) in tokens.iter().enumerate() {
+            let client = server.client(token);
+            let sent = sent.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                for number in (index..total).step_by(CLIENTS) {
+                    let body = format!("message {number} from poster {index}");
+                    let at = Instant::now();
+                    sent.lock().unwrap().insert(body.clone(), at);
+                    client.post("/v1/rooms/busy/messages", json!({"body": body})).await.expect(201);
+                    latencies.push(at.elapsed());
+                }
+                latencies
+            }));
+        }
+        let mut latencies = Vec::new();
+        for task in tasks {
+            latencies.extend(task.await.expect("poster"));
+        }
+        let elapsed = started.elapsed();
+        let _ = tokio::time::timeout(Duration::from_secs(30), listener).await;
+        latencies.sort();
+        let sent = sent.lock().unwrap();
+        let arrivals = arrivals.lock().unwrap();
+        let mut deliveries: Vec<Duration> = sent
+            .iter()
+            .filter_map(|(body, at)| arrivals.get(body).map(|arrived| arrived.saturating_duration_since(*at)))
+            .collect();
+        deliveries.sort();
+        println!("chat over HTTP on loopback, SQLite, {CLIENTS} concurrent posting clients, {total} messages");
+        println!("  stored {:.0} messages/s ({:.2} s)", total as f64 / elapsed.as_secs_f64(), elapsed.as_secs_f64());
+        println!("  post latency p50 {:.2} ms, p99 {:.2} ms", percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+        println!(
+            "  post to SSE delivery p50 {:.2} ms, p99 {:.2} ms ({} of {} delivered)",
+            percentile(&deliveries, 0.5),
+            percentile(&deliveries, 0.99),
+            deliveries.len(),
+            total
+        );
+    });
+
+    // Seed the big room through the store's import path, with the server stopped.
+    server.stop();
+    runtime.block_on(async {
+        let store = Store::open(&db.url).await.expect("store");
+        let room_id = store
+            .get(perch::domain::Kind::Room, "archive")
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        let first_id = store.last_message_id().await.unwrap() + 1;
+        let seeded = Instant::now();
+        for start in (0..big_room).step_by(10_000) {
+            let rows: Vec<MessageRow> = (start..(start + 10_000).min(big_room))
+                .map(|n| MessageRow {
+                    id: first_id + n as i64,
+                    room_id,
+                    author: format!("sip:poster{}@contoso.com", n % CLIENTS),
+                    body: format!("archived message number {n} with some ordinary chat text"),
+                    posted_at: format!("2020-01-01T00:00:00.{:06}Z", n % 1_000_000),
+                    in_history: true,
+                    replaced: false,
+                    idempotency_key: None,
+                })
+                .collect();
+            let mut tx = store.begin().await.unwrap();
+            tx.insert_messages_exact(&rows).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        println!(
+            "  seeded {big_room} messages in {:.1} s",
+            seeded.elapsed().as_secs_f64()
+        );
+        store.close().await;
+    });
+    let server = common::TestServer::start(&db.url);
+    runtime.block_on(async {
+        let reader = server.client(&reader_token);
+        let mut latencies = Vec::new();
+        let mut seed = 0x9e37_79b9_u64;
+        for _ in 0..1000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let before = 1 + (seed % big_room as u64) as i64;
+            let at = Instant::now();
+            let page = reader
+                .get(&format!(
+                    "/v1/rooms/archive/messages?limit=50&before={before}"
+                ))
+                .await
+                .expect(200);
+            latencies.push(at.elapsed());
+            assert!(page.body["items"].as_array().is_some());
+        }
+        latencies.sort();
+        println!(
+            "  50-message page of a {big_room}-message room: p50 {:.2} ms, p99 {:.2} ms",
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99)
+        );
+    });
+}
