@@ -72,6 +72,10 @@ enum Command {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Messages name files, holders and URLs; wrapping them at 80 columns breaks them apart.
+    let _ = miette::set_hook(Box::new(|_| {
+        Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
+    }));
     let default_log = match cli.command {
         Command::Serve(_) => "info",
         _ => "warn",

@@ -11,7 +11,9 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_perch");
 
-/// A throwaway database: a SQLite file in a temp dir.
+/// A throwaway database and a temp dir for files: a SQLite file in that dir, or, with
+/// `PERCH_TEST_BACKEND=postgres`, a fresh database on a PostgreSQL cluster the tests start
+/// themselves (or on the server `PERCH_TEST_PG_URL` names).
 pub struct TestDb {
     pub dir: tempfile::TempDir,
     pub url: String,
@@ -19,6 +21,17 @@ pub struct TestDb {
 
 impl TestDb {
     pub fn new() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = if postgres_wanted() {
+            postgres::fresh_database()
+        } else {
+            format!("sqlite://{}", dir.path().join("perch.db").display())
+        };
+        TestDb { dir, url }
+    }
+
+    /// A fresh SQLite database, whatever the backend under test.
+    pub fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("perch.db").display());
         TestDb { dir, url }
@@ -282,5 +295,167 @@ impl Fixture {
     pub fn user(&self, user: &str) -> Client {
         let token = create_token(&self.db.url, user, "user");
         self.server.client(&token)
+    }
+}
+
+pub fn postgres_wanted() -> bool {
+    std::env::var("PERCH_TEST_BACKEND").is_ok_and(|backend| backend == "postgres")
+}
+
+/// A PostgreSQL cluster for the tests of one process, and fresh databases on it.
+pub mod postgres {
+    use std::process::{Command, Stdio};
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    static SERVER: OnceLock<String> = OnceLock::new();
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+    /// The URL of a new, empty database.
+    ///
+    /// Runs on a thread of its own, since async tests call it from inside their runtime.
+    pub fn fresh_database() -> String {
+        std::thread::spawn(fresh_database_here)
+            .join()
+            .expect("test database")
+    }
+
+    fn fresh_database_here() -> String {
+        let admin = SERVER.get_or_init(start_or_find_server);
+        let name = format!(
+            "perch_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let mut connection = sqlx::PgConnection::connect(admin)
+                .await
+                .expect("connect to the test cluster");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut connection)
+                .await
+                .expect("create a test database");
+        });
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base);
+        format!("{base}/{name}")
+    }
+
+    fn start_or_find_server() -> String {
+        if let Ok(url) = std::env::var("PERCH_TEST_PG_URL") {
+            return url;
+        }
+        let bin = [
+            "/usr/lib/postgresql/15/bin",
+            "/usr/lib/postgresql/16/bin",
+            "/usr/lib/postgresql/17/bin",
+        ]
+        .into_iter()
+        .find(|dir| std::path::Path::new(dir).join("initdb").exists())
+        .map(str::to_owned)
+        .unwrap_or_default();
+        let tool = |name: &str| {
+            if bin.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{bin}/{name}")
+            }
+        };
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        // PostgreSQL refuses to run as root; the cluster belongs to the postgres user then.
+        let as_owner = |program: String| {
+            if root {
+                let mut command = Command::new("runuser");
+                command.args(["-u", "postgres", "--", &program]);
+                command
+            } else {
+                Command::new(program)
+            }
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("perch-pg-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        if root {
+            let _ = Command::new("chown")
+                .args(["-R", "postgres", dir.to_str().unwrap()])
+                .status();
+            let _ = Command::new("chmod")
+                .args(["755", dir.to_str().unwrap()])
+                .status();
+        }
+        let data = dir.join("data");
+        let status = as_owner(tool("initdb"))
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run initdb (install PostgreSQL, or set PERCH_TEST_PG_URL)");
+        assert!(status.success(), "initdb failed");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // The cluster stops and its files go when this test process ends.
+        let script = format!(
+            "{postgres} -D {data} -p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off \
+             -c synchronous_commit=off -c max_connections=300 >{dir}/log 2>&1 & pg=$!; \
+             while [ -d /proc/{parent} ]; do sleep 0.5; done; kill -INT $pg; wait $pg; rm -rf {dir}",
+            postgres = tool("postgres"),
+            data = data.display(),
+            dir = dir.display(),
+            parent = std::process::id(),
+        );
+        let mut shell = as_owner("sh".to_owned());
+        shell
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        shell.spawn().expect("start postgres");
+        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        runtime.block_on(async {
+            use sqlx::Connection;
+            loop {
+                match sqlx::PgConnection::connect(&url).await {
+                    Ok(connection) => {
+                        let _ = connection.close().await;
+                        return;
+                    }
+                    Err(error) if Instant::now() > deadline => {
+                        panic!("the test PostgreSQL on port {port} did not start within 60 s: {error}; see {}/log", dir.display())
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        url
     }
 }
