@@ -35,10 +35,15 @@ pub async fn run(args: ServeArgs) -> miette::Result<u8> {
     let _ = writeln!(stdout, "perch listening on http://{address}");
     let _ = stdout.flush();
     let service = Service::new(store.clone());
-    crate::server::serve(listener, service, crate::server::shutdown_signal())
-        .await
-        .into_diagnostic()
-        .wrap_err("the server failed")?;
+    let (stop_archiver, archiver_stopped) = tokio::sync::watch::channel(false);
+    let archiver = {
+        let service = service.clone();
+        tokio::spawn(async move { service.run_archiver(archiver_stopped).await })
+    };
+    let served = crate::server::serve(listener, service, crate::server::shutdown_signal()).await;
+    let _ = stop_archiver.send(true);
+    let _ = archiver.await;
+    served.into_diagnostic().wrap_err("the server failed")?;
     store.close().await;
     tracing::info!("stopped; database closed");
     Ok(EXIT_OK)

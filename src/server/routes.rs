@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/v1/state", get(state))
         .route("/v1/compliance", get(read_compliance).put(replace_compliance))
+        .route("/v1/compliance/run", post(run_archiver))
         .route("/v1/locks/{name}", post(acquire_lock).delete(release_lock))
         .route("/v1/events", get(super::chat::events))
         .route(
@@ -328,6 +329,11 @@ async fn replace_compliance(
         )
         .await?;
     Ok(with_etag(StatusCode::OK, &stored))
+}
+
+async fn run_archiver(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let run = state.service.archive_now(&caller).await?;
+    Ok(Json(run).into_response())
 }
 
 async fn state(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {

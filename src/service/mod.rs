@@ -6,6 +6,7 @@
 //! changes nothing. Objects invisible to the caller are reported as not found, never as
 //! forbidden, so that secret rooms do not leak their existence.
 
+mod archive;
 mod error;
 mod messages;
 mod object;
@@ -19,6 +20,7 @@ use crate::domain::{
 };
 use crate::store::{ObjectRow, ObjectWrite, Store, StoreError, Tx};
 
+pub use archive::{ARCHIVER, ArchiveRun};
 pub use error::ServiceError;
 pub use messages::{
     DEFAULT_REPLACEMENT, EventFilter, Match, Message, Page, PageRequest, RemoveFilter,
@@ -210,16 +212,30 @@ pub struct Service {
     store: Store,
     /// Tells live-event streams that a message with this id was committed.
     messages_posted: tokio::sync::watch::Sender<i64>,
+    /// This node's name, as it holds leases (the archiver's).
+    node: std::sync::Arc<str>,
+    archiving: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
 impl Service {
     pub fn new(store: Store) -> Service {
+        let mut nonce = [0u8; 4];
+        let _ = getrandom::fill(&mut nonce);
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        let node = format!("{}:{}:{}", host.trim(), std::process::id(), hex(&nonce));
         Service {
             store,
             messages_posted: tokio::sync::watch::channel(0).0,
+            node: node.into(),
+            archiving: std::sync::Arc::default(),
         }
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// Tells live streams that messages up to `id` are committed.

@@ -117,6 +117,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0002_messages.sql"),
         postgres: include_str!("migrations/postgres/0002_messages.sql"),
     },
+    Migration {
+        version: 3,
+        sqlite: include_str!("migrations/sqlite/0003_archive.sql"),
+        postgres: include_str!("migrations/postgres/0003_archive.sql"),
+    },
 ];
 
 /// One stored configuration object: its JSON body plus the bookkeeping every object carries.
@@ -180,6 +185,15 @@ pub struct MessageQuery<'a> {
     pub words: &'a [String],
     /// Include messages kept for compliance only.
     pub include_hidden: bool,
+}
+
+/// How far the compliance archiver got.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub last_message_id: i64,
+    /// A batch recorded before its files were written: (first id, last id).
+    pub pending: Option<(i64, i64)>,
+    pub last_run_at: Option<String>,
 }
 
 /// A holder of a named lock.
@@ -753,6 +767,57 @@ impl Tx {
         Ok(())
     }
 
+    /// Reads the archiver's checkpoint (locked on PostgreSQL).
+    pub async fn checkpoint(&mut self, name: &str) -> Result<Checkpoint, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT last_message_id, pending_first, pending_last, last_run_at FROM archive_checkpoint WHERE name = $1{}",
+            self.backend.lock_clause()
+        ))
+        .bind(name)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Checkpoint::default());
+        };
+        let first: Option<i64> = row.try_get(1)?;
+        let last: Option<i64> = row.try_get(2)?;
+        Ok(Checkpoint {
+            last_message_id: row.try_get(0)?,
+            pending: first.zip(last),
+            last_run_at: row.try_get(3)?,
+        })
+    }
+
+    pub async fn save_checkpoint(
+        &mut self,
+        name: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO archive_checkpoint (name, last_message_id, pending_first, pending_last, last_run_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET last_message_id = $2, \
+             pending_first = $3, pending_last = $4, last_run_at = $5",
+        )
+        .bind(name)
+        .bind(checkpoint.last_message_id)
+        .bind(checkpoint.pending.map(|(first, _)| first))
+        .bind(checkpoint.pending.map(|(_, last)| last))
+        .bind(&checkpoint.last_run_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The id of the `limit`-th message after `after` (or the last one), for sizing a batch.
+    pub async fn batch_end(&mut self, after: i64, limit: i64) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(id) FROM (SELECT id FROM messages WHERE id > $1 ORDER BY id LIMIT $2) AS batch")
+            .bind(after)
+            .bind(limit)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     /// Takes the named lock for `holder` unless someone else holds an unexpired one.
     ///
     /// Returns the current holder when the lock is taken by another.
@@ -912,6 +977,22 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(object_from_row).transpose()
+    }
+
+    /// Every message with an id in `first..=last`, in order, history or not (for compliance).
+    pub async fn messages_between(
+        &self,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id >= $1 AND id <= $2 ORDER BY id"
+        ))
+        .bind(first)
+        .bind(last)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
     }
 
     /// The highest message id, 0 when there are none.

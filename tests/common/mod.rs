@@ -82,9 +82,14 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(db_url: &str) -> TestServer {
+        TestServer::start_with_env(db_url, &[])
+    }
+
+    pub fn start_with_env(db_url: &str, env: &[(&str, &str)]) -> TestServer {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--db", db_url])
             .env("PERCH_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -119,6 +124,17 @@ impl TestServer {
         }
         let _ = self.child.kill();
         panic!("perch serve did not stop within 5 s of SIGTERM");
+    }
+
+    /// Waits for the server to exit by itself (a crash), up to `seconds`.
+    pub fn wait_for_exit(&mut self, seconds: u64) -> std::process::ExitStatus {
+        for _ in 0..seconds * 40 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("perch serve did not exit within {seconds} s");
     }
 
     /// Kills the server with SIGKILL, as a crash would.
