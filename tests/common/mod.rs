@@ -450,7 +450,9 @@ pub mod postgres {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        shell.spawn().expect("start postgres");
+        // The watchdog shell outlives this handle on purpose: it ends with the test process.
+        let watchdog = shell.spawn().expect("start postgres");
+        std::mem::forget(watchdog);
         let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
