@@ -5,6 +5,7 @@
 //! `drift`).
 
 mod chat;
+mod data;
 mod export;
 mod reconcile;
 mod render;
@@ -67,6 +68,9 @@ enum Command {
     /// Remove or replace messages.
     #[command(subcommand)]
     Messages(chat::MessagesCommand),
+    /// Export and import chat data (configuration and messages).
+    #[command(subcommand)]
+    Data(data::DataCommand),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -103,6 +107,7 @@ pub fn main() -> ExitCode {
             Command::Schema => reconcile::schema(),
             Command::Room(command) => chat::room(command).await,
             Command::Messages(command) => chat::messages(command).await,
+            Command::Data(command) => data::run(command).await,
         }
     });
     match outcome {

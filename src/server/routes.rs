@@ -20,6 +20,11 @@ pub fn router() -> Router<AppState> {
         .route("/v1/state", get(state))
         .route("/v1/compliance", get(read_compliance).put(replace_compliance))
         .route("/v1/compliance/run", post(run_archiver))
+        .route("/v1/data/export", get(export_data))
+        .route(
+            "/v1/data/import",
+            post(import_data).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/v1/locks/{name}", post(acquire_lock).delete(release_lock))
         .route("/v1/events", get(super::chat::events))
         .route(
@@ -329,6 +334,60 @@ async fn replace_compliance(
         )
         .await?;
     Ok(with_etag(StatusCode::OK, &stored))
+}
+
+/// The values of a query parameter, decoded; a parameter may repeat.
+fn query_values(query: &Option<String>, name: &str) -> Vec<String> {
+    query
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .filter(|(key, _)| *key == name)
+        .map(|(_, value)| percent_decode(value))
+        .collect()
+}
+
+async fn export_data(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let level = match query_values(&query, "level").first() {
+        None => crate::service::Level::All,
+        Some(text) => crate::service::Level::parse(text).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("level takes all, user, category, room-directory or content, not `{text}`"),
+            )
+            .with_field("level")
+        })?,
+    };
+    let options = crate::service::ExportOptions {
+        level,
+        scope: query_values(&query, "scope"),
+        since: query_values(&query, "since").into_iter().next(),
+        disable_exported: query_flag(&query, "disableExported")?,
+    };
+    let bytes = state
+        .service
+        .export_data(&caller, &options, &mut |_| {})
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], bytes).into_response())
+}
+
+async fn import_data(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let report = state
+        .service
+        .import_data(&caller, &body, query_flag(&query, "replaceExisting")?)
+        .await?;
+    Ok(Json(report).into_response())
 }
 
 async fn run_archiver(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {

@@ -7,6 +7,7 @@
 //! forbidden, so that secret rooms do not leak their existence.
 
 mod archive;
+mod data;
 mod error;
 mod messages;
 mod object;
@@ -21,6 +22,7 @@ use crate::domain::{
 use crate::store::{ObjectRow, ObjectWrite, Store, StoreError, Tx};
 
 pub use archive::{ARCHIVER, ArchiveRun};
+pub use data::{ExportOptions, ImportReport, Level};
 pub use error::ServiceError;
 pub use messages::{
     DEFAULT_REPLACEMENT, EventFilter, Match, Message, Page, PageRequest, RemoveFilter,

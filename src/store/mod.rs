@@ -710,6 +710,67 @@ impl Tx {
         Ok(())
     }
 
+    /// Which of these message ids are taken.
+    pub async fn existing_message_ids(&mut self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let mut taken = Vec::new();
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT id FROM messages WHERE id IN ({})",
+                placeholders.join(",")
+            );
+            let mut statement = sqlx::query(&sql);
+            for id in chunk {
+                statement = statement.bind(*id);
+            }
+            for row in statement.fetch_all(&mut *self.tx).await? {
+                taken.push(row.try_get(0)?);
+            }
+        }
+        Ok(taken)
+    }
+
+    pub async fn delete_messages(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "DELETE FROM messages WHERE id IN ({})",
+                placeholders.join(",")
+            );
+            let mut statement = sqlx::query(&sql);
+            for id in chunk {
+                statement = statement.bind(*id);
+            }
+            statement.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// The object holding this id, if any.
+    pub async fn object_by_id(&mut self, id: i64) -> Result<Option<ObjectRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {OBJECT_COLUMNS} FROM objects WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(object_from_row).transpose()
+    }
+
+    /// After rows were stored with their own ids, moves PostgreSQL's id sequences past them
+    /// (SQLite does this by itself).
+    pub async fn sync_id_sequences(&mut self) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            for table in ["objects", "messages"] {
+                let sql = format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT MAX(id) FROM {table}), 1))"
+                );
+                sqlx::query(&sql).execute(&mut *self.tx).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes a room's messages posted at or before `end` (inclusive); returns how many.
     pub async fn clear_messages(&mut self, room_id: i64, end: &str) -> Result<u64, StoreError> {
         let result = sqlx::query("DELETE FROM messages WHERE room_id = $1 AND posted_at <= $2")
@@ -990,6 +1051,22 @@ impl Store {
         ))
         .bind(first)
         .bind(last)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    /// A room's messages posted at or after `since` (all when `None`), oldest first.
+    pub async fn room_history(
+        &self,
+        room_id: i64,
+        since: Option<&str>,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND ($2 IS NULL OR posted_at >= $2) ORDER BY id"
+        ))
+        .bind(room_id)
+        .bind(since)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(message_from_row).collect()

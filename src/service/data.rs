@@ -1,0 +1,515 @@
+//! Moving chat data between servers: `Export-CsPersistentChatData` and
+//! `Import-CsPersistentChatData`, in a documented, checked format.
+//!
+//! # Format (perch-data, version 1)
+//! JSON Lines, UTF-8. The first line is the header `{"format": "perch-data", "version": 1,
+//! "level", "scope", "since", "exportedAt"}`; then one line per object `{"object": {...}}` (the
+//! object as `GET /v1/state` shows it: fields, `kind`, `id`, `version`, `managed`, `protect`,
+//! `createdAt`, `updatedBy`, `updatedAt`) and one per message `{"message": {"id", "roomId",
+//! "author", "body", "postedAt", "inHistory", "replaced"}}`; the last line is `{"end":
+//! {"objects": N, "messages": N, "sha256": HEX}}`, the SHA-256 of every byte before it.
+//!
+//! # Guarantees
+//! An import checks the whole file (its end line, counts and checksum) before it changes
+//! anything, and then changes everything in one transaction: a truncated or corrupted file, or
+//! one that meets objects already present (without `replace_existing`), changes nothing.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::Digest;
+
+use super::{Caller, Result, Service, ServiceError, decode, hex, require_admin};
+use crate::clock;
+use crate::domain::{Kind, Room};
+use crate::store::{MessageRow, ObjectWrite};
+
+/// What an export holds (the original's `-Level`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Level {
+    /// Configuration and messages.
+    #[default]
+    All,
+    /// The directory: groups.
+    User,
+    /// Categories, with the groups and add-ins they and their rooms name.
+    Category,
+    /// Categories and rooms, with the groups and add-ins they name; no messages.
+    RoomDirectory,
+    /// Messages only, of rooms that exist where they are imported.
+    Content,
+}
+
+impl Level {
+    pub fn parse(text: &str) -> Option<Level> {
+        match text {
+            "all" => Some(Level::All),
+            "user" => Some(Level::User),
+            "category" => Some(Level::Category),
+            "room-directory" => Some(Level::RoomDirectory),
+            "content" => Some(Level::Content),
+            _ => None,
+        }
+    }
+}
+
+/// What to export.
+#[derive(Clone, Debug, Default)]
+pub struct ExportOptions {
+    pub level: Level,
+    /// Only these categories and their rooms; all when empty.
+    pub scope: Vec<String>,
+    /// Only messages posted on or after this date or time.
+    pub since: Option<String>,
+    /// Disable the exported rooms afterwards.
+    pub disable_exported: bool,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportReport {
+    pub objects: usize,
+    pub messages: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Header {
+    format: String,
+    version: u32,
+    level: Level,
+    #[serde(default)]
+    scope: Vec<String>,
+    #[serde(default)]
+    since: Option<String>,
+    exported_at: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireMessage {
+    id: i64,
+    room_id: i64,
+    author: String,
+    body: String,
+    posted_at: String,
+    in_history: bool,
+    replaced: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct End {
+    objects: usize,
+    messages: usize,
+    sha256: String,
+}
+
+const META_FIELDS: [&str; 8] = [
+    "kind",
+    "id",
+    "version",
+    "managed",
+    "protect",
+    "createdAt",
+    "updatedBy",
+    "updatedAt",
+];
+
+impl Service {
+    /// Writes an export; administrators only. `progress` hears the lines written so far.
+    pub async fn export_data(
+        &self,
+        caller: &Caller,
+        options: &ExportOptions,
+        progress: &mut (dyn FnMut(usize) + Send),
+    ) -> Result<Vec<u8>> {
+        require_admin(caller, "export chat data")?;
+        let since = options
+            .since
+            .as_deref()
+            .map(|text| {
+                clock::parse(text, false).map(clock::format).ok_or_else(|| {
+                    ServiceError::invalid(
+                        "since",
+                        "invalid_field",
+                        format!("`{text}` is not a date or time"),
+                    )
+                })
+            })
+            .transpose()?;
+        let state = self.state_json(caller).await?;
+        let state: Value = serde_json::from_str(&state).map_err(ServiceError::internal)?;
+        let objects: Vec<Map<String, Value>> = state["objects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|object| object.as_object().cloned())
+            .collect();
+        let kind_of = |object: &Map<String, Value>| {
+            object
+                .get("kind")
+                .and_then(Value::as_str)
+                .and_then(Kind::parse)
+        };
+        let name_of = |object: &Map<String, Value>| {
+            object
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        for category in &options.scope {
+            if !objects
+                .iter()
+                .any(|o| kind_of(o) == Some(Kind::Category) && &name_of(o) == category)
+            {
+                return Err(ServiceError::invalid(
+                    "scope",
+                    "unknown_category",
+                    format!("category `{category}` does not exist"),
+                ));
+            }
+        }
+        let in_scope_category =
+            |name: &str| options.scope.is_empty() || options.scope.iter().any(|s| s == name);
+        let rooms: Vec<&Map<String, Value>> = objects
+            .iter()
+            .filter(|o| kind_of(o) == Some(Kind::Room))
+            .filter(|o| {
+                in_scope_category(
+                    o.get("category")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        let wanted_kinds: &[Kind] = match options.level {
+            Level::All => &[
+                Kind::Group,
+                Kind::Addin,
+                Kind::Category,
+                Kind::Room,
+                Kind::ComplianceConfiguration,
+            ],
+            Level::User => &[Kind::Group],
+            Level::Category => &[Kind::Group, Kind::Addin, Kind::Category],
+            Level::RoomDirectory => &[Kind::Group, Kind::Addin, Kind::Category, Kind::Room],
+            Level::Content => &[],
+        };
+        let mut lines = Vec::new();
+        let header = Header {
+            format: "perch-data".to_owned(),
+            version: 1,
+            level: options.level,
+            scope: options.scope.clone(),
+            since: since.clone(),
+            exported_at: clock::now(),
+        };
+        lines.push(serde_json::to_string(&header).map_err(ServiceError::internal)?);
+        let mut object_count = 0;
+        for object in &objects {
+            let Some(kind) = kind_of(object) else {
+                continue;
+            };
+            if !wanted_kinds.contains(&kind) {
+                continue;
+            }
+            let keep = match kind {
+                Kind::Category => in_scope_category(&name_of(object)),
+                Kind::Room => in_scope_category(
+                    object
+                        .get("category")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                ),
+                _ => true,
+            };
+            if keep {
+                lines.push(json!({"object": object}).to_string());
+                object_count += 1;
+            }
+        }
+        let mut message_count = 0;
+        if matches!(options.level, Level::All | Level::Content) {
+            for room in &rooms {
+                let room_id = room.get("id").and_then(Value::as_i64).unwrap_or_default();
+                for message in self.store().room_history(room_id, since.as_deref()).await? {
+                    let wire = WireMessage {
+                        id: message.id,
+                        room_id: message.room_id,
+                        author: message.author,
+                        body: message.body,
+                        posted_at: message.posted_at,
+                        in_history: message.in_history,
+                        replaced: message.replaced,
+                    };
+                    lines.push(json!({"message": wire}).to_string());
+                    message_count += 1;
+                    if message_count % 10_000 == 0 {
+                        progress(lines.len());
+                    }
+                }
+            }
+        }
+        let mut bytes = Vec::new();
+        for line in &lines {
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.push(b'\n');
+        }
+        let end = End {
+            objects: object_count,
+            messages: message_count,
+            sha256: hex(&sha2::Sha256::digest(&bytes)),
+        };
+        bytes.extend_from_slice(json!({"end": end}).to_string().as_bytes());
+        bytes.push(b'\n');
+        progress(lines.len() + 1);
+        if options.disable_exported && !matches!(options.level, Level::User | Level::Category) {
+            for room in rooms {
+                let name = name_of(room);
+                let mut tx = self.store().begin().await?;
+                if let Some(row) = tx.get(Kind::Room, &name).await? {
+                    let mut current: Room = decode(&row)?;
+                    if !current.disabled {
+                        current.disabled = true;
+                        let object = super::Object::Room(current);
+                        let now = clock::now();
+                        let write = super::write_of(
+                            &object,
+                            (row.managed, row.protected),
+                            &caller.name,
+                            &now,
+                        )?;
+                        tx.update(row.id, write).await?;
+                    }
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Imports an export; administrators only.
+    ///
+    /// # Errors
+    /// A truncated or corrupted file (nothing changes), objects or messages already present
+    /// without `replace_existing` (listed; nothing changes), a content import whose rooms are
+    /// missing.
+    pub async fn import_data(
+        &self,
+        caller: &Caller,
+        bytes: &[u8],
+        replace_existing: bool,
+    ) -> Result<ImportReport> {
+        require_admin(caller, "import chat data")?;
+        let corrupt = |message: String| ServiceError::invalid("file", "corrupt_import", message);
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| corrupt("the file is not UTF-8 text".to_owned()))?;
+        let body_end = text
+            .trim_end_matches('\n')
+            .rfind('\n')
+            .map(|index| index + 1)
+            .ok_or_else(|| corrupt("the file is truncated: it has no end line".to_owned()))?;
+        let end_line: Value = serde_json::from_str(text[body_end..].trim()).map_err(|_| {
+            corrupt(
+                "the file is truncated or corrupted: its last line is not the end line".to_owned(),
+            )
+        })?;
+        let end: End = serde_json::from_value(end_line["end"].clone())
+            .map_err(|_| corrupt("the file is truncated: it has no end line".to_owned()))?;
+        let digest = hex(&sha2::Sha256::digest(&bytes[..body_end]));
+        if digest != end.sha256 {
+            return Err(corrupt(
+                "the file is corrupted: its checksum does not match".to_owned(),
+            ));
+        }
+        let mut lines = text[..body_end].lines();
+        let header: Header = lines
+            .next()
+            .and_then(|line| serde_json::from_str(line).ok())
+            .ok_or_else(|| corrupt("the file has no perch-data header".to_owned()))?;
+        if header.format != "perch-data" || header.version != 1 {
+            return Err(corrupt(format!(
+                "unsupported export format {} version {}",
+                header.format, header.version
+            )));
+        }
+        let mut objects: Vec<Map<String, Value>> = Vec::new();
+        let mut messages: Vec<MessageRow> = Vec::new();
+        for (number, line) in lines.enumerate() {
+            let mut value: Map<String, Value> = serde_json::from_str(line)
+                .map_err(|error| corrupt(format!("line {} is not JSON: {error}", number + 2)))?;
+            if let Some(Value::Object(object)) = value.remove("object") {
+                objects.push(object);
+            } else if let Some(message) = value.remove("message") {
+                let wire: WireMessage = serde_json::from_value(message)
+                    .map_err(|error| corrupt(format!("line {}: {error}", number + 2)))?;
+                messages.push(MessageRow {
+                    id: wire.id,
+                    room_id: wire.room_id,
+                    author: wire.author,
+                    body: wire.body,
+                    posted_at: wire.posted_at,
+                    in_history: wire.in_history,
+                    replaced: wire.replaced,
+                    idempotency_key: None,
+                });
+            } else {
+                return Err(corrupt(format!(
+                    "line {} is neither an object nor a message",
+                    number + 2
+                )));
+            }
+        }
+        if objects.len() != end.objects || messages.len() != end.messages {
+            return Err(corrupt(
+                "the file's counts do not match its end line".to_owned(),
+            ));
+        }
+
+        let mut tx = self.store().begin().await?;
+        let mut conflicts = Vec::new();
+        let mut writes = Vec::new();
+        for object in &objects {
+            let kind = object
+                .get("kind")
+                .and_then(Value::as_str)
+                .and_then(Kind::parse)
+                .ok_or_else(|| corrupt("an object without a known kind".to_owned()))?;
+            let id = object
+                .get("id")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| corrupt("an object without an id".to_owned()))?;
+            let mut fields = object.clone();
+            for meta in META_FIELDS {
+                fields.remove(meta);
+            }
+            let name = if kind == Kind::ComplianceConfiguration {
+                "global".to_owned()
+            } else {
+                fields
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            // Check the object is one this server accepts.
+            if kind == Kind::ComplianceConfiguration {
+                serde_json::from_value::<crate::domain::ComplianceConfiguration>(Value::Object(
+                    fields.clone(),
+                ))
+                .map_err(|error| corrupt(format!("the compliance configuration: {error}")))?;
+            } else {
+                super::Object::from_json(kind, Value::Object(fields.clone()))
+                    .map_err(|error| corrupt(format!("{kind} `{name}`: {error}")))?;
+            }
+            let by_name = tx.get(kind, &name).await?;
+            let by_id = tx.object_by_id(id).await?;
+            if by_name.is_some() || by_id.is_some() {
+                if !replace_existing {
+                    conflicts.push(format!("{kind} `{name}`"));
+                    continue;
+                }
+                for existing in [by_name, by_id].into_iter().flatten() {
+                    tx.delete(existing.id).await?;
+                }
+            }
+            writes.push((kind, id, name, fields, object.clone()));
+        }
+        let message_ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
+        let taken = tx.existing_message_ids(&message_ids).await?;
+        if !taken.is_empty() {
+            if replace_existing {
+                tx.delete_messages(&taken).await?;
+            } else {
+                conflicts.push(format!(
+                    "{} message(s) (ids {})",
+                    taken.len(),
+                    summarize_ids(&taken)
+                ));
+            }
+        }
+        if !conflicts.is_empty() {
+            return Err(ServiceError::Conflict {
+                code: "already_exists",
+                message: format!(
+                    "the import meets what this server already holds: {}; nothing was imported (pass --replace-existing to replace them)",
+                    conflicts.join(", ")
+                ),
+            });
+        }
+        for (kind, id, name, fields, object) in &writes {
+            let text = |field: &str| {
+                object
+                    .get(field)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (category, addin) = if *kind == Kind::Room {
+                (
+                    fields.get("category").and_then(Value::as_str),
+                    fields.get("addin").and_then(Value::as_str),
+                )
+            } else {
+                (None, None)
+            };
+            let updated_by = text("updatedBy");
+            let updated_at = text("updatedAt");
+            let write = ObjectWrite {
+                kind: *kind,
+                name,
+                category,
+                addin,
+                body: Value::Object(fields.clone()).to_string(),
+                managed: object
+                    .get("managed")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                protected: object
+                    .get("protect")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                updated_by: &updated_by,
+                updated_at: &updated_at,
+            };
+            let version = object.get("version").and_then(Value::as_i64).unwrap_or(1);
+            tx.insert_exact(*id, write, version, &text("createdAt"))
+                .await?;
+        }
+        // Messages need their rooms, imported or already here.
+        let room_ids: BTreeSet<i64> = messages.iter().map(|m| m.room_id).collect();
+        for room_id in room_ids {
+            let room = tx.object_by_id(room_id).await?;
+            if room.is_none_or(|row| row.kind != Kind::Room) {
+                return Err(ServiceError::Rule {
+                    code: "unknown_room",
+                    field: "roomId".to_owned(),
+                    message: format!(
+                        "messages of room id {room_id}, which this server does not hold; import its room directory first"
+                    ),
+                });
+            }
+        }
+        tx.insert_messages_exact(&messages).await?;
+        tx.sync_id_sequences().await?;
+        tx.commit().await?;
+        tracing::info!(objects = writes.len(), messages = messages.len(), by = %caller.name, "imported chat data");
+        Ok(ImportReport {
+            objects: writes.len(),
+            messages: messages.len(),
+        })
+    }
+}
+
+fn summarize_ids(ids: &[i64]) -> String {
+    let shown: Vec<String> = ids.iter().take(10).map(i64::to_string).collect();
+    if ids.len() > 10 {
+        format!("{} and {} more", shown.join(", "), ids.len() - 10)
+    } else {
+        shown.join(", ")
+    }
+}
