@@ -7,6 +7,7 @@
 mod chat;
 mod data;
 mod export;
+mod migrate;
 mod reconcile;
 mod render;
 mod serve;
@@ -71,6 +72,8 @@ enum Command {
     /// Export and import chat data (configuration and messages).
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Move a whole server to another database (SQLite to PostgreSQL), verifying counts.
+    Migrate(migrate::MigrateArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -108,6 +111,7 @@ pub fn main() -> ExitCode {
             Command::Room(command) => chat::room(command).await,
             Command::Messages(command) => chat::messages(command).await,
             Command::Data(command) => data::run(command).await,
+            Command::Migrate(args) => migrate::run(args).await,
         }
     });
     match outcome {

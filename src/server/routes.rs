@@ -25,7 +25,10 @@ pub fn router() -> Router<AppState> {
             "/v1/data/import",
             post(import_data).layer(axum::extract::DefaultBodyLimit::disable()),
         )
-        .route("/v1/locks/{name}", post(acquire_lock).delete(release_lock))
+        .route(
+            "/v1/locks/{name}",
+            get(read_lock).post(acquire_lock).delete(release_lock),
+        )
         .route("/v1/events", get(super::chat::events))
         .route(
             "/v1/rooms/{name}/messages",
@@ -426,6 +429,23 @@ async fn acquire_lock(
         .acquire_lock(&caller, &name, &request.holder, ttl)
         .await?;
     Ok(Json(json!({"name": name, "holder": request.holder, "ttlSeconds": ttl})).into_response())
+}
+
+async fn read_lock(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    match state.service.lock_holder(&caller, &name).await? {
+        Some((holder, since)) => {
+            Ok(Json(json!({"name": name, "holder": holder, "since": since})).into_response())
+        }
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("nobody holds lock `{name}`"),
+        )),
+    }
 }
 
 async fn release_lock(

@@ -772,6 +772,19 @@ impl Service {
         Ok(())
     }
 
+    /// Who holds a named lock; administrators only.
+    pub async fn lock_holder(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<Option<(String, String)>> {
+        require_admin(caller, "read locks")?;
+        let mut tx = self.store.begin().await?;
+        let lock = tx.lock_holder(name, clock::unix_seconds()).await?;
+        tx.commit().await?;
+        Ok(lock.map(|lock| (lock.holder, lock.acquired_at)))
+    }
+
     pub async fn release_lock(&self, caller: &Caller, name: &str, holder: &str) -> Result<bool> {
         require_admin(caller, "release the apply lock")?;
         let mut tx = self.store.begin().await?;

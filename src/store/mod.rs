@@ -639,6 +639,15 @@ impl Tx {
         in_history: bool,
         idempotency_key: Option<&str>,
     ) -> Result<(MessageRow, bool), StoreError> {
+        if self.backend == Backend::Postgres {
+            // PostgreSQL hands out ids before commit, so concurrent posts could commit out of
+            // id order and a live stream reading "after id N" would skip one. Posts take turns
+            // for the moment of their insert and commit instead; SQLite's single writer
+            // already does.
+            sqlx::query("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(7065726369)) AS turn")
+                .fetch_one(&mut *self.tx)
+                .await?;
+        }
         if let Some(key) = idempotency_key {
             let existing = sqlx::query(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE author = $1 AND idempotency_key = $2"
@@ -920,6 +929,47 @@ impl Tx {
         Ok(None)
     }
 
+    /// Who holds the named lock, if anyone holds it unexpired.
+    pub async fn lock_holder(
+        &mut self,
+        name: &str,
+        now_seconds: i64,
+    ) -> Result<Option<LockRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT holder, acquired_at, expires_at FROM locks WHERE name = $1 AND expires_at > $2",
+        )
+        .bind(name)
+        .bind(now_seconds)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(|row| {
+            Ok(LockRow {
+                holder: row.try_get(0)?,
+                acquired_at: row.try_get(1)?,
+                expires_at: row.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Every stored token, as hashes (for moving a server).
+    pub async fn tokens(&mut self) -> Result<Vec<(String, String, String, String)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT hash, user_uri, role, created_at FROM tokens ORDER BY created_at")
+                .fetch_all(&mut *self.tx)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                ))
+            })
+            .collect()
+    }
+
     /// Releases the named lock if `holder` holds it; returns whether it did.
     pub async fn release_lock(&mut self, name: &str, holder: &str) -> Result<bool, StoreError> {
         let result = sqlx::query("DELETE FROM locks WHERE name = $1 AND holder = $2")
@@ -1070,6 +1120,19 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(message_from_row).collect()
+    }
+
+    /// How many objects and messages the database holds.
+    pub async fn counts(&self) -> Result<(i64, i64), StoreError> {
+        let objects: i64 = sqlx::query("SELECT COUNT(*) FROM objects")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        let messages: i64 = sqlx::query("SELECT COUNT(*) FROM messages")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok((objects, messages))
     }
 
     /// The highest message id, 0 when there are none.

@@ -137,6 +137,10 @@ impl TestServer {
         panic!("perch serve did not exit within {seconds} s");
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the server with SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,409 @@
+//! Several server nodes on one database behave as one server; `perch migrate` moves a server.
+//! With `PERCH_TEST_BACKEND=postgres` the nodes share a PostgreSQL database, otherwise a
+//! SQLite file.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Client, TestDb, TestServer};
+use serde_json::{Value, json};
+
+struct Cluster {
+    db: TestDb,
+    token: String,
+    a: TestServer,
+    b: TestServer,
+}
+
+impl Cluster {
+    async fn new() -> Cluster {
+        let db = TestDb::new();
+        let token = common::create_token(&db.url, "sip:admin@contoso.com", "admin");
+        // Both nodes start at once: migrations must not trip over each other.
+        let (a, b) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| TestServer::start(&db.url));
+            let b = scope.spawn(|| TestServer::start(&db.url));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let cluster = Cluster { db, token, a, b };
+        let admin = cluster.a.client(&cluster.token);
+        admin
+            .post(
+                "/v1/categories",
+                json!({"name": "Eng", "allowedMembers": ["domain:contoso.com"]}),
+            )
+            .await
+            .expect(201);
+        admin
+            .post(
+                "/v1/rooms",
+                json!({"name": "general", "category": "Eng", "privacy": "open"}),
+            )
+            .await
+            .expect(201);
+        cluster
+    }
+
+    fn user(&self, server: &TestServer, user: &str) -> Client {
+        server.client(&common::create_token(&self.db.url, user, "user"))
+    }
+}
+
+#[tokio::test]
+async fn writes_on_one_node_are_seen_on_the_other_with_versions_and_locks() {
+    let cluster = Cluster::new().await;
+    let on_a = cluster.a.client(&cluster.token);
+    let on_b = cluster.b.client(&cluster.token);
+    assert_eq!(
+        on_b.get("/v1/rooms/general").await.expect(200).body["category"],
+        "Eng"
+    );
+    on_b.patch("/v1/rooms/general", json!({"description": "from b"}))
+        .await
+        .expect(200);
+    let read = on_a.get("/v1/rooms/general").await.expect(200);
+    assert_eq!(read.body["description"], "from b");
+    // If-Match holds across nodes.
+    on_a.send(
+        reqwest::Method::PATCH,
+        "/v1/rooms/general",
+        Some(&json!({"description": "x"})),
+        &[("If-Match", "\"1\"")],
+    )
+    .await
+    .expect_error(412, "version_mismatch");
+    // The apply lock holds across nodes.
+    on_a.post("/v1/locks/apply", json!({"holder": "node-a-client"}))
+        .await
+        .expect(200);
+    on_b.post("/v1/locks/apply", json!({"holder": "node-b-client"}))
+        .await
+        .expect_error(409, "lock_held");
+    assert_eq!(
+        on_b.get("/v1/locks/apply").await.expect(200).body["holder"],
+        "node-a-client"
+    );
+}
+
+#[tokio::test]
+async fn live_events_reach_subscribers_on_every_node() {
+    let cluster = Cluster::new().await;
+    let ana_on_a = cluster.user(&cluster.a, "sip:ana@contoso.com");
+    let bob_token = common::create_token(&cluster.db.url, "sip:bob@contoso.com", "user");
+    let marker = ana_on_a
+        .post("/v1/rooms/general/messages", json!({"body": "marker"}))
+        .await
+        .expect(201)
+        .body["id"]
+        .as_i64()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut stream = client
+        .get(format!("{}/v1/events", cluster.b.base))
+        .bearer_auth(&bob_token)
+        .header("Last-Event-ID", marker.to_string())
+        .send()
+        .await
+        .unwrap();
+    let posted = ana_on_a
+        .post(
+            "/v1/rooms/general/messages",
+            json!({"body": "across nodes"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let mut received = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !received.contains("across nodes") {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("the event posted on node A did not reach node B's stream within 10 s")
+            .unwrap()
+            .unwrap();
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        received.contains(&format!("id: {}", posted["id"])),
+        "{received}"
+    );
+}
+
+fn archived_ids(directory: &std::path::Path) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(directory).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for part in text.split("<Message Type=\"CHAT\" Id=\"").skip(1) {
+            ids.push(part.split('"').next().unwrap().parse::<i64>().unwrap());
+        }
+    }
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test]
+async fn the_archiver_fails_over_when_its_node_is_killed() {
+    let mut cluster = Cluster::new().await;
+    let archive = cluster.db.path().join("archive");
+    let admin = cluster.a.client(&cluster.token);
+    admin
+        .put(
+            "/v1/compliance",
+            json!({"enabled": true, "adapterOutputDirectory": archive.display().to_string(), "runInterval": "00:01:00"}),
+        )
+        .await
+        .expect(200);
+    let ana = cluster.user(&cluster.a, "sip:ana@contoso.com");
+    let mut ids = Vec::new();
+    for index in 0..5 {
+        ids.push(
+            ana.post(
+                "/v1/rooms/general/messages",
+                json!({"body": format!("m{index}")}),
+            )
+            .await
+            .expect(201)
+            .body["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    // Wait for one node to claim the archiver, then kill that node.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let holder = loop {
+        let reply = admin.get("/v1/locks/archiver").await;
+        if reply.status == 200 {
+            break reply.body["holder"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no node claimed the archiver"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let pid_of = |server: &TestServer| server.pid();
+    let (killed, survivor) = if holder.contains(&format!(":{}:", pid_of(&cluster.a))) {
+        cluster.a.kill();
+        (&cluster.a, &cluster.b)
+    } else {
+        cluster.b.kill();
+        (&cluster.b, &cluster.a)
+    };
+    let _ = killed;
+    let survivor_admin = survivor.client(&cluster.token);
+    let survivor_ana = survivor.client(&common::create_token(
+        &cluster.db.url,
+        "sip:ana@contoso.com",
+        "user",
+    ));
+    for index in 5..8 {
+        ids.push(
+            survivor_ana
+                .post(
+                    "/v1/rooms/general/messages",
+                    json!({"body": format!("m{index}")}),
+                )
+                .await
+                .expect(201)
+                .body["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    // The survivor takes the lease over once it lapses, then archives what is left.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let reply = survivor_admin.post("/v1/compliance/run", json!({})).await;
+        if reply.status == 200 && archived_ids(&archive).len() >= ids.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the survivor never archived: {:#}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        archived_ids(&archive),
+        ids,
+        "every message archived exactly once"
+    );
+}
+
+#[tokio::test]
+async fn killing_a_node_under_load_loses_no_acknowledged_post() {
+    let mut cluster = Cluster::new().await;
+    let tokens: Vec<String> = (0..8)
+        .map(|index| {
+            common::create_token(
+                &cluster.db.url,
+                &format!("sip:poster{index}@contoso.com"),
+                "user",
+            )
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for (index, token) in tokens.iter().enumerate() {
+        let base = if index % 2 == 0 {
+            cluster.a.base.clone()
+        } else {
+            cluster.b.base.clone()
+        };
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            let mut acknowledged = Vec::new();
+            for number in 0..60 {
+                let body = format!("poster {index} message {number}");
+                let reply = client
+                    .post(format!("{base}/v1/rooms/general/messages"))
+                    .bearer_auth(&token)
+                    .header("Idempotency-Key", body.clone())
+                    .json(&json!({"body": body}))
+                    .send()
+                    .await;
+                if let Ok(reply) = reply {
+                    if reply.status().is_success() {
+                        let message: Value = reply.json().await.unwrap();
+                        acknowledged.push((message["id"].as_i64().unwrap(), body));
+                    }
+                }
+            }
+            acknowledged
+        }));
+    }
+    // Kill node A once posting is under way.
+    let watcher = cluster.b.client(&cluster.token);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = watcher
+            .get("/v1/rooms/general/messages?limit=100")
+            .await
+            .expect(200)
+            .body;
+        if page["items"].as_array().unwrap().len() >= 40 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "posting never got under way"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.a.kill();
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        acknowledged.extend(task.await.unwrap());
+    }
+    // Node B keeps serving.
+    let survivor = cluster.user(&cluster.b, "sip:late@contoso.com");
+    survivor
+        .post(
+            "/v1/rooms/general/messages",
+            json!({"body": "after the kill"}),
+        )
+        .await
+        .expect(201);
+    // Every acknowledged post is stored, once.
+    let mut stored = Vec::new();
+    let mut before: Option<i64> = None;
+    loop {
+        let path = match before {
+            Some(id) => format!("/v1/rooms/general/messages?limit=500&before={id}"),
+            None => "/v1/rooms/general/messages?limit=500".to_owned(),
+        };
+        let page = watcher.get(&path).await.expect(200).body;
+        for message in page["items"].as_array().unwrap() {
+            stored.push((
+                message["id"].as_i64().unwrap(),
+                message["body"].as_str().unwrap().to_owned(),
+            ));
+        }
+        match page["before"].as_i64() {
+            Some(id) => before = Some(id),
+            None => break,
+        }
+    }
+    let bodies: Vec<&String> = stored.iter().map(|(_, body)| body).collect();
+    let unique: BTreeSet<&String> = bodies.iter().copied().collect();
+    assert_eq!(bodies.len(), unique.len(), "a post was stored twice");
+    let stored_set: BTreeSet<(i64, String)> = stored.into_iter().collect();
+    for message in &acknowledged {
+        assert!(
+            stored_set.contains(message),
+            "acknowledged post {message:?} is missing"
+        );
+    }
+    assert!(
+        acknowledged.len() > 40,
+        "too few posts were acknowledged: {}",
+        acknowledged.len()
+    );
+}
+
+#[tokio::test]
+async fn migrate_moves_a_whole_server_and_verifies_counts() {
+    let source = TestDb::sqlite();
+    let token = common::create_token(&source.url, "sip:admin@contoso.com", "admin");
+    let server = TestServer::start(&source.url);
+    let admin = server.client(&token);
+    admin
+        .post(
+            "/v1/categories",
+            json!({"name": "Eng", "allowedMembers": ["domain:contoso.com"]}),
+        )
+        .await
+        .expect(201);
+    admin
+        .post(
+            "/v1/rooms",
+            json!({"name": "general", "category": "Eng", "privacy": "open"}),
+        )
+        .await
+        .expect(201);
+    let ana = server.client(&common::create_token(
+        &source.url,
+        "sip:ana@contoso.com",
+        "user",
+    ));
+    for index in 0..10 {
+        ana.post(
+            "/v1/rooms/general/messages",
+            json!({"body": format!("m{index}")}),
+        )
+        .await
+        .expect(201);
+    }
+    drop(server);
+    let target = TestDb::new();
+    let (code, stdout, stderr) =
+        common::perch(&["migrate", "--from", &source.url, "--to", &target.url]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("migrated 2 object(s), 10 message(s) and 2 token(s)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("counts verified"));
+    // The tokens came along: the same admin token works on the new database.
+    let moved = TestServer::start(&target.url);
+    let page = moved
+        .client(&token)
+        .get("/v1/rooms/general/messages")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(page["items"].as_array().unwrap().len(), 10);
+    // A second migration into the now full database is refused.
+    let (code, _, stderr) = common::perch(&["migrate", "--from", &source.url, "--to", &target.url]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("migrate into an empty database"),
+        "{stderr}"
+    );
+}
