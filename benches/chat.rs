@@ -3,6 +3,9 @@
 //! SSE stream; and p99 for reading a 50-message page of a 1,000,000-message room.
 //!
 //! Run: `cargo bench --bench chat` (`PERCH_BENCH_MESSAGES`, `PERCH_BENCH_BIG_ROOM` to resize).
+//! With `PERCH_TEST_BACKEND=postgres` it runs on a throwaway PostgreSQL cluster, and with
+//! `PERCH_BENCH_NODES=2` the posting clients are spread over two server nodes on it (the SSE
+//! reader listens on the second node).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -31,6 +34,12 @@ fn env_number(name: &str, default: usize) -> usize {
 fn main() {
     let total = env_number("PERCH_BENCH_MESSAGES", 20_000);
     let big_room = env_number("PERCH_BENCH_BIG_ROOM", 1_000_000);
+    let nodes = env_number("PERCH_BENCH_NODES", 1).clamp(1, 2);
+    let backend = if common::postgres_wanted() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     let db = common::TestDb::new();
     let admin_token = common::create_token(&db.url, "sip:admin@contoso.com", "admin");
     let tokens: Vec<String> = (0..CLIENTS)
@@ -42,6 +51,8 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
 
     let mut server = common::TestServer::start(&db.url);
+    let second = (nodes == 2).then(|| common::TestServer::start(&db.url));
+    let listening = second.as_ref().unwrap_or(&server);
     runtime.block_on(async {
         let admin = server.client(&admin_token);
         admin
@@ -63,7 +74,7 @@ fn main() {
             .unwrap();
         let listener = {
             let arrivals = arrivals.clone();
-            let base = server.base.clone();
+            let base = listening.base.clone();
             let token = reader_token.clone();
             tokio::spawn(async move {
                 let client = reqwest::Client::new();
@@ -102,7 +113,8 @@ fn main() {
         let started = Instant::now();
         let mut tasks = Vec::new();
         for (index, token) in tokens.iter().enumerate() {
-            let client = server.client(token);
+            let node = if index % nodes == 0 { &server } else { listening };
+            let client = node.client(token);
             let sent = sent.clone();
             tasks.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
@@ -130,7 +142,7 @@ fn main() {
             .filter_map(|(body, at)| arrivals.get(body).map(|arrived| arrived.saturating_duration_since(*at)))
             .collect();
         deliveries.sort();
-        println!("chat over HTTP on loopback, SQLite, {CLIENTS} concurrent posting clients, {total} messages");
+        println!("chat over HTTP on loopback, {backend}, {nodes} node(s), {CLIENTS} concurrent posting clients, {total} messages");
         println!("  stored {:.0} messages/s ({:.2} s)", total as f64 / elapsed.as_secs_f64(), elapsed.as_secs_f64());
         println!("  post latency p50 {:.2} ms, p99 {:.2} ms", percentile(&latencies, 0.5), percentile(&latencies, 0.99));
         println!(
@@ -142,7 +154,8 @@ fn main() {
         );
     });
 
-    // Seed the big room through the store's import path, with the server stopped.
+    // Seed the big room through the store's import path, with the servers stopped.
+    drop(second);
     server.stop();
     runtime.block_on(async {
         let store = Store::open(&db.url).await.expect("store");
