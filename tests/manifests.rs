@@ -194,3 +194,25 @@ fn human_plan_output() {
     "#]]
     .assert_eq(&plan_output(&db, &changed));
 }
+
+#[test]
+fn usage_errors_exit_1_and_help_explains_exit_codes() {
+    let (code, _, stderr) = common::perch(&["plan"]);
+    assert_eq!(
+        code, 1,
+        "a usage error must not look like `changes found` (2): {stderr}"
+    );
+    let (code, stdout, _) = common::perch(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("Exit codes: 0 success, 1 error, 2 changes found"),
+        "{stdout}"
+    );
+    for command in [
+        "validate", "plan", "apply", "drift", "export", "schema", "serve", "data", "migrate",
+    ] {
+        let (code, stdout, _) = common::perch(&[command, "--help"]);
+        assert_eq!(code, 0, "{command} --help");
+        assert!(stdout.contains("Usage: perch"), "{command}: {stdout}");
+    }
+}

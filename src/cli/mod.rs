@@ -78,7 +78,18 @@ enum Command {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1 like every other error: 2 means "changes found".
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() {
+                EXIT_ERROR
+            } else {
+                EXIT_OK
+            });
+        }
+    };
     // Messages name files, holders and URLs; wrapping them at 80 columns breaks them apart.
     let _ = miette::set_hook(Box::new(|_| {
         Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
