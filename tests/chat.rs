@@ -228,17 +228,39 @@ async fn a_retried_post_is_stored_once() {
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
 }
 
-/// Reads server-sent events until `count` messages arrived or 10 s passed.
+/// Reads server-sent message events until `count` arrived or 10 s passed; each with its
+/// message id (the first part of the event id).
 async fn read_events(
     base: &str,
     token: &str,
     last_event_id: Option<i64>,
     count: usize,
 ) -> Vec<(i64, Value)> {
+    read_events_from(
+        base,
+        token,
+        last_event_id.map(|id| id.to_string()),
+        count,
+        "message",
+    )
+    .await
+    .into_iter()
+    .map(|(id, data)| (id.split(':').next().unwrap().parse().unwrap(), data))
+    .collect()
+}
+
+/// Reads server-sent events of one type until `count` arrived; each with its full event id.
+async fn read_events_from(
+    base: &str,
+    token: &str,
+    last_event_id: Option<String>,
+    count: usize,
+    wanted: &str,
+) -> Vec<(String, Value)> {
     let client = reqwest::Client::new();
     let mut request = client.get(format!("{base}/v1/events")).bearer_auth(token);
     if let Some(id) = last_event_id {
-        request = request.header("Last-Event-ID", id.to_string());
+        request = request.header("Last-Event-ID", id);
     }
     let mut response = request.send().await.expect("events stream");
     assert_eq!(response.status(), 200);
@@ -261,14 +283,17 @@ async fn read_events(
             let frame: String = buffer.drain(..end + 2).collect();
             let mut id = None;
             let mut data = None;
+            let mut kind = String::new();
             for line in frame.lines() {
                 if let Some(value) = line.strip_prefix("id:") {
-                    id = value.trim().parse().ok();
+                    id = Some(value.trim().to_owned());
+                } else if let Some(value) = line.strip_prefix("event:") {
+                    kind = value.trim().to_owned();
                 } else if let Some(value) = line.strip_prefix("data:") {
                     data = serde_json::from_str(value.trim()).ok();
                 }
             }
-            if let (Some(id), Some(data)) = (id, data) {
+            if let (Some(id), Some(data), true) = (id, data, kind == wanted) {
                 events.push((id, data));
             }
         }
@@ -419,4 +444,64 @@ async fn clearing_and_removing_messages_through_the_cli() {
         ana.get("/v1/rooms/open-room/messages").await.body["items"],
         json!([])
     );
+}
+
+#[tokio::test]
+async fn live_events_carry_room_changes_the_caller_may_see() {
+    let fixture = Fixture::new();
+    setup(&fixture).await;
+    let ana = fixture.user("sip:ana@contoso.com");
+    let ana_token = common::create_token(&fixture.db.url, "sip:ana@contoso.com", "user");
+    let bob_token = common::create_token(&fixture.db.url, "sip:bob@contoso.com", "user");
+    let base = fixture.server.base.clone();
+    // Both streams start after the marker message and from the first room change.
+    let marker = post(&ana, "open-room", "marker").await["id"]
+        .as_i64()
+        .unwrap();
+    let start = format!("{marker}:0");
+    let admin = &fixture.admin;
+    admin
+        .patch(
+            "/v1/rooms/secret-room",
+            json!({"description": "members only"}),
+        )
+        .await
+        .expect(200);
+    admin
+        .patch(
+            "/v1/rooms/open-room",
+            json!({"description": "for everyone"}),
+        )
+        .await
+        .expect(200);
+    // Bob sees the changes of rooms he may see; the secret room's change never reaches him.
+    // Created: open, closed, stage, quiet (not secret, not the disabled one); then one change.
+    let for_bob = read_events_from(&base, &bob_token, Some(start.clone()), 5, "room").await;
+    assert!(
+        for_bob
+            .iter()
+            .all(|(_, change)| change["room"] != "secret-room"),
+        "{for_bob:?}"
+    );
+    assert!(
+        for_bob
+            .iter()
+            .any(|(_, change)| change["room"] == "open-room" && change["change"] == "changed")
+    );
+    // Ana, a member, sees it; resuming after it yields only what follows.
+    let for_ana = read_events_from(&base, &ana_token, Some(start), 7, "room").await;
+    let secret = for_ana
+        .iter()
+        .position(|(_, change)| change["room"] == "secret-room" && change["change"] == "changed")
+        .unwrap();
+    let resumed = read_events_from(
+        &base,
+        &ana_token,
+        Some(for_ana[secret].0.clone()),
+        1,
+        "room",
+    )
+    .await;
+    assert_eq!(resumed[0].1["room"], "open-room");
+    assert_eq!(resumed[0].1["change"], "changed");
 }

@@ -159,8 +159,32 @@ pub fn parse_match(text: Option<&str>) -> Result<Match, ApiError> {
     }
 }
 
-/// Server-Sent Events: every new message in a room the caller may read, each with its id, so
-/// that a client reconnecting with `Last-Event-ID` resumes without a gap or a duplicate.
+/// Where a live stream stands: the last message and the last room change it delivered.
+///
+/// Sent as each event's id, `MESSAGE:CHANGE`; a bare `MESSAGE` (as earlier clients sent) starts
+/// room changes from now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cursor {
+    message: i64,
+    change: i64,
+}
+
+impl Cursor {
+    fn id(self) -> String {
+        format!("{}:{}", self.message, self.change)
+    }
+}
+
+fn parse_cursor(text: &str) -> Option<(i64, Option<i64>)> {
+    match text.trim().split_once(':') {
+        Some((message, change)) => Some((message.parse().ok()?, Some(change.parse().ok()?))),
+        None => Some((text.trim().parse().ok()?, None)),
+    }
+}
+
+/// Server-Sent Events: every new message in a room the caller may read (`event: message`) and
+/// every change of a room it may see (`event: room`), each with an id, so that a client
+/// reconnecting with `Last-Event-ID` resumes without a gap or a duplicate.
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
@@ -170,49 +194,81 @@ pub async fn events(
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .map(|text| {
-            text.trim().parse::<i64>().map_err(|_| {
+            parse_cursor(text).ok_or_else(|| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_header",
-                    "Last-Event-ID must be an event id",
+                    "Last-Event-ID must be an event id (MESSAGE:CHANGE)",
                 )
                 .with_field("Last-Event-ID")
             })
         })
         .transpose()?;
     let service = state.service.clone();
-    let start = match resume {
-        Some(id) => id,
-        None => service.last_message_id().await?,
+    let mut cursor = Cursor {
+        message: match resume {
+            Some((message, _)) => message,
+            None => service.last_message_id().await?,
+        },
+        change: match resume {
+            Some((_, Some(change))) => change,
+            _ => service.last_room_change_id().await?,
+        },
     };
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(256);
     tokio::spawn(async move {
         let mut filter = service.event_filter(&caller);
         let mut posted = service.watch_messages();
-        let mut after = start;
         loop {
-            match service.events_after(&mut filter, after, 500).await {
-                Ok((messages, last)) => {
-                    for message in messages {
-                        let data = serde_json::to_string(&message).unwrap_or_default();
-                        let event = Event::default()
-                            .id(message.id.to_string())
-                            .event("message")
-                            .data(data);
-                        if sender.send(Ok(event)).await.is_err() {
+            let start = cursor;
+            match service
+                .room_changes_after(&caller, cursor.change, 500)
+                .await
+            {
+                Ok((changes, last)) => {
+                    for (id, change) in changes {
+                        cursor.change = id;
+                        let data = serde_json::to_string(&change).unwrap_or_default();
+                        if sender
+                            .send(Ok(Event::default()
+                                .id(cursor.id())
+                                .event("room")
+                                .data(data)))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
-                    if last > after {
-                        after = last;
-                        continue;
-                    }
+                    cursor.change = cursor.change.max(last);
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "live events: cannot read messages");
-                }
+                Err(error) => tracing::warn!(%error, "live events: cannot read room changes"),
             }
-            // Wake on a post through this node, or poll for posts through others.
+            match service.events_after(&mut filter, cursor.message, 500).await {
+                Ok((messages, last)) => {
+                    for message in messages {
+                        cursor.message = message.id;
+                        let data = serde_json::to_string(&message).unwrap_or_default();
+                        if sender
+                            .send(Ok(Event::default()
+                                .id(cursor.id())
+                                .event("message")
+                                .data(data)))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    cursor.message = cursor.message.max(last);
+                }
+                Err(error) => tracing::warn!(%error, "live events: cannot read messages"),
+            }
+            // Read again at once while there was something to read: batches are bounded.
+            if cursor != start {
+                continue;
+            }
+            // Wake on a post or change through this node, or poll for those through others.
             tokio::select! {
                 _ = posted.changed() => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}

@@ -283,7 +283,15 @@ impl Service {
                             &caller.name,
                             &now,
                         )?;
-                        tx.update(row.id, write).await?;
+                        let updated = tx.update(row.id, write).await?;
+                        tx.insert_room_change(
+                            updated.id,
+                            &updated.name,
+                            "changed",
+                            updated.version,
+                            &now,
+                        )
+                        .await?;
                     }
                 }
                 tx.commit().await?;

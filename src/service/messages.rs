@@ -48,6 +48,17 @@ impl Message {
     }
 }
 
+/// A change of a room, as live events show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomChange {
+    pub room: String,
+    /// `created`, `changed` or `removed`.
+    pub change: String,
+    pub version: i64,
+    pub at: String,
+}
+
 /// A page of history, oldest first, with the cursors of the pages around it.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -368,6 +379,52 @@ impl Service {
             }
         }
         Ok((visible, last))
+    }
+
+    /// The changes of rooms after `after` that the caller may see, with their ids, and the id
+    /// to continue after. Removals reach administrators only, since nobody else can be told
+    /// apart from those who never saw the room.
+    pub async fn room_changes_after(
+        &self,
+        caller: &Caller,
+        after: i64,
+        limit: i64,
+    ) -> Result<(Vec<(i64, RoomChange)>, i64)> {
+        let rows = self.store().room_changes_after(after, limit).await?;
+        let mut last = after;
+        let mut visible = Vec::new();
+        for row in rows {
+            last = row.id;
+            let shown = if row.change == "removed" {
+                caller.is_admin()
+            } else {
+                let mut tx = self.store().begin().await?;
+                let access = room_access(&mut tx, caller, &row.room_name).await;
+                tx.commit().await?;
+                match access {
+                    Ok(_) => true,
+                    Err(ServiceError::NotFound { .. }) => false,
+                    Err(error) => return Err(error),
+                }
+            };
+            if shown {
+                visible.push((
+                    row.id,
+                    RoomChange {
+                        room: row.room_name,
+                        change: row.change,
+                        version: row.version,
+                        at: row.changed_at,
+                    },
+                ));
+            }
+        }
+        Ok((visible, last))
+    }
+
+    /// The id of the newest room change, to start a live stream from now.
+    pub async fn last_room_change_id(&self) -> Result<i64> {
+        Ok(self.store().last_room_change_id().await?)
     }
 
     /// The id of the newest message, to start a live stream from now.

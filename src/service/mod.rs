@@ -204,7 +204,9 @@ impl Batch<'_> {
 
     /// Makes every successful operation durable.
     pub async fn commit(self) -> Result<()> {
-        Ok(self.tx.commit().await?)
+        self.tx.commit().await?;
+        self.service.notify_change();
+        Ok(())
     }
 }
 
@@ -249,6 +251,11 @@ impl Service {
             }
             newer
         });
+    }
+
+    /// Tells live streams that a room changed through this node.
+    fn notify_change(&self) {
+        self.messages_posted.send_modify(|_| {});
     }
 
     /// Wakes when a message is posted through this service.
@@ -339,6 +346,7 @@ impl Service {
         let mut tx = self.store.begin().await?;
         let outcome = self.create_in(&mut tx, caller, object, ownership).await?;
         tx.commit().await?;
+        self.notify_change();
         Ok(outcome)
     }
 
@@ -388,6 +396,10 @@ impl Service {
         let marks = ownership.marks((false, false));
         let write = write_of(&object, marks, &caller.name, &now)?;
         let row = tx.insert(write).await?;
+        if row.kind == Kind::Room {
+            tx.insert_room_change(row.id, &row.name, "created", row.version, &now)
+                .await?;
+        }
         tracing::info!(kind = %object.kind(), name = object.name(), by = %caller.name, "created");
         Stored::<Object>::from_row(&row)
     }
@@ -412,6 +424,7 @@ impl Service {
             .replace_in(&mut tx, caller, name, object, precondition, ownership)
             .await?;
         tx.commit().await?;
+        self.notify_change();
         Ok(outcome)
     }
 
@@ -504,6 +517,10 @@ impl Service {
         let now = clock::now();
         let write = write_of(&object, marks, &caller.name, &now)?;
         let row = tx.update(current.meta.id, write).await?;
+        if row.kind == Kind::Room {
+            tx.insert_room_change(row.id, &row.name, "changed", row.version, &now)
+                .await?;
+        }
         tracing::info!(%kind, name, by = %caller.name, "changed");
         Stored::<Object>::from_row(&row)
     }
@@ -543,6 +560,7 @@ impl Service {
         self.remove_in(&mut tx, caller, kind, name, precondition, force)
             .await?;
         tx.commit().await?;
+        self.notify_change();
         Ok(())
     }
 
@@ -600,7 +618,15 @@ impl Service {
                         }
                         let marks = (room.meta.managed, room.meta.protect);
                         let write = write_of(&room.spec, marks, &caller.name, &now)?;
-                        tx.update(room.meta.id, write).await?;
+                        let updated = tx.update(room.meta.id, write).await?;
+                        tx.insert_room_change(
+                            updated.id,
+                            &updated.name,
+                            "changed",
+                            updated.version,
+                            &now,
+                        )
+                        .await?;
                     }
                 }
             }
@@ -620,6 +646,10 @@ impl Service {
             Kind::ComplianceConfiguration => {}
         }
         tx.delete(row.id).await?;
+        if kind == Kind::Room {
+            tx.insert_room_change(row.id, name, "removed", row.version + 1, &clock::now())
+                .await?;
+        }
         tracing::info!(%kind, name, by = %caller.name, "removed");
         Ok(())
     }
@@ -1148,7 +1178,9 @@ async fn rename_references(
         }
         let object = Object::Room(room);
         let write = write_of(&object, (row.managed, row.protected), &caller.name, &now)?;
-        tx.update(row.id, write).await?;
+        let updated = tx.update(row.id, write).await?;
+        tx.insert_room_change(updated.id, &updated.name, "changed", updated.version, &now)
+            .await?;
     }
     Ok(())
 }

@@ -122,6 +122,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0003_archive.sql"),
         postgres: include_str!("migrations/postgres/0003_archive.sql"),
     },
+    Migration {
+        version: 4,
+        sqlite: include_str!("migrations/sqlite/0004_room_changes.sql"),
+        postgres: include_str!("migrations/postgres/0004_room_changes.sql"),
+    },
 ];
 
 /// One stored configuration object: its JSON body plus the bookkeeping every object carries.
@@ -185,6 +190,18 @@ pub struct MessageQuery<'a> {
     pub words: &'a [String],
     /// Include messages kept for compliance only.
     pub include_hidden: bool,
+}
+
+/// One recorded change of a room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomChangeRow {
+    pub id: i64,
+    pub room_id: i64,
+    pub room_name: String,
+    /// `created`, `changed` or `removed`.
+    pub change: String,
+    pub version: i64,
+    pub changed_at: String,
 }
 
 /// How far the compliance archiver got.
@@ -888,6 +905,32 @@ impl Tx {
         Ok(row.try_get(0)?)
     }
 
+    /// Records a change of a room for live streams, in commit order.
+    pub async fn insert_room_change(
+        &mut self,
+        room_id: i64,
+        room_name: &str,
+        change: &str,
+        version: i64,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            // As for messages: ids must commit in order for "after id N" to miss nothing.
+            sqlx::query("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(7065726370)) AS turn")
+                .fetch_one(&mut *self.tx)
+                .await?;
+        }
+        sqlx::query("INSERT INTO room_changes (room_id, room_name, change, version, changed_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(room_id)
+            .bind(room_name)
+            .bind(change)
+            .bind(version)
+            .bind(at)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
     /// Takes the named lock for `holder` unless someone else holds an unexpired one.
     ///
     /// Returns the current holder when the lock is taken by another.
@@ -1133,6 +1176,41 @@ impl Store {
             .await?
             .try_get(0)?;
         Ok((objects, messages))
+    }
+
+    /// Room changes with an id above `after`, oldest first.
+    pub async fn room_changes_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<RoomChangeRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, room_id, room_name, change, version, changed_at FROM room_changes WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RoomChangeRow {
+                    id: row.try_get(0)?,
+                    room_id: row.try_get(1)?,
+                    room_name: row.try_get(2)?,
+                    change: row.try_get(3)?,
+                    version: row.try_get(4)?,
+                    changed_at: row.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The highest room change id, 0 when there are none.
+    pub async fn last_room_change_id(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM room_changes")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
     }
 
     /// The highest message id, 0 when there are none.
