@@ -9,6 +9,7 @@
 //!
 //! `ARCHITECTURE.md` at the top of the repository has the code map and its invariants.
 
+pub mod atomic_file;
 pub mod cli;
 pub mod clock;
 pub mod domain;

@@ -73,6 +73,10 @@ fn archived_ids(directory: &Path) -> BTreeMap<i64, usize> {
     let mut counts = BTreeMap::new();
     for entry in std::fs::read_dir(directory).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            // A write interrupted by a kill leaves its temporary file; it is never renamed.
+            continue;
+        }
         let text = std::fs::read_to_string(entry.path()).unwrap();
         if name.ends_with(".xml") {
             for part in text.split("<Message Type=\"CHAT\" Id=\"").skip(1) {

@@ -134,6 +134,9 @@ async fn live_events_reach_subscribers_on_every_node() {
 fn archived_ids(directory: &std::path::Path) -> Vec<i64> {
     let mut ids = Vec::new();
     for entry in std::fs::read_dir(directory).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
         for part in text.split("<Message Type=\"CHAT\" Id=\"").skip(1) {
             ids.push(part.split('"').next().unwrap().parse::<i64>().unwrap());

@@ -559,22 +559,7 @@ pub fn schema() -> miette::Result<u8> {
 
 /// Writes a file so that readers see the old or the new content, never a part.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> miette::Result<()> {
-    let directory = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("perch");
-    let temporary = directory.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    result
+    crate::atomic_file::write(path, bytes)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot write {}", path.display()))
 }

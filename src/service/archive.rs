@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
@@ -179,9 +179,11 @@ impl Service {
                 AdapterType::Xml => render_xml(configuration, &conversations, &details),
                 AdapterType::Json => render_json(configuration, &conversations, &details),
             };
-            write_atomically(&directory.join(&file), text.as_bytes()).map_err(|error| {
-                ServiceError::internal(format!("cannot write the archive file {file}: {error}"))
-            })?;
+            crate::atomic_file::write(&directory.join(&file), text.as_bytes()).map_err(
+                |error| {
+                    ServiceError::internal(format!("cannot write the archive file {file}: {error}"))
+                },
+            )?;
             written.push(file);
         }
         Ok(written)
@@ -380,13 +382,4 @@ fn render_json(
         serde_json::to_string_pretty(&json!({"conversations": conversations})).unwrap_or_default();
     text.push('\n');
     text
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let temporary = path.with_extension("partial");
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
 }
