@@ -25,7 +25,7 @@ fn every_broken_manifest_names_file_line_and_column() {
         ("bad-enum.yaml", "5:10: privacy: \"hidden\" is not one of"),
         (
             "bad-principal.yaml",
-            "7:5: members.1: \"OU=Eng,DC=corp\" does not match",
+            "7:5: members: invalid principal `OU=Eng,DC=corp`: expected sip:user@domain, group:NAME or domain:DOMAIN",
         ),
         (
             "bad-api-version.yaml",
@@ -76,6 +76,10 @@ fn every_broken_manifest_names_file_line_and_column() {
             "5:11: disabled: \"yes please\" is not of type \"boolean\"",
         ),
         ("not-utf8.yaml", "not-utf8.yaml: cannot read"),
+        (
+            "duplicate-key.yaml",
+            "5:1: invalid YAML: the key `category` appears twice in one mapping",
+        ),
     ];
     let mut failures = Vec::new();
     for (file, expected) in cases {
@@ -107,7 +111,7 @@ fn validate_reports_every_problem_across_files_at_once() {
         .lines()
         .filter(|line| line.contains(".yaml:") && !line.starts_with("  "))
         .count();
-    assert!(count >= 18, "only {count} problems reported:\n{stdout}");
+    assert!(count >= 19, "only {count} problems reported:\n{stdout}");
     let (code, stdout, _) = common::perch(&["validate", &corpus("bad-enum.yaml"), "--json"]);
     assert_eq!(code, 1);
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();

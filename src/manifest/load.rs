@@ -7,10 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::docs::{self, AddinDoc, CategoryDoc, ComplianceDoc, GroupDoc, RoomDoc};
+use super::docs;
 use super::yaml::{self, Position, Positions};
 use super::{API_VERSION, Desired, DesiredObject, Origin};
 use crate::domain::{self, Category, Directory, FieldProblem, Kind, Principal};
@@ -211,15 +210,13 @@ fn check_file(path: &Path) -> FileOutcome {
     };
     let values: Vec<Value> = match yaml::parse_values(&text) {
         Ok(values) => values,
-        Err(_) => {
-            // The spanned parser reports the same error, with its position.
-            let (position, message) = match yaml::parse_documents(&text) {
-                Err(located) => located,
-                Ok(_) => (
-                    Position { line: 1, column: 1 },
-                    "unreadable YAML".to_owned(),
-                ),
+        Err((fast_position, fast_message)) => {
+            // The spanned parser places the error better; the fast one words it for people.
+            let position = match yaml::parse_documents(&text) {
+                Err((position, _)) => position,
+                Ok(_) => fast_position,
             };
+            let message = fast_message;
             pending.push(Pending::in_file(
                 &file,
                 position,
@@ -354,6 +351,25 @@ fn check_document(
                     },
                     format!("missing required field {property} in a {kind}"),
                 ),
+                jsonschema::error::ValidationErrorKind::Pattern { .. } => {
+                    let field = pointer
+                        .trim_start_matches('/')
+                        .split('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let text = json
+                        .pointer(&pointer)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let message = if field == "runInterval" {
+                        crate::domain::RunInterval::parse(text).err()
+                    } else {
+                        Principal::parse(text).err().map(|error| error.to_string())
+                    };
+                    let message = message.unwrap_or_else(|| error.to_string());
+                    (Locator::Value(pointer), format!("{field}: {message}"))
+                }
                 _ => {
                     let field = if pointer.is_empty() {
                         String::new()
@@ -368,17 +384,10 @@ fn check_document(
         return None;
     }
 
-    let (name, fields, protect) = match kind {
-        Kind::Category => {
-            typed_fields::<CategoryDoc>(json, report, |d| (d.name.clone(), d.protect))?
-        }
-        Kind::Room => typed_fields::<RoomDoc>(json, report, |d| (d.name.clone(), d.protect))?,
-        Kind::Addin => typed_fields::<AddinDoc>(json, report, |d| (d.name.clone(), d.protect))?,
-        Kind::Group => typed_fields::<GroupDoc>(json, report, |d| (d.name.clone(), d.protect))?,
-        Kind::ComplianceConfiguration => {
-            typed_fields::<ComplianceDoc>(json, report, |d| (String::new(), d.protect))?
-        }
+    let Value::Object(map) = json else {
+        return None;
     };
+    let (name, fields, protect) = normalise_fields(kind, map, report)?;
     for problem in field_problems(&fields) {
         report(
             Locator::Value(format!("/{}", problem.field)),
@@ -420,68 +429,60 @@ fn field_problems(fields: &Map<String, Value>) -> Vec<FieldProblem> {
     problems
 }
 
-/// Deserialises a schema-valid document into its type (which normalises principals), and
-/// returns its name, its managed fields as the API names them, and `protect`.
-fn typed_fields<T: DeserializeOwned + serde::Serialize>(
-    json: Value,
+/// Turns a schema-valid document into its managed fields as the API names them: principals
+/// normalised, lists sorted and deduplicated, the run interval's range checked. Returns the
+/// name, the fields and `protect`.
+///
+/// The JSON Schema has already checked every field's type and every enum, so what is left is
+/// what a schema cannot say; the document types in `docs` stay the schema's source and the
+/// shape of exports.
+fn normalise_fields(
+    kind: Kind,
+    mut fields: Map<String, Value>,
     report: &mut impl FnMut(Locator, String),
-    name_and_protect: impl Fn(&T) -> (String, Option<bool>),
 ) -> Option<(String, Map<String, Value>, bool)> {
-    let typed: T = match serde_path_to_error::deserialize(json) {
-        Ok(typed) => typed,
-        Err(error) => {
-            let pointer = json_pointer(&error.path().to_string());
-            let message = error.inner().to_string();
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_owned();
-            report(Locator::Value(pointer), message);
-            return None;
-        }
-    };
-    let (name, protect) = name_and_protect(&typed);
-    let Ok(Value::Object(mut fields)) = serde_json::to_value(&typed) else {
-        return None;
-    };
     fields.remove("apiVersion");
     fields.remove("kind");
-    fields.remove("protect");
-    // Principals sort as their text, so sorting the normalised strings sorts the principals
-    // as the server stores them.
-    for value in fields.values_mut() {
+    let protect = fields
+        .remove("protect")
+        .and_then(|value| value.as_bool())
+        .unwrap_or(false);
+    let mut valid = true;
+    for (field, value) in fields.iter_mut() {
         if let Value::Array(items) = value {
+            for (index, item) in items.iter_mut().enumerate() {
+                let text = item.as_str().unwrap_or_default();
+                match Principal::parse(text) {
+                    Ok(principal) => *item = Value::String(principal.to_string()),
+                    Err(error) => {
+                        report(
+                            Locator::Value(format!("/{field}/{index}")),
+                            format!("{field}: {error}"),
+                        );
+                        valid = false;
+                    }
+                }
+            }
+            // Principals sort as their text, so this is the order the server stores them in.
             items.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
             items.dedup();
         }
     }
-    Some((name, fields, protect.unwrap_or(false)))
-}
-
-/// `members[2]` -> `/members/2`.
-fn json_pointer(path: &str) -> String {
-    if path == "." {
-        return String::new();
-    }
-    let mut pointer = String::new();
-    for segment in path.split('.') {
-        let mut rest = segment;
-        if let Some(open) = rest.find('[') {
-            pointer.push('/');
-            pointer.push_str(&rest[..open]);
-            rest = &rest[open..];
-            while let Some(close) = rest.find(']') {
-                pointer.push('/');
-                pointer.push_str(&rest[1..close]);
-                rest = &rest[close + 1..];
-            }
-        } else {
-            pointer.push('/');
-            pointer.push_str(rest);
+    if let Some(Value::String(interval)) = fields.get("runInterval") {
+        if let Err(message) = crate::domain::RunInterval::parse(interval) {
+            report(Locator::Value("/runInterval".to_owned()), message);
+            valid = false;
         }
     }
-    pointer
+    let name = match kind {
+        Kind::ComplianceConfiguration => String::new(),
+        _ => fields
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    valid.then_some((name, fields, protect))
 }
 
 /// Joins the documents of every file and checks what needs all of them: unique names,

@@ -234,12 +234,119 @@ pub fn options() -> serde_saphyr::Options {
     options
 }
 
-/// Parses every document of a YAML stream, into JSON values (no positions: the fast path).
+/// Parses every document of a YAML stream into JSON values, without positions: the fast path.
+///
+/// It uses libyaml's parser (through `serde_yaml_ng`), about twice as fast as the spanned
+/// parser on large manifests; documents that are empty are skipped, as the spanned parser
+/// skips them, so that document numbers agree between the two.
 ///
 /// # Errors
-/// The parser's error.
-pub fn parse_values(text: &str) -> Result<Vec<serde_json::Value>, serde_saphyr::Error> {
-    serde_saphyr::from_multiple_with_options::<serde_json::Value>(text, options())
+/// The parser's message and position.
+pub fn parse_values(text: &str) -> Result<Vec<serde_json::Value>, (Position, String)> {
+    let mut values = Vec::new();
+    for document in serde_yaml_ng::Deserializer::from_str(text) {
+        let value = StrictValue::deserialize(document)
+            .map(|strict| strict.0)
+            .map_err(|error| {
+                let position =
+                    error
+                        .location()
+                        .map_or(Position { line: 1, column: 1 }, |location| Position {
+                            line: u32::try_from(location.line()).unwrap_or(u32::MAX),
+                            column: u32::try_from(location.column()).unwrap_or(u32::MAX),
+                        });
+                let message = error.to_string();
+                let message = message
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or(&message)
+                    .to_owned();
+                (position, message)
+            })?;
+        if !value.is_null() {
+            values.push(value);
+        }
+    }
+    Ok(values)
+}
+
+/// A JSON value read from YAML that refuses a mapping with the same key twice (the spanned
+/// parser refuses it too, and a manifest that says two things of one field is a mistake).
+struct StrictValue(serde_json::Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = StrictValue;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("any YAML value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::Null))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::Null))
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<StrictValue, D::Error> {
+        StrictValue::deserialize(deserializer)
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::Bool(value)))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::Number(value.into())))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::Number(value.into())))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<StrictValue, E> {
+        Ok(StrictValue(
+            Number::from_f64(value).map_or(Value::Null, Value::Number),
+        ))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::String(value.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::String(value)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrictValue, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(StrictValue(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(StrictValue(Value::Array(items)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictValue, A::Error> {
+        let mut entries = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let StrictValue(value) = map.next_value()?;
+            if entries.insert(key.clone(), value).is_some() {
+                return Err(de::Error::custom(format!(
+                    "the key `{key}` appears twice in one mapping"
+                )));
+            }
+        }
+        Ok(StrictValue(Value::Object(entries)))
+    }
 }
 
 /// Parses every document of a YAML stream.
@@ -252,16 +359,23 @@ pub fn parse_documents(text: &str) -> Result<Vec<Spanned<Node>>, (Position, Stri
             .location()
             .map(|location| Position::of(&location))
             .unwrap_or(Position { line: 1, column: 1 });
-        let message = error.to_string();
-        // The parser appends its own position; ours leads the line already.
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .trim()
-            .to_owned();
-        (position, message)
+        (position, clean_message(&error.to_string()))
     })
+}
+
+/// The first line of a parser's message, without the position it repeats (ours leads the
+/// line already) and without the snippet it draws (we draw our own).
+fn clean_message(message: &str) -> String {
+    let first = message.lines().next().unwrap_or(message).trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let first = first.split(" at line ").next().unwrap_or(first);
+    match first
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((_, text)) => text.to_owned(),
+        None => first.to_owned(),
+    }
 }
 
 #[cfg(test)]
