@@ -309,19 +309,29 @@ impl Service {
     /// `{"formatVersion": 1, "objects": [...]}`, each object with its `kind` and bookkeeping.
     /// Administrators only.
     pub async fn state_json(&self, caller: &Caller) -> Result<String> {
-        require_admin(caller, "read the whole configuration")?;
-        let pages = self.store.state_json_pages().await?;
-        let length = pages.iter().map(String::len).sum::<usize>() + pages.len() + 32;
+        let pages = self.state_pages(caller).await?;
+        let length = pages.iter().map(String::len).sum::<usize>() + 32;
         let mut json = String::with_capacity(length);
         json.push_str("{\"formatVersion\":1,\"objects\":[");
         for (index, page) in pages.iter().enumerate() {
             if index > 0 {
                 json.push(',');
             }
-            json.push_str(page);
+            // Each page is an array; the document holds their elements in one array.
+            json.push_str(
+                page.get(1..page.len().saturating_sub(1))
+                    .unwrap_or_default(),
+            );
         }
         json.push_str("]}");
         Ok(json)
+    }
+
+    /// Every configuration object in one snapshot, as pages that are JSON arrays of objects
+    /// shaped as in [`Service::state_json`]; administrators only.
+    pub async fn state_pages(&self, caller: &Caller) -> Result<Vec<String>> {
+        require_admin(caller, "read the whole configuration")?;
+        Ok(self.store.state_json_pages().await?)
     }
 
     /// Opens a batch of writes in one transaction.

@@ -236,7 +236,7 @@ pub struct Tx {
 
 /// One page of the state as JSON (see [`Store::state_json_pages`]). Bodies are JSON objects
 /// written by this program, never empty; only `updated_by` can hold characters to escape.
-const STATE_PAGE_SQL: &str = r#"SELECT string_agg(
+const STATE_PAGE_SQL: &str = r#"SELECT '[' || string_agg(
     substr(body, 1, length(body) - 1)
     || ',"kind":"' || kind || '"'
     || ',"id":' || CAST(id AS TEXT)
@@ -245,7 +245,7 @@ const STATE_PAGE_SQL: &str = r#"SELECT string_agg(
     || ',"protect":' || CASE WHEN protected <> 0 THEN 'true' ELSE 'false' END
     || ',"createdAt":"' || created_at || '"'
     || ',"updatedBy":"' || replace(replace(updated_by, '\', '\\'), '"', '\"') || '"'
-    || ',"updatedAt":"' || updated_at || '"}', ','), MAX(id), COUNT(*)
+    || ',"updatedAt":"' || updated_at || '"}', ',') || ']', MAX(id), COUNT(*)
 FROM (SELECT * FROM objects WHERE id > $1 ORDER BY id LIMIT $2) AS page"#;
 
 const OBJECT_COLUMNS: &str =
@@ -403,8 +403,8 @@ impl Store {
         list_objects(&mut connection, kind).await
     }
 
-    /// Reads every configuration object in one consistent snapshot, as JSON text: pages of
-    /// comma-separated objects, each the stored body with `kind` and the bookkeeping fields
+    /// Reads every configuration object in one consistent snapshot, as JSON text: pages that
+    /// are JSON arrays of objects, each the stored body with `kind` and the bookkeeping fields
     /// (`id`, `version`, `managed`, `protect`, `createdAt`, `updatedBy`, `updatedAt`) added.
     ///
     /// The database writes the JSON itself, a page of rows at a time, so that reading a

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{ApplyReport, BoxFuture, Target, TargetError, describe, live_from_state};
+use super::{ApplyReport, BoxFuture, Target, TargetError, describe, live_from_pages};
 use crate::domain::{ComplianceConfiguration, Kind};
 use crate::plan::{Action, Live, Verb};
 use crate::service::{
@@ -161,9 +161,9 @@ impl Target for EmbeddedTarget {
 
     fn live(&self) -> BoxFuture<'_, Result<Live, TargetError>> {
         Box::pin(async move {
-            let json =
+            let pages =
                 self.service
-                    .state_json(&self.caller)
+                    .state_pages(&self.caller)
                     .await
                     .map_err(|error| match error {
                         ServiceError::Store(store) => {
@@ -171,7 +171,7 @@ impl Target for EmbeddedTarget {
                         }
                         other => rejected(other),
                     })?;
-            live_from_state(json.as_bytes())
+            live_from_pages(&pages)
         })
     }
 

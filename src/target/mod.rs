@@ -104,8 +104,28 @@ pub(crate) fn live_from_state(json: &[u8]) -> Result<Live, TargetError> {
             wire.format_version
         )));
     }
+    live_from_objects(wire.objects)
+}
+
+/// Builds the live state from pages that are JSON arrays of objects (the embedded target's
+/// read, which skips joining them into one document).
+pub(crate) fn live_from_pages(pages: &[String]) -> Result<Live, TargetError> {
+    let mut objects = Vec::new();
+    for page in pages {
+        let mut page_objects: Vec<Map<String, Value>> =
+            serde_json::from_str(page).map_err(|error| {
+                TargetError::Unreadable(format!(
+                    "the stored state is not the JSON expected: {error}"
+                ))
+            })?;
+        objects.append(&mut page_objects);
+    }
+    live_from_objects(objects)
+}
+
+fn live_from_objects(objects: Vec<Map<String, Value>>) -> Result<Live, TargetError> {
     let mut live = Live::default();
-    for mut fields in wire.objects {
+    for mut fields in objects {
         let kind = fields
             .remove("kind")
             .and_then(|kind| kind.as_str().and_then(Kind::parse))
