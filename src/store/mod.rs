@@ -311,8 +311,18 @@ impl Store {
         self.backend
     }
 
-    /// Closes every connection; SQLite checkpoints its WAL on the last close.
+    /// Closes every connection. On SQLite it first moves the write-ahead log into the database
+    /// file, so that the next process to open it (a `plan` after an `apply`) reads the file
+    /// rather than a large log.
     pub async fn close(&self) {
+        if self.backend == Backend::Sqlite {
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await
+            {
+                tracing::debug!(%error, "could not checkpoint the write-ahead log on close");
+            }
+        }
         self.pool.close().await;
     }
 
