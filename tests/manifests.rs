@@ -147,16 +147,12 @@ fn human_plan_output() {
           + create Category "Eng"  (absent on the server)
               allowedMembers:
                 + domain:contoso.com
-              name:
-                + "Eng"
           + create Room "eng-news"  (absent on the server)
               category:
                 + "Eng"
               members:
                 + sip:ana@contoso.com
                 + sip:ben@contoso.com
-              name:
-                + "eng-news"
               presenters:
                 + sip:ana@contoso.com
               type:

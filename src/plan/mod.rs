@@ -344,9 +344,11 @@ fn upsert(
 ) -> Option<Action> {
     let Some(current) = current else {
         summary.create += 1;
+        // The name is in the action's own line already.
         let changes = wanted
             .fields
             .iter()
+            .filter(|(field, _)| field.as_str() != "name")
             .map(|(field, value)| creation_change(field, value))
             .collect();
         return Some(Action {
