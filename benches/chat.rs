@@ -184,6 +184,8 @@ fn main() {
             tx.insert_messages_exact(&rows).await.unwrap();
             tx.commit().await.unwrap();
         }
+        // As an import does after a bulk load.
+        store.analyze().await.unwrap();
         println!(
             "  seeded {big_room} messages in {:.1} s",
             seeded.elapsed().as_secs_f64()

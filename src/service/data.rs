@@ -505,6 +505,9 @@ impl Service {
         tx.insert_messages_exact(&messages).await?;
         tx.sync_id_sequences().await?;
         tx.commit().await?;
+        if messages.len() + writes.len() > 10_000 {
+            self.store().analyze().await?;
+        }
         tracing::info!(objects = writes.len(), messages = messages.len(), by = %caller.name, "imported chat data");
         Ok(ImportReport {
             objects: writes.len(),

@@ -1175,6 +1175,16 @@ impl Store {
         rows.iter().map(message_from_row).collect()
     }
 
+    /// Refreshes the planner's statistics after a bulk load (PostgreSQL; SQLite needs none for
+    /// the queries Perch runs).
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("ANALYZE objects").execute(&self.pool).await?;
+            sqlx::query("ANALYZE messages").execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
     /// How many objects and messages the database holds.
     pub async fn counts(&self) -> Result<(i64, i64), StoreError> {
         let objects: i64 = sqlx::query("SELECT COUNT(*) FROM objects")
