@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 
-use super::{Caller, Result, Service, ServiceError, decode, hex, require_admin};
+use super::{Caller, Result, Service, ServiceError, hex, require_admin};
 use crate::clock;
-use crate::domain::{Kind, Room};
+use crate::domain::Kind;
 use crate::store::{MessageRow, ObjectWrite};
 
 /// What an export holds (the original's `-Level`).
@@ -268,33 +268,18 @@ impl Service {
         bytes.push(b'\n');
         progress(lines.len() + 1);
         if options.disable_exported && !matches!(options.level, Level::User | Level::Category) {
+            // Through `patch`, so that the change is versioned and announced like any other.
             for room in rooms {
-                let name = name_of(room);
-                let mut tx = self.store().begin().await?;
-                if let Some(row) = tx.get(Kind::Room, &name).await? {
-                    let mut current: Room = decode(&row)?;
-                    if !current.disabled {
-                        current.disabled = true;
-                        let object = super::Object::Room(current);
-                        let now = clock::now();
-                        let write = super::write_of(
-                            &object,
-                            (row.managed, row.protected),
-                            &caller.name,
-                            &now,
-                        )?;
-                        let updated = tx.update(row.id, write).await?;
-                        tx.insert_room_change(
-                            updated.id,
-                            &updated.name,
-                            "changed",
-                            updated.version,
-                            &now,
-                        )
-                        .await?;
-                    }
-                }
-                tx.commit().await?;
+                let mut disable = Map::new();
+                disable.insert("disabled".to_owned(), Value::Bool(true));
+                self.patch(
+                    caller,
+                    Kind::Room,
+                    &name_of(room),
+                    disable,
+                    super::Precondition::None,
+                )
+                .await?;
             }
         }
         Ok(bytes)
