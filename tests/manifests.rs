@@ -120,6 +120,20 @@ fn validate_reports_every_problem_across_files_at_once() {
 }
 
 #[test]
+fn validate_takes_the_target_flags_and_reads_no_server() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let (code, stdout, stderr) = common::perch(&[
+        "validate",
+        examples.to_str().unwrap(),
+        "--server",
+        "http://127.0.0.1:9",
+        "--token",
+        "unused",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+#[test]
 fn missing_paths_are_errors() {
     let (code, stdout, _) = common::perch(&["validate", "/nonexistent/manifests"]);
     assert_eq!(code, 1);

@@ -90,6 +90,10 @@ pub struct ValidateArgs {
     /// Print the problems as JSON.
     #[arg(long)]
     json: bool,
+    /// Accepted like every command's target, so that scripts pass the same flags everywhere;
+    /// validation reads no server.
+    #[command(flatten)]
+    _target: TargetArgs,
 }
 
 #[derive(Debug, clap::Args)]
