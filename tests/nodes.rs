@@ -17,6 +17,24 @@ struct Cluster {
     b: TestServer,
 }
 
+/// Category `Eng` (all of contoso.com) and its open room `general`.
+async fn seed_general_room(admin: &Client) {
+    admin
+        .post(
+            "/v1/categories",
+            json!({"name": "Eng", "allowedMembers": ["domain:contoso.com"]}),
+        )
+        .await
+        .expect(201);
+    admin
+        .post(
+            "/v1/rooms",
+            json!({"name": "general", "category": "Eng", "privacy": "open"}),
+        )
+        .await
+        .expect(201);
+}
+
 impl Cluster {
     async fn new() -> Cluster {
         let db = TestDb::new();
@@ -28,21 +46,7 @@ impl Cluster {
             (a.join().unwrap(), b.join().unwrap())
         });
         let cluster = Cluster { db, token, a, b };
-        let admin = cluster.a.client(&cluster.token);
-        admin
-            .post(
-                "/v1/categories",
-                json!({"name": "Eng", "allowedMembers": ["domain:contoso.com"]}),
-            )
-            .await
-            .expect(201);
-        admin
-            .post(
-                "/v1/rooms",
-                json!({"name": "general", "category": "Eng", "privacy": "open"}),
-            )
-            .await
-            .expect(201);
+        seed_general_room(&cluster.a.client(&cluster.token)).await;
         cluster
     }
 
@@ -355,21 +359,7 @@ async fn migrate_moves_a_whole_server_and_verifies_counts() {
     let source = TestDb::sqlite();
     let token = common::create_token(&source.url, "sip:admin@contoso.com", "admin");
     let server = TestServer::start(&source.url);
-    let admin = server.client(&token);
-    admin
-        .post(
-            "/v1/categories",
-            json!({"name": "Eng", "allowedMembers": ["domain:contoso.com"]}),
-        )
-        .await
-        .expect(201);
-    admin
-        .post(
-            "/v1/rooms",
-            json!({"name": "general", "category": "Eng", "privacy": "open"}),
-        )
-        .await
-        .expect(201);
+    seed_general_room(&server.client(&token)).await;
     let ana = server.client(&common::create_token(
         &source.url,
         "sip:ana@contoso.com",

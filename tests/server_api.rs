@@ -7,19 +7,18 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 async fn seed_category(fixture: &Fixture) {
+    let eng = json!({
+        "name": "Eng",
+        "description": "Engineering",
+        "allowedMembers": ["domain:contoso.com", "group:Partners"],
+        "deniedMembers": ["sip:temp7@contoso.com"],
+        "creators": ["sip:lead@contoso.com"],
+        "invitations": true
+    });
+    // Refused while the group it names does not exist; accepted once it does.
     fixture
         .admin
-        .post(
-            "/v1/categories",
-            json!({
-                "name": "Eng",
-                "description": "Engineering",
-                "allowedMembers": ["domain:contoso.com", "group:Partners"],
-                "deniedMembers": ["sip:temp7@contoso.com"],
-                "creators": ["sip:lead@contoso.com"],
-                "invitations": true
-            }),
-        )
+        .post("/v1/categories", eng.clone())
         .await
         .expect_error(422, "unknown_group");
     fixture
@@ -30,21 +29,7 @@ async fn seed_category(fixture: &Fixture) {
         )
         .await
         .expect(201);
-    fixture
-        .admin
-        .post(
-            "/v1/categories",
-            json!({
-                "name": "Eng",
-                "description": "Engineering",
-                "allowedMembers": ["domain:contoso.com", "group:Partners"],
-                "deniedMembers": ["sip:temp7@contoso.com"],
-                "creators": ["sip:lead@contoso.com"],
-                "invitations": true
-            }),
-        )
-        .await
-        .expect(201);
+    fixture.admin.post("/v1/categories", eng).await.expect(201);
 }
 
 #[tokio::test]
