@@ -9,13 +9,14 @@
 //!
 //! `ARCHITECTURE.md` at the top of the repository has the code map and its invariants.
 
+pub mod api;
 pub mod atomic_file;
 pub mod cli;
 pub mod clock;
 pub mod domain;
+pub mod live;
 pub mod manifest;
 pub mod plan;
 pub mod server;
 pub mod service;
 pub mod store;
-pub mod target;

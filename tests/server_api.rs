@@ -117,7 +117,7 @@ async fn category_lifecycle_with_versions() {
             &[("If-Match", "nonsense")],
         )
         .await
-        .expect_error(400, "invalid_header");
+        .expect_error(412, "version_mismatch");
 
     // PUT replaces the whole object; fields left out take their defaults.
     let replaced = admin

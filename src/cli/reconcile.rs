@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 
 use super::render;
 use super::{DEFAULT_DB, EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
+use crate::live::embedded::EmbeddedTarget;
+use crate::live::http::HttpTarget;
+use crate::live::{self, Target, TargetError};
 use crate::manifest::{self, Desired};
 use crate::plan::{self, Live, Plan};
-use crate::target::embedded::EmbeddedTarget;
-use crate::target::http::HttpTarget;
-use crate::target::{self, Target, TargetError};
 
 /// Where the reconciler reads and writes.
 #[derive(Debug, Clone, clap::Args)]
@@ -413,7 +413,7 @@ async fn apply_locked(
     } else {
         None
     };
-    let report = target::apply_plan(target, &plan, |done| {
+    let report = live::apply_plan(target, &plan, |done| {
         if let Some(bar) = &bar {
             bar.set_position(done as u64);
         }

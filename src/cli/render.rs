@@ -4,8 +4,8 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
+use crate::live::describe;
 use crate::plan::{Action, FieldChange, Plan, Verb};
-use crate::target::describe;
 
 /// Markdown comments are cut before this many characters (GitHub's limit is 65,536).
 pub const MARKDOWN_LIMIT: usize = 65_000;

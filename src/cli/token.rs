@@ -3,7 +3,7 @@
 use miette::{Context, IntoDiagnostic};
 
 use super::{DEFAULT_DB, EXIT_OK};
-use crate::service::{Role, Service};
+use crate::service::{Caller, Role, Service};
 use crate::store::Store;
 
 #[derive(Debug, clap::Subcommand)]
@@ -21,6 +21,15 @@ pub enum TokenCommand {
         #[arg(long, value_parser = ["admin", "user"])]
         role: String,
     },
+    /// Revoke a token at once: requests with it are refused and live streams opened with it
+    /// end, on every node.
+    Revoke {
+        /// Database URL of the server the token is for.
+        #[arg(long, env = "PERCH_DB", default_value = DEFAULT_DB)]
+        db: String,
+        /// The token, as `token create` printed it.
+        token: String,
+    },
 }
 
 pub async fn run(command: TokenCommand) -> miette::Result<u8> {
@@ -37,6 +46,22 @@ pub async fn run(command: TokenCommand) -> miette::Result<u8> {
                 .into_diagnostic()?;
             store.close().await;
             println!("{token}");
+            Ok(EXIT_OK)
+        }
+        TokenCommand::Revoke { db, token } => {
+            let store = Store::open(&db)
+                .await
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot open the database {db}"))?;
+            let revoked = Service::new(store.clone())
+                .revoke_token(&Caller::local_operator(), &token)
+                .await
+                .into_diagnostic();
+            store.close().await;
+            if !revoked? {
+                return Err(miette::miette!("no such token in {db}"));
+            }
+            println!("revoked");
             Ok(EXIT_OK)
         }
     }

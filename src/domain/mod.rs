@@ -4,8 +4,10 @@
 //! name them (the cmdlets' parameter names in camelCase), so one definition serves the wire,
 //! the store and the plan engine.
 
+pub mod access;
 mod principal;
 
+use crate::api::ErrorCode;
 use std::fmt;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -362,12 +364,12 @@ impl<'de> Deserialize<'de> for RunInterval {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldProblem {
     pub field: String,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl FieldProblem {
-    fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+    fn new(field: impl Into<String>, code: ErrorCode, message: impl Into<String>) -> Self {
         FieldProblem {
             field: field.into(),
             code,
@@ -381,19 +383,19 @@ pub fn check_name(field: &str, name: &str, problems: &mut Vec<FieldProblem>) {
     if name.trim().is_empty() {
         problems.push(FieldProblem::new(
             field,
-            "invalid_name",
+            ErrorCode::InvalidName,
             format!("{field} cannot be empty"),
         ));
     } else if name.chars().count() > MAX_NAME_LEN {
         problems.push(FieldProblem::new(
             field,
-            "name_too_long",
+            ErrorCode::NameTooLong,
             format!("{field} is longer than {MAX_NAME_LEN} characters"),
         ));
     } else if name.trim() != name || name.contains(|c: char| c.is_control() || c == '/') {
         problems.push(FieldProblem::new(
             field,
-            "invalid_name",
+            ErrorCode::InvalidName,
             format!(
                 "{field} `{name}` may not start or end with spaces or contain `/` or control characters"
             ),
@@ -405,7 +407,7 @@ fn check_description(description: &str, problems: &mut Vec<FieldProblem>) {
     if description.chars().count() > MAX_DESCRIPTION_LEN {
         problems.push(FieldProblem::new(
             "description",
-            "description_too_long",
+            ErrorCode::DescriptionTooLong,
             format!("description is longer than {MAX_DESCRIPTION_LEN} characters"),
         ));
     }
@@ -415,7 +417,7 @@ fn check_list(field: &str, list: &[Principal], problems: &mut Vec<FieldProblem>)
     if list.len() > MAX_LIST_LEN {
         problems.push(FieldProblem::new(
             field,
-            "list_too_long",
+            ErrorCode::ListTooLong,
             format!("{field} has more than {MAX_LIST_LEN} entries"),
         ));
     }
@@ -430,7 +432,7 @@ pub fn check_url(url: &str, problems: &mut Vec<FieldProblem>) {
     if url.chars().count() > MAX_URL_LEN {
         problems.push(FieldProblem::new(
             "url",
-            "url_too_long",
+            ErrorCode::UrlTooLong,
             format!("url is longer than {MAX_URL_LEN} characters"),
         ));
     } else if rest.is_none_or(|rest| {
@@ -438,7 +440,7 @@ pub fn check_url(url: &str, problems: &mut Vec<FieldProblem>) {
     }) {
         problems.push(FieldProblem::new(
             "url",
-            "invalid_url",
+            ErrorCode::InvalidUrl,
             format!("url `{url}` must be an absolute http:// or https:// address"),
         ));
     }
@@ -528,14 +530,14 @@ impl ComplianceConfiguration {
         if self.adapter_name.chars().count() > MAX_NAME_LEN {
             problems.push(FieldProblem::new(
                 "adapterName",
-                "name_too_long",
+                ErrorCode::NameTooLong,
                 format!("adapterName is longer than {MAX_NAME_LEN} characters"),
             ));
         }
         if self.enabled && self.adapter_output_directory.trim().is_empty() {
             problems.push(FieldProblem::new(
                 "adapterOutputDirectory",
-                "missing_field",
+                ErrorCode::MissingField,
                 "adapterOutputDirectory is required when compliance is enabled",
             ));
         }

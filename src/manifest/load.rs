@@ -162,15 +162,27 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, pending: &mut Vec<Pendin
 type FileOutcome = (Vec<Pending>, Vec<DesiredObject>);
 
 fn check_files_in_parallel(files: &[PathBuf]) -> Vec<FileOutcome> {
+    check_all(files, check_file)
+}
+
+/// Checks every file, on up to eight threads. A file whose check panics, or that a failed
+/// thread left unchecked, becomes an error naming it, never an empty result: an empty result
+/// would let `plan` propose removing everything the file describes.
+fn check_all(files: &[PathBuf], check: impl Fn(&Path) -> FileOutcome + Sync) -> Vec<FileOutcome> {
+    let guarded = |file: &Path| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(file)))
+            .unwrap_or_else(|panic| unchecked(file, &panic_text(panic.as_ref())))
+    };
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
     if threads <= 1 || files.len() < 2 {
-        return files.iter().map(|file| check_file(file)).collect();
+        return files.iter().map(|file| guarded(file)).collect();
     }
     // Files vary in size; taking them from a shared counter keeps both cores busy.
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut outcomes: Vec<(usize, FileOutcome)> = std::thread::scope(|scope| {
+    let mut outcomes: Vec<Option<FileOutcome>> = files.iter().map(|_| None).collect();
+    let finished: Vec<(usize, FileOutcome)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
@@ -178,7 +190,7 @@ fn check_files_in_parallel(files: &[PathBuf]) -> Vec<FileOutcome> {
                     loop {
                         let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(file) = files.get(index) else { break };
-                        mine.push((index, check_file(file)));
+                        mine.push((index, guarded(file)));
                     }
                     mine
                 })
@@ -189,8 +201,30 @@ fn check_files_in_parallel(files: &[PathBuf]) -> Vec<FileOutcome> {
             .flat_map(|worker| worker.join().unwrap_or_default())
             .collect()
     });
-    outcomes.sort_by_key(|(index, _)| *index);
-    outcomes.into_iter().map(|(_, outcome)| outcome).collect()
+    for (index, outcome) in finished {
+        outcomes[index] = Some(outcome);
+    }
+    outcomes
+        .into_iter()
+        .zip(files)
+        .map(|(outcome, file)| {
+            outcome.unwrap_or_else(|| unchecked(file, "its checking thread stopped"))
+        })
+        .collect()
+}
+
+fn unchecked(file: &Path, why: &str) -> FileOutcome {
+    let message = format!("perch could not check this file ({why}); this is a bug in perch");
+    let pending = Pending::in_file(&Arc::new(file.to_path_buf()), Position::default(), message);
+    (vec![pending], Vec::new())
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "it panicked".to_owned())
 }
 
 fn check_file(path: &Path) -> FileOutcome {
@@ -420,7 +454,7 @@ fn field_problems(fields: &Map<String, Value>) -> Vec<FieldProblem> {
             if items.len() > domain::MAX_LIST_LEN {
                 problems.push(FieldProblem {
                     field: field.clone(),
-                    code: "list_too_long",
+                    code: crate::api::ErrorCode::ListTooLong,
                     message: format!("{field} has more than {} entries", domain::MAX_LIST_LEN),
                 });
             }
@@ -792,4 +826,31 @@ pub fn render_problems(problems: &[Problem]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_check_is_an_error_naming_the_file() {
+        let files: Vec<PathBuf> = ["a.yaml", "b.yaml", "c.yaml"]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        let outcomes = check_all(&files, |file| {
+            assert!(!file.ends_with("b.yaml"), "boom");
+            (Vec::new(), Vec::new())
+        });
+        assert_eq!(outcomes.len(), 3);
+        assert!(outcomes[0].0.is_empty() && outcomes[2].0.is_empty());
+        let [problem] = outcomes[1].0.as_slice() else {
+            panic!(
+                "expected one problem for b.yaml, got {}",
+                outcomes[1].0.len()
+            );
+        };
+        assert_eq!(problem.file.as_path(), Path::new("b.yaml"));
+        assert!(problem.message.contains("boom"), "{}", problem.message);
+    }
 }

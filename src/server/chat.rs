@@ -1,5 +1,6 @@
 //! Chat routes: messages, live events, clearing and removal.
 
+use crate::api::ErrorCode;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use serde_json::json;
 
 use super::routes::JsonObject;
 use super::{ApiError, AppState};
-use crate::service::{Caller, Match, PageRequest, RemoveFilter, ServiceError};
+use crate::service::{Caller, Match, PageRequest, RemoveFilter, ServiceError, StreamEnd};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,13 +61,8 @@ pub async fn read_messages(
     Path(room): Path<String>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            rejection.body_text(),
-        )
-    })?;
+    let Query(query) =
+        query.map_err(|rejection| ApiError::new(ErrorCode::InvalidQuery, rejection.body_text()))?;
     let page = state
         .service
         .messages(
@@ -151,8 +147,7 @@ pub fn parse_match(text: Option<&str>) -> Result<Match, ApiError> {
         Some("or" | "any") => Ok(Match::Any),
         Some("exact") => Ok(Match::Exact),
         Some(other) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("match takes all, or or exact, not `{other}`"),
         )
         .with_field("match")),
@@ -196,8 +191,7 @@ pub async fn events(
         .map(|text| {
             parse_cursor(text).ok_or_else(|| {
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_header",
+                    ErrorCode::InvalidHeader,
                     "Last-Event-ID must be an event id (MESSAGE:CHANGE)",
                 )
                 .with_field("Last-Event-ID")
@@ -205,10 +199,12 @@ pub async fn events(
         })
         .transpose()?;
     let service = state.service.clone();
+    // Messages stored before the stream opened are replayed, not live (chat history rules).
+    let live_after = service.last_message_id().await?;
     let mut cursor = Cursor {
         message: match resume {
             Some((message, _)) => message,
-            None => service.last_message_id().await?,
+            None => live_after,
         },
         change: match resume {
             Some((_, Some(change))) => change,
@@ -217,10 +213,33 @@ pub async fn events(
     };
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(256);
     tokio::spawn(async move {
-        let mut filter = service.event_filter(&caller);
+        let mut filter = service.event_filter(&caller, live_after);
         let mut posted = service.watch_messages();
         loop {
             let start = cursor;
+            match service.events_after(&mut filter, cursor.message, 500).await {
+                Ok((messages, last)) => {
+                    for message in messages {
+                        cursor.message = message.id;
+                        let data = serde_json::to_string(&message).unwrap_or_default();
+                        if sender
+                            .send(Ok(Event::default()
+                                .id(cursor.id())
+                                .event("message")
+                                .data(data)))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    cursor.message = cursor.message.max(last);
+                }
+                Err(StreamEnd::Revoked) => return,
+                Err(StreamEnd::Failed(error)) => {
+                    tracing::warn!(%error, "live events: cannot read messages");
+                }
+            }
             match service
                 .room_changes_after(&caller, cursor.change, 500)
                 .await
@@ -243,26 +262,6 @@ pub async fn events(
                     cursor.change = cursor.change.max(last);
                 }
                 Err(error) => tracing::warn!(%error, "live events: cannot read room changes"),
-            }
-            match service.events_after(&mut filter, cursor.message, 500).await {
-                Ok((messages, last)) => {
-                    for message in messages {
-                        cursor.message = message.id;
-                        let data = serde_json::to_string(&message).unwrap_or_default();
-                        if sender
-                            .send(Ok(Event::default()
-                                .id(cursor.id())
-                                .event("message")
-                                .data(data)))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    cursor.message = cursor.message.max(last);
-                }
-                Err(error) => tracing::warn!(%error, "live events: cannot read messages"),
             }
             // Read again at once while there was something to read: batches are bounded.
             if cursor != start {

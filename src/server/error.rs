@@ -1,24 +1,14 @@
 //! `ApiError`: every failure leaves the server as JSON `{"code", "message", "field"}`.
 
+use crate::api::ErrorCode;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
 use crate::service::ServiceError;
 use crate::store::StoreError;
 
-/// The JSON body of every error response. `code` is stable; `message` is for people.
-#[derive(Debug, Serialize, serde::Deserialize, Clone, PartialEq, Eq)]
-pub struct ErrorBody {
-    pub code: String,
-    pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// Who holds a lock, on `lock_held`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub holder: Option<String>,
-}
+pub use crate::api::ErrorBody;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -27,11 +17,13 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+    /// An error with `code`, sent with the status the code has in [`ErrorCode`]'s table.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
-            status,
+            status: StatusCode::from_u16(code.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             body: ErrorBody {
-                code: code.to_owned(),
+                code: code.as_str().to_owned(),
                 message: message.into(),
                 field: None,
                 holder: None,
@@ -46,7 +38,7 @@ impl ApiError {
     }
 
     pub fn unauthorized(message: &str) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        ApiError::new(ErrorCode::Unauthorized, message)
     }
 }
 
@@ -55,51 +47,38 @@ impl From<ServiceError> for ApiError {
         let message = error.to_string();
         match error {
             ServiceError::Invalid { code, field, .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, code, message).with_field(field)
+                ApiError::new(code, message).with_field(field)
             }
             ServiceError::Rule { code, field, .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field)
+                ApiError::new(code, message).with_field(field)
             }
             ServiceError::NotFound { .. } => {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", message).with_field("name")
+                ApiError::new(ErrorCode::NotFound, message).with_field("name")
             }
-            ServiceError::Forbidden { .. } => {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
-            }
+            ServiceError::Forbidden { .. } => ApiError::new(ErrorCode::Forbidden, message),
             ServiceError::VersionMismatch { .. } => {
-                ApiError::new(StatusCode::PRECONDITION_FAILED, "version_mismatch", message)
-                    .with_field("If-Match")
+                ApiError::new(ErrorCode::VersionMismatch, message).with_field("If-Match")
             }
-            ServiceError::Conflict { code, .. } => {
-                ApiError::new(StatusCode::CONFLICT, code, message)
-            }
+            ServiceError::Conflict { code, .. } => ApiError::new(code, message),
             ServiceError::LockHeld { holder, .. } => {
-                let mut error = ApiError::new(StatusCode::CONFLICT, "lock_held", message);
+                let mut error = ApiError::new(ErrorCode::LockHeld, message);
                 error.body.holder = Some(holder);
                 error
             }
             ServiceError::Store(StoreError::Duplicate { .. }) => {
-                ApiError::new(StatusCode::CONFLICT, "already_exists", message).with_field("name")
+                ApiError::new(ErrorCode::AlreadyExists, message).with_field("name")
             }
             ServiceError::Store(StoreError::Busy(source)) => {
                 tracing::warn!(error = %source, "database busy");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+                ApiError::new(ErrorCode::Busy, message)
             }
             ServiceError::Store(store) => {
                 tracing::error!(error = ?store, "store failure");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the server log",
-                )
+                ApiError::new(ErrorCode::Internal, "internal error; see the server log")
             }
             ServiceError::Internal(text) => {
                 tracing::error!(error = %text, "internal failure");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the server log",
-                )
+                ApiError::new(ErrorCode::Internal, "internal error; see the server log")
             }
         }
     }

@@ -1,7 +1,7 @@
 //! `perch serve`: the HTTP JSON API over the service layer.
 //!
 //! Invariants: handlers parse, call one service method and render; every decision about
-//! who may do what is the service's. Only this module and `target/http.rs` know HTTP.
+//! who may do what is the service's. Only this module and `live/http.rs` know HTTP.
 
 mod chat;
 mod error;

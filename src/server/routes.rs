@@ -1,5 +1,6 @@
 //! Every route of the API, and the extractors they share.
 
+use crate::api::ErrorCode;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -42,7 +43,7 @@ pub fn router() -> Router<AppState> {
             get(read).put(replace).patch(patch).delete(remove),
         )
         .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see /v1/categories, /v1/rooms, /v1/addins, /v1/groups, /v1/compliance")
+            ApiError::new(ErrorCode::NotFound, "no such endpoint; see /v1/categories, /v1/rooms, /v1/addins, /v1/groups, /v1/compliance")
         })
 }
 
@@ -63,8 +64,7 @@ fn kind_of(collection: &str) -> Result<Kind, ApiError> {
         .find(|kind| collection_of(*kind) == collection)
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 format!(
                     "no collection `{collection}`; expected categories, rooms, addins or groups"
                 ),
@@ -108,44 +108,46 @@ impl FromRequest<AppState> for JsonObject {
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
-                ApiError::new(rejection.status(), "invalid_body", rejection.body_text())
+                let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ErrorCode::BodyTooLarge
+                } else {
+                    ErrorCode::InvalidBody
+                };
+                ApiError::new(code, rejection.body_text())
             })?;
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => Ok(JsonObject(map)),
             Ok(_) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
+                ErrorCode::InvalidJson,
                 "the body must be a JSON object",
             )),
             Err(error) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
+                ErrorCode::InvalidJson,
                 format!("the body is not valid JSON: {error}"),
             )),
         }
     }
 }
 
+/// `If-Match` as RFC 9110 reads it: `*` matches any existing object, a strong tag `"N"` matches
+/// version N, and any other tag (weak, opaque, a list) matches nothing, so the write answers
+/// 412 as a stale one does.
 fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(Precondition::None);
     };
-    let text = value.to_str().unwrap_or_default().trim();
+    let Ok(text) = value.to_str() else {
+        return Ok(Precondition::Unmatchable);
+    };
+    let text = text.trim();
     if text == "*" {
         return Ok(Precondition::None);
     }
-    text.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse::<i64>()
-        .map(Precondition::Version)
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_header",
-                format!("If-Match `{text}` is not a version; send the ETag you read, e.g. \"3\""),
-            )
-            .with_field("If-Match")
-        })
+    Ok(text
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .and_then(|version| version.parse::<i64>().ok())
+        .map_or(Precondition::Unmatchable, Precondition::Version))
 }
 
 fn query_flag(query: &Option<String>, name: &str) -> Result<bool, ApiError> {
@@ -157,8 +159,7 @@ fn query_flag(query: &Option<String>, name: &str) -> Result<bool, ApiError> {
                 "true" | "1" => Ok(true),
                 "false" | "0" => Ok(false),
                 _ => Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_query",
+                    ErrorCode::InvalidQuery,
                     format!("`{name}` takes true or false, not `{value}`"),
                 )
                 .with_field(name)),
@@ -197,12 +198,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
         Err(error) => {
             tracing::warn!(%error, "health check failed");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the database does not answer",
-            )
-            .into_response()
+            ApiError::new(ErrorCode::Unavailable, "the database does not answer").into_response()
         }
     }
 }
@@ -360,8 +356,7 @@ async fn export_data(
         None => crate::service::Level::All,
         Some(text) => crate::service::Level::parse(text).ok_or_else(|| {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!("level takes all, user, category, room-directory or content, not `{text}`"),
             )
             .with_field("level")
@@ -441,8 +436,7 @@ async fn read_lock(
             Ok(Json(json!({"name": name, "holder": holder, "since": since})).into_response())
         }
         None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("nobody holds lock `{name}`"),
         )),
     }
@@ -461,19 +455,13 @@ async fn release_lock(
         .find_map(|pair| pair.strip_prefix("holder="))
         .map(percent_decode)
         .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "missing_field",
-                "pass ?holder=NAME",
-            )
-            .with_field("holder")
+            ApiError::new(ErrorCode::MissingField, "pass ?holder=NAME").with_field("holder")
         })?;
     if state.service.release_lock(&caller, &name, &holder).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("lock `{name}` is not held by `{holder}`"),
         ))
     }

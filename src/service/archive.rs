@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Caller, Result, Role, Service, ServiceError, decode};
+use super::{Caller, Result, Service, ServiceError, decode};
 use crate::clock;
 use crate::domain::{AdapterType, Category, ComplianceConfiguration, Kind, Room};
 use crate::store::{Checkpoint, MessageRow};
@@ -35,11 +35,7 @@ pub struct ArchiveRun {
 }
 
 fn archiver_caller() -> Caller {
-    Caller {
-        name: "perch:archiver".to_owned(),
-        principal: None,
-        role: Role::Admin,
-    }
+    Caller::system("perch:archiver".to_owned())
 }
 
 impl Service {

@@ -14,6 +14,7 @@
 //! anything, and then changes everything in one transaction: a truncated or corrupted file, or
 //! one that meets objects already present (without `replace_existing`), changes nothing.
 
+use crate::api::ErrorCode;
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
@@ -134,7 +135,7 @@ impl Service {
                 clock::parse(text, false).map(clock::format).ok_or_else(|| {
                     ServiceError::invalid(
                         "since",
-                        "invalid_field",
+                        ErrorCode::InvalidField,
                         format!("`{text}` is not a date or time"),
                     )
                 })
@@ -168,7 +169,7 @@ impl Service {
             {
                 return Err(ServiceError::invalid(
                     "scope",
-                    "unknown_category",
+                    ErrorCode::UnknownCategory,
                     format!("category `{category}` does not exist"),
                 ));
             }
@@ -298,7 +299,8 @@ impl Service {
         replace_existing: bool,
     ) -> Result<ImportReport> {
         require_admin(caller, "import chat data")?;
-        let corrupt = |message: String| ServiceError::invalid("file", "corrupt_import", message);
+        let corrupt =
+            |message: String| ServiceError::invalid("file", ErrorCode::CorruptImport, message);
         let text = std::str::from_utf8(bytes)
             .map_err(|_| corrupt("the file is not UTF-8 text".to_owned()))?;
         let body_end = text
@@ -427,7 +429,7 @@ impl Service {
         }
         if !conflicts.is_empty() {
             return Err(ServiceError::Conflict {
-                code: "already_exists",
+                code: ErrorCode::AlreadyExists,
                 message: format!(
                     "the import meets what this server already holds: {}; nothing was imported (pass --replace-existing to replace them)",
                     conflicts.join(", ")
@@ -479,7 +481,7 @@ impl Service {
             let room = tx.object_by_id(room_id).await?;
             if room.is_none_or(|row| row.kind != Kind::Room) {
                 return Err(ServiceError::Rule {
-                    code: "unknown_room",
+                    code: ErrorCode::UnknownRoom,
                     field: "roomId".to_owned(),
                     message: format!(
                         "messages of room id {room_id}, which this server does not hold; import its room directory first"

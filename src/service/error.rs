@@ -1,5 +1,6 @@
 //! What a service call can fail with. Each variant maps to one HTTP status and one stable code.
 
+use crate::api::ErrorCode;
 use crate::domain::Kind;
 use crate::store::StoreError;
 
@@ -8,14 +9,14 @@ pub enum ServiceError {
     /// A value that is malformed on its own (400).
     #[error("{message}")]
     Invalid {
-        code: &'static str,
+        code: ErrorCode,
         field: String,
         message: String,
     },
     /// A value that breaks a rule involving other objects (422).
     #[error("{message}")]
     Rule {
-        code: &'static str,
+        code: ErrorCode,
         field: String,
         message: String,
     },
@@ -28,12 +29,13 @@ pub enum ServiceError {
     VersionMismatch {
         kind: Kind,
         name: String,
-        expected: i64,
+        /// The tag the caller sent, as text (it may be no version at all).
+        expected: String,
         actual: i64,
     },
     /// The current state forbids the change (409).
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     #[error("the lock is held by {holder} since {since}")]
     LockHeld { holder: String, since: String },
     #[error(transparent)]
@@ -50,11 +52,7 @@ impl ServiceError {
         }
     }
 
-    pub fn invalid(
-        field: impl Into<String>,
-        code: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn invalid(field: impl Into<String>, code: ErrorCode, message: impl Into<String>) -> Self {
         ServiceError::Invalid {
             code,
             field: field.into(),
@@ -85,16 +83,16 @@ impl ServiceError {
             } else {
                 path
             };
-            return ServiceError::invalid(field, "unknown_field", bare);
+            return ServiceError::invalid(field, ErrorCode::UnknownField, bare);
         }
         if let Some(rest) = bare.strip_prefix("missing field `") {
             let name = rest.split('`').next().unwrap_or_default().to_owned();
-            return ServiceError::invalid(name, "missing_field", bare);
+            return ServiceError::invalid(name, ErrorCode::MissingField, bare);
         }
         let code = if bare.starts_with("invalid principal") {
-            "invalid_principal"
+            ErrorCode::InvalidPrincipal
         } else {
-            "invalid_field"
+            ErrorCode::InvalidField
         };
         let field = if path == "." { String::new() } else { path };
         ServiceError::invalid(field, code, bare)

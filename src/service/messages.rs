@@ -5,14 +5,14 @@
 //! room; a category without chat history keeps messages for compliance only; only
 //! administrators clear rooms or remove messages, and authors cannot remove their own.
 
+use crate::api::ErrorCode;
 use serde::Serialize;
 
-use super::{
-    Caller, Result, Service, ServiceError, caller_principal, decode, load_directory, require_admin,
-};
+use super::access::{Source, rights_in_room, room_access};
+use super::{Caller, Result, Service, ServiceError, caller_principal, require_admin};
 use crate::clock;
-use crate::domain::{Category, Kind, Privacy, Room, RoomType};
-use crate::store::{MessageQuery, MessageRow, Tx};
+use crate::domain::access::{self, PostRefusal};
+use crate::store::{MessageQuery, MessageRow};
 
 /// Longest message text, in characters.
 pub const MAX_MESSAGE_LEN: usize = 16_384;
@@ -105,15 +105,6 @@ pub struct RemoveFilter {
     pub replacement: Option<String>,
 }
 
-/// The room as chat sees it: the room, its category and what the caller may do in it.
-pub(crate) struct RoomAccess {
-    pub id: i64,
-    pub room: Room,
-    pub category: Category,
-    pub member: bool,
-    pub presenter: bool,
-}
-
 impl Service {
     /// Posts a message as the caller.
     ///
@@ -130,41 +121,38 @@ impl Service {
         if body.trim().is_empty() {
             return Err(ServiceError::invalid(
                 "body",
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "a message cannot be empty",
             ));
         }
         if body.chars().count() > MAX_MESSAGE_LEN {
             return Err(ServiceError::invalid(
                 "body",
-                "message_too_long",
+                ErrorCode::MessageTooLong,
                 format!("a message holds at most {MAX_MESSAGE_LEN} characters"),
             ));
         }
         if idempotency_key.is_some_and(|key| key.is_empty() || key.len() > 256) {
             return Err(ServiceError::invalid(
                 "Idempotency-Key",
-                "invalid_header",
+                ErrorCode::InvalidHeader,
                 "an Idempotency-Key has 1 to 256 characters",
             ));
         }
         let principal = caller_principal(caller)?.clone();
         let mut tx = self.store().begin().await?;
-        let access = room_access(&mut tx, caller, room_name).await?;
-        if access.room.disabled {
-            return Err(ServiceError::Forbidden {
-                message: format!("room `{room_name}` is disabled: nobody posts in it"),
-            });
-        }
-        if !access.member {
-            return Err(ServiceError::Forbidden {
-                message: format!("only members post in room `{room_name}`"),
-            });
-        }
-        if access.room.room_type == RoomType::Auditorium && !access.presenter {
-            return Err(ServiceError::Forbidden {
-                message: format!("room `{room_name}` is an auditorium: only its presenters post"),
-            });
+        let access = room_access(&mut Source::Tx(&mut tx), caller, room_name).await?;
+        if let Err(refusal) = access::may_post(access.rights, &access.room) {
+            let message = match refusal {
+                PostRefusal::Disabled => {
+                    format!("room `{room_name}` is disabled: nobody posts in it")
+                }
+                PostRefusal::NotMember => format!("only members post in room `{room_name}`"),
+                PostRefusal::NotPresenter => {
+                    format!("room `{room_name}` is an auditorium: only its presenters post")
+                }
+            };
+            return Err(ServiceError::Forbidden { message });
         }
         let (row, fresh) = tx
             .insert_message(
@@ -178,7 +166,7 @@ impl Service {
             .await?;
         if !fresh && (row.room_id != access.id || row.body != body) {
             return Err(ServiceError::Conflict {
-                code: "idempotency_key_reused",
+                code: ErrorCode::IdempotencyKeyReused,
                 message: "this Idempotency-Key was used for another message".to_owned(),
             });
         }
@@ -196,10 +184,8 @@ impl Service {
         room_name: &str,
         request: PageRequest,
     ) -> Result<Page> {
-        let mut tx = self.store().begin().await?;
-        let access = room_access(&mut tx, caller, room_name).await?;
-        tx.commit().await?;
-        if !access.member && !caller.is_admin() {
+        let access = room_access(&mut Source::Pool(self.store()), caller, room_name).await?;
+        if !access.rights.reads {
             return Err(ServiceError::Forbidden {
                 message: format!("only members read room `{room_name}`"),
             });
@@ -208,7 +194,7 @@ impl Service {
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(ServiceError::invalid(
                 "limit",
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!("limit is 1 to {MAX_PAGE}"),
             ));
         }
@@ -261,7 +247,7 @@ impl Service {
         require_admin(caller, "clear rooms")?;
         let end = parse_instant("endDate", end, true)?;
         let mut tx = self.store().begin().await?;
-        let access = room_access(&mut tx, caller, room_name).await?;
+        let access = room_access(&mut Source::Tx(&mut tx), caller, room_name).await?;
         let count = tx.clear_messages(access.id, &end).await?;
         tx.commit().await?;
         tracing::info!(room = room_name, count, by = %caller.name, "cleared");
@@ -294,7 +280,11 @@ impl Service {
                 crate::domain::Principal::parse(text)
                     .map(|principal| principal.to_string())
                     .map_err(|error| {
-                        ServiceError::invalid("user", "invalid_principal", error.to_string())
+                        ServiceError::invalid(
+                            "user",
+                            ErrorCode::InvalidPrincipal,
+                            error.to_string(),
+                        )
                     })
             })
             .transpose()?;
@@ -305,12 +295,12 @@ impl Service {
         {
             return Err(ServiceError::invalid(
                 "replace",
-                "message_too_long",
+                ErrorCode::MessageTooLong,
                 "the replacement text is too long",
             ));
         }
         let mut tx = self.store().begin().await?;
-        let access = room_access(&mut tx, caller, room_name).await?;
+        let access = room_access(&mut Source::Tx(&mut tx), caller, room_name).await?;
         let candidates = tx
             .room_messages(
                 access.id,
@@ -336,36 +326,95 @@ impl Service {
     }
 }
 
-/// Which rooms' messages a live stream may deliver, looked up once per room and stream.
+/// What a live stream may deliver: room access judged against the current state.
+///
+/// Access is cached per room only while the configuration generation (a counter every
+/// configuration or token change bumps, on every node) stays the same, so a member removed
+/// from a room stops receiving its messages at once and a member added starts at once.
 pub struct EventFilter {
     caller: Caller,
+    /// Messages with ids up to this one were stored before the stream opened: replaying them
+    /// is reading history, which a category without chat history does not offer.
+    live_after: i64,
+    generation: Option<i64>,
     readable: std::collections::HashMap<i64, Option<String>>,
 }
 
+/// Why a live stream must end.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamEnd {
+    #[error("the stream's token was revoked")]
+    Revoked,
+    #[error(transparent)]
+    Failed(#[from] ServiceError),
+}
+
 impl Service {
-    /// Starts filtering live events for a caller.
-    pub fn event_filter(&self, caller: &Caller) -> EventFilter {
+    /// Starts filtering live events for a caller; messages after `live_after` count as live.
+    pub fn event_filter(&self, caller: &Caller, live_after: i64) -> EventFilter {
         EventFilter {
             caller: caller.clone(),
+            live_after,
+            generation: None,
             readable: std::collections::HashMap::new(),
         }
     }
 
+    /// Brings the filter up to the current configuration: when anything changed since it last
+    /// looked, forgets every cached decision and checks that the caller's token still stands.
+    ///
+    /// # Errors
+    /// [`StreamEnd::Revoked`] once the caller's token is gone.
+    async fn refresh(&self, filter: &mut EventFilter) -> Result<(), StreamEnd> {
+        let generation = self
+            .store()
+            .generation()
+            .await
+            .map_err(ServiceError::from)?;
+        if filter.generation == Some(generation) {
+            return Ok(());
+        }
+        filter.readable.clear();
+        filter.generation = Some(generation);
+        if let Some(hash) = &filter.caller.token_hash {
+            if self
+                .store()
+                .token(hash)
+                .await
+                .map_err(ServiceError::from)?
+                .is_none()
+            {
+                return Err(StreamEnd::Revoked);
+            }
+        }
+        Ok(())
+    }
+
     /// The messages after `after` that the caller may read, and the id to continue after.
     ///
-    /// Room access is looked up once per room for the life of the stream; a stream that must
-    /// see a membership change reconnects.
+    /// # Errors
+    /// [`StreamEnd::Revoked`] once the caller's token is gone; a store failure.
     pub async fn events_after(
         &self,
         filter: &mut EventFilter,
         after: i64,
         limit: i64,
-    ) -> Result<(Vec<Message>, i64)> {
-        let rows = self.store().messages_after(after, limit).await?;
+    ) -> Result<(Vec<Message>, i64), StreamEnd> {
+        let rows = self
+            .store()
+            .messages_after(after, limit)
+            .await
+            .map_err(ServiceError::from)?;
+        // Judged after the read, so that no message posted after a change of access is
+        // delivered under the access from before it.
+        self.refresh(filter).await?;
         let mut last = after;
         let mut visible = Vec::new();
         for row in rows {
             last = row.id;
+            if !access::stream_delivers(row.in_history, row.id > filter.live_after) {
+                continue;
+            }
             let room = match filter.readable.get(&row.room_id) {
                 Some(room) => room.clone(),
                 None => {
@@ -398,10 +447,7 @@ impl Service {
             let shown = if row.change == "removed" {
                 caller.is_admin()
             } else {
-                let mut tx = self.store().begin().await?;
-                let access = room_access(&mut tx, caller, &row.room_name).await;
-                tx.commit().await?;
-                match access {
+                match room_access(&mut Source::Pool(self.store()), caller, &row.room_name).await {
                     Ok(_) => true,
                     Err(ServiceError::NotFound { .. }) => false,
                     Err(error) => return Err(error),
@@ -437,14 +483,10 @@ impl Service {
         let Some(row) = self.store().get_by_id(room_id).await? else {
             return Ok(None);
         };
-        let mut tx = self.store().begin().await?;
-        let access = room_access(&mut tx, caller, &row.name).await;
-        tx.commit().await?;
-        match access {
-            Ok(access) if access.member || caller.is_admin() => Ok(Some(access.room.name)),
-            Ok(_) | Err(ServiceError::NotFound { .. }) => Ok(None),
-            Err(error) => Err(error),
-        }
+        let access = rights_in_room(&mut Source::Pool(self.store()), caller, &row).await?;
+        Ok(access
+            .filter(|access| access.rights.reads)
+            .map(|access| access.room.name))
     }
 }
 
@@ -483,57 +525,12 @@ fn parse_instant(field: &str, text: &str, end_of_day: bool) -> Result<String> {
         .ok_or_else(|| {
             ServiceError::invalid(
                 field,
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!(
                     "{field} `{text}` is not a date (2016-01-31) or a time (2016-01-31T17:00:00Z)"
                 ),
             )
         })
-}
-
-/// Loads a room the caller may see, with its category and the caller's roles in it.
-pub(crate) async fn room_access(
-    tx: &mut Tx,
-    caller: &Caller,
-    room_name: &str,
-) -> Result<RoomAccess> {
-    let not_found = || ServiceError::not_found(Kind::Room, room_name);
-    let row = tx.get(Kind::Room, room_name).await?.ok_or_else(not_found)?;
-    let room: Room = decode(&row)?;
-    let category_row = tx
-        .get(Kind::Category, &room.category)
-        .await?
-        .ok_or_else(not_found)?;
-    let category: Category = decode(&category_row)?;
-    let Some(principal) = caller.principal.as_ref() else {
-        // The embedded operator administers; it is a member of nothing.
-        return Ok(RoomAccess {
-            id: row.id,
-            room,
-            category,
-            member: false,
-            presenter: false,
-        });
-    };
-    let directory = load_directory(tx).await?;
-    let in_scope = category.admits(&directory, principal);
-    let listed = directory.covers(&room.members, principal);
-    let member = in_scope && (room.privacy == Privacy::Open || listed);
-    let presenter = member && directory.covers(&room.presenters, principal);
-    let manager = directory.covers(&room.managers, principal);
-    let visible = caller.is_admin()
-        || manager
-        || (!room.disabled && in_scope && (room.privacy != Privacy::Secret || listed));
-    if !visible {
-        return Err(not_found());
-    }
-    Ok(RoomAccess {
-        id: row.id,
-        room,
-        category,
-        member,
-        presenter,
-    })
 }
 
 #[cfg(test)]

@@ -6,26 +6,27 @@
 //! changes nothing. Objects invisible to the caller are reported as not found, never as
 //! forbidden, so that secret rooms do not leak their existence.
 
+mod access;
 mod archive;
 mod data;
 mod error;
 mod messages;
 mod object;
 
+use crate::api::ErrorCode;
 use serde_json::Value;
 
 use crate::clock;
-use crate::domain::{
-    Category, ComplianceConfiguration, Directory, FieldProblem, Group, Kind, Principal, Privacy,
-    Room,
-};
+use crate::domain::access::{ChangeRefusal, Viewer};
+use crate::domain::{self, Category, ComplianceConfiguration, FieldProblem, Kind, Principal, Room};
 use crate::store::{ObjectRow, ObjectWrite, Store, StoreError, Tx};
+use access::Source;
 
 pub use archive::{ARCHIVER, ArchiveRun};
 pub use data::{ExportOptions, ImportReport, Level};
 pub use error::ServiceError;
 pub use messages::{
-    DEFAULT_REPLACEMENT, EventFilter, Match, Message, Page, PageRequest, RemoveFilter,
+    DEFAULT_REPLACEMENT, EventFilter, Match, Message, Page, PageRequest, RemoveFilter, StreamEnd,
 };
 pub use object::{Meta, Object, Stored};
 
@@ -59,28 +60,69 @@ impl Role {
 }
 
 /// Who is asking. Every service call takes one.
+///
+/// Built only by [`Service::authenticate`] and the named constructors, so a user always has a
+/// principal and the rules in [`crate::domain::access`] always know whom they judge.
 #[derive(Clone, Debug)]
 pub struct Caller {
     /// Recorded as `updatedBy`.
-    pub name: String,
-    /// The caller as a principal, for scope and role checks; `None` for the embedded operator.
-    pub principal: Option<Principal>,
-    pub role: Role,
+    name: String,
+    identity: Identity,
+    /// The hash of the bearer token the caller came with, so that long-lived requests (live
+    /// streams) can tell when it is revoked.
+    token_hash: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+enum Identity {
+    /// An administrator, with a principal unless it is the embedded operator or the archiver.
+    Admin(Option<Principal>),
+    User(Principal),
 }
 
 impl Caller {
     /// The operator of the embedded store: an administrator named after the local account.
     pub fn local_operator() -> Caller {
         let user = std::env::var("USER").unwrap_or_else(|_| "operator".to_owned());
+        Caller::system(format!("local:{user}"))
+    }
+
+    /// An administrator that is a part of Perch itself (the archiver, a migration).
+    pub(crate) fn system(name: String) -> Caller {
         Caller {
-            name: format!("local:{user}"),
-            principal: None,
-            role: Role::Admin,
+            name,
+            identity: Identity::Admin(None),
+            token_hash: None,
+        }
+    }
+
+    /// The name recorded as `updatedBy`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn role(&self) -> Role {
+        match self.identity {
+            Identity::Admin(_) => Role::Admin,
+            Identity::User(_) => Role::User,
         }
     }
 
     pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
+        self.role() == Role::Admin
+    }
+
+    /// The caller as the access rules see it.
+    pub fn viewer(&self) -> Viewer<'_> {
+        match &self.identity {
+            Identity::Admin(principal) => Viewer::Admin(principal.as_ref()),
+            Identity::User(principal) => Viewer::User(principal),
+        }
+    }
+
+    /// The caller as a principal; administrators inside Perch have none.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.viewer().principal()
     }
 }
 
@@ -90,6 +132,9 @@ pub enum Precondition {
     #[default]
     None,
     Version(i64),
+    /// An entity tag that is no version of ours (opaque or weak): it matches nothing, so the
+    /// write fails as any stale one does (RFC 9110, 13.1.1).
+    Unmatchable,
 }
 
 /// How a write marks the object's ownership.
@@ -273,18 +318,30 @@ impl Service {
 
     /// Lists the objects of a kind that the caller may see, ordered by name.
     pub async fn list(&self, caller: &Caller, kind: Kind) -> Result<Vec<Stored<Object>>> {
-        let rows = self.store.list(kind).await?;
-        let objects = rows
-            .iter()
-            .map(Stored::<Object>::from_row)
-            .collect::<Result<Vec<_>>>()?;
+        let objects = decode_all(&self.store.list(kind).await?)?;
         if caller.is_admin() {
             return Ok(objects);
         }
-        let view = self.user_view(caller).await?;
+        let view = access::ListView::load(&self.store).await?;
+        let addins_in_view: std::collections::BTreeSet<String> = if kind == Kind::Addin {
+            decode_all(&self.store.list(Kind::Room).await?)?
+                .into_iter()
+                .filter_map(|room| match room.spec {
+                    Object::Room(room) if view.room_rights(caller, &room).sees => room.addin,
+                    _ => None,
+                })
+                .collect()
+        } else {
+            Default::default()
+        };
         Ok(objects
             .into_iter()
-            .filter(|object| view.sees(&object.spec))
+            .filter(|object| match &object.spec {
+                Object::Group(_) => domain::access::sees_group(caller.viewer()),
+                Object::Category(category) => view.sees_category(caller, category),
+                Object::Room(room) => view.room_rights(caller, room).sees,
+                Object::Addin(addin) => addins_in_view.contains(&addin.name),
+            })
             .collect())
     }
 
@@ -299,7 +356,7 @@ impl Service {
             .await?
             .ok_or_else(|| ServiceError::not_found(kind, name))?;
         let object = Stored::<Object>::from_row(&row)?;
-        if !caller.is_admin() && !self.user_view(caller).await?.sees(&object.spec) {
+        if !access::sees(&mut Source::Pool(&self.store), caller, &object.spec).await? {
             return Err(ServiceError::not_found(kind, name));
         }
         Ok(object)
@@ -380,13 +437,12 @@ impl Service {
                 check_category_lists(tx, category, None).await?;
             }
             Object::Room(room) => {
-                let category = load_category(tx, &room.category).await?;
-                if !caller.is_admin() {
-                    let principal = caller_principal(caller)?;
-                    let directory = load_directory(tx).await?;
-                    if !(category.admits(&directory, principal)
-                        && directory.covers(&category.creators, principal))
-                    {
+                let category = load_category_for(tx, caller, &room.category).await?;
+                if let Viewer::User(principal) = caller.viewer() {
+                    let directory =
+                        access::directory_for(&mut Source::Tx(tx), category_scope(&category))
+                            .await?;
+                    if !domain::access::may_create_room(caller.viewer(), &category, &directory) {
                         return Err(ServiceError::Forbidden {
                             message: format!(
                                 "only administrators and creators of category `{}` may create rooms in it",
@@ -402,10 +458,18 @@ impl Service {
                 check_room_lists(tx, room, &category, None).await?;
             }
         }
+        check_marks(caller, ownership)?;
         let now = clock::now();
         let marks = ownership.marks((false, false));
         let write = write_of(&object, marks, &caller.name, &now)?;
-        let row = tx.insert(write).await?;
+        let row = match tx.insert(write).await {
+            Err(StoreError::Duplicate { kind, name })
+                if access::hidden_from(&mut Source::Tx(tx), caller, kind, &name).await? =>
+            {
+                return Err(ServiceError::not_found(kind, &name));
+            }
+            other => other?,
+        };
         if row.kind == Kind::Room {
             tx.insert_room_change(row.id, &row.name, "created", row.version, &now)
                 .await?;
@@ -455,7 +519,7 @@ impl Service {
             .await?
             .ok_or_else(|| ServiceError::not_found(kind, name))?;
         let current = Stored::<Object>::from_row(&current_row)?;
-        if !caller.is_admin() && !self.user_view_in(tx, caller).await?.sees(&current.spec) {
+        if !access::sees(&mut Source::Tx(tx), caller, &current.spec).await? {
             return Err(ServiceError::not_found(kind, name));
         }
         check_precondition(kind, name, precondition, current.meta.version)?;
@@ -466,7 +530,7 @@ impl Service {
                 if renamed {
                     return Err(ServiceError::invalid(
                         "name",
-                        "rename_unsupported",
+                        ErrorCode::RenameUnsupported,
                         "a group cannot be renamed, since principals name it; create a new group instead",
                     ));
                 }
@@ -486,20 +550,19 @@ impl Service {
                 }
             }
             (Object::Room(old), Object::Room(room)) => {
-                let category = load_category(tx, &room.category).await?;
-                if !caller.is_admin() {
-                    let principal = caller_principal(caller)?;
-                    let directory = load_directory(tx).await?;
-                    if !directory.covers(&old.managers, principal) {
+                let category = load_category_for(tx, caller, &room.category).await?;
+                let lists = old.managers.iter().chain(category_scope(&category));
+                let directory = access::directory_for(&mut Source::Tx(tx), lists).await?;
+                match domain::access::may_change_room(caller.viewer(), old, &category, &directory) {
+                    Ok(()) => {}
+                    Err(ChangeRefusal::NotManager) => {
                         return Err(ServiceError::Forbidden {
                             message: format!(
                                 "only administrators and managers of room `{name}` may change it"
                             ),
                         });
                     }
-                    if room.category != old.category
-                        && !directory.covers(&category.creators, principal)
-                    {
+                    Err(ChangeRefusal::NotCreatorOfNewCategory) => {
                         return Err(ServiceError::Forbidden {
                             message: format!(
                                 "a manager may move a room only into a category it creates rooms in, and `{}` is not one",
@@ -514,11 +577,12 @@ impl Service {
             _ => {
                 return Err(ServiceError::invalid(
                     "kind",
-                    "kind_mismatch",
+                    ErrorCode::KindMismatch,
                     format!("`{name}` is a {kind}; the body describes another kind"),
                 ));
             }
         }
+        check_marks(caller, ownership)?;
         let current_marks = (current.meta.managed, current.meta.protect);
         let marks = ownership.marks(current_marks);
         if object == current.spec && marks == current_marks {
@@ -526,7 +590,14 @@ impl Service {
         }
         let now = clock::now();
         let write = write_of(&object, marks, &caller.name, &now)?;
-        let row = tx.update(current.meta.id, write).await?;
+        let row = match tx.update(current.meta.id, write).await {
+            Err(StoreError::Duplicate { kind, name })
+                if access::hidden_from(&mut Source::Tx(tx), caller, kind, &name).await? =>
+            {
+                return Err(ServiceError::not_found(kind, &name));
+            }
+            other => other?,
+        };
         if row.kind == Kind::Room {
             tx.insert_room_change(row.id, &row.name, "changed", row.version, &now)
                 .await?;
@@ -545,10 +616,24 @@ impl Service {
         patch: serde_json::Map<String, Value>,
         precondition: Precondition,
     ) -> Result<Stored<Object>> {
-        let current = self.get(caller, kind, name).await?;
+        // The read, the merge and the write share one transaction, so that two concurrent
+        // patches of one object both land (the second sees the first's result).
+        let mut tx = self.store.begin().await?;
+        let row = tx
+            .get(kind, name)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(kind, name))?;
+        let current = Stored::<Object>::from_row(&row)?;
+        if !access::sees(&mut Source::Tx(&mut tx), caller, &current.spec).await? {
+            return Err(ServiceError::not_found(kind, name));
+        }
         let merged = object::merge_patch(&current.spec, patch)?;
-        self.replace(caller, name, merged, precondition, Ownership::Keep)
-            .await
+        let outcome = self
+            .replace_in(&mut tx, caller, name, merged, precondition, Ownership::Keep)
+            .await?;
+        tx.commit().await?;
+        self.notify_change();
+        Ok(outcome)
     }
 
     /// Removes an object; administrators only.
@@ -589,7 +674,7 @@ impl Service {
         };
         if !caller.is_admin() {
             let current = Stored::<Object>::from_row(&row)?;
-            if !self.user_view_in(tx, caller).await?.sees(&current.spec) {
+            if !access::sees(&mut Source::Tx(tx), caller, &current.spec).await? {
                 return Err(ServiceError::not_found(kind, name));
             }
         }
@@ -600,7 +685,7 @@ impl Service {
                 let rooms = tx.rooms_in_category(name).await?;
                 if !rooms.is_empty() {
                     return Err(ServiceError::Conflict {
-                        code: "category_not_empty",
+                        code: ErrorCode::CategoryNotEmpty,
                         message: format!(
                             "category `{name}` still holds rooms: {}; remove or move them first",
                             list_names(&rooms)
@@ -612,7 +697,7 @@ impl Service {
                 let rooms = tx.rooms_using_addin(name).await?;
                 if !rooms.is_empty() && !force {
                     return Err(ServiceError::Conflict {
-                        code: "addin_in_use",
+                        code: ErrorCode::AddinInUse,
                         message: format!(
                             "add-in `{name}` is still used by rooms: {}; pass force=true to remove it from them",
                             list_names(&rooms)
@@ -644,7 +729,7 @@ impl Service {
                 let users = group_references(tx, name).await?;
                 if !users.is_empty() {
                     return Err(ServiceError::Conflict {
-                        code: "group_in_use",
+                        code: ErrorCode::GroupInUse,
                         message: format!(
                             "group `{name}` is still named by {}; remove it from them first",
                             list_names(&users)
@@ -738,7 +823,8 @@ impl Service {
 
     /// Resolves a bearer token to its caller.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Caller>> {
-        let Some(row) = self.store.token(&hash_token(token)).await? else {
+        let hash = hash_token(token);
+        let Some(row) = self.store.token(&hash).await? else {
             return Ok(None);
         };
         let role = Role::parse(&row.role).ok_or_else(|| {
@@ -747,8 +833,11 @@ impl Service {
         let principal = Principal::parse(&row.user).map_err(ServiceError::internal)?;
         Ok(Some(Caller {
             name: principal.to_string(),
-            principal: Some(principal),
-            role,
+            identity: match role {
+                Role::Admin => Identity::Admin(Some(principal)),
+                Role::User => Identity::User(principal),
+            },
+            token_hash: Some(hash),
         }))
     }
 
@@ -758,12 +847,12 @@ impl Service {
     /// A principal that is not a single user (`sip:user@domain`).
     pub async fn create_token(&self, user: &str, role: Role) -> Result<String> {
         let principal = Principal::parse(user).map_err(|error| {
-            ServiceError::invalid("user", "invalid_principal", error.to_string())
+            ServiceError::invalid("user", ErrorCode::InvalidPrincipal, error.to_string())
         })?;
         if !matches!(principal, Principal::User(_)) {
             return Err(ServiceError::invalid(
                 "user",
-                "invalid_principal",
+                ErrorCode::InvalidPrincipal,
                 format!("a token belongs to one user (sip:user@domain), not `{principal}`"),
             ));
         }
@@ -780,6 +869,17 @@ impl Service {
         .await?;
         tx.commit().await?;
         Ok(token)
+    }
+
+    /// Revokes a bearer token at once, on every node: requests with it are refused and live
+    /// streams opened with it end. Returns whether the token existed.
+    pub async fn revoke_token(&self, caller: &Caller, token: &str) -> Result<bool> {
+        require_admin(caller, "revoke tokens")?;
+        let mut tx = self.store.begin().await?;
+        let revoked = tx.delete_token(&hash_token(token)).await?;
+        tx.commit().await?;
+        self.notify_change();
+        Ok(revoked)
     }
 
     /// Takes a named lock for `holder` for `ttl_seconds`, or says who holds it.
@@ -832,84 +932,9 @@ impl Service {
         tx.commit().await?;
         Ok(released)
     }
-
-    async fn user_view(&self, caller: &Caller) -> Result<UserView> {
-        let mut tx = self.store.begin().await?;
-        let view = self.user_view_in(&mut tx, caller).await?;
-        tx.commit().await?;
-        Ok(view)
-    }
-
-    async fn user_view_in(&self, tx: &mut Tx, caller: &Caller) -> Result<UserView> {
-        let principal = caller_principal(caller)?.clone();
-        let directory = load_directory(tx).await?;
-        let categories = tx
-            .list(Kind::Category)
-            .await?
-            .iter()
-            .map(|row| decode::<Category>(row).map(|category| (category.name.clone(), category)))
-            .collect::<Result<_>>()?;
-        let visible_rooms_addins = tx
-            .list(Kind::Room)
-            .await?
-            .iter()
-            .map(decode::<Room>)
-            .collect::<Result<Vec<_>>>()?;
-        let mut view = UserView {
-            principal,
-            directory,
-            categories,
-            addins_in_view: Default::default(),
-        };
-        view.addins_in_view = visible_rooms_addins
-            .iter()
-            .filter(|room| view.sees_room(room))
-            .filter_map(|room| room.addin.clone())
-            .collect();
-        Ok(view)
-    }
 }
 
 const COMPLIANCE_NAME: &str = "global";
-
-/// What a non-administrator may see, computed once per request.
-struct UserView {
-    principal: Principal,
-    directory: Directory,
-    categories: std::collections::BTreeMap<String, Category>,
-    addins_in_view: std::collections::BTreeSet<String>,
-}
-
-impl UserView {
-    fn sees(&self, object: &Object) -> bool {
-        match object {
-            Object::Group(_) => true,
-            Object::Addin(addin) => self.addins_in_view.contains(&addin.name),
-            Object::Category(category) => {
-                category.admits(&self.directory, &self.principal)
-                    || self.directory.covers(&category.creators, &self.principal)
-            }
-            Object::Room(room) => self.sees_room(room),
-        }
-    }
-
-    fn sees_room(&self, room: &Room) -> bool {
-        let me = &self.principal;
-        if self.directory.covers(&room.managers, me) {
-            return true;
-        }
-        let Some(category) = self.categories.get(&room.category) else {
-            return false;
-        };
-        if room.disabled || !category.admits(&self.directory, me) {
-            return false;
-        }
-        match room.privacy {
-            Privacy::Open | Privacy::Closed => true,
-            Privacy::Secret => self.directory.covers(&room.members, me),
-        }
-    }
-}
 
 fn require_admin(caller: &Caller, action: &str) -> Result<()> {
     if caller.is_admin() {
@@ -921,13 +946,26 @@ fn require_admin(caller: &Caller, action: &str) -> Result<()> {
     }
 }
 
+/// Ownership marks are the administrators' alone (see [`domain::access::may_set_marks`]).
+fn check_marks(caller: &Caller, ownership: Ownership) -> Result<()> {
+    match ownership {
+        Ownership::Managed { .. } if !domain::access::may_set_marks(caller.viewer()) => {
+            Err(ServiceError::Forbidden {
+                message: "only administrators mark objects as managed or protected".to_owned(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 fn caller_principal(caller: &Caller) -> Result<&Principal> {
-    caller
-        .principal
-        .as_ref()
-        .ok_or_else(|| ServiceError::Forbidden {
-            message: "this caller has no user identity".to_owned(),
-        })
+    caller.principal().ok_or_else(|| ServiceError::Forbidden {
+        message: "this caller has no user identity".to_owned(),
+    })
+}
+
+fn decode_all(rows: &[ObjectRow]) -> Result<Vec<Stored<Object>>> {
+    rows.iter().map(Stored::<Object>::from_row).collect()
 }
 
 fn check_precondition(
@@ -936,17 +974,18 @@ fn check_precondition(
     precondition: Precondition,
     actual: i64,
 ) -> Result<()> {
-    match precondition {
-        Precondition::Version(expected) if expected != actual => {
-            Err(ServiceError::VersionMismatch {
-                kind,
-                name: name.to_owned(),
-                expected,
-                actual,
-            })
-        }
-        _ => Ok(()),
-    }
+    let expected = match precondition {
+        Precondition::None => return Ok(()),
+        Precondition::Version(expected) if expected == actual => return Ok(()),
+        Precondition::Version(expected) => expected.to_string(),
+        Precondition::Unmatchable => "the tag sent".to_owned(),
+    };
+    Err(ServiceError::VersionMismatch {
+        kind,
+        name: name.to_owned(),
+        expected,
+        actual,
+    })
 }
 
 fn reject_problems(problems: Vec<FieldProblem>) -> Result<()> {
@@ -1010,41 +1049,50 @@ fn write_of<'a>(
 async fn load_category(tx: &mut Tx, name: &str) -> Result<Category> {
     match tx.get(Kind::Category, name).await? {
         Some(row) => decode(&row),
-        None => Err(ServiceError::Rule {
-            code: "unknown_category",
-            field: "category".to_owned(),
-            message: format!("category `{name}` does not exist; create it before its rooms"),
-        }),
+        None => Err(unknown_category(name)),
     }
+}
+
+/// The category a room names, as the caller may know it: a category the caller may not see is
+/// reported exactly as one that does not exist.
+async fn load_category_for(tx: &mut Tx, caller: &Caller, name: &str) -> Result<Category> {
+    let category = load_category(tx, name).await?;
+    if !caller.is_admin() {
+        let directory =
+            access::directory_for(&mut Source::Tx(tx), category_scope(&category)).await?;
+        if !domain::access::sees_category(caller.viewer(), &category, &directory) {
+            return Err(unknown_category(name));
+        }
+    }
+    Ok(category)
+}
+
+fn unknown_category(name: &str) -> ServiceError {
+    ServiceError::Rule {
+        code: ErrorCode::UnknownCategory,
+        field: "category".to_owned(),
+        message: format!("category `{name}` does not exist; create it before its rooms"),
+    }
+}
+
+fn category_scope(category: &Category) -> impl Iterator<Item = &Principal> {
+    category
+        .allowed_members
+        .iter()
+        .chain(&category.denied_members)
+        .chain(&category.creators)
 }
 
 async fn check_addin_exists(tx: &mut Tx, addin: Option<&str>) -> Result<()> {
     let Some(addin) = addin else { return Ok(()) };
     if tx.get(Kind::Addin, addin).await?.is_none() {
         return Err(ServiceError::Rule {
-            code: "unknown_addin",
+            code: ErrorCode::UnknownAddin,
             field: "addin".to_owned(),
             message: format!("add-in `{addin}` does not exist; register it before a room names it"),
         });
     }
     Ok(())
-}
-
-async fn load_directory(tx: &mut Tx) -> Result<Directory> {
-    let groups = tx
-        .list(Kind::Group)
-        .await?
-        .iter()
-        .map(|row| decode::<Group>(row).map(|group| (group.name, group.members)))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Directory::new(groups))
-}
-
-fn needs_directory<'a>(lists: impl IntoIterator<Item = &'a Vec<Principal>>) -> bool {
-    lists
-        .into_iter()
-        .flatten()
-        .any(|principal| matches!(principal, Principal::Group(_)))
 }
 
 async fn check_groups_exist(
@@ -1059,7 +1107,7 @@ async fn check_groups_exist(
                 Some(name.as_str()) == this_group || tx.get(Kind::Group, name).await?.is_some();
             if !exists {
                 return Err(ServiceError::Rule {
-                    code: "unknown_group",
+                    code: ErrorCode::UnknownGroup,
                     field: field.to_owned(),
                     message: format!("group `{name}` does not exist; create it before naming it"),
                 });
@@ -1083,28 +1131,19 @@ async fn check_category_lists(
     ] {
         check_groups_exist(tx, field, list, None).await?;
     }
-    let lists = [
-        &category.allowed_members,
-        &category.denied_members,
-        &category.creators,
-    ];
-    let directory = if needs_directory(lists) {
-        load_directory(tx).await?
-    } else {
-        Directory::default()
-    };
+    let directory = access::directory_for(&mut Source::Tx(tx), category_scope(category)).await?;
     let old_creators = old.map(|old| old.creators.as_slice()).unwrap_or_default();
-    for creator in &category.creators {
-        if !old_creators.contains(creator) && !category.admits(&directory, creator) {
-            return Err(ServiceError::Rule {
-                code: "outside_scope",
-                field: "creators".to_owned(),
-                message: format!(
-                    "creator `{creator}` is not within category `{}`'s allowed members (or is denied)",
-                    category.name
-                ),
-            });
-        }
+    let outside =
+        domain::access::outside_scope(category, &directory, &category.creators, old_creators);
+    if let Some(creator) = outside.first() {
+        return Err(ServiceError::Rule {
+            code: ErrorCode::OutsideScope,
+            field: "creators".to_owned(),
+            message: format!(
+                "creator `{creator}` is not within category `{}`'s allowed members (or is denied)",
+                category.name
+            ),
+        });
     }
     Ok(())
 }
@@ -1125,13 +1164,9 @@ async fn check_room_lists(
     let involved = room
         .role_lists()
         .into_iter()
-        .map(|(_, list)| list)
-        .chain([&category.allowed_members, &category.denied_members]);
-    let directory = if needs_directory(involved) {
-        load_directory(tx).await?
-    } else {
-        Directory::default()
-    };
+        .flat_map(|(_, list)| list.iter())
+        .chain(category_scope(category));
+    let directory = access::directory_for(&mut Source::Tx(tx), involved).await?;
     let moved = old.is_some_and(|old| old.category != room.category);
     let empty = Vec::new();
     let old_lists = match old {
@@ -1144,19 +1179,20 @@ async fn check_room_lists(
         .zip(lists)
         .zip(old_lists)
     {
-        for principal in list.iter() {
-            if !old_list.contains(principal) && !category.admits(&directory, principal) {
-                return Err(ServiceError::Rule {
-                    code: "outside_scope",
-                    field: field.to_owned(),
-                    message: format!(
-                        "`{principal}` is not within category `{}`'s allowed members (or is denied)",
-                        category.name
-                    ),
-                });
-            }
+        let outside = domain::access::outside_scope(category, &directory, list, old_list);
+        if let Some(principal) = outside.first() {
+            return Err(ServiceError::Rule {
+                code: ErrorCode::OutsideScope,
+                field: field.to_owned(),
+                message: format!(
+                    "`{principal}` is not within category `{}`'s allowed members (or is denied)",
+                    category.name
+                ),
+            });
         }
         if moved {
+            // Entries the room already had are purged when the move leaves them outside, as
+            // the original did.
             list.retain(|principal| category.admits(&directory, principal));
         }
     }

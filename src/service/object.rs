@@ -224,7 +224,7 @@ fn apply_list_change(
             other => {
                 return Err(ServiceError::invalid(
                     format!("{field}.{other}"),
-                    "unknown_field",
+                    crate::api::ErrorCode::UnknownField,
                     format!("a list change takes `add` and `remove`, not `{other}`"),
                 ));
             }

@@ -127,6 +127,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0004_room_changes.sql"),
         postgres: include_str!("migrations/postgres/0004_room_changes.sql"),
     },
+    Migration {
+        version: 5,
+        sqlite: include_str!("migrations/sqlite/0005_generation.sql"),
+        postgres: include_str!("migrations/postgres/0005_generation.sql"),
+    },
 ];
 
 /// One stored configuration object: its JSON body plus the bookkeeping every object carries.
@@ -232,6 +237,9 @@ pub struct Store {
 pub struct Tx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
+    /// Set by every write of an object or a token; [`Tx::commit`] then bumps the generation,
+    /// so no writer can forget to.
+    changes_access: bool,
 }
 
 /// One page of the state as JSON (see [`Store::state_json_pages`]). Bodies are JSON objects
@@ -398,6 +406,7 @@ impl Store {
         Ok(Tx {
             tx,
             backend: self.backend,
+            changes_access: false,
         })
     }
 
@@ -452,6 +461,28 @@ impl Store {
         Ok(pages)
     }
 
+    /// The configuration generation: it grows with every committed change of an object or a
+    /// token.
+    pub async fn generation(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT value FROM generation WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// The names of the rooms that show an add-in, ordered.
+    pub async fn rooms_using_addin(&self, addin: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name FROM objects WHERE kind = 'Room' AND addin = $1 ORDER BY name",
+        )
+        .bind(addin)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(StoreError::from))
+            .collect()
+    }
+
     pub async fn token(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
         let row = sqlx::query("SELECT user_uri, role FROM tokens WHERE hash = $1")
             .bind(hash)
@@ -468,7 +499,12 @@ impl Store {
 }
 
 impl Tx {
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        if self.changes_access {
+            sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
+                .execute(&mut *self.tx)
+                .await?;
+        }
         self.tx.commit().await?;
         Ok(())
     }
@@ -502,6 +538,11 @@ impl Tx {
         get_object(&mut self.tx, kind, name, self.backend.lock_clause()).await
     }
 
+    /// Reads one object without locking it.
+    pub async fn read(&mut self, kind: Kind, name: &str) -> Result<Option<ObjectRow>, StoreError> {
+        get_object(&mut self.tx, kind, name, "").await
+    }
+
     pub async fn list(&mut self, kind: Kind) -> Result<Vec<ObjectRow>, StoreError> {
         list_objects(&mut self.tx, kind).await
     }
@@ -533,6 +574,7 @@ impl Tx {
     /// # Errors
     /// [`StoreError::Duplicate`] when an object of that kind and name exists.
     pub async fn insert(&mut self, write: ObjectWrite<'_>) -> Result<ObjectRow, StoreError> {
+        self.changes_access = true;
         let row = sqlx::query(&format!(
             "INSERT INTO objects (kind, name, category, addin, body, version, managed, protected, created_at, updated_by, updated_at) \
              VALUES ($1, $2, $3, $4, $5, 1, $6, $9, $7, $8, $7) \
@@ -566,6 +608,7 @@ impl Tx {
         version: i64,
         created_at: &str,
     ) -> Result<(), StoreError> {
+        self.changes_access = true;
         sqlx::query(
             "INSERT INTO objects (id, kind, name, category, addin, body, version, managed, created_at, updated_by, updated_at, protected) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -598,6 +641,7 @@ impl Tx {
         id: i64,
         write: ObjectWrite<'_>,
     ) -> Result<ObjectRow, StoreError> {
+        self.changes_access = true;
         let taken = sqlx::query("SELECT 1 FROM objects WHERE kind = $1 AND name = $2 AND id <> $3")
             .bind(write.kind.as_str())
             .bind(write.name)
@@ -629,6 +673,7 @@ impl Tx {
     }
 
     pub async fn delete(&mut self, id: i64) -> Result<(), StoreError> {
+        self.changes_access = true;
         sqlx::query("DELETE FROM objects WHERE id = $1")
             .bind(id)
             .execute(&mut *self.tx)
@@ -643,6 +688,7 @@ impl Tx {
         role: &str,
         created_at: &str,
     ) -> Result<(), StoreError> {
+        self.changes_access = true;
         sqlx::query(
             "INSERT INTO tokens (hash, user_uri, role, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -1021,6 +1067,16 @@ impl Tx {
                 ))
             })
             .collect()
+    }
+
+    /// Deletes a token by its hash; returns whether there was one.
+    pub async fn delete_token(&mut self, hash: &str) -> Result<bool, StoreError> {
+        self.changes_access = true;
+        let result = sqlx::query("DELETE FROM tokens WHERE hash = $1")
+            .bind(hash)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(result.rows_affected() > 0)
     }
 
     /// Releases the named lock if `holder` holds it; returns whether it did.

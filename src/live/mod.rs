@@ -1,4 +1,5 @@
-//! The seam between the reconciler and a server: one trait, two implementations.
+//! Where the live state is: the seam between the reconciler and a server, one trait, two
+//! implementations. (Named `live`, not `target`, which is Cargo's build folder.)
 //!
 //! - [`http::HttpTarget`]: a `perch serve` over its HTTP API.
 //! - [`embedded::EmbeddedTarget`]: the service layer in process, over the same database file

@@ -54,7 +54,7 @@ pub(crate) fn rejected(error: ServiceError) -> TargetError {
             let code = match &other {
                 ServiceError::Invalid { code, .. }
                 | ServiceError::Rule { code, .. }
-                | ServiceError::Conflict { code, .. } => (*code).to_owned(),
+                | ServiceError::Conflict { code, .. } => code.as_str().to_owned(),
                 ServiceError::NotFound { .. } => "not_found".to_owned(),
                 ServiceError::Forbidden { .. } => "forbidden".to_owned(),
                 ServiceError::VersionMismatch { .. } => "version_mismatch".to_owned(),

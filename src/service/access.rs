@@ -1,0 +1,244 @@
+//! Loads what the rules of [`crate::domain::access`] need for one request, and nothing more.
+//!
+//! The rules themselves are pure and live in `domain/`; this module only fetches their inputs.
+//! A question about one object reads that object, its category and the groups their lists
+//! name (transitively), so its cost follows what the request touches, not the server's size.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Caller, Object, Result, ServiceError, decode};
+use crate::domain::access::{self, RoomRights};
+use crate::domain::{Category, Directory, Group, Kind, Principal, Room};
+use crate::store::{ObjectRow, Store, Tx};
+
+/// Where a rule's inputs are read: the pool (reads of a request that writes nothing) or the
+/// write transaction of the request.
+pub(super) enum Source<'a> {
+    Pool(&'a Store),
+    Tx(&'a mut Tx),
+}
+
+impl Source<'_> {
+    /// Reads an object without locking it.
+    pub(super) async fn get(&mut self, kind: Kind, name: &str) -> Result<Option<ObjectRow>> {
+        Ok(match self {
+            Source::Pool(store) => store.get(kind, name).await?,
+            Source::Tx(tx) => tx.read(kind, name).await?,
+        })
+    }
+
+    async fn rooms_using_addin(&mut self, addin: &str) -> Result<Vec<String>> {
+        Ok(match self {
+            Source::Pool(store) => store.rooms_using_addin(addin).await?,
+            Source::Tx(tx) => tx.rooms_using_addin(addin).await?,
+        })
+    }
+}
+
+/// The groups that `principals` name, with the groups those contain, and so on.
+pub(super) async fn directory_for<'p>(
+    source: &mut Source<'_>,
+    principals: impl IntoIterator<Item = &'p Principal>,
+) -> Result<Directory> {
+    let mut pending: Vec<String> = principals
+        .into_iter()
+        .filter_map(|principal| match principal {
+            Principal::Group(name) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut visited = BTreeSet::new();
+    let mut groups = BTreeMap::new();
+    while let Some(name) = pending.pop() {
+        if !visited.insert(name.clone()) {
+            continue;
+        }
+        // A group that does not exist covers nobody; the directory simply lacks it.
+        if let Some(row) = source.get(Kind::Group, &name).await? {
+            let group: Group = decode(&row)?;
+            pending.extend(group.members.iter().filter_map(|member| match member {
+                Principal::Group(inner) => Some(inner.clone()),
+                _ => None,
+            }));
+            groups.insert(group.name, group.members);
+        }
+    }
+    Ok(Directory::new(groups))
+}
+
+/// The directory of every group, for questions about many objects at once.
+pub(super) async fn whole_directory(store: &Store) -> Result<Directory> {
+    let groups = store
+        .list(Kind::Group)
+        .await?
+        .iter()
+        .map(|row| decode::<Group>(row).map(|group| (group.name, group.members)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Directory::new(groups))
+}
+
+/// A room with its category and the caller's rights in it.
+pub(crate) struct RoomAccess {
+    pub id: i64,
+    pub room: Room,
+    pub category: Category,
+    pub rights: RoomRights,
+}
+
+/// The rights the caller has in the room stored as `row`; `None` when its category is gone.
+pub(super) async fn rights_in_room(
+    source: &mut Source<'_>,
+    caller: &Caller,
+    row: &ObjectRow,
+) -> Result<Option<RoomAccess>> {
+    let room: Room = decode(row)?;
+    let Some(category_row) = source.get(Kind::Category, &room.category).await? else {
+        return Ok(None);
+    };
+    let category: Category = decode(&category_row)?;
+    // Perch's own administrators hold no roles, so they need no directory.
+    let directory = match caller.principal() {
+        None => Directory::default(),
+        Some(_) => directory_for(source, room_and_scope_lists(&room, &category)).await?,
+    };
+    let rights = access::room_rights(caller.viewer(), &room, &category, &directory);
+    Ok(Some(RoomAccess {
+        id: row.id,
+        room,
+        category,
+        rights,
+    }))
+}
+
+/// Loads a room the caller may see, with its category and the caller's rights in it.
+///
+/// # Errors
+/// [`ServiceError::NotFound`] when the room does not exist or the caller may not see it.
+pub(crate) async fn room_access(
+    source: &mut Source<'_>,
+    caller: &Caller,
+    room_name: &str,
+) -> Result<RoomAccess> {
+    let not_found = || ServiceError::not_found(Kind::Room, room_name);
+    let row = source
+        .get(Kind::Room, room_name)
+        .await?
+        .ok_or_else(not_found)?;
+    match rights_in_room(source, caller, &row).await? {
+        Some(access) if access.rights.sees => Ok(access),
+        _ => Err(not_found()),
+    }
+}
+
+/// Whether the caller may see `object`.
+pub(super) async fn sees(
+    source: &mut Source<'_>,
+    caller: &Caller,
+    object: &Object,
+) -> Result<bool> {
+    let viewer = caller.viewer();
+    if viewer.is_admin() {
+        return Ok(true);
+    }
+    Ok(match object {
+        Object::Group(_) => access::sees_group(viewer),
+        Object::Category(category) => {
+            let directory = directory_for(source, category_lists(category)).await?;
+            access::sees_category(viewer, category, &directory)
+        }
+        Object::Room(room) => match source.get(Kind::Category, &room.category).await? {
+            None => false,
+            Some(row) => {
+                let category: Category = decode(&row)?;
+                let directory =
+                    directory_for(source, room_and_scope_lists(room, &category)).await?;
+                access::room_rights(viewer, room, &category, &directory).sees
+            }
+        },
+        Object::Addin(addin) => {
+            // An add-in shows through the rooms one sees; stop at the first.
+            for room_name in source.rooms_using_addin(&addin.name).await? {
+                let Some(row) = source.get(Kind::Room, &room_name).await? else {
+                    continue;
+                };
+                if let Some(room) = rights_in_room(source, caller, &row).await? {
+                    if access::sees_addin(viewer, [room.rights]) {
+                        return Ok(true);
+                    }
+                }
+            }
+            false
+        }
+    })
+}
+
+/// Whether an object that exists must be reported to the caller as not found: a write that
+/// collides with it (a name in use) would otherwise tell the caller it exists.
+pub(super) async fn hidden_from(
+    source: &mut Source<'_>,
+    caller: &Caller,
+    kind: Kind,
+    name: &str,
+) -> Result<bool> {
+    if caller.is_admin() {
+        return Ok(false);
+    }
+    let Some(row) = source.get(kind, name).await? else {
+        return Ok(false);
+    };
+    let object = super::Stored::<Object>::from_row(&row)?;
+    Ok(!sees(source, caller, &object.spec).await?)
+}
+
+/// What a user may see among many objects, computed once for a listing.
+pub(super) struct ListView {
+    directory: Directory,
+    categories: BTreeMap<String, Category>,
+}
+
+impl ListView {
+    pub(super) async fn load(store: &Store) -> Result<ListView> {
+        let categories = store
+            .list(Kind::Category)
+            .await?
+            .iter()
+            .map(|row| decode::<Category>(row).map(|category| (category.name.clone(), category)))
+            .collect::<Result<_>>()?;
+        Ok(ListView {
+            directory: whole_directory(store).await?,
+            categories,
+        })
+    }
+
+    pub(super) fn room_rights(&self, caller: &Caller, room: &Room) -> RoomRights {
+        match self.categories.get(&room.category) {
+            Some(category) => access::room_rights(caller.viewer(), room, category, &self.directory),
+            None => RoomRights::default(),
+        }
+    }
+
+    pub(super) fn sees_category(&self, caller: &Caller, category: &Category) -> bool {
+        access::sees_category(caller.viewer(), category, &self.directory)
+    }
+}
+
+fn category_lists(category: &Category) -> impl Iterator<Item = &Principal> {
+    category
+        .allowed_members
+        .iter()
+        .chain(&category.denied_members)
+        .chain(&category.creators)
+}
+
+fn room_and_scope_lists<'a>(
+    room: &'a Room,
+    category: &'a Category,
+) -> impl Iterator<Item = &'a Principal> {
+    room.members
+        .iter()
+        .chain(&room.managers)
+        .chain(&room.presenters)
+        .chain(&category.allowed_members)
+        .chain(&category.denied_members)
+        .chain(&category.creators)
+}
