@@ -14,8 +14,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use perch::store::{MessageRow, Store};
+use perch::service::{Caller, Service};
+use perch::store::Store;
 use serde_json::json;
+use sha2::Digest;
 
 const CLIENTS: usize = 50;
 
@@ -154,38 +156,51 @@ fn main() {
         );
     });
 
-    // Seed the big room through the store's import path, with the servers stopped.
+    // Seed the big room through the service's import (`perch data import`, content level),
+    // with the servers stopped.
     drop(second);
     server.stop();
     runtime.block_on(async {
         let store = Store::open(&db.url).await.expect("store");
-        let room_id = store
-            .get(perch::domain::Kind::Room, "archive")
+        let service = Service::new(store.clone());
+        let operator = Caller::local_operator();
+        let room_id = service
+            .get(&operator, perch::domain::Kind::Room, "archive")
             .await
             .unwrap()
-            .unwrap()
+            .meta
             .id;
-        let first_id = store.last_message_id().await.unwrap() + 1;
+        let first_id = service.last_message_id().await.unwrap() + 1;
         let seeded = Instant::now();
-        for start in (0..big_room).step_by(10_000) {
-            let rows: Vec<MessageRow> = (start..(start + 10_000).min(big_room))
-                .map(|n| MessageRow {
-                    id: first_id + n as i64,
-                    room_id,
-                    author: format!("sip:poster{}@contoso.com", n % CLIENTS),
-                    body: format!("archived message number {n} with some ordinary chat text"),
-                    posted_at: format!("2020-01-01T00:00:00.{:06}Z", n % 1_000_000),
-                    in_history: true,
-                    replaced: false,
-                    idempotency_key: None,
-                })
-                .collect();
-            let mut tx = store.begin().await.unwrap();
-            tx.insert_messages_exact(&rows).await.unwrap();
-            tx.commit().await.unwrap();
+        for start in (0..big_room).step_by(100_000) {
+            let end = (start + 100_000).min(big_room);
+            let mut text = json!({"format": "perch-data", "version": 1, "level": "content",
+                "exportedAt": "2026-01-01T00:00:00Z"})
+            .to_string();
+            text.push('\n');
+            for n in start..end {
+                let line = json!({"message": {
+                    "id": first_id + n as i64,
+                    "roomId": room_id,
+                    "author": format!("sip:poster{}@contoso.com", n % CLIENTS),
+                    "body": format!("archived message number {n} with some ordinary chat text"),
+                    "postedAt": format!("2020-01-01T00:00:00.{:06}Z", n % 1_000_000),
+                    "inHistory": true,
+                    "replaced": false,
+                }});
+                text.push_str(&line.to_string());
+                text.push('\n');
+            }
+            let digest = sha2::Sha256::digest(text.as_bytes());
+            let sha256: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+            let end_line =
+                json!({"end": {"objects": 0, "messages": end - start, "sha256": sha256}});
+            text.push_str(&end_line.to_string());
+            service
+                .import_data(&operator, text.as_bytes(), false)
+                .await
+                .unwrap();
         }
-        // As an import does after a bulk load.
-        store.analyze().await.unwrap();
         println!(
             "  seeded {big_room} messages in {:.1} s",
             seeded.elapsed().as_secs_f64()

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::WriteAccess;
 use super::{Caller, Result, Service, ServiceError, decode};
 use crate::clock;
 use crate::domain::{AdapterType, Category, ComplianceConfiguration, Kind, Room};
@@ -69,7 +70,7 @@ impl Service {
 
     async fn archive_batch(&self, configuration: &ComplianceConfiguration) -> Result<ArchiveRun> {
         // 1. Record the batch before writing it.
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.store().begin(WriteAccess::new()).await?;
         let mut checkpoint = tx.checkpoint(ARCHIVER).await?;
         let (first, last) = match checkpoint.pending {
             Some(range) => range,
@@ -98,7 +99,7 @@ impl Service {
         }
 
         // 3. Mark it done.
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.store().begin(WriteAccess::new()).await?;
         let checkpoint = Checkpoint {
             last_message_id: last,
             pending: None,

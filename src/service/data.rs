@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 
+use super::WriteAccess;
 use super::{Caller, Result, Service, ServiceError, hex, require_admin};
 use crate::clock;
 use crate::domain::Kind;
@@ -365,7 +366,7 @@ impl Service {
             ));
         }
 
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.store().begin(WriteAccess::new()).await?;
         let mut conflicts = Vec::new();
         let mut writes = Vec::new();
         for object in &objects {
@@ -509,5 +510,65 @@ fn summarize_ids(ids: &[i64]) -> String {
         format!("{} and {} more", shown.join(", "), ids.len() - 10)
     } else {
         shown.join(", ")
+    }
+}
+
+/// What [`Service::migrate_into`] moved.
+#[derive(Clone, Debug, Default)]
+pub struct MigrateReport {
+    pub objects: usize,
+    pub messages: usize,
+    pub tokens: usize,
+}
+
+impl Service {
+    /// Copies this whole server (configuration, messages, tokens, the archiver's progress) into
+    /// `target`, which must be empty, and verifies the counts; administrators only.
+    ///
+    /// # Errors
+    /// A target that already holds objects or messages, or counts that differ afterwards.
+    pub async fn migrate_into(&self, caller: &Caller, target: &Service) -> Result<MigrateReport> {
+        require_admin(caller, "migrate a server")?;
+        let (target_objects, target_messages) = target.store().counts().await?;
+        if target_objects > 0 || target_messages > 0 {
+            return Err(ServiceError::Conflict {
+                code: ErrorCode::AlreadyExists,
+                message: format!(
+                    "the target already holds {target_objects} object(s) and {target_messages} message(s); migrate into an empty database"
+                ),
+            });
+        }
+        let export = self
+            .export_data(caller, &ExportOptions::default(), &mut |_| {})
+            .await?;
+        let report = target.import_data(caller, &export, false).await?;
+
+        // Tokens and the archiver's progress are server data too.
+        let mut reading = self.store().begin(WriteAccess::new()).await?;
+        let tokens = reading.tokens().await?;
+        let checkpoint = reading.checkpoint(super::ARCHIVER).await?;
+        reading.commit().await?;
+        let mut writing = target.store().begin(WriteAccess::new()).await?;
+        for (hash, user, role, created_at) in &tokens {
+            writing.insert_token(hash, user, role, created_at).await?;
+        }
+        writing
+            .save_checkpoint(super::ARCHIVER, &checkpoint)
+            .await?;
+        writing.commit().await?;
+
+        let source_counts = self.store().counts().await?;
+        let target_counts = target.store().counts().await?;
+        if source_counts != target_counts {
+            return Err(ServiceError::internal(format!(
+                "counts differ after the migration: the source holds {} object(s) and {} message(s), the target {} and {}",
+                source_counts.0, source_counts.1, target_counts.0, target_counts.1
+            )));
+        }
+        Ok(MigrateReport {
+            objects: report.objects,
+            messages: report.messages,
+            tokens: tokens.len(),
+        })
     }
 }

@@ -8,6 +8,7 @@
 use crate::api::ErrorCode;
 use serde::Serialize;
 
+use super::WriteAccess;
 use super::access::{Source, rights_in_room, room_access};
 use super::{Caller, Result, Service, ServiceError, caller_principal, require_admin};
 use crate::clock;
@@ -140,7 +141,7 @@ impl Service {
             ));
         }
         let principal = caller_principal(caller)?.clone();
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.store().begin(WriteAccess::new()).await?;
         let access = room_access(&mut Source::Tx(&mut tx), caller, room_name).await?;
         if let Err(refusal) = access::may_post(access.rights, &access.room) {
             let message = match refusal {
@@ -246,7 +247,7 @@ impl Service {
     pub async fn clear_room(&self, caller: &Caller, room_name: &str, end: &str) -> Result<u64> {
         require_admin(caller, "clear rooms")?;
         let end = parse_instant("endDate", end, true)?;
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.store().begin(WriteAccess::new()).await?;
         let access = room_access(&mut Source::Tx(&mut tx), caller, room_name).await?;
         let count = tx.clear_messages(access.id, &end).await?;
         tx.commit().await?;
@@ -299,7 +300,7 @@ impl Service {
                 "the replacement text is too long",
             ));
         }
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.store().begin(WriteAccess::new()).await?;
         let access = room_access(&mut Source::Tx(&mut tx), caller, room_name).await?;
         let candidates = tx
             .room_messages(

@@ -23,12 +23,25 @@ use crate::store::{ObjectRow, ObjectWrite, Store, StoreError, Tx};
 use access::Source;
 
 pub use archive::{ARCHIVER, ArchiveRun};
-pub use data::{ExportOptions, ImportReport, Level};
+pub use data::{ExportOptions, ImportReport, Level, MigrateReport};
 pub use error::ServiceError;
 pub use messages::{
     DEFAULT_REPLACEMENT, EventFilter, Match, Message, Page, PageRequest, RemoveFilter, StreamEnd,
 };
 pub use object::{Meta, Object, Stored};
+
+/// The right to open a write transaction on the store.
+///
+/// Its constructor is private to this module and its children, so only `service/` can open a
+/// [`Tx`]: the compiler keeps every store write behind the service's rules.
+#[derive(Debug)]
+pub struct WriteAccess(());
+
+impl WriteAccess {
+    fn new() -> WriteAccess {
+        WriteAccess(())
+    }
+}
 
 /// The name of the lock that serialises `perch apply` runs against one server.
 pub const APPLY_LOCK: &str = "apply";
@@ -395,7 +408,7 @@ impl Service {
     pub async fn batch(&self) -> Result<Batch<'_>> {
         Ok(Batch {
             service: self,
-            tx: self.store.begin().await?,
+            tx: self.store.begin(WriteAccess::new()).await?,
         })
     }
 
@@ -410,7 +423,7 @@ impl Service {
         object: Object,
         ownership: Ownership,
     ) -> Result<Stored<Object>> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
         let outcome = self.create_in(&mut tx, caller, object, ownership).await?;
         tx.commit().await?;
         self.notify_change();
@@ -493,7 +506,7 @@ impl Service {
         precondition: Precondition,
         ownership: Ownership,
     ) -> Result<Stored<Object>> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
         let outcome = self
             .replace_in(&mut tx, caller, name, object, precondition, ownership)
             .await?;
@@ -618,7 +631,7 @@ impl Service {
     ) -> Result<Stored<Object>> {
         // The read, the merge and the write share one transaction, so that two concurrent
         // patches of one object both land (the second sees the first's result).
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
         let row = tx
             .get(kind, name)
             .await?
@@ -651,7 +664,7 @@ impl Service {
         precondition: Precondition,
         force: bool,
     ) -> Result<()> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
         self.remove_in(&mut tx, caller, kind, name, precondition, force)
             .await?;
         tx.commit().await?;
@@ -770,7 +783,7 @@ impl Service {
         precondition: Precondition,
         ownership: Ownership,
     ) -> Result<Stored<ComplianceConfiguration>> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
         let outcome = self
             .set_compliance_in(&mut tx, caller, configuration, precondition, ownership)
             .await?;
@@ -859,7 +872,7 @@ impl Service {
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).map_err(|error| ServiceError::internal(error.to_string()))?;
         let token = format!("perch_{}", hex(&secret));
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
         tx.insert_token(
             &hash_token(&token),
             &principal.to_string(),
@@ -875,7 +888,7 @@ impl Service {
     /// streams opened with it end. Returns whether the token existed.
     pub async fn revoke_token(&self, caller: &Caller, token: &str) -> Result<bool> {
         require_admin(caller, "revoke tokens")?;
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
         let revoked = tx.delete_token(&hash_token(token)).await?;
         tx.commit().await?;
         self.notify_change();
@@ -891,7 +904,7 @@ impl Service {
         ttl_seconds: i64,
     ) -> Result<()> {
         require_admin(caller, "take the apply lock")?;
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
         let now_seconds = clock::unix_seconds();
         let held = tx
             .acquire_lock(
@@ -919,7 +932,7 @@ impl Service {
         name: &str,
     ) -> Result<Option<(String, String)>> {
         require_admin(caller, "read locks")?;
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
         let lock = tx.lock_holder(name, clock::unix_seconds()).await?;
         tx.commit().await?;
         Ok(lock.map(|lock| (lock.holder, lock.acquired_at)))
@@ -927,7 +940,7 @@ impl Service {
 
     pub async fn release_lock(&self, caller: &Caller, name: &str, holder: &str) -> Result<bool> {
         require_admin(caller, "release the apply lock")?;
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
         let released = tx.release_lock(name, holder).await?;
         tx.commit().await?;
         Ok(released)

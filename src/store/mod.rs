@@ -134,6 +134,8 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+pub use crate::service::WriteAccess;
+
 /// One stored configuration object: its JSON body plus the bookkeeping every object carries.
 #[derive(Clone, Debug)]
 pub struct ObjectRow {
@@ -400,8 +402,9 @@ impl Store {
         Ok(())
     }
 
-    /// Opens a write transaction.
-    pub async fn begin(&self) -> Result<Tx, StoreError> {
+    /// Opens a write transaction. Only `service/` can make the [`WriteAccess`] it takes, so
+    /// every write of the store goes through the service (ARCHITECTURE.md, invariant 1).
+    pub async fn begin(&self, _access: WriteAccess) -> Result<Tx, StoreError> {
         let tx = self.pool.begin_with(self.backend.begin_statement()).await?;
         Ok(Tx {
             tx,
