@@ -3,6 +3,7 @@
 //! The fast path parses YAML straight into JSON values. Positions are found only for the
 //! documents that have problems, by parsing their file again with spans.
 
+use crate::domain::access;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -610,18 +611,20 @@ fn assemble(documents: Vec<DesiredObject>, pending: &mut Vec<Pending>) -> Desire
                             .is_some_and(|c| c.fields.contains_key("allowedMembers"));
                         if scope_managed {
                             for field in ["members", "managers", "presenters"] {
-                                for principal in principals(&object.fields, field) {
-                                    if !category.admits(&directory, &principal) {
-                                        report(
-                                            Locator::ListItem {
-                                                field: field.to_owned(),
-                                                normalised: principal.to_string(),
-                                            },
-                                            format!(
-                                                "{field}: `{principal}` is not within category `{category_name}`'s allowedMembers (or is denied)"
-                                            ),
-                                        );
-                                    }
+                                let list = principals(&object.fields, field);
+                                // A whole desired state: every entry is checked (no previous).
+                                for principal in
+                                    access::outside_scope(category, &directory, &list, &[])
+                                {
+                                    report(
+                                        Locator::ListItem {
+                                            field: field.to_owned(),
+                                            normalised: principal.to_string(),
+                                        },
+                                        format!(
+                                            "{field}: `{principal}` is not within category `{category_name}`'s allowedMembers (or is denied)"
+                                        ),
+                                    );
                                 }
                             }
                         }
@@ -641,18 +644,18 @@ fn assemble(documents: Vec<DesiredObject>, pending: &mut Vec<Pending>) -> Desire
                     categories.get(name.as_str()),
                     object.fields.contains_key("allowedMembers"),
                 ) {
-                    for creator in &category.creators {
-                        if !category.admits(&directory, creator) {
-                            report(
-                                Locator::ListItem {
-                                    field: "creators".to_owned(),
-                                    normalised: creator.to_string(),
-                                },
-                                format!(
-                                    "creators: `{creator}` is not within this category's allowedMembers (or is denied)"
-                                ),
-                            );
-                        }
+                    for creator in
+                        access::outside_scope(category, &directory, &category.creators, &[])
+                    {
+                        report(
+                            Locator::ListItem {
+                                field: "creators".to_owned(),
+                                normalised: creator.to_string(),
+                            },
+                            format!(
+                                "creators: `{creator}` is not within this category's allowedMembers (or is denied)"
+                            ),
+                        );
                     }
                 }
             }
