@@ -41,7 +41,8 @@ pub struct RoomRights {
     pub presenter: bool,
     /// Changes the room's settings and lists.
     pub manager: bool,
-    /// Reads the room's stored history (and its replayed events).
+    /// Reads the room's stored history (and its replayed events). A disabled room hides from
+    /// its members, so only its managers who are members still read it.
     pub reads: bool,
 }
 
@@ -80,7 +81,7 @@ pub fn room_rights(
         member,
         presenter,
         manager,
-        reads: sees && (admin || (member && !room.disabled)),
+        reads: sees && (admin || member),
     }
 }
 

@@ -19,11 +19,14 @@ pub(super) enum Source<'a> {
 }
 
 impl Source<'_> {
-    /// Reads an object without locking it.
+    /// Reads an object. Inside a write transaction a room or category is locked (on
+    /// PostgreSQL) until it ends, so that a write judged on it cannot commit after a
+    /// concurrent change of it; groups are read without a lock.
     pub(super) async fn get(&mut self, kind: Kind, name: &str) -> Result<Option<ObjectRow>> {
         Ok(match self {
             Source::Pool(store) => store.get(kind, name).await?,
-            Source::Tx(tx) => tx.read(kind, name).await?,
+            Source::Tx(tx) if kind == Kind::Group => tx.read(kind, name).await?,
+            Source::Tx(tx) => tx.get(kind, name).await?,
         })
     }
 

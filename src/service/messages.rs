@@ -481,7 +481,13 @@ impl Service {
 
     /// The name of the room with this id if the caller may read it.
     async fn readable_room(&self, caller: &Caller, room_id: i64) -> Result<Option<String>> {
-        let Some(row) = self.store().get_by_id(room_id).await? else {
+        // An id that no longer names a room (removed, or reused by an import) reads nothing.
+        let Some(row) = self
+            .store()
+            .get_by_id(room_id)
+            .await?
+            .filter(|row| row.kind == crate::domain::Kind::Room)
+        else {
             return Ok(None);
         };
         let access = rights_in_room(&mut Source::Pool(self.store()), caller, &row).await?;

@@ -563,7 +563,13 @@ impl Service {
                 }
             }
             (Object::Room(old), Object::Room(room)) => {
-                let category = load_category_for(tx, caller, &room.category).await?;
+                // The room's own category needs no visibility check: its managers keep
+                // managing it even when they are outside its scope.
+                let category = if room.category == old.category {
+                    load_category(tx, &room.category).await?
+                } else {
+                    load_category_for(tx, caller, &room.category).await?
+                };
                 let lists = old.managers.iter().chain(category_scope(&category));
                 let directory = access::directory_for(&mut Source::Tx(tx), lists).await?;
                 match domain::access::may_change_room(caller.viewer(), old, &category, &directory) {
