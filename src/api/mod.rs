@@ -1,8 +1,15 @@
 //! What crosses HTTP: one vocabulary of error codes, each with its one status, and the error
-//! body every failure is sent as.
+//! body every failure is sent as; the object envelope and the request and answer shapes
+//! ([`wire`]); and the one client of a server ([`client`]).
 //!
 //! The README's error table is checked against [`ErrorCode::ALL`] by a test, so a code cannot
 //! be emitted without being documented, nor documented under another status.
+
+pub mod client;
+pub mod wire;
+
+pub use client::{Body, Client, ClientError};
+pub use wire::{Envelope, Live, LiveObject, Marks};
 
 use serde::{Deserialize, Serialize};
 

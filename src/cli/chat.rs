@@ -1,12 +1,10 @@
 //! `perch room clear` and `perch messages remove`: the administrators' tools on chat history.
 
-use miette::{IntoDiagnostic, miette};
-use serde_json::{Value, json};
+use miette::IntoDiagnostic;
 
 use super::EXIT_OK;
-use super::reconcile::TargetArgs;
-use crate::service::{Caller, RemoveFilter, Service};
-use crate::store::Store;
+use super::reconcile::{TargetArgs, open_target};
+use crate::api::wire::{ClearRequest, RemoveRequest};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RoomCommand {
@@ -57,99 +55,16 @@ pub enum MessagesCommand {
     },
 }
 
-/// Sends an admin chat request to a server, or runs it on the embedded store.
-enum ChatTarget {
-    Http {
-        client: reqwest::Client,
-        base: String,
-        token: String,
-    },
-    Embedded {
-        service: Service,
-        store: Store,
-    },
-}
-
-impl ChatTarget {
-    async fn open(args: &TargetArgs) -> miette::Result<ChatTarget> {
-        match args.server() {
-            Some(server) => Ok(ChatTarget::Http {
-                client: reqwest::Client::new(),
-                base: server.trim_end_matches('/').to_owned(),
-                token: args.token()?.to_owned(),
-            }),
-            None => {
-                let store = Store::open(args.db()).await.into_diagnostic()?;
-                Ok(ChatTarget::Embedded {
-                    service: Service::new(store.clone()),
-                    store,
-                })
-            }
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> miette::Result<Value> {
-        let ChatTarget::Http {
-            client,
-            base,
-            token,
-        } = self
-        else {
-            return Err(miette!("not a server target"));
-        };
-        let response = client
-            .post(format!("{base}{path}"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|error| miette!("cannot reach {base}: {error}"))?;
-        let status = response.status();
-        let reply: Value = response.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            Ok(reply)
-        } else {
-            Err(miette!(
-                "{} ({})",
-                reply["message"].as_str().unwrap_or("the server refused"),
-                reply["code"].as_str().unwrap_or_default()
-            ))
-        }
-    }
-
-    async fn close(self) {
-        if let ChatTarget::Embedded { store, .. } = self {
-            store.close().await;
-        }
-    }
-}
-
-fn segment(name: &str) -> String {
-    crate::server::percent_encode(name)
-}
-
 pub async fn room(command: RoomCommand) -> miette::Result<u8> {
     let RoomCommand::Clear {
         room,
         end_date,
         target,
     } = command;
-    let chat = ChatTarget::open(&target).await?;
-    let outcome = match &chat {
-        ChatTarget::Embedded { service, .. } => service
-            .clear_room(&Caller::local_operator(), &room, &end_date)
-            .await
-            .into_diagnostic(),
-        ChatTarget::Http { .. } => chat
-            .post(
-                &format!("/v1/rooms/{}/clear", segment(&room)),
-                json!({"endDate": end_date}),
-            )
-            .await
-            .map(|reply| reply["removed"].as_u64().unwrap_or_default()),
-    };
-    chat.close().await;
-    let removed = outcome?;
+    let target = open_target(&target).await?;
+    let outcome = target.clear_room(&room, &ClearRequest { end_date }).await;
+    target.close().await;
+    let removed = outcome.into_diagnostic()?;
     println!("cleared room {room}: {removed} message(s) removed");
     Ok(EXIT_OK)
 }
@@ -166,42 +81,24 @@ pub async fn messages(command: MessagesCommand) -> miette::Result<u8> {
         replace,
         target,
     } = command;
-    let chat = ChatTarget::open(&target).await?;
-    let replacing = replace.is_some();
-    let outcome = match &chat {
-        ChatTarget::Embedded { service, .. } => {
-            let matching = crate::server::parse_match(Some(&matching))
-                .map_err(|error| miette!("{}", error.body.message))?;
-            let filter = RemoveFilter {
-                author: user,
-                start: start_date,
-                end: end_date,
-                words: filter,
-                matching,
-                case_sensitive,
-                replacement: replace,
-            };
-            service
-                .remove_messages(&Caller::local_operator(), &room, filter)
-                .await
-                .into_diagnostic()
-        }
-        ChatTarget::Http { .. } => {
-            let body = json!({
-                "user": user, "startDate": start_date, "endDate": end_date, "filter": filter,
-                "match": matching, "caseSensitive": case_sensitive, "replace": replace,
-            });
-            chat.post(
-                &format!("/v1/rooms/{}/messages/remove", segment(&room)),
-                body,
-            )
-            .await
-            .map(|reply| reply["touched"].as_u64().unwrap_or_default())
-        }
+    let verb = if replace.is_some() {
+        "replaced"
+    } else {
+        "removed"
     };
-    chat.close().await;
-    let touched = outcome?;
-    let verb = if replacing { "replaced" } else { "removed" };
+    let request = RemoveRequest {
+        user,
+        start_date,
+        end_date,
+        filter,
+        matching: Some(matching),
+        case_sensitive,
+        replace,
+    };
+    let target = open_target(&target).await?;
+    let outcome = target.remove_messages(&room, &request).await;
+    target.close().await;
+    let touched = outcome.into_diagnostic()?;
     println!("room {room}: {touched} message(s) {verb}");
     Ok(EXIT_OK)
 }

@@ -3,12 +3,11 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use miette::{IntoDiagnostic, WrapErr, miette};
+use miette::{IntoDiagnostic, WrapErr};
 
 use super::EXIT_OK;
-use super::reconcile::{TargetArgs, write_atomically};
-use crate::service::{Caller, ExportOptions, ImportReport, Level, Service};
-use crate::store::Store;
+use super::reconcile::{TargetArgs, open_target, write_atomically};
+use crate::api::wire::{DataEnd, ExportOptions, Level};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DataCommand {
@@ -53,16 +52,6 @@ fn spinner(message: &str) -> Option<indicatif::ProgressBar> {
     })
 }
 
-fn http_error(status: reqwest::StatusCode, body: &serde_json::Value) -> miette::Report {
-    miette!(
-        "{} ({})",
-        body["message"]
-            .as_str()
-            .unwrap_or(&format!("the server answered {status}")),
-        body["code"].as_str().unwrap_or_default()
-    )
-}
-
 pub async fn run(command: DataCommand) -> miette::Result<u8> {
     match command {
         DataCommand::Export {
@@ -73,82 +62,33 @@ pub async fn run(command: DataCommand) -> miette::Result<u8> {
             out,
             target,
         } => {
-            let level = Level::parse(&level).unwrap_or_default();
+            let options = ExportOptions {
+                level: Level::parse(&level).unwrap_or_default(),
+                scope,
+                since,
+                disable_exported,
+            };
+            let target = open_target(&target).await?;
             let progress = spinner("exporting");
-            let bytes = match target.server() {
-                Some(server) => {
-                    let mut query: Vec<(String, String)> = vec![
-                        (
-                            "level".into(),
-                            serde_json::to_value(level)
-                                .ok()
-                                .and_then(|v| v.as_str().map(str::to_owned))
-                                .unwrap_or_default(),
-                        ),
-                        ("disableExported".into(), disable_exported.to_string()),
-                    ];
-                    query.extend(scope.iter().map(|s| ("scope".to_owned(), s.clone())));
-                    if let Some(since) = &since {
-                        query.push(("since".into(), since.clone()));
-                    }
-                    let query: Vec<String> = query
-                        .iter()
-                        .map(|(k, v)| format!("{k}={}", crate::server::percent_encode(v)))
-                        .collect();
-                    let response = reqwest::Client::new()
-                        .get(format!(
-                            "{}/v1/data/export?{}",
-                            server.trim_end_matches('/'),
-                            query.join("&")
-                        ))
-                        .bearer_auth(target.token()?)
-                        .send()
-                        .await
-                        .map_err(|error| miette!("cannot reach {server}: {error}"))?;
-                    let status = response.status();
-                    if !status.is_success() {
-                        let body = response.json().await.unwrap_or_default();
-                        return Err(http_error(status, &body));
-                    }
-                    response.bytes().await.into_diagnostic()?.to_vec()
-                }
-                None => {
-                    let store = Store::open(target.db()).await.into_diagnostic()?;
-                    let service = Service::new(store.clone());
-                    let options = ExportOptions {
-                        level,
-                        scope,
-                        since,
-                        disable_exported,
-                    };
-                    let bar = progress.clone();
-                    let mut report = move |lines: usize| {
-                        if let Some(bar) = &bar {
-                            bar.set_message(format!("exporting: {lines} lines"));
-                        }
-                    };
-                    let result = service
-                        .export_data(&Caller::local_operator(), &options, &mut report)
-                        .await;
-                    store.close().await;
-                    result.into_diagnostic()?
+            let bar = progress.clone();
+            let mut report = move |lines: usize| {
+                if let Some(bar) = &bar {
+                    bar.set_message(format!("exporting: {lines} lines"));
                 }
             };
+            let outcome = target.export_data(&options, &mut report).await;
+            target.close().await;
+            let bytes = outcome.into_diagnostic()?;
             write_atomically(&out, &bytes)?;
             if let Some(bar) = progress {
                 bar.finish_and_clear();
             }
-            let end = String::from_utf8_lossy(&bytes)
-                .lines()
-                .last()
-                .and_then(|line| serde_json::from_str::<serde_json::Value>(line).ok());
-            let counts = end.map(|end| {
-                (
-                    end["end"]["objects"].as_u64().unwrap_or(0),
-                    end["end"]["messages"].as_u64().unwrap_or(0),
-                )
-            });
-            let (objects, messages) = counts.unwrap_or_default();
+            let end = bytes
+                .split(|byte| *byte == b'\n')
+                .rfind(|line| !line.is_empty())
+                .and_then(|line| serde_json::from_slice::<EndLine>(line).ok());
+            let (objects, messages) =
+                end.map_or((0, 0), |line| (line.end.objects, line.end.messages));
             println!(
                 "exported {objects} object(s) and {messages} message(s) to {}",
                 out.display()
@@ -163,37 +103,11 @@ pub async fn run(command: DataCommand) -> miette::Result<u8> {
             let bytes = std::fs::read(&file)
                 .into_diagnostic()
                 .wrap_err_with(|| format!("cannot read {}", file.display()))?;
+            let target = open_target(&target).await?;
             let progress = spinner("importing");
-            let report: ImportReport = match target.server() {
-                Some(server) => {
-                    let response = reqwest::Client::new()
-                        .post(format!(
-                            "{}/v1/data/import?replaceExisting={replace_existing}",
-                            server.trim_end_matches('/')
-                        ))
-                        .bearer_auth(target.token()?)
-                        .header("content-type", "application/x-ndjson")
-                        .body(bytes)
-                        .send()
-                        .await
-                        .map_err(|error| miette!("cannot reach {server}: {error}"))?;
-                    let status = response.status();
-                    let body: serde_json::Value = response.json().await.unwrap_or_default();
-                    if !status.is_success() {
-                        return Err(http_error(status, &body));
-                    }
-                    serde_json::from_value(body).into_diagnostic()?
-                }
-                None => {
-                    let store = Store::open(target.db()).await.into_diagnostic()?;
-                    let service = Service::new(store.clone());
-                    let result = service
-                        .import_data(&Caller::local_operator(), &bytes, replace_existing)
-                        .await;
-                    store.close().await;
-                    result.into_diagnostic()?
-                }
-            };
+            let outcome = target.import_data(bytes, replace_existing).await;
+            target.close().await;
+            let report = outcome.into_diagnostic()?;
             if let Some(bar) = progress {
                 bar.finish_and_clear();
             }
@@ -206,4 +120,10 @@ pub async fn run(command: DataCommand) -> miette::Result<u8> {
             Ok(EXIT_OK)
         }
     }
+}
+
+/// The last line of an export, for the counts it states.
+#[derive(serde::Deserialize)]
+struct EndLine {
+    end: DataEnd,
 }

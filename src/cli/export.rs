@@ -4,9 +4,9 @@ use miette::{IntoDiagnostic, WrapErr};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::api::{Live, LiveObject};
 use crate::domain::Kind;
 use crate::manifest::docs::{AddinDoc, CategoryDoc, ComplianceDoc, GroupDoc, RoomDoc};
-use crate::plan::{Live, LiveObject};
 
 /// The first line of every exported file: editors find the schema beside the files.
 const SCHEMA_LINE: &str = "# yaml-language-server: $schema=./perch.schema.json\n";

@@ -3,8 +3,8 @@
 use miette::{IntoDiagnostic, WrapErr, miette};
 
 use super::EXIT_OK;
-use crate::service::{Caller, Service};
-use crate::store::Store;
+use crate::live::Target;
+use crate::live::embedded::EmbeddedTarget;
 
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {
@@ -17,27 +17,27 @@ pub struct MigrateArgs {
     to: String,
 }
 
-pub async fn run(args: MigrateArgs) -> miette::Result<u8> {
-    let source = Store::open(&args.from)
+async fn open(url: &str) -> miette::Result<EmbeddedTarget> {
+    EmbeddedTarget::open(url)
         .await
         .into_diagnostic()
-        .wrap_err_with(|| format!("cannot open {}", args.from))?;
-    let target = Store::open(&args.to)
-        .await
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot open {}", args.to))?;
-    let outcome = migrate(&source, &target, &args).await;
-    source.close().await;
-    target.close().await;
-    outcome
+        .wrap_err_with(|| format!("cannot open {url}"))
 }
 
-async fn migrate(source: &Store, target: &Store, args: &MigrateArgs) -> miette::Result<u8> {
-    let operator = Caller::local_operator();
-    let report = Service::new(source.clone())
-        .migrate_into(&operator, &Service::new(target.clone()))
-        .await
-        .map_err(|error| miette!("cannot migrate {} to {}: {error}", args.from, args.to))?;
+pub async fn run(args: MigrateArgs) -> miette::Result<u8> {
+    let source = open(&args.from).await?;
+    let target = match open(&args.to).await {
+        Ok(target) => target,
+        Err(error) => {
+            source.close().await;
+            return Err(error);
+        }
+    };
+    let outcome = source.migrate_into(&target).await;
+    source.close().await;
+    target.close().await;
+    let report =
+        outcome.map_err(|error| miette!("cannot migrate {} to {}: {error}", args.from, args.to))?;
     println!(
         "migrated {} object(s), {} message(s) and {} token(s) from {} to {}; counts verified",
         report.objects, report.messages, report.tokens, args.from, args.to

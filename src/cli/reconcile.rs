@@ -9,11 +9,12 @@ use serde_json::{Value, json};
 
 use super::render;
 use super::{DEFAULT_DB, EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
+use crate::api::Live;
 use crate::live::embedded::EmbeddedTarget;
 use crate::live::http::HttpTarget;
 use crate::live::{self, Target, TargetError};
 use crate::manifest::{self, Desired};
-use crate::plan::{self, Live, Plan};
+use crate::plan::{self, Plan};
 
 /// Where the reconciler reads and writes.
 #[derive(Debug, Clone, clap::Args)]
@@ -31,54 +32,24 @@ pub struct TargetArgs {
 }
 
 impl TargetArgs {
-    pub fn server(&self) -> Option<&str> {
-        self.server.as_deref()
-    }
-
     pub fn token(&self) -> miette::Result<&str> {
         self.token
             .as_deref()
             .ok_or_else(|| miette!("--server needs a token: pass --token or set PERCH_TOKEN"))
     }
-
-    pub fn db(&self) -> &str {
-        &self.db
-    }
 }
 
-/// An open target, closed cleanly when done.
-pub struct OpenTarget {
-    target: Arc<dyn Target>,
-    embedded: Option<Arc<EmbeddedTarget>>,
-}
-
-impl OpenTarget {
-    pub async fn open(args: &TargetArgs) -> miette::Result<OpenTarget> {
-        match &args.server {
-            Some(server) => {
-                let token = args.token.as_deref().ok_or_else(|| {
-                    miette!("--server needs a token: pass --token or set PERCH_TOKEN")
-                })?;
-                let target = HttpTarget::new(server, token).into_diagnostic()?;
-                Ok(OpenTarget {
-                    target: Arc::new(target),
-                    embedded: None,
-                })
-            }
-            None => {
-                let embedded = Arc::new(EmbeddedTarget::open(&args.db).await.into_diagnostic()?);
-                Ok(OpenTarget {
-                    target: embedded.clone(),
-                    embedded: Some(embedded),
-                })
-            }
+/// Opens the target the flags name: the server at `--server`, or the embedded store at `--db`.
+/// Call [`Target::close`] when done.
+pub async fn open_target(args: &TargetArgs) -> miette::Result<Arc<dyn Target>> {
+    match &args.server {
+        Some(server) => {
+            let target = HttpTarget::new(server, args.token()?).into_diagnostic()?;
+            Ok(Arc::new(target))
         }
-    }
-
-    pub async fn close(self) {
-        if let Some(embedded) = self.embedded {
-            embedded.close().await;
-        }
+        None => Ok(Arc::new(
+            EmbeddedTarget::open(&args.db).await.into_diagnostic()?,
+        )),
     }
 }
 
@@ -215,11 +186,11 @@ async fn read_live(target: &dyn Target) -> miette::Result<Live> {
 /// long as each other on large configurations.
 async fn load_and_read(
     paths: &[PathBuf],
-    target: &OpenTarget,
+    target: &dyn Target,
 ) -> miette::Result<Result<(Desired, Live), u8>> {
     let paths = paths.to_vec();
     let loading = tokio::task::spawn_blocking(move || load_manifests(&paths));
-    let live = read_live(target.target.as_ref()).await;
+    let live = read_live(target).await;
     let desired = loading.await.into_diagnostic()?;
     match desired {
         Ok(desired) => Ok(Ok((desired, live?))),
@@ -234,9 +205,9 @@ fn leave_for_exit<T>(value: T) {
 }
 
 pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
-    let open = OpenTarget::open(&args.target).await?;
+    let target = open_target(&args.target).await?;
     let outcome = async {
-        let (desired, live) = match load_and_read(&args.paths, &open).await? {
+        let (desired, live) = match load_and_read(&args.paths, target.as_ref()).await? {
             Ok(both) => both,
             Err(code) => return Ok(code),
         };
@@ -247,7 +218,7 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
             let text = serde_json::to_string_pretty(&plan).into_diagnostic()?;
             write_atomically(out, text.as_bytes())?;
         }
-        let described = open.target.describe();
+        let described = target.describe();
         if args.json {
             println!("{}", serde_json::to_string_pretty(&plan).into_diagnostic()?);
         } else if args.markdown {
@@ -271,7 +242,7 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
         Ok::<_, miette::Report>(code)
     }
     .await;
-    open.close().await;
+    target.close().await;
     outcome
 }
 
@@ -313,11 +284,10 @@ pub async fn apply(args: ApplyArgs) -> miette::Result<u8> {
             Err(code) => return Ok(code),
         },
     };
-    let open = OpenTarget::open(&args.target).await?;
-    let target = open.target.clone();
+    let target = open_target(&args.target).await?;
     let holder = lock_holder();
     if let Err(error) = target.lock(&holder, LOCK_TTL_SECONDS).await {
-        open.close().await;
+        target.close().await;
         return Err(match error {
             TargetError::LockHeld { holder, since } => {
                 miette!(
@@ -354,7 +324,7 @@ pub async fn apply(args: ApplyArgs) -> miette::Result<u8> {
     if let Err(error) = target.unlock(&holder).await {
         tracing::warn!(%error, "cannot release the apply lock; it lapses in {LOCK_TTL_SECONDS} s");
     }
-    open.close().await;
+    target.close().await;
     outcome
 }
 
@@ -453,9 +423,9 @@ async fn apply_locked(
 }
 
 pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
-    let open = OpenTarget::open(&args.target).await?;
+    let target = open_target(&args.target).await?;
     let outcome = async {
-        let (desired, live) = match load_and_read(&args.paths, &open).await? {
+        let (desired, live) = match load_and_read(&args.paths, target.as_ref()).await? {
             Ok(both) => both,
             Err(code) => return Ok(code),
         };
@@ -486,13 +456,13 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
         } else if drifted.is_empty() {
             println!(
                 "No drift: {} matches the manifests ({} object(s)).",
-                open.target.describe(),
+                target.describe(),
                 desired.len()
             );
         } else {
             println!(
                 "Drift on {}: {} object(s) differ from the manifests.\n",
-                open.target.describe(),
+                target.describe(),
                 drifted.len()
             );
             for action in &drifted {
@@ -520,14 +490,14 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
         })
     }
     .await;
-    open.close().await;
+    target.close().await;
     outcome
 }
 
 pub async fn export(args: ExportArgs) -> miette::Result<u8> {
-    let open = OpenTarget::open(&args.target).await?;
+    let target = open_target(&args.target).await?;
     let outcome = async {
-        let live = read_live(open.target.as_ref()).await?;
+        let live = read_live(target.as_ref()).await?;
         let files = super::export::manifests(&live)?;
         std::fs::create_dir_all(&args.out)
             .into_diagnostic()
@@ -545,13 +515,13 @@ pub async fn export(args: ExportArgs) -> miette::Result<u8> {
         }
         println!(
             "exported {total} object(s) from {} to {}",
-            open.target.describe(),
+            target.describe(),
             args.out.display()
         );
         Ok::<_, miette::Report>(EXIT_OK)
     }
     .await;
-    open.close().await;
+    target.close().await;
     outcome
 }
 

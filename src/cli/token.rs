@@ -3,8 +3,9 @@
 use miette::{Context, IntoDiagnostic};
 
 use super::{DEFAULT_DB, EXIT_OK};
-use crate::service::{Caller, Role, Service};
-use crate::store::Store;
+use crate::live::Target;
+use crate::live::embedded::EmbeddedTarget;
+use crate::service::Role;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TokenCommand {
@@ -32,33 +33,28 @@ pub enum TokenCommand {
     },
 }
 
+async fn open(db: &str) -> miette::Result<EmbeddedTarget> {
+    EmbeddedTarget::open(db)
+        .await
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot open the database {db}"))
+}
+
 pub async fn run(command: TokenCommand) -> miette::Result<u8> {
     match command {
         TokenCommand::Create { db, user, role } => {
             let role = Role::parse(&role).unwrap_or(Role::User);
-            let store = Store::open(&db)
-                .await
-                .into_diagnostic()
-                .wrap_err_with(|| format!("cannot open the database {db}"))?;
-            let token = Service::new(store.clone())
-                .create_token(&user, role)
-                .await
-                .into_diagnostic()?;
-            store.close().await;
-            println!("{token}");
+            let target = open(&db).await?;
+            let created = target.create_token(&user, role).await;
+            target.close().await;
+            println!("{}", created.into_diagnostic()?);
             Ok(EXIT_OK)
         }
         TokenCommand::Revoke { db, token } => {
-            let store = Store::open(&db)
-                .await
-                .into_diagnostic()
-                .wrap_err_with(|| format!("cannot open the database {db}"))?;
-            let revoked = Service::new(store.clone())
-                .revoke_token(&Caller::local_operator(), &token)
-                .await
-                .into_diagnostic();
-            store.close().await;
-            if !revoked? {
+            let target = open(&db).await?;
+            let revoked = target.revoke_token(&token).await;
+            target.close().await;
+            if !revoked.into_diagnostic()? {
                 return Err(miette::miette!("no such token in {db}"));
             }
             println!("revoked");

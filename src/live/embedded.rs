@@ -3,10 +3,13 @@
 use serde_json::{Map, Value};
 
 use super::{ApplyReport, BoxFuture, Target, TargetError, describe, live_from_pages};
+use crate::api::wire::{ClearRequest, ExportOptions, ImportReport, RemoveRequest};
+use crate::api::{ErrorCode, Live};
 use crate::domain::{ComplianceConfiguration, Kind};
-use crate::plan::{Action, Live, Verb};
+use crate::plan::{Action, Verb};
 use crate::service::{
-    APPLY_LOCK, Batch, Caller, Object, Operation, Ownership, Precondition, Service, ServiceError,
+    APPLY_LOCK, Batch, Caller, MigrateReport, Object, Operation, Ownership, Precondition,
+    RemoveFilter, Role, Service, ServiceError,
 };
 use crate::store::Store;
 
@@ -29,8 +32,37 @@ impl EmbeddedTarget {
         })
     }
 
-    pub async fn close(&self) {
-        self.service.store().close().await;
+    /// Creates a bearer token for `user` and returns it; only its hash is stored.
+    ///
+    /// # Errors
+    /// An invalid user, or a store failure.
+    pub async fn create_token(&self, user: &str, role: Role) -> Result<String, TargetError> {
+        self.service
+            .create_token(user, role)
+            .await
+            .map_err(rejected)
+    }
+
+    /// Revokes a token; whether it existed.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn revoke_token(&self, token: &str) -> Result<bool, TargetError> {
+        self.service
+            .revoke_token(&self.caller, token)
+            .await
+            .map_err(rejected)
+    }
+
+    /// Copies this whole store into `into`, which must be empty, verifying the counts.
+    ///
+    /// # Errors
+    /// A target that holds data already, counts that differ, a store failure.
+    pub async fn migrate_into(&self, into: &EmbeddedTarget) -> Result<MigrateReport, TargetError> {
+        self.service
+            .migrate_into(&self.caller, &into.service)
+            .await
+            .map_err(rejected)
     }
 }
 
@@ -50,21 +82,10 @@ pub(crate) fn rejected(error: ServiceError) -> TargetError {
         ServiceError::Store(store) => {
             TargetError::Unreachable(format!("{store}: {}", source_chain(&store)))
         }
-        other => {
-            let code = match &other {
-                ServiceError::Invalid { code, .. }
-                | ServiceError::Rule { code, .. }
-                | ServiceError::Conflict { code, .. } => code.as_str().to_owned(),
-                ServiceError::NotFound { .. } => "not_found".to_owned(),
-                ServiceError::Forbidden { .. } => "forbidden".to_owned(),
-                ServiceError::VersionMismatch { .. } => "version_mismatch".to_owned(),
-                _ => "internal".to_owned(),
-            };
-            TargetError::Rejected {
-                code,
-                message: other.to_string(),
-            }
-        }
+        other => TargetError::Rejected {
+            code: other.code(),
+            message: other.to_string(),
+        },
     }
 }
 
@@ -85,7 +106,7 @@ fn operation_of(action: &Action) -> Result<Operation, TargetError> {
         let configuration: ComplianceConfiguration =
             serde_json::from_value(Value::Object(fields.clone())).map_err(|error| {
                 TargetError::Rejected {
-                    code: "invalid_field".to_owned(),
+                    code: ErrorCode::InvalidField,
                     message: error.to_string(),
                 }
             })?;
@@ -136,7 +157,7 @@ async fn run_one(
 
 fn object_of(action: &Action) -> Result<&Map<String, Value>, TargetError> {
     action.object.as_ref().ok_or_else(|| TargetError::Rejected {
-        code: "invalid_plan".to_owned(),
+        code: ErrorCode::InvalidField,
         message: format!(
             "the plan's {} of {} `{}` carries no object",
             describe_verb(action.action),
@@ -267,5 +288,62 @@ impl Target for EmbeddedTarget {
                 .map(|_| ())
                 .map_err(rejected)
         })
+    }
+
+    fn clear_room<'a>(
+        &'a self,
+        room: &'a str,
+        request: &'a ClearRequest,
+    ) -> BoxFuture<'a, Result<u64, TargetError>> {
+        Box::pin(async move {
+            self.service
+                .clear_room(&self.caller, room, &request.end_date)
+                .await
+                .map_err(rejected)
+        })
+    }
+
+    fn remove_messages<'a>(
+        &'a self,
+        room: &'a str,
+        request: &'a RemoveRequest,
+    ) -> BoxFuture<'a, Result<u64, TargetError>> {
+        Box::pin(async move {
+            let filter = RemoveFilter::try_from(request.clone()).map_err(rejected)?;
+            self.service
+                .remove_messages(&self.caller, room, filter)
+                .await
+                .map_err(rejected)
+        })
+    }
+
+    fn export_data<'a>(
+        &'a self,
+        options: &'a ExportOptions,
+        progress: &'a mut (dyn FnMut(usize) + Send),
+    ) -> BoxFuture<'a, Result<Vec<u8>, TargetError>> {
+        Box::pin(async move {
+            self.service
+                .export_data(&self.caller, options, progress)
+                .await
+                .map_err(rejected)
+        })
+    }
+
+    fn import_data<'a>(
+        &'a self,
+        file: Vec<u8>,
+        replace_existing: bool,
+    ) -> BoxFuture<'a, Result<ImportReport, TargetError>> {
+        Box::pin(async move {
+            self.service
+                .import_data(&self.caller, &file, replace_existing)
+                .await
+                .map_err(rejected)
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move { self.service.store().close().await })
     }
 }

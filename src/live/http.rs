@@ -1,102 +1,64 @@
-//! The HTTP target: a `perch serve` over its API.
+//! The HTTP target: a `perch serve` over its API, through the one [`Client`].
 
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use reqwest::Method;
 
 use super::{BoxFuture, Target, TargetError, live_from_state};
+use crate::api::wire::{
+    ClearReply, ClearRequest, ExportOptions, ImportReport, LockRequest, RemoveReply, RemoveRequest,
+    collection_of, percent_encode,
+};
+use crate::api::{Body, Client, ClientError, ErrorCode, Live};
 use crate::domain::Kind;
-use crate::plan::{Action, Live, Verb};
-use crate::server::ErrorBody;
+use crate::plan::{Action, Verb};
 use crate::service::APPLY_LOCK;
 
 pub struct HttpTarget {
-    client: reqwest::Client,
-    base: String,
-    token: String,
+    client: Client,
 }
 
 impl HttpTarget {
+    /// # Errors
+    /// A base that is not a server URL.
     pub fn new(base: &str, token: &str) -> Result<HttpTarget, TargetError> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("perch/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| TargetError::Unreachable(error.to_string()))?;
         Ok(HttpTarget {
-            client,
-            base: base.trim_end_matches('/').to_owned(),
-            token: token.to_owned(),
+            client: Client::new(base, token)?,
         })
     }
+}
 
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        if_match: Option<i64>,
-    ) -> Result<reqwest::Response, TargetError> {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(version) = if_match {
-            request = request.header("If-Match", format!("\"{version}\""));
+/// `/v1/rooms/{room}/{rest}`, the room's name encoded.
+fn room_path(room: &str, rest: &str) -> String {
+    format!("/v1/rooms/{}/{rest}", percent_encode(room))
+}
+
+/// Whether an error is "not found", which removal counts as done.
+fn is_not_found(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::Rejected {
+            code: ErrorCode::NotFound,
+            ..
         }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        request
-            .send()
-            .await
-            .map_err(|error| TargetError::Unreachable(format!("{}: {error}", self.base)))
-    }
-}
-
-async fn rejected(response: reqwest::Response) -> TargetError {
-    let status = response.status();
-    match response.json::<ErrorBody>().await {
-        Ok(body) if body.code == "lock_held" => TargetError::LockHeld {
-            holder: body.holder.unwrap_or_default(),
-            since: String::new(),
-        },
-        Ok(body) => TargetError::Rejected {
-            code: body.code,
-            message: body.message,
-        },
-        Err(_) => TargetError::Rejected {
-            code: status.as_u16().to_string(),
-            message: format!("the server answered {status}"),
-        },
-    }
-}
-
-fn collection(kind: Kind) -> &'static str {
-    crate::server::collection_of(kind)
-}
-
-fn segment(name: &str) -> String {
-    crate::server::percent_encode(name)
+    )
 }
 
 impl Target for HttpTarget {
     fn describe(&self) -> String {
-        format!("server {}", self.base)
+        format!("server {}", self.client.base())
     }
 
     fn live(&self) -> BoxFuture<'_, Result<Live, TargetError>> {
         Box::pin(async move {
-            let response = self.send(Method::GET, "/v1/state", None, None).await?;
-            if !response.status().is_success() {
-                return Err(match rejected(response).await {
+            let body = self
+                .client
+                .bytes(Method::GET, "/v1/state", Body::NONE)
+                .await
+                .map_err(|error| match TargetError::from(error) {
                     TargetError::Rejected { code, message } => {
                         TargetError::Unreadable(format!("{message} ({code})"))
                     }
                     other => other,
-                });
-            }
-            let body = response.bytes().await.map_err(|error| {
-                TargetError::Unreadable(format!("the state did not arrive whole: {error}"))
-            })?;
+                })?;
             live_from_state(&body)
         })
     }
@@ -104,35 +66,43 @@ impl Target for HttpTarget {
     fn execute<'a>(&'a self, action: &'a Action) -> BoxFuture<'a, Result<(), TargetError>> {
         Box::pin(async move {
             let marks = format!("managed=true&protect={}", action.protect);
-            let body = action.object.clone().map(Value::Object);
             let (method, path) = match (action.kind, action.action) {
                 (Kind::ComplianceConfiguration, _) => {
                     (Method::PUT, format!("/v1/compliance?{marks}"))
                 }
-                (kind, Verb::Create) => (Method::POST, format!("/v1/{}?{marks}", collection(kind))),
+                (kind, Verb::Create) => {
+                    (Method::POST, format!("/v1/{}?{marks}", collection_of(kind)))
+                }
                 (kind, Verb::Set) => (
                     Method::PUT,
-                    format!("/v1/{}/{}?{marks}", collection(kind), segment(&action.name)),
+                    format!(
+                        "/v1/{}/{}?{marks}",
+                        collection_of(kind),
+                        percent_encode(&action.name)
+                    ),
                 ),
                 (kind, Verb::Remove) => (
                     Method::DELETE,
-                    format!("/v1/{}/{}", collection(kind), segment(&action.name)),
+                    format!(
+                        "/v1/{}/{}",
+                        collection_of(kind),
+                        percent_encode(&action.name)
+                    ),
                 ),
             };
-            let body = if action.action == Verb::Remove {
-                None
-            } else {
-                body
+            let body = match (&action.object, action.action) {
+                (Some(object), Verb::Create | Verb::Set) => Body::Json(object),
+                _ => Body::Empty,
             };
-            let response = self
-                .send(method, &path, body.as_ref(), action.expected_version)
-                .await?;
-            if response.status().is_success()
-                || (action.action == Verb::Remove && response.status() == StatusCode::NOT_FOUND)
+            match self
+                .client
+                .send(method, &path, body, action.expected_version)
+                .await
             {
-                return Ok(());
+                Ok(_) => Ok(()),
+                Err(error) if action.action == Verb::Remove && is_not_found(&error) => Ok(()),
+                Err(error) => Err(error.into()),
             }
-            Err(rejected(response).await)
         })
     }
 
@@ -142,32 +112,91 @@ impl Target for HttpTarget {
         ttl_seconds: i64,
     ) -> BoxFuture<'a, Result<(), TargetError>> {
         Box::pin(async move {
-            let body = json!({"holder": holder, "ttlSeconds": ttl_seconds});
-            let response = self
+            let request = LockRequest {
+                holder: holder.to_owned(),
+                ttl_seconds,
+            };
+            self.client
                 .send(
                     Method::POST,
                     &format!("/v1/locks/{APPLY_LOCK}"),
-                    Some(&body),
+                    Body::Json(&request),
                     None,
                 )
                 .await?;
-            if response.status().is_success() {
-                Ok(())
-            } else {
-                Err(rejected(response).await)
-            }
+            Ok(())
         })
     }
 
     fn unlock<'a>(&'a self, holder: &'a str) -> BoxFuture<'a, Result<(), TargetError>> {
         Box::pin(async move {
-            let path = format!("/v1/locks/{APPLY_LOCK}?holder={}", segment(holder));
-            let response = self.send(Method::DELETE, &path, None, None).await?;
-            if response.status().is_success() || response.status() == StatusCode::NOT_FOUND {
-                Ok(())
-            } else {
-                Err(rejected(response).await)
+            let path = format!("/v1/locks/{APPLY_LOCK}?holder={}", percent_encode(holder));
+            match self
+                .client
+                .send(Method::DELETE, &path, Body::NONE, None)
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(error) if is_not_found(&error) => Ok(()),
+                Err(error) => Err(error.into()),
             }
+        })
+    }
+
+    fn clear_room<'a>(
+        &'a self,
+        room: &'a str,
+        request: &'a ClearRequest,
+    ) -> BoxFuture<'a, Result<u64, TargetError>> {
+        Box::pin(async move {
+            let reply: ClearReply = self
+                .client
+                .json(Method::POST, &room_path(room, "clear"), Body::Json(request))
+                .await?;
+            Ok(reply.removed)
+        })
+    }
+
+    fn remove_messages<'a>(
+        &'a self,
+        room: &'a str,
+        request: &'a RemoveRequest,
+    ) -> BoxFuture<'a, Result<u64, TargetError>> {
+        Box::pin(async move {
+            let reply: RemoveReply = self
+                .client
+                .json(
+                    Method::POST,
+                    &room_path(room, "messages/remove"),
+                    Body::Json(request),
+                )
+                .await?;
+            Ok(reply.touched)
+        })
+    }
+
+    fn export_data<'a>(
+        &'a self,
+        options: &'a ExportOptions,
+        _progress: &'a mut (dyn FnMut(usize) + Send),
+    ) -> BoxFuture<'a, Result<Vec<u8>, TargetError>> {
+        Box::pin(async move {
+            let path = format!("/v1/data/export?{}", options.to_query());
+            Ok(self.client.bytes(Method::GET, &path, Body::NONE).await?)
+        })
+    }
+
+    fn import_data<'a>(
+        &'a self,
+        file: Vec<u8>,
+        replace_existing: bool,
+    ) -> BoxFuture<'a, Result<ImportReport, TargetError>> {
+        Box::pin(async move {
+            let path = format!("/v1/data/import?replaceExisting={replace_existing}");
+            Ok(self
+                .client
+                .json(Method::POST, &path, Body::<()>::Ndjson(file))
+                .await?)
         })
     }
 }

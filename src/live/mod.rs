@@ -15,11 +15,12 @@ pub mod http;
 use std::future::Future;
 use std::pin::Pin;
 
-use serde_json::{Map, Value};
-
+use crate::api::wire::{
+    ClearRequest, ExportOptions, ImportReport, RemoveRequest, STATE_FORMAT_VERSION, StateDocument,
+};
+use crate::api::{ClientError, ErrorCode, Live};
 use crate::domain::Kind;
-use crate::plan::{Action, Live, LiveObject, PLAN_FORMAT_VERSION, Plan};
-use crate::service::Meta;
+use crate::plan::{Action, PLAN_FORMAT_VERSION, Plan};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -28,16 +29,48 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub enum TargetError {
     #[error("another apply holds the lock: {holder} since {since}")]
     LockHeld { holder: String, since: String },
-    /// The server refused an action: a rule, a stale version, a missing right.
+    /// The server refused: a rule, a stale version, a missing right.
     #[error("{message} ({code})")]
-    Rejected { code: String, message: String },
+    Rejected { code: ErrorCode, message: String },
     #[error("cannot reach the server: {0}")]
     Unreachable(String),
     #[error("the server's live state cannot be read: {0}")]
     Unreadable(String),
 }
 
-/// A server the reconciler can read and change.
+impl TargetError {
+    /// The error code the server (or the service in process) refused with, if it refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            TargetError::Rejected { code, .. } => Some(*code),
+            TargetError::LockHeld { .. } => Some(ErrorCode::LockHeld),
+            TargetError::Unreachable(_) | TargetError::Unreadable(_) => None,
+        }
+    }
+}
+
+impl From<ClientError> for TargetError {
+    fn from(error: ClientError) -> TargetError {
+        match error {
+            ClientError::Rejected {
+                code: ErrorCode::LockHeld,
+                holder,
+                ..
+            } => TargetError::LockHeld {
+                holder: holder.unwrap_or_default(),
+                since: String::new(),
+            },
+            ClientError::Rejected { code, message, .. } => TargetError::Rejected { code, message },
+            ClientError::InvalidUrl(_) | ClientError::Unreachable { .. } => {
+                TargetError::Unreachable(error.to_string())
+            }
+            ClientError::Malformed(message) => TargetError::Unreadable(message),
+        }
+    }
+}
+
+/// A server the CLI can read and change: the reconciler's reads and actions, and every
+/// administrator's operation on chat data. `cli/` reaches a server only through this.
 pub trait Target: Send + Sync {
     /// Where this target is, for messages.
     fn describe(&self) -> String;
@@ -84,28 +117,54 @@ pub trait Target: Send + Sync {
 
     /// Releases the apply lock if `holder` has it.
     fn unlock<'a>(&'a self, holder: &'a str) -> BoxFuture<'a, Result<(), TargetError>>;
-}
 
-/// The document of `GET /v1/state`.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct StateWire {
-    pub format_version: u32,
-    pub objects: Vec<Map<String, Value>>,
+    /// Deletes a room's messages up to a date (`Clear-CsPersistentChatRoom`); how many.
+    fn clear_room<'a>(
+        &'a self,
+        room: &'a str,
+        request: &'a ClearRequest,
+    ) -> BoxFuture<'a, Result<u64, TargetError>>;
+
+    /// Removes or replaces matching messages (`Remove-CsPersistentChatMessage`); how many.
+    fn remove_messages<'a>(
+        &'a self,
+        room: &'a str,
+        request: &'a RemoveRequest,
+    ) -> BoxFuture<'a, Result<u64, TargetError>>;
+
+    /// Writes a `perch-data` export; `progress` hears the lines written so far (where the
+    /// target can tell).
+    fn export_data<'a>(
+        &'a self,
+        options: &'a ExportOptions,
+        progress: &'a mut (dyn FnMut(usize) + Send),
+    ) -> BoxFuture<'a, Result<Vec<u8>, TargetError>>;
+
+    /// Imports a `perch-data` file, all or nothing.
+    fn import_data<'a>(
+        &'a self,
+        file: Vec<u8>,
+        replace_existing: bool,
+    ) -> BoxFuture<'a, Result<ImportReport, TargetError>>;
+
+    /// Lets go of what the target holds open (a database pool); a server needs nothing.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Builds the live state from `GET /v1/state` (both targets read this document).
 pub(crate) fn live_from_state(json: &[u8]) -> Result<Live, TargetError> {
-    let wire: StateWire = serde_json::from_slice(json).map_err(|error| {
+    let document: StateDocument = serde_json::from_slice(json).map_err(|error| {
         TargetError::Unreadable(format!("the state is not the JSON expected: {error}"))
     })?;
-    if wire.format_version != 1 {
+    if document.format_version != STATE_FORMAT_VERSION {
         return Err(TargetError::Unreadable(format!(
-            "the server sends state format {}; this perch reads format 1",
-            wire.format_version
+            "the server sends state format {}; this perch reads format {STATE_FORMAT_VERSION}",
+            document.format_version
         )));
     }
-    live_from_objects(wire.objects)
+    Live::from_shown(document.objects).map_err(TargetError::Unreadable)
 }
 
 /// Builds the live state from pages that are JSON arrays of objects (the embedded target's
@@ -113,7 +172,7 @@ pub(crate) fn live_from_state(json: &[u8]) -> Result<Live, TargetError> {
 pub(crate) fn live_from_pages(pages: &[String]) -> Result<Live, TargetError> {
     let mut objects = Vec::new();
     for page in pages {
-        let mut page_objects: Vec<Map<String, Value>> =
+        let mut page_objects: Vec<serde_json::Map<String, serde_json::Value>> =
             serde_json::from_str(page).map_err(|error| {
                 TargetError::Unreadable(format!(
                     "the stored state is not the JSON expected: {error}"
@@ -121,71 +180,7 @@ pub(crate) fn live_from_pages(pages: &[String]) -> Result<Live, TargetError> {
             })?;
         objects.append(&mut page_objects);
     }
-    live_from_objects(objects)
-}
-
-fn live_from_objects(objects: Vec<Map<String, Value>>) -> Result<Live, TargetError> {
-    let mut live = Live::default();
-    for mut fields in objects {
-        let kind = fields
-            .remove("kind")
-            .and_then(|kind| kind.as_str().and_then(Kind::parse))
-            .ok_or_else(|| TargetError::Unreadable("an object without a known kind".to_owned()))?;
-        let object = live_object(kind, fields)?;
-        if kind == Kind::ComplianceConfiguration {
-            live.compliance = Some(object);
-        } else {
-            live.objects.insert((kind, object.name.clone()), object);
-        }
-    }
-    if live.compliance.is_none() {
-        // Never set: the defaults, at version 0.
-        let defaults = serde_json::to_value(crate::domain::ComplianceConfiguration::default())
-            .ok()
-            .and_then(|value| value.as_object().cloned())
-            .unwrap_or_default();
-        live.compliance = Some(LiveObject {
-            kind: Kind::ComplianceConfiguration,
-            name: crate::plan::COMPLIANCE_NAME.to_owned(),
-            fields: defaults,
-            meta: Meta::default(),
-        });
-    }
-    Ok(live)
-}
-
-/// Splits the bookkeeping fields off an object as the API sends it.
-fn live_object(kind: Kind, mut fields: Map<String, Value>) -> Result<LiveObject, TargetError> {
-    let mut take = |name: &str| fields.remove(name);
-    let text = |value: Option<Value>| match value {
-        Some(Value::String(text)) => text,
-        _ => String::new(),
-    };
-    let meta = Meta {
-        id: take("id").and_then(|v| v.as_i64()).unwrap_or_default(),
-        version: take("version")
-            .and_then(|v| v.as_i64())
-            .ok_or_else(|| TargetError::Unreadable(format!("a {kind} has no version")))?,
-        managed: take("managed").and_then(|v| v.as_bool()).unwrap_or(false),
-        protect: take("protect").and_then(|v| v.as_bool()).unwrap_or(false),
-        created_at: text(take("createdAt")),
-        updated_by: text(take("updatedBy")),
-        updated_at: text(take("updatedAt")),
-    };
-    let name = match kind {
-        Kind::ComplianceConfiguration => crate::plan::COMPLIANCE_NAME.to_owned(),
-        _ => fields
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| TargetError::Unreadable(format!("a {kind} has no name")))?
-            .to_owned(),
-    };
-    Ok(LiveObject {
-        kind,
-        name,
-        fields,
-        meta,
-    })
+    Live::from_shown(objects).map_err(TargetError::Unreadable)
 }
 
 /// What an apply did before it stopped.

@@ -13,31 +13,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::api::wire::COMPLIANCE_NAME;
+use crate::api::{Live, LiveObject};
 use crate::domain::{Kind, Principal};
 use crate::manifest::{Desired, DesiredObject};
-use crate::service::Meta;
 
 /// The version of the JSON plan format (`perch plan --json`, `--out`).
 pub const PLAN_FORMAT_VERSION: u32 = 1;
-
-/// Display name and key of the compliance singleton.
-pub const COMPLIANCE_NAME: &str = "global";
-
-/// One object as the server holds it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LiveObject {
-    pub kind: Kind,
-    pub name: String,
-    pub fields: Map<String, Value>,
-    pub meta: Meta,
-}
-
-/// Everything the server holds, as the plan engine compares it.
-#[derive(Clone, Debug, Default)]
-pub struct Live {
-    pub objects: BTreeMap<(Kind, String), LiveObject>,
-    pub compliance: Option<LiveObject>,
-}
 
 /// What an action does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

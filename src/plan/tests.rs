@@ -41,11 +41,11 @@ fn live(objects: &[(Kind, &str, Value, bool)]) -> Live {
                 kind: *kind,
                 name: (*name).to_owned(),
                 fields,
-                meta: Meta {
+                meta: crate::api::Envelope {
                     version: 3,
                     managed: *managed,
                     updated_by: "sip:hand@contoso.com".to_owned(),
-                    ..Meta::default()
+                    ..crate::api::Envelope::default()
                 },
             },
         );

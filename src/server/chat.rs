@@ -10,11 +10,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::routes::JsonObject;
 use super::{ApiError, AppState};
-use crate::service::{Caller, Match, PageRequest, RemoveFilter, ServiceError, StreamEnd};
+use crate::api::wire::{ClearReply, ClearRequest, RemoveReply, RemoveRequest};
+use crate::service::{Caller, PageRequest, RemoveFilter, ServiceError, StreamEnd};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,40 +79,19 @@ pub async fn read_messages(
     Ok(Json(page).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ClearBody {
-    end_date: String,
-}
-
 pub async fn clear_room(
     State(state): State<AppState>,
     caller: Caller,
     Path(room): Path<String>,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    let request: ClearBody = serde_path_to_error::deserialize(serde_json::Value::Object(body))
+    let request: ClearRequest = serde_path_to_error::deserialize(serde_json::Value::Object(body))
         .map_err(ServiceError::from_json_path)?;
     let removed = state
         .service
         .clear_room(&caller, &room, &request.end_date)
         .await?;
-    Ok(Json(json!({"room": room, "removed": removed})).into_response())
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RemoveBody {
-    user: Option<String>,
-    start_date: Option<String>,
-    end_date: Option<String>,
-    filter: Option<String>,
-    #[serde(rename = "match")]
-    matching: Option<String>,
-    #[serde(default)]
-    case_sensitive: bool,
-    /// Leave this text in place of each match; absent deletes them.
-    replace: Option<String>,
+    Ok(Json(ClearReply { room, removed }).into_response())
 }
 
 pub async fn remove_messages(
@@ -121,37 +100,13 @@ pub async fn remove_messages(
     Path(room): Path<String>,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    let request: RemoveBody = serde_path_to_error::deserialize(serde_json::Value::Object(body))
+    let request: RemoveRequest = serde_path_to_error::deserialize(serde_json::Value::Object(body))
         .map_err(ServiceError::from_json_path)?;
-    let matching = parse_match(request.matching.as_deref())?;
-    let filter = RemoveFilter {
-        author: request.user,
-        start: request.start_date,
-        end: request.end_date,
-        words: request.filter,
-        matching,
-        case_sensitive: request.case_sensitive,
-        replacement: request.replace,
-    };
     let touched = state
         .service
-        .remove_messages(&caller, &room, filter)
+        .remove_messages(&caller, &room, RemoveFilter::try_from(request)?)
         .await?;
-    Ok(Json(json!({"room": room, "touched": touched})).into_response())
-}
-
-/// `all`, `or` (also `any`) or `exact`, as the cmdlet's MatchClause.
-pub fn parse_match(text: Option<&str>) -> Result<Match, ApiError> {
-    match text.map(str::to_ascii_lowercase).as_deref() {
-        None | Some("all") => Ok(Match::All),
-        Some("or" | "any") => Ok(Match::Any),
-        Some("exact") => Ok(Match::Exact),
-        Some(other) => Err(ApiError::new(
-            ErrorCode::InvalidField,
-            format!("match takes all, or or exact, not `{other}`"),
-        )
-        .with_field("match")),
-    }
+    Ok(Json(RemoveReply { room, touched }).into_response())
 }
 
 /// Where a live stream stands: the last message and the last room change it delivered.

@@ -44,43 +44,29 @@ impl ApiError {
 
 impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
-        let message = error.to_string();
-        match error {
-            ServiceError::Invalid { code, field, .. } => {
-                ApiError::new(code, message).with_field(field)
-            }
-            ServiceError::Rule { code, field, .. } => {
-                ApiError::new(code, message).with_field(field)
-            }
-            ServiceError::NotFound { .. } => {
-                ApiError::new(ErrorCode::NotFound, message).with_field("name")
-            }
-            ServiceError::Forbidden { .. } => ApiError::new(ErrorCode::Forbidden, message),
-            ServiceError::VersionMismatch { .. } => {
-                ApiError::new(ErrorCode::VersionMismatch, message).with_field("If-Match")
-            }
-            ServiceError::Conflict { code, .. } => ApiError::new(code, message),
-            ServiceError::LockHeld { holder, .. } => {
-                let mut error = ApiError::new(ErrorCode::LockHeld, message);
-                error.body.holder = Some(holder);
-                error
-            }
-            ServiceError::Store(StoreError::Duplicate { .. }) => {
-                ApiError::new(ErrorCode::AlreadyExists, message).with_field("name")
-            }
+        let code = error.code();
+        let field = error.field().unwrap_or_default().to_owned();
+        let message = match &error {
             ServiceError::Store(StoreError::Busy(source)) => {
                 tracing::warn!(error = %source, "database busy");
-                ApiError::new(ErrorCode::Busy, message)
+                error.to_string()
             }
+            ServiceError::Store(StoreError::Duplicate { .. }) => error.to_string(),
             ServiceError::Store(store) => {
                 tracing::error!(error = ?store, "store failure");
-                ApiError::new(ErrorCode::Internal, "internal error; see the server log")
+                "internal error; see the server log".to_owned()
             }
             ServiceError::Internal(text) => {
                 tracing::error!(error = %text, "internal failure");
-                ApiError::new(ErrorCode::Internal, "internal error; see the server log")
+                "internal error; see the server log".to_owned()
             }
+            _ => error.to_string(),
+        };
+        let mut api = ApiError::new(code, message).with_field(field);
+        if let ServiceError::LockHeld { holder, .. } = error {
+            api.body.holder = Some(holder);
         }
+        api
     }
 }
 

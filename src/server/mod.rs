@@ -7,9 +7,6 @@ mod chat;
 mod error;
 mod routes;
 
-pub use chat::parse_match;
-pub use routes::{collection_of, percent_encode};
-
 use std::future::Future;
 use std::net::SocketAddr;
 

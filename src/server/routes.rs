@@ -12,6 +12,9 @@ use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, AppState};
+use crate::api::wire::{
+    ExportOptions, Level, LockRequest, collection_of, percent_decode, percent_encode,
+};
 use crate::domain::{ComplianceConfiguration, Kind};
 use crate::service::{Caller, Object, Ownership, Precondition, ServiceError, Stored};
 
@@ -45,17 +48,6 @@ pub fn router() -> Router<AppState> {
         .fallback(|| async {
             ApiError::new(ErrorCode::NotFound, "no such endpoint; see /v1/categories, /v1/rooms, /v1/addins, /v1/groups, /v1/compliance")
         })
-}
-
-/// The collection segment of a URL for each kind.
-pub fn collection_of(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Group => "groups",
-        Kind::Addin => "addins",
-        Kind::Category => "categories",
-        Kind::Room => "rooms",
-        Kind::ComplianceConfiguration => "compliance",
-    }
 }
 
 fn kind_of(collection: &str) -> Result<Kind, ApiError> {
@@ -353,8 +345,8 @@ async fn export_data(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let level = match query_values(&query, "level").first() {
-        None => crate::service::Level::All,
-        Some(text) => crate::service::Level::parse(text).ok_or_else(|| {
+        None => Level::All,
+        Some(text) => Level::parse(text).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::InvalidQuery,
                 format!("level takes all, user, category, room-directory or content, not `{text}`"),
@@ -362,7 +354,7 @@ async fn export_data(
             .with_field("level")
         })?,
     };
-    let options = crate::service::ExportOptions {
+    let options = ExportOptions {
         level,
         scope: query_values(&query, "scope"),
         since: query_values(&query, "since").into_iter().next(),
@@ -396,18 +388,6 @@ async fn run_archiver(State(state): State<AppState>, caller: Caller) -> Result<R
 async fn state(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let json = state.service.state_json(&caller).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct LockRequest {
-    holder: String,
-    #[serde(default = "default_ttl")]
-    ttl_seconds: i64,
-}
-
-fn default_ttl() -> i64 {
-    120
 }
 
 async fn acquire_lock(
@@ -465,44 +445,4 @@ async fn release_lock(
             format!("lock `{name}` is not held by `{holder}`"),
         ))
     }
-}
-
-/// Percent-encodes everything but unreserved characters, for one path segment or query value.
-pub fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let hex = |byte: u8| (byte as char).to_digit(16);
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let escaped = (bytes[index] == b'%')
-            .then(|| Some((hex(*bytes.get(index + 1)?)?, hex(*bytes.get(index + 2)?)?)))
-            .flatten();
-        match (bytes[index], escaped) {
-            (b'%', Some((high, low))) => {
-                out.push((high * 16 + low) as u8);
-                index += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                index += 1;
-            }
-            (byte, _) => {
-                out.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -17,108 +17,16 @@
 use crate::api::ErrorCode;
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 
 use super::WriteAccess;
 use super::{Caller, Result, Service, ServiceError, hex, require_admin};
+use crate::api::LiveObject;
+use crate::api::wire::{DataEnd, DataHeader, DataMessage, ExportOptions, ImportReport, Level};
 use crate::clock;
 use crate::domain::Kind;
 use crate::store::{MessageRow, ObjectWrite};
-
-/// What an export holds (the original's `-Level`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Level {
-    /// Configuration and messages.
-    #[default]
-    All,
-    /// The directory: groups.
-    User,
-    /// Categories, with the groups and add-ins they and their rooms name.
-    Category,
-    /// Categories and rooms, with the groups and add-ins they name; no messages.
-    RoomDirectory,
-    /// Messages only, of rooms that exist where they are imported.
-    Content,
-}
-
-impl Level {
-    pub fn parse(text: &str) -> Option<Level> {
-        match text {
-            "all" => Some(Level::All),
-            "user" => Some(Level::User),
-            "category" => Some(Level::Category),
-            "room-directory" => Some(Level::RoomDirectory),
-            "content" => Some(Level::Content),
-            _ => None,
-        }
-    }
-}
-
-/// What to export.
-#[derive(Clone, Debug, Default)]
-pub struct ExportOptions {
-    pub level: Level,
-    /// Only these categories and their rooms; all when empty.
-    pub scope: Vec<String>,
-    /// Only messages posted on or after this date or time.
-    pub since: Option<String>,
-    /// Disable the exported rooms afterwards.
-    pub disable_exported: bool,
-}
-
-/// What an import did.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ImportReport {
-    pub objects: usize,
-    pub messages: usize,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Header {
-    format: String,
-    version: u32,
-    level: Level,
-    #[serde(default)]
-    scope: Vec<String>,
-    #[serde(default)]
-    since: Option<String>,
-    exported_at: String,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireMessage {
-    id: i64,
-    room_id: i64,
-    author: String,
-    body: String,
-    posted_at: String,
-    in_history: bool,
-    replaced: bool,
-}
-
-#[derive(Serialize, Deserialize)]
-struct End {
-    objects: usize,
-    messages: usize,
-    sha256: String,
-}
-
-const META_FIELDS: [&str; 8] = [
-    "kind",
-    "id",
-    "version",
-    "managed",
-    "protect",
-    "createdAt",
-    "updatedBy",
-    "updatedAt",
-];
 
 impl Service {
     /// Writes an export; administrators only. `progress` hears the lines written so far.
@@ -144,21 +52,21 @@ impl Service {
             .transpose()?;
         let state = self.state_json(caller).await?;
         let state: Value = serde_json::from_str(&state).map_err(ServiceError::internal)?;
-        let objects: Vec<Map<String, Value>> = state["objects"]
+        let objects: Vec<(LiveObject, Map<String, Value>)> = state["objects"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|object| object.as_object().cloned())
-            .collect();
-        let kind_of = |object: &Map<String, Value>| {
+            .map(|shown| {
+                LiveObject::from_shown(shown.clone())
+                    .map(|object| (object, shown))
+                    .map_err(ServiceError::internal)
+            })
+            .collect::<Result<_>>()?;
+        let category_of = |object: &LiveObject| {
             object
-                .get("kind")
-                .and_then(Value::as_str)
-                .and_then(Kind::parse)
-        };
-        let name_of = |object: &Map<String, Value>| {
-            object
-                .get("name")
+                .fields
+                .get("category")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned()
@@ -166,7 +74,7 @@ impl Service {
         for category in &options.scope {
             if !objects
                 .iter()
-                .any(|o| kind_of(o) == Some(Kind::Category) && &name_of(o) == category)
+                .any(|(o, _)| o.kind == Kind::Category && &o.name == category)
             {
                 return Err(ServiceError::invalid(
                     "scope",
@@ -177,16 +85,10 @@ impl Service {
         }
         let in_scope_category =
             |name: &str| options.scope.is_empty() || options.scope.iter().any(|s| s == name);
-        let rooms: Vec<&Map<String, Value>> = objects
+        let rooms: Vec<&LiveObject> = objects
             .iter()
-            .filter(|o| kind_of(o) == Some(Kind::Room))
-            .filter(|o| {
-                in_scope_category(
-                    o.get("category")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default(),
-                )
-            })
+            .map(|(o, _)| o)
+            .filter(|o| o.kind == Kind::Room && in_scope_category(&category_of(o)))
             .collect();
         let wanted_kinds: &[Kind] = match options.level {
             Level::All => &[
@@ -202,7 +104,7 @@ impl Service {
             Level::Content => &[],
         };
         let mut lines = Vec::new();
-        let header = Header {
+        let header = DataHeader {
             format: "perch-data".to_owned(),
             version: 1,
             level: options.level,
@@ -212,34 +114,29 @@ impl Service {
         };
         lines.push(serde_json::to_string(&header).map_err(ServiceError::internal)?);
         let mut object_count = 0;
-        for object in &objects {
-            let Some(kind) = kind_of(object) else {
-                continue;
-            };
-            if !wanted_kinds.contains(&kind) {
+        for (object, shown) in &objects {
+            if !wanted_kinds.contains(&object.kind) {
                 continue;
             }
-            let keep = match kind {
-                Kind::Category => in_scope_category(&name_of(object)),
-                Kind::Room => in_scope_category(
-                    object
-                        .get("category")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default(),
-                ),
+            let keep = match object.kind {
+                Kind::Category => in_scope_category(&object.name),
+                Kind::Room => in_scope_category(&category_of(object)),
                 _ => true,
             };
             if keep {
-                lines.push(json!({"object": object}).to_string());
+                lines.push(json!({"object": shown}).to_string());
                 object_count += 1;
             }
         }
         let mut message_count = 0;
         if matches!(options.level, Level::All | Level::Content) {
             for room in &rooms {
-                let room_id = room.get("id").and_then(Value::as_i64).unwrap_or_default();
-                for message in self.store().room_history(room_id, since.as_deref()).await? {
-                    let wire = WireMessage {
+                for message in self
+                    .store()
+                    .room_history(room.meta.id, since.as_deref())
+                    .await?
+                {
+                    let wire = DataMessage {
                         id: message.id,
                         room_id: message.room_id,
                         author: message.author,
@@ -261,7 +158,7 @@ impl Service {
             bytes.extend_from_slice(line.as_bytes());
             bytes.push(b'\n');
         }
-        let end = End {
+        let end = DataEnd {
             objects: object_count,
             messages: message_count,
             sha256: hex(&sha2::Sha256::digest(&bytes)),
@@ -277,7 +174,7 @@ impl Service {
                 self.patch(
                     caller,
                     Kind::Room,
-                    &name_of(room),
+                    &room.name,
                     disable,
                     super::Precondition::None,
                 )
@@ -314,7 +211,7 @@ impl Service {
                 "the file is truncated or corrupted: its last line is not the end line".to_owned(),
             )
         })?;
-        let end: End = serde_json::from_value(end_line["end"].clone())
+        let end: DataEnd = serde_json::from_value(end_line["end"].clone())
             .map_err(|_| corrupt("the file is truncated: it has no end line".to_owned()))?;
         let digest = hex(&sha2::Sha256::digest(&bytes[..body_end]));
         if digest != end.sha256 {
@@ -323,7 +220,7 @@ impl Service {
             ));
         }
         let mut lines = text[..body_end].lines();
-        let header: Header = lines
+        let header: DataHeader = lines
             .next()
             .and_then(|line| serde_json::from_str(line).ok())
             .ok_or_else(|| corrupt("the file has no perch-data header".to_owned()))?;
@@ -341,7 +238,7 @@ impl Service {
             if let Some(Value::Object(object)) = value.remove("object") {
                 objects.push(object);
             } else if let Some(message) = value.remove("message") {
-                let wire: WireMessage = serde_json::from_value(message)
+                let wire: DataMessage = serde_json::from_value(message)
                     .map_err(|error| corrupt(format!("line {}: {error}", number + 2)))?;
                 messages.push(MessageRow {
                     id: wire.id,
@@ -369,41 +266,24 @@ impl Service {
         let mut tx = self.store().begin(WriteAccess::new()).await?;
         let mut conflicts = Vec::new();
         let mut writes = Vec::new();
-        for object in &objects {
-            let kind = object
-                .get("kind")
-                .and_then(Value::as_str)
-                .and_then(Kind::parse)
-                .ok_or_else(|| corrupt("an object without a known kind".to_owned()))?;
-            let id = object
-                .get("id")
-                .and_then(Value::as_i64)
-                .ok_or_else(|| corrupt("an object without an id".to_owned()))?;
-            let mut fields = object.clone();
-            for meta in META_FIELDS {
-                fields.remove(meta);
+        for shown in &objects {
+            let object =
+                LiveObject::from_shown(shown.clone()).map_err(|error| corrupt(error.clone()))?;
+            let (kind, name) = (object.kind, &object.name);
+            if object.meta.id <= 0 {
+                return Err(corrupt(format!("{kind} `{name}` has no id")));
             }
-            let name = if kind == Kind::ComplianceConfiguration {
-                "global".to_owned()
-            } else {
-                fields
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
             // Check the object is one this server accepts.
+            let fields = Value::Object(object.fields.clone());
             if kind == Kind::ComplianceConfiguration {
-                serde_json::from_value::<crate::domain::ComplianceConfiguration>(Value::Object(
-                    fields.clone(),
-                ))
-                .map_err(|error| corrupt(format!("the compliance configuration: {error}")))?;
+                serde_json::from_value::<crate::domain::ComplianceConfiguration>(fields)
+                    .map_err(|error| corrupt(format!("the compliance configuration: {error}")))?;
             } else {
-                super::Object::from_json(kind, Value::Object(fields.clone()))
+                super::Object::from_json(kind, fields)
                     .map_err(|error| corrupt(format!("{kind} `{name}`: {error}")))?;
             }
-            let by_name = tx.get(kind, &name).await?;
-            let by_id = tx.object_by_id(id).await?;
+            let by_name = tx.get(kind, name).await?;
+            let by_id = tx.object_by_id(object.meta.id).await?;
             if by_name.is_some() || by_id.is_some() {
                 if !replace_existing {
                     conflicts.push(format!("{kind} `{name}`"));
@@ -413,7 +293,7 @@ impl Service {
                     tx.delete(existing.id).await?;
                 }
             }
-            writes.push((kind, id, name, fields, object.clone()));
+            writes.push(object);
         }
         let message_ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
         let taken = tx.existing_message_ids(&message_ids).await?;
@@ -437,43 +317,26 @@ impl Service {
                 ),
             });
         }
-        for (kind, id, name, fields, object) in &writes {
-            let text = |field: &str| {
-                object
-                    .get(field)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            let (category, addin) = if *kind == Kind::Room {
-                (
-                    fields.get("category").and_then(Value::as_str),
-                    fields.get("addin").and_then(Value::as_str),
-                )
+        for object in &writes {
+            let text_field = |field: &str| object.fields.get(field).and_then(Value::as_str);
+            let (category, addin) = if object.kind == Kind::Room {
+                (text_field("category"), text_field("addin"))
             } else {
                 (None, None)
             };
-            let updated_by = text("updatedBy");
-            let updated_at = text("updatedAt");
+            let meta = &object.meta;
             let write = ObjectWrite {
-                kind: *kind,
-                name,
+                kind: object.kind,
+                name: &object.name,
                 category,
                 addin,
-                body: Value::Object(fields.clone()).to_string(),
-                managed: object
-                    .get("managed")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-                protected: object
-                    .get("protect")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-                updated_by: &updated_by,
-                updated_at: &updated_at,
+                body: Value::Object(object.fields.clone()).to_string(),
+                managed: meta.managed,
+                protected: meta.protect,
+                updated_by: &meta.updated_by,
+                updated_at: &meta.updated_at,
             };
-            let version = object.get("version").and_then(Value::as_i64).unwrap_or(1);
-            tx.insert_exact(*id, write, version, &text("createdAt"))
+            tx.insert_exact(meta.id, write, meta.version.max(1), &meta.created_at)
                 .await?;
         }
         // Messages need their rooms, imported or already here.

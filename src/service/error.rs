@@ -45,6 +45,36 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// The one wire code of this error: the HTTP API and the embedded target both report it.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ServiceError::Invalid { code, .. }
+            | ServiceError::Rule { code, .. }
+            | ServiceError::Conflict { code, .. } => *code,
+            ServiceError::NotFound { .. } => ErrorCode::NotFound,
+            ServiceError::Forbidden { .. } => ErrorCode::Forbidden,
+            ServiceError::VersionMismatch { .. } => ErrorCode::VersionMismatch,
+            ServiceError::LockHeld { .. } => ErrorCode::LockHeld,
+            ServiceError::Store(StoreError::Duplicate { .. }) => ErrorCode::AlreadyExists,
+            ServiceError::Store(StoreError::Busy(_)) => ErrorCode::Busy,
+            ServiceError::Store(_) | ServiceError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The field at fault, where one is.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ServiceError::Invalid { field, .. } | ServiceError::Rule { field, .. } => {
+                Some(field.as_str())
+            }
+            ServiceError::NotFound { .. } | ServiceError::Store(StoreError::Duplicate { .. }) => {
+                Some("name")
+            }
+            ServiceError::VersionMismatch { .. } => Some("If-Match"),
+            _ => None,
+        }
+    }
+
     pub fn not_found(kind: Kind, name: &str) -> ServiceError {
         ServiceError::NotFound {
             kind,

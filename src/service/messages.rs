@@ -106,6 +106,45 @@ pub struct RemoveFilter {
     pub replacement: Option<String>,
 }
 
+impl Match {
+    /// `all`, `or` (also `any`) or `exact`, in any case, as the cmdlet's `-MatchClause`.
+    pub fn parse(text: &str) -> Option<Match> {
+        match text.to_ascii_lowercase().as_str() {
+            "all" => Some(Match::All),
+            "or" | "any" => Some(Match::Any),
+            "exact" => Some(Match::Exact),
+            _ => None,
+        }
+    }
+}
+
+impl TryFrom<crate::api::wire::RemoveRequest> for RemoveFilter {
+    type Error = ServiceError;
+
+    /// The request as it crosses HTTP (and as the CLI builds it) to the service's filter.
+    fn try_from(request: crate::api::wire::RemoveRequest) -> Result<RemoveFilter, ServiceError> {
+        let matching = match request.matching.as_deref() {
+            None => Match::All,
+            Some(text) => Match::parse(text).ok_or_else(|| {
+                ServiceError::invalid(
+                    "match",
+                    crate::api::ErrorCode::InvalidField,
+                    format!("match takes all, or or exact, not `{text}`"),
+                )
+            })?,
+        };
+        Ok(RemoveFilter {
+            author: request.user,
+            start: request.start_date,
+            end: request.end_date,
+            words: request.filter,
+            matching,
+            case_sensitive: request.case_sensitive,
+            replacement: request.replace,
+        })
+    }
+}
+
 impl Service {
     /// Posts a message as the caller.
     ///

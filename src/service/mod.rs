@@ -23,12 +23,12 @@ use crate::store::{ObjectRow, ObjectWrite, Store, StoreError, Tx};
 use access::Source;
 
 pub use archive::{ARCHIVER, ArchiveRun};
-pub use data::{ExportOptions, ImportReport, Level, MigrateReport};
+pub use data::MigrateReport;
 pub use error::ServiceError;
 pub use messages::{
     DEFAULT_REPLACEMENT, EventFilter, Match, Message, Page, PageRequest, RemoveFilter, StreamEnd,
 };
-pub use object::{Meta, Object, Stored};
+pub use object::{Object, Stored};
 
 /// The right to open a write transaction on the store.
 ///

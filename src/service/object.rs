@@ -5,6 +5,7 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::ServiceError;
+use crate::api::Envelope;
 use crate::domain::{Addin, Category, FieldProblem, Group, Kind, Principal, Room};
 use crate::store::{ObjectRow, StoreError};
 
@@ -17,29 +18,13 @@ pub enum Object {
     Room(Room),
 }
 
-/// What the store records about every object besides its fields.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Meta {
-    pub id: i64,
-    /// Starts at 1 and grows with every change; sent as the `ETag`.
-    pub version: i64,
-    /// Whether the reconciler created or adopted it.
-    pub managed: bool,
-    /// Whether its manifest protects it: a plan that would remove it fails.
-    pub protect: bool,
-    pub created_at: String,
-    pub updated_by: String,
-    pub updated_at: String,
-}
-
-/// An object as stored: its fields and its [`Meta`], serialised side by side.
+/// An object as stored: its fields and its [`Envelope`], serialised side by side.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Stored<T> {
     #[serde(flatten)]
     pub spec: T,
     #[serde(flatten)]
-    pub meta: Meta,
+    pub meta: Envelope,
 }
 
 impl<T: DeserializeFromRow> Stored<T> {
@@ -54,7 +39,7 @@ impl<T: DeserializeFromRow> Stored<T> {
         let value: Value = serde_json::from_str(&row.body).map_err(|e| corrupt(e.to_string()))?;
         Ok(Stored {
             spec: T::from_body(row.kind, value).map_err(corrupt)?,
-            meta: Meta {
+            meta: Envelope {
                 id: row.id,
                 version: row.version,
                 managed: row.managed,

@@ -1,0 +1,437 @@
+//! The shapes that cross HTTP and the `perch-data` file, each defined once and used by both
+//! ends: the server's routes, the [`Client`](super::Client) and the embedded target.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::domain::{ComplianceConfiguration, Kind};
+
+/// Display name and key of the compliance singleton, the one object without a name of its own.
+pub const COMPLIANCE_NAME: &str = "global";
+
+/// The bookkeeping the store keeps beside every object's fields. Every path that shows an
+/// object (`GET`, `/v1/state`, the embedded read, `perch-data` files) sends these fields beside
+/// the object's own, under these names: this struct is their one definition, and
+/// `envelope_fields_are_the_ones_every_path_sends` (in `tests/rules.rs`) holds the SQL-built
+/// state to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope {
+    #[serde(default)]
+    pub id: i64,
+    /// Starts at 1 and grows with every change; sent as the `ETag`.
+    pub version: i64,
+    /// Whether the reconciler created or adopted it.
+    #[serde(default)]
+    pub managed: bool,
+    /// Whether its manifest protects it: a plan that would remove it fails.
+    #[serde(default)]
+    pub protect: bool,
+    #[serde(default)]
+    pub created_at: String,
+    #[serde(default)]
+    pub updated_by: String,
+    #[serde(default)]
+    pub updated_at: String,
+}
+
+impl Envelope {
+    /// The wire names of the envelope's fields, plus `kind`, which every shown object also
+    /// carries: what is left of an object without them is its own fields.
+    pub const FIELDS: [&'static str; 8] = [
+        "kind",
+        "id",
+        "version",
+        "managed",
+        "protect",
+        "createdAt",
+        "updatedBy",
+        "updatedAt",
+    ];
+
+    /// Whether the reconciler owns this object, and whether its manifest protects it.
+    pub fn marks(&self) -> Marks {
+        Marks {
+            managed: self.managed,
+            protect: self.protect,
+        }
+    }
+}
+
+/// The reconciler's two marks on an object: administrators' alone to set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// Perch created or adopted it; `apply` may change or remove it.
+    pub managed: bool,
+    /// A plan that would remove it fails.
+    pub protect: bool,
+}
+
+/// One object as the server holds it, split into what identifies it, its envelope and its own
+/// fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveObject {
+    pub kind: Kind,
+    pub name: String,
+    pub fields: Map<String, Value>,
+    pub meta: Envelope,
+}
+
+impl LiveObject {
+    /// Splits an object as every path shows it (fields, `kind` and the envelope side by side).
+    ///
+    /// # Errors
+    /// A missing or unknown kind, a missing name or version, an envelope field of the wrong
+    /// type: said in words, for the caller to wrap.
+    pub fn from_shown(mut fields: Map<String, Value>) -> Result<LiveObject, String> {
+        let kind = fields
+            .remove("kind")
+            .and_then(|kind| kind.as_str().and_then(Kind::parse))
+            .ok_or("an object without a known kind")?;
+        let mut envelope = Map::new();
+        for field in &Envelope::FIELDS[1..] {
+            if let Some(value) = fields.remove(*field) {
+                envelope.insert((*field).to_owned(), value);
+            }
+        }
+        let meta: Envelope = serde_json::from_value(Value::Object(envelope))
+            .map_err(|error| format!("a {kind}'s bookkeeping: {error}"))?;
+        let name = match kind {
+            Kind::ComplianceConfiguration => COMPLIANCE_NAME.to_owned(),
+            _ => fields
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("a {kind} has no name"))?
+                .to_owned(),
+        };
+        Ok(LiveObject {
+            kind,
+            name,
+            fields,
+            meta,
+        })
+    }
+}
+
+/// Everything the server holds, as the plan engine compares it.
+#[derive(Clone, Debug, Default)]
+pub struct Live {
+    pub objects: BTreeMap<(Kind, String), LiveObject>,
+    pub compliance: Option<LiveObject>,
+}
+
+impl Live {
+    /// Builds the live state from objects as shown; the compliance configuration, when never
+    /// set, is its defaults at version 0.
+    ///
+    /// # Errors
+    /// The first object that cannot be read, in words.
+    pub fn from_shown(objects: Vec<Map<String, Value>>) -> Result<Live, String> {
+        let mut live = Live::default();
+        for fields in objects {
+            let object = LiveObject::from_shown(fields)?;
+            if object.kind == Kind::ComplianceConfiguration {
+                live.compliance = Some(object);
+            } else {
+                live.objects
+                    .insert((object.kind, object.name.clone()), object);
+            }
+        }
+        if live.compliance.is_none() {
+            let defaults = match serde_json::to_value(ComplianceConfiguration::default()) {
+                Ok(Value::Object(fields)) => fields,
+                _ => Map::new(),
+            };
+            live.compliance = Some(LiveObject {
+                kind: Kind::ComplianceConfiguration,
+                name: COMPLIANCE_NAME.to_owned(),
+                fields: defaults,
+                meta: Envelope::default(),
+            });
+        }
+        Ok(live)
+    }
+}
+
+/// The document of `GET /v1/state`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateDocument {
+    pub format_version: u32,
+    pub objects: Vec<Map<String, Value>>,
+}
+
+/// The state format this build reads and writes.
+pub const STATE_FORMAT_VERSION: u32 = 1;
+
+/// `POST /v1/rooms/{name}/clear` (`Clear-CsPersistentChatRoom`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClearRequest {
+    /// Delete messages posted on or before this date (the whole day) or time.
+    pub end_date: String,
+}
+
+/// The answer to a clear.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClearReply {
+    pub room: String,
+    pub removed: u64,
+}
+
+/// `POST /v1/rooms/{name}/messages/remove` (`Remove-CsPersistentChatMessage`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemoveRequest {
+    /// Only messages by this author.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<String>,
+    /// Space-separated keywords.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// `all`, `or` (also `any`) or `exact`.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matching: Option<String>,
+    #[serde(default)]
+    pub case_sensitive: bool,
+    /// Leave this text in place of each match; absent deletes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace: Option<String>,
+}
+
+/// The answer to a removal.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RemoveReply {
+    pub room: String,
+    pub touched: u64,
+}
+
+/// `POST /v1/locks/{name}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LockRequest {
+    pub holder: String,
+    #[serde(default = "LockRequest::default_ttl")]
+    pub ttl_seconds: i64,
+}
+
+impl LockRequest {
+    fn default_ttl() -> i64 {
+        120
+    }
+}
+
+/// What an export holds (the original's `-Level`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Level {
+    /// Configuration and messages.
+    #[default]
+    All,
+    /// The directory: groups.
+    User,
+    /// Categories, with the groups and add-ins they and their rooms name.
+    Category,
+    /// Categories and rooms, with the groups and add-ins they name; no messages.
+    RoomDirectory,
+    /// Messages only, of rooms that exist where they are imported.
+    Content,
+}
+
+impl Level {
+    pub const ALL: [Level; 5] = [
+        Level::All,
+        Level::User,
+        Level::Category,
+        Level::RoomDirectory,
+        Level::Content,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::All => "all",
+            Level::User => "user",
+            Level::Category => "category",
+            Level::RoomDirectory => "room-directory",
+            Level::Content => "content",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Level> {
+        Level::ALL.into_iter().find(|level| level.as_str() == text)
+    }
+}
+
+/// What to export: `GET /v1/data/export?level=&scope=&since=&disableExported=`.
+#[derive(Clone, Debug, Default)]
+pub struct ExportOptions {
+    pub level: Level,
+    /// Only these categories and their rooms; all when empty.
+    pub scope: Vec<String>,
+    /// Only messages posted on or after this date or time.
+    pub since: Option<String>,
+    /// Disable the exported rooms afterwards.
+    pub disable_exported: bool,
+}
+
+impl ExportOptions {
+    /// The query string that carries these options (`scope` repeats).
+    pub fn to_query(&self) -> String {
+        let mut pairs = vec![
+            format!("level={}", self.level.as_str()),
+            format!("disableExported={}", self.disable_exported),
+        ];
+        pairs.extend(
+            self.scope
+                .iter()
+                .map(|scope| format!("scope={}", percent_encode(scope))),
+        );
+        if let Some(since) = &self.since {
+            pairs.push(format!("since={}", percent_encode(since)));
+        }
+        pairs.join("&")
+    }
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportReport {
+    pub objects: usize,
+    pub messages: usize,
+}
+
+/// The first line of a `perch-data` file.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataHeader {
+    pub format: String,
+    pub version: u32,
+    pub level: Level,
+    #[serde(default)]
+    pub scope: Vec<String>,
+    #[serde(default)]
+    pub since: Option<String>,
+    pub exported_at: String,
+}
+
+/// A message line of a `perch-data` file.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataMessage {
+    pub id: i64,
+    pub room_id: i64,
+    pub author: String,
+    pub body: String,
+    pub posted_at: String,
+    pub in_history: bool,
+    pub replaced: bool,
+}
+
+/// The last line of a `perch-data` file.
+#[derive(Serialize, Deserialize)]
+pub struct DataEnd {
+    pub objects: usize,
+    pub messages: usize,
+    pub sha256: String,
+}
+
+/// The collection segment of a URL for each kind.
+pub fn collection_of(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Group => "groups",
+        Kind::Addin => "addins",
+        Kind::Category => "categories",
+        Kind::Room => "rooms",
+        Kind::ComplianceConfiguration => "compliance",
+    }
+}
+
+/// Percent-encodes everything but unreserved characters, for one path segment or query value.
+pub fn percent_encode(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` escapes and `+`; malformed escapes stay as they are.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let hex = |byte: u8| char::from(byte).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| Some((hex(*bytes.get(index + 1)?)?, hex(*bytes.get(index + 2)?)?)))
+            .flatten();
+        match (bytes[index], escaped) {
+            (b'%', Some((high, low))) => {
+                // Two hex digits make at most 255.
+                out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
+                index += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                index += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `FIELDS` names exactly what the envelope serialises, plus `kind`.
+    #[test]
+    fn envelope_fields_match_its_serialisation() {
+        let Ok(Value::Object(shown)) = serde_json::to_value(Envelope::default()) else {
+            panic!("an envelope serialises to an object");
+        };
+        let mut names: Vec<&str> = shown.keys().map(String::as_str).collect();
+        names.push("kind");
+        names.sort_unstable();
+        let mut fields = Envelope::FIELDS.to_vec();
+        fields.sort_unstable();
+        assert_eq!(names, fields);
+    }
+
+    #[test]
+    fn percent_encoding_round_trips() {
+        for text in ["plain", "a b/c?d&e=f", "é%+", "../x"] {
+            assert_eq!(percent_decode(&percent_encode(text)), text);
+        }
+    }
+
+    #[test]
+    fn export_options_round_trip_through_the_query() {
+        let options = ExportOptions {
+            level: Level::RoomDirectory,
+            scope: vec!["a b".into(), "c&d".into()],
+            since: Some("2026-01-01".into()),
+            disable_exported: true,
+        };
+        expect_test::expect![
+            "level=room-directory&disableExported=true&scope=a%20b&scope=c%26d&since=2026-01-01"
+        ]
+        .assert_eq(&options.to_query());
+    }
+}
