@@ -470,17 +470,11 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
                     (Some(by), Some(at)) => format!("; last changed by {by} at {at}"),
                     _ => String::new(),
                 };
-                let subject = if action.kind == crate::domain::Kind::ComplianceConfiguration {
-                    "ComplianceConfiguration".to_owned()
-                } else {
-                    format!("{} \"{}\"", action.kind, action.name)
-                };
                 let what = match action.action {
-                    plan::Verb::Create => "absent on the server".to_owned(),
                     plan::Verb::Remove => "on the server but no longer in the manifests".to_owned(),
-                    plan::Verb::Set => action.reason.clone(),
+                    plan::Verb::Create | plan::Verb::Set => action.reason.to_string(),
                 };
-                println!("  {subject}: {what}{who}");
+                println!("  {}: {what}{who}", action.subject());
             }
         }
         Ok::<_, miette::Report>(if drifted.is_empty() {

@@ -4,7 +4,6 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::live::describe;
 use crate::plan::{Action, FieldChange, Plan, Verb};
 
 /// Markdown comments are cut before this many characters (GitHub's limit is 65,536).
@@ -90,13 +89,7 @@ pub fn human(plan: &Plan, target: &str) -> String {
     } else {
         let _ = writeln!(out, "Perch will make these changes on {target}:\n");
         for action in changing {
-            let _ = writeln!(
-                out,
-                "  {} {}  ({})",
-                marker(action),
-                describe(action),
-                action.reason
-            );
+            let _ = writeln!(out, "  {} {}  ({})", marker(action), action, action.reason);
             for change in &action.changes {
                 write_change(&mut out, change, "      ");
             }
@@ -141,8 +134,8 @@ pub fn markdown(plan: &Plan, target: &str) -> String {
         let mut section = format!(
             "<details><summary><code>{} {}</code> ({})</summary>\n\n```diff\n",
             marker(action),
-            escape_html(&describe(action)),
-            escape_html(&action.reason)
+            escape_html(&action.to_string()),
+            escape_html(&action.reason.to_string())
         );
         let mut body = String::new();
         for change in &action.changes {

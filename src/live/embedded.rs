@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{ApplyReport, BoxFuture, Target, TargetError, describe, live_from_pages};
+use super::{ApplyReport, BoxFuture, Target, TargetError, live_from_pages};
 use crate::api::wire::{ClearRequest, ExportOptions, ImportReport, RemoveRequest};
 use crate::api::{ErrorCode, Live};
 use crate::domain::{ComplianceConfiguration, Kind};
@@ -160,19 +160,9 @@ fn object_of(action: &Action) -> Result<&Map<String, Value>, TargetError> {
         code: ErrorCode::InvalidField,
         message: format!(
             "the plan's {} of {} `{}` carries no object",
-            describe_verb(action.action),
-            action.kind,
-            action.name
+            action.action, action.kind, action.name
         ),
     })
-}
-
-fn describe_verb(verb: Verb) -> &'static str {
-    match verb {
-        Verb::Create => "create",
-        Verb::Set => "set",
-        Verb::Remove => "remove",
-    }
 }
 
 impl Target for EmbeddedTarget {
@@ -217,7 +207,7 @@ impl Target for EmbeddedTarget {
                 let mut batch = match self.service.batch().await {
                     Ok(batch) => batch,
                     Err(error) => {
-                        report.failed = Some((describe(&actions[index]), rejected(error)));
+                        report.failed = Some((actions[index].to_string(), rejected(error)));
                         index += 1;
                         break;
                     }
@@ -232,9 +222,9 @@ impl Target for EmbeddedTarget {
                         Err(error) => Err(error),
                     };
                     match outcome {
-                        Ok(()) => in_batch.push(describe(action)),
+                        Ok(()) => in_batch.push(action.to_string()),
                         Err(error) => {
-                            failure = Some((describe(action), error));
+                            failure = Some((action.to_string(), error));
                             break;
                         }
                     }
@@ -251,7 +241,7 @@ impl Target for EmbeddedTarget {
                         report.not_done.extend(in_batch.into_iter().skip(1));
                         report
                             .not_done
-                            .extend(actions[index..].iter().map(describe));
+                            .extend(actions[index..].iter().map(ToString::to_string));
                         break 'batches;
                     }
                 }
@@ -261,7 +251,7 @@ impl Target for EmbeddedTarget {
                 }
             }
             if report.not_done.is_empty() {
-                report.not_done = actions[index..].iter().map(describe).collect();
+                report.not_done = actions[index..].iter().map(ToString::to_string).collect();
             }
             report
         })

@@ -19,7 +19,6 @@ use crate::api::wire::{
     ClearRequest, ExportOptions, ImportReport, RemoveRequest, STATE_FORMAT_VERSION, StateDocument,
 };
 use crate::api::{ClientError, ErrorCode, Live};
-use crate::domain::Kind;
 use crate::plan::{Action, PLAN_FORMAT_VERSION, Plan};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -94,16 +93,16 @@ pub trait Target: Send + Sync {
             for action in remaining.by_ref() {
                 match self.execute(action).await {
                     Ok(()) => {
-                        report.done.push(describe(action));
+                        report.done.push(action.to_string());
                         progress(report.done.len());
                     }
                     Err(error) => {
-                        report.failed = Some((describe(action), error));
+                        report.failed = Some((action.to_string(), error));
                         break;
                     }
                 }
             }
-            report.not_done = remaining.map(describe).collect();
+            report.not_done = remaining.map(ToString::to_string).collect();
             report
         })
     }
@@ -190,21 +189,6 @@ pub struct ApplyReport {
     /// The action that failed, and why.
     pub failed: Option<(String, TargetError)>,
     pub not_done: Vec<String>,
-}
-
-/// Describes an action in one line: `create Room "eng-news"`.
-pub fn describe(action: &Action) -> String {
-    let verb = match (action.action, action.adopt_only) {
-        (_, true) => "adopt",
-        (crate::plan::Verb::Create, _) => "create",
-        (crate::plan::Verb::Set, _) => "set",
-        (crate::plan::Verb::Remove, _) => "remove",
-    };
-    if action.kind == Kind::ComplianceConfiguration {
-        format!("{verb} ComplianceConfiguration")
-    } else {
-        format!("{verb} {} \"{}\"", action.kind, action.name)
-    }
 }
 
 /// Carries out a plan's actions in order, stopping at the first failure.

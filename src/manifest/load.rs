@@ -523,7 +523,7 @@ fn normalise_fields(
 /// Joins the documents of every file and checks what needs all of them: unique names,
 /// references, scopes, group cycles.
 fn assemble(documents: Vec<DesiredObject>, pending: &mut Vec<Pending>) -> Desired {
-    let mut desired = Desired::default();
+    let mut desired = Desired::empty();
     for object in documents {
         if object.kind == Kind::ComplianceConfiguration {
             if let Some(first) = &desired.compliance {

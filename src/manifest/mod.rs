@@ -46,14 +46,32 @@ pub struct DesiredObject {
     pub origin: Origin,
 }
 
-/// The configuration the manifests ask for. Built only by [`load`].
-#[derive(Clone, Debug, Default)]
+/// The configuration the manifests ask for. Built only by [`load`] (its fields are private to
+/// `manifest/`), so every desired state the plan engine sees passed every check.
+#[derive(Clone, Debug)]
 pub struct Desired {
-    pub objects: BTreeMap<(Kind, String), DesiredObject>,
-    pub compliance: Option<DesiredObject>,
+    pub(in crate::manifest) objects: BTreeMap<(Kind, String), DesiredObject>,
+    pub(in crate::manifest) compliance: Option<DesiredObject>,
 }
 
 impl Desired {
+    pub(in crate::manifest) fn empty() -> Desired {
+        Desired {
+            objects: BTreeMap::new(),
+            compliance: None,
+        }
+    }
+
+    /// The named objects, by kind and name.
+    pub fn objects(&self) -> &BTreeMap<(Kind, String), DesiredObject> {
+        &self.objects
+    }
+
+    /// The compliance configuration, when a manifest sets it.
+    pub fn compliance(&self) -> Option<&DesiredObject> {
+        self.compliance.as_ref()
+    }
+
     pub fn len(&self) -> usize {
         self.objects.len() + usize::from(self.compliance.is_some())
     }

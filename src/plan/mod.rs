@@ -30,6 +30,83 @@ pub enum Verb {
     Remove,
 }
 
+impl std::fmt::Display for Verb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verb::Create => "create",
+            Verb::Set => "set",
+            Verb::Remove => "remove",
+        })
+    }
+}
+
+/// Why an action is in the plan. Sent in plans as its text (`reason`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum Reason {
+    /// A manifest names it and the server does not hold it.
+    Absent,
+    /// Perch manages it and no manifest names it any more.
+    NoLongerInManifests,
+    /// A manifest names an object Perch does not manage yet.
+    NotYetManaged,
+    /// Only the manifest's `protect` differs from the live mark.
+    ProtectionDiffers,
+    /// These fields differ, in the order the plan lists them.
+    FieldsDiffer(Vec<String>),
+    /// A reason this build does not know (read from a plan written by another).
+    Other(String),
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Absent => f.write_str("absent on the server"),
+            Reason::NoLongerInManifests => {
+                f.write_str("managed by perch and no longer in the manifests")
+            }
+            Reason::NotYetManaged => f.write_str("not yet managed by perch: adopt it"),
+            Reason::ProtectionDiffers => f.write_str("protection differs"),
+            Reason::FieldsDiffer(fields) => {
+                let verb = if fields.len() == 1 {
+                    "differs"
+                } else {
+                    "differ"
+                };
+                write!(f, "{} {verb}", fields.join(", "))
+            }
+            Reason::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+impl From<Reason> for String {
+    fn from(reason: Reason) -> String {
+        reason.to_string()
+    }
+}
+
+impl From<String> for Reason {
+    fn from(text: String) -> Reason {
+        let known = [
+            Reason::Absent,
+            Reason::NoLongerInManifests,
+            Reason::NotYetManaged,
+            Reason::ProtectionDiffers,
+        ];
+        if let Some(reason) = known.into_iter().find(|reason| reason.to_string() == text) {
+            return reason;
+        }
+        match text
+            .strip_suffix(" differs")
+            .or_else(|| text.strip_suffix(" differ"))
+        {
+            Some(fields) => Reason::FieldsDiffer(fields.split(", ").map(str::to_owned).collect()),
+            None => Reason::Other(text),
+        }
+    }
+}
+
 /// A change of one field.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -56,8 +133,8 @@ pub struct Action {
     pub action: Verb,
     pub kind: Kind,
     pub name: String,
-    /// Why: "absent on the server", "fields differ", ...
-    pub reason: String,
+    /// Why it is in the plan.
+    pub reason: Reason,
     /// The live version this action was planned against; `None` for creates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_version: Option<i64>,
@@ -77,6 +154,33 @@ pub struct Action {
     pub live_updated_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_updated_at: Option<String>,
+}
+
+impl Action {
+    /// What it acts on: `Room "eng-news"`, or `ComplianceConfiguration`.
+    pub fn subject(&self) -> String {
+        if self.kind == Kind::ComplianceConfiguration {
+            "ComplianceConfiguration".to_owned()
+        } else {
+            format!("{} \"{}\"", self.kind, self.name)
+        }
+    }
+
+    /// The verb as people read it: `adopt` for an action that only marks an object managed.
+    pub fn verb_text(&self) -> String {
+        if self.adopt_only {
+            "adopt".to_owned()
+        } else {
+            self.action.to_string()
+        }
+    }
+}
+
+/// One line: `create Room "eng-news"`.
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.verb_text(), self.subject())
+    }
 }
 
 /// The version of one live object a plan read (`None`: absent), to refuse a stale plan.
@@ -140,7 +244,7 @@ pub fn plan(desired: &Desired, live: &Live) -> Result<Plan, PlanError> {
     let mut summary = Summary::default();
     let mut reads = Vec::new();
     let mut upserts: Vec<Action> = Vec::new();
-    for ((kind, name), wanted) in &desired.objects {
+    for ((kind, name), wanted) in desired.objects() {
         let current = live.objects.get(&(*kind, name.clone()));
         reads.push(Read {
             kind: *kind,
@@ -151,7 +255,7 @@ pub fn plan(desired: &Desired, live: &Live) -> Result<Plan, PlanError> {
             upserts.push(action);
         }
     }
-    if let Some(wanted) = &desired.compliance {
+    if let Some(wanted) = desired.compliance() {
         reads.push(Read {
             kind: Kind::ComplianceConfiguration,
             name: COMPLIANCE_NAME.to_owned(),
@@ -166,7 +270,7 @@ pub fn plan(desired: &Desired, live: &Live) -> Result<Plan, PlanError> {
     let mut removes = Vec::new();
     let mut protected = Vec::new();
     for ((kind, name), current) in &live.objects {
-        if desired.objects.contains_key(&(*kind, name.clone())) {
+        if desired.objects().contains_key(&(*kind, name.clone())) {
             continue;
         }
         if !current.meta.managed {
@@ -187,7 +291,7 @@ pub fn plan(desired: &Desired, live: &Live) -> Result<Plan, PlanError> {
             action: Verb::Remove,
             kind: *kind,
             name: name.clone(),
-            reason: "managed by perch and no longer in the manifests".to_owned(),
+            reason: Reason::NoLongerInManifests,
             expected_version: Some(current.meta.version),
             object: None,
             changes: Vec::new(),
@@ -283,7 +387,7 @@ fn group_ranks(desired: &Desired, live: &Live) -> HashMap<String, usize> {
             members.insert(name.clone(), groups_in(&object.fields));
         }
     }
-    for ((kind, name), object) in &desired.objects {
+    for ((kind, name), object) in desired.objects() {
         if *kind == Kind::Group && object.fields.contains_key("members") {
             members.insert(name.clone(), groups_in(&object.fields));
         }
@@ -337,7 +441,7 @@ fn upsert(
             action: Verb::Create,
             kind: wanted.kind,
             name: wanted.name.clone(),
-            reason: "absent on the server".to_owned(),
+            reason: Reason::Absent,
             expected_version: None,
             object: Some(wanted.fields.clone()),
             changes,
@@ -356,19 +460,12 @@ fn upsert(
     for (field, value) in &wanted.fields {
         merged.insert(field.clone(), value.clone());
     }
-    let reason = if changes.is_empty() {
-        if current.meta.managed {
-            "protection differs".to_owned()
-        } else {
-            "not yet managed by perch: adopt it".to_owned()
-        }
+    let reason = if !changes.is_empty() {
+        Reason::FieldsDiffer(changes.iter().map(|change| change.field.clone()).collect())
+    } else if current.meta.managed {
+        Reason::ProtectionDiffers
     } else {
-        let fields: Vec<&str> = changes.iter().map(|change| change.field.as_str()).collect();
-        format!(
-            "{} differ{}",
-            fields.join(", "),
-            if fields.len() == 1 { "s" } else { "" }
-        )
+        Reason::NotYetManaged
     };
     let adopt_only = changes.is_empty();
     if adopt_only {

@@ -1,215 +1,308 @@
-use std::path::PathBuf;
-use std::sync::Arc;
+//! The plan engine, data-driven: manifests (through the real loader, the only way to build a
+//! desired state) and a live state (as `/v1/state` shows it) in, the plan as text out.
 
-use serde_json::{Map, Value, json};
+use std::fmt::Write;
+
+use expect_test::{Expect, expect};
+use serde_json::{Value, json};
 
 use super::*;
-use crate::manifest::{Desired, DesiredObject, Origin};
 
-fn desired(objects: &[(Kind, &str, Value)]) -> Desired {
-    let mut desired = Desired::default();
-    for (kind, name, fields) in objects {
-        let Value::Object(fields) = fields.clone() else {
-            panic!()
-        };
-        desired.objects.insert(
-            (*kind, (*name).to_owned()),
-            DesiredObject {
-                kind: *kind,
-                name: (*name).to_owned(),
-                fields,
-                protect: false,
-                origin: Origin {
-                    file: Arc::new(PathBuf::from("m.yaml")),
-                    document: 0,
-                },
-            },
-        );
+/// Plans `manifests` (YAML, `apiVersion` and `---` added per document) against `live` (a JSON
+/// array of objects as shown), and compares the plan's text with `expected`.
+fn check(manifests: &str, live: Value, expected: Expect) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("m.yaml");
+    let mut text = String::new();
+    for document in manifests.split("\n\n").filter(|d| !d.trim().is_empty()) {
+        let _ = write!(text, "---\napiVersion: perch/v1\n{}\n", document.trim());
     }
-    desired
+    std::fs::write(&file, text).expect("manifest written");
+    let desired = match crate::manifest::load(&[file]) {
+        Ok(desired) => desired,
+        Err(problems) => panic!("manifests invalid: {problems:#?}"),
+    };
+    let Value::Array(objects) = live else {
+        panic!("live is an array of objects")
+    };
+    let objects = objects
+        .into_iter()
+        .map(|object| match object {
+            Value::Object(fields) => fields,
+            _ => panic!("live objects are objects"),
+        })
+        .collect();
+    let live = Live::from_shown(objects).expect("live state readable");
+    let shown = match plan(&desired, &live) {
+        Ok(plan) => render(&plan),
+        Err(error) => format!("error: {error}\n"),
+    };
+    expected.assert_eq(&shown);
 }
 
-fn live(objects: &[(Kind, &str, Value, bool)]) -> Live {
-    let mut live = Live::default();
-    for (kind, name, fields, managed) in objects {
-        let Value::Object(fields) = fields.clone() else {
-            panic!()
-        };
-        live.objects.insert(
-            (*kind, (*name).to_owned()),
-            LiveObject {
-                kind: *kind,
-                name: (*name).to_owned(),
-                fields,
-                meta: crate::api::Envelope {
-                    version: 3,
-                    managed: *managed,
-                    updated_by: "sip:hand@contoso.com".to_owned(),
-                    ..crate::api::Envelope::default()
-                },
-            },
-        );
-    }
-    live
-}
-
-fn steps(plan: &Plan) -> Vec<String> {
-    plan.actions
-        .iter()
-        .map(|action| format!("{:?} {} {}", action.action, action.kind, action.name))
-        .collect()
-}
-
-#[test]
-fn creates_in_dependency_order_and_removes_in_reverse() {
-    let wanted = desired(&[
-        (
-            Kind::Room,
-            "r",
-            json!({"name": "r", "category": "c", "addin": "a"}),
-        ),
-        (
-            Kind::Category,
-            "c",
-            json!({"name": "c", "allowedMembers": ["group:outer"]}),
-        ),
-        (Kind::Addin, "a", json!({"name": "a", "url": "https://a"})),
-        (
-            Kind::Group,
-            "outer",
-            json!({"name": "outer", "members": ["group:inner"]}),
-        ),
-        (
-            Kind::Group,
-            "inner",
-            json!({"name": "inner", "members": ["sip:x@y.com"]}),
-        ),
-    ]);
-    let plan = plan(&wanted, &Live::default()).unwrap();
-    assert_eq!(
-        steps(&plan),
-        [
-            "Create Group inner",
-            "Create Group outer",
-            "Create Addin a",
-            "Create Category c",
-            "Create Room r"
-        ]
-    );
-    assert_eq!(plan.summary.create, 5);
-
-    let gone = live(&[
-        (Kind::Room, "r", json!({"name": "r"}), true),
-        (Kind::Category, "c", json!({"name": "c"}), true),
-        (Kind::Addin, "a", json!({"name": "a"}), true),
-        (
-            Kind::Group,
-            "outer",
-            json!({"name": "outer", "members": ["group:inner"]}),
-            true,
-        ),
-        (Kind::Group, "inner", json!({"name": "inner"}), true),
-    ]);
-    let plan = super::plan(&Desired::default(), &gone).unwrap();
-    assert_eq!(
-        steps(&plan),
-        [
-            "Remove Room r",
-            "Remove Category c",
-            "Remove Addin a",
-            "Remove Group outer",
-            "Remove Group inner"
-        ]
-    );
-}
-
-#[test]
-fn lists_are_sets_and_unmanaged_fields_are_ignored() {
-    let wanted = desired(&[(
-        Kind::Room,
-        "r",
-        json!({"name": "r", "category": "c", "members": ["sip:a@x.com", "sip:b@x.com"]}),
-    )]);
-    let current = live(&[(
-        Kind::Room,
-        "r",
-        json!({"name": "r", "category": "c", "description": "by hand", "members": ["SIP:B@x.com", "sip:a@x.com", "sip:a@x.com"]}),
-        true,
-    )]);
-    let plan = plan(&wanted, &current).unwrap();
-    assert!(plan.actions.is_empty(), "{:#?}", plan.actions);
-}
-
-#[test]
-fn changes_name_fields_and_keep_unmanaged_ones() {
-    let wanted = desired(&[(
-        Kind::Room,
-        "r",
-        json!({"name": "r", "category": "c", "members": ["sip:a@x.com"], "privacy": "secret"}),
-    )]);
-    let current = live(&[(
-        Kind::Room,
-        "r",
-        json!({"name": "r", "category": "c", "description": "kept", "privacy": "closed", "members": ["sip:b@x.com"]}),
-        true,
-    )]);
-    let plan = plan(&wanted, &current).unwrap();
-    let action = &plan.actions[0];
-    assert_eq!(action.action, Verb::Set);
-    assert_eq!(action.expected_version, Some(3));
-    assert_eq!(action.changes.len(), 2);
-    assert_eq!(action.changes[0].added, ["sip:a@x.com"]);
-    assert_eq!(action.changes[0].removed, ["sip:b@x.com"]);
-    assert_eq!(action.changes[1].to, Some(json!("secret")));
-    let object: &Map<String, Value> = action.object.as_ref().unwrap();
-    assert_eq!(object["description"], "kept");
-    assert_eq!(plan.summary.change, 1);
-}
-
-#[test]
-fn unmanaged_objects_are_counted_adopted_or_left_alone() {
-    let wanted = desired(&[(
-        Kind::Addin,
-        "named",
-        json!({"name": "named", "url": "https://a"}),
-    )]);
-    let current = live(&[
-        (
-            Kind::Addin,
-            "named",
-            json!({"name": "named", "url": "https://a"}),
-            false,
-        ),
-        (
-            Kind::Addin,
-            "other",
-            json!({"name": "other", "url": "https://b"}),
-            false,
-        ),
-    ]);
-    let plan = plan(&wanted, &current).unwrap();
-    assert_eq!(
-        plan.summary,
-        Summary {
-            adopt: 1,
-            unmanaged: 1,
-            ..Summary::default()
+fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    for action in &plan.actions {
+        let version = action
+            .expected_version
+            .map_or(String::new(), |version| format!(" @{version}"));
+        let _ = writeln!(out, "{action}{version}: {}", action.reason);
+        for change in &action.changes {
+            let _ = write!(out, "    {}", change.field);
+            if !change.added.is_empty() || !change.removed.is_empty() {
+                let _ = write!(out, " +{:?} -{:?}", change.added, change.removed);
+            }
+            if let Some(to) = &change.to {
+                let from = change
+                    .from
+                    .as_ref()
+                    .map_or("-".to_owned(), Value::to_string);
+                let _ = write!(out, " {from} -> {to}");
+            }
+            out.push('\n');
         }
+    }
+    let summary = plan.summary;
+    let _ = writeln!(
+        out,
+        "create {} change {} remove {} adopt {} unmanaged {}",
+        summary.create, summary.change, summary.remove, summary.adopt, summary.unmanaged
     );
-    assert!(!plan.has_changes());
-    assert!(plan.actions[0].adopt_only);
+    out
+}
+
+/// A live object as shown, managed, at version 3.
+fn shown(kind: &str, fields: Value) -> Value {
+    shown_with(kind, fields, true, false)
+}
+
+fn shown_with(kind: &str, fields: Value, managed: bool, protect: bool) -> Value {
+    let mut object = fields;
+    object["kind"] = json!(kind);
+    object["id"] = json!(7);
+    object["version"] = json!(3);
+    object["managed"] = json!(managed);
+    object["protect"] = json!(protect);
+    object["updatedBy"] = json!("sip:hand@contoso.com");
+    object["updatedAt"] = json!("2026-01-01T00:00:00Z");
+    object
+}
+
+#[test]
+fn creates_in_dependency_order() {
+    check(
+        "
+kind: Room
+name: r
+category: c
+addin: a
+
+kind: Category
+name: c
+allowedMembers: [group:outer]
+
+kind: Addin
+name: a
+url: https://a.example
+
+kind: Group
+name: outer
+members: [group:inner]
+
+kind: Group
+name: inner
+members: [sip:x@y.com]
+",
+        json!([]),
+        expect![[r#"
+            create Group "inner": absent on the server
+                members +["sip:x@y.com"] -[]
+            create Group "outer": absent on the server
+                members +["group:inner"] -[]
+            create Addin "a": absent on the server
+                url - -> "https://a.example"
+            create Category "c": absent on the server
+                allowedMembers +["group:outer"] -[]
+            create Room "r": absent on the server
+                addin - -> "a"
+                category - -> "c"
+            create 5 change 0 remove 0 adopt 0 unmanaged 0
+        "#]],
+    );
+}
+
+#[test]
+fn removes_what_it_manages_in_reverse_order_and_leaves_the_rest() {
+    check(
+        "",
+        json!([
+            shown("Room", json!({"name": "r", "category": "c"})),
+            shown("Category", json!({"name": "c"})),
+            shown("Addin", json!({"name": "a", "url": "https://a.example"})),
+            shown(
+                "Group",
+                json!({"name": "outer", "members": ["group:inner"]})
+            ),
+            shown("Group", json!({"name": "inner"})),
+            shown_with("Group", json!({"name": "by-hand"}), false, false),
+        ]),
+        expect![[r#"
+            remove Room "r" @3: managed by perch and no longer in the manifests
+            remove Category "c" @3: managed by perch and no longer in the manifests
+            remove Addin "a" @3: managed by perch and no longer in the manifests
+            remove Group "outer" @3: managed by perch and no longer in the manifests
+            remove Group "inner" @3: managed by perch and no longer in the manifests
+            create 0 change 0 remove 5 adopt 0 unmanaged 1
+        "#]],
+    );
+}
+
+#[test]
+fn lists_compare_as_sets_and_unnamed_fields_are_left_alone() {
+    check(
+        "
+kind: Category
+name: c
+
+kind: Room
+name: r
+category: c
+members: [sip:a@x.com, sip:b@x.com]
+",
+        json!([
+            shown("Category", json!({"name": "c"})),
+            shown(
+                "Room",
+                json!({"name": "r", "category": "c", "description": "by hand",
+                       "members": ["SIP:B@x.com", "sip:a@x.com", "sip:a@x.com"]})
+            ),
+        ]),
+        expect![[r#"
+            create 0 change 0 remove 0 adopt 0 unmanaged 0
+        "#]],
+    );
+}
+
+#[test]
+fn changes_list_each_field_and_keep_the_ones_not_named() {
+    check(
+        "
+kind: Category
+name: c
+
+kind: Room
+name: r
+category: c
+members: [sip:a@x.com]
+privacy: secret
+",
+        json!([
+            shown("Category", json!({"name": "c"})),
+            shown(
+                "Room",
+                json!({"name": "r", "category": "c", "description": "kept",
+                       "privacy": "closed", "members": ["sip:b@x.com"]})
+            ),
+        ]),
+        expect![[r#"
+            set Room "r" @3: members, privacy differ
+                members +["sip:a@x.com"] -["sip:b@x.com"]
+                privacy "closed" -> "secret"
+            create 0 change 1 remove 0 adopt 0 unmanaged 0
+        "#]],
+    );
+}
+
+#[test]
+fn named_unmanaged_objects_are_adopted_and_others_counted() {
+    check(
+        "
+kind: Addin
+name: named
+url: https://a.example
+",
+        json!([
+            shown_with(
+                "Addin",
+                json!({"name": "named", "url": "https://a.example"}),
+                false,
+                false
+            ),
+            shown_with(
+                "Addin",
+                json!({"name": "other", "url": "https://b.example"}),
+                false,
+                false
+            ),
+        ]),
+        expect![[r#"
+            adopt Addin "named" @3: not yet managed by perch: adopt it
+            create 0 change 0 remove 0 adopt 1 unmanaged 1
+        "#]],
+    );
+}
+
+#[test]
+fn protection_is_a_change_of_its_own() {
+    check(
+        "
+kind: Group
+name: g
+protect: true
+",
+        json!([shown("Group", json!({"name": "g"}))]),
+        expect![[r#"
+            adopt Group "g" @3: protection differs
+            create 0 change 0 remove 0 adopt 1 unmanaged 0
+        "#]],
+    );
 }
 
 #[test]
 fn removing_a_protected_object_fails_naming_it() {
-    let mut current = live(&[(Kind::Room, "keep-me", json!({"name": "keep-me"}), true)]);
-    current
-        .objects
-        .values_mut()
-        .for_each(|object| object.meta.protect = true);
-    let error = plan(&Desired::default(), &current).unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "the plan would remove protected objects: Room `keep-me`"
+    check(
+        "",
+        json!([shown_with(
+            "Room",
+            json!({"name": "keep-me", "category": "c"}),
+            true,
+            true
+        )]),
+        expect![[r#"
+            error: the plan would remove protected objects: Room `keep-me`
+        "#]],
     );
+}
+
+#[test]
+fn compliance_never_set_is_planned_against_its_defaults() {
+    check(
+        "
+kind: ComplianceConfiguration
+enabled: true
+adapterOutputDirectory: /archive
+",
+        json!([]),
+        expect![[r#"
+            set ComplianceConfiguration @0: adapterOutputDirectory, enabled differ
+                adapterOutputDirectory "" -> "/archive"
+                enabled false -> true
+            create 0 change 1 remove 0 adopt 0 unmanaged 0
+        "#]],
+    );
+}
+
+#[test]
+fn reasons_read_back_from_their_text() {
+    for reason in [
+        Reason::Absent,
+        Reason::NoLongerInManifests,
+        Reason::NotYetManaged,
+        Reason::ProtectionDiffers,
+        Reason::FieldsDiffer(vec!["members".into()]),
+        Reason::FieldsDiffer(vec!["members".into(), "privacy".into()]),
+        Reason::Other("a newer perch's reason".into()),
+    ] {
+        assert_eq!(Reason::from(reason.to_string()), reason);
+    }
 }

@@ -777,7 +777,11 @@ impl Service {
             .await?
         {
             Some(row) => Stored::from_row(&row),
-            None => Ok(Stored::default()),
+            None => Ok(Stored {
+                spec: ComplianceConfiguration::default(),
+                kind: Kind::ComplianceConfiguration,
+                meta: crate::api::Envelope::default(),
+            }),
         }
     }
 

@@ -19,10 +19,12 @@ pub enum Object {
 }
 
 /// An object as stored: its fields and its [`Envelope`], serialised side by side.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Stored<T> {
     #[serde(flatten)]
     pub spec: T,
+    /// Shown beside the fields, as `/v1/state` and exports show it.
+    pub kind: Kind,
     #[serde(flatten)]
     pub meta: Envelope,
 }
@@ -39,6 +41,7 @@ impl<T: DeserializeFromRow> Stored<T> {
         let value: Value = serde_json::from_str(&row.body).map_err(|e| corrupt(e.to_string()))?;
         Ok(Stored {
             spec: T::from_body(row.kind, value).map_err(corrupt)?,
+            kind: row.kind,
             meta: Envelope {
                 id: row.id,
                 version: row.version,

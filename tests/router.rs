@@ -1,0 +1,478 @@
+//! The router in process: `server::app()` driven with `tower::ServiceExt::oneshot`, no socket
+//! and no binary. One table of requests, one snapshot of status, code and field: every error
+//! path of the API answers with its documented code and names the field at fault.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use expect_test::expect;
+use perch::api::Envelope;
+use perch::service::{Role, Service};
+use perch::store::Store;
+use serde_json::{Map, Value, json};
+use tower::ServiceExt;
+
+struct Api {
+    app: axum::Router,
+    admin: String,
+    user: String,
+    _db: common::TestDb,
+}
+
+impl Api {
+    async fn new() -> Api {
+        let db = common::TestDb::new();
+        let store = Store::open(&db.url).await.expect("store");
+        let service = Service::new(store);
+        let admin = service
+            .create_token("sip:admin@contoso.com", Role::Admin)
+            .await
+            .expect("admin token");
+        let user = service
+            .create_token("sip:user@contoso.com", Role::User)
+            .await
+            .expect("user token");
+        Api {
+            app: perch::server::app(service),
+            admin,
+            user,
+            _db: db,
+        }
+    }
+
+    /// Sends one request; the answer's status and JSON body (`null` when empty).
+    async fn call(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if !body.is_empty() {
+            request = request.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Body::from(body.to_owned())).expect("request");
+        let response = self.app.clone().oneshot(request).await.expect("answer");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+            .await
+            .expect("body");
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, json)
+    }
+
+    async fn admin(&self, method: &str, path: &str, body: Value) -> Value {
+        let (status, reply) = self
+            .call(Some(&self.admin), method, path, &[], &body.to_string())
+            .await;
+        assert!(status.is_success(), "{method} {path}: {status} {reply}");
+        reply
+    }
+}
+
+/// Who sends a request in the table.
+#[derive(Clone, Copy)]
+enum Who {
+    Nobody,
+    Admin,
+    User,
+    Forged,
+}
+
+/// A row: its name, who sends it, method, path, headers, body.
+type Case = (
+    &'static str,
+    Who,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
+#[tokio::test]
+async fn every_error_answers_its_code_and_field() {
+    let api = Api::new().await;
+    api.admin(
+        "POST",
+        "/v1/groups",
+        json!({"name": "team", "members": ["sip:a@contoso.com"]}),
+    )
+    .await;
+    api.admin(
+        "POST",
+        "/v1/categories",
+        json!({"name": "Eng", "allowedMembers": ["domain:contoso.com"], "creators": ["sip:user@contoso.com"]}),
+    )
+    .await;
+    api.admin(
+        "POST",
+        "/v1/rooms",
+        json!({"name": "eng", "category": "Eng", "privacy": "open", "members": ["group:team"]}),
+    )
+    .await;
+    api.admin(
+        "POST",
+        "/v1/rooms",
+        json!({"name": "hidden", "category": "Eng", "privacy": "secret"}),
+    )
+    .await;
+
+    use Who::{Admin, Forged, Nobody, User};
+    let cases: &[Case] = &[
+        ("no token", Nobody, "GET", "/v1/rooms", &[], ""),
+        ("forged token", Forged, "GET", "/v1/rooms", &[], ""),
+        ("health needs none", Nobody, "GET", "/healthz", &[], ""),
+        ("unknown route", Admin, "GET", "/v2/rooms", &[], ""),
+        ("unknown collection", Admin, "GET", "/v1/chairs", &[], ""),
+        ("read a room", User, "GET", "/v1/rooms/eng", &[], ""),
+        (
+            "hidden room reads as absent",
+            User,
+            "GET",
+            "/v1/rooms/hidden",
+            &[],
+            "",
+        ),
+        ("absent room", Admin, "GET", "/v1/rooms/nowhere", &[], ""),
+        ("not JSON", Admin, "POST", "/v1/groups", &[], "{"),
+        ("not an object", Admin, "POST", "/v1/groups", &[], "[1]"),
+        (
+            "unknown field",
+            Admin,
+            "POST",
+            "/v1/groups",
+            &[],
+            r#"{"name":"x","colour":1}"#,
+        ),
+        (
+            "missing field",
+            Admin,
+            "POST",
+            "/v1/rooms",
+            &[],
+            r#"{"category":"Eng"}"#,
+        ),
+        (
+            "bad principal",
+            Admin,
+            "POST",
+            "/v1/groups",
+            &[],
+            r#"{"name":"x","members":["bob"]}"#,
+        ),
+        (
+            "bad name",
+            Admin,
+            "POST",
+            "/v1/categories",
+            &[],
+            r#"{"name":"a/b"}"#,
+        ),
+        (
+            "bad enum",
+            Admin,
+            "POST",
+            "/v1/rooms",
+            &[],
+            r#"{"name":"r","category":"Eng","privacy":"hidden"}"#,
+        ),
+        (
+            "duplicate",
+            Admin,
+            "POST",
+            "/v1/rooms",
+            &[],
+            r#"{"name":"eng","category":"Eng"}"#,
+        ),
+        (
+            "create onto hidden",
+            User,
+            "POST",
+            "/v1/rooms",
+            &[],
+            r#"{"name":"hidden","category":"Eng"}"#,
+        ),
+        (
+            "unknown category",
+            Admin,
+            "POST",
+            "/v1/rooms",
+            &[],
+            r#"{"name":"r","category":"Ops"}"#,
+        ),
+        (
+            "unknown group",
+            Admin,
+            "POST",
+            "/v1/rooms",
+            &[],
+            r#"{"name":"r","category":"Eng","members":["group:nobody"]}"#,
+        ),
+        (
+            "user makes a category",
+            User,
+            "POST",
+            "/v1/categories",
+            &[],
+            r#"{"name":"Mine"}"#,
+        ),
+        (
+            "user sets marks",
+            User,
+            "POST",
+            "/v1/rooms?managed=true",
+            &[],
+            r#"{"name":"mine","category":"Eng"}"#,
+        ),
+        (
+            "bad flag",
+            Admin,
+            "POST",
+            "/v1/rooms?managed=maybe",
+            &[],
+            r#"{"name":"mine","category":"Eng"}"#,
+        ),
+        (
+            "kind mismatch",
+            Admin,
+            "PUT",
+            "/v1/groups/team",
+            &[],
+            r#"{"name":"team","kind":"Room"}"#,
+        ),
+        (
+            "stale If-Match",
+            Admin,
+            "PUT",
+            "/v1/groups/team",
+            &[("if-match", "\"99\"")],
+            r#"{"name":"team"}"#,
+        ),
+        (
+            "opaque If-Match",
+            Admin,
+            "PUT",
+            "/v1/groups/team",
+            &[("if-match", "\"abc\"")],
+            r#"{"name":"team"}"#,
+        ),
+        (
+            "star If-Match on absent",
+            Admin,
+            "PUT",
+            "/v1/groups/ghost",
+            &[("if-match", "*")],
+            r#"{"name":"ghost"}"#,
+        ),
+        ("group in use", Admin, "DELETE", "/v1/groups/team", &[], ""),
+        (
+            "category not empty",
+            Admin,
+            "DELETE",
+            "/v1/categories/Eng",
+            &[],
+            "",
+        ),
+        (
+            "bad list change",
+            Admin,
+            "PATCH",
+            "/v1/groups/team",
+            &[],
+            r#"{"members":{"swap":[]}}"#,
+        ),
+        (
+            "bad history query",
+            User,
+            "GET",
+            "/v1/rooms/eng/messages?limit=many",
+            &[],
+            "",
+        ),
+        (
+            "post to an open room",
+            User,
+            "POST",
+            "/v1/rooms/eng/messages",
+            &[],
+            r#"{"body":"hi"}"#,
+        ),
+        (
+            "empty message",
+            Admin,
+            "POST",
+            "/v1/rooms/eng/messages",
+            &[],
+            r#"{"body":""}"#,
+        ),
+        (
+            "bad match clause",
+            Admin,
+            "POST",
+            "/v1/rooms/eng/messages/remove",
+            &[],
+            r#"{"match":"some"}"#,
+        ),
+        (
+            "bad clear date",
+            Admin,
+            "POST",
+            "/v1/rooms/eng/clear",
+            &[],
+            r#"{"endDate":"soon"}"#,
+        ),
+        ("user exports", User, "GET", "/v1/data/export", &[], ""),
+        (
+            "bad export level",
+            Admin,
+            "GET",
+            "/v1/data/export?level=everything",
+            &[],
+            "",
+        ),
+        (
+            "corrupt import",
+            Admin,
+            "POST",
+            "/v1/data/import",
+            &[],
+            "nonsense",
+        ),
+        (
+            "release a free lock",
+            Admin,
+            "DELETE",
+            "/v1/locks/apply?holder=me",
+            &[],
+            "",
+        ),
+    ];
+    let mut table = String::new();
+    for (name, who, method, path, headers, body) in cases {
+        let token = match who {
+            Nobody => None,
+            Admin => Some(api.admin.as_str()),
+            User => Some(api.user.as_str()),
+            Forged => Some("perch_not-a-token"),
+        };
+        let (status, reply) = api.call(token, method, path, headers, body).await;
+        let text = |key: &str| reply[key].as_str().unwrap_or("-").to_owned();
+        // Every error is the documented JSON body.
+        if !status.is_success() {
+            assert!(
+                reply["code"].is_string() && reply["message"].is_string(),
+                "{name}: {status} without an error body: {reply}"
+            );
+        }
+        table.push_str(&format!(
+            "{name:<28} {:<4} {:<22} {}\n",
+            status.as_u16(),
+            text("code"),
+            text("field")
+        ));
+    }
+    expect![[r#"
+        no token                     401  unauthorized           -
+        forged token                 401  unauthorized           -
+        health needs none            200  -                      -
+        unknown route                404  not_found              -
+        unknown collection           404  not_found              -
+        read a room                  200  -                      -
+        hidden room reads as absent  404  not_found              name
+        absent room                  404  not_found              name
+        not JSON                     400  invalid_json           -
+        not an object                400  invalid_json           -
+        unknown field                400  unknown_field          colour
+        missing field                400  missing_field          name
+        bad principal                400  invalid_principal      members[0]
+        bad name                     400  invalid_name           name
+        bad enum                     400  invalid_field          privacy
+        duplicate                    409  already_exists         name
+        create onto hidden           404  not_found              name
+        unknown category             422  unknown_category       category
+        unknown group                422  unknown_group          members
+        user makes a category        403  forbidden              -
+        user sets marks              403  forbidden              -
+        bad flag                     400  invalid_query          managed
+        kind mismatch                400  unknown_field          kind
+        stale If-Match               412  version_mismatch       If-Match
+        opaque If-Match              412  version_mismatch       If-Match
+        star If-Match on absent      404  not_found              name
+        group in use                 409  group_in_use           -
+        category not empty           409  category_not_empty     -
+        bad list change              400  unknown_field          members.swap
+        bad history query            400  invalid_query          -
+        post to an open room         201  -                      -
+        empty message                400  invalid_field          body
+        bad match clause             400  invalid_field          match
+        bad clear date               400  invalid_field          endDate
+        user exports                 403  forbidden              -
+        bad export level             400  invalid_query          level
+        corrupt import               400  corrupt_import         file
+        release a free lock          404  not_found              -
+    "#]]
+    .assert_eq(&table);
+}
+
+/// The envelope is one shape: a `GET`, a list item and `/v1/state` show the same fields for an
+/// object, and they are [`Envelope::FIELDS`] plus the object's own.
+#[tokio::test]
+async fn envelope_fields_are_the_ones_every_path_sends() {
+    let api = Api::new().await;
+    api.admin("POST", "/v1/groups", json!({"name": "team"}))
+        .await;
+    api.admin(
+        "PUT",
+        "/v1/compliance",
+        json!({"enabled": true, "adapterOutputDirectory": "/tmp/perch-archive"}),
+    )
+    .await;
+    let keys = |object: &Value| -> Vec<String> {
+        let mut keys: Vec<String> = object
+            .as_object()
+            .map(Map::keys)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    };
+    let got = api.admin("GET", "/v1/groups/team", Value::Null).await;
+    let listed = api.admin("GET", "/v1/groups", Value::Null).await["items"][0].clone();
+    let state = api.admin("GET", "/v1/state", Value::Null).await;
+    let objects = state["objects"].as_array().expect("objects");
+    let from_state = objects
+        .iter()
+        .find(|object| object["kind"] == "Group")
+        .expect("the group in the state");
+    assert_eq!(keys(&got), keys(from_state));
+    assert_eq!(keys(&listed), keys(from_state));
+    let own = ["name", "description", "members"];
+    let mut expected: Vec<String> = Envelope::FIELDS
+        .iter()
+        .chain(own.iter())
+        .map(|field| (*field).to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(keys(&got), expected);
+
+    let compliance = api.admin("GET", "/v1/compliance", Value::Null).await;
+    let compliance_in_state = objects
+        .iter()
+        .find(|object| object["kind"] == "ComplianceConfiguration")
+        .expect("the compliance configuration in the state");
+    assert_eq!(keys(&compliance), keys(compliance_in_state));
+    for field in Envelope::FIELDS {
+        assert!(compliance.get(field).is_some(), "compliance lacks {field}");
+    }
+}
