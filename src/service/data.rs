@@ -412,8 +412,10 @@ impl Service {
         let checkpoint = reading.checkpoint(super::ARCHIVER).await?;
         reading.commit().await?;
         let mut writing = target.store().begin(WriteAccess::new()).await?;
-        for (hash, user, role, created_at) in &tokens {
-            writing.insert_token(hash, user, role, created_at).await?;
+        for token in &tokens {
+            writing
+                .insert_token(&token.hash, &token.user, &token.role, &token.created_at)
+                .await?;
         }
         writing
             .save_checkpoint(super::ARCHIVER, &checkpoint)

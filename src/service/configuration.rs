@@ -1,0 +1,951 @@
+//! The configuration aggregate: categories, rooms, add-ins, groups and the compliance
+//! configuration. Every write reads what its rules need inside its own write transaction.
+
+use serde_json::Value;
+
+use super::access::{self, Source};
+use super::object;
+use super::{
+    Caller, Object, Result, Service, ServiceError, Stored, WriteAccess, decode, require_admin,
+};
+use crate::api::ErrorCode;
+use crate::clock;
+use crate::domain::access::{ChangeRefusal, Viewer};
+use crate::domain::{self, Category, ComplianceConfiguration, FieldProblem, Kind, Principal, Room};
+use crate::store::{ObjectRow, ObjectWrite, StoreError, Tx};
+
+/// The version a write expects the object to be at (`If-Match`), if any.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precondition {
+    #[default]
+    None,
+    Version(i64),
+    /// An entity tag that is no version of ours (opaque or weak): it matches nothing, so the
+    /// write fails as any stale one does (RFC 9110, 13.1.1).
+    Unmatchable,
+}
+
+/// How a write marks the object's ownership.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ownership {
+    /// Keep the object's current marks (unmanaged and unprotected when new).
+    #[default]
+    Keep,
+    /// Mark the object as managed by the reconciler (creating or adopting it), and record
+    /// whether its manifest protects it from removal.
+    Managed { protect: bool },
+}
+
+impl Ownership {
+    /// The (managed, protected) marks after this write, given the current ones.
+    fn marks(self, current: (bool, bool)) -> (bool, bool) {
+        match self {
+            Ownership::Keep => current,
+            Ownership::Managed { protect } => (true, protect),
+        }
+    }
+}
+
+/// One write of a batch.
+#[derive(Clone, Debug)]
+pub enum Operation {
+    Create {
+        object: Object,
+        ownership: Ownership,
+    },
+    Replace {
+        name: String,
+        object: Object,
+        precondition: Precondition,
+        ownership: Ownership,
+    },
+    Remove {
+        kind: Kind,
+        name: String,
+        precondition: Precondition,
+        force: bool,
+    },
+    SetCompliance {
+        configuration: ComplianceConfiguration,
+        precondition: Precondition,
+        ownership: Ownership,
+    },
+}
+
+/// Several writes in one transaction, each still all-or-nothing: a failed step is rolled back
+/// to its savepoint and leaves the steps before it in place for [`Batch::commit`].
+///
+/// Large applies go through batches because a commit costs far more than a statement.
+pub struct Batch<'a> {
+    service: &'a Service,
+    tx: Tx,
+}
+
+impl Batch<'_> {
+    /// Carries out one operation.
+    ///
+    /// # Errors
+    /// As the matching [`Service`] method; the operation then changed nothing.
+    pub async fn run(&mut self, caller: &Caller, operation: Operation) -> Result<()> {
+        self.tx.savepoint().await?;
+        let service = self.service;
+        let tx = &mut self.tx;
+        let outcome = match operation {
+            Operation::Create { object, ownership } => service
+                .create_in(tx, caller, object, ownership)
+                .await
+                .map(drop),
+            Operation::Replace {
+                name,
+                object,
+                precondition,
+                ownership,
+            } => service
+                .replace_in(tx, caller, &name, object, precondition, ownership)
+                .await
+                .map(drop),
+            Operation::Remove {
+                kind,
+                name,
+                precondition,
+                force,
+            } => {
+                service
+                    .remove_in(tx, caller, kind, &name, precondition, force)
+                    .await
+            }
+            Operation::SetCompliance {
+                configuration,
+                precondition,
+                ownership,
+            } => service
+                .set_compliance_in(tx, caller, configuration, precondition, ownership)
+                .await
+                .map(drop),
+        };
+        match outcome {
+            Ok(()) => {
+                self.tx.release_savepoint().await?;
+                Ok(())
+            }
+            Err(error) => {
+                self.tx.rollback_to_savepoint().await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Makes every successful operation durable.
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        self.service.notify_change();
+        Ok(())
+    }
+}
+
+impl Service {
+    /// Lists the objects of a kind that the caller may see, ordered by name.
+    pub async fn list(&self, caller: &Caller, kind: Kind) -> Result<Vec<Stored<Object>>> {
+        let objects = decode_all(&self.store.list(kind).await?)?;
+        if caller.is_admin() {
+            return Ok(objects);
+        }
+        let view = access::ListView::load(&self.store).await?;
+        let addins_in_view: std::collections::BTreeSet<String> = if kind == Kind::Addin {
+            decode_all(&self.store.list(Kind::Room).await?)?
+                .into_iter()
+                .filter_map(|room| match room.spec {
+                    Object::Room(room) if view.room_rights(caller, &room).sees => room.addin,
+                    _ => None,
+                })
+                .collect()
+        } else {
+            Default::default()
+        };
+        Ok(objects
+            .into_iter()
+            .filter(|object| match &object.spec {
+                Object::Group(_) => domain::access::sees_group(caller.viewer()),
+                Object::Category(category) => view.sees_category(caller, category),
+                Object::Room(room) => view.room_rights(caller, room).sees,
+                Object::Addin(addin) => addins_in_view.contains(&addin.name),
+            })
+            .collect())
+    }
+
+    /// Reads one object the caller may see.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`] when it does not exist or the caller may not see it.
+    pub async fn get(&self, caller: &Caller, kind: Kind, name: &str) -> Result<Stored<Object>> {
+        let row = self
+            .store
+            .get(kind, name)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(kind, name))?;
+        let object = Stored::<Object>::from_row(&row)?;
+        if !access::sees(&mut Source::Pool(&self.store), caller, &object.spec).await? {
+            return Err(ServiceError::not_found(kind, name));
+        }
+        Ok(object)
+    }
+
+    /// Every configuration object in one snapshot, as the JSON document of `GET /v1/state`:
+    /// `{"formatVersion": 1, "objects": [...]}`, each object with its `kind` and bookkeeping.
+    /// Administrators only.
+    pub async fn state_json(&self, caller: &Caller) -> Result<String> {
+        let pages = self.state_pages(caller).await?;
+        let length = pages.iter().map(String::len).sum::<usize>() + 32;
+        let mut json = String::with_capacity(length);
+        json.push_str("{\"formatVersion\":1,\"objects\":[");
+        for (index, page) in pages.iter().enumerate() {
+            if index > 0 {
+                json.push(',');
+            }
+            // Each page is an array; the document holds their elements in one array.
+            json.push_str(
+                page.get(1..page.len().saturating_sub(1))
+                    .unwrap_or_default(),
+            );
+        }
+        json.push_str("]}");
+        Ok(json)
+    }
+
+    /// Every configuration object in one snapshot, as pages that are JSON arrays of objects
+    /// shaped as in [`Service::state_json`]; administrators only.
+    pub async fn state_pages(&self, caller: &Caller) -> Result<Vec<String>> {
+        require_admin(caller, "read the whole configuration")?;
+        Ok(self.store.state_json_pages().await?)
+    }
+
+    /// Opens a batch of writes in one transaction.
+    pub async fn batch(&self) -> Result<Batch<'_>> {
+        Ok(Batch {
+            service: self,
+            tx: self.store.begin(WriteAccess::new()).await?,
+        })
+    }
+
+    /// Creates an object.
+    ///
+    /// # Errors
+    /// A field that breaks a rule, a name in use, a missing category or add-in, a principal
+    /// outside the category's scope, or a caller without the right to create it.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        object: Object,
+        ownership: Ownership,
+    ) -> Result<Stored<Object>> {
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
+        let outcome = self.create_in(&mut tx, caller, object, ownership).await?;
+        tx.commit().await?;
+        self.notify_change();
+        Ok(outcome)
+    }
+
+    async fn create_in(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        mut object: Object,
+        ownership: Ownership,
+    ) -> Result<Stored<Object>> {
+        object.normalise();
+        reject_problems(object.problems())?;
+        match &mut object {
+            Object::Group(group) => {
+                require_admin(caller, "create groups")?;
+                check_groups_exist(tx, "members", &group.members, Some(&group.name)).await?;
+            }
+            Object::Addin(_) => require_admin(caller, "create add-ins")?,
+            Object::Category(category) => {
+                require_admin(caller, "create categories")?;
+                check_category_lists(tx, category, None).await?;
+            }
+            Object::Room(room) => {
+                let category = load_category_for(tx, caller, &room.category).await?;
+                if let Viewer::User(principal) = caller.viewer() {
+                    let directory =
+                        access::directory_for(&mut Source::Tx(tx), category_scope(&category))
+                            .await?;
+                    if !domain::access::may_create_room(caller.viewer(), &category, &directory) {
+                        return Err(ServiceError::Forbidden {
+                            message: format!(
+                                "only administrators and creators of category `{}` may create rooms in it",
+                                category.name
+                            ),
+                        });
+                    }
+                    // A creator becomes manager of each room it creates.
+                    room.managers.push(principal.clone());
+                    room.normalise();
+                }
+                check_addin_exists(tx, room.addin.as_deref()).await?;
+                check_room_lists(tx, room, &category, None).await?;
+            }
+        }
+        check_marks(caller, ownership)?;
+        let now = clock::now();
+        let marks = ownership.marks((false, false));
+        let write = write_of(&object, marks, &caller.name, &now)?;
+        let row = match tx.insert(write).await {
+            Err(StoreError::Duplicate { kind, name })
+                if access::hidden_from(&mut Source::Tx(tx), caller, kind, &name).await? =>
+            {
+                return Err(ServiceError::not_found(kind, &name));
+            }
+            other => other?,
+        };
+        if row.kind == Kind::Room {
+            tx.insert_room_change(row.id, &row.name, "created", row.version, &now)
+                .await?;
+        }
+        tracing::info!(kind = %object.kind(), name = object.name(), by = %caller.name, "created");
+        Stored::<Object>::from_row(&row)
+    }
+
+    /// Replaces an object with `object`, which may carry a new name.
+    ///
+    /// # Guarantees
+    /// Replacing an object with what it already holds changes nothing, not even its version.
+    ///
+    /// # Errors
+    /// As [`Service::create`], plus a version mismatch and a caller who may not change it.
+    pub async fn replace(
+        &self,
+        caller: &Caller,
+        name: &str,
+        object: Object,
+        precondition: Precondition,
+        ownership: Ownership,
+    ) -> Result<Stored<Object>> {
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
+        let outcome = self
+            .replace_in(&mut tx, caller, name, object, precondition, ownership)
+            .await?;
+        tx.commit().await?;
+        self.notify_change();
+        Ok(outcome)
+    }
+
+    async fn replace_in(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        name: &str,
+        mut object: Object,
+        precondition: Precondition,
+        ownership: Ownership,
+    ) -> Result<Stored<Object>> {
+        object.normalise();
+        reject_problems(object.problems())?;
+        let kind = object.kind();
+        let current_row = tx
+            .get(kind, name)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(kind, name))?;
+        let current = Stored::<Object>::from_row(&current_row)?;
+        if !access::sees(&mut Source::Tx(tx), caller, &current.spec).await? {
+            return Err(ServiceError::not_found(kind, name));
+        }
+        check_precondition(kind, name, precondition, current.meta.version)?;
+        let renamed = object.name() != name;
+        match (&current.spec, &mut object) {
+            (Object::Group(_), Object::Group(group)) => {
+                require_admin(caller, "change groups")?;
+                if renamed {
+                    return Err(ServiceError::invalid(
+                        "name",
+                        ErrorCode::RenameUnsupported,
+                        "a group cannot be renamed, since principals name it; create a new group instead",
+                    ));
+                }
+                check_groups_exist(tx, "members", &group.members, Some(&group.name)).await?;
+            }
+            (Object::Addin(_), Object::Addin(addin)) => {
+                require_admin(caller, "change add-ins")?;
+                if renamed {
+                    rename_references(tx, "addin", name, &addin.name, caller).await?;
+                }
+            }
+            (Object::Category(old), Object::Category(category)) => {
+                require_admin(caller, "change categories")?;
+                check_category_lists(tx, category, Some(old)).await?;
+                if renamed {
+                    rename_references(tx, "category", name, &category.name, caller).await?;
+                }
+            }
+            (Object::Room(old), Object::Room(room)) => {
+                // The room's own category needs no visibility check: its managers keep
+                // managing it even when they are outside its scope.
+                let category = if room.category == old.category {
+                    load_category(tx, &room.category).await?
+                } else {
+                    load_category_for(tx, caller, &room.category).await?
+                };
+                let lists = old.managers.iter().chain(category_scope(&category));
+                let directory = access::directory_for(&mut Source::Tx(tx), lists).await?;
+                match domain::access::may_change_room(caller.viewer(), old, &category, &directory) {
+                    Ok(()) => {}
+                    Err(ChangeRefusal::NotManager) => {
+                        return Err(ServiceError::Forbidden {
+                            message: format!(
+                                "only administrators and managers of room `{name}` may change it"
+                            ),
+                        });
+                    }
+                    Err(ChangeRefusal::NotCreatorOfNewCategory) => {
+                        return Err(ServiceError::Forbidden {
+                            message: format!(
+                                "a manager may move a room only into a category it creates rooms in, and `{}` is not one",
+                                category.name
+                            ),
+                        });
+                    }
+                }
+                check_addin_exists(tx, room.addin.as_deref()).await?;
+                check_room_lists(tx, room, &category, Some(old)).await?;
+            }
+            _ => {
+                return Err(ServiceError::invalid(
+                    "kind",
+                    ErrorCode::KindMismatch,
+                    format!("`{name}` is a {kind}; the body describes another kind"),
+                ));
+            }
+        }
+        check_marks(caller, ownership)?;
+        let current_marks = (current.meta.managed, current.meta.protect);
+        let marks = ownership.marks(current_marks);
+        if object == current.spec && marks == current_marks {
+            return Ok(current);
+        }
+        let now = clock::now();
+        let write = write_of(&object, marks, &caller.name, &now)?;
+        let row = match tx.update(current.meta.id, write).await {
+            Err(StoreError::Duplicate { kind, name })
+                if access::hidden_from(&mut Source::Tx(tx), caller, kind, &name).await? =>
+            {
+                return Err(ServiceError::not_found(kind, &name));
+            }
+            other => other?,
+        };
+        if row.kind == Kind::Room {
+            tx.insert_room_change(row.id, &row.name, "changed", row.version, &now)
+                .await?;
+        }
+        tracing::info!(%kind, name, by = %caller.name, "changed");
+        Stored::<Object>::from_row(&row)
+    }
+
+    /// Applies a JSON merge to an object: fields given replace the current ones, and a list
+    /// field given as `{"add": [...], "remove": [...]}` is changed entry by entry.
+    pub async fn patch(
+        &self,
+        caller: &Caller,
+        kind: Kind,
+        name: &str,
+        patch: serde_json::Map<String, Value>,
+        precondition: Precondition,
+    ) -> Result<Stored<Object>> {
+        // The read, the merge and the write share one transaction, so that two concurrent
+        // patches of one object both land (the second sees the first's result).
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
+        let row = tx
+            .get(kind, name)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(kind, name))?;
+        let current = Stored::<Object>::from_row(&row)?;
+        if !access::sees(&mut Source::Tx(&mut tx), caller, &current.spec).await? {
+            return Err(ServiceError::not_found(kind, name));
+        }
+        let merged = object::merge_patch(&current.spec, patch)?;
+        let outcome = self
+            .replace_in(&mut tx, caller, name, merged, precondition, Ownership::Keep)
+            .await?;
+        tx.commit().await?;
+        self.notify_change();
+        Ok(outcome)
+    }
+
+    /// Removes an object; administrators only.
+    ///
+    /// `force` lets an add-in go while rooms still show it (they lose it).
+    ///
+    /// # Errors
+    /// A category that still holds rooms, an add-in still in use without `force`, a group
+    /// still named by a principal list, or a version mismatch.
+    pub async fn remove(
+        &self,
+        caller: &Caller,
+        kind: Kind,
+        name: &str,
+        precondition: Precondition,
+        force: bool,
+    ) -> Result<()> {
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
+        self.remove_in(&mut tx, caller, kind, name, precondition, force)
+            .await?;
+        tx.commit().await?;
+        self.notify_change();
+        Ok(())
+    }
+
+    async fn remove_in(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        kind: Kind,
+        name: &str,
+        precondition: Precondition,
+        force: bool,
+    ) -> Result<()> {
+        let row = tx.get(kind, name).await?;
+        let Some(row) = row else {
+            return Err(ServiceError::not_found(kind, name));
+        };
+        if !caller.is_admin() {
+            let current = Stored::<Object>::from_row(&row)?;
+            if !access::sees(&mut Source::Tx(tx), caller, &current.spec).await? {
+                return Err(ServiceError::not_found(kind, name));
+            }
+        }
+        require_admin(caller, "remove objects")?;
+        check_precondition(kind, name, precondition, row.version)?;
+        match kind {
+            Kind::Category => {
+                let rooms = tx.rooms_in_category(name).await?;
+                if !rooms.is_empty() {
+                    return Err(ServiceError::Conflict {
+                        code: ErrorCode::CategoryNotEmpty,
+                        message: format!(
+                            "category `{name}` still holds rooms: {}; remove or move them first",
+                            list_names(&rooms)
+                        ),
+                    });
+                }
+            }
+            Kind::Addin => {
+                let rooms = tx.rooms_using_addin(name).await?;
+                if !rooms.is_empty() && !force {
+                    return Err(ServiceError::Conflict {
+                        code: ErrorCode::AddinInUse,
+                        message: format!(
+                            "add-in `{name}` is still used by rooms: {}; pass force=true to remove it from them",
+                            list_names(&rooms)
+                        ),
+                    });
+                }
+                let now = clock::now();
+                for room_name in rooms {
+                    if let Some(room_row) = tx.get(Kind::Room, &room_name).await? {
+                        let mut room = Stored::<Object>::from_row(&room_row)?;
+                        if let Object::Room(room) = &mut room.spec {
+                            room.addin = None;
+                        }
+                        let marks = (room.meta.managed, room.meta.protect);
+                        let write = write_of(&room.spec, marks, &caller.name, &now)?;
+                        let updated = tx.update(room.meta.id, write).await?;
+                        tx.insert_room_change(
+                            updated.id,
+                            &updated.name,
+                            "changed",
+                            updated.version,
+                            &now,
+                        )
+                        .await?;
+                    }
+                }
+            }
+            Kind::Group => {
+                let users = group_references(tx, name).await?;
+                if !users.is_empty() {
+                    return Err(ServiceError::Conflict {
+                        code: ErrorCode::GroupInUse,
+                        message: format!(
+                            "group `{name}` is still named by {}; remove it from them first",
+                            list_names(&users)
+                        ),
+                    });
+                }
+            }
+            Kind::Room => tx.delete_room_messages(row.id).await?,
+            Kind::ComplianceConfiguration => {}
+        }
+        tx.delete(row.id).await?;
+        if kind == Kind::Room {
+            tx.insert_room_change(row.id, name, "removed", row.version + 1, &clock::now())
+                .await?;
+        }
+        tracing::info!(%kind, name, by = %caller.name, "removed");
+        Ok(())
+    }
+
+    /// Reads the compliance configuration; administrators only. Never set: defaults, version 0.
+    pub async fn compliance(&self, caller: &Caller) -> Result<Stored<ComplianceConfiguration>> {
+        require_admin(caller, "read the compliance configuration")?;
+        match self
+            .store
+            .get(Kind::ComplianceConfiguration, COMPLIANCE_NAME)
+            .await?
+        {
+            Some(row) => Stored::from_row(&row),
+            None => Ok(Stored {
+                spec: ComplianceConfiguration::default(),
+                kind: Kind::ComplianceConfiguration,
+                meta: crate::api::Envelope::default(),
+            }),
+        }
+    }
+
+    /// Replaces the compliance configuration; administrators only.
+    pub async fn set_compliance(
+        &self,
+        caller: &Caller,
+        configuration: ComplianceConfiguration,
+        precondition: Precondition,
+        ownership: Ownership,
+    ) -> Result<Stored<ComplianceConfiguration>> {
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
+        let outcome = self
+            .set_compliance_in(&mut tx, caller, configuration, precondition, ownership)
+            .await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn set_compliance_in(
+        &self,
+        tx: &mut Tx,
+        caller: &Caller,
+        configuration: ComplianceConfiguration,
+        precondition: Precondition,
+        ownership: Ownership,
+    ) -> Result<Stored<ComplianceConfiguration>> {
+        require_admin(caller, "change the compliance configuration")?;
+        reject_problems(configuration.problems())?;
+        let kind = Kind::ComplianceConfiguration;
+        let current = tx.get(kind, COMPLIANCE_NAME).await?;
+        let current_version = current.as_ref().map_or(0, |row| row.version);
+        check_precondition(kind, COMPLIANCE_NAME, precondition, current_version)?;
+        let now = clock::now();
+        let body = serde_json::to_string(&configuration).map_err(ServiceError::internal)?;
+        let write = |(managed, protected)| ObjectWrite {
+            kind,
+            name: COMPLIANCE_NAME,
+            category: None,
+            addin: None,
+            body: body.clone(),
+            managed,
+            protected,
+            updated_by: &caller.name,
+            updated_at: &now,
+        };
+        let row = match current {
+            Some(row) => {
+                let stored: Stored<ComplianceConfiguration> = Stored::from_row(&row)?;
+                let current_marks = (row.managed, row.protected);
+                let marks = ownership.marks(current_marks);
+                if stored.spec == configuration && marks == current_marks {
+                    return Ok(stored);
+                }
+                tx.update(row.id, write(marks)).await?
+            }
+            None => tx.insert(write(ownership.marks((false, false)))).await?,
+        };
+        tracing::info!(by = %caller.name, "changed the compliance configuration");
+        Stored::from_row(&row)
+    }
+}
+
+const COMPLIANCE_NAME: &str = "global";
+
+/// Ownership marks are the administrators' alone (see [`domain::access::may_set_marks`]).
+fn check_marks(caller: &Caller, ownership: Ownership) -> Result<()> {
+    match ownership {
+        Ownership::Managed { .. } if !domain::access::may_set_marks(caller.viewer()) => {
+            Err(ServiceError::Forbidden {
+                message: "only administrators mark objects as managed or protected".to_owned(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn decode_all(rows: &[ObjectRow]) -> Result<Vec<Stored<Object>>> {
+    rows.iter().map(Stored::<Object>::from_row).collect()
+}
+
+fn check_precondition(
+    kind: Kind,
+    name: &str,
+    precondition: Precondition,
+    actual: i64,
+) -> Result<()> {
+    let expected = match precondition {
+        Precondition::None => return Ok(()),
+        Precondition::Version(expected) if expected == actual => return Ok(()),
+        Precondition::Version(expected) => expected.to_string(),
+        Precondition::Unmatchable => "the tag sent".to_owned(),
+    };
+    Err(ServiceError::VersionMismatch {
+        kind,
+        name: name.to_owned(),
+        expected,
+        actual,
+    })
+}
+
+fn reject_problems(problems: Vec<FieldProblem>) -> Result<()> {
+    match problems.into_iter().next() {
+        Some(problem) => Err(ServiceError::Invalid {
+            code: problem.code,
+            field: problem.field,
+            message: problem.message,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn list_names(names: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
+}
+
+fn write_of<'a>(
+    object: &'a Object,
+    (managed, protected): (bool, bool),
+    by: &'a str,
+    at: &'a str,
+) -> Result<ObjectWrite<'a>> {
+    let (category, addin) = match object {
+        Object::Room(room) => (Some(room.category.as_str()), room.addin.as_deref()),
+        _ => (None, None),
+    };
+    Ok(ObjectWrite {
+        kind: object.kind(),
+        name: object.name(),
+        category,
+        addin,
+        body: object.body_json().map_err(ServiceError::internal)?,
+        managed,
+        protected,
+        updated_by: by,
+        updated_at: at,
+    })
+}
+
+async fn load_category(tx: &mut Tx, name: &str) -> Result<Category> {
+    match tx.get(Kind::Category, name).await? {
+        Some(row) => decode(&row),
+        None => Err(unknown_category(name)),
+    }
+}
+
+/// The category a room names, as the caller may know it: a category the caller may not see is
+/// reported exactly as one that does not exist.
+async fn load_category_for(tx: &mut Tx, caller: &Caller, name: &str) -> Result<Category> {
+    let category = load_category(tx, name).await?;
+    if !caller.is_admin() {
+        let directory =
+            access::directory_for(&mut Source::Tx(tx), category_scope(&category)).await?;
+        if !domain::access::sees_category(caller.viewer(), &category, &directory) {
+            return Err(unknown_category(name));
+        }
+    }
+    Ok(category)
+}
+
+fn unknown_category(name: &str) -> ServiceError {
+    ServiceError::Rule {
+        code: ErrorCode::UnknownCategory,
+        field: "category".to_owned(),
+        message: format!("category `{name}` does not exist; create it before its rooms"),
+    }
+}
+
+fn category_scope(category: &Category) -> impl Iterator<Item = &Principal> {
+    category
+        .allowed_members
+        .iter()
+        .chain(&category.denied_members)
+        .chain(&category.creators)
+}
+
+async fn check_addin_exists(tx: &mut Tx, addin: Option<&str>) -> Result<()> {
+    let Some(addin) = addin else { return Ok(()) };
+    if tx.get(Kind::Addin, addin).await?.is_none() {
+        return Err(ServiceError::Rule {
+            code: ErrorCode::UnknownAddin,
+            field: "addin".to_owned(),
+            message: format!("add-in `{addin}` does not exist; register it before a room names it"),
+        });
+    }
+    Ok(())
+}
+
+async fn check_groups_exist(
+    tx: &mut Tx,
+    field: &str,
+    list: &[Principal],
+    this_group: Option<&str>,
+) -> Result<()> {
+    for principal in list {
+        if let Principal::Group(name) = principal {
+            let exists =
+                Some(name.as_str()) == this_group || tx.get(Kind::Group, name).await?.is_some();
+            if !exists {
+                return Err(ServiceError::Rule {
+                    code: ErrorCode::UnknownGroup,
+                    field: field.to_owned(),
+                    message: format!("group `{name}` does not exist; create it before naming it"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creators must come from the allowed members (outside the denied ones). Only entries new to
+/// the list are checked, as the cmdlets checked only what `Add` named.
+async fn check_category_lists(
+    tx: &mut Tx,
+    category: &Category,
+    old: Option<&Category>,
+) -> Result<()> {
+    for (field, list) in [
+        ("allowedMembers", &category.allowed_members),
+        ("deniedMembers", &category.denied_members),
+        ("creators", &category.creators),
+    ] {
+        check_groups_exist(tx, field, list, None).await?;
+    }
+    let directory = access::directory_for(&mut Source::Tx(tx), category_scope(category)).await?;
+    let old_creators = old.map(|old| old.creators.as_slice()).unwrap_or_default();
+    let outside =
+        domain::access::outside_scope(category, &directory, &category.creators, old_creators);
+    if let Some(creator) = outside.first() {
+        return Err(ServiceError::Rule {
+            code: ErrorCode::OutsideScope,
+            field: "creators".to_owned(),
+            message: format!(
+                "creator `{creator}` is not within category `{}`'s allowed members (or is denied)",
+                category.name
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Members, managers and presenters must fall within the category's scope (denied wins).
+///
+/// Entries new to a list are checked and refused when outside; entries a room already had are
+/// purged when a move to another category leaves them outside, as the original did.
+async fn check_room_lists(
+    tx: &mut Tx,
+    room: &mut Room,
+    category: &Category,
+    old: Option<&Room>,
+) -> Result<()> {
+    for (field, list) in room.role_lists() {
+        check_groups_exist(tx, field, list, None).await?;
+    }
+    let involved = room
+        .role_lists()
+        .into_iter()
+        .flat_map(|(_, list)| list.iter())
+        .chain(category_scope(category));
+    let directory = access::directory_for(&mut Source::Tx(tx), involved).await?;
+    let moved = old.is_some_and(|old| old.category != room.category);
+    let empty = Vec::new();
+    let old_lists = match old {
+        Some(old) => [&old.members, &old.managers, &old.presenters],
+        None => [&empty, &empty, &empty],
+    };
+    let lists = [&mut room.members, &mut room.managers, &mut room.presenters];
+    for ((field, list), old_list) in ["members", "managers", "presenters"]
+        .into_iter()
+        .zip(lists)
+        .zip(old_lists)
+    {
+        let outside = domain::access::outside_scope(category, &directory, list, old_list);
+        if let Some(principal) = outside.first() {
+            return Err(ServiceError::Rule {
+                code: ErrorCode::OutsideScope,
+                field: field.to_owned(),
+                message: format!(
+                    "`{principal}` is not within category `{}`'s allowed members (or is denied)",
+                    category.name
+                ),
+            });
+        }
+        if moved {
+            // Entries the room already had are purged when the move leaves them outside, as
+            // the original did.
+            list.retain(|principal| category.admits(&directory, principal));
+        }
+    }
+    Ok(())
+}
+
+/// Points every room that names `old_name` in `column` (category or add-in) at `new_name`.
+async fn rename_references(
+    tx: &mut Tx,
+    column: &str,
+    old_name: &str,
+    new_name: &str,
+    caller: &Caller,
+) -> Result<()> {
+    let rooms = match column {
+        "category" => tx.rooms_in_category(old_name).await?,
+        _ => tx.rooms_using_addin(old_name).await?,
+    };
+    let now = clock::now();
+    for room_name in rooms {
+        let Some(row) = tx.get(Kind::Room, &room_name).await? else {
+            continue;
+        };
+        let mut room: Room = decode(&row)?;
+        if column == "category" {
+            room.category = new_name.to_owned();
+        } else {
+            room.addin = Some(new_name.to_owned());
+        }
+        let object = Object::Room(room);
+        let write = write_of(&object, (row.managed, row.protected), &caller.name, &now)?;
+        let updated = tx.update(row.id, write).await?;
+        tx.insert_room_change(updated.id, &updated.name, "changed", updated.version, &now)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The objects whose principal lists name `group:NAME`.
+async fn group_references(tx: &mut Tx, name: &str) -> Result<Vec<String>> {
+    let target = Principal::Group(name.to_owned());
+    let mut users = Vec::new();
+    for kind in [Kind::Group, Kind::Category, Kind::Room] {
+        for row in tx.list(kind).await? {
+            let object = Stored::<Object>::from_row(&row)?;
+            if object
+                .spec
+                .principal_lists()
+                .any(|list| list.contains(&target))
+            {
+                users.push(format!("{kind} {}", row.name));
+            }
+        }
+    }
+    Ok(users)
+}

@@ -1,0 +1,57 @@
+//! Named leases: the apply lock and the archiver's.
+
+use super::{Caller, Result, Service, ServiceError, WriteAccess, require_admin};
+use crate::clock;
+
+impl Service {
+    /// Takes a named lock for `holder` for `ttl_seconds`, or says who holds it.
+    pub async fn acquire_lock(
+        &self,
+        caller: &Caller,
+        name: &str,
+        holder: &str,
+        ttl_seconds: i64,
+    ) -> Result<()> {
+        require_admin(caller, "take the apply lock")?;
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
+        let now_seconds = clock::unix_seconds();
+        let held = tx
+            .acquire_lock(
+                name,
+                holder,
+                &clock::now(),
+                now_seconds,
+                now_seconds + ttl_seconds,
+            )
+            .await?;
+        if let Some(lock) = held {
+            return Err(ServiceError::LockHeld {
+                holder: lock.holder,
+                since: lock.acquired_at,
+            });
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Who holds a named lock; administrators only.
+    pub async fn lock_holder(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<Option<(String, String)>> {
+        require_admin(caller, "read locks")?;
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
+        let lock = tx.lock_holder(name, clock::unix_seconds()).await?;
+        tx.commit().await?;
+        Ok(lock.map(|lock| (lock.holder, lock.acquired_at)))
+    }
+
+    pub async fn release_lock(&self, caller: &Caller, name: &str, holder: &str) -> Result<bool> {
+        require_admin(caller, "release the apply lock")?;
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
+        let released = tx.release_lock(name, holder).await?;
+        tx.commit().await?;
+        Ok(released)
+    }
+}

@@ -1,0 +1,442 @@
+//! The `messages` and `room_changes` tables: chat history and the feed of room changes that
+//! live streams read.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{AdvisoryLock, Backend, Store, StoreError, Tx};
+
+/// One stored chat message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageRow {
+    pub id: i64,
+    pub room_id: i64,
+    pub author: String,
+    pub body: String,
+    pub posted_at: String,
+    pub in_history: bool,
+    pub replaced: bool,
+    pub idempotency_key: Option<String>,
+}
+
+/// Which page of a room's history to read.
+#[derive(Clone, Debug, Default)]
+pub struct MessageQuery<'a> {
+    /// Only messages with an id below this (older), newest first.
+    pub before: Option<i64>,
+    /// Only messages with an id above this (newer), oldest first.
+    pub after: Option<i64>,
+    pub limit: i64,
+    /// Lower-cased words that must all appear in the text.
+    pub words: &'a [String],
+    /// Include messages kept for compliance only.
+    pub include_hidden: bool,
+}
+
+/// One recorded change of a room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomChangeRow {
+    pub id: i64,
+    pub room_id: i64,
+    pub room_name: String,
+    /// `created`, `changed` or `removed`.
+    pub change: String,
+    pub version: i64,
+    pub changed_at: String,
+}
+
+const MESSAGE_COLUMNS: &str =
+    "id, room_id, author, body, posted_at, in_history, replaced, idempotency_key";
+
+fn message_from_row(row: &AnyRow) -> Result<MessageRow, StoreError> {
+    Ok(MessageRow {
+        id: row.try_get("id")?,
+        room_id: row.try_get("room_id")?,
+        author: row.try_get("author")?,
+        body: row.try_get("body")?,
+        posted_at: row.try_get("posted_at")?,
+        in_history: row.try_get::<i64, _>("in_history")? != 0,
+        replaced: row.try_get::<i64, _>("replaced")? != 0,
+        idempotency_key: row.try_get("idempotency_key")?,
+    })
+}
+
+/// `%word%` for `LIKE ... ESCAPE '\'`, with the pattern characters in `word` escaped.
+fn like_pattern(word: &str) -> String {
+    let mut pattern = String::with_capacity(word.len() + 2);
+    pattern.push('%');
+    for c in word.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+impl Store {
+    /// Reads a page of a room's messages, returned oldest first.
+    pub async fn messages(
+        &self,
+        room_id: i64,
+        query: &MessageQuery<'_>,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let mut sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1");
+        let mut next = 2;
+        if !query.include_hidden {
+            sql.push_str(" AND in_history = 1");
+        }
+        if query.before.is_some() {
+            sql.push_str(&format!(" AND id < ${next}"));
+            next += 1;
+        }
+        if query.after.is_some() {
+            sql.push_str(&format!(" AND id > ${next}"));
+            next += 1;
+        }
+        for _ in query.words {
+            sql.push_str(&format!(" AND lower(body) LIKE ${next} ESCAPE '\\'"));
+            next += 1;
+        }
+        let ascending = query.after.is_some() && query.before.is_none();
+        sql.push_str(if ascending {
+            " ORDER BY id ASC"
+        } else {
+            " ORDER BY id DESC"
+        });
+        sql.push_str(&format!(" LIMIT ${next}"));
+        let mut statement = sqlx::query(&sql).bind(room_id);
+        if let Some(before) = query.before {
+            statement = statement.bind(before);
+        }
+        if let Some(after) = query.after {
+            statement = statement.bind(after);
+        }
+        for word in query.words {
+            statement = statement.bind(like_pattern(word));
+        }
+        let rows = statement.bind(query.limit).fetch_all(&self.pool).await?;
+        let mut messages = rows
+            .iter()
+            .map(message_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if !ascending {
+            messages.reverse();
+        }
+        Ok(messages)
+    }
+
+    /// Every message with an id above `after`, oldest first, at most `limit` (for live events).
+    pub async fn messages_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    /// Every message with an id in `first..=last`, in order, history or not (for compliance).
+    pub async fn messages_between(
+        &self,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id >= $1 AND id <= $2 ORDER BY id"
+        ))
+        .bind(first)
+        .bind(last)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    /// A room's messages posted at or after `since` (all when `None`), oldest first.
+    pub async fn room_history(
+        &self,
+        room_id: i64,
+        since: Option<&str>,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND ($2 IS NULL OR posted_at >= $2) ORDER BY id"
+        ))
+        .bind(room_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    /// Room changes with an id above `after`, oldest first.
+    pub async fn room_changes_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<RoomChangeRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, room_id, room_name, change, version, changed_at FROM room_changes WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RoomChangeRow {
+                    id: row.try_get("id")?,
+                    room_id: row.try_get("room_id")?,
+                    room_name: row.try_get("room_name")?,
+                    change: row.try_get("change")?,
+                    version: row.try_get("version")?,
+                    changed_at: row.try_get("changed_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The highest room change id, 0 when there are none.
+    pub async fn last_room_change_id(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM room_changes")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// The highest message id, 0 when there are none.
+    pub async fn last_message_id(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM messages")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+impl Tx {
+    /// Stores a message. With an idempotency key already used by the same author, stores
+    /// nothing and returns the message stored the first time.
+    pub async fn insert_message(
+        &mut self,
+        room_id: i64,
+        author: &str,
+        body: &str,
+        posted_at: &str,
+        in_history: bool,
+        idempotency_key: Option<&str>,
+    ) -> Result<(MessageRow, bool), StoreError> {
+        if self.backend == Backend::Postgres {
+            // PostgreSQL hands out ids before commit, so concurrent posts could commit out of
+            // id order and a live stream reading "after id N" would skip one. Posts take turns
+            // for the moment of their insert and commit instead; SQLite's single writer
+            // already does.
+            sqlx::query(&AdvisoryLock::MessageIds.transaction_lock_sql())
+                .fetch_one(&mut *self.tx)
+                .await?;
+        }
+        if let Some(key) = idempotency_key {
+            let existing = sqlx::query(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE author = $1 AND idempotency_key = $2"
+            ))
+            .bind(author)
+            .bind(key)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+            if let Some(row) = existing {
+                return Ok((message_from_row(&row)?, false));
+            }
+        }
+        let row = sqlx::query(&format!(
+            "INSERT INTO messages (room_id, author, body, posted_at, in_history, idempotency_key) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {MESSAGE_COLUMNS}"
+        ))
+        .bind(room_id)
+        .bind(author)
+        .bind(body)
+        .bind(posted_at)
+        .bind(i64::from(in_history))
+        .bind(idempotency_key)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok((message_from_row(&row)?, true))
+    }
+
+    /// Stores messages as they were elsewhere, ids and times included (import, seeding).
+    pub async fn insert_messages_exact(
+        &mut self,
+        messages: &[MessageRow],
+    ) -> Result<(), StoreError> {
+        // Several rows per statement: an import of millions of messages is bound by round trips.
+        for chunk in messages.chunks(100) {
+            let mut sql = String::from(
+                "INSERT INTO messages (id, room_id, author, body, posted_at, in_history, replaced, idempotency_key) VALUES ",
+            );
+            for index in 0..chunk.len() {
+                let base = index * 8;
+                if index > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    base + 1,
+                    base + 2,
+                    base + 3,
+                    base + 4,
+                    base + 5,
+                    base + 6,
+                    base + 7,
+                    base + 8
+                ));
+            }
+            let mut statement = sqlx::query(&sql);
+            for message in chunk {
+                statement = statement
+                    .bind(message.id)
+                    .bind(message.room_id)
+                    .bind(&message.author)
+                    .bind(&message.body)
+                    .bind(&message.posted_at)
+                    .bind(i64::from(message.in_history))
+                    .bind(i64::from(message.replaced))
+                    .bind(&message.idempotency_key);
+            }
+            statement.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Which of these message ids are taken.
+    pub async fn existing_message_ids(&mut self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let mut taken = Vec::new();
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT id FROM messages WHERE id IN ({})",
+                placeholders.join(",")
+            );
+            let mut statement = sqlx::query(&sql);
+            for id in chunk {
+                statement = statement.bind(*id);
+            }
+            for row in statement.fetch_all(&mut *self.tx).await? {
+                taken.push(row.try_get(0)?);
+            }
+        }
+        Ok(taken)
+    }
+
+    pub async fn delete_messages(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "DELETE FROM messages WHERE id IN ({})",
+                placeholders.join(",")
+            );
+            let mut statement = sqlx::query(&sql);
+            for id in chunk {
+                statement = statement.bind(*id);
+            }
+            statement.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a room's messages posted at or before `end` (inclusive); returns how many.
+    pub async fn clear_messages(&mut self, room_id: i64, end: &str) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM messages WHERE room_id = $1 AND posted_at <= $2")
+            .bind(room_id)
+            .bind(end)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// A room's messages, optionally by one author and within a window, oldest first.
+    pub async fn room_messages(
+        &mut self,
+        room_id: i64,
+        author: Option<&str>,
+        start: Option<&str>,
+        end: Option<&str>,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 \
+             AND ($2 IS NULL OR author = $2) AND ($3 IS NULL OR posted_at >= $3) \
+             AND ($4 IS NULL OR posted_at <= $4) ORDER BY id"
+        ))
+        .bind(room_id)
+        .bind(author)
+        .bind(start)
+        .bind(end)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    pub async fn delete_message(&mut self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM messages WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn replace_message(&mut self, id: i64, body: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE messages SET body = $2, replaced = 1 WHERE id = $1")
+            .bind(id)
+            .bind(body)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_room_messages(&mut self, room_id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM messages WHERE room_id = $1")
+            .bind(room_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// The id of the `limit`-th message after `after` (or the last one), for sizing a batch.
+    pub async fn batch_end(&mut self, after: i64, limit: i64) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(id) FROM (SELECT id FROM messages WHERE id > $1 ORDER BY id LIMIT $2) AS batch")
+            .bind(after)
+            .bind(limit)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Records a change of a room for live streams, in commit order.
+    pub async fn insert_room_change(
+        &mut self,
+        room_id: i64,
+        room_name: &str,
+        change: &str,
+        version: i64,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            // As for messages: ids must commit in order for "after id N" to miss nothing.
+            sqlx::query(&AdvisoryLock::RoomChangeIds.transaction_lock_sql())
+                .fetch_one(&mut *self.tx)
+                .await?;
+        }
+        sqlx::query("INSERT INTO room_changes (room_id, room_name, change, version, changed_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(room_id)
+            .bind(room_name)
+            .bind(change)
+            .bind(version)
+            .bind(at)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,343 @@
+//! The `objects` table: every configuration object as a JSON body plus the columns rules
+//! query and the bookkeeping of its envelope.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::{Backend, Store, StoreError, Tx};
+use crate::domain::Kind;
+
+/// One stored configuration object: its JSON body plus the bookkeeping every object carries.
+#[derive(Clone, Debug)]
+pub struct ObjectRow {
+    pub id: i64,
+    pub kind: Kind,
+    pub name: String,
+    pub body: String,
+    pub version: i64,
+    pub managed: bool,
+    pub protected: bool,
+    pub created_at: String,
+    pub updated_by: String,
+    pub updated_at: String,
+}
+
+/// What a write stores for one object; the store fills in the id and the creation time.
+#[derive(Clone, Debug)]
+pub struct ObjectWrite<'a> {
+    pub kind: Kind,
+    pub name: &'a str,
+    pub category: Option<&'a str>,
+    pub addin: Option<&'a str>,
+    pub body: String,
+    pub managed: bool,
+    pub protected: bool,
+    pub updated_by: &'a str,
+    pub updated_at: &'a str,
+}
+
+/// One page of the state as JSON (see [`Store::state_json_pages`]). Bodies are JSON objects
+/// written by this program, never empty; only `updated_by` can hold characters to escape.
+const STATE_PAGE_SQL: &str = r#"SELECT '[' || string_agg(
+    substr(body, 1, length(body) - 1)
+    || ',"kind":"' || kind || '"'
+    || ',"id":' || CAST(id AS TEXT)
+    || ',"version":' || CAST(version AS TEXT)
+    || ',"managed":' || CASE WHEN managed <> 0 THEN 'true' ELSE 'false' END
+    || ',"protect":' || CASE WHEN protected <> 0 THEN 'true' ELSE 'false' END
+    || ',"createdAt":"' || created_at || '"'
+    || ',"updatedBy":"' || replace(replace(updated_by, '\', '\\'), '"', '\"') || '"'
+    || ',"updatedAt":"' || updated_at || '"}', ',') || ']' AS page, MAX(id) AS last_id, COUNT(*) AS row_count
+FROM (SELECT * FROM objects WHERE id > $1 ORDER BY id LIMIT $2) AS slice"#;
+
+const OBJECT_COLUMNS: &str =
+    "id, kind, name, body, version, managed, protected, created_at, updated_by, updated_at";
+
+async fn get_object(
+    connection: &mut AnyConnection,
+    kind: Kind,
+    name: &str,
+    lock_clause: &str,
+) -> Result<Option<ObjectRow>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {OBJECT_COLUMNS} FROM objects WHERE kind = $1 AND name = $2{lock_clause}"
+    ))
+    .bind(kind.as_str())
+    .bind(name)
+    .fetch_optional(connection)
+    .await?;
+    row.as_ref().map(object_from_row).transpose()
+}
+
+async fn list_objects(
+    connection: &mut AnyConnection,
+    kind: Kind,
+) -> Result<Vec<ObjectRow>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {OBJECT_COLUMNS} FROM objects WHERE kind = $1 ORDER BY name"
+    ))
+    .bind(kind.as_str())
+    .fetch_all(connection)
+    .await?;
+    rows.iter().map(object_from_row).collect()
+}
+
+fn object_from_row(row: &AnyRow) -> Result<ObjectRow, StoreError> {
+    let kind_text: String = row.try_get("kind")?;
+    let name: String = row.try_get("name")?;
+    let kind = Kind::parse(&kind_text).ok_or_else(|| StoreError::Corrupt {
+        kind: Kind::Room,
+        name: name.clone(),
+        message: format!("unknown kind `{kind_text}`"),
+    })?;
+    Ok(ObjectRow {
+        id: row.try_get("id")?,
+        kind,
+        name,
+        body: row.try_get("body")?,
+        version: row.try_get("version")?,
+        managed: row.try_get::<i64, _>("managed")? != 0,
+        protected: row.try_get::<i64, _>("protected")? != 0,
+        created_at: row.try_get("created_at")?,
+        updated_by: row.try_get("updated_by")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    /// Reads one object outside any transaction.
+    pub async fn get(&self, kind: Kind, name: &str) -> Result<Option<ObjectRow>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        get_object(&mut connection, kind, name, "").await
+    }
+
+    /// Reads every object of a kind, ordered by name.
+    pub async fn list(&self, kind: Kind) -> Result<Vec<ObjectRow>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        list_objects(&mut connection, kind).await
+    }
+
+    /// Reads every configuration object in one consistent snapshot, as JSON text: pages that
+    /// are JSON arrays of objects, each the stored body with `kind` and the bookkeeping fields
+    /// (`id`, `version`, `managed`, `protect`, `createdAt`, `updatedBy`, `updatedAt`) added.
+    ///
+    /// The database writes the JSON itself, a page of rows at a time, so that reading a
+    /// hundred thousand objects costs a few round trips and no parsing here.
+    pub async fn state_json_pages(&self) -> Result<Vec<String>, StoreError> {
+        const PAGE: i64 = 5_000;
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.pool.begin().await?,
+            Backend::Postgres => {
+                self.pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?
+            }
+        };
+        let mut pages = Vec::new();
+        let mut after = 0_i64;
+        loop {
+            let row = sqlx::query(STATE_PAGE_SQL)
+                .bind(after)
+                .bind(PAGE)
+                .fetch_one(&mut *tx)
+                .await?;
+            let page: Option<String> = row.try_get("page")?;
+            let last: Option<i64> = row.try_get("last_id")?;
+            let count: i64 = row.try_get("row_count")?;
+            if let Some(page) = page {
+                pages.push(page);
+            }
+            match last {
+                Some(last) if count == PAGE => after = last,
+                _ => break,
+            }
+        }
+        tx.commit().await?;
+        Ok(pages)
+    }
+
+    /// The names of the rooms that show an add-in, ordered.
+    pub async fn rooms_using_addin(&self, addin: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name FROM objects WHERE kind = 'Room' AND addin = $1 ORDER BY name",
+        )
+        .bind(addin)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Reads one object by its id.
+    pub async fn get_by_id(&self, id: i64) -> Result<Option<ObjectRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {OBJECT_COLUMNS} FROM objects WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(object_from_row).transpose()
+    }
+}
+
+impl Tx {
+    /// Reads one object and, on PostgreSQL, locks it until the transaction ends.
+    pub async fn get(&mut self, kind: Kind, name: &str) -> Result<Option<ObjectRow>, StoreError> {
+        get_object(&mut self.tx, kind, name, self.backend.lock_clause()).await
+    }
+
+    /// Reads one object without locking it.
+    pub async fn read(&mut self, kind: Kind, name: &str) -> Result<Option<ObjectRow>, StoreError> {
+        get_object(&mut self.tx, kind, name, "").await
+    }
+
+    pub async fn list(&mut self, kind: Kind) -> Result<Vec<ObjectRow>, StoreError> {
+        list_objects(&mut self.tx, kind).await
+    }
+
+    /// The names of the rooms in a category, ordered.
+    pub async fn rooms_in_category(&mut self, category: &str) -> Result<Vec<String>, StoreError> {
+        self.names_where("category", category).await
+    }
+
+    /// The names of the rooms that show an add-in, ordered.
+    pub async fn rooms_using_addin(&mut self, addin: &str) -> Result<Vec<String>, StoreError> {
+        self.names_where("addin", addin).await
+    }
+
+    async fn names_where(&mut self, column: &str, value: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT name FROM objects WHERE kind = 'Room' AND {column} = $1 ORDER BY name"
+        ))
+        .bind(value)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Stores a new object at version 1.
+    ///
+    /// # Errors
+    /// [`StoreError::Duplicate`] when an object of that kind and name exists.
+    pub async fn insert(&mut self, write: ObjectWrite<'_>) -> Result<ObjectRow, StoreError> {
+        self.changes_access = true;
+        let row = sqlx::query(&format!(
+            "INSERT INTO objects (kind, name, category, addin, body, version, managed, protected, created_at, updated_by, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 1, $6, $9, $7, $8, $7) \
+             ON CONFLICT (kind, name) DO NOTHING RETURNING {OBJECT_COLUMNS}"
+        ))
+        .bind(write.kind.as_str())
+        .bind(write.name)
+        .bind(write.category)
+        .bind(write.addin)
+        .bind(&write.body)
+        .bind(i64::from(write.managed))
+        .bind(write.updated_at)
+        .bind(write.updated_by)
+        .bind(i64::from(write.protected))
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        match row {
+            Some(row) => object_from_row(&row),
+            None => Err(StoreError::Duplicate {
+                kind: write.kind,
+                name: write.name.to_owned(),
+            }),
+        }
+    }
+
+    /// Stores a new object with the id and times it had elsewhere (used by import).
+    pub async fn insert_exact(
+        &mut self,
+        id: i64,
+        write: ObjectWrite<'_>,
+        version: i64,
+        created_at: &str,
+    ) -> Result<(), StoreError> {
+        self.changes_access = true;
+        sqlx::query(
+            "INSERT INTO objects (id, kind, name, category, addin, body, version, managed, created_at, updated_by, updated_at, protected) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(id)
+        .bind(write.kind.as_str())
+        .bind(write.name)
+        .bind(write.category)
+        .bind(write.addin)
+        .bind(&write.body)
+        .bind(version)
+        .bind(i64::from(write.managed))
+        .bind(created_at)
+        .bind(write.updated_by)
+        .bind(write.updated_at)
+        .bind(i64::from(write.protected))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces an object's body and name, bumping its version.
+    ///
+    /// The caller has read the row in this transaction, so `id` is current.
+    ///
+    /// # Errors
+    /// [`StoreError::Duplicate`] when a rename takes a name already in use.
+    pub async fn update(
+        &mut self,
+        id: i64,
+        write: ObjectWrite<'_>,
+    ) -> Result<ObjectRow, StoreError> {
+        self.changes_access = true;
+        let taken = sqlx::query("SELECT 1 FROM objects WHERE kind = $1 AND name = $2 AND id <> $3")
+            .bind(write.kind.as_str())
+            .bind(write.name)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::Duplicate {
+                kind: write.kind,
+                name: write.name.to_owned(),
+            });
+        }
+        let row = sqlx::query(&format!(
+            "UPDATE objects SET name = $2, category = $3, addin = $4, body = $5, version = version + 1, \
+             managed = $6, updated_by = $7, updated_at = $8, protected = $9 WHERE id = $1 RETURNING {OBJECT_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(write.name)
+        .bind(write.category)
+        .bind(write.addin)
+        .bind(&write.body)
+        .bind(i64::from(write.managed))
+        .bind(write.updated_by)
+        .bind(write.updated_at)
+        .bind(i64::from(write.protected))
+        .fetch_one(&mut *self.tx)
+        .await?;
+        object_from_row(&row)
+    }
+
+    pub async fn delete(&mut self, id: i64) -> Result<(), StoreError> {
+        self.changes_access = true;
+        sqlx::query("DELETE FROM objects WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// The object holding this id, if any.
+    pub async fn object_by_id(&mut self, id: i64) -> Result<Option<ObjectRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {OBJECT_COLUMNS} FROM objects WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(object_from_row).transpose()
+    }
+}

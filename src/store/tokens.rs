@@ -1,0 +1,80 @@
+//! The `tokens` table: bearer tokens by their SHA-256.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, Tx};
+
+/// A stored bearer token: never the token itself, only its hash.
+#[derive(Clone, Debug)]
+pub struct TokenRow {
+    pub hash: String,
+    pub user: String,
+    pub role: String,
+    pub created_at: String,
+}
+
+const TOKEN_COLUMNS: &str = "hash, user_uri, role, created_at";
+
+fn token_from_row(row: &AnyRow) -> Result<TokenRow, StoreError> {
+    Ok(TokenRow {
+        hash: row.try_get("hash")?,
+        user: row.try_get("user_uri")?,
+        role: row.try_get("role")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+impl Store {
+    pub async fn token(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+}
+
+impl Tx {
+    pub async fn insert_token(
+        &mut self,
+        hash: &str,
+        user: &str,
+        role: &str,
+        created_at: &str,
+    ) -> Result<(), StoreError> {
+        self.changes_access = true;
+        sqlx::query(
+            "INSERT INTO tokens (hash, user_uri, role, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash)
+        .bind(user)
+        .bind(role)
+        .bind(created_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Every stored token, as hashes (for moving a server).
+    pub async fn tokens(&mut self) -> Result<Vec<TokenRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at"
+        ))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    /// Deletes a token by its hash; returns whether there was one.
+    pub async fn delete_token(&mut self, hash: &str) -> Result<bool, StoreError> {
+        self.changes_access = true;
+        let result = sqlx::query("DELETE FROM tokens WHERE hash = $1")
+            .bind(hash)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+}
