@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::domain::Marks;
 use crate::domain::{ComplianceConfiguration, Kind};
 
 /// Display name and key of the compliance singleton, the one object without a name of its own.
@@ -58,15 +59,6 @@ impl Envelope {
             protect: self.protect,
         }
     }
-}
-
-/// The reconciler's two marks on an object: administrators' alone to set.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Marks {
-    /// Perch created or adopted it; `apply` may change or remove it.
-    pub managed: bool,
-    /// A plan that would remove it fails.
-    pub protect: bool,
 }
 
 /// One object as the server holds it, split into what identifies it, its envelope and its own

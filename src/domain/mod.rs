@@ -24,6 +24,47 @@ pub const MAX_URL_LEN: usize = 2048;
 /// Most entries in one principal list.
 pub const MAX_LIST_LEN: usize = 10_000;
 
+/// The reconciler's two marks on an object: administrators' alone to set
+/// ([`access::may_set_marks`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// Perch created or adopted it; `apply` may change or remove it.
+    pub managed: bool,
+    /// A plan that would remove it fails.
+    pub protect: bool,
+}
+
+/// What happened to a room, as the `room` events of a live stream say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomChangeKind {
+    Created,
+    Changed,
+    Removed,
+}
+
+impl RoomChangeKind {
+    pub const ALL: [RoomChangeKind; 3] = [
+        RoomChangeKind::Created,
+        RoomChangeKind::Changed,
+        RoomChangeKind::Removed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomChangeKind::Created => "created",
+            RoomChangeKind::Changed => "changed",
+            RoomChangeKind::Removed => "removed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RoomChangeKind> {
+        RoomChangeKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+}
+
 /// The kinds of configuration object, in the order a plan creates them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Kind {

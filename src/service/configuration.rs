@@ -11,7 +11,10 @@ use super::{
 use crate::api::ErrorCode;
 use crate::clock;
 use crate::domain::access::{ChangeRefusal, Viewer};
-use crate::domain::{self, Category, ComplianceConfiguration, FieldProblem, Kind, Principal, Room};
+use crate::domain::{
+    self, Category, ComplianceConfiguration, FieldProblem, Kind, Marks, Principal, Room,
+    RoomChangeKind,
+};
 use crate::store::{ObjectRow, ObjectWrite, StoreError, Tx};
 
 /// The version a write expects the object to be at (`If-Match`), if any.
@@ -37,11 +40,14 @@ pub enum Ownership {
 }
 
 impl Ownership {
-    /// The (managed, protected) marks after this write, given the current ones.
-    fn marks(self, current: (bool, bool)) -> (bool, bool) {
+    /// The marks after this write, given the current ones.
+    fn marks(self, current: Marks) -> Marks {
         match self {
             Ownership::Keep => current,
-            Ownership::Managed { protect } => (true, protect),
+            Ownership::Managed { protect } => Marks {
+                managed: true,
+                protect,
+            },
         }
     }
 }
@@ -288,7 +294,7 @@ impl Service {
         }
         check_marks(caller, ownership)?;
         let now = clock::now();
-        let marks = ownership.marks((false, false));
+        let marks = ownership.marks(Marks::default());
         let write = write_of(&object, marks, &caller.name, &now)?;
         let row = match tx.insert(write).await {
             Err(StoreError::Duplicate { kind, name })
@@ -299,8 +305,14 @@ impl Service {
             other => other?,
         };
         if row.kind == Kind::Room {
-            tx.insert_room_change(row.id, &row.name, "created", row.version, &now)
-                .await?;
+            tx.insert_room_change(
+                row.id,
+                &row.name,
+                RoomChangeKind::Created,
+                row.version,
+                &now,
+            )
+            .await?;
         }
         tracing::info!(kind = %object.kind(), name = object.name(), by = %caller.name, "created");
         Stored::<Object>::from_row(&row)
@@ -417,7 +429,7 @@ impl Service {
             }
         }
         check_marks(caller, ownership)?;
-        let current_marks = (current.meta.managed, current.meta.protect);
+        let current_marks = current.meta.marks();
         let marks = ownership.marks(current_marks);
         if object == current.spec && marks == current_marks {
             return Ok(current);
@@ -433,8 +445,14 @@ impl Service {
             other => other?,
         };
         if row.kind == Kind::Room {
-            tx.insert_room_change(row.id, &row.name, "changed", row.version, &now)
-                .await?;
+            tx.insert_room_change(
+                row.id,
+                &row.name,
+                RoomChangeKind::Changed,
+                row.version,
+                &now,
+            )
+            .await?;
         }
         tracing::info!(%kind, name, by = %caller.name, "changed");
         Stored::<Object>::from_row(&row)
@@ -545,13 +563,13 @@ impl Service {
                         if let Object::Room(room) = &mut room.spec {
                             room.addin = None;
                         }
-                        let marks = (room.meta.managed, room.meta.protect);
+                        let marks = room.meta.marks();
                         let write = write_of(&room.spec, marks, &caller.name, &now)?;
                         let updated = tx.update(room.meta.id, write).await?;
                         tx.insert_room_change(
                             updated.id,
                             &updated.name,
-                            "changed",
+                            RoomChangeKind::Changed,
                             updated.version,
                             &now,
                         )
@@ -576,8 +594,14 @@ impl Service {
         }
         tx.delete(row.id).await?;
         if kind == Kind::Room {
-            tx.insert_room_change(row.id, name, "removed", row.version + 1, &clock::now())
-                .await?;
+            tx.insert_room_change(
+                row.id,
+                name,
+                RoomChangeKind::Removed,
+                row.version + 1,
+                &clock::now(),
+            )
+            .await?;
         }
         tracing::info!(%kind, name, by = %caller.name, "removed");
         Ok(())
@@ -632,28 +656,27 @@ impl Service {
         check_precondition(kind, COMPLIANCE_NAME, precondition, current_version)?;
         let now = clock::now();
         let body = serde_json::to_string(&configuration).map_err(ServiceError::internal)?;
-        let write = |(managed, protected)| ObjectWrite {
+        let write = |marks: Marks| ObjectWrite {
             kind,
             name: COMPLIANCE_NAME,
             category: None,
             addin: None,
             body: body.clone(),
-            managed,
-            protected,
+            marks,
             updated_by: &caller.name,
             updated_at: &now,
         };
         let row = match current {
             Some(row) => {
                 let stored: Stored<ComplianceConfiguration> = Stored::from_row(&row)?;
-                let current_marks = (row.managed, row.protected);
+                let current_marks = row.marks;
                 let marks = ownership.marks(current_marks);
                 if stored.spec == configuration && marks == current_marks {
                     return Ok(stored);
                 }
                 tx.update(row.id, write(marks)).await?
             }
-            None => tx.insert(write(ownership.marks((false, false)))).await?,
+            None => tx.insert(write(ownership.marks(Marks::default()))).await?,
         };
         tracing::info!(by = %caller.name, "changed the compliance configuration");
         Stored::from_row(&row)
@@ -725,7 +748,7 @@ fn list_names(names: &[String]) -> String {
 
 fn write_of<'a>(
     object: &'a Object,
-    (managed, protected): (bool, bool),
+    marks: Marks,
     by: &'a str,
     at: &'a str,
 ) -> Result<ObjectWrite<'a>> {
@@ -739,8 +762,7 @@ fn write_of<'a>(
         category,
         addin,
         body: object.body_json().map_err(ServiceError::internal)?,
-        managed,
-        protected,
+        marks,
         updated_by: by,
         updated_at: at,
     })
@@ -923,10 +945,16 @@ async fn rename_references(
             room.addin = Some(new_name.to_owned());
         }
         let object = Object::Room(room);
-        let write = write_of(&object, (row.managed, row.protected), &caller.name, &now)?;
+        let write = write_of(&object, row.marks, &caller.name, &now)?;
         let updated = tx.update(row.id, write).await?;
-        tx.insert_room_change(updated.id, &updated.name, "changed", updated.version, &now)
-            .await?;
+        tx.insert_room_change(
+            updated.id,
+            &updated.name,
+            RoomChangeKind::Changed,
+            updated.version,
+            &now,
+        )
+        .await?;
     }
     Ok(())
 }

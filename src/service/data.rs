@@ -331,8 +331,7 @@ impl Service {
                 category,
                 addin,
                 body: Value::Object(object.fields.clone()).to_string(),
-                managed: meta.managed,
-                protected: meta.protect,
+                marks: meta.marks(),
                 updated_by: &meta.updated_by,
                 updated_at: &meta.updated_at,
             };

@@ -54,8 +54,7 @@ impl Message {
 #[serde(rename_all = "camelCase")]
 pub struct RoomChange {
     pub room: String,
-    /// `created`, `changed` or `removed`.
-    pub change: String,
+    pub change: crate::domain::RoomChangeKind,
     pub version: i64,
     pub at: String,
 }
@@ -484,7 +483,7 @@ impl Service {
         let mut visible = Vec::new();
         for row in rows {
             last = row.id;
-            let shown = if row.change == "removed" {
+            let shown = if row.change == crate::domain::RoomChangeKind::Removed {
                 caller.is_admin()
             } else {
                 match room_access(&mut Source::Pool(self.store()), caller, &row.room_name).await {

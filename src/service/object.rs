@@ -45,8 +45,8 @@ impl<T: DeserializeFromRow> Stored<T> {
             meta: Envelope {
                 id: row.id,
                 version: row.version,
-                managed: row.managed,
-                protect: row.protected,
+                managed: row.marks.managed,
+                protect: row.marks.protect,
                 created_at: row.created_at.clone(),
                 updated_by: row.updated_by.clone(),
                 updated_at: row.updated_at.clone(),

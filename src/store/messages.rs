@@ -5,6 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{AdvisoryLock, Backend, Store, StoreError, Tx};
+use crate::domain::{Kind, RoomChangeKind};
 
 /// One stored chat message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,8 +40,7 @@ pub struct RoomChangeRow {
     pub id: i64,
     pub room_id: i64,
     pub room_name: String,
-    /// `created`, `changed` or `removed`.
-    pub change: String,
+    pub change: RoomChangeKind,
     pub version: i64,
     pub changed_at: String,
 }
@@ -194,7 +194,14 @@ impl Store {
                     id: row.try_get("id")?,
                     room_id: row.try_get("room_id")?,
                     room_name: row.try_get("room_name")?,
-                    change: row.try_get("change")?,
+                    change: {
+                        let text: String = row.try_get("change")?;
+                        RoomChangeKind::parse(&text).ok_or_else(|| StoreError::Corrupt {
+                            kind: Kind::Room,
+                            name: row.try_get("room_name").unwrap_or_default(),
+                            message: format!("unknown room change `{text}`"),
+                        })?
+                    },
                     version: row.try_get("version")?,
                     changed_at: row.try_get("changed_at")?,
                 })
@@ -419,7 +426,7 @@ impl Tx {
         &mut self,
         room_id: i64,
         room_name: &str,
-        change: &str,
+        change: RoomChangeKind,
         version: i64,
         at: &str,
     ) -> Result<(), StoreError> {
@@ -432,7 +439,7 @@ impl Tx {
         sqlx::query("INSERT INTO room_changes (room_id, room_name, change, version, changed_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(room_id)
             .bind(room_name)
-            .bind(change)
+            .bind(change.as_str())
             .bind(version)
             .bind(at)
             .execute(&mut *self.tx)

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{Backend, Store, StoreError, Tx};
-use crate::domain::Kind;
+use crate::domain::{Kind, Marks};
 
 /// One stored configuration object: its JSON body plus the bookkeeping every object carries.
 #[derive(Clone, Debug)]
@@ -15,8 +15,7 @@ pub struct ObjectRow {
     pub name: String,
     pub body: String,
     pub version: i64,
-    pub managed: bool,
-    pub protected: bool,
+    pub marks: Marks,
     pub created_at: String,
     pub updated_by: String,
     pub updated_at: String,
@@ -30,8 +29,7 @@ pub struct ObjectWrite<'a> {
     pub category: Option<&'a str>,
     pub addin: Option<&'a str>,
     pub body: String,
-    pub managed: bool,
-    pub protected: bool,
+    pub marks: Marks,
     pub updated_by: &'a str,
     pub updated_at: &'a str,
 }
@@ -96,8 +94,10 @@ fn object_from_row(row: &AnyRow) -> Result<ObjectRow, StoreError> {
         name,
         body: row.try_get("body")?,
         version: row.try_get("version")?,
-        managed: row.try_get::<i64, _>("managed")? != 0,
-        protected: row.try_get::<i64, _>("protected")? != 0,
+        marks: Marks {
+            managed: row.try_get::<i64, _>("managed")? != 0,
+            protect: row.try_get::<i64, _>("protected")? != 0,
+        },
         created_at: row.try_get("created_at")?,
         updated_by: row.try_get("updated_by")?,
         updated_at: row.try_get("updated_at")?,
@@ -234,10 +234,10 @@ impl Tx {
         .bind(write.category)
         .bind(write.addin)
         .bind(&write.body)
-        .bind(i64::from(write.managed))
+        .bind(i64::from(write.marks.managed))
         .bind(write.updated_at)
         .bind(write.updated_by)
-        .bind(i64::from(write.protected))
+        .bind(i64::from(write.marks.protect))
         .fetch_optional(&mut *self.tx)
         .await?;
         match row {
@@ -269,11 +269,11 @@ impl Tx {
         .bind(write.addin)
         .bind(&write.body)
         .bind(version)
-        .bind(i64::from(write.managed))
+        .bind(i64::from(write.marks.managed))
         .bind(created_at)
         .bind(write.updated_by)
         .bind(write.updated_at)
-        .bind(i64::from(write.protected))
+        .bind(i64::from(write.marks.protect))
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -312,10 +312,10 @@ impl Tx {
         .bind(write.category)
         .bind(write.addin)
         .bind(&write.body)
-        .bind(i64::from(write.managed))
+        .bind(i64::from(write.marks.managed))
         .bind(write.updated_by)
         .bind(write.updated_at)
-        .bind(i64::from(write.protected))
+        .bind(i64::from(write.marks.protect))
         .fetch_one(&mut *self.tx)
         .await?;
         object_from_row(&row)
