@@ -296,14 +296,8 @@ impl Service {
         let now = clock::now();
         let marks = ownership.marks(Marks::default());
         let write = write_of(&object, marks, &caller.name, &now)?;
-        let row = match tx.insert(write).await {
-            Err(StoreError::Duplicate { kind, name })
-                if access::hidden_from(&mut Source::Tx(tx), caller, kind, &name).await? =>
-            {
-                return Err(ServiceError::not_found(kind, &name));
-            }
-            other => other?,
-        };
+        let written = tx.insert(write).await;
+        let row = hide_duplicate(tx, caller, written).await?;
         if row.kind == Kind::Room {
             tx.insert_room_change(
                 row.id,
@@ -436,14 +430,8 @@ impl Service {
         }
         let now = clock::now();
         let write = write_of(&object, marks, &caller.name, &now)?;
-        let row = match tx.update(current.meta.id, write).await {
-            Err(StoreError::Duplicate { kind, name })
-                if access::hidden_from(&mut Source::Tx(tx), caller, kind, &name).await? =>
-            {
-                return Err(ServiceError::not_found(kind, &name));
-            }
-            other => other?,
-        };
+        let written = tx.update(current.meta.id, write).await;
+        let row = hide_duplicate(tx, caller, written).await?;
         if row.kind == Kind::Room {
             tx.insert_room_change(
                 row.id,
@@ -684,6 +672,23 @@ impl Service {
 }
 
 const COMPLIANCE_NAME: &str = "global";
+
+/// A write that met an existing name: when the caller may not see the object holding it,
+/// "not found", as if the name were free, so that a secret room's existence never leaks.
+async fn hide_duplicate(
+    tx: &mut Tx,
+    caller: &Caller,
+    written: std::result::Result<ObjectRow, StoreError>,
+) -> Result<ObjectRow> {
+    match written {
+        Err(StoreError::Duplicate { kind, name })
+            if access::hidden_from(&mut Source::Tx(tx), caller, kind, &name).await? =>
+        {
+            Err(ServiceError::not_found(kind, &name))
+        }
+        other => Ok(other?),
+    }
+}
 
 /// Ownership marks are the administrators' alone (see [`domain::access::may_set_marks`]).
 fn check_marks(caller: &Caller, ownership: Ownership) -> Result<()> {
