@@ -299,14 +299,7 @@ impl Service {
         let written = tx.insert(write).await;
         let row = hide_duplicate(tx, caller, written).await?;
         if row.kind == Kind::Room {
-            tx.insert_room_change(
-                row.id,
-                &row.name,
-                RoomChangeKind::Created,
-                row.version,
-                &now,
-            )
-            .await?;
+            announce(tx, &row, RoomChangeKind::Created, &now).await?;
         }
         tracing::info!(kind = %object.kind(), name = object.name(), by = %caller.name, "created");
         Stored::<Object>::from_row(&row)
@@ -433,14 +426,7 @@ impl Service {
         let written = tx.update(current.meta.id, write).await;
         let row = hide_duplicate(tx, caller, written).await?;
         if row.kind == Kind::Room {
-            tx.insert_room_change(
-                row.id,
-                &row.name,
-                RoomChangeKind::Changed,
-                row.version,
-                &now,
-            )
-            .await?;
+            announce(tx, &row, RoomChangeKind::Changed, &now).await?;
         }
         tracing::info!(%kind, name, by = %caller.name, "changed");
         Stored::<Object>::from_row(&row)
@@ -554,14 +540,7 @@ impl Service {
                         let marks = room.meta.marks();
                         let write = write_of(&room.spec, marks, &caller.name, &now)?;
                         let updated = tx.update(room.meta.id, write).await?;
-                        tx.insert_room_change(
-                            updated.id,
-                            &updated.name,
-                            RoomChangeKind::Changed,
-                            updated.version,
-                            &now,
-                        )
-                        .await?;
+                        announce(tx, &updated, RoomChangeKind::Changed, &now).await?;
                     }
                 }
             }
@@ -582,14 +561,7 @@ impl Service {
         }
         tx.delete(row.id).await?;
         if kind == Kind::Room {
-            tx.insert_room_change(
-                row.id,
-                name,
-                RoomChangeKind::Removed,
-                row.version + 1,
-                &clock::now(),
-            )
-            .await?;
+            announce(tx, &row, RoomChangeKind::Removed, &clock::now()).await?;
         }
         tracing::info!(%kind, name, by = %caller.name, "removed");
         Ok(())
@@ -672,6 +644,18 @@ impl Service {
 }
 
 const COMPLIANCE_NAME: &str = "global";
+
+/// Records a room's change for live streams. A removal is announced at the version after the
+/// room's last, so that a stream holding the last version sees it as newer.
+async fn announce(tx: &mut Tx, room: &ObjectRow, change: RoomChangeKind, at: &str) -> Result<()> {
+    let version = match change {
+        RoomChangeKind::Removed => room.version + 1,
+        RoomChangeKind::Created | RoomChangeKind::Changed => room.version,
+    };
+    tx.insert_room_change(room.id, &room.name, change, version, at)
+        .await?;
+    Ok(())
+}
 
 /// A write that met an existing name: when the caller may not see the object holding it,
 /// "not found", as if the name were free, so that a secret room's existence never leaks.
@@ -952,14 +936,7 @@ async fn rename_references(
         let object = Object::Room(room);
         let write = write_of(&object, row.marks, &caller.name, &now)?;
         let updated = tx.update(row.id, write).await?;
-        tx.insert_room_change(
-            updated.id,
-            &updated.name,
-            RoomChangeKind::Changed,
-            updated.version,
-            &now,
-        )
-        .await?;
+        announce(tx, &updated, RoomChangeKind::Changed, &now).await?;
     }
     Ok(())
 }
