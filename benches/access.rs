@@ -7,6 +7,13 @@
 //!
 //! Run: `cargo bench --bench access` (`PERCH_BENCH_ROOMS` to resize).
 
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap,
+    reason = "benchmark figures: counts and percentile indices are small and positive"
+)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -7,10 +7,18 @@
 //! `PERCH_BENCH_NODES=2` the posting clients are spread over two server nodes on it (the SSE
 //! reader listens on the second node).
 
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap,
+    reason = "benchmark figures: counts and percentile indices are small and positive"
+)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -192,7 +200,10 @@ fn main() {
                 text.push('\n');
             }
             let digest = sha2::Sha256::digest(text.as_bytes());
-            let sha256: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+            let sha256 = digest.iter().fold(String::new(), |mut text, byte| {
+                let _ = write!(text, "{byte:02x}");
+                text
+            });
             let end_line =
                 json!({"end": {"objects": 0, "messages": end - start, "sha256": sha256}});
             text.push_str(&end_line.to_string());

@@ -4,6 +4,13 @@
 //! Run: `cargo bench --bench server_writes` (`PERCH_BENCH_ROOMS` and `PERCH_BENCH_CLIENTS`
 //! change the size).
 
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap,
+    reason = "benchmark figures: counts and percentile indices are small and positive"
+)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

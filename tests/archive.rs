@@ -78,12 +78,12 @@ fn archived_ids(directory: &Path) -> BTreeMap<i64, usize> {
             continue;
         }
         let text = std::fs::read_to_string(entry.path()).unwrap();
-        if name.ends_with(".xml") {
+        if name.to_ascii_lowercase().ends_with(".xml") {
             for part in text.split("<Message Type=\"CHAT\" Id=\"").skip(1) {
                 let id: i64 = part.split('"').next().unwrap().parse().unwrap();
                 *counts.entry(id).or_default() += 1;
             }
-        } else if name.ends_with(".json") {
+        } else if name.to_ascii_lowercase().ends_with(".json") {
             let document: serde_json::Value = serde_json::from_str(&text).unwrap();
             for conversation in document["conversations"].as_array().unwrap() {
                 for message in conversation["messages"].as_array().unwrap() {

@@ -288,7 +288,7 @@ async fn read_events_from(
                 if let Some(value) = line.strip_prefix("id:") {
                     id = Some(value.trim().to_owned());
                 } else if let Some(value) = line.strip_prefix("event:") {
-                    kind = value.trim().to_owned();
+                    value.trim().clone_into(&mut kind);
                 } else if let Some(value) = line.strip_prefix("data:") {
                     data = serde_json::from_str(value.trim()).ok();
                 }

@@ -161,7 +161,7 @@ async fn drift_after_an_api_change_exits_2_naming_who() {
             .expect(200);
         editor.delete("/v1/rooms/social-events").await.expect(204);
         let (code, stdout, stderr) = h.run("drift", &[&examples()]);
-        assert_eq!(code, 2, "{:?}: {stdout}{stderr}", via);
+        assert_eq!(code, 2, "{via:?}: {stdout}{stderr}");
         assert!(stdout.contains("Room \"watercooler\": description, members differ; last changed by sip:editor@contoso.com at 20"), "{stdout}");
         assert!(
             stdout.contains("Room \"social-events\": absent on the server"),

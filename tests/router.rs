@@ -100,6 +100,7 @@ type Case = (
 
 #[tokio::test]
 async fn every_error_answers_its_code_and_field() {
+    use Who::{Admin, Forged, Nobody, User};
     let api = Api::new().await;
     api.admin(
         "POST",
@@ -126,7 +127,6 @@ async fn every_error_answers_its_code_and_field() {
     )
     .await;
 
-    use Who::{Admin, Forged, Nobody, User};
     let cases: &[Case] = &[
         ("no token", Nobody, "GET", "/v1/rooms", &[], ""),
         ("forged token", Forged, "GET", "/v1/rooms", &[], ""),
@@ -380,7 +380,7 @@ async fn every_error_answers_its_code_and_field() {
             text("field")
         ));
     }
-    expect![[r#"
+    expect![[r"
         no token                     401  unauthorized           -
         forged token                 401  unauthorized           -
         health needs none            200  -                      -
@@ -419,7 +419,7 @@ async fn every_error_answers_its_code_and_field() {
         bad export level             400  invalid_query          level
         corrupt import               400  corrupt_import         file
         release a free lock          404  not_found              -
-    "#]]
+    "]]
     .assert_eq(&table);
 }
 

@@ -30,7 +30,7 @@ pub fn manifests(live: &Live) -> miette::Result<Vec<(String, String, usize)>> {
     }
     // Rooms go one file per category, as people tend to keep them.
     let mut rooms_by_category: std::collections::BTreeMap<&str, Vec<&LiveObject>> =
-        Default::default();
+        std::collections::BTreeMap::new();
     for object in live
         .objects
         .values()

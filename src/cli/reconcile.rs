@@ -139,6 +139,11 @@ fn load_manifests(paths: &[PathBuf]) -> Result<Desired, u8> {
     }
 }
 
+#[allow(
+    clippy::needless_pass_by_value,
+    clippy::unnecessary_wraps,
+    reason = "every command takes its arguments and returns a Result alike"
+)]
 pub fn validate(args: ValidateArgs) -> miette::Result<u8> {
     match manifest::load(&args.paths) {
         Ok(desired) => {
@@ -249,8 +254,7 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
 fn lock_holder() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "someone".to_owned());
     let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".to_owned());
+        .map_or_else(|_| "localhost".to_owned(), |h| h.trim().to_owned());
     format!("{user}@{host} (pid {})", std::process::id())
 }
 

@@ -248,6 +248,10 @@ mod tests {
     }
 
     /// One row per caller: `sees member presenter manager reads post`.
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "expect-test hands snapshots by value"
+    )]
     fn check(room: &Room, expect: Expect) {
         let directory = Directory::default();
         let category = category();
@@ -299,7 +303,7 @@ mod tests {
     fn open_room() {
         check(
             &room(Privacy::Open, RoomType::Normal, false),
-            expect![[r#"
+            expect![[r"
                 admin     sm--r post
                 operator  s---r NotMember
                 member    smp-r post
@@ -307,7 +311,7 @@ mod tests {
                 manager   sm-Mr post
                 denied    ----- NotMember
                 outsider  ----- NotMember
-            "#]],
+            "]],
         );
     }
 
@@ -315,7 +319,7 @@ mod tests {
     fn secret_room() {
         check(
             &room(Privacy::Secret, RoomType::Normal, false),
-            expect![[r#"
+            expect![[r"
                 admin     s---r NotMember
                 operator  s---r NotMember
                 member    smp-r post
@@ -323,7 +327,7 @@ mod tests {
                 manager   s--M- NotMember
                 denied    ----- NotMember
                 outsider  ----- NotMember
-            "#]],
+            "]],
         );
     }
 
@@ -331,7 +335,7 @@ mod tests {
     fn disabled_auditorium() {
         check(
             &room(Privacy::Closed, RoomType::Auditorium, true),
-            expect![[r#"
+            expect![[r"
                 admin     s---r Disabled
                 operator  s---r Disabled
                 member    -mp-- Disabled
@@ -339,11 +343,11 @@ mod tests {
                 manager   s--M- Disabled
                 denied    ----- Disabled
                 outsider  ----- Disabled
-            "#]],
+            "]],
         );
         check(
             &room(Privacy::Closed, RoomType::Auditorium, false),
-            expect![[r#"
+            expect![[r"
                 admin     s---r NotMember
                 operator  s---r NotMember
                 member    smp-r post
@@ -351,7 +355,7 @@ mod tests {
                 manager   s--M- NotMember
                 denied    ----- NotMember
                 outsider  ----- NotMember
-            "#]],
+            "]],
         );
     }
 

@@ -343,9 +343,9 @@ impl RunInterval {
                 "run interval `{text}` is outside 00:01:00 to 30.00:00:00"
             ));
         }
-        Ok(RunInterval {
-            seconds: total as u32,
-        })
+        // Within MAX_SECONDS, which is a u32.
+        let seconds = u32::try_from(total).map_err(|_| form())?;
+        Ok(RunInterval { seconds })
     }
 }
 

@@ -320,11 +320,11 @@ impl Target for EmbeddedTarget {
         })
     }
 
-    fn import_data<'a>(
-        &'a self,
+    fn import_data(
+        &self,
         file: Vec<u8>,
         replace_existing: bool,
-    ) -> BoxFuture<'a, Result<ImportReport, TargetError>> {
+    ) -> BoxFuture<'_, Result<ImportReport, TargetError>> {
         Box::pin(async move {
             self.service
                 .import_data(&self.caller, &file, replace_existing)

@@ -186,11 +186,11 @@ impl Target for HttpTarget {
         })
     }
 
-    fn import_data<'a>(
-        &'a self,
+    fn import_data(
+        &self,
         file: Vec<u8>,
         replace_existing: bool,
-    ) -> BoxFuture<'a, Result<ImportReport, TargetError>> {
+    ) -> BoxFuture<'_, Result<ImportReport, TargetError>> {
         Box::pin(async move {
             let path = format!("/v1/data/import?replaceExisting={replace_existing}");
             Ok(self

@@ -140,11 +140,11 @@ pub trait Target: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<u8>, TargetError>>;
 
     /// Imports a `perch-data` file, all or nothing.
-    fn import_data<'a>(
-        &'a self,
+    fn import_data(
+        &self,
         file: Vec<u8>,
         replace_existing: bool,
-    ) -> BoxFuture<'a, Result<ImportReport, TargetError>>;
+    ) -> BoxFuture<'_, Result<ImportReport, TargetError>>;
 
     /// Lets go of what the target holds open (a database pool); a server needs nothing.
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -198,6 +198,10 @@ pub enum Document {
 }
 
 /// Tells a field given as `null` (Some(None)) from a field left out (None).
+#[allow(
+    clippy::option_option,
+    reason = "absent (keep) and null (clear) differ"
+)]
 fn present_or_null<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Option<String>>, D::Error> {

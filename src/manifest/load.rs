@@ -175,7 +175,7 @@ fn check_all(files: &[PathBuf], check: impl Fn(&Path) -> FileOutcome + Sync) -> 
             .unwrap_or_else(|panic| unchecked(file, &panic_text(panic.as_ref())))
     };
     let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
+        .map_or(1, std::num::NonZero::get)
         .min(8);
     if threads <= 1 || files.len() < 2 {
         return files.iter().map(|file| guarded(file)).collect();
@@ -266,7 +266,7 @@ fn check_file(path: &Path) -> FileOutcome {
             document,
         };
         let mut report = |locator: Locator, message: String| {
-            pending.push(Pending::in_document(&origin, locator, message))
+            pending.push(Pending::in_document(&origin, locator, message));
         };
         if let Some(object) = check_document(json, origin.clone(), &mut report) {
             documents.push(object);
@@ -345,9 +345,10 @@ fn check_document(
             );
             return None;
         }
-        Some(Value::String(text)) => match Kind::parse(text) {
-            Some(kind) => kind,
-            None => {
+        Some(Value::String(text)) => {
+            if let Some(kind) = Kind::parse(text) {
+                kind
+            } else {
                 report(
                     Locator::Value("/kind".to_owned()),
                     format!(
@@ -356,7 +357,7 @@ fn check_document(
                 );
                 return None;
             }
-        },
+        }
         Some(other) => {
             report(
                 Locator::Value("/kind".to_owned()),
@@ -483,7 +484,7 @@ fn normalise_fields(
         .and_then(|value| value.as_bool())
         .unwrap_or(false);
     let mut valid = true;
-    for (field, value) in fields.iter_mut() {
+    for (field, value) in &mut fields {
         if let Value::Array(items) = value {
             for (index, item) in items.iter_mut().enumerate() {
                 let text = item.as_str().unwrap_or_default();
@@ -573,7 +574,7 @@ fn assemble(documents: Vec<DesiredObject>, pending: &mut Vec<Pending>) -> Desire
 
     for ((kind, name), object) in &desired.objects {
         let mut report = |locator: Locator, message: String| {
-            pending.push(Pending::in_document(&object.origin, locator, message))
+            pending.push(Pending::in_document(&object.origin, locator, message));
         };
         // Every group a list names must be defined.
         for (field, value) in &object.fields {

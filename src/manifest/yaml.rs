@@ -357,8 +357,9 @@ pub fn parse_documents(text: &str) -> Result<Vec<Spanned<Node>>, (Position, Stri
     serde_saphyr::from_multiple_with_options::<Spanned<Node>>(text, options()).map_err(|error| {
         let position = error
             .location()
-            .map(|location| Position::of(&location))
-            .unwrap_or(Position { line: 1, column: 1 });
+            .map_or(Position { line: 1, column: 1 }, |location| {
+                Position::of(&location)
+            });
         (position, clean_message(&error.to_string()))
     })
 }
@@ -415,11 +416,11 @@ mod tests {
             let (position, _) = parse_documents(text).unwrap_err();
             shown.push_str(&format!("{what}: {}:{}\n", position.line, position.column));
         }
-        expect_test::expect![[r#"
+        expect_test::expect![[r"
             an unclosed flow sequence: 3:2
             a tab in the indentation: 1:7
             an error in the second document: 3:4
-        "#]]
+        "]]
         .assert_eq(&shown);
     }
 }

@@ -262,7 +262,7 @@ pub fn plan(desired: &Desired, live: &Live) -> Result<Plan, PlanError> {
             version: live.compliance.as_ref().map(|object| object.meta.version),
         });
         if let Some(mut action) = upsert(wanted, live.compliance.as_ref(), &mut summary) {
-            action.name = COMPLIANCE_NAME.to_owned();
+            COMPLIANCE_NAME.clone_into(&mut action.name);
             upserts.push(action);
         }
     }
@@ -369,6 +369,32 @@ fn remove_order(kind: Kind) -> u8 {
     }
 }
 
+/// How many levels of groups `name` names through `members`; a cycle stops where it comes
+/// back to a group it is already inside.
+fn depth(
+    name: &str,
+    members: &BTreeMap<String, Vec<String>>,
+    memo: &mut HashMap<String, usize>,
+    visiting: &mut BTreeSet<String>,
+) -> usize {
+    if let Some(known) = memo.get(name) {
+        return *known;
+    }
+    if !visiting.insert(name.to_owned()) {
+        return 0;
+    }
+    let value = members
+        .get(name)
+        .into_iter()
+        .flatten()
+        .map(|child| depth(child, members, memo, visiting) + 1)
+        .max()
+        .unwrap_or(0);
+    visiting.remove(name);
+    memo.insert(name.to_owned(), value);
+    value
+}
+
 /// Ranks groups so that a group comes after every group it names (creation order), using
 /// the desired members where given and the live ones otherwise.
 fn group_ranks(desired: &Desired, live: &Live) -> HashMap<String, usize> {
@@ -391,29 +417,6 @@ fn group_ranks(desired: &Desired, live: &Live) -> HashMap<String, usize> {
         if *kind == Kind::Group && object.fields.contains_key("members") {
             members.insert(name.clone(), groups_in(&object.fields));
         }
-    }
-    fn depth(
-        name: &str,
-        members: &BTreeMap<String, Vec<String>>,
-        memo: &mut HashMap<String, usize>,
-        visiting: &mut BTreeSet<String>,
-    ) -> usize {
-        if let Some(known) = memo.get(name) {
-            return *known;
-        }
-        if !visiting.insert(name.to_owned()) {
-            return 0;
-        }
-        let value = members
-            .get(name)
-            .into_iter()
-            .flatten()
-            .map(|child| depth(child, members, memo, visiting) + 1)
-            .max()
-            .unwrap_or(0);
-        visiting.remove(name);
-        memo.insert(name.to_owned(), value);
-        value
     }
     let mut memo = HashMap::new();
     for name in members.keys() {

@@ -10,6 +10,10 @@ use super::*;
 
 /// Plans `manifests` (YAML, `apiVersion` and `---` added per document) against `live` (a JSON
 /// array of objects as shown), and compares the plan's text with `expected`.
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "the table reads as values: json!(...) and expect![...]"
+)]
 fn check(manifests: &str, live: Value, expected: Expect) {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("m.yaml");
@@ -177,9 +181,9 @@ members: [sip:a@x.com, sip:b@x.com]
                        "members": ["SIP:B@x.com", "sip:a@x.com", "sip:a@x.com"]})
             ),
         ]),
-        expect![[r#"
+        expect![[r"
             create 0 change 0 remove 0 adopt 0 unmanaged 0
-        "#]],
+        "]],
     );
 }
 
@@ -268,9 +272,9 @@ fn removing_a_protected_object_fails_naming_it() {
             true,
             true
         )]),
-        expect![[r#"
+        expect![[r"
             error: the plan would remove protected objects: Room `keep-me`
-        "#]],
+        "]],
     );
 }
 

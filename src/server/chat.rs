@@ -225,8 +225,8 @@ pub async fn events(
             // Wake on a post or change through this node, or poll for those through others.
             tokio::select! {
                 _ = posted.changed() => {}
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = sender.closed() => return,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                () = sender.closed() => return,
             }
         }
     });

@@ -124,25 +124,24 @@ impl FromRequest<AppState> for JsonObject {
 /// `If-Match` as RFC 9110 reads it: `*` matches any existing object, a strong tag `"N"` matches
 /// version N, and any other tag (weak, opaque, a list) matches nothing, so the write answers
 /// 412 as a stale one does.
-fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
+fn precondition(headers: &HeaderMap) -> Precondition {
     let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(Precondition::None);
+        return Precondition::None;
     };
     let Ok(text) = value.to_str() else {
-        return Ok(Precondition::Unmatchable);
+        return Precondition::Unmatchable;
     };
     let text = text.trim();
     if text == "*" {
-        return Ok(Precondition::None);
+        return Precondition::None;
     }
-    Ok(text
-        .strip_prefix('"')
+    text.strip_prefix('"')
         .and_then(|rest| rest.strip_suffix('"'))
         .and_then(|version| version.parse::<i64>().ok())
-        .map_or(Precondition::Unmatchable, Precondition::Version))
+        .map_or(Precondition::Unmatchable, Precondition::Version)
 }
 
-fn query_flag(query: &Option<String>, name: &str) -> Result<bool, ApiError> {
+fn query_flag(query: Option<&str>, name: &str) -> Result<bool, ApiError> {
     let Some(query) = query else { return Ok(false) };
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
@@ -162,7 +161,7 @@ fn query_flag(query: &Option<String>, name: &str) -> Result<bool, ApiError> {
 }
 
 /// `?managed=true` marks the object as the reconciler's; `&protect=true` also protects it.
-fn ownership(query: &Option<String>) -> Result<Ownership, ApiError> {
+fn ownership(query: Option<&str>) -> Result<Ownership, ApiError> {
     Ok(if query_flag(query, "managed")? {
         Ownership::Managed {
             protect: query_flag(query, "protect")?,
@@ -226,7 +225,7 @@ async fn create(
     let object = parse_object(kind, body)?;
     let stored = state
         .service
-        .create(&caller, object, ownership(&query)?)
+        .create(&caller, object, ownership(query.as_deref())?)
         .await?;
     let mut response = with_etag(StatusCode::CREATED, &stored);
     let location = format!("/v1/{collection}/{}", percent_encode(stored.spec.name()));
@@ -254,8 +253,8 @@ async fn replace(
             &caller,
             &name,
             object,
-            precondition(&headers)?,
-            ownership(&query)?,
+            precondition(&headers),
+            ownership(query.as_deref())?,
         )
         .await?;
     Ok(with_etag(StatusCode::OK, &stored))
@@ -271,7 +270,7 @@ async fn patch(
     let kind = kind_of(&collection)?;
     let stored = state
         .service
-        .patch(&caller, kind, &name, body, precondition(&headers)?)
+        .patch(&caller, kind, &name, body, precondition(&headers))
         .await?;
     Ok(with_etag(StatusCode::OK, &stored))
 }
@@ -290,8 +289,8 @@ async fn remove(
             &caller,
             kind,
             &name,
-            precondition(&headers)?,
-            query_flag(&query, "force")?,
+            precondition(&headers),
+            query_flag(query.as_deref(), "force")?,
         )
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -320,17 +319,16 @@ async fn replace_compliance(
         .set_compliance(
             &caller,
             configuration,
-            precondition(&headers)?,
-            ownership(&query)?,
+            precondition(&headers),
+            ownership(query.as_deref())?,
         )
         .await?;
     Ok(with_etag(StatusCode::OK, &stored))
 }
 
 /// The values of a query parameter, decoded; a parameter may repeat.
-fn query_values(query: &Option<String>, name: &str) -> Vec<String> {
+fn query_values(query: Option<&str>, name: &str) -> Vec<String> {
     query
-        .as_deref()
         .unwrap_or_default()
         .split('&')
         .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
@@ -344,7 +342,7 @@ async fn export_data(
     caller: Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let level = match query_values(&query, "level").first() {
+    let level = match query_values(query.as_deref(), "level").first() {
         None => Level::All,
         Some(text) => Level::parse(text).ok_or_else(|| {
             ApiError::new(
@@ -356,9 +354,9 @@ async fn export_data(
     };
     let options = ExportOptions {
         level,
-        scope: query_values(&query, "scope"),
-        since: query_values(&query, "since").into_iter().next(),
-        disable_exported: query_flag(&query, "disableExported")?,
+        scope: query_values(query.as_deref(), "scope"),
+        since: query_values(query.as_deref(), "since").into_iter().next(),
+        disable_exported: query_flag(query.as_deref(), "disableExported")?,
     };
     let bytes = state
         .service
@@ -375,7 +373,11 @@ async fn import_data(
 ) -> Result<Response, ApiError> {
     let report = state
         .service
-        .import_data(&caller, &body, query_flag(&query, "replaceExisting")?)
+        .import_data(
+            &caller,
+            &body,
+            query_flag(query.as_deref(), "replaceExisting")?,
+        )
         .await?;
     Ok(Json(report).into_response())
 }

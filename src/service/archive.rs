@@ -74,15 +74,16 @@ impl Service {
         let mut checkpoint = tx.checkpoint(ARCHIVER).await?;
         let (first, last) = match checkpoint.pending {
             Some(range) => range,
-            None => match tx.batch_end(checkpoint.last_message_id, BATCH).await? {
-                Some(end) => (checkpoint.last_message_id + 1, end),
-                None => {
+            None => {
+                if let Some(end) = tx.batch_end(checkpoint.last_message_id, BATCH).await? {
+                    (checkpoint.last_message_id + 1, end)
+                } else {
                     checkpoint.last_run_at = Some(clock::now());
                     tx.save_checkpoint(ARCHIVER, &checkpoint).await?;
                     tx.commit().await?;
                     return Ok(ArchiveRun::default());
                 }
-            },
+            }
         };
         checkpoint.pending = Some((first, last));
         tx.save_checkpoint(ARCHIVER, &checkpoint).await?;
@@ -236,7 +237,7 @@ impl Service {
             }
             // Renew well within the lease, so that a live archiver never loses it.
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(LEASE_SECONDS as u64 / 3)) => {}
+                () = tokio::time::sleep(Duration::from_secs(LEASE_SECONDS as u64 / 3)) => {}
                 _ = stopped.changed() => {
                     let _ = self.release_lock(&caller, ARCHIVER, self.node()).await;
                     return;
@@ -329,7 +330,7 @@ fn render_xml(
             }
             let _ = writeln!(out, "    </Participants>");
         }
-        for message in messages.iter() {
+        for message in *messages {
             let _ = writeln!(
                 out,
                 "    <Message Type=\"CHAT\" Id=\"{}\" Time=\"{}\" Author=\"{}\"><Content>{}</Content></Message>",

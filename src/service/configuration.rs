@@ -166,7 +166,7 @@ impl Service {
                 })
                 .collect()
         } else {
-            Default::default()
+            std::collections::BTreeSet::new()
         };
         Ok(objects
             .into_iter()

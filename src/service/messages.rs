@@ -254,7 +254,7 @@ impl Service {
             include_hidden: false,
         };
         let mut rows = self.store().messages(access.id, &query).await?;
-        let more = rows.len() as i64 > limit;
+        let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > limit;
         if more {
             if request.after.is_some() && request.before.is_none() {
                 rows.pop();
@@ -454,13 +454,12 @@ impl Service {
             if !access::stream_delivers(row.in_history, row.id > filter.live_after) {
                 continue;
             }
-            let room = match filter.readable.get(&row.room_id) {
-                Some(room) => room.clone(),
-                None => {
-                    let room = self.readable_room(&filter.caller, row.room_id).await?;
-                    filter.readable.insert(row.room_id, room.clone());
-                    room
-                }
+            let room = if let Some(room) = filter.readable.get(&row.room_id) {
+                room.clone()
+            } else {
+                let room = self.readable_room(&filter.caller, row.room_id).await?;
+                filter.readable.insert(row.room_id, room.clone());
+                room
             };
             if let Some(room) = room {
                 visible.push(Message::from_row(row, &room));

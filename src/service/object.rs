@@ -170,13 +170,10 @@ pub(crate) fn merge_patch(
     current: &Object,
     patch: Map<String, Value>,
 ) -> Result<Object, ServiceError> {
-    let mut merged = match serde_json::to_value(current) {
-        Ok(Value::Object(map)) => map,
-        _ => {
-            return Err(ServiceError::internal(
-                "an object did not serialise to a JSON object",
-            ));
-        }
+    let Ok(Value::Object(mut merged)) = serde_json::to_value(current) else {
+        return Err(ServiceError::internal(
+            "an object did not serialise to a JSON object",
+        ));
     };
     for (field, change) in patch {
         let value = match change {

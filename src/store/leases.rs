@@ -30,7 +30,7 @@ impl Tx {
             self.backend.lock_clause()
         ))
         .bind(name)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(&mut *self.inner)
         .await?;
         let Some(row) = row else {
             return Ok(Checkpoint::default());
@@ -59,7 +59,7 @@ impl Tx {
         .bind(checkpoint.pending.map(|(first, _)| first))
         .bind(checkpoint.pending.map(|(_, last)| last))
         .bind(&checkpoint.last_run_at)
-        .execute(&mut *self.tx)
+        .execute(&mut *self.inner)
         .await?;
         Ok(())
     }
@@ -80,7 +80,7 @@ impl Tx {
             self.backend.lock_clause()
         ))
         .bind(name)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(&mut *self.inner)
         .await?;
         if let Some(row) = existing {
             let current = LockRow {
@@ -100,7 +100,7 @@ impl Tx {
         .bind(holder)
         .bind(now)
         .bind(expires_at)
-        .execute(&mut *self.tx)
+        .execute(&mut *self.inner)
         .await?;
         Ok(None)
     }
@@ -116,7 +116,7 @@ impl Tx {
         )
         .bind(name)
         .bind(now_seconds)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(&mut *self.inner)
         .await?;
         row.map(|row| {
             Ok(LockRow {
@@ -133,7 +133,7 @@ impl Tx {
         let result = sqlx::query("DELETE FROM locks WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder)
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await?;
         Ok(result.rows_affected() > 0)
     }

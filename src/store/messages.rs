@@ -244,7 +244,7 @@ impl Tx {
             // for the moment of their insert and commit instead; SQLite's single writer
             // already does.
             sqlx::query(&AdvisoryLock::MessageIds.transaction_lock_sql())
-                .fetch_one(&mut *self.tx)
+                .fetch_one(&mut *self.inner)
                 .await?;
         }
         if let Some(key) = idempotency_key {
@@ -253,7 +253,7 @@ impl Tx {
             ))
             .bind(author)
             .bind(key)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(&mut *self.inner)
             .await?;
             if let Some(row) = existing {
                 return Ok((message_from_row(&row)?, false));
@@ -269,7 +269,7 @@ impl Tx {
         .bind(posted_at)
         .bind(i64::from(in_history))
         .bind(idempotency_key)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(&mut *self.inner)
         .await?;
         Ok((message_from_row(&row)?, true))
     }
@@ -313,7 +313,7 @@ impl Tx {
                     .bind(i64::from(message.replaced))
                     .bind(&message.idempotency_key);
             }
-            statement.execute(&mut *self.tx).await?;
+            statement.execute(&mut *self.inner).await?;
         }
         Ok(())
     }
@@ -331,7 +331,7 @@ impl Tx {
             for id in chunk {
                 statement = statement.bind(*id);
             }
-            for row in statement.fetch_all(&mut *self.tx).await? {
+            for row in statement.fetch_all(&mut *self.inner).await? {
                 taken.push(row.try_get(0)?);
             }
         }
@@ -349,7 +349,7 @@ impl Tx {
             for id in chunk {
                 statement = statement.bind(*id);
             }
-            statement.execute(&mut *self.tx).await?;
+            statement.execute(&mut *self.inner).await?;
         }
         Ok(())
     }
@@ -359,7 +359,7 @@ impl Tx {
         let result = sqlx::query("DELETE FROM messages WHERE room_id = $1 AND posted_at <= $2")
             .bind(room_id)
             .bind(end)
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await?;
         Ok(result.rows_affected())
     }
@@ -381,7 +381,7 @@ impl Tx {
         .bind(author)
         .bind(start)
         .bind(end)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut *self.inner)
         .await?;
         rows.iter().map(message_from_row).collect()
     }
@@ -389,7 +389,7 @@ impl Tx {
     pub async fn delete_message(&mut self, id: i64) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM messages WHERE id = $1")
             .bind(id)
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await?;
         Ok(())
     }
@@ -398,7 +398,7 @@ impl Tx {
         sqlx::query("UPDATE messages SET body = $2, replaced = 1 WHERE id = $1")
             .bind(id)
             .bind(body)
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await?;
         Ok(())
     }
@@ -406,7 +406,7 @@ impl Tx {
     pub async fn delete_room_messages(&mut self, room_id: i64) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM messages WHERE room_id = $1")
             .bind(room_id)
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await?;
         Ok(())
     }
@@ -416,7 +416,7 @@ impl Tx {
         let row = sqlx::query("SELECT MAX(id) FROM (SELECT id FROM messages WHERE id > $1 ORDER BY id LIMIT $2) AS batch")
             .bind(after)
             .bind(limit)
-            .fetch_one(&mut *self.tx)
+            .fetch_one(&mut *self.inner)
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -433,7 +433,7 @@ impl Tx {
         if self.backend == Backend::Postgres {
             // As for messages: ids must commit in order for "after id N" to miss nothing.
             sqlx::query(&AdvisoryLock::RoomChangeIds.transaction_lock_sql())
-                .fetch_one(&mut *self.tx)
+                .fetch_one(&mut *self.inner)
                 .await?;
         }
         sqlx::query("INSERT INTO room_changes (room_id, room_name, change, version, changed_at) VALUES ($1, $2, $3, $4, $5)")
@@ -442,7 +442,7 @@ impl Tx {
             .bind(change.as_str())
             .bind(version)
             .bind(at)
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await?;
         Ok(())
     }

@@ -195,7 +195,7 @@ pub struct Store {
 
 /// An open write transaction; dropped without [`Tx::commit`] it rolls back.
 pub struct Tx {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+    inner: sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
     /// Set by every write of an object or a token; [`Tx::commit`] then bumps the generation,
     /// so no writer can forget to.
@@ -348,7 +348,7 @@ impl Store {
     pub async fn begin(&self, _access: WriteAccess) -> Result<Tx, StoreError> {
         let tx = self.pool.begin_with(self.backend.begin_statement()).await?;
         Ok(Tx {
-            tx,
+            inner: tx,
             backend: self.backend,
             changes_access: false,
         })
@@ -368,33 +368,35 @@ impl Tx {
     pub async fn commit(mut self) -> Result<(), StoreError> {
         if self.changes_access {
             sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
-                .execute(&mut *self.tx)
+                .execute(&mut *self.inner)
                 .await?;
         }
-        self.tx.commit().await?;
+        self.inner.commit().await?;
         Ok(())
     }
 
     /// Marks a point that [`Tx::rollback_to_savepoint`] returns to, so that one step of a
     /// batch can fail without undoing the steps before it.
     pub async fn savepoint(&mut self) -> Result<(), StoreError> {
-        sqlx::query("SAVEPOINT step").execute(&mut *self.tx).await?;
+        sqlx::query("SAVEPOINT step")
+            .execute(&mut *self.inner)
+            .await?;
         Ok(())
     }
 
     pub async fn release_savepoint(&mut self) -> Result<(), StoreError> {
         sqlx::query("RELEASE SAVEPOINT step")
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await?;
         Ok(())
     }
 
     pub async fn rollback_to_savepoint(&mut self) -> Result<(), StoreError> {
         sqlx::query("ROLLBACK TO SAVEPOINT step")
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await?;
         sqlx::query("RELEASE SAVEPOINT step")
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await?;
         Ok(())
     }
@@ -407,7 +409,7 @@ impl Tx {
                 let sql = format!(
                     "SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT MAX(id) FROM {table}), 1))"
                 );
-                sqlx::query(&sql).execute(&mut *self.tx).await?;
+                sqlx::query(&sql).execute(&mut *self.inner).await?;
             }
         }
         Ok(())

@@ -184,16 +184,16 @@ impl Store {
 impl Tx {
     /// Reads one object and, on PostgreSQL, locks it until the transaction ends.
     pub async fn get(&mut self, kind: Kind, name: &str) -> Result<Option<ObjectRow>, StoreError> {
-        get_object(&mut self.tx, kind, name, self.backend.lock_clause()).await
+        get_object(&mut self.inner, kind, name, self.backend.lock_clause()).await
     }
 
     /// Reads one object without locking it.
     pub async fn read(&mut self, kind: Kind, name: &str) -> Result<Option<ObjectRow>, StoreError> {
-        get_object(&mut self.tx, kind, name, "").await
+        get_object(&mut self.inner, kind, name, "").await
     }
 
     pub async fn list(&mut self, kind: Kind) -> Result<Vec<ObjectRow>, StoreError> {
-        list_objects(&mut self.tx, kind).await
+        list_objects(&mut self.inner, kind).await
     }
 
     /// The names of the rooms in a category, ordered.
@@ -211,7 +211,7 @@ impl Tx {
             "SELECT name FROM objects WHERE kind = 'Room' AND {column} = $1 ORDER BY name"
         ))
         .bind(value)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut *self.inner)
         .await?;
         rows.iter()
             .map(|row| row.try_get(0).map_err(StoreError::from))
@@ -238,7 +238,7 @@ impl Tx {
         .bind(write.updated_at)
         .bind(write.updated_by)
         .bind(i64::from(write.marks.protect))
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(&mut *self.inner)
         .await?;
         match row {
             Some(row) => object_from_row(&row),
@@ -274,7 +274,7 @@ impl Tx {
         .bind(write.updated_by)
         .bind(write.updated_at)
         .bind(i64::from(write.marks.protect))
-        .execute(&mut *self.tx)
+        .execute(&mut *self.inner)
         .await?;
         Ok(())
     }
@@ -295,7 +295,7 @@ impl Tx {
             .bind(write.kind.as_str())
             .bind(write.name)
             .bind(id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(&mut *self.inner)
             .await?;
         if taken.is_some() {
             return Err(StoreError::Duplicate {
@@ -316,7 +316,7 @@ impl Tx {
         .bind(write.updated_by)
         .bind(write.updated_at)
         .bind(i64::from(write.marks.protect))
-        .fetch_one(&mut *self.tx)
+        .fetch_one(&mut *self.inner)
         .await?;
         object_from_row(&row)
     }
@@ -325,7 +325,7 @@ impl Tx {
         self.changes_access = true;
         sqlx::query("DELETE FROM objects WHERE id = $1")
             .bind(id)
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await?;
         Ok(())
     }
@@ -336,7 +336,7 @@ impl Tx {
             "SELECT {OBJECT_COLUMNS} FROM objects WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(&mut *self.inner)
         .await?;
         row.as_ref().map(object_from_row).transpose()
     }

@@ -53,7 +53,7 @@ impl Tx {
         .bind(user)
         .bind(role)
         .bind(created_at)
-        .execute(&mut *self.tx)
+        .execute(&mut *self.inner)
         .await?;
         Ok(())
     }
@@ -63,7 +63,7 @@ impl Tx {
         let rows = sqlx::query(&format!(
             "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at"
         ))
-        .fetch_all(&mut *self.tx)
+        .fetch_all(&mut *self.inner)
         .await?;
         rows.iter().map(token_from_row).collect()
     }
@@ -73,7 +73,7 @@ impl Tx {
         self.changes_access = true;
         let result = sqlx::query("DELETE FROM tokens WHERE hash = $1")
             .bind(hash)
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await?;
         Ok(result.rows_affected() > 0)
     }
