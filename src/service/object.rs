@@ -55,6 +55,17 @@ impl<T: DeserializeFromRow> Stored<T> {
     }
 }
 
+/// What the compliance configuration reads as when asked for as an [`Object`]: nothing.
+enum NotAnObject {}
+
+impl<'de> serde::Deserialize<'de> for NotAnObject {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(
+            "the compliance configuration is a singleton, not a named object; see /v1/compliance",
+        ))
+    }
+}
+
 /// Decodes a stored body of a known kind.
 pub trait DeserializeFromRow: Sized {
     fn from_body(kind: Kind, body: Value) -> Result<Self, String>;
@@ -101,7 +112,10 @@ impl Object {
             Kind::Group => Object::Group(typed(value)?),
             Kind::Addin => Object::Addin(typed(value)?),
             Kind::Category => Object::Category(typed(value)?),
-            Kind::Room | Kind::ComplianceConfiguration => Object::Room(typed(value)?),
+            Kind::Room => Object::Room(typed(value)?),
+            // The singleton has no name and no place among the objects: reading one as an
+            // object is an error, not a room.
+            Kind::ComplianceConfiguration => match typed::<NotAnObject>(value)? {},
         })
     }
 
@@ -216,4 +230,20 @@ fn apply_list_change(
         }
     }
     serde_json::to_value(entries).map_err(ServiceError::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The compliance configuration never reads as a named object (it once read as a room).
+    #[test]
+    fn the_compliance_singleton_is_not_an_object() {
+        let error = Object::from_json(
+            Kind::ComplianceConfiguration,
+            serde_json::json!({"name": "global", "category": "c"}),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("singleton"), "{error}");
+    }
 }
