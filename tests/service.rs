@@ -1,0 +1,232 @@
+//! The service in process over a temporary database (SQLite, or PostgreSQL with
+//! `PERCH_TEST_BACKEND=postgres`): the rules and the error each breach is, without HTTP.
+
+mod common;
+
+use expect_test::expect;
+use perch::domain::Kind;
+use perch::service::{Caller, Object, Ownership, Precondition, Role, Service, ServiceError};
+use perch::store::Store;
+use serde_json::{Map, Value, json};
+
+struct Fixture {
+    service: Service,
+    admin: Caller,
+    _db: common::TestDb,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let db = common::TestDb::new();
+        let service = Service::new(Store::open(&db.url).await.expect("store"));
+        let admin = service
+            .authenticate(&token(&service, "sip:admin@contoso.com", Role::Admin).await)
+            .await
+            .expect("authenticate")
+            .expect("a caller");
+        Fixture {
+            service,
+            admin,
+            _db: db,
+        }
+    }
+
+    async fn user(&self, user: &str) -> Caller {
+        let token = token(&self.service, user, Role::User).await;
+        self.service
+            .authenticate(&token)
+            .await
+            .expect("authenticate")
+            .expect("a caller")
+    }
+
+    async fn create(&self, caller: &Caller, kind: Kind, body: Value) -> Result<(), ServiceError> {
+        let object = Object::from_json(kind, body).expect("a well-formed object");
+        self.service
+            .create(caller, object, Ownership::Keep)
+            .await
+            .map(drop)
+    }
+}
+
+async fn token(service: &Service, user: &str, role: Role) -> String {
+    service.create_token(user, role).await.expect("token")
+}
+
+/// The outcome of a call as one line: `ok`, or the code and the field at fault.
+fn outcome<T>(result: Result<T, ServiceError>) -> String {
+    match result {
+        Ok(_) => "ok".to_owned(),
+        Err(error) => format!("{} {}", error.code(), error.field().unwrap_or("-")),
+    }
+}
+
+#[tokio::test]
+async fn rules_answer_with_their_codes() {
+    let f = Fixture::new().await;
+    let alice = f.user("sip:alice@contoso.com").await;
+    let creator = f.user("sip:creator@contoso.com").await;
+    let mut lines = Vec::new();
+    let mut record = |what: &str, line: String| lines.push(format!("{what:<36} {line}"));
+
+    record(
+        "category by a user",
+        outcome(
+            f.create(&alice, Kind::Category, json!({"name": "Mine"}))
+                .await,
+        ),
+    );
+    record(
+        "category by an admin",
+        outcome(
+            f.create(
+                &f.admin,
+                Kind::Category,
+                json!({"name": "Eng", "allowedMembers": ["domain:contoso.com"],
+                       "creators": ["sip:creator@contoso.com"]}),
+            )
+            .await,
+        ),
+    );
+    record(
+        "room outside the scope",
+        outcome(
+            f.create(
+                &f.admin,
+                Kind::Room,
+                json!({"name": "r", "category": "Eng", "members": ["sip:eve@fabrikam.com"]}),
+            )
+            .await,
+        ),
+    );
+    record(
+        "secret room by an admin",
+        outcome(
+            f.create(
+                &f.admin,
+                Kind::Room,
+                json!({"name": "hidden", "category": "Eng", "privacy": "secret"}),
+            )
+            .await,
+        ),
+    );
+    record(
+        "a user reads the secret room",
+        outcome(f.service.get(&alice, Kind::Room, "hidden").await),
+    );
+    record(
+        "a creator takes its name",
+        outcome(
+            f.create(
+                &creator,
+                Kind::Room,
+                json!({"name": "hidden", "category": "Eng"}),
+            )
+            .await,
+        ),
+    );
+    record(
+        "a creator makes a room",
+        outcome(
+            f.create(
+                &creator,
+                Kind::Room,
+                json!({"name": "mine", "category": "Eng"}),
+            )
+            .await,
+        ),
+    );
+    let managers = f
+        .service
+        .get(&creator, Kind::Room, "mine")
+        .await
+        .map(|room| serde_json::to_value(&room.spec).expect("json")["managers"].clone());
+    record("its managers", format!("{managers:?}"));
+    record(
+        "a user patches a room it only sees",
+        outcome(
+            f.service
+                .patch(
+                    &alice,
+                    Kind::Room,
+                    "mine",
+                    json!({"description": "mine now"})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                    Precondition::None,
+                )
+                .await,
+        ),
+    );
+    record(
+        "a stale version",
+        outcome(
+            f.service
+                .patch(
+                    &f.admin,
+                    Kind::Room,
+                    "mine",
+                    Map::new(),
+                    Precondition::Version(99),
+                )
+                .await,
+        ),
+    );
+    let text = lines.join("\n") + "\n";
+    expect![[r#"
+        category by a user                   forbidden -
+        category by an admin                 ok
+        room outside the scope               outside_scope members
+        secret room by an admin              ok
+        a user reads the secret room         not_found name
+        a creator takes its name             not_found name
+        a creator makes a room               ok
+        its managers                         Ok(Array [String("sip:creator@contoso.com")])
+        a user patches a room it only sees   forbidden -
+        a stale version                      version_mismatch If-Match
+    "#]]
+    .assert_eq(&text);
+}
+
+/// Two patches of one group at once, 20 rounds: both additions land every time.
+#[tokio::test]
+async fn concurrent_patches_in_process_lose_nothing() {
+    let f = Fixture::new().await;
+    f.create(&f.admin, Kind::Group, json!({"name": "g"}))
+        .await
+        .expect("group");
+    for round in 0..20 {
+        let add = |who: &str| {
+            let change = json!({"members": {"add": [format!("sip:{who}{round}@contoso.com")]}});
+            f.service.patch(
+                &f.admin,
+                Kind::Group,
+                "g",
+                change.as_object().cloned().unwrap_or_default(),
+                Precondition::None,
+            )
+        };
+        let (a, b) = tokio::join!(add("a"), add("b"));
+        for result in [a, b] {
+            if let Err(error) = result {
+                panic!("round {round}: {error}");
+            }
+        }
+        let group = f
+            .service
+            .get(&f.admin, Kind::Group, "g")
+            .await
+            .expect("group");
+        let members = serde_json::to_value(&group.spec).expect("json")["members"].clone();
+        for who in ["a", "b"] {
+            let wanted = json!(format!("sip:{who}{round}@contoso.com"));
+            assert!(
+                members
+                    .as_array()
+                    .is_some_and(|list| list.contains(&wanted)),
+                "round {round}: {wanted} lost from {members}"
+            );
+        }
+    }
+}
