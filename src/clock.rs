@@ -46,3 +46,8 @@ pub fn parse(text: &str, end_of_day: bool) -> Option<OffsetDateTime> {
 pub fn unix_seconds() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
+
+/// Unix seconds in the stored form.
+pub fn format_unix(seconds: i64) -> String {
+    format(OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(OffsetDateTime::UNIX_EPOCH))
+}

@@ -74,6 +74,8 @@ error_codes! {
     GroupInUse = "group_in_use" => 409,
     LockHeld = "lock_held" => 409,
     IdempotencyKeyReused = "idempotency_key_reused" => 409,
+    /// A legal hold stands on the room or its category.
+    Held = "held" => 409,
     VersionMismatch = "version_mismatch" => 412,
     BodyTooLarge = "body_too_large" => 413,
     UnknownCategory = "unknown_category" => 422,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::domain::audit::AuditAction;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -289,6 +290,81 @@ impl ExportOptions {
         }
         pairs.join("&")
     }
+}
+
+/// `GET /v1/audit`: which entries, newest first. Every field is optional.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditFilter {
+    /// An object kind (`Room`, `Category`, ...) or `Token`, `Lock`, `Data`, `Archive`.
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<AuditAction>,
+    /// At or after this date or time.
+    pub since: Option<String>,
+    /// At or before this date (the whole day) or time.
+    pub until: Option<String>,
+    /// The cursor: entries older than this id (the previous page's `next`).
+    pub before: Option<i64>,
+    /// 1 to 1000; 100 by default.
+    pub limit: Option<i64>,
+}
+
+impl AuditFilter {
+    /// The query string of `GET /v1/audit`.
+    pub fn to_query(&self) -> String {
+        let mut pairs = Vec::new();
+        let mut push = |name: &str, value: Option<String>| {
+            if let Some(value) = value {
+                pairs.push(format!("{name}={}", percent_encode(&value)));
+            }
+        };
+        push("kind", self.kind.clone());
+        push("name", self.name.clone());
+        push("actor", self.actor.clone());
+        push(
+            "action",
+            self.action.map(|action| action.as_str().to_owned()),
+        );
+        push("since", self.since.clone());
+        push("until", self.until.clone());
+        push("before", self.before.map(|id| id.to_string()));
+        push("limit", self.limit.map(|limit| limit.to_string()));
+        pairs.join("&")
+    }
+}
+
+/// One recorded act.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: AuditAction,
+    pub kind: String,
+    pub name: String,
+    /// Changed fields (`{"changes": {field: {before, after}}}`), a created object
+    /// (`{"after": ..}`), a removed one (`{"before": ..}`), a filter and a count.
+    pub detail: Value,
+}
+
+/// A page of the audit trail, newest first.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntry>,
+    /// Pass as `before` for the next (older) page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<i64>,
+}
+
+/// `PUT /v1/holds/{rooms|categories}/{name}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HoldRequest {
+    /// Why: a case, a matter, a request (1 to 1024 characters).
+    pub reason: String,
 }
 
 /// What an import did.

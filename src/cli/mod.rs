@@ -5,6 +5,7 @@
 //! `drift`).
 
 mod chat;
+mod compliance;
 mod data;
 mod export;
 mod migrate;
@@ -61,8 +62,17 @@ enum Command {
     Drift(reconcile::DriftArgs),
     /// Write the live configuration as manifests, to bring a server under Git.
     Export(reconcile::ExportArgs),
-    /// Print the JSON Schema of manifest documents.
-    Schema,
+    /// Print a JSON Schema: of manifest documents (default), or of the compliance archive's
+    /// JSON files.
+    Schema {
+        #[arg(value_enum, default_value = "manifests")]
+        of: reconcile::SchemaOf,
+    },
+    /// Read the audit trail: who changed configuration, tokens, locks and content.
+    Audit(compliance::AuditArgs),
+    /// Place, release and list legal holds on rooms and categories.
+    #[command(subcommand)]
+    Hold(compliance::HoldCommand),
     /// Administer rooms' history.
     #[command(subcommand)]
     Room(chat::RoomCommand),
@@ -118,7 +128,9 @@ pub fn main() -> ExitCode {
             Command::Apply(args) => reconcile::apply(args).await,
             Command::Drift(args) => reconcile::drift(args).await,
             Command::Export(args) => reconcile::export(args).await,
-            Command::Schema => reconcile::schema(),
+            Command::Schema { of } => reconcile::schema(of),
+            Command::Audit(args) => compliance::audit(args).await,
+            Command::Hold(command) => compliance::hold(command).await,
             Command::Room(command) => chat::room(command).await,
             Command::Messages(command) => chat::messages(command).await,
             Command::Data(command) => data::run(command).await,

@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 use super::render;
 use super::{DEFAULT_DB, EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
 use crate::api::Live;
+use crate::api::wire::{AuditEntry, AuditFilter};
+use crate::domain::Kind;
+use crate::domain::audit::AuditAction;
 use crate::live::embedded::EmbeddedTarget;
 use crate::live::http::HttpTarget;
 use crate::live::{self, Target, TargetError};
@@ -426,6 +429,43 @@ async fn apply_locked(
     }
 }
 
+/// Most missing objects whose removal drift looks up in the audit trail, one request each.
+const MAX_REMOVALS_LOOKED_UP: usize = 100;
+
+/// Who removed each object the manifests want but the server lacks, as the audit trail says.
+/// A target that cannot say (an older server) leaves the answer out rather than fail drift.
+async fn who_removed(
+    target: &dyn Target,
+    drifted: &[&plan::Action],
+) -> std::collections::HashMap<(Kind, String), AuditEntry> {
+    let mut found = std::collections::HashMap::new();
+    let missing = drifted
+        .iter()
+        .filter(|action| action.action == plan::Verb::Create)
+        .take(MAX_REMOVALS_LOOKED_UP);
+    for action in missing {
+        let filter = AuditFilter {
+            kind: Some(action.kind.as_str().to_owned()),
+            name: Some(action.name.clone()),
+            action: Some(AuditAction::Remove),
+            limit: Some(1),
+            ..AuditFilter::default()
+        };
+        match target.audit(&filter).await {
+            Ok(page) => {
+                if let Some(entry) = page.items.into_iter().next() {
+                    found.insert((action.kind, action.name.clone()), entry);
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "drift: cannot read the audit trail");
+                break;
+            }
+        }
+    }
+    found
+}
+
 pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
     let target = open_target(&args.target).await?;
     let outcome = async {
@@ -439,14 +479,18 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
             .iter()
             .filter(|action| !action.adopt_only)
             .collect();
+        let removals = who_removed(target.as_ref(), &drifted).await;
         if args.json {
             let objects: Vec<Value> = drifted
                 .iter()
                 .map(|action| {
+                    let removed = removals.get(&(action.kind, action.name.clone()));
                     json!({
                         "kind": action.kind, "name": action.name, "action": action.action,
                         "reason": action.reason, "changes": action.changes,
                         "updatedBy": action.live_updated_by, "updatedAt": action.live_updated_at,
+                        "removedBy": removed.map(|entry| &entry.actor),
+                        "removedAt": removed.map(|entry| &entry.at),
                     })
                 })
                 .collect();
@@ -470,8 +514,12 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
                 drifted.len()
             );
             for action in &drifted {
-                let who = match (&action.live_updated_by, &action.live_updated_at) {
-                    (Some(by), Some(at)) => format!("; last changed by {by} at {at}"),
+                let removed = removals.get(&(action.kind, action.name.clone()));
+                let who = match (&action.live_updated_by, &action.live_updated_at, removed) {
+                    (Some(by), Some(at), _) => format!("; last changed by {by} at {at}"),
+                    (_, _, Some(entry)) => {
+                        format!("; removed by {} at {}", entry.actor, entry.at)
+                    }
                     _ => String::new(),
                 };
                 let what = match action.action {
@@ -523,8 +571,21 @@ pub async fn export(args: ExportArgs) -> miette::Result<u8> {
     outcome
 }
 
-pub fn schema() -> miette::Result<u8> {
-    let schema = serde_json::to_string_pretty(&manifest::docs::json_schema()).into_diagnostic()?;
+/// Which JSON Schema `perch schema` prints.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum SchemaOf {
+    /// Manifest documents (`schema/perch.schema.json`).
+    Manifests,
+    /// The compliance archive's JSON files (`schema/compliance.schema.json`).
+    ComplianceArchive,
+}
+
+pub fn schema(of: SchemaOf) -> miette::Result<u8> {
+    let schema = match of {
+        SchemaOf::Manifests => manifest::docs::json_schema(),
+        SchemaOf::ComplianceArchive => crate::service::compliance_archive_schema(),
+    };
+    let schema = serde_json::to_string_pretty(&schema).into_diagnostic()?;
     println!("{schema}");
     Ok(EXIT_OK)
 }

@@ -17,6 +17,9 @@ pub struct ServeArgs {
     /// Database URL: sqlite://FILE or postgres://USER@HOST/DB. Migrated on start.
     #[arg(long, env = "PERCH_DB", default_value = DEFAULT_DB)]
     db: String,
+    /// How often retention deletes expired messages (categories' `retention`), in seconds.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    retention_interval: u64,
 }
 
 pub async fn run(args: ServeArgs) -> miette::Result<u8> {
@@ -35,14 +38,21 @@ pub async fn run(args: ServeArgs) -> miette::Result<u8> {
     let _ = writeln!(stdout, "perch listening on http://{address}");
     let _ = stdout.flush();
     let service = Service::new(store.clone());
-    let (stop_archiver, archiver_stopped) = tokio::sync::watch::channel(false);
+    let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
     let archiver = {
         let service = service.clone();
-        tokio::spawn(async move { service.run_archiver(archiver_stopped).await })
+        let stopped = background_stopped.clone();
+        tokio::spawn(async move { service.run_archiver(stopped).await })
+    };
+    let retention = {
+        let service = service.clone();
+        let interval = std::time::Duration::from_secs(args.retention_interval);
+        tokio::spawn(async move { service.run_retention(interval, background_stopped).await })
     };
     let served = crate::server::serve(listener, service, crate::server::shutdown_signal()).await;
-    let _ = stop_archiver.send(true);
+    let _ = stop_background.send(true);
     let _ = archiver.await;
+    let _ = retention.await;
     served.into_diagnostic().wrap_err("the server failed")?;
     store.close().await;
     tracing::info!("stopped; database closed");

@@ -228,6 +228,7 @@ mod tests {
             invitations: false,
             file_upload: false,
             chat_history: true,
+            retention: None,
         }
     }
 

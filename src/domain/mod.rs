@@ -5,6 +5,8 @@
 //! the store and the plan engine.
 
 pub mod access;
+pub mod audit;
+pub mod compliance;
 mod principal;
 
 use crate::api::ErrorCode;
@@ -13,6 +15,7 @@ use std::fmt;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use compliance::{ComplianceEventType, Hold, Retention};
 pub use principal::{Directory, MAX_PRINCIPAL_LEN, Principal, PrincipalError, normalise_list};
 
 /// Longest category, room, add-in or group name, in characters.
@@ -125,6 +128,9 @@ pub struct Category {
     pub file_upload: bool,
     #[serde(default = "default_true")]
     pub chat_history: bool,
+    /// How long its rooms keep messages in user-facing history; forever when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
 }
 
 /// Who can find and join a room.

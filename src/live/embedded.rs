@@ -3,9 +3,11 @@
 use serde_json::{Map, Value};
 
 use super::{ApplyReport, BoxFuture, Target, TargetError, live_from_pages};
-use crate::api::wire::{ClearRequest, ExportOptions, ImportReport, RemoveRequest};
+use crate::api::wire::{
+    AuditFilter, AuditPage, ClearRequest, ExportOptions, ImportReport, RemoveRequest,
+};
 use crate::api::{ErrorCode, Live};
-use crate::domain::{ComplianceConfiguration, Kind};
+use crate::domain::{ComplianceConfiguration, Hold, Kind};
 use crate::plan::{Action, Verb};
 use crate::service::{
     APPLY_LOCK, Batch, Caller, MigrateReport, Object, Operation, Ownership, Precondition,
@@ -328,6 +330,49 @@ impl Target for EmbeddedTarget {
         Box::pin(async move {
             self.service
                 .import_data(&self.caller, &file, replace_existing)
+                .await
+                .map_err(rejected)
+        })
+    }
+
+    fn audit<'a>(
+        &'a self,
+        filter: &'a AuditFilter,
+    ) -> BoxFuture<'a, Result<AuditPage, TargetError>> {
+        Box::pin(async move {
+            self.service
+                .audit(&self.caller, filter.clone())
+                .await
+                .map_err(rejected)
+        })
+    }
+
+    fn holds(&self) -> BoxFuture<'_, Result<Vec<Hold>, TargetError>> {
+        Box::pin(async move { self.service.holds(&self.caller).await.map_err(rejected) })
+    }
+
+    fn place_hold<'a>(
+        &'a self,
+        kind: Kind,
+        name: &'a str,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<Hold, TargetError>> {
+        Box::pin(async move {
+            self.service
+                .place_hold(&self.caller, kind, name, reason)
+                .await
+                .map_err(rejected)
+        })
+    }
+
+    fn release_hold<'a>(
+        &'a self,
+        kind: Kind,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Hold, TargetError>> {
+        Box::pin(async move {
+            self.service
+                .release_hold(&self.caller, kind, name)
                 .await
                 .map_err(rejected)
         })

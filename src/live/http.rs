@@ -4,11 +4,11 @@ use reqwest::Method;
 
 use super::{BoxFuture, Target, TargetError, live_from_state};
 use crate::api::wire::{
-    ClearReply, ClearRequest, ExportOptions, ImportReport, LockRequest, RemoveReply, RemoveRequest,
-    collection_of, percent_encode,
+    AuditFilter, AuditPage, ClearReply, ClearRequest, ExportOptions, HoldRequest, ImportReport,
+    LockRequest, RemoveReply, RemoveRequest, collection_of, percent_encode,
 };
 use crate::api::{Body, Client, ClientError, ErrorCode, Live};
-use crate::domain::Kind;
+use crate::domain::{Hold, Kind};
 use crate::plan::{Action, Verb};
 use crate::service::APPLY_LOCK;
 
@@ -199,4 +199,65 @@ impl Target for HttpTarget {
                 .await?)
         })
     }
+
+    fn audit<'a>(
+        &'a self,
+        filter: &'a AuditFilter,
+    ) -> BoxFuture<'a, Result<AuditPage, TargetError>> {
+        Box::pin(async move {
+            let path = format!("/v1/audit?{}", filter.to_query());
+            Ok(self.client.json(Method::GET, &path, Body::NONE).await?)
+        })
+    }
+
+    fn holds(&self) -> BoxFuture<'_, Result<Vec<Hold>, TargetError>> {
+        Box::pin(async move {
+            let reply: HoldList = self
+                .client
+                .json(Method::GET, "/v1/holds", Body::NONE)
+                .await?;
+            Ok(reply.items)
+        })
+    }
+
+    fn place_hold<'a>(
+        &'a self,
+        kind: Kind,
+        name: &'a str,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<Hold, TargetError>> {
+        Box::pin(async move {
+            let request = HoldRequest {
+                reason: reason.to_owned(),
+            };
+            Ok(self
+                .client
+                .json(Method::PUT, &hold_path(kind, name), Body::Json(&request))
+                .await?)
+        })
+    }
+
+    fn release_hold<'a>(
+        &'a self,
+        kind: Kind,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Hold, TargetError>> {
+        Box::pin(async move {
+            Ok(self
+                .client
+                .json(Method::DELETE, &hold_path(kind, name), Body::NONE)
+                .await?)
+        })
+    }
+}
+
+/// `GET /v1/holds`.
+#[derive(serde::Deserialize)]
+struct HoldList {
+    items: Vec<Hold>,
+}
+
+/// `/v1/holds/{rooms|categories}/{name}`.
+fn hold_path(kind: Kind, name: &str) -> String {
+    format!("/v1/holds/{}/{}", collection_of(kind), percent_encode(name))
 }

@@ -16,9 +16,11 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::api::wire::{
-    ClearRequest, ExportOptions, ImportReport, RemoveRequest, STATE_FORMAT_VERSION, StateDocument,
+    AuditFilter, AuditPage, ClearRequest, ExportOptions, ImportReport, RemoveRequest,
+    STATE_FORMAT_VERSION, StateDocument,
 };
 use crate::api::{ClientError, ErrorCode, Live};
+use crate::domain::{Hold, Kind};
 use crate::plan::{Action, PLAN_FORMAT_VERSION, Plan};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -145,6 +147,30 @@ pub trait Target: Send + Sync {
         file: Vec<u8>,
         replace_existing: bool,
     ) -> BoxFuture<'_, Result<ImportReport, TargetError>>;
+
+    /// A page of the audit trail, newest first.
+    fn audit<'a>(
+        &'a self,
+        filter: &'a AuditFilter,
+    ) -> BoxFuture<'a, Result<AuditPage, TargetError>>;
+
+    /// Every legal hold.
+    fn holds(&self) -> BoxFuture<'_, Result<Vec<Hold>, TargetError>>;
+
+    /// Places (or restates) a legal hold on a room or a category.
+    fn place_hold<'a>(
+        &'a self,
+        kind: Kind,
+        name: &'a str,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<Hold, TargetError>>;
+
+    /// Releases a legal hold; returns it.
+    fn release_hold<'a>(
+        &'a self,
+        kind: Kind,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Hold, TargetError>>;
 
     /// Lets go of what the target holds open (a database pool); a server needs nothing.
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -66,6 +66,11 @@ pub struct CategoryDoc {
     /// Whether messages are kept for users (compliance keeps them regardless). Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_history: Option<bool>,
+    /// How long its rooms keep messages in user-facing history (P365D, P52W); forever when
+    /// absent. Messages expire only once compliance has archived them, and never under a
+    /// legal hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<crate::domain::Retention>,
     /// A plan that would remove it fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protect: Option<bool>,

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::routes::JsonObject;
 use super::{ApiError, AppState};
 use crate::api::wire::{ClearReply, ClearRequest, RemoveReply, RemoveRequest};
+use crate::domain::ComplianceEventType;
 use crate::service::{Caller, PageRequest, RemoveFilter, ServiceError, StreamEnd};
 
 #[derive(Deserialize)]
@@ -140,6 +141,27 @@ pub async fn events(
     caller: Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    stream(state, caller, &headers, None).await
+}
+
+/// One room's live stream: its messages and changes only. Opening it joins the room and
+/// closing it leaves, which compliance records (JOIN, PART).
+pub async fn room_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (room_id, room_name) = state.service.readable_room_id(&caller, &room).await?;
+    stream(state, caller, &headers, Some((room_id, room_name))).await
+}
+
+async fn stream(
+    state: AppState,
+    caller: Caller,
+    headers: &HeaderMap,
+    room: Option<(i64, String)>,
+) -> Result<Response, ApiError> {
     let resume = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
@@ -166,67 +188,33 @@ pub async fn events(
             _ => service.last_room_change_id().await?,
         },
     };
+    if let Some((room_id, room_name)) = &room {
+        service
+            .record_presence(&caller, *room_id, room_name, ComplianceEventType::Join)
+            .await?;
+    }
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(256);
     tokio::spawn(async move {
-        let mut filter = service.event_filter(&caller, live_after);
-        let mut posted = service.watch_messages();
-        loop {
-            let start = cursor;
-            match service.events_after(&mut filter, cursor.message, 500).await {
-                Ok((messages, last)) => {
-                    for message in messages {
-                        cursor.message = message.id;
-                        let data = serde_json::to_string(&message).unwrap_or_default();
-                        if sender
-                            .send(Ok(Event::default()
-                                .id(cursor.id())
-                                .event("message")
-                                .data(data)))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    cursor.message = cursor.message.max(last);
-                }
-                Err(StreamEnd::Revoked) => return,
-                Err(StreamEnd::Failed(error)) => {
-                    tracing::warn!(%error, "live events: cannot read messages");
-                }
-            }
-            match service
-                .room_changes_after(&caller, cursor.change, 500)
+        let mut filter = match &room {
+            Some((room_id, _)) => service.room_event_filter(&caller, live_after, *room_id),
+            None => service.event_filter(&caller, live_after),
+        };
+        let room_name = room.as_ref().map(|(_, name)| name.as_str());
+        deliver(
+            &service,
+            &caller,
+            &mut filter,
+            &mut cursor,
+            room_name,
+            &sender,
+        )
+        .await;
+        if let Some((room_id, room_name)) = &room {
+            if let Err(error) = service
+                .record_presence(&caller, *room_id, room_name, ComplianceEventType::Part)
                 .await
             {
-                Ok((changes, last)) => {
-                    for (id, change) in changes {
-                        cursor.change = id;
-                        let data = serde_json::to_string(&change).unwrap_or_default();
-                        if sender
-                            .send(Ok(Event::default()
-                                .id(cursor.id())
-                                .event("room")
-                                .data(data)))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    cursor.change = cursor.change.max(last);
-                }
-                Err(error) => tracing::warn!(%error, "live events: cannot read room changes"),
-            }
-            // Read again at once while there was something to read: batches are bounded.
-            if cursor != start {
-                continue;
-            }
-            // Wake on a post or change through this node, or poll for those through others.
-            tokio::select! {
-                _ = posted.changed() => {}
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                () = sender.closed() => return,
+                tracing::error!(%error, room = %room_name, "compliance: cannot record leaving a room");
             }
         }
     });
@@ -234,4 +222,75 @@ pub async fn events(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
+}
+
+/// Sends events until the client goes away or its token is revoked.
+async fn deliver(
+    service: &crate::service::Service,
+    caller: &Caller,
+    filter: &mut crate::service::EventFilter,
+    cursor: &mut Cursor,
+    room_name: Option<&str>,
+    sender: &tokio::sync::mpsc::Sender<Result<Event, Infallible>>,
+) {
+    let mut posted = service.watch_messages();
+    loop {
+        let start = *cursor;
+        match service.events_after(filter, cursor.message, 500).await {
+            Ok((messages, last)) => {
+                for message in messages {
+                    cursor.message = message.id;
+                    let data = serde_json::to_string(&message).unwrap_or_default();
+                    if sender
+                        .send(Ok(Event::default()
+                            .id(cursor.id())
+                            .event("message")
+                            .data(data)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                cursor.message = cursor.message.max(last);
+            }
+            Err(StreamEnd::Revoked) => return,
+            Err(StreamEnd::Failed(error)) => {
+                tracing::warn!(%error, "live events: cannot read messages");
+            }
+        }
+        match service.room_changes_after(caller, cursor.change, 500).await {
+            Ok((changes, last)) => {
+                for (id, change) in changes {
+                    cursor.change = id;
+                    if room_name.is_some_and(|name| name != change.room) {
+                        continue;
+                    }
+                    let data = serde_json::to_string(&change).unwrap_or_default();
+                    if sender
+                        .send(Ok(Event::default()
+                            .id(cursor.id())
+                            .event("room")
+                            .data(data)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                cursor.change = cursor.change.max(last);
+            }
+            Err(error) => tracing::warn!(%error, "live events: cannot read room changes"),
+        }
+        // Read again at once while there was something to read: batches are bounded.
+        if *cursor != start {
+            continue;
+        }
+        // Wake on a post or change through this node, or poll for those through others.
+        tokio::select! {
+            _ = posted.changed() => {}
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = sender.closed() => return,
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! who may do what is the service's. Only this module and `live/http.rs` know HTTP.
 
 mod chat;
+mod compliance;
 mod error;
 mod routes;
 

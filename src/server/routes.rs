@@ -24,6 +24,14 @@ pub fn router() -> Router<AppState> {
         .route("/v1/state", get(state))
         .route("/v1/compliance", get(read_compliance).put(replace_compliance))
         .route("/v1/compliance/run", post(run_archiver))
+        .route("/v1/audit", get(super::compliance::audit))
+        .route("/v1/holds", get(super::compliance::list_holds))
+        .route(
+            "/v1/holds/{collection}/{name}",
+            axum::routing::put(super::compliance::place_hold)
+                .delete(super::compliance::release_hold),
+        )
+        .route("/v1/retention/run", post(super::compliance::run_retention))
         .route("/v1/data/export", get(export_data))
         .route(
             "/v1/data/import",
@@ -34,6 +42,7 @@ pub fn router() -> Router<AppState> {
             get(read_lock).post(acquire_lock).delete(release_lock),
         )
         .route("/v1/events", get(super::chat::events))
+        .route("/v1/rooms/{name}/events", get(super::chat::room_events))
         .route(
             "/v1/rooms/{name}/messages",
             get(super::chat::read_messages).post(super::chat::post_message),

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::access::{self, Source};
+use super::compliance::refuse_if_held;
 use super::object;
 use super::{
     Caller, Object, Result, Service, ServiceError, Stored, WriteAccess, decode, require_admin,
@@ -11,6 +12,7 @@ use super::{
 use crate::api::ErrorCode;
 use crate::clock;
 use crate::domain::access::{ChangeRefusal, Viewer};
+use crate::domain::compliance::HeldAct;
 use crate::domain::{
     self, Category, ComplianceConfiguration, FieldProblem, Kind, Marks, Principal, Room,
     RoomChangeKind,
@@ -556,12 +558,17 @@ impl Service {
                     });
                 }
             }
-            Kind::Room => tx.delete_room_messages(row.id).await?,
+            Kind::Room => {
+                let room: Room = decode(&row)?;
+                refuse_if_held(tx, HeldAct::RemoveRoom, &room.name, &room.category).await?;
+                tx.delete_room_messages(row.id).await?;
+            }
             Kind::ComplianceConfiguration => {}
         }
-        tx.delete(row.id).await?;
+        let now = clock::now();
+        tx.delete(row.id, &caller.name, &now).await?;
         if kind == Kind::Room {
-            announce(tx, &row, RoomChangeKind::Removed, &clock::now()).await?;
+            announce(tx, &row, RoomChangeKind::Removed, &now).await?;
         }
         tracing::info!(%kind, name, by = %caller.name, "removed");
         Ok(())

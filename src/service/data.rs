@@ -21,11 +21,13 @@ use serde_json::{Map, Value, json};
 use sha2::Digest;
 
 use super::WriteAccess;
+use super::compliance::record;
 use super::{Caller, Result, Service, ServiceError, hex, require_admin};
 use crate::api::LiveObject;
 use crate::api::wire::{DataEnd, DataHeader, DataMessage, ExportOptions, ImportReport, Level};
 use crate::clock;
 use crate::domain::Kind;
+use crate::domain::audit::AuditAction;
 use crate::store::{MessageRow, ObjectWrite};
 
 impl Service {
@@ -166,6 +168,21 @@ impl Service {
         bytes.extend_from_slice(json!({"end": end}).to_string().as_bytes());
         bytes.push(b'\n');
         progress(lines.len() + 1);
+        let mut tx = self.store().begin(WriteAccess::new()).await?;
+        record(
+            &mut tx,
+            caller,
+            AuditAction::Export,
+            "Data",
+            options.level.as_str(),
+            json!({
+                "scope": options.scope, "since": options.since,
+                "disableExported": options.disable_exported,
+                "objects": end.objects, "messages": end.messages, "sha256": end.sha256,
+            }),
+        )
+        .await?;
+        tx.commit().await?;
         if options.disable_exported && !matches!(options.level, Level::User | Level::Category) {
             // Through `patch`, so that the change is versioned and announced like any other.
             for room in rooms {
@@ -290,7 +307,7 @@ impl Service {
                     continue;
                 }
                 for existing in [by_name, by_id].into_iter().flatten() {
-                    tx.delete(existing.id).await?;
+                    tx.delete(existing.id, &caller.name, &clock::now()).await?;
                 }
             }
             writes.push(object);
@@ -354,6 +371,18 @@ impl Service {
         }
         tx.insert_messages_exact(&messages).await?;
         tx.sync_id_sequences().await?;
+        record(
+            &mut tx,
+            caller,
+            AuditAction::Import,
+            "Data",
+            "",
+            json!({
+                "objects": writes.len(), "messages": messages.len(),
+                "replaceExisting": replace_existing, "sha256": end.sha256,
+            }),
+        )
+        .await?;
         tx.commit().await?;
         if messages.len() + writes.len() > 10_000 {
             self.store().analyze().await?;
@@ -405,11 +434,21 @@ impl Service {
             .await?;
         let report = target.import_data(caller, &export, false).await?;
 
-        // Tokens and the archiver's progress are server data too.
+        // Tokens, the archiver's progress, what compliance has not archived yet, legal holds
+        // and the audit trail are server data too.
         let mut reading = self.store().begin(WriteAccess::new()).await?;
         let tokens = reading.tokens().await?;
         let checkpoint = reading.checkpoint(super::ARCHIVER).await?;
         reading.commit().await?;
+        let unarchived_after = checkpoint
+            .pending
+            .map_or(checkpoint.last_message_id, |(first, _)| first - 1);
+        let events = self
+            .store()
+            .compliance_events_between(unarchived_after + 1, i64::MAX)
+            .await?;
+        let holds = self.store().holds().await?;
+        let audit = self.store().audit_all().await?;
         let mut writing = target.store().begin(WriteAccess::new()).await?;
         for token in &tokens {
             writing
@@ -419,6 +458,11 @@ impl Service {
         writing
             .save_checkpoint(super::ARCHIVER, &checkpoint)
             .await?;
+        writing.insert_compliance_events_exact(&events).await?;
+        for hold in &holds {
+            writing.place_hold(hold).await?;
+        }
+        writing.append_audit(&audit).await?;
         writing.commit().await?;
 
         let source_counts = self.store().counts().await?;

@@ -1,7 +1,11 @@
 //! Named leases: the apply lock and the archiver's.
 
 use super::{Caller, Result, Service, ServiceError, WriteAccess, require_admin};
+use serde_json::json;
+
+use super::compliance::record;
 use crate::clock;
+use crate::domain::audit::AuditAction;
 
 impl Service {
     /// Takes a named lock for `holder` for `ttl_seconds`, or says who holds it.
@@ -24,11 +28,26 @@ impl Service {
                 now_seconds + ttl_seconds,
             )
             .await?;
-        if let Some(lock) = held {
-            return Err(ServiceError::LockHeld {
-                holder: lock.holder,
-                since: lock.acquired_at,
-            });
+        match held {
+            Err(lock) => {
+                return Err(ServiceError::LockHeld {
+                    holder: lock.holder,
+                    since: lock.acquired_at,
+                });
+            }
+            // Renewals (the archiver's, every few seconds) would drown the trail.
+            Ok(true) => {}
+            Ok(false) => {
+                record(
+                    &mut tx,
+                    caller,
+                    AuditAction::Lock,
+                    "Lock",
+                    name,
+                    json!({"holder": holder, "ttlSeconds": ttl_seconds}),
+                )
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -51,6 +70,17 @@ impl Service {
         require_admin(caller, "release the apply lock")?;
         let mut tx = self.store.begin(WriteAccess::new()).await?;
         let released = tx.release_lock(name, holder).await?;
+        if released {
+            record(
+                &mut tx,
+                caller,
+                AuditAction::Unlock,
+                "Lock",
+                name,
+                json!({"holder": holder}),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(released)
     }

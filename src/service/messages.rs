@@ -8,11 +8,17 @@
 use crate::api::ErrorCode;
 use serde::Serialize;
 
+use serde_json::json;
+
 use super::WriteAccess;
 use super::access::{Source, rights_in_room, room_access};
+use super::compliance::{Capture, capture, record, refuse_if_held};
 use super::{Caller, Result, Service, ServiceError, caller_principal, require_admin};
 use crate::clock;
 use crate::domain::access::{self, PostRefusal};
+use crate::domain::audit::AuditAction;
+use crate::domain::compliance::HeldAct;
+use crate::domain::{ComplianceEventType, Kind};
 use crate::store::{MessageQuery, MessageRow};
 
 /// Longest message text, in characters.
@@ -209,6 +215,20 @@ impl Service {
                 message: "this Idempotency-Key was used for another message".to_owned(),
             });
         }
+        if fresh {
+            capture(
+                &mut tx,
+                Capture {
+                    event_type: ComplianceEventType::Chat,
+                    room_id: access.id,
+                    room_name: &access.room.name,
+                    sender: &row.author,
+                    content: &row.body,
+                    message_id: Some(row.id),
+                },
+            )
+            .await?;
+        }
         tx.commit().await?;
         if fresh {
             self.notify_message(row.id);
@@ -254,6 +274,8 @@ impl Service {
             include_hidden: false,
         };
         let mut rows = self.store().messages(access.id, &query).await?;
+        self.record_backchat(caller, &access, &request, rows.len())
+            .await?;
         let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > limit;
         if more {
             if request.after.is_some() && request.before.is_none() {
@@ -280,14 +302,121 @@ impl Service {
         })
     }
 
+    /// Records that `caller` read a page of history (BACKCHAT), when compliance is on. The
+    /// content says which page: the cursor, the limit and the search words.
+    async fn record_backchat(
+        &self,
+        caller: &Caller,
+        access: &super::access::RoomAccess,
+        request: &PageRequest,
+        returned: usize,
+    ) -> Result<()> {
+        // Most servers read far more than they write: look before opening a write transaction.
+        let enabled = self
+            .compliance(&Caller::system("perch:compliance".to_owned()))
+            .await?
+            .spec
+            .enabled;
+        if !enabled {
+            return Ok(());
+        }
+        let mut content = vec![format!("limit={}", request.limit.unwrap_or(50))];
+        if let Some(before) = request.before {
+            content.push(format!("before={before}"));
+        }
+        if let Some(after) = request.after {
+            content.push(format!("after={after}"));
+        }
+        if let Some(query) = request.query.as_deref().filter(|q| !q.trim().is_empty()) {
+            content.push(format!("q={query}"));
+        }
+        content.push(format!("returned={returned}"));
+        let mut tx = self.store().begin(WriteAccess::new()).await?;
+        capture(
+            &mut tx,
+            Capture {
+                event_type: ComplianceEventType::Backchat,
+                room_id: access.id,
+                room_name: &access.room.name,
+                sender: &caller.name,
+                content: &content.join(" "),
+                message_id: None,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that `caller` opened (JOIN) or closed (PART) a room's live stream, when
+    /// compliance is on.
+    pub async fn record_presence(
+        &self,
+        caller: &Caller,
+        room_id: i64,
+        room_name: &str,
+        event_type: ComplianceEventType,
+    ) -> Result<()> {
+        let mut tx = self.store().begin(WriteAccess::new()).await?;
+        capture(
+            &mut tx,
+            Capture {
+                event_type,
+                room_id,
+                room_name,
+                sender: &caller.name,
+                content: "",
+                message_id: None,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The id and name of a room the caller may read, for a room's live stream.
+    ///
+    /// # Errors
+    /// Not found for a room the caller may not see; forbidden for one it may not read.
+    pub async fn readable_room_id(
+        &self,
+        caller: &Caller,
+        room_name: &str,
+    ) -> Result<(i64, String)> {
+        let access = room_access(&mut Source::Pool(self.store()), caller, room_name).await?;
+        if !access.rights.reads {
+            return Err(ServiceError::Forbidden {
+                message: format!("only members read room `{room_name}`"),
+            });
+        }
+        Ok((access.id, access.room.name))
+    }
+
     /// Deletes everything in a room posted on or before `end` (`Clear-CsPersistentChatRoom`);
-    /// administrators only. Returns how many messages went.
+    /// administrators only. Returns how many messages went. Compliance keeps what it captured;
+    /// a legal hold on the room or its category refuses the clearing.
     pub async fn clear_room(&self, caller: &Caller, room_name: &str, end: &str) -> Result<u64> {
         require_admin(caller, "clear rooms")?;
         let end = parse_instant("endDate", end, true)?;
         let mut tx = self.store().begin(WriteAccess::new()).await?;
         let access = room_access(&mut Source::Tx(&mut tx), caller, room_name).await?;
+        refuse_if_held(
+            &mut tx,
+            HeldAct::Clear,
+            &access.room.name,
+            &access.room.category,
+        )
+        .await?;
         let count = tx.clear_messages(access.id, &end).await?;
+        record(
+            &mut tx,
+            caller,
+            AuditAction::Clear,
+            Kind::Room.as_str(),
+            &access.room.name,
+            json!({"endDate": end, "count": count}),
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(room = room_name, count, by = %caller.name, "cleared");
         Ok(count)
@@ -340,6 +469,13 @@ impl Service {
         }
         let mut tx = self.store().begin(WriteAccess::new()).await?;
         let access = room_access(&mut Source::Tx(&mut tx), caller, room_name).await?;
+        refuse_if_held(
+            &mut tx,
+            HeldAct::RemoveMessages,
+            &access.room.name,
+            &access.room.category,
+        )
+        .await?;
         let candidates = tx
             .room_messages(
                 access.id,
@@ -359,6 +495,25 @@ impl Service {
             }
             count += 1;
         }
+        let action = if filter.replacement.is_some() {
+            AuditAction::ReplaceMessages
+        } else {
+            AuditAction::RemoveMessages
+        };
+        record(
+            &mut tx,
+            caller,
+            action,
+            Kind::Room.as_str(),
+            &access.room.name,
+            json!({
+                "user": author, "startDate": start, "endDate": end, "filter": filter.words,
+                "match": format!("{:?}", filter.matching).to_lowercase(),
+                "caseSensitive": filter.case_sensitive, "replace": filter.replacement,
+                "count": count,
+            }),
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(room = room_name, count, by = %caller.name, "removed messages");
         Ok(count)
@@ -377,6 +532,8 @@ pub struct EventFilter {
     live_after: i64,
     generation: Option<i64>,
     readable: std::collections::HashMap<i64, Option<String>>,
+    /// Deliver this room's messages only (a room's live stream).
+    only_room: Option<i64>,
 }
 
 /// Why a live stream must end.
@@ -396,6 +553,15 @@ impl Service {
             live_after,
             generation: None,
             readable: std::collections::HashMap::new(),
+            only_room: None,
+        }
+    }
+
+    /// [`Service::event_filter`] for one room's live stream.
+    pub fn room_event_filter(&self, caller: &Caller, live_after: i64, room_id: i64) -> EventFilter {
+        EventFilter {
+            only_room: Some(room_id),
+            ..self.event_filter(caller, live_after)
         }
     }
 
@@ -451,6 +617,12 @@ impl Service {
         let mut visible = Vec::new();
         for row in rows {
             last = row.id;
+            if filter
+                .only_room
+                .is_some_and(|room_id| room_id != row.room_id)
+            {
+                continue;
+            }
             if !access::stream_delivers(row.in_history, row.id > filter.live_after) {
                 continue;
             }

@@ -8,6 +8,7 @@
 
 mod access;
 mod archive;
+mod compliance;
 mod configuration;
 mod data;
 mod error;
@@ -20,7 +21,9 @@ use crate::domain::Principal;
 use crate::domain::access::Viewer;
 use crate::store::{ObjectRow, Store, StoreError};
 
+pub use archive::format::json_schema as compliance_archive_schema;
 pub use archive::{ARCHIVER, ArchiveRun};
+pub use compliance::{MAX_AUDIT_PAGE, RetentionRun};
 pub use configuration::{Batch, Operation, Ownership, Precondition};
 pub use data::MigrateReport;
 pub use error::ServiceError;

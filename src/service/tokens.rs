@@ -3,9 +3,13 @@
 use super::{
     Caller, Identity, Result, Role, Service, ServiceError, WriteAccess, hex, require_admin,
 };
+use serde_json::json;
+
+use super::compliance::record;
 use crate::api::ErrorCode;
 use crate::clock;
 use crate::domain::Principal;
+use crate::domain::audit::AuditAction;
 
 impl Service {
     /// Resolves a bearer token to its caller.
@@ -54,6 +58,16 @@ impl Service {
             &clock::now(),
         )
         .await?;
+        // Tokens are created on the database's machine, by its operator.
+        record(
+            &mut tx,
+            &Caller::local_operator(),
+            AuditAction::CreateToken,
+            "Token",
+            &principal.to_string(),
+            json!({"role": role.as_str()}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(token)
     }
@@ -64,6 +78,17 @@ impl Service {
         require_admin(caller, "revoke tokens")?;
         let mut tx = self.store.begin(WriteAccess::new()).await?;
         let revoked = tx.delete_token(&hash_token(token)).await?;
+        if revoked {
+            record(
+                &mut tx,
+                caller,
+                AuditAction::RevokeToken,
+                "Token",
+                "",
+                json!({}),
+            )
+            .await?;
+        }
         tx.commit().await?;
         self.notify_change();
         Ok(revoked)

@@ -66,7 +66,8 @@ impl Tx {
 
     /// Takes the named lock for `holder` unless someone else holds an unexpired one.
     ///
-    /// Returns the current holder when the lock is taken by another.
+    /// Returns the current holder when the lock is taken by another, and otherwise whether
+    /// `holder` already held it (a renewal).
     pub async fn acquire_lock(
         &mut self,
         name: &str,
@@ -74,7 +75,7 @@ impl Tx {
         now: &str,
         now_seconds: i64,
         expires_at: i64,
-    ) -> Result<Option<LockRow>, StoreError> {
+    ) -> Result<Result<bool, LockRow>, StoreError> {
         let existing = sqlx::query(&format!(
             "SELECT holder, acquired_at, expires_at FROM locks WHERE name = $1{}",
             self.backend.lock_clause()
@@ -82,6 +83,7 @@ impl Tx {
         .bind(name)
         .fetch_optional(&mut *self.inner)
         .await?;
+        let mut renewal = false;
         if let Some(row) = existing {
             let current = LockRow {
                 holder: row.try_get("holder")?,
@@ -89,8 +91,9 @@ impl Tx {
                 expires_at: row.try_get("expires_at")?,
             };
             if current.holder != holder && current.expires_at > now_seconds {
-                return Ok(Some(current));
+                return Ok(Err(current));
             }
+            renewal = current.holder == holder && current.expires_at > now_seconds;
         }
         sqlx::query(
             "INSERT INTO locks (name, holder, acquired_at, expires_at) VALUES ($1, $2, $3, $4) \
@@ -102,7 +105,7 @@ impl Tx {
         .bind(expires_at)
         .execute(&mut *self.inner)
         .await?;
-        Ok(None)
+        Ok(Ok(renewal))
     }
 
     /// Who holds the named lock, if anyone holds it unexpired.

@@ -172,13 +172,22 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0005_generation.sql"),
         postgres: include_str!("migrations/postgres/0005_generation.sql"),
     },
+    Migration {
+        version: 6,
+        sqlite: include_str!("migrations/sqlite/0006_compliance_audit.sql"),
+        postgres: include_str!("migrations/postgres/0006_compliance_audit.sql"),
+    },
 ];
 
+mod audit;
+mod compliance;
 mod leases;
 mod messages;
 mod objects;
 mod tokens;
 
+pub use audit::{AuditQuery, AuditRow};
+pub use compliance::ComplianceEventRow;
 pub use leases::{Checkpoint, LockRow};
 pub use messages::{MessageQuery, MessageRow, RoomChangeRow};
 pub use objects::{ObjectRow, ObjectWrite};

@@ -5,7 +5,19 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{Backend, Store, StoreError, Tx};
+use crate::domain::audit::{AuditAction, changed_fields};
 use crate::domain::{Kind, Marks};
+
+/// An object's fields and marks as its audit entries record them.
+fn audited_fields(body: &str, marks: Marks) -> serde_json::Value {
+    let mut fields: serde_json::Value =
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    if let Some(map) = fields.as_object_mut() {
+        map.insert("managed".to_owned(), marks.managed.into());
+        map.insert("protect".to_owned(), marks.protect.into());
+    }
+    fields
+}
 
 /// One stored configuration object: its JSON body plus the bookkeeping every object carries.
 #[derive(Clone, Debug)]
@@ -240,13 +252,24 @@ impl Tx {
         .bind(i64::from(write.marks.protect))
         .fetch_optional(&mut *self.inner)
         .await?;
-        match row {
-            Some(row) => object_from_row(&row),
-            None => Err(StoreError::Duplicate {
+        let Some(row) = row else {
+            return Err(StoreError::Duplicate {
                 kind: write.kind,
                 name: write.name.to_owned(),
-            }),
-        }
+            });
+        };
+        let row = object_from_row(&row)?;
+        let detail = serde_json::json!({"after": audited_fields(&row.body, row.marks)});
+        self.record_audit(
+            write.updated_at,
+            write.updated_by,
+            AuditAction::Create,
+            write.kind.as_str(),
+            write.name,
+            &detail,
+        )
+        .await?;
+        Ok(row)
     }
 
     /// Stores a new object with the id and times it had elsewhere (used by import).
@@ -303,6 +326,7 @@ impl Tx {
                 name: write.name.to_owned(),
             });
         }
+        let before = self.object_by_id(id).await?;
         let row = sqlx::query(&format!(
             "UPDATE objects SET name = $2, category = $3, addin = $4, body = $5, version = version + 1, \
              managed = $6, updated_by = $7, updated_at = $8, protected = $9 WHERE id = $1 RETURNING {OBJECT_COLUMNS}"
@@ -318,15 +342,53 @@ impl Tx {
         .bind(i64::from(write.marks.protect))
         .fetch_one(&mut *self.inner)
         .await?;
-        object_from_row(&row)
+        let row = object_from_row(&row)?;
+        if let Some(before) = before {
+            let mut changes = changed_fields(
+                &audited_fields(&before.body, before.marks),
+                &audited_fields(&row.body, row.marks),
+            );
+            if !changes.is_empty() {
+                // Named as it was, so that an object's entries stay together across a rename.
+                changes.remove("name");
+                let mut detail = serde_json::json!({"changes": changes});
+                if before.name != row.name {
+                    detail["renamedTo"] = serde_json::json!(row.name);
+                }
+                self.record_audit(
+                    write.updated_at,
+                    write.updated_by,
+                    AuditAction::Change,
+                    write.kind.as_str(),
+                    &before.name,
+                    &detail,
+                )
+                .await?;
+            }
+        }
+        Ok(row)
     }
 
-    pub async fn delete(&mut self, id: i64) -> Result<(), StoreError> {
+    /// Removes an object, recording who did and what it held.
+    pub async fn delete(&mut self, id: i64, actor: &str, at: &str) -> Result<(), StoreError> {
         self.changes_access = true;
+        let Some(before) = self.object_by_id(id).await? else {
+            return Ok(());
+        };
         sqlx::query("DELETE FROM objects WHERE id = $1")
             .bind(id)
             .execute(&mut *self.inner)
             .await?;
+        let detail = serde_json::json!({"before": audited_fields(&before.body, before.marks)});
+        self.record_audit(
+            at,
+            actor,
+            AuditAction::Remove,
+            before.kind.as_str(),
+            &before.name,
+            &detail,
+        )
+        .await?;
         Ok(())
     }
 
