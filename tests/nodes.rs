@@ -142,8 +142,9 @@ fn archived_ids(directory: &std::path::Path) -> Vec<i64> {
             continue;
         }
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-        for part in text.split("<Message Type=\"CHAT\" Id=\"").skip(1) {
-            ids.push(part.split('"').next().unwrap().parse::<i64>().unwrap());
+        for part in text.split("<Message type=\"CHAT\" ").skip(1) {
+            let id = part.split(" id=\"").nth(1).unwrap();
+            ids.push(id.split('"').next().unwrap().parse::<i64>().unwrap());
         }
     }
     ids.sort_unstable();

@@ -44,3 +44,17 @@ fn examples_validate_and_name_the_schema() {
         );
     }
 }
+
+#[test]
+fn committed_compliance_archive_schema_is_current() {
+    let (code, stdout, stderr) = common::perch(&["schema", "compliance-archive"]);
+    assert_eq!(code, 0, "{stderr}");
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/compliance.schema.json"),
+    )
+    .expect("schema/compliance.schema.json is committed");
+    assert!(
+        committed == stdout,
+        "schema/compliance.schema.json is stale: run `cargo run -- schema compliance-archive > schema/compliance.schema.json`"
+    );
+}

@@ -230,3 +230,61 @@ async fn concurrent_patches_in_process_lose_nothing() {
         }
     }
 }
+
+/// Retention never deletes what compliance has not archived: messages past their category's
+/// retention stay in history until the archiver has written them, then go.
+#[tokio::test]
+async fn retention_waits_for_the_archiver() {
+    let fixture = Fixture::new().await;
+    let admin = &fixture.admin;
+    let archive = fixture._db.path().join("archive");
+    fixture
+        .create(
+            admin,
+            Kind::Category,
+            json!({"name": "Short", "allowedMembers": ["domain:contoso.com"], "retention": "P1D"}),
+        )
+        .await
+        .unwrap();
+    fixture
+        .create(
+            admin,
+            Kind::Room,
+            json!({"name": "r", "category": "Short", "privacy": "open"}),
+        )
+        .await
+        .unwrap();
+    let configuration: perch::domain::ComplianceConfiguration = serde_json::from_value(json!({
+        "enabled": true, "adapterOutputDirectory": archive.display().to_string(),
+    }))
+    .unwrap();
+    fixture
+        .service
+        .set_compliance(admin, configuration, Precondition::None, Ownership::Keep)
+        .await
+        .unwrap();
+    let ana = fixture.user("sip:ana@contoso.com").await;
+    fixture
+        .service
+        .post_message(&ana, "r", "captured, not yet archived", None)
+        .await
+        .unwrap();
+    let in_two_days = time::OffsetDateTime::now_utc().unix_timestamp() + 2 * 86_400;
+
+    let run = fixture
+        .service
+        .expire_messages_at(admin, in_two_days)
+        .await
+        .unwrap();
+    assert_eq!(run.expired, 0, "expired before compliance archived it");
+
+    fixture.service.archive_now(admin).await.unwrap();
+    let run = fixture
+        .service
+        .expire_messages_at(admin, in_two_days)
+        .await
+        .unwrap();
+    assert_eq!(run.expired, 1);
+    // Users may not run retention.
+    expect!["forbidden -"].assert_eq(&outcome(fixture.service.expire_messages(&ana).await));
+}

@@ -481,3 +481,30 @@ pub mod postgres {
         url
     }
 }
+
+/// A `perch-data` file (level `content`) holding these lines, with its header and end line.
+#[allow(
+    dead_code,
+    reason = "used by some of the test binaries that include this module"
+)]
+pub fn data_file(lines: &[String]) -> String {
+    use sha2::Digest;
+    let header = serde_json::json!({"format": "perch-data", "version": 1, "level": "content",
+        "exportedAt": "2026-01-01T00:00:00.000000Z"});
+    let mut body = format!("{header}\n");
+    for line in lines {
+        body.push_str(line);
+        body.push('\n');
+    }
+    let sha256: String = sha2::Sha256::digest(body.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let messages = lines.len();
+    body.push_str(
+        &serde_json::json!({"end": {"objects": 0, "messages": messages, "sha256": sha256}})
+            .to_string(),
+    );
+    body.push('\n');
+    body
+}
