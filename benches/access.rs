@@ -58,6 +58,7 @@ fn main() {
                         invitations: false,
                         file_upload: false,
                         chat_history: true,
+                        retention: None,
                     }),
                     ownership: Ownership::Keep,
                 },

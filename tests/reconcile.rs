@@ -164,8 +164,8 @@ async fn drift_after_an_api_change_exits_2_naming_who() {
         assert_eq!(code, 2, "{via:?}: {stdout}{stderr}");
         assert!(stdout.contains("Room \"watercooler\": description, members differ; last changed by sip:editor@contoso.com at 20"), "{stdout}");
         assert!(
-            stdout.contains("Room \"social-events\": absent on the server"),
-            "{stdout}"
+            stdout.contains("Room \"social-events\": absent on the server; removed by sip:editor@contoso.com at 20"),
+            "the audit trail names who removed it: {stdout}"
         );
 
         let (code, stdout, _) = h.run("drift", &[&examples(), "--json"]);
@@ -173,6 +173,13 @@ async fn drift_after_an_api_change_exits_2_naming_who() {
         let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(report["drifted"], true);
         assert_eq!(report["objects"].as_array().unwrap().len(), 2);
+        let removed = report["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|object| object["name"] == "social-events")
+            .unwrap();
+        assert_eq!(removed["removedBy"], "sip:editor@contoso.com");
 
         // An unreadable target is an error, never drift.
         let (code, _, stderr) = common::perch(&[

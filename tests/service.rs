@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 struct Fixture {
     service: Service,
     admin: Caller,
-    _db: common::TestDb,
+    db: common::TestDb,
 }
 
 impl Fixture {
@@ -24,11 +24,7 @@ impl Fixture {
             .await
             .expect("authenticate")
             .expect("a caller");
-        Fixture {
-            service,
-            admin,
-            _db: db,
-        }
+        Fixture { service, admin, db }
     }
 
     async fn user(&self, user: &str) -> Caller {
@@ -237,7 +233,7 @@ async fn concurrent_patches_in_process_lose_nothing() {
 async fn retention_waits_for_the_archiver() {
     let fixture = Fixture::new().await;
     let admin = &fixture.admin;
-    let archive = fixture._db.path().join("archive");
+    let archive = fixture.db.path().join("archive");
     fixture
         .create(
             admin,

@@ -22,8 +22,8 @@ use crate::api::wire::{AuditEntry, AuditFilter, AuditPage};
 use crate::clock;
 use crate::domain::audit::AuditAction;
 use crate::domain::compliance::{HeldAct, blocking_hold, may_hold};
-use crate::domain::{Category, ComplianceConfiguration, ComplianceEventType, Hold, Kind, Room};
-use crate::store::{AuditQuery, Tx};
+use crate::domain::{Category, ComplianceConfiguration, Hold, Kind, Room};
+use crate::store::{AuditQuery, NewComplianceEvent, Tx};
 
 /// Largest page of the audit trail.
 pub const MAX_AUDIT_PAGE: i64 = 1000;
@@ -56,29 +56,10 @@ pub(super) async fn capturing(tx: &mut Tx) -> Result<bool> {
     Ok(configuration.enabled)
 }
 
-/// One event for the compliance log.
-pub(super) struct Capture<'a> {
-    pub event_type: ComplianceEventType,
-    pub room_id: i64,
-    pub room_name: &'a str,
-    pub sender: &'a str,
-    pub content: &'a str,
-    pub message_id: Option<i64>,
-}
-
 /// Writes `event` to the compliance log if compliance is on.
-pub(super) async fn capture(tx: &mut Tx, event: Capture<'_>) -> Result<()> {
+pub(super) async fn capture(tx: &mut Tx, event: NewComplianceEvent<'_>) -> Result<()> {
     if capturing(tx).await? {
-        tx.insert_compliance_event(
-            event.event_type,
-            event.room_id,
-            event.room_name,
-            event.sender,
-            event.content,
-            event.message_id,
-            &clock::now(),
-        )
-        .await?;
+        tx.insert_compliance_event(&event, &clock::now()).await?;
     }
     Ok(())
 }

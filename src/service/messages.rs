@@ -12,14 +12,14 @@ use serde_json::json;
 
 use super::WriteAccess;
 use super::access::{Source, rights_in_room, room_access};
-use super::compliance::{Capture, capture, record, refuse_if_held};
+use super::compliance::{capture, record, refuse_if_held};
 use super::{Caller, Result, Service, ServiceError, caller_principal, require_admin};
 use crate::clock;
 use crate::domain::access::{self, PostRefusal};
 use crate::domain::audit::AuditAction;
 use crate::domain::compliance::HeldAct;
 use crate::domain::{ComplianceEventType, Kind};
-use crate::store::{MessageQuery, MessageRow};
+use crate::store::{MessageQuery, MessageRow, NewComplianceEvent};
 
 /// Longest message text, in characters.
 pub const MAX_MESSAGE_LEN: usize = 16_384;
@@ -218,7 +218,7 @@ impl Service {
         if fresh {
             capture(
                 &mut tx,
-                Capture {
+                NewComplianceEvent {
                     event_type: ComplianceEventType::Chat,
                     room_id: access.id,
                     room_name: &access.room.name,
@@ -334,7 +334,7 @@ impl Service {
         let mut tx = self.store().begin(WriteAccess::new()).await?;
         capture(
             &mut tx,
-            Capture {
+            NewComplianceEvent {
                 event_type: ComplianceEventType::Backchat,
                 room_id: access.id,
                 room_name: &access.room.name,
@@ -360,7 +360,7 @@ impl Service {
         let mut tx = self.store().begin(WriteAccess::new()).await?;
         capture(
             &mut tx,
-            Capture {
+            NewComplianceEvent {
                 event_type,
                 room_id,
                 room_name,

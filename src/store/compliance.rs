@@ -19,6 +19,19 @@ pub struct ComplianceEventRow {
     pub at: String,
 }
 
+/// An event to record for compliance (its id and time are the store's).
+#[derive(Clone, Copy, Debug)]
+pub struct NewComplianceEvent<'a> {
+    pub event_type: ComplianceEventType,
+    pub room_id: i64,
+    /// The room's name when the event happened.
+    pub room_name: &'a str,
+    pub sender: &'a str,
+    pub content: &'a str,
+    /// The chat message this event posted, if any.
+    pub message_id: Option<i64>,
+}
+
 const EVENT_COLUMNS: &str = "id, event_type, room_id, room_name, sender, content, message_id, at";
 
 fn event_from_row(row: &AnyRow) -> Result<ComplianceEventRow, StoreError> {
@@ -88,12 +101,7 @@ impl Tx {
     /// turn on PostgreSQL), so that the archiver reading "after id N" never skips one.
     pub async fn insert_compliance_event(
         &mut self,
-        event_type: ComplianceEventType,
-        room_id: i64,
-        room_name: &str,
-        sender: &str,
-        content: &str,
-        message_id: Option<i64>,
+        event: &NewComplianceEvent<'_>,
         at: &str,
     ) -> Result<(), StoreError> {
         if self.backend == Backend::Postgres {
@@ -105,12 +113,12 @@ impl Tx {
             "INSERT INTO compliance_events (event_type, room_id, room_name, sender, content, message_id, at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(event_type.as_str())
-        .bind(room_id)
-        .bind(room_name)
-        .bind(sender)
-        .bind(content)
-        .bind(message_id)
+        .bind(event.event_type.as_str())
+        .bind(event.room_id)
+        .bind(event.room_name)
+        .bind(event.sender)
+        .bind(event.content)
+        .bind(event.message_id)
         .bind(at)
         .execute(&mut *self.inner)
         .await?;

@@ -187,7 +187,7 @@ mod objects;
 mod tokens;
 
 pub use audit::{AuditQuery, AuditRow};
-pub use compliance::ComplianceEventRow;
+pub use compliance::{ComplianceEventRow, NewComplianceEvent};
 pub use leases::{Checkpoint, LockRow};
 pub use messages::{MessageQuery, MessageRow, RoomChangeRow};
 pub use objects::{ObjectRow, ObjectWrite};

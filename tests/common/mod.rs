@@ -496,10 +496,14 @@ pub fn data_file(lines: &[String]) -> String {
         body.push_str(line);
         body.push('\n');
     }
-    let sha256: String = sha2::Sha256::digest(body.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
+    let sha256 =
+        sha2::Sha256::digest(body.as_bytes())
+            .iter()
+            .fold(String::new(), |mut hex, byte| {
+                use std::fmt::Write as _;
+                let _ = write!(hex, "{byte:02x}");
+                hex
+            });
     let messages = lines.len();
     body.push_str(
         &serde_json::json!({"end": {"objects": 0, "messages": messages, "sha256": sha256}})

@@ -54,7 +54,7 @@ pub fn conversations(events: &[ComplianceEventRow]) -> Vec<Conversation<'_>> {
 
 /// What the archive knows of the rooms and users of a batch beyond the events.
 #[derive(Default)]
-pub struct Details {
+pub struct BatchContext {
     /// The archive's stable numeric id of each sender.
     pub user_ids: BTreeMap<String, i64>,
     /// Each room as it is now, with its category (absent once removed).
@@ -139,7 +139,7 @@ fn write_event(
     out: &mut String,
     element: &str,
     event: &ComplianceEventRow,
-    details: &Details,
+    details: &BatchContext,
     indent: &str,
 ) {
     let _ = writeln!(
@@ -164,7 +164,7 @@ fn write_event(
 }
 
 /// One XML file of conversations.
-pub fn render_xml(conversations: &[Conversation<'_>], details: &Details) -> String {
+pub fn render_xml(conversations: &[Conversation<'_>], details: &BatchContext) -> String {
     let mut out = String::from(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Conversations xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\">\n",
     );
@@ -259,7 +259,7 @@ pub struct JsonArchive {
 /// The `format` of every JSON archive file.
 pub const JSON_FORMAT: &str = "perch-compliance/1";
 
-fn json_sender(uri: &str, details: &Details) -> JsonSender {
+fn json_sender(uri: &str, details: &BatchContext) -> JsonSender {
     JsonSender {
         uri: uri.to_owned(),
         id: details.user_ids.get(uri).copied().unwrap_or(0),
@@ -268,7 +268,7 @@ fn json_sender(uri: &str, details: &Details) -> JsonSender {
 }
 
 /// One JSON file of conversations.
-pub fn render_json(conversations: &[Conversation<'_>], details: &Details) -> String {
+pub fn render_json(conversations: &[Conversation<'_>], details: &BatchContext) -> String {
     let archive = JsonArchive {
         format: JSON_FORMAT.to_owned(),
         conversations: conversations
@@ -325,7 +325,7 @@ pub fn render_json(conversations: &[Conversation<'_>], details: &Details) -> Str
 }
 
 /// The side file of an XML batch: what the XSD has no place for.
-pub fn render_details(conversations: &[Conversation<'_>], details: &Details) -> String {
+pub fn render_details(conversations: &[Conversation<'_>], details: &BatchContext) -> String {
     let rooms: Vec<serde_json::Value> = conversations
         .iter()
         .filter(|_| details.add_chat_room_details)
@@ -411,7 +411,7 @@ mod tests {
             event(3, ComplianceEventType::Backchat, "limit=50 returned=1"),
             event(4, ComplianceEventType::Part, ""),
         ];
-        let mut details = Details::default();
+        let mut details = BatchContext::default();
         details
             .user_ids
             .insert("sip:kazuto@litwareinc.com".to_owned(), 10);

@@ -24,7 +24,7 @@ use crate::clock;
 use crate::domain::audit::AuditAction;
 use crate::domain::{AdapterType, Category, ComplianceConfiguration, Kind, Room};
 use crate::store::{Checkpoint, ComplianceEventRow};
-use format::{Details, conversations, render_details, render_json, render_xml};
+use format::{BatchContext, conversations, render_details, render_json, render_xml};
 
 /// The lock and checkpoint name of the archiver.
 pub const ARCHIVER: &str = "archiver";
@@ -105,11 +105,11 @@ impl Service {
         tx.commit().await?;
 
         // 2. Write its files; the same batch always gives the same names.
-        let mut details = Details {
+        let mut details = BatchContext {
             user_ids: user_ids.into_iter().collect(),
             add_chat_room_details: configuration.add_chat_room_details,
             add_user_details: configuration.add_user_details,
-            ..Details::default()
+            ..BatchContext::default()
         };
         if configuration.add_chat_room_details {
             for conversation in conversations(&events) {
@@ -234,7 +234,7 @@ fn write_batch(
     first: i64,
     last: i64,
     events: &[ComplianceEventRow],
-    details: &Details,
+    details: &BatchContext,
 ) -> Result<Vec<String>> {
     let directory = PathBuf::from(&configuration.adapter_output_directory);
     std::fs::create_dir_all(&directory).map_err(|error| {
