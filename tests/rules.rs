@@ -240,7 +240,7 @@ async fn every_path_applies_the_same_access_rules() {
 
     // One line per caller and room:
     // listed, get, history (status:count), search (count), live (count), replay (count),
-    // post, create with the room's name.
+    // the room's own stream (status), post, create with the room's name.
     let mut reads = Vec::new();
     for caller in CALLERS {
         let client = &clients[caller];
@@ -299,13 +299,25 @@ async fn every_path_applies_the_same_access_rules() {
                     .count()
                     .to_string()
             });
+            // A room's own stream: opened (and closed at once) under the same rules.
+            let mut room_stream =
+                reqwest::Client::new().get(format!("{base}/v1/rooms/{name}/events"));
+            if let Some(token) = tokens.get(caller) {
+                room_stream = room_stream.bearer_auth(token);
+            }
+            let room_stream = room_stream
+                .send()
+                .await
+                .expect("room stream")
+                .status()
+                .as_u16();
             let in_list = if listed.iter().any(|listed| listed == name) {
                 "L"
             } else {
                 "-"
             };
             reads.push(format!(
-                "{caller:9} {name:10} {in_list} {get} {history:6} {search} {live_count:2} {replay_count}"
+                "{caller:9} {name:10} {in_list} {get} {history:6} {search} {live_count:2} {replay_count} {room_stream}"
             ));
         }
     }
@@ -334,85 +346,85 @@ async fn every_path_applies_the_same_access_rules() {
     }
     // Reading the table: `!` after the live count means the stream ended (a revoked token).
     // Replay counts the `before` and `live` messages (chat history off: none).
-    expect![[r"
-        anonymous open       - 401 401    - -  - 401 401
-        anonymous closed     - 401 401    - -  - 401 401
-        anonymous secret     - 401 401    - -  - 401 401
-        anonymous auditorium - 401 401    - -  - 401 401
-        anonymous disabled   - 401 401    - -  - 401 401
-        anonymous quiet      - 401 401    - -  - 401 401
-        anonymous created    - 401 401    - -  - 401 401
-        outsider  open       - 404 404    - 0  0 404 422
-        outsider  closed     - 404 404    - 0  0 404 422
-        outsider  secret     - 404 404    - 0  0 404 422
-        outsider  auditorium - 404 404    - 0  0 404 422
-        outsider  disabled   - 404 404    - 0  0 404 422
-        outsider  quiet      - 404 404    - 0  0 404 422
-        outsider  created    - 404 404    - 0  0 404 422
-        in-scope  open       L 200 200:2  1 1  2 201 403
-        in-scope  closed     L 200 403    - 0  0 403 403
-        in-scope  secret     - 404 404    - 0  0 404 403
-        in-scope  auditorium L 200 403    - 0  0 403 403
-        in-scope  disabled   - 404 404    - 0  0 404 403
-        in-scope  quiet      L 200 403    - 0  0 403 403
-        in-scope  created    L 200 403    - 0  0 403 403
-        member    open       L 200 200:2  1 1  2 201 403
-        member    closed     L 200 200:2  1 1  2 201 403
-        member    secret     L 200 200:2  1 1  2 201 403
-        member    auditorium L 200 200:2  1 1  2 403 403
-        member    disabled   - 404 404    - 0  0 404 403
-        member    quiet      L 200 200:0  0 1  0 201 403
-        member    created    L 200 403    - 0  0 403 403
-        manager   open       L 200 200:2  1 1  2 201 403
-        manager   closed     L 200 403    - 0  0 403 403
-        manager   secret     L 200 403    - 0  0 403 403
-        manager   auditorium L 200 403    - 0  0 403 403
-        manager   disabled   L 200 403    - 0  0 403 403
-        manager   quiet      L 200 403    - 0  0 403 403
-        manager   created    L 200 403    - 0  0 403 403
-        presenter open       L 200 200:2  1 1  2 201 403
-        presenter closed     L 200 200:2  1 1  2 201 403
-        presenter secret     L 200 200:2  1 1  2 201 403
-        presenter auditorium L 200 200:2  1 1  2 201 403
-        presenter disabled   - 404 404    - 0  0 404 403
-        presenter quiet      L 200 200:0  0 1  0 201 403
-        presenter created    L 200 403    - 0  0 403 403
-        creator   open       L 200 200:2  1 1  2 201 409
-        creator   closed     L 200 403    - 0  0 403 409
-        creator   secret     - 404 404    - 0  0 404 404
-        creator   auditorium L 200 403    - 0  0 403 409
-        creator   disabled   - 404 404    - 0  0 404 404
-        creator   quiet      L 200 403    - 0  0 403 409
-        creator   created    L 200 403    - 0  0 403 409
-        removed   open       L 200 200:2  1 1  2 201 403
-        removed   closed     L 200 403    - 0  0 403 403
-        removed   secret     - 404 404    - 0  0 404 403
-        removed   auditorium L 200 403    - 0  0 403 403
-        removed   disabled   - 404 404    - 0  0 404 403
-        removed   quiet      L 200 403    - 0  0 403 403
-        removed   created    L 200 403    - 0  0 403 403
-        added     open       L 200 200:2  1 1  2 201 403
-        added     closed     L 200 200:2  1 1  2 201 403
-        added     secret     L 200 200:2  1 1  2 201 403
-        added     auditorium L 200 200:2  1 1  2 403 403
-        added     disabled   - 404 404    - 0  0 404 403
-        added     quiet      L 200 200:0  0 1  0 201 403
-        added     created    L 200 403    - 0  0 403 403
-        revoked   open       - 401 401    - 0! - 401 401
-        revoked   closed     - 401 401    - 0! - 401 401
-        revoked   secret     - 401 401    - 0! - 401 401
-        revoked   auditorium - 401 401    - 0! - 401 401
-        revoked   disabled   - 401 401    - 0! - 401 401
-        revoked   quiet      - 401 401    - 0! - 401 401
-        revoked   created    - 401 401    - 0! - 401 401
-        admin     open       L 200 200:2  1 1  2 201 409
-        admin     closed     L 200 200:2  1 1  2 403 409
-        admin     secret     L 200 200:2  1 1  2 403 409
-        admin     auditorium L 200 200:2  1 1  2 403 409
-        admin     disabled   L 200 200:0  0 0  0 403 409
-        admin     quiet      L 200 200:0  0 1  0 403 409
-        admin     created    L 200 200:0  0 0  0 403 409
-    "]]
+    expect![[r#"
+        anonymous open       - 401 401    - -  - 401 401 401
+        anonymous closed     - 401 401    - -  - 401 401 401
+        anonymous secret     - 401 401    - -  - 401 401 401
+        anonymous auditorium - 401 401    - -  - 401 401 401
+        anonymous disabled   - 401 401    - -  - 401 401 401
+        anonymous quiet      - 401 401    - -  - 401 401 401
+        anonymous created    - 401 401    - -  - 401 401 401
+        outsider  open       - 404 404    - 0  0 404 404 422
+        outsider  closed     - 404 404    - 0  0 404 404 422
+        outsider  secret     - 404 404    - 0  0 404 404 422
+        outsider  auditorium - 404 404    - 0  0 404 404 422
+        outsider  disabled   - 404 404    - 0  0 404 404 422
+        outsider  quiet      - 404 404    - 0  0 404 404 422
+        outsider  created    - 404 404    - 0  0 404 404 422
+        in-scope  open       L 200 200:2  1 1  2 200 201 403
+        in-scope  closed     L 200 403    - 0  0 403 403 403
+        in-scope  secret     - 404 404    - 0  0 404 404 403
+        in-scope  auditorium L 200 403    - 0  0 403 403 403
+        in-scope  disabled   - 404 404    - 0  0 404 404 403
+        in-scope  quiet      L 200 403    - 0  0 403 403 403
+        in-scope  created    L 200 403    - 0  0 403 403 403
+        member    open       L 200 200:2  1 1  2 200 201 403
+        member    closed     L 200 200:2  1 1  2 200 201 403
+        member    secret     L 200 200:2  1 1  2 200 201 403
+        member    auditorium L 200 200:2  1 1  2 200 403 403
+        member    disabled   - 404 404    - 0  0 404 404 403
+        member    quiet      L 200 200:0  0 1  0 200 201 403
+        member    created    L 200 403    - 0  0 403 403 403
+        manager   open       L 200 200:2  1 1  2 200 201 403
+        manager   closed     L 200 403    - 0  0 403 403 403
+        manager   secret     L 200 403    - 0  0 403 403 403
+        manager   auditorium L 200 403    - 0  0 403 403 403
+        manager   disabled   L 200 403    - 0  0 403 403 403
+        manager   quiet      L 200 403    - 0  0 403 403 403
+        manager   created    L 200 403    - 0  0 403 403 403
+        presenter open       L 200 200:2  1 1  2 200 201 403
+        presenter closed     L 200 200:2  1 1  2 200 201 403
+        presenter secret     L 200 200:2  1 1  2 200 201 403
+        presenter auditorium L 200 200:2  1 1  2 200 201 403
+        presenter disabled   - 404 404    - 0  0 404 404 403
+        presenter quiet      L 200 200:0  0 1  0 200 201 403
+        presenter created    L 200 403    - 0  0 403 403 403
+        creator   open       L 200 200:2  1 1  2 200 201 409
+        creator   closed     L 200 403    - 0  0 403 403 409
+        creator   secret     - 404 404    - 0  0 404 404 404
+        creator   auditorium L 200 403    - 0  0 403 403 409
+        creator   disabled   - 404 404    - 0  0 404 404 404
+        creator   quiet      L 200 403    - 0  0 403 403 409
+        creator   created    L 200 403    - 0  0 403 403 409
+        removed   open       L 200 200:2  1 1  2 200 201 403
+        removed   closed     L 200 403    - 0  0 403 403 403
+        removed   secret     - 404 404    - 0  0 404 404 403
+        removed   auditorium L 200 403    - 0  0 403 403 403
+        removed   disabled   - 404 404    - 0  0 404 404 403
+        removed   quiet      L 200 403    - 0  0 403 403 403
+        removed   created    L 200 403    - 0  0 403 403 403
+        added     open       L 200 200:2  1 1  2 200 201 403
+        added     closed     L 200 200:2  1 1  2 200 201 403
+        added     secret     L 200 200:2  1 1  2 200 201 403
+        added     auditorium L 200 200:2  1 1  2 200 403 403
+        added     disabled   - 404 404    - 0  0 404 404 403
+        added     quiet      L 200 200:0  0 1  0 200 201 403
+        added     created    L 200 403    - 0  0 403 403 403
+        revoked   open       - 401 401    - 0! - 401 401 401
+        revoked   closed     - 401 401    - 0! - 401 401 401
+        revoked   secret     - 401 401    - 0! - 401 401 401
+        revoked   auditorium - 401 401    - 0! - 401 401 401
+        revoked   disabled   - 401 401    - 0! - 401 401 401
+        revoked   quiet      - 401 401    - 0! - 401 401 401
+        revoked   created    - 401 401    - 0! - 401 401 401
+        admin     open       L 200 200:2  1 1  2 200 201 409
+        admin     closed     L 200 200:2  1 1  2 200 403 409
+        admin     secret     L 200 200:2  1 1  2 200 403 409
+        admin     auditorium L 200 200:2  1 1  2 200 403 409
+        admin     disabled   L 200 200:0  0 0  0 200 403 409
+        admin     quiet      L 200 200:0  0 1  0 200 403 409
+        admin     created    L 200 200:0  0 0  0 200 403 409
+    "#]]
     .assert_eq(&table);
 
     // Exports and the state are administrators' alone.

@@ -95,16 +95,33 @@ impl Tx {
             }
             renewal = current.holder == holder && current.expires_at > now_seconds;
         }
-        sqlx::query(
+        // The upsert itself re-checks the holder: two first acquisitions that both found no row
+        // (PostgreSQL's FOR UPDATE locks nothing then) meet here, and the later one, seeing
+        // the earlier one's row, updates nothing.
+        let taken = sqlx::query(
             "INSERT INTO locks (name, holder, acquired_at, expires_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO UPDATE SET holder = $2, acquired_at = $3, expires_at = $4",
+             ON CONFLICT (name) DO UPDATE SET holder = $2, acquired_at = $3, expires_at = $4 \
+             WHERE locks.holder = $2 OR locks.expires_at <= $5 RETURNING holder",
         )
         .bind(name)
         .bind(holder)
         .bind(now)
         .bind(expires_at)
-        .execute(&mut *self.inner)
+        .bind(now_seconds)
+        .fetch_optional(&mut *self.inner)
         .await?;
+        if taken.is_none() {
+            let row =
+                sqlx::query("SELECT holder, acquired_at, expires_at FROM locks WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(&mut *self.inner)
+                    .await?;
+            return Ok(Err(LockRow {
+                holder: row.try_get("holder")?,
+                acquired_at: row.try_get("acquired_at")?,
+                expires_at: row.try_get("expires_at")?,
+            }));
+        }
         Ok(Ok(renewal))
     }
 
