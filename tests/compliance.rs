@@ -462,6 +462,10 @@ async fn a_legal_hold_refuses_clearing_removal_and_room_removal_naming_itself() 
         .put("/v1/holds/addins/x", json!({"reason": "x"}))
         .await
         .expect_error(404, "not_found");
+    admin
+        .put("/v1/holds/rooms/a", json!({"reason": "clear\u{1b}[2J"}))
+        .await
+        .expect_error(400, "invalid_field");
     fixture
         .user("sip:ana@contoso.com")
         .delete("/v1/holds/categories/Eng")

@@ -187,11 +187,18 @@ impl Service {
                 format!("holds are placed on rooms and categories, not on {kind}"),
             ));
         }
-        if reason.trim().is_empty() || reason.chars().count() > MAX_REASON_LEN {
+        // Reasons are printed by `perch hold list` and in refusals: no control characters,
+        // which a terminal would obey.
+        if reason.trim().is_empty()
+            || reason.chars().count() > MAX_REASON_LEN
+            || reason.chars().any(char::is_control)
+        {
             return Err(ServiceError::invalid(
                 "reason",
                 ErrorCode::InvalidField,
-                format!("a hold needs a reason of 1 to {MAX_REASON_LEN} characters"),
+                format!(
+                    "a hold needs a reason of 1 to {MAX_REASON_LEN} characters, without control characters"
+                ),
             ));
         }
         let mut tx = self.store.begin(WriteAccess::new()).await?;
