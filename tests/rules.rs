@@ -346,7 +346,7 @@ async fn every_path_applies_the_same_access_rules() {
     }
     // Reading the table: `!` after the live count means the stream ended (a revoked token).
     // Replay counts the `before` and `live` messages (chat history off: none).
-    expect![[r#"
+    expect![[r"
         anonymous open       - 401 401    - -  - 401 401 401
         anonymous closed     - 401 401    - -  - 401 401 401
         anonymous secret     - 401 401    - -  - 401 401 401
@@ -424,7 +424,7 @@ async fn every_path_applies_the_same_access_rules() {
         admin     disabled   L 200 200:0  0 0  0 200 403 409
         admin     quiet      L 200 200:0  0 1  0 200 403 409
         admin     created    L 200 200:0  0 0  0 200 403 409
-    "#]]
+    "]]
     .assert_eq(&table);
 
     // Exports and the state are administrators' alone.
