@@ -357,6 +357,17 @@ async fn the_audit_trail_records_every_kind_of_act_and_pages() {
         .await;
     assert_eq!(export.status, 200);
     run_archiver(admin).await;
+    let spare = common::create_token(&fixture.db.url, "sip:spare@contoso.com", "user");
+    let (code, _, stderr) = common::perch(&["token", "revoke", "--db", &fixture.db.url, &spare]);
+    assert_eq!(code, 0, "{stderr}");
+    admin
+        .raw(
+            reqwest::Method::POST,
+            "/v1/data/import",
+            &common::data_file(&[]),
+        )
+        .await
+        .expect(200);
 
     let actions: BTreeSet<String> = audit(admin, "limit=1000")
         .await
@@ -372,7 +383,9 @@ async fn the_audit_trail_records_every_kind_of_act_and_pages() {
         "place-hold",
         "release-hold",
         "export",
+        "import",
         "archive",
+        "revoke-token",
     ] {
         assert!(actions.contains(action), "no `{action}` in {actions:?}");
     }

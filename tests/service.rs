@@ -284,3 +284,143 @@ async fn retention_waits_for_the_archiver() {
     // Users may not run retention.
     expect!["forbidden -"].assert_eq(&outcome(fixture.service.expire_messages(&ana).await));
 }
+
+/// A server upgraded from before the compliance log (schema 5) loses nothing compliance has not
+/// archived: the messages after the archiver's checkpoint move into the log under their own
+/// ids, and what is posted afterwards comes after them.
+#[tokio::test]
+async fn upgrading_to_the_compliance_log_keeps_what_was_not_archived() {
+    let db = common::TestDb::new();
+    let backend = if common::postgres_wanted() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    sqlx::any::install_default_drivers();
+    let url = if backend == "sqlite" {
+        format!("{}?mode=rwc", db.url)
+    } else {
+        db.url.clone()
+    };
+    let pool = sqlx::AnyPool::connect(&url).await.expect("connect");
+    sqlx::raw_sql(
+        "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/store/migrations")
+        .join(backend);
+    for (version, file) in [
+        (1, "0001_objects.sql"),
+        (2, "0002_messages.sql"),
+        (3, "0003_archive.sql"),
+        (4, "0004_room_changes.sql"),
+        (5, "0005_generation.sql"),
+    ] {
+        let sql = std::fs::read_to_string(migrations.join(file)).unwrap();
+        sqlx::raw_sql(&sql).execute(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, '2026-01-01')",
+        )
+        .bind(version)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    // A category, a room (id 7), three messages; the archiver has written the first.
+    let at = "2026-01-01T00:00:00.000000Z";
+    for (id, kind, name, category, body) in [
+        (
+            1_i64,
+            "Category",
+            "Eng",
+            None,
+            r#"{"name":"Eng","allowedMembers":["domain:contoso.com"]}"#,
+        ),
+        (
+            7,
+            "Room",
+            "r",
+            Some("Eng"),
+            r#"{"name":"r","category":"Eng","privacy":"open"}"#,
+        ),
+    ] {
+        sqlx::query(
+            "INSERT INTO objects (id, kind, name, category, addin, body, version, managed, protected, created_at, updated_by, updated_at) \
+             VALUES ($1, $2, $3, $4, NULL, $5, 1, 0, 0, $6, 'test', $6)",
+        )
+        .bind(id)
+        .bind(kind)
+        .bind(name)
+        .bind(category)
+        .bind(body)
+        .bind(at)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    for id in 1..=3_i64 {
+        sqlx::query(
+            "INSERT INTO messages (id, room_id, author, body, posted_at) VALUES ($1, 7, 'sip:ana@contoso.com', $2, $3)",
+        )
+        .bind(id)
+        .bind(format!("message {id}"))
+        .bind(at)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("INSERT INTO archive_checkpoint (name, last_message_id) VALUES ('archiver', 1)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    if backend == "postgres" {
+        // Rows a server made itself came from the sequences; these were given ids by hand.
+        for table in ["objects", "messages"] {
+            sqlx::query(&format!(
+                "SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))"
+            ))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        }
+    }
+    pool.close().await;
+
+    let store = Store::open(&db.url).await.expect("the upgrade");
+    let service = Service::new(store.clone());
+    let carried: Vec<(i64, String, String)> = store
+        .compliance_events_between(0, i64::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| (event.id, event.room_name, event.content))
+        .collect();
+    expect![[r#"[(2, "r", "message 2"), (3, "r", "message 3")]"#]]
+        .assert_eq(&format!("{carried:?}"));
+
+    // New events come after the carried ones.
+    let admin = Caller::local_operator();
+    let configuration: perch::domain::ComplianceConfiguration = serde_json::from_value(json!({
+        "enabled": true, "adapterOutputDirectory": db.path().join("archive").display().to_string(),
+    }))
+    .unwrap();
+    service
+        .set_compliance(&admin, configuration, Precondition::None, Ownership::Keep)
+        .await
+        .unwrap();
+    let token = token(&service, "sip:ana@contoso.com", Role::User).await;
+    let ana = service.authenticate(&token).await.unwrap().unwrap();
+    service
+        .post_message(&ana, "r", "after the upgrade", None)
+        .await
+        .unwrap();
+    let last = store.compliance_events_between(4, i64::MAX).await.unwrap();
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert_eq!(last[0].content, "after the upgrade");
+    // And the archiver writes exactly the three.
+    let run = service.archive_now(&admin).await.unwrap();
+    assert_eq!(run.archived, 3);
+}

@@ -187,14 +187,9 @@ pub enum HeldAct {
     Retention,
 }
 
-/// The hold, among `holds`, that stops `act` in room `room` of category `category`: one on the
-/// room itself first, then one on its category. Every hold stops every held act.
-pub fn blocking_hold<'a>(
-    _act: HeldAct,
-    room: &str,
-    category: &str,
-    holds: &'a [Hold],
-) -> Option<&'a Hold> {
+/// The hold, among `holds`, that stops every [`HeldAct`] in room `room` of category
+/// `category`: one on the room itself first, then one on its category.
+pub fn blocking_hold<'a>(room: &str, category: &str, holds: &'a [Hold]) -> Option<&'a Hold> {
     holds
         .iter()
         .find(|hold| hold.kind == Kind::Room && hold.name == room)
@@ -272,9 +267,8 @@ mod tests {
             placed_at: "2026-01-01T00:00:00Z".to_owned(),
         };
         let holds = [hold(Kind::Category, "Eng"), hold(Kind::Room, "q3")];
-        let found = |room, category| {
-            blocking_hold(HeldAct::Clear, room, category, &holds).map(|hold| hold.name.as_str())
-        };
+        let found =
+            |room, category| blocking_hold(room, category, &holds).map(|hold| hold.name.as_str());
         assert_eq!(found("q3", "Eng"), Some("q3"));
         assert_eq!(found("other", "Eng"), Some("Eng"));
         assert_eq!(found("q3", "Sales"), Some("q3"));

@@ -74,7 +74,7 @@ pub(super) async fn refuse_if_held(
     let holds = tx
         .holds_on(&[(Kind::Room, room), (Kind::Category, category)])
         .await?;
-    if let Some(hold) = blocking_hold(act, room, category, &holds) {
+    if let Some(hold) = blocking_hold(room, category, &holds) {
         let what = match act {
             HeldAct::Clear => "cleared",
             HeldAct::RemoveMessages => "have messages removed",
@@ -260,10 +260,7 @@ impl Service {
         let mut run = RetentionRun::default();
         let mut tx = self.store.begin(WriteAccess::new()).await?;
         let checkpoint = tx.checkpoint(super::ARCHIVER).await?;
-        let archived_through = match checkpoint.pending {
-            Some((first, _)) => first - 1,
-            None => checkpoint.last_message_id,
-        };
+        let archived_through = checkpoint.archived_through();
         for category_row in tx.list(Kind::Category).await? {
             let category: Category = super::decode(&category_row)?;
             let Some(retention) = category.retention else {

@@ -440,9 +440,7 @@ impl Service {
         let tokens = reading.tokens().await?;
         let checkpoint = reading.checkpoint(super::ARCHIVER).await?;
         reading.commit().await?;
-        let unarchived_after = checkpoint
-            .pending
-            .map_or(checkpoint.last_message_id, |(first, _)| first - 1);
+        let unarchived_after = checkpoint.archived_through();
         let events = self
             .store()
             .compliance_events_between(unarchived_after + 1, i64::MAX)

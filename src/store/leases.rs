@@ -14,6 +14,14 @@ pub struct Checkpoint {
     pub last_run_at: Option<String>,
 }
 
+impl Checkpoint {
+    /// The last event id surely archived: a batch still pending may not be on disk yet.
+    pub fn archived_through(&self) -> i64 {
+        self.pending
+            .map_or(self.last_message_id, |(first, _)| first - 1)
+    }
+}
+
 /// A holder of a named lock.
 #[derive(Clone, Debug)]
 pub struct LockRow {
