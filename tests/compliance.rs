@@ -416,6 +416,46 @@ async fn the_audit_trail_records_every_kind_of_act_and_pages() {
         .map(|entry| entry["id"].as_i64().unwrap())
         .collect();
     assert!(ids.windows(2).all(|pair| pair[0] > pair[1]), "{ids:?}");
+    // `perch audit` reads the same trail, and prints what requests wrote inert.
+    admin
+        .post("/v1/locks/evil%1B%5B2J", json!({"holder": "x\u{7}"}))
+        .await
+        .expect(200);
+    let (code, stdout, stderr) = common::perch(&[
+        "audit",
+        "--server",
+        &admin.base,
+        "--token",
+        &fixture.admin_token,
+        "--kind",
+        "Lock",
+        "--limit",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("Lock evil\\u{1b}[2J"), "{stdout}");
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\u{7}'),
+        "{stdout:?}"
+    );
+    let (code, stdout, _) = common::perch(&[
+        "audit",
+        "--server",
+        &admin.base,
+        "--token",
+        &fixture.admin_token,
+        "--json",
+        "--action",
+        "change",
+        "--name",
+        "a",
+    ]);
+    assert_eq!(code, 0);
+    let page: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        page["items"][0]["detail"]["changes"]["description"]["after"],
+        "the new one"
+    );
     // Administrators only; bad filters name their field.
     ana.get("/v1/audit").await.expect_error(403, "forbidden");
     admin

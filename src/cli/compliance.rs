@@ -4,6 +4,7 @@ use miette::IntoDiagnostic;
 
 use super::EXIT_OK;
 use super::reconcile::{TargetArgs, open_target};
+use super::render::terminal_safe;
 use crate::api::wire::AuditFilter;
 use crate::domain::Kind;
 use crate::domain::audit::AuditAction;
@@ -131,9 +132,15 @@ pub async fn audit(args: AuditArgs) -> miette::Result<u8> {
         } else {
             format!("{} {}", entry.kind, entry.name)
         };
+        // Names, actors and details come from requests: print them inert.
         println!(
-            "{:>8}  {}  {:<16} {on}  by {}  {}",
-            entry.id, entry.at, entry.action, entry.actor, entry.detail
+            "{:>8}  {}  {:<16} {}  by {}  {}",
+            entry.id,
+            terminal_safe(&entry.at),
+            entry.action,
+            terminal_safe(&on),
+            terminal_safe(&entry.actor),
+            entry.detail
         );
     }
     if let Some(next) = page.next {

@@ -517,9 +517,11 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
                 let removed = removals.get(&(action.kind, action.name.clone()));
                 let who = match (&action.live_updated_by, &action.live_updated_at, removed) {
                     (Some(by), Some(at), _) => format!("; last changed by {by} at {at}"),
-                    (_, _, Some(entry)) => {
-                        format!("; removed by {} at {}", entry.actor, entry.at)
-                    }
+                    (_, _, Some(entry)) => format!(
+                        "; removed by {} at {}",
+                        render::terminal_safe(&entry.actor),
+                        render::terminal_safe(&entry.at)
+                    ),
                     _ => String::new(),
                 };
                 let what = match action.action {
