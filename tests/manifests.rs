@@ -75,7 +75,14 @@ fn every_broken_manifest_names_file_line_and_column() {
             "wrong-type.yaml",
             "5:11: disabled: \"yes please\" is not of type \"boolean\"",
         ),
-        ("not-utf8.yaml", "not-utf8.yaml: cannot read"),
+        (
+            "not-utf8.yaml",
+            "not-utf8.yaml: is not UTF-8 text (invalid byte at offset",
+        ),
+        (
+            "alias-fan-out.yaml",
+            "2505:10: invalid YAML: copy605[1771]: more than 1214992 YAML nodes in this file, the limit for its size",
+        ),
         (
             "duplicate-key.yaml",
             "5:1: invalid YAML: the key `category` appears twice in one mapping",
@@ -96,7 +103,7 @@ fn every_broken_manifest_names_file_line_and_column() {
             ));
         }
         // The offending line is shown under the message.
-        if !expected.contains("cannot read") && !stdout.contains(" | ") {
+        if !expected.contains("UTF-8") && !stdout.contains(" | ") {
             failures.push(format!("{file}: no snippet\n{stdout}"));
         }
     }
@@ -229,4 +236,159 @@ fn usage_errors_exit_1_and_help_explains_exit_codes() {
         assert_eq!(code, 0, "{command} --help");
         assert!(stdout.contains("Usage: perch"), "{command}: {stdout}");
     }
+}
+
+/// Runs `perch` and returns (exit code, stdout, stderr, peak resident memory in MiB), the peak
+/// as the kernel measured it (`wait4`'s resource usage), not guessed from time.
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child is reaped by wait4, which also reports its resource usage"
+)]
+fn perch_with_peak_memory(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String, u64) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(common::BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("perch runs");
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        text
+    });
+    let _ = out.read_to_string(&mut stdout);
+    stderr.push_str(&reader.join().unwrap());
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain data the kernel fills; the pid is our own unreaped child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut usage) };
+    assert_eq!(waited, pid, "wait4 failed");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    let peak_mib = u64::try_from(usage.ru_maxrss).unwrap_or(0) / 1024;
+    (code, stdout, stderr, peak_mib)
+}
+
+#[test]
+fn aliases_that_fan_out_stop_at_the_limit_in_bounded_memory() {
+    let (code, stdout, stderr, peak_mib) =
+        perch_with_peak_memory(&["validate", &corpus("alias-fan-out.yaml")], &[]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("YAML nodes in this file"), "{stdout}");
+    // Before the limit, 5,000 references of 5,000 principals took 3.8 GB and printed 595 MB.
+    assert!(stdout.len() < 10_000, "{} bytes of output", stdout.len());
+    assert!(peak_mib < 400, "peak memory {peak_mib} MiB");
+}
+
+#[test]
+fn only_regular_files_within_the_given_paths_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("ok.yaml"),
+        "apiVersion: perch/v1\nkind: Category\nname: Eng\n",
+    )
+    .unwrap();
+    // A link out of the directory, as a pull request could add to read a CI secret.
+    std::os::unix::fs::symlink("/proc/self/environ", manifests.join("environ.yaml")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", manifests.join("zero.yaml")).unwrap();
+    let fifo = manifests.join("pipe.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // A link within the directory is read.
+    std::fs::create_dir(manifests.join("real")).unwrap();
+    std::fs::write(
+        manifests.join("real/room.yaml"),
+        "apiVersion: perch/v1\nkind: Category\nname: Sales\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(manifests.join("real"), manifests.join("linked")).unwrap();
+
+    let path = manifests.display().to_string();
+    let (code, stdout, stderr, _) = perch_with_peak_memory(
+        &["validate", &path],
+        &[("PERCH_CI_SECRET", "hunter2-secret-token")],
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        !stdout.contains("hunter2") && !stderr.contains("hunter2"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("environ.yaml: is a symbolic link to a place outside the given paths; pass --follow-symlinks"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("zero.yaml: is a symbolic link"), "{stdout}");
+    assert!(
+        stdout.contains("pipe.yaml: is not a regular file"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("linked"),
+        "the link within is read: {stdout}"
+    );
+
+    // Told to follow links, it still reads no device, and no more than the limit.
+    let (code, stdout, _, peak_mib) =
+        perch_with_peak_memory(&["validate", &path, "--follow-symlinks"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("zero.yaml: is not a regular file"),
+        "{stdout}"
+    );
+    assert!(peak_mib < 400, "peak memory {peak_mib} MiB");
+
+    // Without the traps, the directory validates, the linked directory's file included.
+    for trap in ["environ.yaml", "zero.yaml", "pipe.yaml"] {
+        std::fs::remove_file(manifests.join(trap)).unwrap();
+    }
+    let (code, stdout, stderr) = common::perch(&["validate", &path]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("valid: 2 object(s)"), "{stdout}");
+}
+
+#[test]
+fn a_byte_order_mark_is_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bom.yaml");
+    std::fs::write(
+        &file,
+        "\u{FEFF}apiVersion: perch/v1\nkind: Category\nname: Eng\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = common::perch(&["validate", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+#[test]
+fn problems_quote_values_short_and_inert() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("escape.yaml");
+    let long = "x".repeat(5000);
+    std::fs::write(
+        &file,
+        format!("apiVersion: perch/v1\nkind: Room\nname: \"evil\\e[2J\\rPlan: 0 to create\\a\"\ncategory: C\ndisabled: [{long}]\n"),
+    )
+    .unwrap();
+    let (code, stdout, _) = common::perch(&["validate", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\r') && !stdout.contains('\u{7}'),
+        "{stdout:?}"
+    );
+    assert!(stdout.len() < 3000, "{} bytes: {stdout}", stdout.len());
 }

@@ -378,3 +378,44 @@ fn plan_json_and_markdown() {
         assert!(stdout.len() < 65_000);
     });
 }
+
+#[tokio::test]
+async fn plan_and_drift_print_stored_text_inert() {
+    for via in [Via::Embedded, Via::Http] {
+        let h = Harness::new(via);
+        let (code, ..) = h.run("apply", &[&examples(), "--yes"]);
+        assert_eq!(code, 0);
+        // What a room manager could store: a screen clear, a carriage return forging a line, a
+        // bell and a bidi override.
+        h.admin
+            .patch(
+                "/v1/rooms/watercooler",
+                json!({"description": "\u{1b}[2J\rPlan: 0 to create, 0 to change, 0 to remove.\u{7}\u{202e}"}),
+            )
+            .await
+            .expect(200);
+        for command in ["plan", "drift"] {
+            let (code, stdout, stderr) = h.run(command, &[&examples()]);
+            assert!(code == 0 || code == 2, "{command}: {stdout}{stderr}");
+            for raw in ['\u{1b}', '\r', '\u{7}', '\u{202e}'] {
+                assert!(
+                    !stdout.contains(raw),
+                    "{command} printed {raw:?}: {stdout:?}"
+                );
+            }
+            if command == "plan" {
+                // JSON quoting escapes the controls; the bidi override is escaped after it.
+                assert!(
+                    stdout.contains(r#""\u001b[2J\rPlan: 0 to create"#),
+                    "{stdout}"
+                );
+                assert!(stdout.contains("\\u{202e}"), "{stdout}");
+            }
+        }
+        let (_, markdown, _) = h.run("plan", &[&examples(), "--markdown"]);
+        assert!(
+            !markdown.contains('\u{1b}') && !markdown.contains('\u{202e}'),
+            "{markdown:?}"
+        );
+    }
+}

@@ -61,6 +61,10 @@ pub struct ValidateArgs {
     /// Manifest files or directories (searched for *.yaml and *.yml).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+    /// Follow symbolic links that lead outside the given paths (by default only links within
+    /// them are read: a link in a pull request could point at a secret).
+    #[arg(long)]
+    follow_symlinks: bool,
     /// Print the problems as JSON.
     #[arg(long)]
     json: bool,
@@ -75,6 +79,10 @@ pub struct PlanArgs {
     /// Manifest files or directories (searched for *.yaml and *.yml).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+    /// Follow symbolic links that lead outside the given paths (by default only links within
+    /// them are read: a link in a pull request could point at a secret).
+    #[arg(long)]
+    follow_symlinks: bool,
     #[command(flatten)]
     target: TargetArgs,
     /// Print the plan as versioned JSON (format 1).
@@ -96,6 +104,10 @@ pub struct ApplyArgs {
     /// Manifest files or directories; or give --plan.
     #[arg(required_unless_present = "plan", conflicts_with = "plan")]
     paths: Vec<PathBuf>,
+    /// Follow symbolic links that lead outside the given paths (by default only links within
+    /// them are read: a link in a pull request could point at a secret).
+    #[arg(long)]
+    follow_symlinks: bool,
     /// Carry out a plan saved by `perch plan --out`; refused if the server changed since.
     #[arg(long, value_name = "FILE")]
     plan: Option<PathBuf>,
@@ -111,6 +123,10 @@ pub struct DriftArgs {
     /// Manifest files or directories (searched for *.yaml and *.yml).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+    /// Follow symbolic links that lead outside the given paths (by default only links within
+    /// them are read: a link in a pull request could point at a secret).
+    #[arg(long)]
+    follow_symlinks: bool,
     #[command(flatten)]
     target: TargetArgs,
     /// Print the drift as JSON.
@@ -127,9 +143,9 @@ pub struct ExportArgs {
     target: TargetArgs,
 }
 
-fn load_manifests(paths: &[PathBuf]) -> Result<Desired, u8> {
+fn load_manifests(paths: &[PathBuf], options: manifest::LoadOptions) -> Result<Desired, u8> {
     let started = std::time::Instant::now();
-    match manifest::load(paths) {
+    match manifest::load_with(paths, options) {
         Ok(desired) => {
             tracing::debug!(objects = desired.len(), elapsed = ?started.elapsed(), "loaded the manifests");
             Ok(desired)
@@ -148,7 +164,10 @@ fn load_manifests(paths: &[PathBuf]) -> Result<Desired, u8> {
     reason = "every command takes its arguments and returns a Result alike"
 )]
 pub fn validate(args: ValidateArgs) -> miette::Result<u8> {
-    match manifest::load(&args.paths) {
+    let options = manifest::LoadOptions {
+        follow_symlinks: args.follow_symlinks,
+    };
+    match manifest::load_with(&args.paths, options) {
         Ok(desired) => {
             if args.json {
                 println!(
@@ -194,10 +213,11 @@ async fn read_live(target: &dyn Target) -> miette::Result<Live> {
 /// long as each other on large configurations.
 async fn load_and_read(
     paths: &[PathBuf],
+    options: manifest::LoadOptions,
     target: &dyn Target,
 ) -> miette::Result<Result<(Desired, Live), u8>> {
     let paths = paths.to_vec();
-    let loading = tokio::task::spawn_blocking(move || load_manifests(&paths));
+    let loading = tokio::task::spawn_blocking(move || load_manifests(&paths, options));
     let live = read_live(target).await;
     let desired = loading.await.into_diagnostic()?;
     match desired {
@@ -215,7 +235,15 @@ fn leave_for_exit<T>(value: T) {
 pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
     let target = open_target(&args.target).await?;
     let outcome = async {
-        let (desired, live) = match load_and_read(&args.paths, target.as_ref()).await? {
+        let (desired, live) = match load_and_read(
+            &args.paths,
+            manifest::LoadOptions {
+                follow_symlinks: args.follow_symlinks,
+            },
+            target.as_ref(),
+        )
+        .await?
+        {
             Ok(both) => both,
             Err(code) => return Ok(code),
         };
@@ -286,7 +314,12 @@ pub async fn apply(args: ApplyArgs) -> miette::Result<u8> {
     };
     let desired = match &saved {
         Some(_) => None,
-        None => match load_manifests(&args.paths) {
+        None => match load_manifests(
+            &args.paths,
+            manifest::LoadOptions {
+                follow_symlinks: args.follow_symlinks,
+            },
+        ) {
             Ok(desired) => Some(desired),
             Err(code) => return Ok(code),
         },
@@ -348,7 +381,7 @@ async fn apply_locked(
             if !stale.is_empty() {
                 eprintln!("error: the saved plan is stale; the server changed since it was made:");
                 for line in &stale {
-                    eprintln!("  {line}");
+                    eprintln!("  {}", crate::text::terminal_safe(line));
                 }
                 eprintln!("make a new plan with `perch plan --out`");
                 return Ok(EXIT_ERROR);
@@ -408,17 +441,22 @@ async fn apply_locked(
             Ok(EXIT_OK)
         }
         Some((action, error)) => {
-            eprintln!("error: apply stopped at `{action}`: {error}");
+            let failure = format!("error: apply stopped at `{action}`: {error}");
+            eprintln!("{}", crate::text::terminal_safe(&failure));
             eprintln!("done ({}):", report.done.len());
             for line in report.done.iter().rev().take(20).rev() {
-                eprintln!("  {line}");
+                eprintln!("  {}", crate::text::terminal_safe(line));
             }
             if report.done.len() > 20 {
                 eprintln!("  (and {} earlier)", report.done.len() - 20);
             }
-            eprintln!("not done ({}): `{action}` and", report.not_done.len() + 1);
+            eprintln!(
+                "not done ({}): `{}` and",
+                report.not_done.len() + 1,
+                crate::text::terminal_safe(&action)
+            );
             for line in report.not_done.iter().take(20) {
-                eprintln!("  {line}");
+                eprintln!("  {}", crate::text::terminal_safe(line));
             }
             if report.not_done.len() > 20 {
                 eprintln!("  (and {} more)", report.not_done.len() - 20);
@@ -469,7 +507,15 @@ async fn who_removed(
 pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
     let target = open_target(&args.target).await?;
     let outcome = async {
-        let (desired, live) = match load_and_read(&args.paths, target.as_ref()).await? {
+        let (desired, live) = match load_and_read(
+            &args.paths,
+            manifest::LoadOptions {
+                follow_symlinks: args.follow_symlinks,
+            },
+            target.as_ref(),
+        )
+        .await?
+        {
             Ok(both) => both,
             Err(code) => return Ok(code),
         };
@@ -528,7 +574,8 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
                     plan::Verb::Remove => "on the server but no longer in the manifests".to_owned(),
                     plan::Verb::Create | plan::Verb::Set => action.reason.to_string(),
                 };
-                println!("  {}: {what}{who}", action.subject());
+                let report = format!("  {}: {what}{who}", action.subject());
+                println!("{}", crate::text::terminal_safe(&report));
             }
         }
         Ok::<_, miette::Report>(if drifted.is_empty() {

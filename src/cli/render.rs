@@ -111,7 +111,9 @@ pub fn human(plan: &Plan, target: &str) -> String {
         );
     }
     let _ = writeln!(out, "{}", summary_line(plan));
-    out
+    // Names, descriptions and URLs come from manifests and from users of the server: nothing
+    // in them may clear the screen or forge a line.
+    crate::text::lines_safe(&out)
 }
 
 /// The compact summary for a pull-request comment: a collapsible section per object, cut with
@@ -167,7 +169,8 @@ pub fn markdown(plan: &Plan, target: &str) -> String {
             plan.summary.unmanaged
         );
     }
-    out
+    // A bidi override in a pull-request comment deceives as well as on a terminal.
+    crate::text::lines_safe(&out)
 }
 
 fn escape_html(text: &str) -> String {
@@ -176,48 +179,4 @@ fn escape_html(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Text a terminal shows as it is and does not obey: control characters (ESC, CR, BEL, ...)
-/// and the bidirectional overrides that reorder a line are written as `\u{..}` escapes.
-pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
-    fn unsafe_char(c: char) -> bool {
-        c.is_control()
-            || matches!(
-                c,
-                '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
-            )
-    }
-    if !text.chars().any(unsafe_char) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if unsafe_char(c) {
-            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-#[cfg(test)]
-mod terminal_tests {
-    use super::terminal_safe;
-
-    #[test]
-    fn terminal_safe_escapes_controls_and_bidi_overrides_only() {
-        let cases = [
-            ("plain é 😀", "plain é 😀"),
-            ("clear\u{1b}[2J", "clear\\u{1b}[2J"),
-            (
-                "forged\rPlan: 0 to create\u{7}",
-                "forged\\u{d}Plan: 0 to create\\u{7}",
-            ),
-            ("\u{202E}gnp.exe", "\\u{202e}gnp.exe"),
-            ("tab\tnewline\n", "tab\\u{9}newline\\u{a}"),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(terminal_safe(input), expected, "{input:?}");
-        }
-    }
-}
+pub use crate::text::terminal_safe;

@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Map, Value};
 
 use super::docs;
+use super::source::{self, LoadOptions};
 use super::yaml::{self, Position, Positions};
 use super::{API_VERSION, Desired, DesiredObject, Origin};
 use crate::domain::{self, Category, Directory, FieldProblem, Kind, Principal};
@@ -74,18 +75,25 @@ impl Pending {
 }
 
 /// Reads every manifest under `paths` (files, or directories searched for `*.yaml` and
-/// `*.yml`) and checks them.
+/// `*.yml`) and checks them, within [`source::LIMITS`], following symbolic links only within
+/// `paths`.
 ///
 /// # Errors
 /// Every problem found, sorted by file and position. A file that cannot be read is one of them.
 pub fn load(paths: &[PathBuf]) -> Result<Desired, Vec<Problem>> {
-    let mut pending = Vec::new();
-    let mut files = Vec::new();
-    for path in paths {
-        collect_files(path, &mut files, &mut pending);
-    }
-    files.sort();
-    files.dedup();
+    load_with(paths, LoadOptions::default())
+}
+
+/// [`load`], with symbolic links treated as `options` say.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_with(paths: &[PathBuf], options: LoadOptions) -> Result<Desired, Vec<Problem>> {
+    let (files, path_problems) = source::collect(paths, options);
+    let mut pending: Vec<Pending> = path_problems
+        .into_iter()
+        .map(|(path, message)| Pending::in_file(&Arc::new(path), Position::default(), message))
+        .collect();
     if files.is_empty() && pending.is_empty() {
         let file = Arc::new(paths.first().cloned().unwrap_or_default());
         pending.push(Pending::in_file(
@@ -108,55 +116,6 @@ pub fn load(paths: &[PathBuf]) -> Result<Desired, Vec<Problem>> {
         problems.sort();
         problems.dedup();
         Err(problems)
-    }
-}
-
-fn collect_files(path: &Path, files: &mut Vec<PathBuf>, pending: &mut Vec<Pending>) {
-    let file = Arc::new(path.to_path_buf());
-    let metadata = match std::fs::metadata(path) {
-        Ok(metadata) => metadata,
-        Err(error) => {
-            pending.push(Pending::in_file(
-                &file,
-                Position::default(),
-                format!("cannot read: {error}"),
-            ));
-            return;
-        }
-    };
-    if metadata.is_file() {
-        files.push(path.to_path_buf());
-        return;
-    }
-    let entries = match std::fs::read_dir(path) {
-        Ok(entries) => entries,
-        Err(error) => {
-            pending.push(Pending::in_file(
-                &file,
-                Position::default(),
-                format!("cannot read the directory: {error}"),
-            ));
-            return;
-        }
-    };
-    for entry in entries.flatten() {
-        let child = entry.path();
-        let hidden = child
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.'));
-        if hidden {
-            continue;
-        }
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            collect_files(&child, files, pending);
-        } else if child
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e == "yaml" || e == "yml")
-        {
-            files.push(child);
-        }
     }
 }
 
@@ -232,14 +191,10 @@ fn check_file(path: &Path) -> FileOutcome {
     let file = Arc::new(path.to_path_buf());
     let mut pending = Vec::new();
     let mut documents = Vec::new();
-    let text = match std::fs::read_to_string(path) {
+    let text = match source::read(path) {
         Ok(text) => text,
-        Err(error) => {
-            pending.push(Pending::in_file(
-                &file,
-                Position::default(),
-                format!("cannot read: {error}"),
-            ));
+        Err(message) => {
+            pending.push(Pending::in_file(&file, Position::default(), message));
             return (pending, documents);
         }
     };
@@ -403,7 +358,7 @@ fn check_document(
                     } else {
                         Principal::parse(text).err().map(|error| error.to_string())
                     };
-                    let message = message.unwrap_or_else(|| error.to_string());
+                    let message = message.unwrap_or_else(|| schema_message(&error));
                     (Locator::Value(pointer), format!("{field}: {message}"))
                 }
                 _ => {
@@ -412,7 +367,10 @@ fn check_document(
                     } else {
                         format!("{}: ", pointer.trim_start_matches('/').replace('/', "."))
                     };
-                    (Locator::Value(pointer), format!("{field}{error}"))
+                    (
+                        Locator::Value(pointer),
+                        format!("{field}{}", schema_message(&error)),
+                    )
                 }
             };
             report(locator, message);
@@ -731,7 +689,7 @@ fn resolve(pending: Vec<Pending>) -> Vec<Problem> {
         if !parsed.insert(file.clone()) {
             return;
         }
-        let Ok(text) = std::fs::read_to_string(file.as_path()) else {
+        let Ok(text) = source::read(file.as_path()) else {
             return;
         };
         let Ok(trees) = yaml::parse_documents(&text) else {
@@ -787,11 +745,55 @@ fn resolve(pending: Vec<Pending>) -> Vec<Problem> {
             Problem {
                 file: problem.file.to_path_buf(),
                 position,
-                message,
+                // Messages quote names and values from the file: keep them short and inert.
+                message: crate::text::excerpt(&message, MAX_MESSAGE_CHARS),
             }
         })
         .collect()
 }
+
+/// A schema error's message, quoting the offending value only when it is short: a value may be
+/// a list of millions (the caret shows where it is).
+fn schema_message(error: &jsonschema::ValidationError<'_>) -> String {
+    if json_is_short(error.instance(), 80) {
+        error.to_string()
+    } else {
+        error.masked_with("the value").to_string()
+    }
+}
+
+/// Whether `value` serialises to at most about `budget` characters, found without serialising
+/// a long one.
+fn json_is_short(value: &Value, budget: usize) -> bool {
+    fn cost(value: &Value, left: &mut usize) -> bool {
+        let own = match value {
+            Value::String(text) => text.len() + 2,
+            Value::Array(_) | Value::Object(_) => 2,
+            _ => 8,
+        };
+        if own > *left {
+            return false;
+        }
+        *left -= own;
+        match value {
+            Value::Array(items) => items.iter().all(|item| cost(item, left)),
+            Value::Object(map) => map.iter().all(|(key, item)| {
+                key.len() + 3 <= *left && {
+                    *left -= key.len() + 3;
+                    cost(item, left)
+                }
+            }),
+            _ => true,
+        }
+    }
+    let mut left = budget;
+    cost(value, &mut left)
+}
+
+/// Longest message of a problem, in characters.
+const MAX_MESSAGE_CHARS: usize = 1000;
+/// Longest source line shown under a problem, in characters.
+const MAX_SOURCE_LINE_CHARS: usize = 200;
 
 /// Prints problems as `file:line:col: message`, each followed by the offending line and a caret.
 pub fn render_problems(problems: &[Problem]) -> String {
@@ -814,19 +816,28 @@ pub fn render_problems(problems: &[Problem]) -> String {
         ));
         let source = sources
             .entry(problem.file.as_path())
-            .or_insert_with(|| std::fs::read_to_string(&problem.file).ok());
+            .or_insert_with(|| source::read(&problem.file).ok());
         if let Some(text) = source
             .as_deref()
             .and_then(|text| text.lines().nth(line as usize - 1))
         {
-            let gutter = line.to_string();
-            out.push_str(&format!("  {gutter} | {text}\n"));
-            let pad: String = text
+            // The line as a terminal shows it safely, cut to a readable length; the caret
+            // under the column counts the escapes before it.
+            let before: String = text
                 .chars()
                 .take(column.saturating_sub(1) as usize)
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
-            out.push_str(&format!("  {} | {pad}^\n", " ".repeat(gutter.len())));
+            let shown = crate::text::excerpt(text, MAX_SOURCE_LINE_CHARS);
+            let gutter = line.to_string();
+            out.push_str(&format!("  {gutter} | {shown}\n"));
+            let pad_width = crate::text::terminal_safe(&before).chars().count();
+            if pad_width <= MAX_SOURCE_LINE_CHARS {
+                let pad: String = crate::text::terminal_safe(&before)
+                    .chars()
+                    .map(|c| if c == '\t' { '\t' } else { ' ' })
+                    .collect();
+                out.push_str(&format!("  {} | {pad}^\n", " ".repeat(gutter.len())));
+            }
         }
     }
     out

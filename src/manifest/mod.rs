@@ -7,6 +7,7 @@
 
 pub mod docs;
 mod load;
+pub mod source;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -17,7 +18,8 @@ use serde_json::{Map, Value};
 
 use crate::domain::Kind;
 
-pub use load::{Problem, load, render_problems};
+pub use load::{Problem, load, load_with, render_problems};
+pub use source::{LIMITS, LoadOptions};
 pub use yaml::Position;
 
 /// The one manifest API version, and the line export writes at the top of every file.

@@ -219,17 +219,17 @@ pub fn document_start(tree: &Spanned<Node>) -> Position {
     }
 }
 
-/// Parser limits for manifests. The defaults guard against hostile input (1,024 documents,
-/// 250,000 nodes); a real organisation's export holds a hundred thousand rooms in a file or
-/// two, so the size limits are raised while the alias and depth guards stay as they are.
+/// The spanned parser's limits, the same as the fast path's ([`super::source::LIMITS`]).
 pub fn options() -> serde_saphyr::Options {
+    let limits = super::source::LIMITS;
     let mut options = serde_saphyr::Options::default();
     options.budget = serde_saphyr::budget! {
-        max_documents: 10_000_000,
-        max_nodes: 500_000_000,
-        max_events: 1_000_000_000,
-        max_total_scalar_bytes: 4 << 30,
-        max_reader_input_bytes: Some(4 << 30),
+        max_documents: limits.documents,
+        max_nodes: limits.nodes,
+        max_events: limits.nodes.saturating_mul(2),
+        max_depth: limits.depth,
+        max_total_scalar_bytes: usize::try_from(limits.file_bytes).unwrap_or(usize::MAX),
+        max_reader_input_bytes: Some(usize::try_from(limits.file_bytes).unwrap_or(usize::MAX)),
     };
     options
 }
@@ -243,26 +243,45 @@ pub fn options() -> serde_saphyr::Options {
 /// # Errors
 /// The parser's message and position.
 pub fn parse_values(text: &str) -> Result<Vec<serde_json::Value>, (Position, String)> {
+    let limits = super::source::LIMITS;
+    let budget = Budget {
+        nodes: std::cell::Cell::new(0),
+        max_nodes: super::source::node_limit(text.len()),
+        limits,
+    };
     let mut values = Vec::new();
-    for document in serde_yaml_ng::Deserializer::from_str(text) {
-        let value = StrictValue::deserialize(document)
-            .map(|strict| strict.0)
-            .map_err(|error| {
-                let position =
-                    error
-                        .location()
-                        .map_or(Position { line: 1, column: 1 }, |location| Position {
-                            line: u32::try_from(location.line()).unwrap_or(u32::MAX),
-                            column: u32::try_from(location.column()).unwrap_or(u32::MAX),
-                        });
-                let message = error.to_string();
-                let message = message
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or(&message)
-                    .to_owned();
-                (position, message)
-            })?;
+    for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        if index >= limits.documents {
+            return Err((
+                Position { line: 1, column: 1 },
+                format!(
+                    "more than {} documents in one file, the limit",
+                    limits.documents
+                ),
+            ));
+        }
+        let value = de::DeserializeSeed::deserialize(
+            Strict {
+                budget: &budget,
+                depth: 0,
+            },
+            document,
+        )
+        .map_err(|error| {
+            let position = error
+                .location()
+                .map_or(Position { line: 1, column: 1 }, |location| Position {
+                    line: u32::try_from(location.line()).unwrap_or(u32::MAX),
+                    column: u32::try_from(location.column()).unwrap_or(u32::MAX),
+                });
+            let message = error.to_string();
+            let message = message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_owned();
+            (position, message)
+        })?;
         if !value.is_null() {
             values.push(value);
         }
@@ -270,82 +289,150 @@ pub fn parse_values(text: &str) -> Result<Vec<serde_json::Value>, (Position, Str
     Ok(values)
 }
 
-/// A JSON value read from YAML that refuses a mapping with the same key twice (the spanned
-/// parser refuses it too, and a manifest that says two things of one field is a mistake).
-struct StrictValue(serde_json::Value);
+/// What one file may cost: every node counted as it is built, aliases as often as they are
+/// used, so that a small file that expands into millions of nodes stops at the limit rather
+/// than exhausting memory.
+struct Budget {
+    nodes: std::cell::Cell<usize>,
+    max_nodes: usize,
+    limits: super::source::Limits,
+}
 
-impl<'de> Deserialize<'de> for StrictValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StrictVisitor)
+impl Budget {
+    fn charge<E: de::Error>(&self) -> Result<(), E> {
+        let nodes = self.nodes.get() + 1;
+        self.nodes.set(nodes);
+        if nodes > self.max_nodes {
+            return Err(E::custom(format!(
+                "more than {} YAML nodes in this file, the limit for its size (aliases count each time they are used)",
+                self.max_nodes
+            )));
+        }
+        Ok(())
+    }
+
+    fn scalar<E: de::Error>(&self, text: &str) -> Result<(), E> {
+        self.charge()?;
+        if text.len() > self.limits.scalar_bytes {
+            return Err(E::custom(format!(
+                "a value of {} bytes, above the limit of {} bytes for one value",
+                text.len(),
+                self.limits.scalar_bytes
+            )));
+        }
+        Ok(())
     }
 }
 
-struct StrictVisitor;
+/// A JSON value read from YAML within the [`Budget`], refusing a mapping with the same key
+/// twice (the spanned parser refuses it too, and a manifest that says two things of one field
+/// is a mistake).
+#[derive(Clone, Copy)]
+struct Strict<'a> {
+    budget: &'a Budget,
+    depth: usize,
+}
 
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = StrictValue;
+impl<'de> de::DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl Strict<'_> {
+    fn nested<E: de::Error>(self) -> Result<Self, E> {
+        if self.depth >= self.budget.limits.depth {
+            return Err(E::custom(format!(
+                "nested more than {} levels deep, the limit",
+                self.budget.limits.depth
+            )));
+        }
+        Ok(Strict {
+            budget: self.budget,
+            depth: self.depth + 1,
+        })
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = Value;
 
     fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
         formatter.write_str("any YAML value")
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::Null))
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        self.budget.charge()?;
+        Ok(Value::Null)
     }
 
-    fn visit_none<E: de::Error>(self) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::Null))
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        self.budget.charge()?;
+        Ok(Value::Null)
     }
 
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<StrictValue, D::Error> {
-        StrictValue::deserialize(deserializer)
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        de::DeserializeSeed::deserialize(self, deserializer)
     }
 
-    fn visit_bool<E: de::Error>(self, value: bool) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::Bool(value)))
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Value, E> {
+        self.budget.charge()?;
+        Ok(Value::Bool(value))
     }
 
-    fn visit_i64<E: de::Error>(self, value: i64) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::Number(value.into())))
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Value, E> {
+        self.budget.charge()?;
+        Ok(Value::Number(value.into()))
     }
 
-    fn visit_u64<E: de::Error>(self, value: u64) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::Number(value.into())))
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Value, E> {
+        self.budget.charge()?;
+        Ok(Value::Number(value.into()))
     }
 
-    fn visit_f64<E: de::Error>(self, value: f64) -> Result<StrictValue, E> {
-        Ok(StrictValue(
-            Number::from_f64(value).map_or(Value::Null, Value::Number),
-        ))
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Value, E> {
+        self.budget.charge()?;
+        Ok(Number::from_f64(value).map_or(Value::Null, Value::Number))
     }
 
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::String(value.to_owned())))
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Value, E> {
+        self.budget.scalar(value)?;
+        Ok(Value::String(value.to_owned()))
     }
 
-    fn visit_string<E: de::Error>(self, value: String) -> Result<StrictValue, E> {
-        Ok(StrictValue(Value::String(value)))
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Value, E> {
+        self.budget.scalar(&value)?;
+        Ok(Value::String(value))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrictValue, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(StrictValue(item)) = seq.next_element()? {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.budget.charge()?;
+        let inner = self.nested()?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(inner)? {
             items.push(item);
         }
-        Ok(StrictValue(Value::Array(items)))
+        Ok(Value::Array(items))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictValue, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.budget.charge()?;
+        let inner = self.nested()?;
         let mut entries = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let StrictValue(value) = map.next_value()?;
-            if entries.insert(key.clone(), value).is_some() {
+            self.budget.scalar::<A::Error>(&key)?;
+            let value = map.next_value_seed(inner)?;
+            if entries.contains_key(&key) {
                 return Err(de::Error::custom(format!(
-                    "the key `{key}` appears twice in one mapping"
+                    "the key `{}` appears twice in one mapping",
+                    crate::text::excerpt(&key, 80)
                 )));
             }
+            entries.insert(key, value);
         }
-        Ok(StrictValue(Value::Object(entries)))
+        Ok(Value::Object(entries))
     }
 }
 
