@@ -310,7 +310,14 @@ async fn the_json_archive_matches_its_schema() {
     .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     for file in run["files"].as_array().unwrap() {
-        let text = std::fs::read_to_string(archive.join(file.as_str().unwrap())).unwrap();
+        let path = archive.join(file.as_str().unwrap());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "archive files are their owner's alone");
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
         let document: Value = serde_json::from_str(&text).unwrap();
         let errors: Vec<String> = validator
             .iter_errors(&document)

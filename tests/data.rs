@@ -316,3 +316,39 @@ async fn levels_scope_and_disabling() {
         "{stderr}"
     );
 }
+
+/// What Perch writes holds the organisation's data: the database (SQLite, with its log) and
+/// exports are readable by their owner only.
+#[cfg(unix)]
+#[tokio::test]
+async fn files_perch_creates_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::sqlite();
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    // The token command creates the database.
+    common::create_token(&db.url, "sip:admin@contoso.com", "admin");
+    let database = db.path().join("perch.db");
+    assert_eq!(mode(&database), 0o600, "the database");
+    let export = db.path().join("export.jsonl");
+    let (code, _, stderr) = common::perch(&[
+        "data",
+        "export",
+        "--out",
+        export.to_str().unwrap(),
+        "--db",
+        &db.url,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(mode(&export), 0o600, "the export");
+    // A server writes its log beside the database with the database's mode.
+    let server = TestServer::start(&db.url);
+    let wal = db.path().join("perch.db-wal");
+    assert_eq!(mode(&wal), 0o600, "the write-ahead log");
+    drop(server);
+}

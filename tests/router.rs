@@ -355,6 +355,33 @@ async fn every_error_answers_its_code_and_field() {
             &[],
             "",
         ),
+        ("method not allowed", Admin, "PATCH", "/v1/rooms", &[], ""),
+        ("path not UTF-8", Admin, "GET", "/v1/rooms/%FF%FE", &[], ""),
+        (
+            "key twice",
+            Admin,
+            "POST",
+            "/v1/groups",
+            &[],
+            r#"{"name":"x","name":"y"}"#,
+        ),
+        (
+            "nested too deep",
+            Admin,
+            "POST",
+            "/v1/groups",
+            &[],
+            r#"{"name":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
+        ),
+        (
+            "lower-case bearer",
+            Nobody,
+            "GET",
+            "/v1/rooms",
+            &[("authorization", "bearer TOKEN")],
+            "",
+        ),
+        ("user imports", User, "POST", "/v1/data/import", &[], "{}"),
     ];
     let mut table = String::new();
     for (name, who, method, path, headers, body) in cases {
@@ -364,7 +391,16 @@ async fn every_error_answers_its_code_and_field() {
             User => Some(api.user.as_str()),
             Forged => Some("perch_not-a-token"),
         };
-        let (status, reply) = api.call(token, method, path, headers, body).await;
+        // The lower-case scheme carries the real admin token.
+        let headers: Vec<(&str, String)> = headers
+            .iter()
+            .map(|(name, value)| (*name, value.replace("TOKEN", &api.admin)))
+            .collect();
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        let (status, reply) = api.call(token, method, path, &headers, body).await;
         let text = |key: &str| reply[key].as_str().unwrap_or("-").to_owned();
         // Every error is the documented JSON body.
         if !status.is_success() {
@@ -419,6 +455,12 @@ async fn every_error_answers_its_code_and_field() {
         bad export level             400  invalid_query          level
         corrupt import               400  corrupt_import         file
         release a free lock          404  not_found              -
+        method not allowed           405  method_not_allowed     -
+        path not UTF-8               400  invalid_path           -
+        key twice                    400  invalid_json           -
+        nested too deep              400  invalid_json           -
+        lower-case bearer            200  -                      -
+        user imports                 403  forbidden              -
     "]]
     .assert_eq(&table);
 }
@@ -475,4 +517,34 @@ async fn envelope_fields_are_the_ones_every_path_sends() {
     for field in Envelope::FIELDS {
         assert!(compliance.get(field).is_some(), "compliance lacks {field}");
     }
+}
+
+/// A caller who may not import is refused before the server reads the body: here a body that
+/// never ends, which a server reading it first would wait on for ever.
+#[tokio::test]
+async fn an_import_by_a_user_is_refused_before_its_body_is_read() {
+    let api = Api::new().await;
+    let endless = futures_util_stream();
+    let request = Request::builder()
+        .method("POST")
+        .uri("/v1/data/import")
+        .header("authorization", format!("Bearer {}", api.user))
+        .body(Body::from_stream(endless))
+        .expect("request");
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        api.app.clone().oneshot(request),
+    )
+    .await
+    .expect("the server waited on the body instead of refusing")
+    .expect("answer");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+/// One chunk, then nothing ever again.
+fn futures_util_stream()
+-> impl tokio_stream::Stream<Item = Result<axum::body::Bytes, std::io::Error>> + Send + 'static {
+    use tokio_stream::StreamExt;
+    tokio_stream::once(Ok(axum::body::Bytes::from_static(b"{\"format\":")))
+        .chain(tokio_stream::pending())
 }

@@ -6,6 +6,7 @@
 //! be emitted without being documented, nor documented under another status.
 
 pub mod client;
+pub mod json;
 pub mod wire;
 
 pub use client::{Body, Client, ClientError};
@@ -58,6 +59,8 @@ error_codes! {
     UrlTooLong = "url_too_long" => 400,
     InvalidHeader = "invalid_header" => 400,
     InvalidQuery = "invalid_query" => 400,
+    /// A path segment that is not UTF-8 or not what the route takes.
+    InvalidPath = "invalid_path" => 400,
     MessageTooLong = "message_too_long" => 400,
     CorruptImport = "corrupt_import" => 400,
     /// The body names another kind than the path.
@@ -68,6 +71,10 @@ error_codes! {
     Forbidden = "forbidden" => 403,
     /// Also for what the caller may not see.
     NotFound = "not_found" => 404,
+    /// The path exists; the method does not (see `Allow`).
+    MethodNotAllowed = "method_not_allowed" => 405,
+    /// The request's headers or body arrived too slowly.
+    RequestTimeout = "request_timeout" => 408,
     AlreadyExists = "already_exists" => 409,
     CategoryNotEmpty = "category_not_empty" => 409,
     AddinInUse = "addin_in_use" => 409,
@@ -78,6 +85,7 @@ error_codes! {
     Held = "held" => 409,
     VersionMismatch = "version_mismatch" => 412,
     BodyTooLarge = "body_too_large" => 413,
+    UriTooLong = "uri_too_long" => 414,
     UnknownCategory = "unknown_category" => 422,
     UnknownAddin = "unknown_addin" => 422,
     UnknownGroup = "unknown_group" => 422,

@@ -81,3 +81,52 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Gives every error response the documented JSON body: what axum and hyper answer by
+/// themselves (405 with `Allow`, a path that is not UTF-8, 413, 414) comes out bodiless or as
+/// text otherwise. Headers such as `Allow` and `Retry-After` stay.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorCode::MethodNotAllowed,
+            "this path does not take that method; `Allow` lists the ones it takes",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::BodyTooLarge, "the body is too large"),
+        StatusCode::URI_TOO_LONG => (ErrorCode::UriTooLong, "the request's URI is too long"),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such endpoint"),
+        StatusCode::UNAUTHORIZED => (
+            ErrorCode::Unauthorized,
+            "this endpoint needs a bearer token",
+        ),
+        StatusCode::REQUEST_TIMEOUT => (
+            ErrorCode::RequestTimeout,
+            "the request took too long to arrive",
+        ),
+        status if status.is_server_error() => (ErrorCode::Internal, "internal error"),
+        // axum's path rejections; any other status no route sends is answered as one, with
+        // the status its code has.
+        _ => (
+            ErrorCode::InvalidPath,
+            "the path is not valid: its segments must be UTF-8 text the route takes",
+        ),
+    };
+    let (parts, _) = response.into_parts();
+    let mut replaced = ApiError::new(code, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            replaced.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    replaced
+}

@@ -57,6 +57,7 @@ pub fn router() -> Router<AppState> {
         .fallback(|| async {
             ApiError::new(ErrorCode::NotFound, "no such endpoint; see /v1/categories, /v1/rooms, /v1/addins, /v1/groups, /v1/compliance")
         })
+        .layer(axum::middleware::map_response(super::error::json_errors))
 }
 
 fn kind_of(collection: &str) -> Result<Kind, ApiError> {
@@ -83,11 +84,13 @@ impl FromRequestParts<AppState> for Caller {
         let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
             ApiError::unauthorized("this endpoint needs `Authorization: Bearer TOKEN`")
         })?;
+        // The scheme is case-insensitive (RFC 9110, section 11.1).
         let token = header
             .to_str()
             .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|value| value.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be `Bearer TOKEN`")
             })?;
@@ -116,17 +119,9 @@ impl FromRequest<AppState> for JsonObject {
                 };
                 ApiError::new(code, rejection.body_text())
             })?;
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => Ok(JsonObject(map)),
-            Ok(_) => Err(ApiError::new(
-                ErrorCode::InvalidJson,
-                "the body must be a JSON object",
-            )),
-            Err(error) => Err(ApiError::new(
-                ErrorCode::InvalidJson,
-                format!("the body is not valid JSON: {error}"),
-            )),
-        }
+        crate::api::json::parse_object(&bytes)
+            .map(JsonObject)
+            .map_err(|message| ApiError::new(ErrorCode::InvalidJson, message))
     }
 }
 
@@ -374,12 +369,25 @@ async fn export_data(
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], bytes).into_response())
 }
 
+/// The largest `perch-data` file an import reads.
+pub const MAX_IMPORT_BYTES: usize = 2 << 30;
+
 async fn import_data(
     State(state): State<AppState>,
     caller: Caller,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
+    // Rights before the body: a caller who may not import never makes the server hold it.
+    state.service.may_import(&caller)?;
+    let body = axum::body::to_bytes(body, MAX_IMPORT_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::BodyTooLarge,
+                format!("an import holds at most {MAX_IMPORT_BYTES} bytes"),
+            )
+        })?;
     let report = state
         .service
         .import_data(

@@ -201,6 +201,14 @@ impl Service {
         Ok(bytes)
     }
 
+    /// Whether the caller may import at all, asked before a request's body is read.
+    ///
+    /// # Errors
+    /// Forbidden for anyone but administrators.
+    pub fn may_import(&self, caller: &Caller) -> Result<()> {
+        require_admin(caller, "import chat data")
+    }
+
     /// Imports an export; administrators only.
     ///
     /// # Errors

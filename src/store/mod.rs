@@ -222,6 +222,9 @@ impl Store {
         let backend = Backend::from_url(url).ok_or_else(|| StoreError::UnsupportedUrl {
             url: url.to_owned(),
         })?;
+        if backend == Backend::Sqlite {
+            create_private_database(url);
+        }
         let connect_url = match backend {
             Backend::Sqlite if !url.contains("mode=") => {
                 let separator = if url.contains('?') { '&' } else { '?' };
@@ -370,6 +373,34 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get(0)?)
+    }
+}
+
+/// Creates a SQLite database file readable by its owner only (0600), before SQLite creates it
+/// with the process's umask; its write-ahead log and shared-memory files take the same mode.
+/// An existing file is left as it is; a failure here leaves the creation to SQLite.
+fn create_private_database(url: &str) {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path == ":memory:" {
+        return;
+    }
+    let path = std::path::Path::new(path);
+    if path.exists() {
+        return;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    if let Err(error) = options.open(path) {
+        tracing::debug!(%error, "could not create the database file beforehand");
     }
 }
 
