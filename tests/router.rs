@@ -127,6 +127,9 @@ async fn every_error_answers_its_code_and_field() {
     )
     .await;
 
+    // A path past the 8 KiB limit.
+    let long_path: &'static str =
+        Box::leak(format!("/v1/rooms/{}", "a".repeat(9000)).into_boxed_str());
     let cases: &[Case] = &[
         ("no token", Nobody, "GET", "/v1/rooms", &[], ""),
         ("forged token", Forged, "GET", "/v1/rooms", &[], ""),
@@ -382,6 +385,7 @@ async fn every_error_answers_its_code_and_field() {
             "",
         ),
         ("user imports", User, "POST", "/v1/data/import", &[], "{}"),
+        ("URI too long", Admin, "GET", long_path, &[], ""),
     ];
     let mut table = String::new();
     for (name, who, method, path, headers, body) in cases {
@@ -461,6 +465,7 @@ async fn every_error_answers_its_code_and_field() {
         nested too deep              400  invalid_json           -
         lower-case bearer            200  -                      -
         user imports                 403  forbidden              -
+        URI too long                 414  uri_too_long           -
     "]]
     .assert_eq(&table);
 }

@@ -130,3 +130,25 @@ pub async fn json_errors(response: Response) -> Response {
     }
     replaced
 }
+
+/// The longest request URI served, in bytes. (Past 64 KiB the HTTP layer itself answers 414,
+/// without a body, before any route sees the request.)
+pub const MAX_URI_BYTES: usize = 8192;
+
+/// Refuses a URI over [`MAX_URI_BYTES`] with the documented JSON error.
+pub async fn limit_uri(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let length = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |path| path.as_str().len());
+    if length > MAX_URI_BYTES {
+        return ApiError::new(
+            ErrorCode::UriTooLong,
+            format!(
+                "the request's path and query hold {length} bytes; the limit is {MAX_URI_BYTES}"
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}

@@ -58,6 +58,7 @@ pub fn router() -> Router<AppState> {
             ApiError::new(ErrorCode::NotFound, "no such endpoint; see /v1/categories, /v1/rooms, /v1/addins, /v1/groups, /v1/compliance")
         })
         .layer(axum::middleware::map_response(super::error::json_errors))
+        .layer(axum::middleware::from_fn(super::error::limit_uri))
 }
 
 fn kind_of(collection: &str) -> Result<Kind, ApiError> {
