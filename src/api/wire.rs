@@ -367,6 +367,45 @@ pub struct HoldRequest {
     pub reason: String,
 }
 
+/// A bearer token as lists show it: never the token, nor its whole hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    /// The first 16 hex characters of its SHA-256: what `revoke` takes.
+    pub id: String,
+    pub user: String,
+    /// `admin` or `user`.
+    pub role: String,
+    pub created_at: String,
+    /// Absent: it never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// To the minute; absent: never used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The user it acts as: `sip:user@domain`.
+    pub user: String,
+    /// `admin` or `user`.
+    pub role: String,
+    /// How long it works: `90m`, `12h`, `30d`, `52w`; for ever when absent.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+/// The answer to `POST /v1/tokens`: the token, shown this once.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenCreated {
+    pub token: String,
+    #[serde(flatten)]
+    pub info: TokenInfo,
+}
+
 /// What an import did.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

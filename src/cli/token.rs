@@ -1,19 +1,17 @@
-//! `perch token`.
+//! `perch token`: create, list and revoke bearer tokens, on the embedded store (`--db`, how
+//! the first administrator's token is made) or through a server (`--server`).
 
-use miette::{Context, IntoDiagnostic};
+use miette::IntoDiagnostic;
 
-use super::{DEFAULT_DB, EXIT_OK};
-use crate::live::Target;
-use crate::live::embedded::EmbeddedTarget;
-use crate::service::Role;
+use super::EXIT_OK;
+use super::reconcile::{TargetArgs, open_target};
+use crate::api::wire::TokenRequest;
+use crate::text::terminal_safe;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TokenCommand {
-    /// Create a bearer token and print it once; only its hash is stored.
+    /// Create a bearer token and print it once (alone on stdout); only its hash is stored.
     Create {
-        /// Database URL of the server the token is for.
-        #[arg(long, env = "PERCH_DB", default_value = DEFAULT_DB)]
-        db: String,
         /// The user the token acts as, e.g. sip:admin@contoso.com.
         #[arg(long)]
         user: String,
@@ -21,44 +19,119 @@ pub enum TokenCommand {
         /// its room and category roles.
         #[arg(long, value_parser = ["admin", "user"])]
         role: String,
+        /// How long it works: 90m, 12h, 30d, 52w (at most ten years). For ever without it.
+        #[arg(long, value_name = "LIFETIME")]
+        expires_in: Option<String>,
+        /// Print the token and its id, user, role and expiry as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// List the tokens: id, user, role, created, expires, last used (never the tokens).
+    List {
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// Revoke a token at once: requests with it are refused and live streams opened with it
     /// end, on every node.
     Revoke {
-        /// Database URL of the server the token is for.
-        #[arg(long, env = "PERCH_DB", default_value = DEFAULT_DB)]
-        db: String,
-        /// The token, as `token create` printed it.
-        token: String,
+        /// The token, as `token create` printed it, or its id, as `token list` shows it.
+        #[arg(value_name = "TOKEN_OR_ID")]
+        token_or_id: String,
+        #[command(flatten)]
+        target: TargetArgs,
     },
-}
-
-async fn open(db: &str) -> miette::Result<EmbeddedTarget> {
-    EmbeddedTarget::open(db)
-        .await
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot open the database {db}"))
 }
 
 pub async fn run(command: TokenCommand) -> miette::Result<u8> {
     match command {
-        TokenCommand::Create { db, user, role } => {
-            let role = Role::parse(&role).unwrap_or(Role::User);
-            let target = open(&db).await?;
-            let created = target.create_token(&user, role).await;
+        TokenCommand::Create {
+            user,
+            role,
+            expires_in,
+            json,
+            target,
+        } => {
+            let target = open_target(&target).await?;
+            let request = TokenRequest {
+                user,
+                role,
+                expires_in,
+            };
+            let created = target.create_token(&request).await;
             target.close().await;
-            println!("{}", created.into_diagnostic()?);
+            let created = created.into_diagnostic()?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&created).into_diagnostic()?
+                );
+            } else {
+                // Alone on stdout, so that `$(perch token create ...)` is the token.
+                println!("{}", created.token);
+                eprintln!(
+                    "token {} for {} ({}){}; it is shown this once",
+                    created.info.id,
+                    created.info.user,
+                    created.info.role,
+                    created
+                        .info
+                        .expires_at
+                        .as_deref()
+                        .map_or(String::new(), |at| format!(", expires {at}"))
+                );
+            }
             Ok(EXIT_OK)
         }
-        TokenCommand::Revoke { db, token } => {
-            let target = open(&db).await?;
-            let revoked = target.revoke_token(&token).await;
+        TokenCommand::List { json, target } => {
+            let target = open_target(&target).await?;
+            let tokens = target.tokens().await;
             target.close().await;
-            if !revoked.into_diagnostic()? {
-                return Err(miette::miette!("no such token in {db}"));
+            let tokens = tokens.into_diagnostic()?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"items": tokens}))
+                        .into_diagnostic()?
+                );
+                return Ok(EXIT_OK);
             }
-            println!("revoked");
+            if tokens.is_empty() {
+                println!("No tokens.");
+            }
+            for token in tokens {
+                let line = format!(
+                    "{}  {:<5}  {}  created {}  expires {}  last used {}",
+                    token.id,
+                    token.role,
+                    token.user,
+                    token.created_at,
+                    token.expires_at.as_deref().unwrap_or("never"),
+                    token.last_used_at.as_deref().unwrap_or("never"),
+                );
+                println!("{}", terminal_safe(&line));
+            }
             Ok(EXIT_OK)
+        }
+        TokenCommand::Revoke {
+            token_or_id,
+            target,
+        } => {
+            let target = open_target(&target).await?;
+            let revoked = target.revoke_token(&token_or_id).await;
+            let described = target.describe();
+            target.close().await;
+            match revoked.into_diagnostic()? {
+                Some(token) => {
+                    println!("revoked {} ({}, {})", token.id, token.user, token.role);
+                    Ok(EXIT_OK)
+                }
+                None => Err(miette::miette!("no such token on {described}")),
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod access;
 pub mod audit;
 pub mod compliance;
 mod principal;
+pub mod tokens;
 
 use crate::api::ErrorCode;
 use std::fmt;

@@ -4,7 +4,8 @@ use serde_json::{Map, Value};
 
 use super::{ApplyReport, BoxFuture, Target, TargetError, live_from_pages};
 use crate::api::wire::{
-    AuditFilter, AuditPage, ClearRequest, ExportOptions, ImportReport, RemoveRequest,
+    AuditFilter, AuditPage, ClearRequest, ExportOptions, ImportReport, RemoveRequest, TokenCreated,
+    TokenInfo, TokenRequest,
 };
 use crate::api::{ErrorCode, Live};
 use crate::domain::{ComplianceConfiguration, Hold, Kind};
@@ -32,28 +33,6 @@ impl EmbeddedTarget {
             caller: Caller::local_operator(),
             url: url.to_owned(),
         })
-    }
-
-    /// Creates a bearer token for `user` and returns it; only its hash is stored.
-    ///
-    /// # Errors
-    /// An invalid user, or a store failure.
-    pub async fn create_token(&self, user: &str, role: Role) -> Result<String, TargetError> {
-        self.service
-            .create_token(user, role)
-            .await
-            .map_err(rejected)
-    }
-
-    /// Revokes a token; whether it existed.
-    ///
-    /// # Errors
-    /// A store failure.
-    pub async fn revoke_token(&self, token: &str) -> Result<bool, TargetError> {
-        self.service
-            .revoke_token(&self.caller, token)
-            .await
-            .map_err(rejected)
     }
 
     /// Copies this whole store into `into`, which must be empty, verifying the counts.
@@ -373,6 +352,43 @@ impl Target for EmbeddedTarget {
         Box::pin(async move {
             self.service
                 .release_hold(&self.caller, kind, name)
+                .await
+                .map_err(rejected)
+        })
+    }
+
+    fn tokens(&self) -> BoxFuture<'_, Result<Vec<TokenInfo>, TargetError>> {
+        Box::pin(async move { self.service.tokens(&self.caller).await.map_err(rejected) })
+    }
+
+    fn create_token<'a>(
+        &'a self,
+        request: &'a TokenRequest,
+    ) -> BoxFuture<'a, Result<TokenCreated, TargetError>> {
+        Box::pin(async move {
+            let role = Role::parse(&request.role).ok_or_else(|| TargetError::Rejected {
+                code: ErrorCode::InvalidField,
+                message: format!("role is admin or user, not `{}`", request.role),
+            })?;
+            self.service
+                .issue_token(
+                    &self.caller,
+                    &request.user,
+                    role,
+                    request.expires_in.as_deref(),
+                )
+                .await
+                .map_err(rejected)
+        })
+    }
+
+    fn revoke_token<'a>(
+        &'a self,
+        token_or_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TokenInfo>, TargetError>> {
+        Box::pin(async move {
+            self.service
+                .revoke_token(&self.caller, token_or_id)
                 .await
                 .map_err(rejected)
         })

@@ -5,7 +5,8 @@ use reqwest::Method;
 use super::{BoxFuture, Target, TargetError, live_from_state};
 use crate::api::wire::{
     AuditFilter, AuditPage, ClearReply, ClearRequest, ExportOptions, HoldRequest, ImportReport,
-    LockRequest, RemoveReply, RemoveRequest, collection_of, percent_encode,
+    LockRequest, RemoveReply, RemoveRequest, TokenCreated, TokenInfo, TokenRequest, collection_of,
+    percent_encode,
 };
 use crate::api::{Body, Client, ClientError, ErrorCode, Live};
 use crate::domain::{Hold, Kind};
@@ -237,6 +238,42 @@ impl Target for HttpTarget {
         })
     }
 
+    fn tokens(&self) -> BoxFuture<'_, Result<Vec<TokenInfo>, TargetError>> {
+        Box::pin(async move {
+            let list: TokenList = self
+                .client
+                .json(Method::GET, "/v1/tokens", Body::NONE)
+                .await?;
+            Ok(list.items)
+        })
+    }
+
+    fn create_token<'a>(
+        &'a self,
+        request: &'a TokenRequest,
+    ) -> BoxFuture<'a, Result<TokenCreated, TargetError>> {
+        Box::pin(async move {
+            Ok(self
+                .client
+                .json(Method::POST, "/v1/tokens", Body::Json(request))
+                .await?)
+        })
+    }
+
+    fn revoke_token<'a>(
+        &'a self,
+        token_or_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TokenInfo>, TargetError>> {
+        Box::pin(async move {
+            let path = format!("/v1/tokens/{}", percent_encode(token_or_id));
+            match self.client.json(Method::DELETE, &path, Body::NONE).await {
+                Ok(info) => Ok(Some(info)),
+                Err(error) if is_not_found(&error) => Ok(None),
+                Err(error) => Err(error.into()),
+            }
+        })
+    }
+
     fn release_hold<'a>(
         &'a self,
         kind: Kind,
@@ -249,6 +286,12 @@ impl Target for HttpTarget {
                 .await?)
         })
     }
+}
+
+/// `GET /v1/tokens`.
+#[derive(serde::Deserialize)]
+struct TokenList {
+    items: Vec<TokenInfo>,
 }
 
 /// `GET /v1/holds`.

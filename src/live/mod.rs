@@ -17,7 +17,7 @@ use std::pin::Pin;
 
 use crate::api::wire::{
     AuditFilter, AuditPage, ClearRequest, ExportOptions, ImportReport, RemoveRequest,
-    STATE_FORMAT_VERSION, StateDocument,
+    STATE_FORMAT_VERSION, StateDocument, TokenCreated, TokenInfo, TokenRequest,
 };
 use crate::api::{ClientError, ErrorCode, Live};
 use crate::domain::{Hold, Kind};
@@ -171,6 +171,21 @@ pub trait Target: Send + Sync {
         kind: Kind,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Hold, TargetError>>;
+
+    /// Every token (ids, never the tokens).
+    fn tokens(&self) -> BoxFuture<'_, Result<Vec<TokenInfo>, TargetError>>;
+
+    /// Creates a token; the answer holds it, this once.
+    fn create_token<'a>(
+        &'a self,
+        request: &'a TokenRequest,
+    ) -> BoxFuture<'a, Result<TokenCreated, TargetError>>;
+
+    /// Revokes a token, given itself or its id; what was revoked, `None` when nothing matched.
+    fn revoke_token<'a>(
+        &'a self,
+        token_or_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TokenInfo>, TargetError>>;
 
     /// Lets go of what the target holds open (a database pool); a server needs nothing.
     fn close(&self) -> BoxFuture<'_, ()> {

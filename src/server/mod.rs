@@ -7,6 +7,7 @@ mod chat;
 mod compliance;
 mod error;
 mod routes;
+mod tokens;
 
 use std::future::Future;
 use std::net::SocketAddr;

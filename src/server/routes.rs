@@ -25,6 +25,11 @@ pub fn router() -> Router<AppState> {
         .route("/v1/compliance", get(read_compliance).put(replace_compliance))
         .route("/v1/compliance/run", post(run_archiver))
         .route("/v1/audit", get(super::compliance::audit))
+        .route(
+            "/v1/tokens",
+            get(super::tokens::list).post(super::tokens::create),
+        )
+        .route("/v1/tokens/{id}", axum::routing::delete(super::tokens::revoke))
         .route("/v1/holds", get(super::compliance::list_holds))
         .route(
             "/v1/holds/{collection}/{name}",

@@ -457,9 +457,7 @@ impl Service {
         let audit = self.store().audit_all().await?;
         let mut writing = target.store().begin(WriteAccess::new()).await?;
         for token in &tokens {
-            writing
-                .insert_token(&token.hash, &token.user, &token.role, &token.created_at)
-                .await?;
+            writing.insert_token(token).await?;
         }
         writing
             .save_checkpoint(super::ARCHIVER, &checkpoint)

@@ -534,12 +534,15 @@ pub struct EventFilter {
     readable: std::collections::HashMap<i64, Option<String>>,
     /// Deliver this room's messages only (a room's live stream).
     only_room: Option<i64>,
+    /// When the caller's token expires, as last read: a stream ends then without waiting for
+    /// any change.
+    token_expires_at: Option<String>,
 }
 
 /// Why a live stream must end.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamEnd {
-    #[error("the stream's token was revoked")]
+    #[error("the stream's token was revoked or expired")]
     Revoked,
     #[error(transparent)]
     Failed(#[from] ServiceError),
@@ -554,6 +557,7 @@ impl Service {
             generation: None,
             readable: std::collections::HashMap::new(),
             only_room: None,
+            token_expires_at: None,
         }
     }
 
@@ -576,21 +580,18 @@ impl Service {
             .generation()
             .await
             .map_err(ServiceError::from)?;
-        if filter.generation == Some(generation) {
-            return Ok(());
-        }
-        filter.readable.clear();
-        filter.generation = Some(generation);
-        if let Some(hash) = &filter.caller.token_hash {
-            if self
-                .store()
-                .token(hash)
-                .await
-                .map_err(ServiceError::from)?
-                .is_none()
-            {
-                return Err(StreamEnd::Revoked);
+        if filter.generation != Some(generation) {
+            filter.readable.clear();
+            filter.generation = Some(generation);
+            if let Some(hash) = &filter.caller.token_hash {
+                match self.token_expiry(hash).await? {
+                    Some(expires_at) => filter.token_expires_at = expires_at,
+                    None => return Err(StreamEnd::Revoked),
+                }
             }
+        }
+        if !crate::domain::tokens::is_current(filter.token_expires_at.as_deref(), &clock::now()) {
+            return Err(StreamEnd::Revoked);
         }
         Ok(())
     }

@@ -150,6 +150,7 @@ pub struct Service {
     /// This node's name, as it holds leases (the archiver's).
     node: std::sync::Arc<str>,
     archiving: std::sync::Arc<tokio::sync::Mutex<()>>,
+    last_use: std::sync::Arc<tokens::LastUse>,
 }
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
@@ -165,6 +166,7 @@ impl Service {
             messages_posted: tokio::sync::watch::channel(0).0,
             node: node.into(),
             archiving: std::sync::Arc::default(),
+            last_use: std::sync::Arc::default(),
         }
     }
 

@@ -1,27 +1,79 @@
-//! Bearer tokens: only their SHA-256 is stored.
+//! Bearer tokens: only their SHA-256 is stored; an id (its start) names one in lists and
+//! revocations; a token may expire; its last use is kept to the minute.
 
-use super::{
-    Caller, Identity, Result, Role, Service, ServiceError, WriteAccess, hex, require_admin,
-};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 
 use super::compliance::record;
+use super::{
+    Caller, Identity, Result, Role, Service, ServiceError, WriteAccess, hex, require_admin,
+};
 use crate::api::ErrorCode;
+use crate::api::wire::{TokenCreated, TokenInfo};
 use crate::clock;
 use crate::domain::Principal;
 use crate::domain::audit::AuditAction;
+use crate::domain::tokens::{self, looks_like_token_id, token_id};
+use crate::store::TokenRow;
+
+/// How often one node records a token's use: a write per request would cost every request.
+const LAST_USE_EVERY: Duration = Duration::from_secs(60);
+
+/// When this node last recorded each token's use.
+#[derive(Debug, Default)]
+pub(super) struct LastUse(Mutex<HashMap<String, Instant>>);
+
+impl LastUse {
+    /// Whether the use of `hash` is due to be recorded now (and notes that it is).
+    fn due(&self, hash: &str) -> bool {
+        let Ok(mut seen) = self.0.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        match seen.get(hash) {
+            Some(at) if now.duration_since(*at) < LAST_USE_EVERY => false,
+            _ => {
+                seen.insert(hash.to_owned(), now);
+                true
+            }
+        }
+    }
+}
+
+fn info(row: &TokenRow) -> TokenInfo {
+    TokenInfo {
+        id: token_id(&row.hash).to_owned(),
+        user: row.user.clone(),
+        role: row.role.clone(),
+        created_at: row.created_at.clone(),
+        expires_at: row.expires_at.clone(),
+        last_used_at: row.last_used_at.clone(),
+    }
+}
 
 impl Service {
-    /// Resolves a bearer token to its caller.
+    /// Resolves a bearer token to its caller: `None` for one unknown, revoked or expired.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Caller>> {
         let hash = hash_token(token);
         let Some(row) = self.store.token(&hash).await? else {
             return Ok(None);
         };
+        let now = clock::now();
+        if !tokens::is_current(row.expires_at.as_deref(), &now) {
+            return Ok(None);
+        }
         let role = Role::parse(&row.role).ok_or_else(|| {
             ServiceError::internal(format!("token with unknown role `{}`", row.role))
         })?;
         let principal = Principal::parse(&row.user).map_err(ServiceError::internal)?;
+        if self.last_use.due(&hash) {
+            let mut tx = self.store.begin(WriteAccess::new()).await?;
+            tx.touch_token(&hash, &now).await?;
+            tx.commit().await?;
+        }
         Ok(Some(Caller {
             name: principal.to_string(),
             identity: match role {
@@ -32,11 +84,42 @@ impl Service {
         }))
     }
 
-    /// Issues a new bearer token for a user and stores only its hash.
+    /// The expiry of the token with this hash if it still works (`Some(None)`: it never
+    /// expires), `None` once it is revoked or expired: for live streams, which outlive the
+    /// request that opened them.
+    pub(super) async fn token_expiry(&self, hash: &str) -> Result<Option<Option<String>>> {
+        Ok(self
+            .store
+            .token(hash)
+            .await?
+            .filter(|row| tokens::is_current(row.expires_at.as_deref(), &clock::now()))
+            .map(|row| row.expires_at))
+    }
+
+    /// Issues a new bearer token that never expires, as the operator of the database.
     ///
     /// # Errors
     /// A principal that is not a single user (`sip:user@domain`).
     pub async fn create_token(&self, user: &str, role: Role) -> Result<String> {
+        let created = self
+            .issue_token(&Caller::local_operator(), user, role, None)
+            .await?;
+        Ok(created.token)
+    }
+
+    /// Issues a new bearer token, for `lifetime` (`30d`) or for ever; administrators only.
+    ///
+    /// # Errors
+    /// A principal that is not a single user, a lifetime that does not read, a caller who is
+    /// not an administrator.
+    pub async fn issue_token(
+        &self,
+        caller: &Caller,
+        user: &str,
+        role: Role,
+        lifetime: Option<&str>,
+    ) -> Result<TokenCreated> {
+        require_admin(caller, "create tokens")?;
         let principal = Principal::parse(user).map_err(|error| {
             ServiceError::invalid("user", ErrorCode::InvalidPrincipal, error.to_string())
         })?;
@@ -47,51 +130,94 @@ impl Service {
                 format!("a token belongs to one user (sip:user@domain), not `{principal}`"),
             ));
         }
+        let expires_at = lifetime
+            .map(|text| {
+                tokens::parse_lifetime(text)
+                    .map(|seconds| clock::format_unix(clock::unix_seconds() + seconds))
+                    .map_err(|message| {
+                        ServiceError::invalid("expiresIn", ErrorCode::InvalidField, message)
+                    })
+            })
+            .transpose()?;
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).map_err(|error| ServiceError::internal(error.to_string()))?;
         let token = format!("perch_{}", hex(&secret));
+        let row = TokenRow {
+            hash: hash_token(&token),
+            user: principal.to_string(),
+            role: role.as_str().to_owned(),
+            created_at: clock::now(),
+            expires_at,
+            last_used_at: None,
+        };
         let mut tx = self.store.begin(WriteAccess::new()).await?;
-        tx.insert_token(
-            &hash_token(&token),
-            &principal.to_string(),
-            role.as_str(),
-            &clock::now(),
-        )
-        .await?;
-        // Tokens are created on the database's machine, by its operator.
+        tx.insert_token(&row).await?;
         record(
             &mut tx,
-            &Caller::local_operator(),
+            caller,
             AuditAction::CreateToken,
             "Token",
-            &principal.to_string(),
-            json!({"role": role.as_str()}),
+            &row.user,
+            json!({"id": token_id(&row.hash), "role": row.role, "expiresAt": row.expires_at}),
         )
         .await?;
         tx.commit().await?;
-        Ok(token)
+        Ok(TokenCreated {
+            token,
+            info: info(&row),
+        })
     }
 
-    /// Revokes a bearer token at once, on every node: requests with it are refused and live
-    /// streams opened with it end. Returns whether the token existed.
-    pub async fn revoke_token(&self, caller: &Caller, token: &str) -> Result<bool> {
+    /// Every token, oldest first; administrators only.
+    pub async fn tokens(&self, caller: &Caller) -> Result<Vec<TokenInfo>> {
+        require_admin(caller, "list tokens")?;
+        Ok(self.store.all_tokens().await?.iter().map(info).collect())
+    }
+
+    /// Revokes a token at once, on every node: requests with it are refused and live streams
+    /// opened with it end. Takes the token itself or its id. Returns what was revoked, `None`
+    /// when nothing matched.
+    ///
+    /// # Errors
+    /// An id that matches several tokens; a caller who is not an administrator.
+    pub async fn revoke_token(&self, caller: &Caller, token: &str) -> Result<Option<TokenInfo>> {
         require_admin(caller, "revoke tokens")?;
         let mut tx = self.store.begin(WriteAccess::new()).await?;
-        let revoked = tx.delete_token(&hash_token(token)).await?;
-        if revoked {
-            record(
-                &mut tx,
-                caller,
-                AuditAction::RevokeToken,
-                "Token",
-                "",
-                json!({}),
-            )
-            .await?;
-        }
+        let hash = if looks_like_token_id(token) {
+            let mut matching = tx.tokens_by_prefix(&token.to_ascii_lowercase()).await?;
+            if matching.len() > 1 {
+                return Err(ServiceError::invalid(
+                    "id",
+                    ErrorCode::InvalidField,
+                    format!(
+                        "the id `{token}` matches {} tokens; give more of it",
+                        matching.len()
+                    ),
+                ));
+            }
+            match matching.pop() {
+                Some(row) => row.hash,
+                None => return Ok(None),
+            }
+        } else {
+            hash_token(token)
+        };
+        let Some(row) = tx.tokens_by_prefix(&hash).await?.pop() else {
+            return Ok(None);
+        };
+        tx.delete_token(&hash).await?;
+        record(
+            &mut tx,
+            caller,
+            AuditAction::RevokeToken,
+            "Token",
+            &row.user,
+            json!({"id": token_id(&row.hash)}),
+        )
+        .await?;
         tx.commit().await?;
         self.notify_change();
-        Ok(revoked)
+        Ok(Some(info(&row)))
     }
 }
 

@@ -177,6 +177,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0006_compliance_audit.sql"),
         postgres: include_str!("migrations/postgres/0006_compliance_audit.sql"),
     },
+    Migration {
+        version: 7,
+        sqlite: include_str!("migrations/sqlite/0007_token_lifetimes.sql"),
+        postgres: include_str!("migrations/postgres/0007_token_lifetimes.sql"),
+    },
 ];
 
 mod audit;

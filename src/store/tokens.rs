@@ -12,9 +12,13 @@ pub struct TokenRow {
     pub user: String,
     pub role: String,
     pub created_at: String,
+    /// When it stops working; never when absent.
+    pub expires_at: Option<String>,
+    /// When it was last used, to the minute.
+    pub last_used_at: Option<String>,
 }
 
-const TOKEN_COLUMNS: &str = "hash, user_uri, role, created_at";
+const TOKEN_COLUMNS: &str = "hash, user_uri, role, created_at, expires_at, last_used_at";
 
 fn token_from_row(row: &AnyRow) -> Result<TokenRow, StoreError> {
     Ok(TokenRow {
@@ -22,6 +26,8 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRow, StoreError> {
         user: row.try_get("user_uri")?,
         role: row.try_get("role")?,
         created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        last_used_at: row.try_get("last_used_at")?,
     })
 }
 
@@ -35,27 +41,56 @@ impl Store {
         .await?;
         row.as_ref().map(token_from_row).transpose()
     }
+
+    /// Every token, oldest first.
+    pub async fn all_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, hash"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
 }
 
 impl Tx {
-    pub async fn insert_token(
-        &mut self,
-        hash: &str,
-        user: &str,
-        role: &str,
-        created_at: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn insert_token(&mut self, token: &TokenRow) -> Result<(), StoreError> {
         self.changes_access = true;
         sqlx::query(
-            "INSERT INTO tokens (hash, user_uri, role, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO tokens (hash, user_uri, role, created_at, expires_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(hash)
-        .bind(user)
-        .bind(role)
-        .bind(created_at)
+        .bind(&token.hash)
+        .bind(&token.user)
+        .bind(&token.role)
+        .bind(&token.created_at)
+        .bind(&token.expires_at)
+        .bind(&token.last_used_at)
         .execute(&mut *self.inner)
         .await?;
         Ok(())
+    }
+
+    /// Records a token's use. Not a change of access: live streams keep their decisions.
+    pub async fn touch_token(&mut self, hash: &str, at: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tokens SET last_used_at = $2 WHERE hash = $1")
+            .bind(hash)
+            .bind(at)
+            .execute(&mut *self.inner)
+            .await?;
+        Ok(())
+    }
+
+    /// The tokens whose hash starts with `prefix` (a token's id).
+    pub async fn tokens_by_prefix(&mut self, prefix: &str) -> Result<Vec<TokenRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE substr(hash, 1, {}) = $1",
+            prefix.len()
+        ))
+        .bind(prefix)
+        .fetch_all(&mut *self.inner)
+        .await?;
+        rows.iter().map(token_from_row).collect()
     }
 
     /// Every stored token, as hashes (for moving a server).
