@@ -505,3 +505,29 @@ async fn live_events_carry_room_changes_the_caller_may_see() {
     assert_eq!(resumed[0].1["room"], "open-room");
     assert_eq!(resumed[0].1["change"], "changed");
 }
+
+/// SIGTERM with a live stream open: the stream ends (the client resumes elsewhere by
+/// Last-Event-ID) and the server exits, rather than refusing new work while the stream keeps
+/// it alive. `TestServer::stop` fails the test if the server is not gone within 5 s.
+#[tokio::test]
+async fn sigterm_ends_live_streams_and_the_server_exits() {
+    let mut fixture = Fixture::new();
+    let stream = reqwest::Client::new()
+        .get(format!("{}/v1/events", fixture.server.base))
+        .bearer_auth(&fixture.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let reading = tokio::spawn(stream.bytes());
+    let status = tokio::task::spawn_blocking(move || {
+        let status = fixture.server.stop();
+        (status, fixture)
+    })
+    .await
+    .unwrap()
+    .0;
+    assert!(status.success(), "{status:?}");
+    let ended = tokio::time::timeout(Duration::from_secs(5), reading).await;
+    assert!(ended.is_ok(), "the stream outlived the server");
+}

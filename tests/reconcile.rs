@@ -419,3 +419,66 @@ async fn plan_and_drift_print_stored_text_inert() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_dead_appliers_lock_heals_and_perch_unlock_breaks_any() {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map_or_else(|_| "localhost".to_owned(), |h| h.trim().to_owned());
+    for via in [Via::Embedded, Via::Http] {
+        let h = Harness::new(via);
+        // An apply on this host that was killed: its pid is gone.
+        let dead = format!("ana@{host} (pid 999999999)");
+        h.admin
+            .post(
+                "/v1/locks/apply",
+                json!({"holder": dead, "ttlSeconds": 600}),
+            )
+            .await
+            .expect(200);
+        let (code, stdout, stderr) = h.run("apply", &[&examples(), "--yes"]);
+        assert_eq!(code, 0, "{via:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "took over the apply lock from {dead}, whose process is gone"
+            )),
+            "{stderr}"
+        );
+
+        // One elsewhere cannot be proved dead: refused, pointing at `perch unlock`.
+        h.admin
+            .post(
+                "/v1/locks/apply",
+                json!({"holder": "ci@another-host (pid 7)", "ttlSeconds": 600}),
+            )
+            .await
+            .expect(200);
+        let (code, _, stderr) = h.run("plan", &[&examples()]);
+        assert_eq!(code, 0, "plan takes no lock: {stderr}");
+        let (code, _, stderr) = h.run("apply", &[&examples(), "--yes"]);
+        assert_eq!(code, 1);
+        assert!(
+            stderr.contains("`perch unlock` breaks the lock"),
+            "{stderr}"
+        );
+        let (code, stdout, stderr) = h.run("unlock", &[]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.contains("broke the apply lock")
+                && stdout.contains("held by ci@another-host (pid 7)"),
+            "{stdout}"
+        );
+        let (code, stdout, _) = h.run("unlock", &[]);
+        assert_eq!(code, 0);
+        assert!(stdout.contains("nobody holds the apply lock"), "{stdout}");
+        let (code, stdout, stderr) = h.run("apply", &[&examples(), "--yes"]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        // Breaking is on the record.
+        let trail = h
+            .admin
+            .get("/v1/audit?kind=Lock&action=unlock")
+            .await
+            .expect(200)
+            .body;
+        assert!(trail.to_string().contains("\"broken\":true"), "{trail:#}");
+    }
+}

@@ -68,6 +68,8 @@ enum Command {
         #[arg(value_enum, default_value = "manifests")]
         of: reconcile::SchemaOf,
     },
+    /// Break a lock whoever holds it (an apply that was killed), naming its holder.
+    Unlock(reconcile::UnlockArgs),
     /// Read the audit trail: who changed configuration, tokens, locks and content.
     Audit(compliance::AuditArgs),
     /// Place, release and list legal holds on rooms and categories.
@@ -130,6 +132,7 @@ pub fn main() -> ExitCode {
             Command::Export(args) => reconcile::export(args).await,
             Command::Schema { of } => reconcile::schema(of),
             Command::Audit(args) => compliance::audit(args).await,
+            Command::Unlock(args) => reconcile::unlock(args).await,
             Command::Hold(command) => compliance::hold(command).await,
             Command::Room(command) => chat::room(command).await,
             Command::Messages(command) => chat::messages(command).await,

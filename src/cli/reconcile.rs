@@ -282,11 +282,53 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
     outcome
 }
 
+fn this_host() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map_or_else(|_| "localhost".to_owned(), |h| h.trim().to_owned())
+}
+
+/// How an apply names itself as the lock's holder: `USER@HOST (pid N)`.
 fn lock_holder() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "someone".to_owned());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map_or_else(|_| "localhost".to_owned(), |h| h.trim().to_owned());
-    format!("{user}@{host} (pid {})", std::process::id())
+    format!("{user}@{} (pid {})", this_host(), std::process::id())
+}
+
+/// The host and pid of a holder named by [`lock_holder`].
+fn holder_process(holder: &str) -> Option<(&str, u32)> {
+    let (who, rest) = holder.rsplit_once(" (pid ")?;
+    let pid = rest.strip_suffix(')')?.parse().ok()?;
+    let (_, host) = who.rsplit_once('@')?;
+    Some((host, pid))
+}
+
+/// Whether a holder is provably dead: an apply on this very host whose process is gone. On a
+/// system without `/proc`, or for another host, nothing is proved.
+fn holder_is_dead(holder: &str) -> bool {
+    let Some((host, pid)) = holder_process(holder) else {
+        return false;
+    };
+    let proc = Path::new("/proc");
+    host == this_host()
+        && pid != std::process::id()
+        && proc.join("self").exists()
+        && !proc.join(pid.to_string()).exists()
+}
+
+/// Takes the apply lock; a lock held by a provably dead apply on this host is taken over,
+/// saying so.
+async fn take_apply_lock(target: &dyn Target, holder: &str) -> Result<(), TargetError> {
+    match target.lock(holder, LOCK_TTL_SECONDS).await {
+        Err(TargetError::LockHeld { holder: old, .. }) if holder_is_dead(&old) => {
+            if let Some(broken) = target.break_lock(crate::service::APPLY_LOCK).await? {
+                eprintln!(
+                    "note: took over the apply lock from {}, whose process is gone",
+                    crate::text::terminal_safe(&broken)
+                );
+            }
+            target.lock(holder, LOCK_TTL_SECONDS).await
+        }
+        other => other,
+    }
 }
 
 const LOCK_TTL_SECONDS: i64 = 120;
@@ -326,13 +368,14 @@ pub async fn apply(args: ApplyArgs) -> miette::Result<u8> {
     };
     let target = open_target(&args.target).await?;
     let holder = lock_holder();
-    if let Err(error) = target.lock(&holder, LOCK_TTL_SECONDS).await {
+    if let Err(error) = take_apply_lock(target.as_ref(), &holder).await {
         target.close().await;
         return Err(match error {
             TargetError::LockHeld { holder, since } => {
                 miette!(
-                    "another apply is running on {}: the lock is held by {holder}{}",
+                    "another apply is running on {}: the lock is held by {}{}; if it is not running, `perch unlock` breaks the lock",
                     target.describe(),
+                    crate::text::terminal_safe(&holder),
                     if since.is_empty() {
                         String::new()
                     } else {
@@ -644,4 +687,50 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> miette::Result<()> {
     crate::atomic_file::write(path, bytes)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot write {}", path.display()))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UnlockArgs {
+    /// The lock to break: `apply` (default), or `archiver`.
+    #[arg(default_value = crate::service::APPLY_LOCK)]
+    name: String,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+/// `perch unlock`: breaks a lock on purpose, whoever holds it, naming the holder it had.
+pub async fn unlock(args: UnlockArgs) -> miette::Result<u8> {
+    let target = open_target(&args.target).await?;
+    let broken = target.break_lock(&args.name).await;
+    let described = target.describe();
+    target.close().await;
+    match broken.into_diagnostic()? {
+        Some(holder) => println!(
+            "broke the {} lock on {described}, held by {}",
+            args.name,
+            crate::text::terminal_safe(&holder)
+        ),
+        None => println!("nobody holds the {} lock on {described}", args.name),
+    }
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod holder_tests {
+    use super::*;
+
+    #[test]
+    fn holders_name_their_host_and_process() {
+        assert_eq!(
+            holder_process("ana@build-7 (pid 42)"),
+            Some(("build-7", 42))
+        );
+        assert_eq!(holder_process("ci@build-7 (pid 42"), None);
+        assert_eq!(holder_process("a lock holder"), None);
+        assert!(!holder_is_dead(&lock_holder()), "this process lives");
+        // Another host's apply is never proved dead from here.
+        assert!(!holder_is_dead("ana@elsewhere-xyz (pid 999999999)"));
+        let dead_here = format!("ana@{} (pid 999999999)", this_host());
+        assert!(holder_is_dead(&dead_here));
+    }
 }

@@ -17,6 +17,10 @@ pub struct ServeArgs {
     /// Database URL: sqlite://FILE or postgres://USER@HOST/DB. Migrated on start.
     #[arg(long, env = "PERCH_DB", default_value = DEFAULT_DB)]
     db: String,
+    /// On SIGTERM or Ctrl-C: live streams end at once (clients resume by Last-Event-ID),
+    /// in-flight requests get this many seconds to finish, then the server exits.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    shutdown_timeout: u64,
     /// How often retention deletes expired messages (categories' `retention`), in seconds.
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     retention_interval: u64,
@@ -49,7 +53,26 @@ pub async fn run(args: ServeArgs) -> miette::Result<u8> {
         let interval = std::time::Duration::from_secs(args.retention_interval);
         tokio::spawn(async move { service.run_retention(interval, background_stopped).await })
     };
-    let served = crate::server::serve(listener, service, crate::server::shutdown_signal()).await;
+    let signalled = {
+        let service = service.clone();
+        async move {
+            crate::server::shutdown_signal().await;
+            service.begin_drain();
+        }
+    };
+    let mut drain_started = service.watch_drain();
+    let timeout = std::time::Duration::from_secs(args.shutdown_timeout);
+    let serving = crate::server::serve(listener, service.clone(), signalled);
+    let served = tokio::select! {
+        served = serving => served,
+        () = async {
+            let _ = drain_started.wait_for(|draining| *draining).await;
+            tokio::time::sleep(timeout).await;
+        } => {
+            tracing::warn!(seconds = args.shutdown_timeout, "requests still open after the shutdown timeout; stopping anyway");
+            Ok(())
+        }
+    };
     let _ = stop_background.send(true);
     let _ = archiver.await;
     let _ = retention.await;

@@ -74,6 +74,11 @@ pub(crate) fn rejected(error: ServiceError) -> TargetError {
 /// progress bar moves and a lock renewal is never starved.
 const BATCH_SIZE: usize = 500;
 
+/// How long one transaction of a large apply stays open at most: on SQLite it holds the only
+/// write lock, so a `perch serve` on the same file waits this long at worst to store a chat
+/// message (plus the action under way when the time ran out).
+pub const MAX_TRANSACTION_TIME: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The service operation that carries out an action.
 fn operation_of(action: &Action) -> Result<Operation, TargetError> {
     let ownership = Ownership::Managed {
@@ -195,7 +200,11 @@ impl Target for EmbeddedTarget {
                 };
                 let mut in_batch = Vec::new();
                 let mut failure = None;
-                while index < actions.len() && in_batch.len() < BATCH_SIZE {
+                let opened = std::time::Instant::now();
+                while index < actions.len()
+                    && in_batch.len() < BATCH_SIZE
+                    && opened.elapsed() < MAX_TRANSACTION_TIME
+                {
                     let action = &actions[index];
                     index += 1;
                     let outcome = match operation_of(action) {
@@ -352,6 +361,18 @@ impl Target for EmbeddedTarget {
         Box::pin(async move {
             self.service
                 .release_hold(&self.caller, kind, name)
+                .await
+                .map_err(rejected)
+        })
+    }
+
+    fn break_lock<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, TargetError>> {
+        Box::pin(async move {
+            self.service
+                .break_lock(&self.caller, name)
                 .await
                 .map_err(rejected)
         })

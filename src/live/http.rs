@@ -238,6 +238,24 @@ impl Target for HttpTarget {
         })
     }
 
+    fn break_lock<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, TargetError>> {
+        Box::pin(async move {
+            let path = format!("/v1/locks/{}?force=true", percent_encode(name));
+            match self
+                .client
+                .json::<BrokenLock, ()>(Method::DELETE, &path, Body::NONE)
+                .await
+            {
+                Ok(broken) => Ok(Some(broken.holder)),
+                Err(error) if is_not_found(&error) => Ok(None),
+                Err(error) => Err(error.into()),
+            }
+        })
+    }
+
     fn tokens(&self) -> BoxFuture<'_, Result<Vec<TokenInfo>, TargetError>> {
         Box::pin(async move {
             let list: TokenList = self
@@ -286,6 +304,12 @@ impl Target for HttpTarget {
                 .await?)
         })
     }
+}
+
+/// `DELETE /v1/locks/{name}?force=true`.
+#[derive(serde::Deserialize)]
+struct BrokenLock {
+    holder: String,
 }
 
 /// `GET /v1/tokens`.

@@ -116,6 +116,12 @@ pub trait Target: Send + Sync {
         ttl_seconds: i64,
     ) -> BoxFuture<'a, Result<(), TargetError>>;
 
+    /// Breaks a named lock whoever holds it; the holder it had, `None` when it was free.
+    fn break_lock<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, TargetError>>;
+
     /// Releases the apply lock if `holder` has it.
     fn unlock<'a>(&'a self, holder: &'a str) -> BoxFuture<'a, Result<(), TargetError>>;
 

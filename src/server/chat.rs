@@ -234,7 +234,12 @@ async fn deliver(
     sender: &tokio::sync::mpsc::Sender<Result<Event, Infallible>>,
 ) {
     let mut posted = service.watch_messages();
+    let mut draining = service.watch_drain();
     loop {
+        if *draining.borrow_and_update() {
+            // The server is stopping: end the stream; the client resumes by Last-Event-ID.
+            return;
+        }
         let start = *cursor;
         match service.events_after(filter, cursor.message, 500).await {
             Ok((messages, last)) => {
@@ -288,6 +293,7 @@ async fn deliver(
         }
         // Wake on a post or change through this node, or poll for those through others.
         tokio::select! {
+            _ = draining.changed() => return,
             _ = posted.changed() => {}
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
             () = sender.closed() => return,

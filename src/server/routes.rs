@@ -453,6 +453,18 @@ async fn release_lock(
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    if query_flag(query.as_deref(), "force")? {
+        // `perch unlock`: whoever holds it.
+        return match state.service.break_lock(&caller, &name).await? {
+            Some(holder) => {
+                Ok(Json(json!({"name": name, "holder": holder, "broken": true})).into_response())
+            }
+            None => Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("nobody holds lock `{name}`"),
+            )),
+        };
+    }
     let holder = query
         .as_deref()
         .unwrap_or_default()

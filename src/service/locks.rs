@@ -84,4 +84,25 @@ impl Service {
         tx.commit().await?;
         Ok(released)
     }
+
+    /// Breaks a named lock whoever holds it (`perch unlock`); administrators only. Returns the
+    /// holder it had, `None` when nobody held it.
+    pub async fn break_lock(&self, caller: &Caller, name: &str) -> Result<Option<String>> {
+        require_admin(caller, "break locks")?;
+        let mut tx = self.store.begin(WriteAccess::new()).await?;
+        let broken = tx.break_lock(name).await?;
+        if let Some(lock) = &broken {
+            record(
+                &mut tx,
+                caller,
+                AuditAction::Unlock,
+                "Lock",
+                name,
+                json!({"holder": lock.holder, "since": lock.acquired_at, "broken": true}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(broken.map(|lock| lock.holder))
+    }
 }

@@ -151,6 +151,9 @@ pub struct Service {
     node: std::sync::Arc<str>,
     archiving: std::sync::Arc<tokio::sync::Mutex<()>>,
     last_use: std::sync::Arc<tokens::LastUse>,
+    /// Set when the server begins to drain: live streams end so that clients resume
+    /// elsewhere (by `Last-Event-ID`).
+    draining: tokio::sync::watch::Sender<bool>,
 }
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
@@ -167,6 +170,7 @@ impl Service {
             node: node.into(),
             archiving: std::sync::Arc::default(),
             last_use: std::sync::Arc::default(),
+            draining: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -194,6 +198,16 @@ impl Service {
     /// Wakes when a message is posted through this service.
     pub fn watch_messages(&self) -> tokio::sync::watch::Receiver<i64> {
         self.messages_posted.subscribe()
+    }
+
+    /// Begins draining: every live stream ends at its next turn.
+    pub fn begin_drain(&self) {
+        self.draining.send_replace(true);
+    }
+
+    /// Completes once draining began.
+    pub fn watch_drain(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.draining.subscribe()
     }
 
     pub fn store(&self) -> &Store {

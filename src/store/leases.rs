@@ -156,6 +156,29 @@ impl Tx {
         .transpose()
     }
 
+    /// Removes the named lock whoever holds it; returns the holder it had, expired or not.
+    pub async fn break_lock(&mut self, name: &str) -> Result<Option<LockRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT holder, acquired_at, expires_at FROM locks WHERE name = $1{}",
+            self.backend.lock_clause()
+        ))
+        .bind(name)
+        .fetch_optional(&mut *self.inner)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        sqlx::query("DELETE FROM locks WHERE name = $1")
+            .bind(name)
+            .execute(&mut *self.inner)
+            .await?;
+        Ok(Some(LockRow {
+            holder: row.try_get("holder")?,
+            acquired_at: row.try_get("acquired_at")?,
+            expires_at: row.try_get("expires_at")?,
+        }))
+    }
+
     /// Releases the named lock if `holder` holds it; returns whether it did.
     pub async fn release_lock(&mut self, name: &str, holder: &str) -> Result<bool, StoreError> {
         let result = sqlx::query("DELETE FROM locks WHERE name = $1 AND holder = $2")
