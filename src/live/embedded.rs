@@ -79,6 +79,9 @@ const BATCH_SIZE: usize = 500;
 /// message (plus the action under way when the time ran out).
 pub const MAX_TRANSACTION_TIME: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// The pause after a transaction that ran its full time, for others to write.
+const PAUSE_BETWEEN_TRANSACTIONS: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The service operation that carries out an action.
 fn operation_of(action: &Action) -> Result<Operation, TargetError> {
     let ownership = Ownership::Managed {
@@ -219,10 +222,17 @@ impl Target for EmbeddedTarget {
                         }
                     }
                 }
+                let ran_out_of_time = opened.elapsed() >= MAX_TRANSACTION_TIME;
                 match batch.commit().await {
                     Ok(()) => {
                         report.done.append(&mut in_batch);
                         progress(report.done.len());
+                        if ran_out_of_time && index < actions.len() {
+                            // SQLite hands its write lock to no one in particular: a server
+                            // waiting on it polls, and would keep missing the instant between
+                            // two transactions. Leave it room.
+                            tokio::time::sleep(PAUSE_BETWEEN_TRANSACTIONS).await;
+                        }
                     }
                     Err(error) => {
                         // Nothing of this batch is durable: report it as not done.
