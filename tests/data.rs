@@ -352,3 +352,89 @@ async fn files_perch_creates_are_private() {
     assert_eq!(mode(&wal), 0o600, "the write-ahead log");
     drop(server);
 }
+
+/// A valid checksum says a file is whole, not that what it holds is sound: an import checks
+/// every name, text and time as the API would, and a failed import into a new database file
+/// leaves no file behind.
+#[test]
+fn imports_are_checked_as_the_api_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let room = |name: &str| {
+        json!({"object": {"kind": "Room", "id": 7, "version": 1, "managed": false, "protect": false,
+            "createdAt": "2026-01-01T00:00:00.000000Z", "updatedBy": "x", "updatedAt": "2026-01-01T00:00:00.000000Z",
+            "name": name, "category": "Eng"}})
+        .to_string()
+    };
+    let category = json!({"object": {"kind": "Category", "id": 6, "version": 1, "managed": false, "protect": false,
+        "createdAt": "2026-01-01T00:00:00.000000Z", "updatedBy": "x", "updatedAt": "2026-01-01T00:00:00.000000Z",
+        "name": "Eng"}})
+    .to_string();
+    let message = |body: &str, author: &str, at: &str| {
+        json!({"message": {"id": 1, "roomId": 7, "author": author, "body": body, "postedAt": at,
+            "inHistory": true, "replaced": false}})
+        .to_string()
+    };
+    let at = "2026-01-01T00:00:00.000000Z";
+    let cases = [
+        (
+            "a room named like a path",
+            vec![category.clone(), room("../../etc/evil")],
+            "may not",
+        ),
+        ("a dot room", vec![category.clone(), room("..")], "may not"),
+        (
+            "a 100,000-character message",
+            vec![
+                category.clone(),
+                room("ok"),
+                message(&"x".repeat(100_000), "sip:ana@contoso.com", at),
+            ],
+            "100000 characters",
+        ),
+        (
+            "an author that is no principal",
+            vec![category.clone(), room("ok"), message("hi", "\u{1b}[2J", at)],
+            "not a normalised user principal",
+        ),
+        (
+            "a time in another form",
+            vec![
+                category.clone(),
+                room("ok"),
+                message("hi", "sip:ana@contoso.com", "2026-01-01"),
+            ],
+            "not a time in the stored form",
+        ),
+    ];
+    for (what, lines, expected) in cases {
+        let file = dir.path().join("import.jsonl");
+        std::fs::write(&file, common::data_file(&lines)).unwrap();
+        let database = dir.path().join("new.db");
+        let url = format!("sqlite://{}", database.display());
+        let (code, stdout, stderr) =
+            common::perch(&["data", "import", file.to_str().unwrap(), "--db", &url]);
+        assert_eq!(code, 1, "{what}: {stdout}{stderr}");
+        assert!(stderr.contains(expected), "{what}: {stderr}");
+        assert!(!stderr.contains('\u{1b}'), "{what}: {stderr:?}");
+        assert!(
+            !database.exists(),
+            "{what}: the failed import left {}",
+            database.display()
+        );
+    }
+    // The same file without the fault imports.
+    let file = dir.path().join("import.jsonl");
+    std::fs::write(
+        &file,
+        common::data_file(&[
+            category,
+            room("ok"),
+            message("hi", "sip:ana@contoso.com", at),
+        ]),
+    )
+    .unwrap();
+    let url = format!("sqlite://{}", dir.path().join("new.db").display());
+    let (code, stdout, stderr) =
+        common::perch(&["data", "import", file.to_str().unwrap(), "--db", &url]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}

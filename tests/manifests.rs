@@ -69,7 +69,7 @@ fn every_broken_manifest_names_file_line_and_column() {
         ("not-a-mapping.yaml", "1:1: a document must be a mapping"),
         (
             "bad-name.yaml",
-            "3:7: name `a/b` may not start or end with spaces or contain `/`",
+            "3:7: name `a/b` may not start or end with spaces, contain `/`, or be `.` or `..`",
         ),
         (
             "wrong-type.yaml",

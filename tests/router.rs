@@ -386,6 +386,62 @@ async fn every_error_answers_its_code_and_field() {
         ),
         ("user imports", User, "POST", "/v1/data/import", &[], "{}"),
         ("URI too long", Admin, "GET", long_path, &[], ""),
+        (
+            "name differs only in case",
+            Admin,
+            "POST",
+            "/v1/rooms",
+            &[],
+            r#"{"name":"ENG","category":"Eng"}"#,
+        ),
+        (
+            "zero-width name",
+            Admin,
+            "POST",
+            "/v1/groups",
+            &[],
+            "{\"name\":\"\\u200b\"}",
+        ),
+        (
+            "bidi override name",
+            Admin,
+            "POST",
+            "/v1/groups",
+            &[],
+            "{\"name\":\"\\u202egnp.exe\"}",
+        ),
+        (
+            "dot name",
+            Admin,
+            "POST",
+            "/v1/groups",
+            &[],
+            r#"{"name":".."}"#,
+        ),
+        (
+            "decomposed name",
+            Admin,
+            "POST",
+            "/v1/addins",
+            &[],
+            "{\"name\":\"cafe\\u0301\",\"url\":\"https://x\"}",
+        ),
+        (
+            "read it precomposed",
+            Admin,
+            "GET",
+            "/v1/addins/caf%C3%A9",
+            &[],
+            "",
+        ),
+        (
+            "read it decomposed",
+            Admin,
+            "GET",
+            "/v1/addins/cafe%CC%81",
+            &[],
+            "",
+        ),
     ];
     let mut table = String::new();
     for (name, who, method, path, headers, body) in cases {
@@ -466,6 +522,13 @@ async fn every_error_answers_its_code_and_field() {
         lower-case bearer            200  -                      -
         user imports                 403  forbidden              -
         URI too long                 414  uri_too_long           -
+        name differs only in case    409  already_exists         name
+        zero-width name              400  invalid_name           name
+        bidi override name           400  invalid_name           name
+        dot name                     400  invalid_name           name
+        decomposed name              201  -                      -
+        read it precomposed          200  -                      -
+        read it decomposed           200  -                      -
     "]]
     .assert_eq(&table);
 }

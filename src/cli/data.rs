@@ -106,7 +106,12 @@ pub async fn run(command: DataCommand) -> miette::Result<u8> {
             let target = open_target(&target).await?;
             let progress = spinner("importing");
             let outcome = target.import_data(bytes, replace_existing).await;
-            target.close().await;
+            if outcome.is_ok() {
+                target.close().await;
+            } else {
+                // A failed import into a database it created leaves no new file behind.
+                target.close_and_discard().await;
+            }
             let report = outcome.into_diagnostic()?;
             if let Some(bar) = progress {
                 bar.finish_and_clear();

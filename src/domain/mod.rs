@@ -426,7 +426,39 @@ impl FieldProblem {
     }
 }
 
-/// Checks a name: 1 to 256 characters, no control characters, no `/`, no surrounding spaces.
+/// A name as it is stored and compared: in Unicode normalisation form C, so that `é` typed as
+/// one character and as `e` plus an accent are one name.
+pub fn normalise_name(name: &mut String) {
+    use unicode_normalization::{UnicodeNormalization, is_nfc_quick};
+    if is_nfc_quick(name.chars()) != unicode_normalization::IsNormalized::Yes {
+        *name = name.nfc().collect();
+    }
+}
+
+/// What makes two names of one kind the same name: NFC, then lower case. Names are unique by
+/// this key, as the original's were case-insensitive, and keep the case they were given.
+pub fn name_key(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    name.nfc().collect::<String>().to_lowercase()
+}
+
+/// Characters a name may not hold: they are invisible or reorder what is shown, so two names
+/// that look alike would differ (`\u{200B}`, `\u{202E}gnp.exe`).
+fn invisible_or_reordering(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
+}
+
+/// Checks a name: 1 to 256 characters; no control, zero-width or bidirectional-control
+/// characters; no `/`; no surrounding spaces; not `.` or `..` (which no URL path can name).
 pub fn check_name(field: &str, name: &str, problems: &mut Vec<FieldProblem>) {
     if name.trim().is_empty() {
         problems.push(FieldProblem::new(
@@ -440,12 +472,22 @@ pub fn check_name(field: &str, name: &str, problems: &mut Vec<FieldProblem>) {
             ErrorCode::NameTooLong,
             format!("{field} is longer than {MAX_NAME_LEN} characters"),
         ));
-    } else if name.trim() != name || name.contains(|c: char| c.is_control() || c == '/') {
+    } else if name.trim() != name || name.contains('/') || name == "." || name == ".." {
         problems.push(FieldProblem::new(
             field,
             ErrorCode::InvalidName,
             format!(
-                "{field} `{name}` may not start or end with spaces or contain `/` or control characters"
+                "{field} `{}` may not start or end with spaces, contain `/`, or be `.` or `..`",
+                crate::text::excerpt(name, 80)
+            ),
+        ));
+    } else if name.contains(invisible_or_reordering) {
+        problems.push(FieldProblem::new(
+            field,
+            ErrorCode::InvalidName,
+            format!(
+                "{field} `{}` holds control, zero-width or bidirectional-control characters, which make names that look alike differ",
+                crate::text::excerpt(name, 80)
             ),
         ));
     }
@@ -497,6 +539,7 @@ pub fn check_url(url: &str, problems: &mut Vec<FieldProblem>) {
 impl Category {
     /// Sorts and deduplicates every list, so that stored and compared forms agree.
     pub fn normalise(&mut self) {
+        normalise_name(&mut self.name);
         normalise_list(&mut self.allowed_members);
         normalise_list(&mut self.denied_members);
         normalise_list(&mut self.creators);
@@ -520,6 +563,11 @@ impl Category {
 
 impl Room {
     pub fn normalise(&mut self) {
+        normalise_name(&mut self.name);
+        normalise_name(&mut self.category);
+        if let Some(addin) = &mut self.addin {
+            normalise_name(addin);
+        }
         normalise_list(&mut self.members);
         normalise_list(&mut self.managers);
         normalise_list(&mut self.presenters);
@@ -560,6 +608,7 @@ impl Addin {
 
 impl Group {
     pub fn normalise(&mut self) {
+        normalise_name(&mut self.name);
         normalise_list(&mut self.members);
     }
 

@@ -428,4 +428,8 @@ impl Target for EmbeddedTarget {
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move { self.service.store().close().await })
     }
+
+    fn close_and_discard(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move { self.service.store().close_and_discard_if_new().await })
+    }
 }

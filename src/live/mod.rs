@@ -193,6 +193,12 @@ pub trait Target: Send + Sync {
         token_or_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<TokenInfo>, TargetError>>;
 
+    /// Lets go of what the target holds open and removes what opening it created (a new
+    /// database file), for a command that failed. A server needs nothing.
+    fn close_and_discard(&self) -> BoxFuture<'_, ()> {
+        self.close()
+    }
+
     /// Lets go of what the target holds open (a database pool); a server needs nothing.
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})

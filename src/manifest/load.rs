@@ -442,6 +442,12 @@ fn normalise_fields(
         .and_then(|value| value.as_bool())
         .unwrap_or(false);
     let mut valid = true;
+    // Names as the server stores them: in NFC.
+    for field in ["name", "category", "addin"] {
+        if let Some(Value::String(name)) = fields.get_mut(field) {
+            crate::domain::normalise_name(name);
+        }
+    }
     for (field, value) in &mut fields {
         if let Value::Array(items) = value {
             for (index, item) in items.iter_mut().enumerate() {

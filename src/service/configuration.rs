@@ -299,7 +299,7 @@ impl Service {
         let marks = ownership.marks(Marks::default());
         let write = write_of(&object, marks, &caller.name, &now)?;
         let written = tx.insert(write).await;
-        let row = hide_duplicate(tx, caller, written).await?;
+        let row = hide_duplicate(tx, caller, object.name(), written).await?;
         if row.kind == Kind::Room {
             announce(tx, &row, RoomChangeKind::Created, &now).await?;
         }
@@ -426,7 +426,7 @@ impl Service {
         let now = clock::now();
         let write = write_of(&object, marks, &caller.name, &now)?;
         let written = tx.update(current.meta.id, write).await;
-        let row = hide_duplicate(tx, caller, written).await?;
+        let row = hide_duplicate(tx, caller, object.name(), written).await?;
         if row.kind == Kind::Room {
             announce(tx, &row, RoomChangeKind::Changed, &now).await?;
         }
@@ -669,13 +669,15 @@ async fn announce(tx: &mut Tx, room: &ObjectRow, change: RoomChangeKind, at: &st
 async fn hide_duplicate(
     tx: &mut Tx,
     caller: &Caller,
+    requested: &str,
     written: std::result::Result<ObjectRow, StoreError>,
 ) -> Result<ObjectRow> {
     match written {
+        // Named as asked: the hidden holder's own spelling (another case) would leak too.
         Err(StoreError::Duplicate { kind, name })
             if access::hidden_from(&mut Source::Tx(tx), caller, kind, &name).await? =>
         {
-            Err(ServiceError::not_found(kind, &name))
+            Err(ServiceError::not_found(kind, requested))
         }
         other => Ok(other?),
     }

@@ -282,6 +282,39 @@ impl Service {
                 )));
             }
         }
+        for message in &messages {
+            let length = message.body.chars().count();
+            if message.body.trim().is_empty() || length > super::messages::MAX_MESSAGE_LEN {
+                return Err(corrupt(format!(
+                    "message {} holds {length} characters; a message holds 1 to {}",
+                    message.id,
+                    super::messages::MAX_MESSAGE_LEN
+                )));
+            }
+            if crate::domain::Principal::parse(&message.author)
+                .map(|principal| principal.to_string())
+                .ok()
+                .as_deref()
+                != Some(message.author.as_str())
+            {
+                return Err(corrupt(format!(
+                    "message {} has the author `{}`, not a normalised user principal",
+                    message.id,
+                    crate::text::excerpt(&message.author, 80)
+                )));
+            }
+            if crate::clock::parse(&message.posted_at, false)
+                .map(crate::clock::format)
+                .as_deref()
+                != Some(message.posted_at.as_str())
+            {
+                return Err(corrupt(format!(
+                    "message {} was posted at `{}`, not a time in the stored form (2026-01-31T17:00:00.000000Z)",
+                    message.id,
+                    crate::text::excerpt(&message.posted_at, 40)
+                )));
+            }
+        }
         if objects.len() != end.objects || messages.len() != end.messages {
             return Err(corrupt(
                 "the file's counts do not match its end line".to_owned(),
@@ -300,12 +333,30 @@ impl Service {
             }
             // Check the object is one this server accepts.
             let fields = Value::Object(object.fields.clone());
-            if kind == Kind::ComplianceConfiguration {
+            // Every rule the API applies to a value on its own applies to an imported one:
+            // a valid checksum says the file is whole, not that what it holds is sound.
+            let shown_name = crate::text::excerpt(name, 80);
+            let problems = if kind == Kind::ComplianceConfiguration {
                 serde_json::from_value::<crate::domain::ComplianceConfiguration>(fields)
-                    .map_err(|error| corrupt(format!("the compliance configuration: {error}")))?;
+                    .map_err(|error| corrupt(format!("the compliance configuration: {error}")))?
+                    .problems()
             } else {
-                super::Object::from_json(kind, fields)
-                    .map_err(|error| corrupt(format!("{kind} `{name}`: {error}")))?;
+                let parsed = super::Object::from_json(kind, fields)
+                    .map_err(|error| corrupt(format!("{kind} `{shown_name}`: {error}")))?;
+                let mut normalised = parsed.clone();
+                normalised.normalise();
+                if normalised != parsed {
+                    return Err(corrupt(format!(
+                        "{kind} `{shown_name}` is not in the form this server stores (names in NFC, lists sorted): not a Perch export"
+                    )));
+                }
+                parsed.problems()
+            };
+            if let Some(problem) = problems.first() {
+                return Err(corrupt(format!(
+                    "{kind} `{shown_name}`: {}: {}",
+                    problem.field, problem.message
+                )));
             }
             let by_name = tx.get(kind, name).await?;
             let by_id = tx.object_by_id(object.meta.id).await?;

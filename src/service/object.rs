@@ -140,7 +140,7 @@ impl Object {
     pub fn normalise(&mut self) {
         match self {
             Object::Group(group) => group.normalise(),
-            Object::Addin(_) => {}
+            Object::Addin(addin) => crate::domain::normalise_name(&mut addin.name),
             Object::Category(category) => category.normalise(),
             Object::Room(room) => room.normalise(),
         }

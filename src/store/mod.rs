@@ -182,6 +182,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0007_token_lifetimes.sql"),
         postgres: include_str!("migrations/postgres/0007_token_lifetimes.sql"),
     },
+    Migration {
+        version: 8,
+        sqlite: include_str!("migrations/sqlite/0008_name_keys.sql"),
+        postgres: include_str!("migrations/postgres/0008_name_keys.sql"),
+    },
 ];
 
 mod audit;
@@ -205,6 +210,8 @@ pub use crate::service::WriteAccess;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The SQLite file this store created when it opened, if it did.
+    created: Option<std::path::PathBuf>,
 }
 
 /// An open write transaction; dropped without [`Tx::commit`] it rolls back.
@@ -227,9 +234,11 @@ impl Store {
         let backend = Backend::from_url(url).ok_or_else(|| StoreError::UnsupportedUrl {
             url: url.to_owned(),
         })?;
-        if backend == Backend::Sqlite {
-            create_private_database(url);
-        }
+        let created = if backend == Backend::Sqlite {
+            create_private_database(url)
+        } else {
+            None
+        };
         let connect_url = match backend {
             Backend::Sqlite if !url.contains("mode=") => {
                 let separator = if url.contains('?') { '&' } else { '?' };
@@ -270,8 +279,13 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(open_error)?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            created,
+        };
         store.migrate().await?;
+        store.backfill_name_keys().await?;
         Ok(store)
     }
 
@@ -354,6 +368,20 @@ impl Store {
         Ok(())
     }
 
+    /// Closes the store and removes the SQLite file it created on opening (with its log), for
+    /// a command that failed and should leave nothing new behind. A store that opened an
+    /// existing database only closes.
+    pub async fn close_and_discard_if_new(&self) {
+        self.pool.close().await;
+        if let Some(path) = &self.created {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.clone().into_os_string();
+                file.push(suffix);
+                let _ = std::fs::remove_file(file);
+            }
+        }
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -383,19 +411,20 @@ impl Store {
 
 /// Creates a SQLite database file readable by its owner only (0600), before SQLite creates it
 /// with the process's umask; its write-ahead log and shared-memory files take the same mode.
-/// An existing file is left as it is; a failure here leaves the creation to SQLite.
-fn create_private_database(url: &str) {
+/// An existing file is left as it is; a failure here leaves the creation to SQLite. Returns the
+/// file when it created one.
+fn create_private_database(url: &str) -> Option<std::path::PathBuf> {
     let path = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .unwrap_or(url);
     let path = path.split('?').next().unwrap_or(path);
     if path.is_empty() || path == ":memory:" {
-        return;
+        return None;
     }
     let path = std::path::Path::new(path);
     if path.exists() {
-        return;
+        return None;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -404,8 +433,12 @@ fn create_private_database(url: &str) {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    if let Err(error) = options.open(path) {
-        tracing::debug!(%error, "could not create the database file beforehand");
+    match options.open(path) {
+        Ok(_) => Some(path.to_path_buf()),
+        Err(error) => {
+            tracing::debug!(%error, "could not create the database file beforehand");
+            None
+        }
     }
 }
 

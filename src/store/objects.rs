@@ -6,7 +6,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::{Backend, Store, StoreError, Tx};
 use crate::domain::audit::{AuditAction, changed_fields};
-use crate::domain::{Kind, Marks};
+use crate::domain::{Kind, Marks, name_key};
 
 /// An object's fields and marks as its audit entries record them.
 fn audited_fields(body: &str, marks: Marks) -> serde_json::Value {
@@ -69,11 +69,15 @@ async fn get_object(
     name: &str,
     lock_clause: &str,
 ) -> Result<Option<ObjectRow>, StoreError> {
+    // Names are stored in NFC; a name asked for in another form (a URL's decomposed `é`) is
+    // the same name.
+    let mut name = name.to_owned();
+    crate::domain::normalise_name(&mut name);
     let row = sqlx::query(&format!(
         "SELECT {OBJECT_COLUMNS} FROM objects WHERE kind = $1 AND name = $2{lock_clause}"
     ))
     .bind(kind.as_str())
-    .bind(name)
+    .bind(&name)
     .fetch_optional(connection)
     .await?;
     row.as_ref().map(object_from_row).transpose()
@@ -117,6 +121,29 @@ fn object_from_row(row: &AnyRow) -> Result<ObjectRow, StoreError> {
 }
 
 impl Store {
+    /// Gives every object stored before name keys existed its key (once, after migration 8).
+    pub(super) async fn backfill_name_keys(&self) -> Result<(), StoreError> {
+        let rows = sqlx::query("SELECT id, name FROM objects WHERE name_key IS NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let name: String = row.try_get("name")?;
+            sqlx::query("UPDATE objects SET name_key = $2 WHERE id = $1")
+                .bind(id)
+                .bind(name_key(&name))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(objects = rows.len(), "gave stored names their keys");
+        Ok(())
+    }
+
     /// Reads one object outside any transaction.
     pub async fn get(&self, kind: Kind, name: &str) -> Result<Option<ObjectRow>, StoreError> {
         let mut connection = self.pool.acquire().await?;
@@ -236,9 +263,11 @@ impl Tx {
     /// [`StoreError::Duplicate`] when an object of that kind and name exists.
     pub async fn insert(&mut self, write: ObjectWrite<'_>) -> Result<ObjectRow, StoreError> {
         self.changes_access = true;
+        let key = name_key(write.name);
+        self.refuse_taken_key(write.kind, &key, None).await?;
         let row = sqlx::query(&format!(
-            "INSERT INTO objects (kind, name, category, addin, body, version, managed, protected, created_at, updated_by, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 1, $6, $9, $7, $8, $7) \
+            "INSERT INTO objects (kind, name, category, addin, body, version, managed, protected, created_at, updated_by, updated_at, name_key) \
+             VALUES ($1, $2, $3, $4, $5, 1, $6, $9, $7, $8, $7, $10) \
              ON CONFLICT (kind, name) DO NOTHING RETURNING {OBJECT_COLUMNS}"
         ))
         .bind(write.kind.as_str())
@@ -250,6 +279,7 @@ impl Tx {
         .bind(write.updated_at)
         .bind(write.updated_by)
         .bind(i64::from(write.marks.protect))
+        .bind(&key)
         .fetch_optional(&mut *self.inner)
         .await?;
         let Some(row) = row else {
@@ -282,8 +312,8 @@ impl Tx {
     ) -> Result<(), StoreError> {
         self.changes_access = true;
         sqlx::query(
-            "INSERT INTO objects (id, kind, name, category, addin, body, version, managed, created_at, updated_by, updated_at, protected) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "INSERT INTO objects (id, kind, name, category, addin, body, version, managed, created_at, updated_by, updated_at, protected, name_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(id)
         .bind(write.kind.as_str())
@@ -297,6 +327,7 @@ impl Tx {
         .bind(write.updated_by)
         .bind(write.updated_at)
         .bind(i64::from(write.marks.protect))
+        .bind(name_key(write.name))
         .execute(&mut *self.inner)
         .await?;
         Ok(())
@@ -314,22 +345,12 @@ impl Tx {
         write: ObjectWrite<'_>,
     ) -> Result<ObjectRow, StoreError> {
         self.changes_access = true;
-        let taken = sqlx::query("SELECT 1 FROM objects WHERE kind = $1 AND name = $2 AND id <> $3")
-            .bind(write.kind.as_str())
-            .bind(write.name)
-            .bind(id)
-            .fetch_optional(&mut *self.inner)
-            .await?;
-        if taken.is_some() {
-            return Err(StoreError::Duplicate {
-                kind: write.kind,
-                name: write.name.to_owned(),
-            });
-        }
+        let key = name_key(write.name);
+        self.refuse_taken_key(write.kind, &key, Some(id)).await?;
         let before = self.object_by_id(id).await?;
         let row = sqlx::query(&format!(
             "UPDATE objects SET name = $2, category = $3, addin = $4, body = $5, version = version + 1, \
-             managed = $6, updated_by = $7, updated_at = $8, protected = $9 WHERE id = $1 RETURNING {OBJECT_COLUMNS}"
+             managed = $6, updated_by = $7, updated_at = $8, protected = $9, name_key = $10 WHERE id = $1 RETURNING {OBJECT_COLUMNS}"
         ))
         .bind(id)
         .bind(write.name)
@@ -340,6 +361,7 @@ impl Tx {
         .bind(write.updated_by)
         .bind(write.updated_at)
         .bind(i64::from(write.marks.protect))
+        .bind(&key)
         .fetch_one(&mut *self.inner)
         .await?;
         let row = object_from_row(&row)?;
@@ -390,6 +412,40 @@ impl Tx {
         )
         .await?;
         Ok(())
+    }
+
+    /// Refuses a name whose key another object of the kind holds (`Secret-Ops` when
+    /// `secret-ops` exists), naming the one that holds it. On PostgreSQL the check takes a
+    /// transaction lock on the key, so that two writers of look-alike names cannot both pass.
+    async fn refuse_taken_key(
+        &mut self,
+        kind: Kind,
+        key: &str,
+        except: Option<i64>,
+    ) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query(
+                "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(hashtext($1))) AS turn",
+            )
+            .bind(format!("{}/{key}", kind.as_str()))
+            .fetch_one(&mut *self.inner)
+            .await?;
+        }
+        let taken = sqlx::query(
+            "SELECT name FROM objects WHERE kind = $1 AND name_key = $2 AND id <> $3 LIMIT 1",
+        )
+        .bind(kind.as_str())
+        .bind(key)
+        .bind(except.unwrap_or(0))
+        .fetch_optional(&mut *self.inner)
+        .await?;
+        match taken {
+            Some(row) => Err(StoreError::Duplicate {
+                kind,
+                name: row.try_get("name")?,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The object holding this id, if any.

@@ -482,7 +482,8 @@ pub mod postgres {
     }
 }
 
-/// A `perch-data` file (level `content`) holding these lines, with its header and end line.
+/// A `perch-data` file (level `content`) holding these lines (`{"object": ..}` or
+/// `{"message": ..}`), with its header and end line.
 #[allow(
     dead_code,
     reason = "used by some of the test binaries that include this module"
@@ -504,9 +505,13 @@ pub fn data_file(lines: &[String]) -> String {
                 let _ = write!(hex, "{byte:02x}");
                 hex
             });
-    let messages = lines.len();
+    let objects = lines
+        .iter()
+        .filter(|line| line.starts_with("{\"object\""))
+        .count();
+    let messages = lines.len() - objects;
     body.push_str(
-        &serde_json::json!({"end": {"objects": 0, "messages": messages, "sha256": sha256}})
+        &serde_json::json!({"end": {"objects": objects, "messages": messages, "sha256": sha256}})
             .to_string(),
     );
     body.push('\n');
