@@ -598,3 +598,60 @@ async fn a_restart_keeps_all_data() {
     assert_eq!(room["members"], json!(["sip:a@contoso.com"]));
     assert_eq!(after["formatVersion"], 1);
 }
+
+/// A caller over its rate is answered 429 with Retry-After and the documented body; others are
+/// not slowed by it.
+#[tokio::test]
+async fn a_caller_over_its_rate_waits_and_others_do_not() {
+    let db = common::TestDb::new();
+    let hasty = common::create_token(&db.url, "sip:hasty@contoso.com", "user");
+    let calm = common::create_token(&db.url, "sip:calm@contoso.com", "user");
+    let server = common::TestServer::start_with_env(&db.url, &[("PERCH_RATE_LIMIT", "5")]);
+    let http = reqwest::Client::new();
+    let mut refused = None;
+    // The burst is 10; 30 requests at once must meet the limit.
+    for _ in 0..30 {
+        let response = http
+            .get(format!("{}/v1/rooms", server.base))
+            .bearer_auth(&hasty)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            refused = Some(response);
+            break;
+        }
+    }
+    let refused = refused.expect("30 requests at once were never refused at 5 per second");
+    let after = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        after.parse::<u64>().is_ok_and(|seconds| seconds >= 1),
+        "{after}"
+    );
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "too_many_requests", "{body:#}");
+    server.client(&calm).get("/v1/rooms").await.expect(200);
+}
+
+/// A client that never finishes its headers is cut off (10 s), rather than holding a
+/// connection for ever.
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = common::TestDb::new();
+    let server = common::TestServer::start(&db.url);
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), stream.read(&mut buffer))
+        .await
+        .expect("the connection was still open after 30 s");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}

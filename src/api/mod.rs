@@ -91,6 +91,8 @@ error_codes! {
     UnknownGroup = "unknown_group" => 422,
     OutsideScope = "outside_scope" => 422,
     UnknownRoom = "unknown_room" => 422,
+    /// Over the per-caller rate; `Retry-After` says when to try again.
+    TooManyRequests = "too_many_requests" => 429,
     Internal = "internal" => 500,
     /// The database is busy; retry.
     Busy = "busy" => 503,

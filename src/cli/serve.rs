@@ -17,6 +17,15 @@ pub struct ServeArgs {
     /// Database URL: sqlite://FILE or postgres://USER@HOST/DB. Migrated on start.
     #[arg(long, env = "PERCH_DB", default_value = DEFAULT_DB)]
     db: String,
+    /// Requests per second each caller (a bearer token, or an address without one) may make;
+    /// twice as many at once after a quiet spell. Over it: 429 with Retry-After. 0 turns it off.
+    #[arg(
+        long,
+        env = "PERCH_RATE_LIMIT",
+        default_value_t = 2000,
+        value_name = "PER_SECOND"
+    )]
+    rate_limit: u32,
     /// On SIGTERM or Ctrl-C: live streams end at once (clients resume by Last-Event-ID),
     /// in-flight requests get this many seconds to finish, then the server exits.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
@@ -62,7 +71,11 @@ pub async fn run(args: ServeArgs) -> miette::Result<u8> {
     };
     let mut drain_started = service.watch_drain();
     let timeout = std::time::Duration::from_secs(args.shutdown_timeout);
-    let serving = crate::server::serve(listener, service.clone(), signalled);
+    let rate_limit = (args.rate_limit > 0).then(|| crate::server::limits::RateLimit {
+        per_second: f64::from(args.rate_limit),
+        burst: 2.0 * f64::from(args.rate_limit),
+    });
+    let serving = crate::server::serve(listener, service.clone(), rate_limit, signalled);
     let served = tokio::select! {
         served = serving => served,
         () = async {

@@ -6,6 +6,7 @@
 mod chat;
 mod compliance;
 mod error;
+pub mod limits;
 mod routes;
 mod tokens;
 
@@ -23,28 +24,83 @@ pub use error::{ApiError, ErrorBody};
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub service: Service,
+    pub limiter: std::sync::Arc<limits::RateLimiter>,
 }
 
-/// The whole API as a router, for tests and for [`serve`].
+/// The whole API as a router, for tests and for [`serve`], with the default rate limit.
 pub fn app(service: Service) -> Router {
-    routes::router().with_state(AppState { service })
+    app_with(service, Some(limits::RateLimit::DEFAULT))
 }
 
-/// Serves until `shutdown` completes, then finishes in-flight requests.
+/// The whole API with a rate limit per caller (`None`: none).
+pub fn app_with(service: Service, rate_limit: Option<limits::RateLimit>) -> Router {
+    let state = AppState {
+        service,
+        limiter: std::sync::Arc::new(limits::RateLimiter::new(rate_limit)),
+    };
+    routes::router(state.clone()).with_state(state)
+}
+
+/// How long a client may take to send a request's headers: a client that sends them a byte
+/// at a time cannot hold a connection open for ever.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves until `shutdown` completes, then waits for the connections still open (live
+/// streams end when the service drains).
+///
+/// The loop axum's `serve` has, over hyper's HTTP/1 connection with a header read timeout.
 ///
 /// # Errors
-/// An I/O failure of the listener.
+/// None today: a failed accept is logged and the loop goes on.
 pub async fn serve(
     listener: TcpListener,
     service: Service,
+    rate_limit: Option<limits::RateLimit>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app(service).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let app = app_with(service, rate_limit);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, a reset before accept: the next one may work.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let per_request = tower::service_fn(
+            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo::<SocketAddr>(remote));
+                tower::ServiceExt::oneshot(app.clone(), request.map(axum::body::Body::new))
+            },
+        );
+        let connection = builder.serve_connection(
+            hyper_util::rt::TokioIo::new(stream),
+            hyper_util::service::TowerToHyperService::new(per_request),
+        );
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = watched.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -18,7 +18,7 @@ use crate::api::wire::{
 use crate::domain::{ComplianceConfiguration, Kind};
 use crate::service::{Caller, Object, Ownership, Precondition, ServiceError, Stored};
 
-pub fn router() -> Router<AppState> {
+pub fn router(app_state: AppState) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/state", get(state))
@@ -62,6 +62,10 @@ pub fn router() -> Router<AppState> {
         .fallback(|| async {
             ApiError::new(ErrorCode::NotFound, "no such endpoint; see /v1/categories, /v1/rooms, /v1/addins, /v1/groups, /v1/compliance")
         })
+        .layer(axum::middleware::from_fn_with_state(
+            app_state,
+            super::limits::limit_rate,
+        ))
         .layer(axum::middleware::map_response(super::error::json_errors))
         .layer(axum::middleware::from_fn(super::error::limit_uri))
 }
@@ -115,16 +119,27 @@ impl FromRequest<AppState> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state)
+        let reading = Bytes::from_request(request, state);
+        // A client that sends its body a byte at a time does not hold a worker for ever.
+        let read = tokio::time::timeout(super::limits::BODY_TIMEOUT, reading)
             .await
-            .map_err(|rejection| {
-                let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ErrorCode::BodyTooLarge
-                } else {
-                    ErrorCode::InvalidBody
-                };
-                ApiError::new(code, rejection.body_text())
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorCode::RequestTimeout,
+                    format!(
+                        "the body did not arrive within {} s",
+                        super::limits::BODY_TIMEOUT.as_secs()
+                    ),
+                )
             })?;
+        let bytes = read.map_err(|rejection| {
+            let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ErrorCode::BodyTooLarge
+            } else {
+                ErrorCode::InvalidBody
+            };
+            ApiError::new(code, rejection.body_text())
+        })?;
         crate::api::json::parse_object(&bytes)
             .map(JsonObject)
             .map_err(|message| ApiError::new(ErrorCode::InvalidJson, message))
@@ -386,8 +401,18 @@ async fn import_data(
 ) -> Result<Response, ApiError> {
     // Rights before the body: a caller who may not import never makes the server hold it.
     state.service.may_import(&caller)?;
-    let body = axum::body::to_bytes(body, MAX_IMPORT_BYTES)
+    let reading = axum::body::to_bytes(body, MAX_IMPORT_BYTES);
+    let body = tokio::time::timeout(super::limits::IMPORT_BODY_TIMEOUT, reading)
         .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "the import did not arrive within {} s",
+                    super::limits::IMPORT_BODY_TIMEOUT.as_secs()
+                ),
+            )
+        })?
         .map_err(|_| {
             ApiError::new(
                 ErrorCode::BodyTooLarge,
