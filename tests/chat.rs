@@ -531,3 +531,54 @@ async fn sigterm_ends_live_streams_and_the_server_exits() {
     let ended = tokio::time::timeout(Duration::from_secs(5), reading).await;
     assert!(ended.is_ok(), "the stream outlived the server");
 }
+
+/// The finite mode tools test live streams with: `maxEvents` ends after that many events,
+/// `until` once the stream passes that message id; both end the response by themselves.
+#[tokio::test]
+async fn live_streams_have_a_finite_mode() {
+    let fixture = Fixture::new();
+    setup(&fixture).await;
+    let ana = fixture.user("sip:ana@contoso.com");
+    let mut ids = Vec::new();
+    for text in ["one", "two", "three"] {
+        ids.push(post(&ana, "open-room", text).await["id"].as_i64().unwrap());
+    }
+    let read_all = |query: String| {
+        let base = fixture.server.base.clone();
+        let token = fixture.admin_token.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .get(format!("{base}/v1/events?{query}"))
+                .bearer_auth(token)
+                .header("Last-Event-ID", "0:0")
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body = tokio::time::timeout(Duration::from_secs(20), response.text())
+                .await
+                .expect("the finite stream did not end")
+                .unwrap();
+            let bodies: Vec<String> = body
+                .lines()
+                .filter_map(|line| line.strip_prefix("data:"))
+                .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+                .filter_map(|event| event["body"].as_str().map(str::to_owned))
+                .collect();
+            (status, bodies)
+        }
+    };
+    assert_eq!(
+        read_all("maxEvents=2".to_owned()).await,
+        (200, vec!["one".to_owned(), "two".to_owned()])
+    );
+    assert_eq!(
+        read_all(format!("until={}", ids[1])).await,
+        (200, vec!["one".to_owned(), "two".to_owned()])
+    );
+    assert_eq!(read_all("maxEvents=0".to_owned()).await, (200, vec![]));
+    let (status, _) = read_all("maxEvents=99999".to_owned()).await;
+    assert_eq!(status, 400);
+    let (status, _) = read_all("forever=yes".to_owned()).await;
+    assert_eq!(status, 400);
+}

@@ -140,8 +140,37 @@ pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
+    query: Result<Query<Finite>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    stream(state, caller, &headers, None).await
+    let finite = finite(query)?;
+    stream(state, caller, &headers, None, finite).await
+}
+
+/// A live stream's finite mode, for tools that test the route: end after `maxEvents` events,
+/// or once the stream has passed message id `until`.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Finite {
+    max_events: Option<usize>,
+    until: Option<i64>,
+}
+
+/// The most events `maxEvents` may ask for.
+const MAX_FINITE_EVENTS: usize = 10_000;
+
+fn finite(
+    query: Result<Query<Finite>, axum::extract::rejection::QueryRejection>,
+) -> Result<Finite, ApiError> {
+    let Query(finite) =
+        query.map_err(|rejection| ApiError::new(ErrorCode::InvalidQuery, rejection.body_text()))?;
+    if finite.max_events.is_some_and(|max| max > MAX_FINITE_EVENTS) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("maxEvents is 0 to {MAX_FINITE_EVENTS}"),
+        )
+        .with_field("maxEvents"));
+    }
+    Ok(finite)
 }
 
 /// One room's live stream: its messages and changes only. Opening it joins the room and
@@ -151,9 +180,11 @@ pub async fn room_events(
     caller: Caller,
     Path(room): Path<String>,
     headers: HeaderMap,
+    query: Result<Query<Finite>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let finite = finite(query)?;
     let (room_id, room_name) = state.service.readable_room_id(&caller, &room).await?;
-    stream(state, caller, &headers, Some((room_id, room_name))).await
+    stream(state, caller, &headers, Some((room_id, room_name)), finite).await
 }
 
 async fn stream(
@@ -161,6 +192,7 @@ async fn stream(
     caller: Caller,
     headers: &HeaderMap,
     room: Option<(i64, String)>,
+    finite: Finite,
 ) -> Result<Response, ApiError> {
     let resume = headers
         .get("last-event-id")
@@ -206,6 +238,7 @@ async fn stream(
             &mut filter,
             &mut cursor,
             room_name,
+            finite,
             &sender,
         )
         .await;
@@ -224,18 +257,25 @@ async fn stream(
         .into_response())
 }
 
-/// Sends events until the client goes away or its token is revoked.
+/// Sends events until the client goes away, its token is revoked, the server drains, or the
+/// finite mode's end is reached.
 async fn deliver(
     service: &crate::service::Service,
     caller: &Caller,
     filter: &mut crate::service::EventFilter,
     cursor: &mut Cursor,
     room_name: Option<&str>,
+    finite: Finite,
     sender: &tokio::sync::mpsc::Sender<Result<Event, Infallible>>,
 ) {
     let mut posted = service.watch_messages();
     let mut draining = service.watch_drain();
+    let mut left = finite.max_events.unwrap_or(usize::MAX);
+    let passed_until = |cursor: &Cursor| finite.until.is_some_and(|until| cursor.message >= until);
     loop {
+        if left == 0 || passed_until(cursor) {
+            return;
+        }
         if *draining.borrow_and_update() {
             // The server is stopping: end the stream; the client resumes by Last-Event-ID.
             return;
@@ -244,6 +284,9 @@ async fn deliver(
         match service.events_after(filter, cursor.message, 500).await {
             Ok((messages, last)) => {
                 for message in messages {
+                    if finite.until.is_some_and(|until| message.id > until) {
+                        return;
+                    }
                     cursor.message = message.id;
                     let data = serde_json::to_string(&message).unwrap_or_default();
                     if sender
@@ -254,6 +297,10 @@ async fn deliver(
                         .await
                         .is_err()
                     {
+                        return;
+                    }
+                    left -= 1;
+                    if left == 0 {
                         return;
                     }
                 }
@@ -280,6 +327,10 @@ async fn deliver(
                         .await
                         .is_err()
                     {
+                        return;
+                    }
+                    left -= 1;
+                    if left == 0 {
                         return;
                     }
                 }
