@@ -51,8 +51,11 @@ fn manifest() -> impl Strategy<Value = String> {
     let document = proptest::collection::vec((field, value), 0..8).prop_map(|fields| {
         fields
             .into_iter()
-            .map(|(field, value)| format!("{field}: {value}\n"))
-            .collect::<String>()
+            .fold(String::new(), |mut text, (field, value)| {
+                use std::fmt::Write as _;
+                let _ = writeln!(text, "{field}: {value}");
+                text
+            })
     });
     prop_oneof![
         proptest::collection::vec(document, 1..4).prop_map(|documents| documents.join("---\n")),
@@ -72,7 +75,8 @@ fn the_manifest_loader_takes_anything_without_a_panic_or_raw_controls() {
     runner
         .run(&manifest(), |text| {
             std::fs::write(&file, &text).unwrap();
-            let outcome = std::panic::catch_unwind(|| perch::manifest::load(&[file.clone()]));
+            let outcome =
+                std::panic::catch_unwind(|| perch::manifest::load(std::slice::from_ref(&file)));
             let Ok(outcome) = outcome else {
                 return Err(TestCaseError::fail(format!(
                     "the loader panicked on {text:?}"
