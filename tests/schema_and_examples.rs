@@ -58,3 +58,16 @@ fn committed_compliance_archive_schema_is_current() {
         "schema/compliance.schema.json is stale: run `cargo run -- schema compliance-archive > schema/compliance.schema.json`"
     );
 }
+
+#[test]
+fn committed_openapi_document_is_current() {
+    let (code, stdout, stderr) = common::perch(&["schema", "openapi"]);
+    assert_eq!(code, 0, "{stderr}");
+    let committed =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/openapi.json"))
+            .expect("schema/openapi.json is committed");
+    assert!(
+        committed == stdout,
+        "schema/openapi.json is stale: run `cargo run -- schema openapi > schema/openapi.json`"
+    );
+}

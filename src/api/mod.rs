@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod json;
+pub mod openapi;
 pub mod wire;
 
 pub use client::{Body, Client, ClientError};

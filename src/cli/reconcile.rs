@@ -670,12 +670,15 @@ pub enum SchemaOf {
     Manifests,
     /// The compliance archive's JSON files (`schema/compliance.schema.json`).
     ComplianceArchive,
+    /// The HTTP API, as OpenAPI 3.1 (`schema/openapi.json`, also `GET /v1/openapi.json`).
+    Openapi,
 }
 
 pub fn schema(of: SchemaOf) -> miette::Result<u8> {
     let schema = match of {
         SchemaOf::Manifests => manifest::docs::json_schema(),
         SchemaOf::ComplianceArchive => crate::service::compliance_archive_schema(),
+        SchemaOf::Openapi => crate::api::openapi::document(),
     };
     let schema = serde_json::to_string_pretty(&schema).into_diagnostic()?;
     println!("{schema}");

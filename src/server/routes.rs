@@ -21,6 +21,10 @@ use crate::service::{Caller, Object, Ownership, Precondition, ServiceError, Stor
 pub fn router(app_state: AppState) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
+        .route(
+            "/v1/openapi.json",
+            get(|| async { Json(crate::api::openapi::document()) }),
+        )
         .route("/v1/state", get(state))
         .route("/v1/compliance", get(read_compliance).put(replace_compliance))
         .route("/v1/compliance/run", post(run_archiver))
