@@ -20,6 +20,7 @@ pub mod plan;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod strict;
 pub mod text;
 
 /// The layering ARCHITECTURE.md promises, checked on the source: a module that reaches past

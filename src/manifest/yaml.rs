@@ -244,11 +244,12 @@ pub fn options() -> serde_saphyr::Options {
 /// The parser's message and position.
 pub fn parse_values(text: &str) -> Result<Vec<serde_json::Value>, (Position, String)> {
     let limits = super::source::LIMITS;
-    let budget = Budget {
-        nodes: std::cell::Cell::new(0),
-        max_nodes: super::source::node_limit(text.len()),
-        limits,
-    };
+    let budget = crate::strict::Budget::new(crate::strict::Limits {
+        nodes: super::source::node_limit(text.len()),
+        depth: limits.depth,
+        scalar_bytes: limits.scalar_bytes,
+        mapping: "mapping",
+    });
     let mut values = Vec::new();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         if index >= limits.documents {
@@ -260,14 +261,7 @@ pub fn parse_values(text: &str) -> Result<Vec<serde_json::Value>, (Position, Str
                 ),
             ));
         }
-        let value = de::DeserializeSeed::deserialize(
-            Strict {
-                budget: &budget,
-                depth: 0,
-            },
-            document,
-        )
-        .map_err(|error| {
+        let value = de::DeserializeSeed::deserialize(budget.seed(), document).map_err(|error| {
             let position = error
                 .location()
                 .map_or(Position { line: 1, column: 1 }, |location| Position {
@@ -287,153 +281,6 @@ pub fn parse_values(text: &str) -> Result<Vec<serde_json::Value>, (Position, Str
         }
     }
     Ok(values)
-}
-
-/// What one file may cost: every node counted as it is built, aliases as often as they are
-/// used, so that a small file that expands into millions of nodes stops at the limit rather
-/// than exhausting memory.
-struct Budget {
-    nodes: std::cell::Cell<usize>,
-    max_nodes: usize,
-    limits: super::source::Limits,
-}
-
-impl Budget {
-    fn charge<E: de::Error>(&self) -> Result<(), E> {
-        let nodes = self.nodes.get() + 1;
-        self.nodes.set(nodes);
-        if nodes > self.max_nodes {
-            return Err(E::custom(format!(
-                "more than {} YAML nodes in this file, the limit for its size (aliases count each time they are used)",
-                self.max_nodes
-            )));
-        }
-        Ok(())
-    }
-
-    fn scalar<E: de::Error>(&self, text: &str) -> Result<(), E> {
-        self.charge()?;
-        if text.len() > self.limits.scalar_bytes {
-            return Err(E::custom(format!(
-                "a value of {} bytes, above the limit of {} bytes for one value",
-                text.len(),
-                self.limits.scalar_bytes
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// A JSON value read from YAML within the [`Budget`], refusing a mapping with the same key
-/// twice (the spanned parser refuses it too, and a manifest that says two things of one field
-/// is a mistake).
-#[derive(Clone, Copy)]
-struct Strict<'a> {
-    budget: &'a Budget,
-    depth: usize,
-}
-
-impl<'de> de::DeserializeSeed<'de> for Strict<'_> {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl Strict<'_> {
-    fn nested<E: de::Error>(self) -> Result<Self, E> {
-        if self.depth >= self.budget.limits.depth {
-            return Err(E::custom(format!(
-                "nested more than {} levels deep, the limit",
-                self.budget.limits.depth
-            )));
-        }
-        Ok(Strict {
-            budget: self.budget,
-            depth: self.depth + 1,
-        })
-    }
-}
-
-impl<'de> Visitor<'de> for Strict<'_> {
-    type Value = Value;
-
-    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-        formatter.write_str("any YAML value")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        self.budget.charge()?;
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
-        self.budget.charge()?;
-        Ok(Value::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        de::DeserializeSeed::deserialize(self, deserializer)
-    }
-
-    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Value, E> {
-        self.budget.charge()?;
-        Ok(Value::Bool(value))
-    }
-
-    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Value, E> {
-        self.budget.charge()?;
-        Ok(Value::Number(value.into()))
-    }
-
-    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Value, E> {
-        self.budget.charge()?;
-        Ok(Value::Number(value.into()))
-    }
-
-    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Value, E> {
-        self.budget.charge()?;
-        Ok(Number::from_f64(value).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<Value, E> {
-        self.budget.scalar(value)?;
-        Ok(Value::String(value.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, value: String) -> Result<Value, E> {
-        self.budget.scalar(&value)?;
-        Ok(Value::String(value))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        self.budget.charge()?;
-        let inner = self.nested()?;
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(inner)? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        self.budget.charge()?;
-        let inner = self.nested()?;
-        let mut entries = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            self.budget.scalar::<A::Error>(&key)?;
-            let value = map.next_value_seed(inner)?;
-            if entries.contains_key(&key) {
-                return Err(de::Error::custom(format!(
-                    "the key `{}` appears twice in one mapping",
-                    crate::text::excerpt(&key, 80)
-                )));
-            }
-            entries.insert(key, value);
-        }
-        Ok(Value::Object(entries))
-    }
 }
 
 /// Parses every document of a YAML stream.
