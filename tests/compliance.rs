@@ -505,6 +505,19 @@ async fn a_legal_hold_refuses_clearing_removal_and_room_removal_naming_itself() 
         .delete("/v1/rooms/doomed")
         .await
         .expect_error(409, "held");
+    // Nor can a held room be renamed or moved out from under the hold.
+    admin
+        .patch("/v1/rooms/a", json!({"name": "a2"}))
+        .await
+        .expect_error(409, "held");
+    admin
+        .patch("/v1/rooms/a", json!({"category": "NoHistory"}))
+        .await
+        .expect_error(409, "held");
+    admin
+        .patch("/v1/categories/Eng", json!({"name": "Eng2"}))
+        .await
+        .expect_error(409, "held");
     // Another category's rooms are not held.
     admin
         .post("/v1/rooms/b/clear", json!({"endDate": "2999-12-31"}))
@@ -536,6 +549,26 @@ async fn a_legal_hold_refuses_clearing_removal_and_room_removal_naming_itself() 
         .post("/v1/rooms/a/clear", json!({"endDate": "2999-12-31"}))
         .await
         .expect(200);
+    // A hold placed through another Unicode form of the name stands on the room itself.
+    admin
+        .post(
+            "/v1/rooms",
+            json!({"name": "caf\u{e9}", "category": "Eng", "privacy": "open"}),
+        )
+        .await
+        .expect(201);
+    admin
+        .put("/v1/holds/rooms/cafe%CC%81", json!({"reason": "case 11"}))
+        .await
+        .expect(200);
+    admin
+        .post(
+            "/v1/rooms/caf%C3%A9/clear",
+            json!({"endDate": "2999-12-31"}),
+        )
+        .await
+        .expect_error(409, "held");
+    admin.delete("/v1/holds/rooms/cafe%CC%81").await.expect(200);
 }
 
 #[tokio::test]

@@ -375,7 +375,15 @@ fn imports_are_checked_as_the_api_checks() {
         .to_string()
     };
     let at = "2026-01-01T00:00:00.000000Z";
+    let look_alike = category
+        .replace("\"id\":6", "\"id\":9")
+        .replace("\"Eng\"", "\"ENG\"");
     let cases = [
+        (
+            "two categories whose names differ only in case",
+            vec![category.clone(), look_alike],
+            "already exists",
+        ),
         (
             "a room named like a path",
             vec![category.clone(), room("../../etc/evil")],

@@ -426,8 +426,9 @@ async fn a_dead_appliers_lock_heals_and_perch_unlock_breaks_any() {
         .map_or_else(|_| "localhost".to_owned(), |h| h.trim().to_owned());
     for via in [Via::Embedded, Via::Http] {
         let h = Harness::new(via);
-        // An apply on this host that was killed: its pid is gone.
-        let dead = format!("ana@{host} (pid 999999999)");
+        // An apply on this host, in this PID namespace, that was killed: its pid is gone.
+        let namespace = std::fs::read_link("/proc/self/ns/pid").unwrap();
+        let dead = format!("ana@{host} (pid 999999999 in {})", namespace.display());
         h.admin
             .post(
                 "/v1/locks/apply",

@@ -395,6 +395,14 @@ async fn every_error_answers_its_code_and_field() {
             r#"{"name":"ENG","category":"Eng"}"#,
         ),
         (
+            "retention ending in a wide character",
+            User,
+            "POST",
+            "/v1/categories",
+            &[],
+            "{\"name\":\"x\",\"retention\":\"P\\u00e9\"}",
+        ),
+        (
             "zero-width name",
             Admin,
             "POST",
@@ -523,6 +531,7 @@ async fn every_error_answers_its_code_and_field() {
         user imports                 403  forbidden              -
         URI too long                 414  uri_too_long           -
         name differs only in case    409  already_exists         name
+        retention ending in a wide character 400  invalid_field          retention
         zero-width name              400  invalid_name           name
         bidi override name           400  invalid_name           name
         dot name                     400  invalid_name           name

@@ -424,3 +424,61 @@ async fn upgrading_to_the_compliance_log_keeps_what_was_not_archived() {
     let run = service.archive_now(&admin).await.unwrap();
     assert_eq!(run.archived, 3);
 }
+
+/// A server moved by `migrate` after its archiver caught up keeps archiving: new events come
+/// after everything the carried checkpoint counts as archived.
+#[tokio::test]
+async fn after_a_migration_new_events_are_still_archived() {
+    let fixture = Fixture::new().await;
+    let admin = &fixture.admin;
+    let archive = fixture.db.path().join("archive");
+    fixture
+        .create(
+            admin,
+            Kind::Category,
+            json!({"name": "Eng", "allowedMembers": ["domain:contoso.com"]}),
+        )
+        .await
+        .unwrap();
+    fixture
+        .create(
+            admin,
+            Kind::Room,
+            json!({"name": "r", "category": "Eng", "privacy": "open"}),
+        )
+        .await
+        .unwrap();
+    let configuration: perch::domain::ComplianceConfiguration = serde_json::from_value(json!({
+        "enabled": true, "adapterOutputDirectory": archive.display().to_string(),
+    }))
+    .unwrap();
+    fixture
+        .service
+        .set_compliance(admin, configuration, Precondition::None, Ownership::Keep)
+        .await
+        .unwrap();
+    let ana = fixture.user("sip:ana@contoso.com").await;
+    for text in ["one", "two"] {
+        fixture
+            .service
+            .post_message(&ana, "r", text, None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        fixture.service.archive_now(admin).await.unwrap().archived,
+        2
+    );
+
+    let target_db = common::TestDb::new();
+    let target = Service::new(Store::open(&target_db.url).await.expect("target store"));
+    fixture.service.migrate_into(admin, &target).await.unwrap();
+    let token = token(&target, "sip:ana@contoso.com", Role::User).await;
+    let ana = target.authenticate(&token).await.unwrap().unwrap();
+    target.post_message(&ana, "r", "three", None).await.unwrap();
+    let run = target.archive_now(&Caller::local_operator()).await.unwrap();
+    assert_eq!(
+        run.archived, 1,
+        "the message posted after the migration was archived"
+    );
+}

@@ -140,7 +140,8 @@ pub async fn audit(args: AuditArgs) -> miette::Result<u8> {
             entry.action,
             terminal_safe(&on),
             terminal_safe(&entry.actor),
-            entry.detail
+            // JSON escapes C0 controls but neither C1 controls nor bidi overrides.
+            terminal_safe(&entry.detail.to_string())
         );
     }
     if let Some(next) = page.next {
@@ -163,8 +164,8 @@ pub async fn hold(command: HoldCommand) -> miette::Result<u8> {
             println!(
                 "hold placed on {} {}: {}",
                 kind.as_str().to_lowercase(),
-                hold.name,
-                hold.reason
+                terminal_safe(&hold.name),
+                terminal_safe(&hold.reason)
             );
         }
         HoldCommand::Release {
@@ -178,9 +179,9 @@ pub async fn hold(command: HoldCommand) -> miette::Result<u8> {
             println!(
                 "hold released on {} {} (placed by {} at {})",
                 kind.as_str().to_lowercase(),
-                hold.name,
-                hold.placed_by,
-                hold.placed_at
+                terminal_safe(&hold.name),
+                terminal_safe(&hold.placed_by),
+                terminal_safe(&hold.placed_at)
             );
         }
         HoldCommand::List { json, target } => {

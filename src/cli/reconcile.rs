@@ -287,28 +287,49 @@ fn this_host() -> String {
         .map_or_else(|_| "localhost".to_owned(), |h| h.trim().to_owned())
 }
 
-/// How an apply names itself as the lock's holder: `USER@HOST (pid N)`.
+/// This process's PID namespace (`pid:[4026531836]`): two containers may share a host name
+/// and not see each other's processes.
+fn pid_namespace() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .map(|link| link.to_string_lossy().into_owned())
+}
+
+/// How an apply names itself as the lock's holder: `USER@HOST (pid N in NAMESPACE)`.
 fn lock_holder() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "someone".to_owned());
-    format!("{user}@{} (pid {})", this_host(), std::process::id())
+    match pid_namespace() {
+        Some(namespace) => format!(
+            "{user}@{} (pid {} in {namespace})",
+            this_host(),
+            std::process::id()
+        ),
+        None => format!("{user}@{} (pid {})", this_host(), std::process::id()),
+    }
 }
 
-/// The host and pid of a holder named by [`lock_holder`].
-fn holder_process(holder: &str) -> Option<(&str, u32)> {
+/// The host, pid and PID namespace of a holder named by [`lock_holder`].
+fn holder_process(holder: &str) -> Option<(&str, u32, Option<&str>)> {
     let (who, rest) = holder.rsplit_once(" (pid ")?;
-    let pid = rest.strip_suffix(')')?.parse().ok()?;
+    let rest = rest.strip_suffix(')')?;
+    let (pid, namespace) = match rest.split_once(" in ") {
+        Some((pid, namespace)) => (pid, Some(namespace)),
+        None => (rest, None),
+    };
     let (_, host) = who.rsplit_once('@')?;
-    Some((host, pid))
+    Some((host, pid.parse().ok()?, namespace))
 }
 
-/// Whether a holder is provably dead: an apply on this very host whose process is gone. On a
-/// system without `/proc`, or for another host, nothing is proved.
+/// Whether a holder is provably dead: an apply on this very host, in this PID namespace,
+/// whose process is gone. A holder that does not name its namespace, another host's, or any
+/// on a system without `/proc`, proves nothing.
 fn holder_is_dead(holder: &str) -> bool {
-    let Some((host, pid)) = holder_process(holder) else {
+    let Some((host, pid, Some(namespace))) = holder_process(holder) else {
         return false;
     };
     let proc = Path::new("/proc");
     host == this_host()
+        && pid_namespace().as_deref() == Some(namespace)
         && pid != std::process::id()
         && proc.join("self").exists()
         && !proc.join(pid.to_string()).exists()
@@ -725,15 +746,31 @@ mod holder_tests {
     #[test]
     fn holders_name_their_host_and_process() {
         assert_eq!(
+            holder_process("ana@build-7 (pid 42 in pid:[4026531836])"),
+            Some(("build-7", 42, Some("pid:[4026531836]")))
+        );
+        assert_eq!(
             holder_process("ana@build-7 (pid 42)"),
-            Some(("build-7", 42))
+            Some(("build-7", 42, None))
         );
         assert_eq!(holder_process("ci@build-7 (pid 42"), None);
         assert_eq!(holder_process("a lock holder"), None);
         assert!(!holder_is_dead(&lock_holder()), "this process lives");
-        // Another host's apply is never proved dead from here.
-        assert!(!holder_is_dead("ana@elsewhere-xyz (pid 999999999)"));
-        let dead_here = format!("ana@{} (pid 999999999)", this_host());
+        let namespace = pid_namespace().expect("Linux names its PID namespaces");
+        // Another host's apply, or one in another namespace or naming none, is never proved
+        // dead from here.
+        assert!(!holder_is_dead(&format!(
+            "ana@elsewhere-xyz (pid 999999999 in {namespace})"
+        )));
+        assert!(!holder_is_dead(&format!(
+            "ana@{} (pid 999999999 in pid:[1])",
+            this_host()
+        )));
+        assert!(!holder_is_dead(&format!(
+            "ana@{} (pid 999999999)",
+            this_host()
+        )));
+        let dead_here = format!("ana@{} (pid 999999999 in {namespace})", this_host());
         assert!(holder_is_dead(&dead_here));
     }
 }

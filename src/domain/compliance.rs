@@ -99,14 +99,15 @@ impl Retention {
             format!("retention `{text}` is not a duration in days or weeks, such as P365D or P52W")
         };
         let rest = text.strip_prefix('P').ok_or_else(invalid)?;
-        let (number, unit) = rest.split_at(rest.len().saturating_sub(1));
+        let unit = rest.chars().last().ok_or_else(invalid)?;
+        let number = &rest[..rest.len() - unit.len_utf8()];
         if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid());
         }
         let count: u32 = number.parse().map_err(|_| invalid())?;
         let days = match unit {
-            "D" => Some(count),
-            "W" => count.checked_mul(7),
+            'D' => Some(count),
+            'W' => count.checked_mul(7),
             _ => None,
         }
         .ok_or_else(invalid)?;
@@ -183,6 +184,9 @@ pub enum HeldAct {
     RemoveMessages,
     /// Removing the room, which would delete its history.
     RemoveRoom,
+    /// Renaming the room or moving it to another category, which would take it out from
+    /// under the hold.
+    Move,
     /// Deleting expired messages.
     Retention,
 }
@@ -245,6 +249,9 @@ mod tests {
             ("P-1D", Err(())),
             ("P99999999999D", Err(())),
             ("p365d", Err(())),
+            ("Pé", Err(())),
+            ("P", Err(())),
+            ("P3é", Err(())),
         ];
         for (text, expected) in cases {
             assert_eq!(

@@ -283,7 +283,21 @@ impl Target for HttpTarget {
         token_or_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<TokenInfo>, TargetError>> {
         Box::pin(async move {
-            let path = format!("/v1/tokens/{}", percent_encode(token_or_id));
+            // A token never travels in a URL (access logs keep URLs): its whole hash names it.
+            let id = if token_or_id.starts_with("perch_") {
+                use sha2::Digest;
+                sha2::Sha256::digest(token_or_id.as_bytes()).iter().fold(
+                    String::new(),
+                    |mut hex, byte| {
+                        use std::fmt::Write as _;
+                        let _ = write!(hex, "{byte:02x}");
+                        hex
+                    },
+                )
+            } else {
+                token_or_id.to_owned()
+            };
+            let path = format!("/v1/tokens/{}", percent_encode(&id));
             match self.client.json(Method::DELETE, &path, Body::NONE).await {
                 Ok(info) => Ok(Some(info)),
                 Err(error) if is_not_found(&error) => Ok(None),

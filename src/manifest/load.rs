@@ -807,19 +807,13 @@ pub fn render_problems(problems: &[Problem]) -> String {
     let mut out = String::new();
     for problem in problems {
         let Position { line, column } = problem.position;
+        // A file's name comes from the repository too.
+        let file = crate::text::terminal_safe(&problem.file.to_string_lossy()).into_owned();
         if line == 0 {
-            out.push_str(&format!(
-                "{}: {}\n",
-                problem.file.display(),
-                problem.message
-            ));
+            out.push_str(&format!("{file}: {}\n", problem.message));
             continue;
         }
-        out.push_str(&format!(
-            "{}:{line}:{column}: {}\n",
-            problem.file.display(),
-            problem.message
-        ));
+        out.push_str(&format!("{file}:{line}:{column}: {}\n", problem.message));
         let source = sources
             .entry(problem.file.as_path())
             .or_insert_with(|| source::read(&problem.file).ok());

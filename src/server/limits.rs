@@ -49,6 +49,11 @@ struct Bucket {
 
 /// Callers not heard from for this long are forgotten.
 const IDLE: Duration = Duration::from_secs(300);
+/// Most callers remembered at once.
+const MAX_CALLERS: usize = 100_000;
+/// An address's bucket is this many times a token's: several people share an address, and
+/// a client that makes up a new token for every request still meets it.
+const ADDRESS_SCALE: f64 = 4.0;
 
 impl RateLimiter {
     /// `None` turns limiting off.
@@ -59,16 +64,25 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one request from `caller`'s bucket: `Ok`, or how long until one is free.
-    pub fn take(&self, caller: &str, now: Instant) -> Result<(), Duration> {
+    /// Takes one request from `caller`'s bucket, whose rate and burst are the limit's times
+    /// `scale`: `Ok`, or how long until one is free.
+    pub fn take(&self, caller: &str, scale: f64, now: Instant) -> Result<(), Duration> {
         let Some(limit) = self.limit else {
             return Ok(());
+        };
+        let limit = RateLimit {
+            per_second: limit.per_second * scale,
+            burst: limit.burst * scale,
         };
         let Ok(mut buckets) = self.buckets.lock() else {
             return Ok(());
         };
-        if buckets.len() > 100_000 {
+        if buckets.len() > MAX_CALLERS {
             buckets.retain(|_, bucket| now.duration_since(bucket.at) < IDLE);
+            if buckets.len() > MAX_CALLERS {
+                // Every caller busy at once: start afresh rather than grow without bound.
+                buckets.clear();
+            }
         }
         let bucket = buckets.entry(caller.to_owned()).or_insert(Bucket {
             tokens: limit.burst,
@@ -88,37 +102,60 @@ impl RateLimiter {
     }
 }
 
-/// Who a request counts against: the hash of its bearer token, or its address.
-fn caller_key(request: &Request) -> String {
-    use sha2::Digest;
-    match request.headers().get(header::AUTHORIZATION) {
-        Some(value) => {
-            let digest = sha2::Sha256::digest(value.as_bytes());
-            format!("token:{digest:x}")
-        }
-        None => request
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map_or_else(
-                || "anonymous".to_owned(),
-                |info| format!("address:{}", info.0.ip()),
-            ),
-    }
+/// The address a request came from.
+fn address_key(request: &Request) -> String {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(
+            || "address:unknown".to_owned(),
+            |info| format!("address:{}", info.0.ip()),
+        )
 }
 
-/// Answers `429` with `Retry-After` to a caller over its rate.
+/// The bearer token a request carries, however its scheme is spelled, as a key.
+fn token_key(request: &Request) -> Option<String> {
+    use sha2::Digest;
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let digest = sha2::Sha256::digest(token.trim().as_bytes());
+    Some(format!("token:{digest:x}"))
+}
+
+fn too_many(wait: Duration) -> Response {
+    let seconds = wait.as_secs().max(1);
+    let mut response = ApiError::new(
+        ErrorCode::TooManyRequests,
+        format!("too many requests from this caller; retry in {seconds} s"),
+    )
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// Answers `429` with `Retry-After` to a caller over its rate: each address, and each bearer
+/// token (whatever address it comes from).
 pub async fn limit_rate(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Err(wait) = state.limiter.take(&caller_key(&request), Instant::now()) {
-        let seconds = wait.as_secs().max(1);
-        let mut response = ApiError::new(
-            ErrorCode::TooManyRequests,
-            format!("too many requests from this caller; retry in {seconds} s"),
-        )
-        .into_response();
-        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
+    let now = Instant::now();
+    if let Err(wait) = state
+        .limiter
+        .take(&address_key(&request), ADDRESS_SCALE, now)
+    {
+        return too_many(wait);
+    }
+    if let Some(token) = token_key(&request) {
+        if let Err(wait) = state.limiter.take(&token, 1.0, now) {
+            return too_many(wait);
         }
-        return response;
     }
     next.run(request).await
 }
@@ -135,16 +172,21 @@ mod tests {
         }));
         let start = Instant::now();
         for _ in 0..3 {
-            assert!(limiter.take("a", start).is_ok());
+            assert!(limiter.take("a", 1.0, start).is_ok());
         }
-        let wait = limiter.take("a", start).unwrap_err();
+        let wait = limiter.take("a", 1.0, start).unwrap_err();
         assert!(wait <= Duration::from_millis(100), "{wait:?}");
         // Another caller has its own bucket.
-        assert!(limiter.take("b", start).is_ok());
+        assert!(limiter.take("b", 1.0, start).is_ok());
         // A tenth of a second later, one more.
         let later = start + Duration::from_millis(100);
-        assert!(limiter.take("a", later).is_ok());
-        assert!(limiter.take("a", later).is_err());
-        assert!(RateLimiter::new(None).take("a", start).is_ok());
+        assert!(limiter.take("a", 1.0, later).is_ok());
+        assert!(limiter.take("a", 1.0, later).is_err());
+        // A scaled bucket holds more.
+        for _ in 0..6 {
+            assert!(limiter.take("c", 2.0, start).is_ok());
+        }
+        assert!(limiter.take("c", 2.0, start).is_err());
+        assert!(RateLimiter::new(None).take("a", 1.0, start).is_ok());
     }
 }

@@ -46,8 +46,10 @@ pub(super) async fn record(
 
 /// Whether compliance captures events now, read in the transaction that would capture.
 pub(super) async fn capturing(tx: &mut Tx) -> Result<bool> {
+    // Read without a row lock: posts hold the message-id turn before they get here, history
+    // reads and streams take that turn after, and a lock here would order the two ways.
     let Some(row) = tx
-        .get(Kind::ComplianceConfiguration, COMPLIANCE_NAME)
+        .read(Kind::ComplianceConfiguration, COMPLIANCE_NAME)
         .await?
     else {
         return Ok(false);
@@ -79,6 +81,7 @@ pub(super) async fn refuse_if_held(
             HeldAct::Clear => "cleared",
             HeldAct::RemoveMessages => "have messages removed",
             HeldAct::RemoveRoom => "removed",
+            HeldAct::Move => "renamed or moved to another category",
             HeldAct::Retention => "expire messages",
         };
         return Err(ServiceError::Conflict {
@@ -191,20 +194,22 @@ impl Service {
         // which a terminal would obey.
         if reason.trim().is_empty()
             || reason.chars().count() > MAX_REASON_LEN
-            || reason.chars().any(char::is_control)
+            || reason.chars().any(crate::text::is_unsafe_for_terminal)
         {
             return Err(ServiceError::invalid(
                 "reason",
                 ErrorCode::InvalidField,
                 format!(
-                    "a hold needs a reason of 1 to {MAX_REASON_LEN} characters, without control characters"
+                    "a hold needs a reason of 1 to {MAX_REASON_LEN} characters, without control or bidirectional-control characters"
                 ),
             ));
         }
         let mut tx = self.store.begin(WriteAccess::new()).await?;
-        if tx.get(kind, name).await?.is_none() {
+        let Some(target) = tx.get(kind, name).await? else {
             return Err(ServiceError::not_found(kind, name));
-        }
+        };
+        // Under the name as stored, which the rules that consult holds compare with.
+        let name = target.name.as_str();
         let hold = Hold {
             kind,
             name: name.to_owned(),
@@ -229,6 +234,9 @@ impl Service {
     /// Releases a legal hold; administrators only. Returns the hold released.
     pub async fn release_hold(&self, caller: &Caller, kind: Kind, name: &str) -> Result<Hold> {
         require_admin(caller, "release legal holds")?;
+        let mut name = name.to_owned();
+        crate::domain::normalise_name(&mut name);
+        let name = name.as_str();
         let mut tx = self.store.begin(WriteAccess::new()).await?;
         let Some(hold) = tx.release_hold(kind, name).await? else {
             // "Not found" names the object the hold would be on: there is none on it.

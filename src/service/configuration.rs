@@ -351,8 +351,13 @@ impl Service {
         if !access::sees(&mut Source::Tx(tx), caller, &current.spec).await? {
             return Err(ServiceError::not_found(kind, name));
         }
+        // The name as stored: the one asked for may be another Unicode form of it, and every
+        // reference (rooms of a category, rooms using an add-in) names the stored one.
+        let stored_name = current_row.name.clone();
+        let name = stored_name.as_str();
         check_precondition(kind, name, precondition, current.meta.version)?;
         let renamed = object.name() != name;
+        refuse_escaping_a_hold(tx, &current.spec, &object).await?;
         match (&current.spec, &mut object) {
             (Object::Group(_), Object::Group(group)) => {
                 require_admin(caller, "change groups")?;
@@ -500,6 +505,9 @@ impl Service {
         let Some(row) = row else {
             return Err(ServiceError::not_found(kind, name));
         };
+        // The name as stored (see `replace_in`).
+        let stored_name = row.name.clone();
+        let name = stored_name.as_str();
         if !caller.is_admin() {
             let current = Stored::<Object>::from_row(&row)?;
             if !access::sees(&mut Source::Tx(tx), caller, &current.spec).await? {
@@ -666,6 +674,33 @@ async fn announce(tx: &mut Tx, room: &ObjectRow, change: RoomChangeKind, at: &st
 
 /// A write that met an existing name: when the caller may not see the object holding it,
 /// "not found", as if the name were free, so that a secret room's existence never leaks.
+/// Refuses a change that would take a room or a category out from under a legal hold:
+/// renaming a held room or category (holds name what they stand on), or moving a room out of
+/// a held category or a held room into another category.
+async fn refuse_escaping_a_hold(tx: &mut Tx, current: &Object, next: &Object) -> Result<()> {
+    match (current, next) {
+        (Object::Room(old), Object::Room(new))
+            if old.name != new.name || old.category != new.category =>
+        {
+            refuse_if_held(tx, HeldAct::Move, &old.name, &old.category).await
+        }
+        (Object::Category(old), Object::Category(new)) if old.name != new.name => {
+            let holds = tx.holds_on(&[(Kind::Category, old.name.as_str())]).await?;
+            match holds.first() {
+                Some(hold) => Err(ServiceError::Conflict {
+                    code: ErrorCode::Held,
+                    message: format!(
+                        "category `{}` cannot be renamed: a legal hold stands on it (placed by {} at {}: {})",
+                        old.name, hold.placed_by, hold.placed_at, hold.reason
+                    ),
+                }),
+                None => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
 async fn hide_duplicate(
     tx: &mut Tx,
     caller: &Caller,

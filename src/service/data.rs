@@ -21,13 +21,14 @@ use serde_json::{Map, Value, json};
 use sha2::Digest;
 
 use super::WriteAccess;
-use super::compliance::record;
+use super::compliance::{record, refuse_if_held};
 use super::{Caller, Result, Service, ServiceError, hex, require_admin};
 use crate::api::LiveObject;
 use crate::api::wire::{DataEnd, DataHeader, DataMessage, ExportOptions, ImportReport, Level};
 use crate::clock;
 use crate::domain::Kind;
 use crate::domain::audit::AuditAction;
+use crate::domain::compliance::HeldAct;
 use crate::store::{MessageRow, ObjectWrite};
 
 impl Service {
@@ -366,6 +367,11 @@ impl Service {
                     continue;
                 }
                 for existing in [by_name, by_id].into_iter().flatten() {
+                    if existing.kind == Kind::Room {
+                        let room: crate::domain::Room = super::decode(&existing)?;
+                        refuse_if_held(&mut tx, HeldAct::RemoveRoom, &room.name, &room.category)
+                            .await?;
+                    }
                     tx.delete(existing.id, &caller.name, &clock::now()).await?;
                 }
             }
@@ -375,6 +381,21 @@ impl Service {
         let taken = tx.existing_message_ids(&message_ids).await?;
         if !taken.is_empty() {
             if replace_existing {
+                // Replacing messages deletes what users read: not in a held room.
+                for room_id in tx.rooms_of_messages(&taken).await? {
+                    if let Some(row) = tx.object_by_id(room_id).await? {
+                        if row.kind == Kind::Room {
+                            let room: crate::domain::Room = super::decode(&row)?;
+                            refuse_if_held(
+                                &mut tx,
+                                HeldAct::RemoveMessages,
+                                &room.name,
+                                &room.category,
+                            )
+                            .await?;
+                        }
+                    }
+                }
                 tx.delete_messages(&taken).await?;
             } else {
                 conflicts.push(format!(
@@ -498,6 +519,7 @@ impl Service {
         let mut reading = self.store().begin(WriteAccess::new()).await?;
         let tokens = reading.tokens().await?;
         let checkpoint = reading.checkpoint(super::ARCHIVER).await?;
+        let senders = reading.compliance_users().await?;
         reading.commit().await?;
         let unarchived_after = checkpoint.archived_through();
         let events = self
@@ -513,7 +535,14 @@ impl Service {
         writing
             .save_checkpoint(super::ARCHIVER, &checkpoint)
             .await?;
-        writing.insert_compliance_events_exact(&events).await?;
+        let archived_through = checkpoint
+            .pending
+            .map_or(checkpoint.last_message_id, |(_, last)| last)
+            .max(checkpoint.last_message_id);
+        writing
+            .insert_compliance_events_exact(&events, archived_through)
+            .await?;
+        writing.insert_compliance_users_exact(&senders).await?;
         for hold in &holds {
             writing.place_hold(hold).await?;
         }

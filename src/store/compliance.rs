@@ -125,10 +125,13 @@ impl Tx {
         Ok(())
     }
 
-    /// Stores compliance events as they were elsewhere, ids included (migration).
+    /// Stores compliance events as they were elsewhere, ids included, and moves the id
+    /// sequence past them and past `archived_through` (a migration: the checkpoint comes
+    /// along, and new events must come after everything it counts as archived).
     pub async fn insert_compliance_events_exact(
         &mut self,
         events: &[ComplianceEventRow],
+        archived_through: i64,
     ) -> Result<(), StoreError> {
         for event in events {
             sqlx::query(
@@ -146,9 +149,63 @@ impl Tx {
             .execute(&mut *self.inner)
             .await?;
         }
-        if self.backend == Backend::Postgres && !events.is_empty() {
+        let floor = events
+            .iter()
+            .map(|event| event.id)
+            .max()
+            .unwrap_or(0)
+            .max(archived_through);
+        if floor > 0 {
+            match self.backend {
+                Backend::Postgres => {
+                    sqlx::query(
+                        "SELECT setval(pg_get_serial_sequence('compliance_events', 'id'), $1)",
+                    )
+                    .bind(floor)
+                    .fetch_one(&mut *self.inner)
+                    .await?;
+                }
+                Backend::Sqlite => {
+                    sqlx::query("DELETE FROM sqlite_sequence WHERE name = 'compliance_events'")
+                        .execute(&mut *self.inner)
+                        .await?;
+                    sqlx::query(
+                        "INSERT INTO sqlite_sequence (name, seq) VALUES ('compliance_events', $1)",
+                    )
+                    .bind(floor)
+                    .execute(&mut *self.inner)
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every sender's archive id (to copy a server).
+    pub async fn compliance_users(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT uri, id FROM compliance_users ORDER BY id")
+            .fetch_all(&mut *self.inner)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("uri")?, row.try_get("id")?)))
+            .collect()
+    }
+
+    /// Stores senders' archive ids as they were elsewhere.
+    pub async fn insert_compliance_users_exact(
+        &mut self,
+        users: &[(String, i64)],
+    ) -> Result<(), StoreError> {
+        for (uri, id) in users {
+            sqlx::query("INSERT INTO compliance_users (id, uri) VALUES ($1, $2)")
+                .bind(*id)
+                .bind(uri)
+                .execute(&mut *self.inner)
+                .await?;
+        }
+        if self.backend == Backend::Postgres && !users.is_empty() {
             sqlx::query(
-                "SELECT setval(pg_get_serial_sequence('compliance_events', 'id'), GREATEST((SELECT MAX(id) FROM compliance_events), 1))",
+                "SELECT setval(pg_get_serial_sequence('compliance_users', 'id'), GREATEST((SELECT MAX(id) FROM compliance_users), 1))",
             )
             .execute(&mut *self.inner)
             .await?;

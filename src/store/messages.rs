@@ -318,6 +318,26 @@ impl Tx {
         Ok(())
     }
 
+    /// The rooms these messages are in, each once.
+    pub async fn rooms_of_messages(&mut self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let mut rooms = std::collections::BTreeSet::new();
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT DISTINCT room_id FROM messages WHERE id IN ({})",
+                placeholders.join(",")
+            );
+            let mut statement = sqlx::query(&sql);
+            for id in chunk {
+                statement = statement.bind(*id);
+            }
+            for row in statement.fetch_all(&mut *self.inner).await? {
+                rooms.insert(row.try_get::<i64, _>(0)?);
+            }
+        }
+        Ok(rooms.into_iter().collect())
+    }
+
     /// Which of these message ids are taken.
     pub async fn existing_message_ids(&mut self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
         let mut taken = Vec::new();

@@ -302,7 +302,9 @@ impl Tx {
         Ok(row)
     }
 
-    /// Stores a new object with the id and times it had elsewhere (used by import).
+    /// Stores a new object with the id and times it had elsewhere (used by import, whose own
+    /// audit entry records it, with the file's counts and checksum: an import of a hundred
+    /// thousand objects is one act, not a hundred thousand).
     pub async fn insert_exact(
         &mut self,
         id: i64,
@@ -311,6 +313,9 @@ impl Tx {
         created_at: &str,
     ) -> Result<(), StoreError> {
         self.changes_access = true;
+        // Names stay unique by key on import too.
+        self.refuse_taken_key(write.kind, &name_key(write.name), Some(id))
+            .await?;
         sqlx::query(
             "INSERT INTO objects (id, kind, name, category, addin, body, version, managed, created_at, updated_by, updated_at, protected, name_key) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",

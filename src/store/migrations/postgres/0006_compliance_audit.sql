@@ -47,10 +47,12 @@ SELECT m.id, 'CHAT', m.room_id, COALESCE(o.name, ''), m.author, m.body, m.id, m.
 FROM messages m LEFT JOIN objects o ON o.id = m.room_id AND o.kind = 'Room'
 WHERE m.id > COALESCE((SELECT last_message_id FROM archive_checkpoint WHERE name = 'archiver'), 0)
 ORDER BY m.id;
--- Nothing to carry over: the log starts at 1, and so does the checkpoint.
-UPDATE archive_checkpoint SET last_message_id = 0
-WHERE name = 'archiver' AND pending_first IS NULL
-  AND NOT EXISTS (SELECT 1 FROM compliance_events);
--- Ids stored explicitly do not move the identity sequence: move it past them.
-SELECT setval(pg_get_serial_sequence('compliance_events', 'id'), MAX(id))
-FROM compliance_events HAVING COUNT(*) > 0;
+-- New events take ids past everything carried over and everything the checkpoint may already
+-- count as archived (a batch pending included).
+SELECT setval(pg_get_serial_sequence('compliance_events', 'id'), GREATEST(1, (
+    SELECT MAX(id) FROM (
+        SELECT COALESCE(MAX(id), 0) AS id FROM compliance_events
+        UNION ALL SELECT COALESCE(MAX(last_message_id), 0) FROM archive_checkpoint
+        UNION ALL SELECT COALESCE(MAX(pending_last), 0) FROM archive_checkpoint
+    ) AS bounds
+)));

@@ -47,7 +47,12 @@ SELECT m.id, 'CHAT', m.room_id, COALESCE(o.name, ''), m.author, m.body, m.id, m.
 FROM messages m LEFT JOIN objects o ON o.id = m.room_id AND o.kind = 'Room'
 WHERE m.id > COALESCE((SELECT last_message_id FROM archive_checkpoint WHERE name = 'archiver'), 0)
 ORDER BY m.id;
--- Nothing to carry over: the log starts at 1, and so does the checkpoint.
-UPDATE archive_checkpoint SET last_message_id = 0
-WHERE name = 'archiver' AND pending_first IS NULL
-  AND NOT EXISTS (SELECT 1 FROM compliance_events);
+-- New events take ids past everything the checkpoint may already count as archived (a batch
+-- pending included), whether or not anything was carried over.
+DELETE FROM sqlite_sequence WHERE name = 'compliance_events';
+INSERT INTO sqlite_sequence (name, seq)
+SELECT 'compliance_events', MAX(id) FROM (
+    SELECT COALESCE(MAX(id), 0) AS id FROM compliance_events
+    UNION ALL SELECT COALESCE(MAX(last_message_id), 0) FROM archive_checkpoint
+    UNION ALL SELECT COALESCE(MAX(pending_last), 0) FROM archive_checkpoint
+) AS bounds;
