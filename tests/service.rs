@@ -36,6 +36,36 @@ impl Fixture {
             .expect("a caller")
     }
 
+    /// A category (its fields as given), a room `r` open in it, and compliance on, archiving
+    /// into the test's directory.
+    async fn room_with_compliance(&self, category: Value) {
+        let name = category["name"].clone();
+        self.create(&self.admin, Kind::Category, category)
+            .await
+            .unwrap();
+        self.create(
+            &self.admin,
+            Kind::Room,
+            json!({"name": "r", "category": name, "privacy": "open"}),
+        )
+        .await
+        .unwrap();
+        let archive = self.db.path().join("archive");
+        let configuration: perch::domain::ComplianceConfiguration = serde_json::from_value(json!({
+            "enabled": true, "adapterOutputDirectory": archive.display().to_string(),
+        }))
+        .unwrap();
+        self.service
+            .set_compliance(
+                &self.admin,
+                configuration,
+                Precondition::None,
+                Ownership::Keep,
+            )
+            .await
+            .unwrap();
+    }
+
     async fn create(&self, caller: &Caller, kind: Kind, body: Value) -> Result<(), ServiceError> {
         let object = Object::from_json(kind, body).expect("a well-formed object");
         self.service
@@ -233,32 +263,11 @@ async fn concurrent_patches_in_process_lose_nothing() {
 async fn retention_waits_for_the_archiver() {
     let fixture = Fixture::new().await;
     let admin = &fixture.admin;
-    let archive = fixture.db.path().join("archive");
     fixture
-        .create(
-            admin,
-            Kind::Category,
+        .room_with_compliance(
             json!({"name": "Short", "allowedMembers": ["domain:contoso.com"], "retention": "P1D"}),
         )
-        .await
-        .unwrap();
-    fixture
-        .create(
-            admin,
-            Kind::Room,
-            json!({"name": "r", "category": "Short", "privacy": "open"}),
-        )
-        .await
-        .unwrap();
-    let configuration: perch::domain::ComplianceConfiguration = serde_json::from_value(json!({
-        "enabled": true, "adapterOutputDirectory": archive.display().to_string(),
-    }))
-    .unwrap();
-    fixture
-        .service
-        .set_compliance(admin, configuration, Precondition::None, Ownership::Keep)
-        .await
-        .unwrap();
+        .await;
     let ana = fixture.user("sip:ana@contoso.com").await;
     fixture
         .service
@@ -431,32 +440,9 @@ async fn upgrading_to_the_compliance_log_keeps_what_was_not_archived() {
 async fn after_a_migration_new_events_are_still_archived() {
     let fixture = Fixture::new().await;
     let admin = &fixture.admin;
-    let archive = fixture.db.path().join("archive");
     fixture
-        .create(
-            admin,
-            Kind::Category,
-            json!({"name": "Eng", "allowedMembers": ["domain:contoso.com"]}),
-        )
-        .await
-        .unwrap();
-    fixture
-        .create(
-            admin,
-            Kind::Room,
-            json!({"name": "r", "category": "Eng", "privacy": "open"}),
-        )
-        .await
-        .unwrap();
-    let configuration: perch::domain::ComplianceConfiguration = serde_json::from_value(json!({
-        "enabled": true, "adapterOutputDirectory": archive.display().to_string(),
-    }))
-    .unwrap();
-    fixture
-        .service
-        .set_compliance(admin, configuration, Precondition::None, Ownership::Keep)
-        .await
-        .unwrap();
+        .room_with_compliance(json!({"name": "Eng", "allowedMembers": ["domain:contoso.com"]}))
+        .await;
     let ana = fixture.user("sip:ana@contoso.com").await;
     for text in ["one", "two"] {
         fixture
