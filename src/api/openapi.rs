@@ -85,6 +85,13 @@ fn token_body() -> Value {
         "user": {"type": "string"}, "role": {"enum": ["admin", "user"]}, "expiresIn": {"type": "string"}}})
 }
 
+fn applied_body() -> Value {
+    json!({"type": "object", "required": ["files"], "additionalProperties": false, "properties": {
+        "revision": {"type": ["string", "null"]},
+        "files": {"type": "array", "items": {"type": "object", "required": ["path", "text"], "additionalProperties": false,
+            "properties": {"path": {"type": "string"}, "text": {"type": "string"}}}}}})
+}
+
 fn hold_body() -> Value {
     json!({"type": "object", "required": ["reason"], "additionalProperties": false, "properties": {"reason": {"type": "string"}}})
 }
@@ -281,6 +288,26 @@ fn operations() -> Vec<Operation> {
         },
         Operation {
             method: "get",
+            path: "/v1/applied",
+            id: "read_applied",
+            summary: "The manifests of the last perch apply, who applied them, when and from which revision (admins)",
+            auth: true,
+            query: &[],
+            body: RequestBody::None,
+            success: Success::Json(200, any_object),
+        },
+        Operation {
+            method: "put",
+            path: "/v1/applied",
+            id: "record_applied",
+            summary: "Record the manifests an apply carried out, for the Git view (admins)",
+            auth: true,
+            query: &[],
+            body: RequestBody::Json(applied_body),
+            success: Success::Empty(204),
+        },
+        Operation {
+            method: "get",
             path: "/v1/holds",
             id: "list_holds",
             summary: "Every legal hold (admins)",
@@ -387,6 +414,7 @@ fn operations() -> Vec<Operation> {
             query: &[
                 ("maxEvents", "query", "integer"),
                 ("until", "query", "integer"),
+                ("lastEventId", "query", "string"),
             ],
             body: RequestBody::None,
             success: Success::Events,
@@ -401,6 +429,7 @@ fn operations() -> Vec<Operation> {
                 NAME,
                 ("maxEvents", "query", "integer"),
                 ("until", "query", "integer"),
+                ("lastEventId", "query", "string"),
             ],
             body: RequestBody::None,
             success: Success::Events,

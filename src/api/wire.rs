@@ -385,6 +385,27 @@ pub struct TokenInfo {
     pub last_used_at: Option<String>,
 }
 
+/// `PUT /v1/applied`: the manifests an apply carried out, for the Git view.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppliedRequest {
+    /// The revision the manifests came from (`perch apply --revision`), if given.
+    #[serde(default)]
+    pub revision: Option<String>,
+    pub files: Vec<crate::manifest::SourceFile>,
+}
+
+/// `GET /v1/applied`: the last apply's manifests, who applied them and when.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Applied {
+    pub applied_by: String,
+    pub applied_at: String,
+    #[serde(default)]
+    pub revision: Option<String>,
+    pub files: Vec<crate::manifest::SourceFile>,
+}
+
 /// `POST /v1/tokens`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

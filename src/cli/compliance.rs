@@ -4,10 +4,10 @@ use miette::IntoDiagnostic;
 
 use super::EXIT_OK;
 use super::reconcile::{TargetArgs, open_target};
-use super::render::terminal_safe;
 use crate::api::wire::AuditFilter;
 use crate::domain::Kind;
 use crate::domain::audit::AuditAction;
+use crate::text::terminal_safe;
 
 #[derive(Debug, clap::Args)]
 pub struct AuditArgs {

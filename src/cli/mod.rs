@@ -10,7 +10,6 @@ mod data;
 mod export;
 mod migrate;
 mod reconcile;
-mod render;
 mod serve;
 mod token;
 

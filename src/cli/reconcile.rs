@@ -7,16 +7,13 @@ use std::sync::Arc;
 use miette::{IntoDiagnostic, WrapErr, miette};
 use serde_json::{Value, json};
 
-use super::render;
 use super::{DEFAULT_DB, EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
 use crate::api::Live;
-use crate::api::wire::{AuditEntry, AuditFilter};
-use crate::domain::Kind;
-use crate::domain::audit::AuditAction;
 use crate::live::embedded::EmbeddedTarget;
 use crate::live::http::HttpTarget;
 use crate::live::{self, Target, TargetError};
 use crate::manifest::{self, Desired};
+use crate::plan::render;
 use crate::plan::{self, Plan};
 
 /// Where the reconciler reads and writes.
@@ -116,6 +113,10 @@ pub struct ApplyArgs {
     /// Apply without asking.
     #[arg(long, short = 'y')]
     yes: bool,
+    /// The revision the manifests come from (e.g. `$(git rev-parse HEAD)`), recorded with them
+    /// on the server for its Git view.
+    #[arg(long, value_name = "REV")]
+    revision: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -144,11 +145,19 @@ pub struct ExportArgs {
 }
 
 fn load_manifests(paths: &[PathBuf], options: manifest::LoadOptions) -> Result<Desired, u8> {
+    load_manifests_with_sources(paths, options).map(|(desired, _)| desired)
+}
+
+/// The manifests and the files' texts as checked (what `apply` records for the Git view).
+fn load_manifests_with_sources(
+    paths: &[PathBuf],
+    options: manifest::LoadOptions,
+) -> Result<(Desired, Vec<manifest::SourceFile>), u8> {
     let started = std::time::Instant::now();
-    match manifest::load_with(paths, options) {
-        Ok(desired) => {
+    match manifest::load_with_sources(paths, options) {
+        Ok((desired, sources)) => {
             tracing::debug!(objects = desired.len(), elapsed = ?started.elapsed(), "loaded the manifests");
-            Ok(desired)
+            Ok((desired, sources))
         }
         Err(problems) => {
             eprint!("{}", manifest::render_problems(&problems));
@@ -354,6 +363,30 @@ async fn take_apply_lock(target: &dyn Target, holder: &str) -> Result<(), Target
 
 const LOCK_TTL_SECONDS: i64 = 120;
 
+/// Records the manifests a finished apply carried out, for the server's Git view. An apply
+/// from a saved plan has no manifests to record; a server that cannot record (an older one)
+/// is told nothing, and the apply still succeeded.
+async fn record_applied(
+    target: &dyn Target,
+    sources: Option<Vec<manifest::SourceFile>>,
+    revision: Option<&str>,
+) {
+    let Some(files) = sources else {
+        return;
+    };
+    let request = crate::api::wire::AppliedRequest {
+        revision: revision.map(str::to_owned),
+        files,
+    };
+    if let Err(error) = target.record_applied(&request).await {
+        eprintln!(
+            "warning: the apply is done, but {} did not record its manifests for the Git view: {}",
+            target.describe(),
+            crate::text::terminal_safe(&error.to_string())
+        );
+    }
+}
+
 pub async fn apply(args: ApplyArgs) -> miette::Result<u8> {
     let saved: Option<Plan> = match &args.plan {
         Some(path) => {
@@ -377,7 +410,7 @@ pub async fn apply(args: ApplyArgs) -> miette::Result<u8> {
     };
     let desired = match &saved {
         Some(_) => None,
-        None => match load_manifests(
+        None => match load_manifests_with_sources(
             &args.paths,
             manifest::LoadOptions {
                 follow_symlinks: args.follow_symlinks,
@@ -435,10 +468,13 @@ pub async fn apply(args: ApplyArgs) -> miette::Result<u8> {
 async fn apply_locked(
     target: &dyn Target,
     saved: Option<Plan>,
-    desired: Option<Desired>,
+    desired: Option<(Desired, Vec<manifest::SourceFile>)>,
     args: &ApplyArgs,
 ) -> miette::Result<u8> {
     let live = read_live(target).await?;
+    let (desired, sources) = desired.map_or((None, None), |(desired, sources)| {
+        (Some(desired), Some(sources))
+    });
     let plan = match (saved, desired) {
         (Some(plan), _) => {
             let stale = plan::stale_reads(&plan, &live);
@@ -457,6 +493,7 @@ async fn apply_locked(
     };
     print!("{}", render::human(&plan, &target.describe()));
     if plan.actions.is_empty() {
+        record_applied(target, sources, args.revision.as_deref()).await;
         return Ok(EXIT_OK);
     }
     if plan.has_changes() && !args.yes {
@@ -498,6 +535,7 @@ async fn apply_locked(
     }
     match report.failed {
         None => {
+            record_applied(target, sources, args.revision.as_deref()).await;
             println!(
                 "Apply complete: {} created, {} changed, {} removed, {} adopted.",
                 plan.summary.create, plan.summary.change, plan.summary.remove, plan.summary.adopt
@@ -531,43 +569,6 @@ async fn apply_locked(
     }
 }
 
-/// Most missing objects whose removal drift looks up in the audit trail, one request each.
-const MAX_REMOVALS_LOOKED_UP: usize = 100;
-
-/// Who removed each object the manifests want but the server lacks, as the audit trail says.
-/// A target that cannot say (an older server) leaves the answer out rather than fail drift.
-async fn who_removed(
-    target: &dyn Target,
-    drifted: &[&plan::Action],
-) -> std::collections::HashMap<(Kind, String), AuditEntry> {
-    let mut found = std::collections::HashMap::new();
-    let missing = drifted
-        .iter()
-        .filter(|action| action.action == plan::Verb::Create)
-        .take(MAX_REMOVALS_LOOKED_UP);
-    for action in missing {
-        let filter = AuditFilter {
-            kind: Some(action.kind.as_str().to_owned()),
-            name: Some(action.name.clone()),
-            action: Some(AuditAction::Remove),
-            limit: Some(1),
-            ..AuditFilter::default()
-        };
-        match target.audit(&filter).await {
-            Ok(page) => {
-                if let Some(entry) = page.items.into_iter().next() {
-                    found.insert((action.kind, action.name.clone()), entry);
-                }
-            }
-            Err(error) => {
-                tracing::debug!(%error, "drift: cannot read the audit trail");
-                break;
-            }
-        }
-    }
-    found
-}
-
 pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
     let target = open_target(&args.target).await?;
     let outcome = async {
@@ -589,7 +590,7 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
             .iter()
             .filter(|action| !action.adopt_only)
             .collect();
-        let removals = who_removed(target.as_ref(), &drifted).await;
+        let removals = live::who_removed(target.as_ref(), &drifted).await;
         if args.json {
             let objects: Vec<Value> = drifted
                 .iter()
@@ -629,8 +630,8 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
                     (Some(by), Some(at), _) => format!("; last changed by {by} at {at}"),
                     (_, _, Some(entry)) => format!(
                         "; removed by {} at {}",
-                        render::terminal_safe(&entry.actor),
-                        render::terminal_safe(&entry.at)
+                        crate::text::terminal_safe(&entry.actor),
+                        crate::text::terminal_safe(&entry.at)
                     ),
                     _ => String::new(),
                 };

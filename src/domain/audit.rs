@@ -40,10 +40,16 @@ pub enum AuditAction {
     PlaceHold,
     /// A legal hold was released.
     ReleaseHold,
+    /// Someone signed in to the web interface (a session opened).
+    SignIn,
+    /// A web session was signed out.
+    SignOut,
+    /// `perch apply` recorded the manifests it applied (for the Git view).
+    Apply,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 16] = [
+    pub const ALL: [AuditAction; 19] = [
         AuditAction::Create,
         AuditAction::Change,
         AuditAction::Remove,
@@ -60,6 +66,9 @@ impl AuditAction {
         AuditAction::Unlock,
         AuditAction::PlaceHold,
         AuditAction::ReleaseHold,
+        AuditAction::SignIn,
+        AuditAction::SignOut,
+        AuditAction::Apply,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +89,9 @@ impl AuditAction {
             AuditAction::Unlock => "unlock",
             AuditAction::PlaceHold => "place-hold",
             AuditAction::ReleaseHold => "release-hold",
+            AuditAction::SignIn => "sign-in",
+            AuditAction::SignOut => "sign-out",
+            AuditAction::Apply => "apply",
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod audit;
 pub mod compliance;
+mod filter;
 mod principal;
 pub mod tokens;
 
@@ -17,6 +18,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use compliance::{ComplianceEventType, Hold, Retention};
+pub use filter::RoomFilter;
 pub use principal::{Directory, MAX_PRINCIPAL_LEN, Principal, PrincipalError, normalise_list};
 
 /// Longest category, room, add-in or group name, in characters.

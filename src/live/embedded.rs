@@ -4,8 +4,8 @@ use serde_json::{Map, Value};
 
 use super::{ApplyReport, BoxFuture, Target, TargetError, live_from_pages};
 use crate::api::wire::{
-    AuditFilter, AuditPage, ClearRequest, ExportOptions, ImportReport, RemoveRequest, TokenCreated,
-    TokenInfo, TokenRequest,
+    AppliedRequest, AuditFilter, AuditPage, ClearRequest, ExportOptions, ImportReport,
+    RemoveRequest, TokenCreated, TokenInfo, TokenRequest,
 };
 use crate::api::{ErrorCode, Live};
 use crate::domain::{ComplianceConfiguration, Hold, Kind};
@@ -33,6 +33,16 @@ impl EmbeddedTarget {
             caller: Caller::local_operator(),
             url: url.to_owned(),
         })
+    }
+
+    /// The service of a running server, acting as `caller`: the panel's Git view and plan
+    /// preview read the live state as `perch plan --db` reads it.
+    pub fn serving(service: Service, caller: Caller) -> EmbeddedTarget {
+        EmbeddedTarget {
+            service,
+            caller,
+            url: "this server".to_owned(),
+        }
     }
 
     /// Copies this whole store into `into`, which must be empty, verifying the counts.
@@ -390,6 +400,18 @@ impl Target for EmbeddedTarget {
 
     fn tokens(&self) -> BoxFuture<'_, Result<Vec<TokenInfo>, TargetError>> {
         Box::pin(async move { self.service.tokens(&self.caller).await.map_err(rejected) })
+    }
+
+    fn record_applied<'a>(
+        &'a self,
+        request: &'a AppliedRequest,
+    ) -> BoxFuture<'a, Result<(), TargetError>> {
+        Box::pin(async move {
+            self.service
+                .record_applied(&self.caller, request.clone())
+                .await
+                .map_err(rejected)
+        })
     }
 
     fn create_token<'a>(

@@ -4,9 +4,9 @@ use reqwest::Method;
 
 use super::{BoxFuture, Target, TargetError, live_from_state};
 use crate::api::wire::{
-    AuditFilter, AuditPage, ClearReply, ClearRequest, ExportOptions, HoldRequest, ImportReport,
-    LockRequest, RemoveReply, RemoveRequest, TokenCreated, TokenInfo, TokenRequest, collection_of,
-    percent_encode,
+    AppliedRequest, AuditFilter, AuditPage, ClearReply, ClearRequest, ExportOptions, HoldRequest,
+    ImportReport, LockRequest, RemoveReply, RemoveRequest, TokenCreated, TokenInfo, TokenRequest,
+    collection_of, percent_encode,
 };
 use crate::api::{Body, Client, ClientError, ErrorCode, Live};
 use crate::domain::{Hold, Kind};
@@ -263,6 +263,18 @@ impl Target for HttpTarget {
                 .json(Method::GET, "/v1/tokens", Body::NONE)
                 .await?;
             Ok(list.items)
+        })
+    }
+
+    fn record_applied<'a>(
+        &'a self,
+        request: &'a AppliedRequest,
+    ) -> BoxFuture<'a, Result<(), TargetError>> {
+        Box::pin(async move {
+            self.client
+                .send(Method::PUT, "/v1/applied", Body::Json(request), None)
+                .await?;
+            Ok(())
         })
     }
 

@@ -16,10 +16,11 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::api::wire::{
-    AuditFilter, AuditPage, ClearRequest, ExportOptions, ImportReport, RemoveRequest,
-    STATE_FORMAT_VERSION, StateDocument, TokenCreated, TokenInfo, TokenRequest,
+    AppliedRequest, AuditEntry, AuditFilter, AuditPage, ClearRequest, ExportOptions, ImportReport,
+    RemoveRequest, STATE_FORMAT_VERSION, StateDocument, TokenCreated, TokenInfo, TokenRequest,
 };
 use crate::api::{ClientError, ErrorCode, Live};
+use crate::domain::audit::AuditAction;
 use crate::domain::{Hold, Kind};
 use crate::plan::{Action, PLAN_FORMAT_VERSION, Plan};
 
@@ -193,6 +194,12 @@ pub trait Target: Send + Sync {
         token_or_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<TokenInfo>, TargetError>>;
 
+    /// Records the manifests an apply carried out, for the server's Git view.
+    fn record_applied<'a>(
+        &'a self,
+        request: &'a AppliedRequest,
+    ) -> BoxFuture<'a, Result<(), TargetError>>;
+
     /// Lets go of what the target holds open and removes what opening it created (a new
     /// database file), for a command that failed. A server needs nothing.
     fn close_and_discard(&self) -> BoxFuture<'_, ()> {
@@ -254,4 +261,41 @@ pub async fn apply_plan(
 ) -> ApplyReport {
     debug_assert_eq!(plan.format_version, PLAN_FORMAT_VERSION);
     target.execute_all(&plan.actions, &mut progress).await
+}
+
+/// Most missing objects whose removal drift and the Git view look up in the audit trail, one request each.
+const MAX_REMOVALS_LOOKED_UP: usize = 100;
+
+/// Who removed each object the manifests want but the server lacks, as the audit trail says.
+/// A target that cannot say (an older server) leaves the answer out rather than fail drift.
+pub async fn who_removed(
+    target: &dyn Target,
+    drifted: &[&crate::plan::Action],
+) -> std::collections::HashMap<(Kind, String), AuditEntry> {
+    let mut found = std::collections::HashMap::new();
+    let missing = drifted
+        .iter()
+        .filter(|action| action.action == crate::plan::Verb::Create)
+        .take(MAX_REMOVALS_LOOKED_UP);
+    for action in missing {
+        let filter = AuditFilter {
+            kind: Some(action.kind.as_str().to_owned()),
+            name: Some(action.name.clone()),
+            action: Some(AuditAction::Remove),
+            limit: Some(1),
+            ..AuditFilter::default()
+        };
+        match target.audit(&filter).await {
+            Ok(page) => {
+                if let Some(entry) = page.items.into_iter().next() {
+                    found.insert((action.kind, action.name.clone()), entry);
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "drift: cannot read the audit trail");
+                break;
+            }
+        }
+    }
+    found
 }

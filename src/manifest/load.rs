@@ -89,6 +89,25 @@ pub fn load(paths: &[PathBuf]) -> Result<Desired, Vec<Problem>> {
 /// # Errors
 /// As [`load`].
 pub fn load_with(paths: &[PathBuf], options: LoadOptions) -> Result<Desired, Vec<Problem>> {
+    load_with_sources(paths, options).map(|(desired, _)| desired)
+}
+
+/// A manifest file as it was read: its path and its text.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// [`load_with`], returning the files' texts as they were checked too: what `perch apply`
+/// records for the Git view is exactly what it applied.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_with_sources(
+    paths: &[PathBuf],
+    options: LoadOptions,
+) -> Result<(Desired, Vec<SourceFile>), Vec<Problem>> {
     let (files, path_problems) = source::collect(paths, options);
     let mut pending: Vec<Pending> = path_problems
         .into_iter()
@@ -102,9 +121,65 @@ pub fn load_with(paths: &[PathBuf], options: LoadOptions) -> Result<Desired, Vec
             "no manifest files (*.yaml, *.yml) found".to_owned(),
         ));
     }
+    let mut sources = Vec::with_capacity(files.len());
+    for path in files {
+        match source::read(&path) {
+            Ok(text) => sources.push(SourceFile { path, text }),
+            Err(message) => {
+                pending.push(Pending::in_file(
+                    &Arc::new(path),
+                    Position::default(),
+                    message,
+                ));
+            }
+        }
+    }
+    check_sources(&sources, pending).map(|desired| (desired, sources))
+}
 
+/// Checks manifests given as text (pasted into the panel's plan preview, or recorded by an
+/// apply), each named by a path for its problems, within the same limits as files.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_texts(files: &[SourceFile]) -> Result<Desired, Vec<Problem>> {
+    let mut pending = Vec::new();
+    let mut total = 0u64;
+    for file in files {
+        total += file.text.len() as u64;
+        if file.text.len() as u64 > source::LIMITS.file_bytes {
+            pending.push(Pending::in_file(
+                &Arc::new(file.path.clone()),
+                Position::default(),
+                format!(
+                    "is larger than the limit of {} bytes for one manifest file",
+                    source::LIMITS.file_bytes
+                ),
+            ));
+        }
+    }
+    if total > source::LIMITS.total_bytes {
+        pending.push(Pending::in_file(
+            &Arc::new(PathBuf::new()),
+            Position::default(),
+            format!(
+                "the manifests are larger than the limit of {} bytes in all",
+                source::LIMITS.total_bytes
+            ),
+        ));
+    }
+    if !pending.is_empty() {
+        return Err(resolve(pending, &|_| None));
+    }
+    check_sources(files, pending)
+}
+
+fn check_sources(
+    sources: &[SourceFile],
+    mut pending: Vec<Pending>,
+) -> Result<Desired, Vec<Problem>> {
     let mut documents = Vec::new();
-    for (mut file_pending, file_documents) in check_files_in_parallel(&files) {
+    for (mut file_pending, file_documents) in check_all(sources, check_source) {
         pending.append(&mut file_pending);
         documents.extend(file_documents);
     }
@@ -112,7 +187,13 @@ pub fn load_with(paths: &[PathBuf], options: LoadOptions) -> Result<Desired, Vec
     if pending.is_empty() {
         Ok(desired)
     } else {
-        let mut problems = resolve(pending);
+        let text_of = |path: &Path| {
+            sources
+                .iter()
+                .find(|source| source.path == path)
+                .map(|source| source.text.clone())
+        };
+        let mut problems = resolve(pending, &text_of);
         problems.sort();
         problems.dedup();
         Err(problems)
@@ -121,23 +202,22 @@ pub fn load_with(paths: &[PathBuf], options: LoadOptions) -> Result<Desired, Vec
 
 type FileOutcome = (Vec<Pending>, Vec<DesiredObject>);
 
-fn check_files_in_parallel(files: &[PathBuf]) -> Vec<FileOutcome> {
-    check_all(files, check_file)
-}
-
 /// Checks every file, on up to eight threads. A file whose check panics, or that a failed
 /// thread left unchecked, becomes an error naming it, never an empty result: an empty result
 /// would let `plan` propose removing everything the file describes.
-fn check_all(files: &[PathBuf], check: impl Fn(&Path) -> FileOutcome + Sync) -> Vec<FileOutcome> {
-    let guarded = |file: &Path| {
+fn check_all(
+    files: &[SourceFile],
+    check: impl Fn(&SourceFile) -> FileOutcome + Sync,
+) -> Vec<FileOutcome> {
+    let guarded = |file: &SourceFile| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(file)))
-            .unwrap_or_else(|panic| unchecked(file, &panic_text(panic.as_ref())))
+            .unwrap_or_else(|panic| unchecked(&file.path, &panic_text(panic.as_ref())))
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
         .min(8);
     if threads <= 1 || files.len() < 2 {
-        return files.iter().map(|file| guarded(file)).collect();
+        return files.iter().map(&guarded).collect();
     }
     // Files vary in size; taking them from a shared counter keeps both cores busy.
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -168,7 +248,7 @@ fn check_all(files: &[PathBuf], check: impl Fn(&Path) -> FileOutcome + Sync) -> 
         .into_iter()
         .zip(files)
         .map(|(outcome, file)| {
-            outcome.unwrap_or_else(|| unchecked(file, "its checking thread stopped"))
+            outcome.unwrap_or_else(|| unchecked(&file.path, "its checking thread stopped"))
         })
         .collect()
 }
@@ -187,22 +267,16 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "it panicked".to_owned())
 }
 
-fn check_file(path: &Path) -> FileOutcome {
-    let file = Arc::new(path.to_path_buf());
+fn check_source(source: &SourceFile) -> FileOutcome {
+    let file = Arc::new(source.path.clone());
     let mut pending = Vec::new();
     let mut documents = Vec::new();
-    let text = match source::read(path) {
-        Ok(text) => text,
-        Err(message) => {
-            pending.push(Pending::in_file(&file, Position::default(), message));
-            return (pending, documents);
-        }
-    };
-    let values: Vec<Value> = match yaml::parse_values(&text) {
+    let text = &source.text;
+    let values: Vec<Value> = match yaml::parse_values(text) {
         Ok(values) => values,
         Err((fast_position, fast_message)) => {
             // The spanned parser places the error better; the fast one words it for people.
-            let position = match yaml::parse_documents(&text) {
+            let position = match yaml::parse_documents(text) {
                 Err((position, _)) => position,
                 Ok(_) => fast_position,
             };
@@ -685,7 +759,9 @@ fn group_cycle(start: &str, groups: &BTreeMap<String, Vec<Principal>>) -> Option
 }
 
 /// Works out the positions of pending problems, parsing each involved file once with spans.
-fn resolve(pending: Vec<Pending>) -> Vec<Problem> {
+/// Places each problem at its line and column, parsing a file again (with spans) only when
+/// one of its problems needs a position; `text_of` gives a file's text.
+fn resolve(pending: Vec<Pending>, text_of: &dyn Fn(&Path) -> Option<String>) -> Vec<Problem> {
     let mut positions: HashMap<(Arc<PathBuf>, usize), Positions> = HashMap::new();
     let mut starts: HashMap<(Arc<PathBuf>, usize), Position> = HashMap::new();
     let mut parsed: BTreeSet<Arc<PathBuf>> = BTreeSet::new();
@@ -695,7 +771,7 @@ fn resolve(pending: Vec<Pending>) -> Vec<Problem> {
         if !parsed.insert(file.clone()) {
             return;
         }
-        let Ok(text) = source::read(file.as_path()) else {
+        let Some(text) = text_of(file.as_path()) else {
             return;
         };
         let Ok(trees) = yaml::parse_documents(&text) else {
@@ -849,12 +925,15 @@ mod guard_tests {
 
     #[test]
     fn a_panicking_check_is_an_error_naming_the_file() {
-        let files: Vec<PathBuf> = ["a.yaml", "b.yaml", "c.yaml"]
+        let files: Vec<SourceFile> = ["a.yaml", "b.yaml", "c.yaml"]
             .into_iter()
-            .map(PathBuf::from)
+            .map(|path| SourceFile {
+                path: PathBuf::from(path),
+                text: String::new(),
+            })
             .collect();
         let outcomes = check_all(&files, |file| {
-            assert!(!file.ends_with("b.yaml"), "boom");
+            assert!(!file.path.ends_with("b.yaml"), "boom");
             (Vec::new(), Vec::new())
         });
         assert_eq!(outcomes.len(), 3);

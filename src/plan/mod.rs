@@ -609,5 +609,6 @@ pub fn stale_reads(plan: &Plan, live: &Live) -> Vec<String> {
         .collect()
 }
 
+pub mod render;
 #[cfg(test)]
 mod tests;

@@ -148,11 +148,14 @@ pub async fn events(
 
 /// A live stream's finite mode, for tools that test the route: end after `maxEvents` events,
 /// or once the stream has passed message id `until`.
-#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Finite {
     max_events: Option<usize>,
     until: Option<i64>,
+    /// Where to resume, as `Last-Event-ID` says it, for clients that cannot send that header
+    /// on their first connection (a browser's EventSource); the header wins when both come.
+    last_event_id: Option<String>,
 }
 
 /// The most events `maxEvents` may ask for.
@@ -197,6 +200,7 @@ async fn stream(
     let resume = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
+        .or(finite.last_event_id.as_deref())
         .map(|text| {
             parse_cursor(text).ok_or_else(|| {
                 ApiError::new(

@@ -9,6 +9,7 @@ mod error;
 pub mod limits;
 mod routes;
 mod tokens;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -41,6 +41,13 @@ pub fn router(app_state: AppState) -> Router<AppState> {
                 .delete(super::compliance::release_hold),
         )
         .route("/v1/retention/run", post(super::compliance::run_retention))
+        .route(
+            "/v1/applied",
+            get(read_applied)
+                .put(record_applied)
+                // Manifests of a large server: 100,000 rooms are about 30 MB of YAML.
+                .layer(axum::extract::DefaultBodyLimit::max(APPLIED_BODY_LIMIT)),
+        )
         .route("/v1/data/export", get(export_data))
         .route(
             "/v1/data/import",
@@ -63,6 +70,7 @@ pub fn router(app_state: AppState) -> Router<AppState> {
             "/v1/{collection}/{name}",
             get(read).put(replace).patch(patch).delete(remove),
         )
+        .merge(super::web::router())
         .fallback(|| async {
             ApiError::new(ErrorCode::NotFound, "no such endpoint; see /v1/categories, /v1/rooms, /v1/addins, /v1/groups, /v1/compliance")
         })
@@ -72,6 +80,31 @@ pub fn router(app_state: AppState) -> Router<AppState> {
         ))
         .layer(axum::middleware::map_response(super::error::json_errors))
         .layer(axum::middleware::from_fn(super::error::limit_uri))
+}
+
+/// The largest record of an apply `PUT /v1/applied` takes.
+pub const APPLIED_BODY_LIMIT: usize = 256 << 20;
+
+async fn read_applied(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    match state.service.applied(&caller).await? {
+        Some(applied) => Ok(Json(applied).into_response()),
+        None => Err(ApiError::new(
+            ErrorCode::NotFound,
+            "no apply has been recorded yet; `perch apply` records its manifests",
+        )),
+    }
+}
+
+async fn record_applied(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let request: crate::api::wire::AppliedRequest =
+        serde_path_to_error::deserialize(Value::Object(body))
+            .map_err(ServiceError::from_json_path)?;
+    state.service.record_applied(&caller, request).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 fn kind_of(collection: &str) -> Result<Kind, ApiError> {
@@ -95,9 +128,15 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::unauthorized("this endpoint needs `Authorization: Bearer TOKEN`")
-        })?;
+        let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
+            // The chat client's script: signed in by the session cookie.
+            if let Some(caller) = super::web::api_caller_from_cookie(parts, state).await? {
+                return Ok(caller);
+            }
+            return Err(ApiError::unauthorized(
+                "this endpoint needs `Authorization: Bearer TOKEN`",
+            ));
+        };
         // The scheme is case-insensitive (RFC 9110, section 11.1).
         let token = header
             .to_str()

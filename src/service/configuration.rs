@@ -11,13 +11,14 @@ use super::{
 };
 use crate::api::ErrorCode;
 use crate::clock;
+use crate::domain::RoomFilter;
 use crate::domain::access::{ChangeRefusal, Viewer};
 use crate::domain::compliance::HeldAct;
 use crate::domain::{
     self, Category, ComplianceConfiguration, FieldProblem, Kind, Marks, Principal, Room,
     RoomChangeKind,
 };
-use crate::store::{ObjectRow, ObjectWrite, StoreError, Tx};
+use crate::store::{ObjectRow, ObjectWrite, RoomScan, StoreError, Tx};
 
 /// The version a write expects the object to be at (`If-Match`), if any.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -151,6 +152,19 @@ impl Batch<'_> {
     }
 }
 
+/// The most rooms one page of [`Service::rooms_page`] reads: a filter that matches little on
+/// a large server answers in bounded time, with a `next` to go on from.
+pub const ROOM_SCAN_BUDGET: usize = 20_000;
+
+/// A page of rooms and where the next one starts (`None`: this was the last).
+#[derive(Debug)]
+pub struct RoomPage {
+    pub rooms: Vec<Stored<Object>>,
+    pub next: Option<String>,
+    /// How many rooms were read to make it.
+    pub scanned: usize,
+}
+
 impl Service {
     /// Lists the objects of a kind that the caller may see, ordered by name.
     pub async fn list(&self, caller: &Caller, kind: Kind) -> Result<Vec<Stored<Object>>> {
@@ -179,6 +193,97 @@ impl Service {
                 Object::Addin(addin) => addins_in_view.contains(&addin.name),
             })
             .collect())
+    }
+
+    /// One page of the rooms the caller may see that match `filter`, in name order after
+    /// `after`: the rooms page of the panel and the chat client's list, on servers of any size.
+    ///
+    /// Reads slices of rooms (narrowed in SQL where the filter allows) and judges each with
+    /// the access rules and the filter, stopping at `limit` rooms or after reading
+    /// [`ROOM_SCAN_BUDGET`] rows; either way `next` says where to go on.
+    pub async fn rooms_page(
+        &self,
+        caller: &Caller,
+        filter: &RoomFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<RoomPage> {
+        let limit = limit.clamp(1, 500);
+        let view = if caller.is_admin() {
+            None
+        } else {
+            Some(access::ListView::load(&self.store).await?)
+        };
+        let mut body_contains = Vec::new();
+        for principal in filter.member.iter().chain(&filter.manager) {
+            body_contains.push(format!("\"{principal}\""));
+        }
+        let mut body_contains_folded = Vec::new();
+        if let Some(text) = &filter.text
+            // Only where SQL's lower() and ours agree, and JSON writes the text as it is.
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'))
+        {
+            body_contains_folded.push(text.to_ascii_lowercase());
+        }
+        let mut rooms = Vec::new();
+        let mut cursor = after.map(str::to_owned);
+        let mut scanned = 0;
+        let slice = (limit * 4).max(200);
+        loop {
+            let rows = self
+                .store
+                .scan_rooms(&RoomScan {
+                    after: cursor.as_deref(),
+                    category: filter.category.as_deref(),
+                    addin: filter.addin.as_deref(),
+                    body_contains: body_contains.clone(),
+                    body_contains_folded: body_contains_folded.clone(),
+                    limit: i64::try_from(slice).unwrap_or(i64::MAX),
+                })
+                .await?;
+            let exhausted = rows.len() < slice;
+            for row in &rows {
+                scanned += 1;
+                cursor = Some(row.name.clone());
+                let room = Stored::<Object>::from_row(row)?;
+                let Object::Room(spec) = &room.spec else {
+                    continue;
+                };
+                let sees = view
+                    .as_ref()
+                    .is_none_or(|view| view.room_rights(caller, spec).sees);
+                if sees && filter.matches(spec) {
+                    rooms.push(room);
+                    if rooms.len() == limit {
+                        // More may follow; the next page says so if not.
+                        return Ok(RoomPage {
+                            rooms,
+                            next: cursor,
+                            scanned,
+                        });
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(RoomPage {
+                    rooms,
+                    next: None,
+                    scanned,
+                });
+            }
+            if scanned >= ROOM_SCAN_BUDGET {
+                return Ok(RoomPage {
+                    rooms,
+                    next: cursor,
+                    scanned,
+                });
+            }
+        }
+    }
+
+    /// How many rooms the server holds (all of them, whoever asks: a count shows no room).
+    pub async fn room_count(&self) -> Result<i64> {
+        Ok(self.store.count_rooms().await?)
     }
 
     /// Reads one object the caller may see.

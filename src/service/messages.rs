@@ -98,6 +98,23 @@ pub enum Match {
     Exact,
 }
 
+/// See [`Service::room_view`].
+#[derive(Clone, Debug)]
+pub struct RoomView {
+    pub room: crate::domain::Room,
+    pub chat_history: bool,
+    pub rights: access::RoomRights,
+    pub posting: Result<(), PostRefusal>,
+}
+
+/// Whether a history change is made or only counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Effect {
+    Apply,
+    /// Run the same code, then roll back: the count a preview shows is the one a change makes.
+    Preview,
+}
+
 /// What `remove_messages` removes, and how.
 #[derive(Clone, Debug, Default)]
 pub struct RemoveFilter {
@@ -392,10 +409,50 @@ impl Service {
         Ok((access.id, access.room.name))
     }
 
+    /// A room as the caller finds it: the room, its category's chat history switch, the
+    /// caller's rights and whether (or why not) the caller may post. The chat client shows
+    /// the composer, or the reason, from this.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`] when the room does not exist or the caller may not see it.
+    pub async fn room_view(&self, caller: &Caller, room_name: &str) -> Result<RoomView> {
+        let access = room_access(&mut Source::Pool(self.store()), caller, room_name).await?;
+        let posting = access::may_post(access.rights, &access.room);
+        Ok(RoomView {
+            chat_history: access.category.chat_history,
+            rights: access.rights,
+            posting,
+            room: access.room,
+        })
+    }
+
     /// Deletes everything in a room posted on or before `end` (`Clear-CsPersistentChatRoom`);
     /// administrators only. Returns how many messages went. Compliance keeps what it captured;
     /// a legal hold on the room or its category refuses the clearing.
     pub async fn clear_room(&self, caller: &Caller, room_name: &str, end: &str) -> Result<u64> {
+        self.clear_room_or_preview(caller, room_name, end, Effect::Apply)
+            .await
+    }
+
+    /// How many messages [`Service::clear_room`] would remove now, changing nothing: the same
+    /// code runs in a transaction that is rolled back.
+    pub async fn preview_clear_room(
+        &self,
+        caller: &Caller,
+        room_name: &str,
+        end: &str,
+    ) -> Result<u64> {
+        self.clear_room_or_preview(caller, room_name, end, Effect::Preview)
+            .await
+    }
+
+    async fn clear_room_or_preview(
+        &self,
+        caller: &Caller,
+        room_name: &str,
+        end: &str,
+        effect: Effect,
+    ) -> Result<u64> {
         require_admin(caller, "clear rooms")?;
         let end = parse_instant("endDate", end, true)?;
         let mut tx = self.store().begin(WriteAccess::new()).await?;
@@ -408,6 +465,10 @@ impl Service {
         )
         .await?;
         let count = tx.clear_messages(access.id, &end).await?;
+        if effect == Effect::Preview {
+            // Dropped without a commit: rolled back.
+            return Ok(count);
+        }
         record(
             &mut tx,
             caller,
@@ -429,6 +490,29 @@ impl Service {
         caller: &Caller,
         room_name: &str,
         filter: RemoveFilter,
+    ) -> Result<u64> {
+        self.remove_messages_or_preview(caller, room_name, filter, Effect::Apply)
+            .await
+    }
+
+    /// How many messages [`Service::remove_messages`] would touch now, changing nothing: the
+    /// same code runs in a transaction that is rolled back.
+    pub async fn preview_remove_messages(
+        &self,
+        caller: &Caller,
+        room_name: &str,
+        filter: RemoveFilter,
+    ) -> Result<u64> {
+        self.remove_messages_or_preview(caller, room_name, filter, Effect::Preview)
+            .await
+    }
+
+    async fn remove_messages_or_preview(
+        &self,
+        caller: &Caller,
+        room_name: &str,
+        filter: RemoveFilter,
+        effect: Effect,
     ) -> Result<u64> {
         require_admin(caller, "remove messages")?;
         let start = filter
@@ -494,6 +578,10 @@ impl Service {
                 None => tx.delete_message(message.id).await?,
             }
             count += 1;
+        }
+        if effect == Effect::Preview {
+            // Dropped without a commit: rolled back.
+            return Ok(count);
         }
         let action = if filter.replacement.is_some() {
             AuditAction::ReplaceMessages
@@ -586,6 +674,14 @@ impl Service {
             if let Some(hash) = &filter.caller.token_hash {
                 match self.token_expiry(hash).await? {
                     Some(expires_at) => filter.token_expires_at = expires_at,
+                    None => return Err(StreamEnd::Revoked),
+                }
+            }
+            if let Some(hash) = &filter.caller.session_hash {
+                // A session never outlives its token (see `open_session`), so its expiry is
+                // the stream's.
+                match self.session_expiry(hash).await? {
+                    Some(expires_at) => filter.token_expires_at = Some(expires_at),
                     None => return Err(StreamEnd::Revoked),
                 }
             }

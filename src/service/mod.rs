@@ -7,6 +7,7 @@
 //! forbidden, so that secret rooms do not leak their existence.
 
 mod access;
+mod applied;
 mod archive;
 mod compliance;
 mod configuration;
@@ -15,6 +16,7 @@ mod error;
 mod locks;
 mod messages;
 mod object;
+mod sessions;
 mod tokens;
 
 use crate::domain::Principal;
@@ -22,15 +24,17 @@ use crate::domain::access::Viewer;
 use crate::store::{ObjectRow, Store, StoreError};
 
 pub use archive::format::json_schema as compliance_archive_schema;
-pub use archive::{ARCHIVER, ArchiveRun};
+pub use archive::{ARCHIVER, ArchiveRun, ArchiveState};
 pub use compliance::{MAX_AUDIT_PAGE, RetentionRun};
-pub use configuration::{Batch, Operation, Ownership, Precondition};
+pub use configuration::{Batch, Operation, Ownership, Precondition, ROOM_SCAN_BUDGET, RoomPage};
 pub use data::MigrateReport;
 pub use error::ServiceError;
 pub use messages::{
-    DEFAULT_REPLACEMENT, EventFilter, Match, Message, Page, PageRequest, RemoveFilter, StreamEnd,
+    DEFAULT_REPLACEMENT, EventFilter, Match, Message, Page, PageRequest, RemoveFilter, RoomView,
+    StreamEnd,
 };
 pub use object::{Object, Stored};
+pub use sessions::{OpenedSession, SESSION_LIFETIME_SECONDS, SessionCaller};
 
 /// The right to open a write transaction on the store.
 ///
@@ -86,6 +90,9 @@ pub struct Caller {
     /// The hash of the bearer token the caller came with, so that long-lived requests (live
     /// streams) can tell when it is revoked.
     token_hash: Option<String>,
+    /// The hash of the browser session the caller came with, if it came with one: signing
+    /// out ends the session's live streams as revoking its token does.
+    session_hash: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -108,6 +115,7 @@ impl Caller {
             name,
             identity: Identity::Admin(None),
             token_hash: None,
+            session_hash: None,
         }
     }
 

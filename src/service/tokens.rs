@@ -57,7 +57,12 @@ fn info(row: &TokenRow) -> TokenInfo {
 impl Service {
     /// Resolves a bearer token to its caller: `None` for one unknown, revoked or expired.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Caller>> {
-        let hash = hash_token(token);
+        self.authenticate_hash(&hash_token(token)).await
+    }
+
+    /// [`Service::authenticate`] by the token's hash (a session keeps only the hash).
+    pub(super) async fn authenticate_hash(&self, hash: &str) -> Result<Option<Caller>> {
+        let hash = hash.to_owned();
         let Some(row) = self.store.token(&hash).await? else {
             return Ok(None);
         };
@@ -81,6 +86,7 @@ impl Service {
                 Role::User => Identity::User(principal),
             },
             token_hash: Some(hash),
+            session_hash: None,
         }))
     }
 
@@ -221,7 +227,7 @@ impl Service {
     }
 }
 
-fn hash_token(token: &str) -> String {
+pub(super) fn hash_token(token: &str) -> String {
     use sha2::Digest;
     hex(&sha2::Sha256::digest(token.as_bytes()))
 }

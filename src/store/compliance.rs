@@ -228,6 +228,14 @@ impl Tx {
         Ok(row.try_get(0)?)
     }
 
+    /// The id of the newest compliance event (0 for none).
+    pub async fn newest_compliance_event(&mut self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS newest FROM compliance_events")
+            .fetch_one(&mut *self.inner)
+            .await?;
+        Ok(row.try_get("newest")?)
+    }
+
     /// The archive's numeric id of each sender, given on first sight and kept.
     pub async fn compliance_user_ids(
         &mut self,

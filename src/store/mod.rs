@@ -187,6 +187,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0008_name_keys.sql"),
         postgres: include_str!("migrations/postgres/0008_name_keys.sql"),
     },
+    Migration {
+        version: 9,
+        sqlite: include_str!("migrations/sqlite/0009_web_sessions_applied.sql"),
+        postgres: include_str!("migrations/postgres/0009_web_sessions_applied.sql"),
+    },
 ];
 
 mod audit;
@@ -194,13 +199,15 @@ mod compliance;
 mod leases;
 mod messages;
 mod objects;
+mod sessions;
 mod tokens;
 
 pub use audit::{AuditQuery, AuditRow};
 pub use compliance::{ComplianceEventRow, NewComplianceEvent};
 pub use leases::{Checkpoint, LockRow};
 pub use messages::{MessageQuery, MessageRow, RoomChangeRow};
-pub use objects::{ObjectRow, ObjectWrite};
+pub use objects::{ObjectRow, ObjectWrite, RoomScan};
+pub use sessions::{AppliedRow, SessionRow};
 pub use tokens::TokenRow;
 
 pub use crate::service::WriteAccess;

@@ -60,6 +60,34 @@ const STATE_PAGE_SQL: &str = r#"SELECT '[' || string_agg(
     || ',"updatedAt":"' || updated_at || '"}', ',') || ']' AS page, MAX(id) AS last_id, COUNT(*) AS row_count
 FROM (SELECT * FROM objects WHERE id > $1 ORDER BY id LIMIT $2) AS slice"#;
 
+/// A slice of rooms to read (see [`Store::scan_rooms`]).
+#[derive(Clone, Debug, Default)]
+pub struct RoomScan<'a> {
+    /// Names after this one, in the database's order of names.
+    pub after: Option<&'a str>,
+    pub category: Option<&'a str>,
+    pub addin: Option<&'a str>,
+    /// Text the stored JSON body contains as written.
+    pub body_contains: Vec<String>,
+    /// ASCII text (given in lower case) the body contains in any case.
+    pub body_contains_folded: Vec<String>,
+    pub limit: i64,
+}
+
+/// `%needle%` for `LIKE ... ESCAPE '\'`, the needle's own `%`, `_` and `\` taken literally.
+fn like_pattern(needle: &str) -> String {
+    let mut pattern = String::with_capacity(needle.len() + 2);
+    pattern.push('%');
+    for character in needle.chars() {
+        if matches!(character, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(character);
+    }
+    pattern.push('%');
+    pattern
+}
+
 const OBJECT_COLUMNS: &str =
     "id, kind, name, body, version, managed, protected, created_at, updated_by, updated_at";
 
@@ -193,6 +221,56 @@ impl Store {
         }
         tx.commit().await?;
         Ok(pages)
+    }
+
+    /// One slice of rooms in name order after `scan.after`, narrowed by the indexed columns
+    /// and by text the body must contain. Each condition is necessary, never sufficient: the
+    /// service judges every row it reads again with [`crate::domain::RoomFilter`].
+    pub async fn scan_rooms(&self, scan: &RoomScan<'_>) -> Result<Vec<ObjectRow>, StoreError> {
+        let mut sql = format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE kind = 'Room'");
+        let mut binds: Vec<String> = Vec::new();
+        let mut condition = |sql: &mut String, clause: &str, value: String| {
+            binds.push(value);
+            sql.push_str(&clause.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(after) = scan.after {
+            condition(&mut sql, " AND name > ?", after.to_owned());
+        }
+        if let Some(category) = scan.category {
+            condition(&mut sql, " AND category = ?", category.to_owned());
+        }
+        if let Some(addin) = scan.addin {
+            condition(&mut sql, " AND addin = ?", addin.to_owned());
+        }
+        for needle in &scan.body_contains {
+            condition(
+                &mut sql,
+                " AND body LIKE ? ESCAPE '\\'",
+                like_pattern(needle),
+            );
+        }
+        for needle in &scan.body_contains_folded {
+            condition(
+                &mut sql,
+                " AND lower(body) LIKE ? ESCAPE '\\'",
+                like_pattern(needle),
+            );
+        }
+        sql.push_str(&format!(" ORDER BY name LIMIT {}", scan.limit.max(1)));
+        let mut query = sqlx::query(&sql);
+        for value in &binds {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(object_from_row).collect()
+    }
+
+    /// How many rooms there are.
+    pub async fn count_rooms(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM objects WHERE kind = 'Room'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
     }
 
     /// The names of the rooms that show an add-in, ordered.

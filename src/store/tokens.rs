@@ -106,6 +106,11 @@ impl Tx {
     /// Deletes a token by its hash; returns whether there was one.
     pub async fn delete_token(&mut self, hash: &str) -> Result<bool, StoreError> {
         self.changes_access = true;
+        // The browser sessions signed in with it end with it.
+        sqlx::query("DELETE FROM web_sessions WHERE token_hash = $1")
+            .bind(hash)
+            .execute(&mut *self.inner)
+            .await?;
         let result = sqlx::query("DELETE FROM tokens WHERE hash = $1")
             .bind(hash)
             .execute(&mut *self.inner)

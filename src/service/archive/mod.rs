@@ -46,6 +46,25 @@ fn archiver_caller() -> Caller {
     Caller::system("perch:archiver".to_owned())
 }
 
+/// Where the archive stands, for the panel.
+#[derive(Clone, Debug)]
+pub struct ArchiveState {
+    pub enabled: bool,
+    /// Every compliance event up to this id is in a file.
+    pub archived_through: i64,
+    pub newest_event: i64,
+    pub last_run_at: Option<String>,
+    /// The node holding the archiver's lease and since when, if one does.
+    pub holder: Option<(String, String)>,
+}
+
+impl ArchiveState {
+    /// Events captured and not yet archived.
+    pub fn lag(&self) -> i64 {
+        (self.newest_event - self.archived_through).max(0)
+    }
+}
+
 impl Service {
     /// Archives now, on this node; administrators only. Fails with `lock_held` while another
     /// node is the archiver.
@@ -54,6 +73,28 @@ impl Service {
         self.acquire_lock(&archiver_caller(), ARCHIVER, self.node(), LEASE_SECONDS)
             .await?;
         self.archive_until_done().await
+    }
+
+    /// Where the archive stands: what is archived, what waits, who archives; administrators
+    /// only.
+    pub async fn archive_state(&self, caller: &Caller) -> Result<ArchiveState> {
+        super::require_admin(caller, "read the archive's state")?;
+        let enabled = self.compliance(caller).await?.spec.enabled;
+        let mut tx = self.store().begin(WriteAccess::new()).await?;
+        let checkpoint = tx.checkpoint(ARCHIVER).await?;
+        let newest_event = tx.newest_compliance_event().await?;
+        let holder = tx
+            .lock_holder(ARCHIVER, crate::clock::unix_seconds())
+            .await?
+            .map(|lock| (lock.holder, lock.acquired_at));
+        tx.commit().await?;
+        Ok(ArchiveState {
+            enabled,
+            archived_through: checkpoint.archived_through(),
+            newest_event,
+            last_run_at: checkpoint.last_run_at,
+            holder,
+        })
     }
 
     /// Runs batches until no message is left to archive.

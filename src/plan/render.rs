@@ -1,4 +1,5 @@
-//! How plans read: for people on a terminal, and for a pull-request comment.
+//! How plans read: for people on a terminal (and the panel's plan pages, which show exactly
+//! what `perch plan` prints), and for a pull-request comment. Pure text.
 
 use std::fmt::Write;
 
@@ -178,5 +179,3 @@ fn escape_html(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
-
-pub use crate::text::terminal_safe;
