@@ -125,6 +125,69 @@ impl Stream {
     }
 }
 
+/// Signs in to the web interface with a token; the session cookie (`name=value`).
+async fn web_session(base: &str, token: &str) -> String {
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .post(format!("{base}/signin"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(response.status(), 303, "sign-in answers with a redirect");
+    response
+        .headers()
+        .get("set-cookie")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .expect("a session cookie")
+        .to_owned()
+}
+
+/// A page of the web interface as `cookie` sees it: (status, body).
+async fn web_get(base: &str, cookie: Option<&str>, path: &str) -> (u16, String) {
+    let mut request = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(format!("{base}{path}"));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = request.send().await.expect("page");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// The panel's cell of the matrix: listed in the chat client's rooms (`P`), the room page's
+/// status, how many messages its history shows, and whether it offers posting (`C`) or says
+/// why not (`x`); then the room's live stream opened by the session cookie.
+async fn panel_cell(base: &str, cookie: Option<&str>, room: &str, list: &str) -> String {
+    let listed = if list.contains(&format!("href=\"/chat/rooms/{room}\"")) {
+        "P"
+    } else {
+        "-"
+    };
+    let (status, page) = web_get(base, cookie, &format!("/chat/rooms/{room}")).await;
+    let shown = page.matches("<li data-id=").count();
+    let posting = if page.contains("id=\"composer\"") {
+        "C"
+    } else if page.contains("id=\"cannot-post\"") {
+        "x"
+    } else {
+        "-"
+    };
+    let mut stream =
+        reqwest::Client::new().get(format!("{base}/v1/rooms/{room}/events?maxEvents=0"));
+    if let Some(cookie) = cookie {
+        stream = stream.header("cookie", cookie);
+    }
+    let stream = stream.send().await.expect("room stream").status().as_u16();
+    format!("{listed} {status}:{shown} {posting} {stream}")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_path_applies_the_same_access_rules() {
     let fixture = Fixture::new();
@@ -177,6 +240,17 @@ async fn every_path_applies_the_same_access_rules() {
         };
         tokens.insert(caller, token);
         clients.insert(caller, client);
+    }
+    // Every caller with a token also signs in to the web interface, before any token is
+    // revoked: the panel's pages are paths like any other.
+    let mut sessions = BTreeMap::new();
+    for caller in CALLERS {
+        let cookie = if caller == "anonymous" {
+            None
+        } else {
+            Some(web_session(&fixture.server.base, &tokens[caller]).await)
+        };
+        sessions.insert(caller, cookie);
     }
     // The creator makes a room of its own (and so manages it).
     clients["creator"]
@@ -268,7 +342,9 @@ async fn every_path_applies_the_same_access_rules() {
             Some(stream) => Some(stream.messages_until("sentinel").await.0),
             None => None,
         };
+        let panel_list = web_get(base, sessions[caller].as_deref(), "/chat").await.1;
         for (name, _) in rooms().into_iter().chain([("created", Value::Null)]) {
+            let panel = panel_cell(base, sessions[caller].as_deref(), name, &panel_list).await;
             let get = client
                 .get(&format!("/v1/rooms/{name}"))
                 .await
@@ -317,7 +393,7 @@ async fn every_path_applies_the_same_access_rules() {
                 "-"
             };
             reads.push(format!(
-                "{caller:9} {name:10} {in_list} {get} {history:6} {search} {live_count:2} {replay_count} {room_stream}"
+                "{caller:9} {name:10} {in_list} {get} {history:6} {search} {live_count:2} {replay_count} {room_stream} | {panel}"
             ));
         }
     }
@@ -341,89 +417,91 @@ async fn every_path_applies_the_same_access_rules() {
                 .status
                 .as_u16();
             let read = reads.next().unwrap_or_default();
-            table.push_str(&format!("{read} {post} {collision}\n"));
+            let (read, panel) = read.split_once(" | ").unwrap_or((&read, ""));
+            table.push_str(&format!("{read} {post} {collision} | {panel}\n"));
         }
     }
     // Reading the table: `!` after the live count means the stream ended (a revoked token).
-    // Replay counts the `before` and `live` messages (chat history off: none).
+    // Replay counts the `before` and `live` messages (chat history off: none). After `|`, the
+    // web interface signed in with the same token (see `panel_cell`); 303 is "sign in first".
     expect![[r"
-        anonymous open       - 401 401    - -  - 401 401 401
-        anonymous closed     - 401 401    - -  - 401 401 401
-        anonymous secret     - 401 401    - -  - 401 401 401
-        anonymous auditorium - 401 401    - -  - 401 401 401
-        anonymous disabled   - 401 401    - -  - 401 401 401
-        anonymous quiet      - 401 401    - -  - 401 401 401
-        anonymous created    - 401 401    - -  - 401 401 401
-        outsider  open       - 404 404    - 0  0 404 404 422
-        outsider  closed     - 404 404    - 0  0 404 404 422
-        outsider  secret     - 404 404    - 0  0 404 404 422
-        outsider  auditorium - 404 404    - 0  0 404 404 422
-        outsider  disabled   - 404 404    - 0  0 404 404 422
-        outsider  quiet      - 404 404    - 0  0 404 404 422
-        outsider  created    - 404 404    - 0  0 404 404 422
-        in-scope  open       L 200 200:2  1 1  2 200 201 403
-        in-scope  closed     L 200 403    - 0  0 403 403 403
-        in-scope  secret     - 404 404    - 0  0 404 404 403
-        in-scope  auditorium L 200 403    - 0  0 403 403 403
-        in-scope  disabled   - 404 404    - 0  0 404 404 403
-        in-scope  quiet      L 200 403    - 0  0 403 403 403
-        in-scope  created    L 200 403    - 0  0 403 403 403
-        member    open       L 200 200:2  1 1  2 200 201 403
-        member    closed     L 200 200:2  1 1  2 200 201 403
-        member    secret     L 200 200:2  1 1  2 200 201 403
-        member    auditorium L 200 200:2  1 1  2 200 403 403
-        member    disabled   - 404 404    - 0  0 404 404 403
-        member    quiet      L 200 200:0  0 1  0 200 201 403
-        member    created    L 200 403    - 0  0 403 403 403
-        manager   open       L 200 200:2  1 1  2 200 201 403
-        manager   closed     L 200 403    - 0  0 403 403 403
-        manager   secret     L 200 403    - 0  0 403 403 403
-        manager   auditorium L 200 403    - 0  0 403 403 403
-        manager   disabled   L 200 403    - 0  0 403 403 403
-        manager   quiet      L 200 403    - 0  0 403 403 403
-        manager   created    L 200 403    - 0  0 403 403 403
-        presenter open       L 200 200:2  1 1  2 200 201 403
-        presenter closed     L 200 200:2  1 1  2 200 201 403
-        presenter secret     L 200 200:2  1 1  2 200 201 403
-        presenter auditorium L 200 200:2  1 1  2 200 201 403
-        presenter disabled   - 404 404    - 0  0 404 404 403
-        presenter quiet      L 200 200:0  0 1  0 200 201 403
-        presenter created    L 200 403    - 0  0 403 403 403
-        creator   open       L 200 200:2  1 1  2 200 201 409
-        creator   closed     L 200 403    - 0  0 403 403 409
-        creator   secret     - 404 404    - 0  0 404 404 404
-        creator   auditorium L 200 403    - 0  0 403 403 409
-        creator   disabled   - 404 404    - 0  0 404 404 404
-        creator   quiet      L 200 403    - 0  0 403 403 409
-        creator   created    L 200 403    - 0  0 403 403 409
-        removed   open       L 200 200:2  1 1  2 200 201 403
-        removed   closed     L 200 403    - 0  0 403 403 403
-        removed   secret     - 404 404    - 0  0 404 404 403
-        removed   auditorium L 200 403    - 0  0 403 403 403
-        removed   disabled   - 404 404    - 0  0 404 404 403
-        removed   quiet      L 200 403    - 0  0 403 403 403
-        removed   created    L 200 403    - 0  0 403 403 403
-        added     open       L 200 200:2  1 1  2 200 201 403
-        added     closed     L 200 200:2  1 1  2 200 201 403
-        added     secret     L 200 200:2  1 1  2 200 201 403
-        added     auditorium L 200 200:2  1 1  2 200 403 403
-        added     disabled   - 404 404    - 0  0 404 404 403
-        added     quiet      L 200 200:0  0 1  0 200 201 403
-        added     created    L 200 403    - 0  0 403 403 403
-        revoked   open       - 401 401    - 0! - 401 401 401
-        revoked   closed     - 401 401    - 0! - 401 401 401
-        revoked   secret     - 401 401    - 0! - 401 401 401
-        revoked   auditorium - 401 401    - 0! - 401 401 401
-        revoked   disabled   - 401 401    - 0! - 401 401 401
-        revoked   quiet      - 401 401    - 0! - 401 401 401
-        revoked   created    - 401 401    - 0! - 401 401 401
-        admin     open       L 200 200:2  1 1  2 200 201 409
-        admin     closed     L 200 200:2  1 1  2 200 403 409
-        admin     secret     L 200 200:2  1 1  2 200 403 409
-        admin     auditorium L 200 200:2  1 1  2 200 403 409
-        admin     disabled   L 200 200:0  0 0  0 200 403 409
-        admin     quiet      L 200 200:0  0 1  0 200 403 409
-        admin     created    L 200 200:0  0 0  0 200 403 409
+        anonymous open       - 401 401    - -  - 401 401 401 | - 303:0 - 401
+        anonymous closed     - 401 401    - -  - 401 401 401 | - 303:0 - 401
+        anonymous secret     - 401 401    - -  - 401 401 401 | - 303:0 - 401
+        anonymous auditorium - 401 401    - -  - 401 401 401 | - 303:0 - 401
+        anonymous disabled   - 401 401    - -  - 401 401 401 | - 303:0 - 401
+        anonymous quiet      - 401 401    - -  - 401 401 401 | - 303:0 - 401
+        anonymous created    - 401 401    - -  - 401 401 401 | - 303:0 - 401
+        outsider  open       - 404 404    - 0  0 404 404 422 | - 404:0 - 404
+        outsider  closed     - 404 404    - 0  0 404 404 422 | - 404:0 - 404
+        outsider  secret     - 404 404    - 0  0 404 404 422 | - 404:0 - 404
+        outsider  auditorium - 404 404    - 0  0 404 404 422 | - 404:0 - 404
+        outsider  disabled   - 404 404    - 0  0 404 404 422 | - 404:0 - 404
+        outsider  quiet      - 404 404    - 0  0 404 404 422 | - 404:0 - 404
+        outsider  created    - 404 404    - 0  0 404 404 422 | - 404:0 - 404
+        in-scope  open       L 200 200:2  1 1  2 200 201 403 | P 200:2 C 200
+        in-scope  closed     L 200 403    - 0  0 403 403 403 | P 200:0 x 403
+        in-scope  secret     - 404 404    - 0  0 404 404 403 | - 404:0 - 404
+        in-scope  auditorium L 200 403    - 0  0 403 403 403 | P 200:0 x 403
+        in-scope  disabled   - 404 404    - 0  0 404 404 403 | - 404:0 - 404
+        in-scope  quiet      L 200 403    - 0  0 403 403 403 | P 200:0 x 403
+        in-scope  created    L 200 403    - 0  0 403 403 403 | P 200:0 x 403
+        member    open       L 200 200:2  1 1  2 200 201 403 | P 200:2 C 200
+        member    closed     L 200 200:2  1 1  2 200 201 403 | P 200:2 C 200
+        member    secret     L 200 200:2  1 1  2 200 201 403 | P 200:2 C 200
+        member    auditorium L 200 200:2  1 1  2 200 403 403 | P 200:2 x 200
+        member    disabled   - 404 404    - 0  0 404 404 403 | - 404:0 - 404
+        member    quiet      L 200 200:0  0 1  0 200 201 403 | P 200:0 C 200
+        member    created    L 200 403    - 0  0 403 403 403 | P 200:0 x 403
+        manager   open       L 200 200:2  1 1  2 200 201 403 | P 200:2 C 200
+        manager   closed     L 200 403    - 0  0 403 403 403 | P 200:0 x 403
+        manager   secret     L 200 403    - 0  0 403 403 403 | P 200:0 x 403
+        manager   auditorium L 200 403    - 0  0 403 403 403 | P 200:0 x 403
+        manager   disabled   L 200 403    - 0  0 403 403 403 | P 200:0 x 403
+        manager   quiet      L 200 403    - 0  0 403 403 403 | P 200:0 x 403
+        manager   created    L 200 403    - 0  0 403 403 403 | P 200:0 x 403
+        presenter open       L 200 200:2  1 1  2 200 201 403 | P 200:2 C 200
+        presenter closed     L 200 200:2  1 1  2 200 201 403 | P 200:2 C 200
+        presenter secret     L 200 200:2  1 1  2 200 201 403 | P 200:2 C 200
+        presenter auditorium L 200 200:2  1 1  2 200 201 403 | P 200:2 C 200
+        presenter disabled   - 404 404    - 0  0 404 404 403 | - 404:0 - 404
+        presenter quiet      L 200 200:0  0 1  0 200 201 403 | P 200:0 C 200
+        presenter created    L 200 403    - 0  0 403 403 403 | P 200:0 x 403
+        creator   open       L 200 200:2  1 1  2 200 201 409 | P 200:2 C 200
+        creator   closed     L 200 403    - 0  0 403 403 409 | P 200:0 x 403
+        creator   secret     - 404 404    - 0  0 404 404 404 | - 404:0 - 404
+        creator   auditorium L 200 403    - 0  0 403 403 409 | P 200:0 x 403
+        creator   disabled   - 404 404    - 0  0 404 404 404 | - 404:0 - 404
+        creator   quiet      L 200 403    - 0  0 403 403 409 | P 200:0 x 403
+        creator   created    L 200 403    - 0  0 403 403 409 | P 200:0 x 403
+        removed   open       L 200 200:2  1 1  2 200 201 403 | P 200:2 C 200
+        removed   closed     L 200 403    - 0  0 403 403 403 | P 200:0 x 403
+        removed   secret     - 404 404    - 0  0 404 404 403 | - 404:0 - 404
+        removed   auditorium L 200 403    - 0  0 403 403 403 | P 200:0 x 403
+        removed   disabled   - 404 404    - 0  0 404 404 403 | - 404:0 - 404
+        removed   quiet      L 200 403    - 0  0 403 403 403 | P 200:0 x 403
+        removed   created    L 200 403    - 0  0 403 403 403 | P 200:0 x 403
+        added     open       L 200 200:2  1 1  2 200 201 403 | P 200:2 C 200
+        added     closed     L 200 200:2  1 1  2 200 201 403 | P 200:2 C 200
+        added     secret     L 200 200:2  1 1  2 200 201 403 | P 200:2 C 200
+        added     auditorium L 200 200:2  1 1  2 200 403 403 | P 200:2 x 200
+        added     disabled   - 404 404    - 0  0 404 404 403 | - 404:0 - 404
+        added     quiet      L 200 200:0  0 1  0 200 201 403 | P 200:0 C 200
+        added     created    L 200 403    - 0  0 403 403 403 | P 200:0 x 403
+        revoked   open       - 401 401    - 0! - 401 401 401 | - 303:0 - 401
+        revoked   closed     - 401 401    - 0! - 401 401 401 | - 303:0 - 401
+        revoked   secret     - 401 401    - 0! - 401 401 401 | - 303:0 - 401
+        revoked   auditorium - 401 401    - 0! - 401 401 401 | - 303:0 - 401
+        revoked   disabled   - 401 401    - 0! - 401 401 401 | - 303:0 - 401
+        revoked   quiet      - 401 401    - 0! - 401 401 401 | - 303:0 - 401
+        revoked   created    - 401 401    - 0! - 401 401 401 | - 303:0 - 401
+        admin     open       L 200 200:2  1 1  2 200 201 409 | P 200:2 C 200
+        admin     closed     L 200 200:2  1 1  2 200 403 409 | P 200:2 x 200
+        admin     secret     L 200 200:2  1 1  2 200 403 409 | P 200:2 x 200
+        admin     auditorium L 200 200:2  1 1  2 200 403 409 | P 200:2 x 200
+        admin     disabled   L 200 200:0  0 0  0 200 403 409 | P 200:0 x 200
+        admin     quiet      L 200 200:0  0 1  0 200 403 409 | P 200:0 x 200
+        admin     created    L 200 200:0  0 0  0 200 403 409 | P 200:0 x 200
     "]]
     .assert_eq(&table);
 
