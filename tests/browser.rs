@@ -264,6 +264,56 @@ impl Browser {
             .expect("write a screenshot");
     }
 
+    /// Presses keys as a person would, on whatever has the focus (`\u{E004}` is Tab,
+    /// `\u{E007}` Enter).
+    async fn keyboard(&self, keys: &str) {
+        let mut actions = Vec::new();
+        for key in keys.chars() {
+            actions.push(json!({"type": "keyDown", "value": key.to_string()}));
+            actions.push(json!({"type": "keyUp", "value": key.to_string()}));
+        }
+        self.post(
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]}),
+        )
+        .await;
+    }
+
+    /// The `id` of the focused element.
+    async fn focused_id(&self) -> String {
+        let active = self
+            .command(reqwest::Method::GET, "/element/active", None)
+            .await;
+        let Some(element) = active[ELEMENT].as_str() else {
+            return String::new();
+        };
+        self.command(
+            reqwest::Method::GET,
+            &format!("/element/{element}/attribute/id"),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    /// Presses Tab until the element with `id` has the focus (at most 40 times).
+    async fn tab_to(&self, id: &str) {
+        for _ in 0..40 {
+            if self.focused_id().await == id {
+                return;
+            }
+            self.keyboard("\u{E004}").await;
+        }
+        panic!("[{}] Tab never reached #{id}", self.name);
+    }
+
+    async fn script(&self, script: &str) -> Value {
+        self.post("/execute/sync", json!({"script": script, "args": []}))
+            .await
+    }
+
     async fn sign_in(&self, token: &str) {
         self.goto("/signin").await;
         self.fill("#token", token).await;
@@ -552,8 +602,17 @@ async fn admins_and_users_work_in_a_real_browser() {
     alice.wait_for_text("does not exist").await;
 
     // A second person has the room open; what the first posts arrives there live.
+    // Bob uses the keyboard alone: the token field has the focus, Enter signs in.
     let bob = Browser::open(&driver, &server.base, &shots, "bob").await;
-    bob.sign_in(&bob_token).await;
+    bob.goto("/signin").await;
+    bob.find("#token").await;
+    assert_eq!(
+        bob.focused_id().await,
+        "token",
+        "the sign-in page starts in its field"
+    );
+    bob.keyboard(&format!("{bob_token}\u{E007}")).await;
+    bob.find("form.signout").await;
     bob.goto("/chat/rooms/general").await;
     bob.wait_for_text("Live.").await;
     alice.goto("/chat/rooms/general").await;
@@ -567,8 +626,25 @@ async fn admins_and_users_work_in_a_real_browser() {
         bob.try_find("#messages b").await.is_none(),
         "a message's text is never markup"
     );
-    alice.screenshot("02-room").await;
     bob.screenshot("01-room-live").await;
+    // Bob answers with the keyboard; Alice sees it arrive.
+    bob.tab_to("message-body").await;
+    bob.keyboard("typed with the keyboard alone\u{E007}").await;
+    alice.wait_for_text("typed with the keyboard alone").await;
+    alice.screenshot("02-room").await;
+
+    // On a phone-sized screen the room reads without sideways scrolling.
+    alice
+        .post("/window/rect", json!({"width": 390, "height": 844}))
+        .await;
+    let fits = alice
+        .script("return document.documentElement.scrollWidth <= window.innerWidth;")
+        .await;
+    assert_eq!(fits, json!(true), "the room page fits a phone's width");
+    alice.screenshot("02-room-phone").await;
+    alice
+        .post("/window/rect", json!({"width": 1280, "height": 1000}))
+        .await;
 
     // A non-presenter cannot post in an auditorium, and is told why.
     alice.goto("/chat/rooms/town-hall").await;

@@ -559,3 +559,117 @@ async fn a_history_preview_changes_nothing_and_counts_what_the_change_does() {
         .await;
     assert_eq!(history["items"].as_array().map(Vec::len), Some(2));
 }
+
+#[tokio::test]
+async fn export_reads_by_cookie_and_a_proxy_may_name_the_host() {
+    let web = Web::new().await;
+    let (_, cookie) = web.sign_in(&web.admin, &[]).await;
+    let export = web.get("/v1/data/export?level=all", &cookie).await;
+    assert_eq!(export.status, StatusCode::OK, "{}", export.body);
+    assert!(
+        export.body.starts_with("{\"format\":\"perch-data\""),
+        "{}",
+        export.body
+    );
+    let csrf = web.get("/admin", &cookie).await.csrf();
+    let behind_proxy = web
+        .send(
+            "POST",
+            "/admin/new/groups",
+            Some(&cookie),
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("host", "127.0.0.1:8470"),
+                ("x-forwarded-host", "chat.contoso.com"),
+                ("origin", "https://chat.contoso.com"),
+            ],
+            &format!("csrf={csrf}&name=ops"),
+        )
+        .await;
+    assert_eq!(
+        behind_proxy.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        behind_proxy.body
+    );
+}
+
+#[tokio::test]
+async fn apply_records_its_manifests_and_revision_for_the_git_view() {
+    let db = common::TestDb::new();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let (code, _, stderr) = common::perch(&[
+        "apply",
+        "--db",
+        &db.url,
+        "--yes",
+        "--revision",
+        "0123abc",
+        examples,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let service = Service::new(Store::open(&db.url).await.expect("store"));
+    let operator = perch::service::Caller::local_operator();
+    let applied = service
+        .applied(&operator)
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(applied.revision.as_deref(), Some("0123abc"));
+    let yaml_files = walk(std::path::Path::new(examples));
+    assert_eq!(
+        applied.files.len(),
+        yaml_files,
+        "every manifest file, as read"
+    );
+    assert!(
+        applied
+            .files
+            .iter()
+            .all(|file| file.text.contains("apiVersion: perch/v1"))
+    );
+
+    // A no-op apply records again (the latest apply is the one the Git view compares with).
+    let (code, _, stderr) = common::perch(&["apply", "--db", &db.url, "--yes", examples]);
+    assert_eq!(code, 0, "{stderr}");
+    let again = service
+        .applied(&operator)
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(again.revision, None);
+    assert!(again.applied_at > applied.applied_at);
+
+    let user = service
+        .create_token("sip:user@contoso.com", Role::User)
+        .await
+        .expect("token");
+    let app = perch::server::app(service.clone());
+    let request = Request::get("/v1/applied")
+        .header("authorization", format!("Bearer {user}"))
+        .body(Body::empty())
+        .expect("request");
+    let response = app.oneshot(request).await.expect("answer");
+    assert_eq!(
+        response.status(),
+        StatusCode::FORBIDDEN,
+        "administrators only"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("examples")
+        .map(|entry| entry.expect("entry").path())
+        .map(|path| {
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                usize::from(
+                    path.extension()
+                        .is_some_and(|ext| ext == "yaml" || ext == "yml"),
+                )
+            }
+        })
+        .sum()
+}

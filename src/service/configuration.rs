@@ -228,7 +228,12 @@ impl Service {
         let mut rooms = Vec::new();
         let mut cursor = after.map(str::to_owned);
         let mut scanned = 0;
-        let slice = (limit * 4).max(200);
+        // Without a condition to judge, a page is the next `limit` rooms; with one, read ahead.
+        let slice = if filter.is_empty() && view.is_none() {
+            limit + 1
+        } else {
+            (limit * 4).max(200)
+        };
         loop {
             let rows = self
                 .store

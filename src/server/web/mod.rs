@@ -120,15 +120,16 @@ fn same_origin(headers: &HeaderMap) -> bool {
         .get("sec-fetch-site")
         .and_then(|value| value.to_str().ok())
         .is_none_or(|site| matches!(site, "same-origin" | "none"));
-    let origin_ok = match (
-        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
-        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
-    ) {
-        (Some(origin), Some(host)) => origin
+    // Behind a proxy that rewrites `Host`, the browser's host is in `X-Forwarded-Host`.
+    let hosts: Vec<&str> = [header::HOST.as_str(), "x-forwarded-host"]
+        .into_iter()
+        .filter_map(|name| headers.get(name).and_then(|value| value.to_str().ok()))
+        .collect();
+    let origin_ok = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(origin) => origin
             .split_once("://")
-            .is_some_and(|(_, authority)| authority == host),
-        (Some(_), None) => false,
-        (None, _) => true,
+            .is_some_and(|(_, authority)| hosts.contains(&authority)),
+        None => true,
     };
     site_ok && origin_ok
 }
