@@ -374,6 +374,14 @@ async fn migrate_moves_a_whole_server_and_verifies_counts() {
         .await
         .expect(201);
     }
+    server
+        .client(&token)
+        .put(
+            "/v1/applied",
+            json!({"revision": "r1", "files": [{"path": "a.yaml", "text": "# nothing\n"}]}),
+        )
+        .await
+        .expect(204);
     drop(server);
     let target = TestDb::new();
     let (code, stdout, stderr) =
@@ -393,6 +401,14 @@ async fn migrate_moves_a_whole_server_and_verifies_counts() {
         .expect(200)
         .body;
     assert_eq!(page["items"].as_array().unwrap().len(), 10);
+    // So did the Git view's record of the last apply.
+    let applied = moved
+        .client(&token)
+        .get("/v1/applied")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(applied["revision"], json!("r1"));
     // A second migration into the now full database is refused.
     let (code, _, stderr) = common::perch(&["migrate", "--from", &source.url, "--to", &target.url]);
     assert_eq!(code, 1);

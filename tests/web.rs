@@ -673,3 +673,96 @@ fn walk(dir: &std::path::Path) -> usize {
         })
         .sum()
 }
+
+#[tokio::test]
+async fn what_review_found_stays_fixed() {
+    let web = Web::new().await;
+    let (_, admin) = web.sign_in(&web.admin, &[]).await;
+    let (_, user) = web.sign_in(&web.user, &[]).await;
+    web.api(
+        "POST",
+        "/v1/categories",
+        json!({"name": "Eng", "allowedMembers": ["domain:contoso.com"]}),
+    )
+    .await;
+    web.api(
+        "POST",
+        "/v1/rooms",
+        json!({"name": "general", "category": "Eng", "privacy": "open",
+        "members": ["sip:\"odd\\name\"@contoso.com"]}),
+    )
+    .await;
+
+    // The category filter ignores case as the filter's rule says; a principal JSON escapes is
+    // still found.
+    let rooms = web.get("/admin/rooms?category=eNG", &admin).await;
+    assert!(rooms.body.contains(">general</a>"), "{}", rooms.body);
+    let odd = perch::api::wire::percent_encode("sip:\"odd\\name\"@contoso.com");
+    let rooms = web.get(&format!("/admin/rooms?member={odd}"), &admin).await;
+    assert!(rooms.body.contains(">general</a>"), "{}", rooms.body);
+
+    // A user learns nothing of the server's size, and previews no plans.
+    let rooms = web.get("/admin/rooms", &user).await;
+    assert_eq!(rooms.status, StatusCode::OK);
+    assert!(
+        !rooms.body.contains("rooms on the server"),
+        "{}",
+        rooms.body
+    );
+    let csrf = web.get("/chat", &user).await.csrf();
+    let preview = web
+        .form(
+            "/admin/plan",
+            &user,
+            &[("csrf", &csrf), ("manifests", "apiVersion: perch/v1\n")],
+        )
+        .await;
+    assert_eq!(preview.status, StatusCode::FORBIDDEN);
+
+    // Signing in again ends the browser's previous session.
+    let page = web
+        .send(
+            "POST",
+            "/signin",
+            Some(&user),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &format!("token={}", web.user),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(web.get("/chat", &user).await.status, StatusCode::SEE_OTHER);
+
+    // `Forwarded: proto=https` marks the cookie Secure too.
+    let (set_cookie, _) = web
+        .sign_in(
+            &web.admin,
+            &[("forwarded", "for=10.0.0.1;proto=https, for=10.0.0.2")],
+        )
+        .await;
+    assert!(set_cookie.contains("; Secure"), "{set_cookie}");
+
+    // An apply's record names each file once.
+    let twice = web
+        .send(
+            "PUT",
+            "/v1/applied",
+            None,
+            &[
+                ("authorization", &format!("Bearer {}", web.admin)),
+                ("content-type", "application/json"),
+            ],
+            &json!({"files": [{"path": "a.yaml", "text": ""}, {"path": "a.yaml", "text": ""}]})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(twice.status, StatusCode::BAD_REQUEST, "{}", twice.body);
+    let stopped = json!({"stopped": "stopped at `create Room \"x\"`: refused",
+        "files": [{"path": "a.yaml", "text": "apiVersion: perch/v1\nkind: Group\nname: ops\n"}]});
+    web.api("PUT", "/v1/applied", stopped).await;
+    let git = web.get("/admin/git", &admin).await;
+    assert!(
+        git.body.contains("That apply did not finish"),
+        "{}",
+        git.body
+    );
+}

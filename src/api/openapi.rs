@@ -88,6 +88,7 @@ fn token_body() -> Value {
 fn applied_body() -> Value {
     json!({"type": "object", "required": ["files"], "additionalProperties": false, "properties": {
         "revision": {"type": ["string", "null"]},
+        "stopped": {"type": ["string", "null"]},
         "files": {"type": "array", "items": {"type": "object", "required": ["path", "text"], "additionalProperties": false,
             "properties": {"path": {"type": "string"}, "text": {"type": "string"}}}}}})
 }

@@ -392,6 +392,10 @@ pub struct AppliedRequest {
     /// The revision the manifests came from (`perch apply --revision`), if given.
     #[serde(default)]
     pub revision: Option<String>,
+    /// Where the apply stopped and why, when it failed part way: the actions before it are
+    /// done, the rest are not.
+    #[serde(default)]
+    pub stopped: Option<String>,
     pub files: Vec<crate::manifest::SourceFile>,
 }
 
@@ -403,6 +407,8 @@ pub struct Applied {
     pub applied_at: String,
     #[serde(default)]
     pub revision: Option<String>,
+    #[serde(default)]
+    pub stopped: Option<String>,
     pub files: Vec<crate::manifest::SourceFile>,
 }
 

@@ -370,12 +370,14 @@ async fn record_applied(
     target: &dyn Target,
     sources: Option<Vec<manifest::SourceFile>>,
     revision: Option<&str>,
+    stopped: Option<String>,
 ) {
     let Some(files) = sources else {
         return;
     };
     let request = crate::api::wire::AppliedRequest {
         revision: revision.map(str::to_owned),
+        stopped,
         files,
     };
     if let Err(error) = target.record_applied(&request).await {
@@ -493,7 +495,7 @@ async fn apply_locked(
     };
     print!("{}", render::human(&plan, &target.describe()));
     if plan.actions.is_empty() {
-        record_applied(target, sources, args.revision.as_deref()).await;
+        record_applied(target, sources, args.revision.as_deref(), None).await;
         return Ok(EXIT_OK);
     }
     if plan.has_changes() && !args.yes {
@@ -535,7 +537,7 @@ async fn apply_locked(
     }
     match report.failed {
         None => {
-            record_applied(target, sources, args.revision.as_deref()).await;
+            record_applied(target, sources, args.revision.as_deref(), None).await;
             println!(
                 "Apply complete: {} created, {} changed, {} removed, {} adopted.",
                 plan.summary.create, plan.summary.change, plan.summary.remove, plan.summary.adopt
@@ -543,6 +545,10 @@ async fn apply_locked(
             Ok(EXIT_OK)
         }
         Some((action, error)) => {
+            // What was done is committed: the Git view compares with these manifests, and
+            // says that the apply stopped part way.
+            let stopped = format!("stopped at `{action}`: {error}");
+            record_applied(target, sources, args.revision.as_deref(), Some(stopped)).await;
             let failure = format!("error: apply stopped at `{action}`: {error}");
             eprintln!("{}", crate::text::terminal_safe(&failure));
             eprintln!("done ({}):", report.done.len());

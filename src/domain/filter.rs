@@ -19,6 +19,19 @@ pub struct RoomFilter {
     pub text: Option<String>,
 }
 
+/// Whether `haystack` contains `needle`, ignoring case: ASCII case for an ASCII needle (so
+/// that `k` does not find the Kelvin sign, as SQL's `lower()` would not), Unicode lower case
+/// otherwise.
+pub fn contains_ignoring_case(haystack: &str, needle: &str) -> bool {
+    if needle.is_ascii() {
+        haystack
+            .to_ascii_lowercase()
+            .contains(&needle.to_ascii_lowercase())
+    } else {
+        haystack.to_lowercase().contains(&needle.to_lowercase())
+    }
+}
+
 impl RoomFilter {
     pub fn matches(&self, room: &Room) -> bool {
         let same_name = |wanted: &Option<String>, actual: Option<&str>| {
@@ -44,9 +57,8 @@ impl RoomFilter {
                 .disabled
                 .is_none_or(|disabled| room.disabled == disabled)
             && self.text.as_deref().is_none_or(|text| {
-                let text = text.to_lowercase();
-                room.name.to_lowercase().contains(&text)
-                    || room.description.to_lowercase().contains(&text)
+                contains_ignoring_case(&room.name, text)
+                    || contains_ignoring_case(&room.description, text)
             })
     }
 
@@ -67,7 +79,7 @@ mod tests {
     #[test]
     fn every_condition_must_hold() {
         let sales = room(serde_json::json!({
-            "name": "Sales-Q3", "category": "Sales", "description": "Quarter Three numbers",
+            "name": "Sales-Q3", "category": "Sales", "description": "Quarter Three numbers at 300 \u{212A}",
             "privacy": "secret", "type": "auditorium", "addin": "Dash",
             "members": ["sip:ann@contoso.com"], "managers": ["sip:bob@contoso.com"],
         }));
@@ -169,6 +181,22 @@ mod tests {
                     ..Default::default()
                 },
                 false,
+            ),
+            (
+                "ASCII text finds no Kelvin sign",
+                RoomFilter {
+                    text: Some("300 k".into()),
+                    ..Default::default()
+                },
+                false,
+            ),
+            (
+                "other text ignores Unicode case",
+                RoomFilter {
+                    text: Some("\u{212A}".into()),
+                    ..Default::default()
+                },
+                true,
             ),
             (
                 "all at once",

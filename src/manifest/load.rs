@@ -89,7 +89,53 @@ pub fn load(paths: &[PathBuf]) -> Result<Desired, Vec<Problem>> {
 /// # Errors
 /// As [`load`].
 pub fn load_with(paths: &[PathBuf], options: LoadOptions) -> Result<Desired, Vec<Problem>> {
-    load_with_sources(paths, options).map(|(desired, _)| desired)
+    let (files, pending) = collect(paths, options);
+    // Each file is read by the thread that checks it, and its text dropped once checked.
+    check_inputs(&files, pending, &|path: &Path| source::read(path).ok())
+}
+
+/// The files under `paths`, and the problems of the paths themselves.
+fn collect(paths: &[PathBuf], options: LoadOptions) -> (Vec<PathBuf>, Vec<Pending>) {
+    let (files, path_problems) = source::collect(paths, options);
+    let mut pending: Vec<Pending> = path_problems
+        .into_iter()
+        .map(|(path, message)| Pending::in_file(&Arc::new(path), Position::default(), message))
+        .collect();
+    if files.is_empty() && pending.is_empty() {
+        let file = Arc::new(paths.first().cloned().unwrap_or_default());
+        pending.push(Pending::in_file(
+            &file,
+            Position::default(),
+            "no manifest files (*.yaml, *.yml) found".to_owned(),
+        ));
+    }
+    (files, pending)
+}
+
+/// A manifest to check: a file (read when it is checked) or a text already in hand.
+trait Input: Sync {
+    fn path(&self) -> &Path;
+    fn text(&self) -> Result<std::borrow::Cow<'_, str>, String>;
+}
+
+impl Input for PathBuf {
+    fn path(&self) -> &Path {
+        self
+    }
+
+    fn text(&self) -> Result<std::borrow::Cow<'_, str>, String> {
+        source::read(self).map(std::borrow::Cow::Owned)
+    }
+}
+
+impl Input for SourceFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn text(&self) -> Result<std::borrow::Cow<'_, str>, String> {
+        Ok(std::borrow::Cow::Borrowed(&self.text))
+    }
 }
 
 /// A manifest file as it was read: its path and its text.
@@ -108,19 +154,7 @@ pub fn load_with_sources(
     paths: &[PathBuf],
     options: LoadOptions,
 ) -> Result<(Desired, Vec<SourceFile>), Vec<Problem>> {
-    let (files, path_problems) = source::collect(paths, options);
-    let mut pending: Vec<Pending> = path_problems
-        .into_iter()
-        .map(|(path, message)| Pending::in_file(&Arc::new(path), Position::default(), message))
-        .collect();
-    if files.is_empty() && pending.is_empty() {
-        let file = Arc::new(paths.first().cloned().unwrap_or_default());
-        pending.push(Pending::in_file(
-            &file,
-            Position::default(),
-            "no manifest files (*.yaml, *.yml) found".to_owned(),
-        ));
-    }
+    let (files, mut pending) = collect(paths, options);
     let mut sources = Vec::with_capacity(files.len());
     for path in files {
         match source::read(&path) {
@@ -174,12 +208,25 @@ pub fn load_texts(files: &[SourceFile]) -> Result<Desired, Vec<Problem>> {
     check_sources(files, pending)
 }
 
-fn check_sources(
-    sources: &[SourceFile],
+fn check_sources(sources: &[SourceFile], pending: Vec<Pending>) -> Result<Desired, Vec<Problem>> {
+    let by_path: HashMap<&Path, &str> = sources
+        .iter()
+        .map(|source| (source.path.as_path(), source.text.as_str()))
+        .collect();
+    check_inputs(sources, pending, &|path: &Path| {
+        by_path.get(path).map(|text| (*text).to_owned())
+    })
+}
+
+/// Checks every input, assembles the desired state, or places every problem (`text_of` gives
+/// a file's text again for the positions, once per file with a problem).
+fn check_inputs<I: Input>(
+    inputs: &[I],
     mut pending: Vec<Pending>,
+    text_of: &dyn Fn(&Path) -> Option<String>,
 ) -> Result<Desired, Vec<Problem>> {
     let mut documents = Vec::new();
-    for (mut file_pending, file_documents) in check_all(sources, check_source) {
+    for (mut file_pending, file_documents) in check_all(inputs, check_input) {
         pending.append(&mut file_pending);
         documents.extend(file_documents);
     }
@@ -187,13 +234,7 @@ fn check_sources(
     if pending.is_empty() {
         Ok(desired)
     } else {
-        let text_of = |path: &Path| {
-            sources
-                .iter()
-                .find(|source| source.path == path)
-                .map(|source| source.text.clone())
-        };
-        let mut problems = resolve(pending, &text_of);
+        let mut problems = resolve(pending, text_of);
         problems.sort();
         problems.dedup();
         Err(problems)
@@ -205,13 +246,10 @@ type FileOutcome = (Vec<Pending>, Vec<DesiredObject>);
 /// Checks every file, on up to eight threads. A file whose check panics, or that a failed
 /// thread left unchecked, becomes an error naming it, never an empty result: an empty result
 /// would let `plan` propose removing everything the file describes.
-fn check_all(
-    files: &[SourceFile],
-    check: impl Fn(&SourceFile) -> FileOutcome + Sync,
-) -> Vec<FileOutcome> {
-    let guarded = |file: &SourceFile| {
+fn check_all<I: Input>(files: &[I], check: impl Fn(&I) -> FileOutcome + Sync) -> Vec<FileOutcome> {
+    let guarded = |file: &I| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(file)))
-            .unwrap_or_else(|panic| unchecked(&file.path, &panic_text(panic.as_ref())))
+            .unwrap_or_else(|panic| unchecked(file.path(), &panic_text(panic.as_ref())))
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
@@ -248,7 +286,7 @@ fn check_all(
         .into_iter()
         .zip(files)
         .map(|(outcome, file)| {
-            outcome.unwrap_or_else(|| unchecked(&file.path, "its checking thread stopped"))
+            outcome.unwrap_or_else(|| unchecked(file.path(), "its checking thread stopped"))
         })
         .collect()
 }
@@ -267,11 +305,18 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "it panicked".to_owned())
 }
 
-fn check_source(source: &SourceFile) -> FileOutcome {
-    let file = Arc::new(source.path.clone());
+fn check_input<I: Input>(input: &I) -> FileOutcome {
+    let file = Arc::new(input.path().to_path_buf());
     let mut pending = Vec::new();
     let mut documents = Vec::new();
-    let text = &source.text;
+    let text = match input.text() {
+        Ok(text) => text,
+        Err(message) => {
+            pending.push(Pending::in_file(&file, Position::default(), message));
+            return (pending, documents);
+        }
+    };
+    let text = text.as_ref();
     let values: Vec<Value> = match yaml::parse_values(text) {
         Ok(values) => values,
         Err((fast_position, fast_message)) => {
@@ -932,7 +977,7 @@ mod guard_tests {
                 text: String::new(),
             })
             .collect();
-        let outcomes = check_all(&files, |file| {
+        let outcomes = check_all(&files, |file: &SourceFile| {
             assert!(!file.path.ends_with("b.yaml"), "boom");
             (Vec::new(), Vec::new())
         });

@@ -29,11 +29,22 @@ impl Service {
                 format!("a revision is one line of at most {MAX_REVISION_CHARS} characters"),
             ));
         }
+        let mut paths = std::collections::HashSet::new();
+        for (index, file) in request.files.iter().enumerate() {
+            if file.path.as_os_str().is_empty() || !paths.insert(&file.path) {
+                return Err(ServiceError::invalid(
+                    format!("files[{index}].path"),
+                    ErrorCode::InvalidField,
+                    "every file has a path of its own (none empty, none twice)",
+                ));
+            }
+        }
         let files = serde_json::to_string(&request.files).map_err(ServiceError::internal)?;
         let row = AppliedRow {
             applied_by: caller.name().to_owned(),
             applied_at: clock::now(),
             revision: request.revision.clone(),
+            stopped: request.stopped.clone(),
             files,
         };
         let mut tx = self.store.begin(WriteAccess::new()).await?;
@@ -44,7 +55,7 @@ impl Service {
             AuditAction::Apply,
             "Manifests",
             "",
-            json!({"revision": request.revision, "files": request.files.len()}),
+            json!({"revision": request.revision, "stopped": request.stopped, "files": request.files.len()}),
         )
         .await?;
         tx.commit().await?;
@@ -66,6 +77,7 @@ impl Service {
             applied_by: row.applied_by,
             applied_at: row.applied_at,
             revision: row.revision,
+            stopped: row.stopped,
             files,
         }))
     }

@@ -214,9 +214,40 @@ impl Service {
         } else {
             Some(access::ListView::load(&self.store).await?)
         };
+        // The stored names of the category and add-in asked for, which the indexed columns
+        // hold: the filter ignores case and Unicode form, the columns do not.
+        let mut stored_names = [None, None];
+        for (slot, kind, wanted) in [
+            (0, Kind::Category, &filter.category),
+            (1, Kind::Addin, &filter.addin),
+        ] {
+            if let Some(wanted) = wanted {
+                let key = crate::domain::name_key(wanted);
+                let found = self
+                    .store
+                    .list(kind)
+                    .await?
+                    .into_iter()
+                    .find(|row| crate::domain::name_key(&row.name) == key);
+                match found {
+                    Some(row) => stored_names[slot] = Some(row.name),
+                    None => {
+                        return Ok(RoomPage {
+                            rooms: Vec::new(),
+                            next: None,
+                            scanned: 0,
+                        });
+                    }
+                }
+            }
+        }
+        let [category, addin] = stored_names;
         let mut body_contains = Vec::new();
         for principal in filter.member.iter().chain(&filter.manager) {
-            body_contains.push(format!("\"{principal}\""));
+            // As the body writes it: JSON, by the writer that wrote the body.
+            body_contains.push(
+                serde_json::to_string(&principal.to_string()).map_err(ServiceError::internal)?,
+            );
         }
         let mut body_contains_folded = Vec::new();
         if let Some(text) = &filter.text
@@ -239,8 +270,8 @@ impl Service {
                 .store
                 .scan_rooms(&RoomScan {
                     after: cursor.as_deref(),
-                    category: filter.category.as_deref(),
-                    addin: filter.addin.as_deref(),
+                    category: category.as_deref(),
+                    addin: addin.as_deref(),
                     body_contains: body_contains.clone(),
                     body_contains_folded: body_contains_folded.clone(),
                     limit: i64::try_from(slice).unwrap_or(i64::MAX),

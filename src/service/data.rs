@@ -514,8 +514,8 @@ impl Service {
             .await?;
         let report = target.import_data(caller, &export, false).await?;
 
-        // Tokens, the archiver's progress, what compliance has not archived yet, legal holds
-        // and the audit trail are server data too.
+        // Tokens, the archiver's progress, what compliance has not archived yet, legal holds,
+        // the audit trail and the record of the last apply are server data too.
         let mut reading = self.store().begin(WriteAccess::new()).await?;
         let tokens = reading.tokens().await?;
         let checkpoint = reading.checkpoint(super::ARCHIVER).await?;
@@ -528,6 +528,9 @@ impl Service {
             .await?;
         let holds = self.store().holds().await?;
         let audit = self.store().audit_all().await?;
+        // The Git view's record of the last apply; browser sessions stay behind (their
+        // people sign in again).
+        let applied = self.store().applied().await?;
         let mut writing = target.store().begin(WriteAccess::new()).await?;
         for token in &tokens {
             writing.insert_token(token).await?;
@@ -547,6 +550,9 @@ impl Service {
             writing.place_hold(hold).await?;
         }
         writing.append_audit(&audit).await?;
+        if let Some(applied) = &applied {
+            writing.put_applied(applied).await?;
+        }
         writing.commit().await?;
 
         let source_counts = self.store().counts().await?;

@@ -111,7 +111,8 @@ pub struct RoomView {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Effect {
     Apply,
-    /// Run the same code, then roll back: the count a preview shows is the one a change makes.
+    /// The same checks and the same selection, counted without writing: the count a preview
+    /// shows is the one the change makes.
     Preview,
 }
 
@@ -435,7 +436,7 @@ impl Service {
     }
 
     /// How many messages [`Service::clear_room`] would remove now, changing nothing: the same
-    /// code runs in a transaction that is rolled back.
+    /// checks (rights, holds) and the same condition, counted.
     pub async fn preview_clear_room(
         &self,
         caller: &Caller,
@@ -464,11 +465,13 @@ impl Service {
             &access.room.category,
         )
         .await?;
-        let count = tx.clear_messages(access.id, &end).await?;
         if effect == Effect::Preview {
-            // Dropped without a commit: rolled back.
+            // The same checks and the same condition as the clearing, without its writes.
+            let count = tx.count_messages_through(access.id, &end).await?;
+            tx.rollback().await?;
             return Ok(count);
         }
+        let count = tx.clear_messages(access.id, &end).await?;
         record(
             &mut tx,
             caller,
@@ -496,7 +499,7 @@ impl Service {
     }
 
     /// How many messages [`Service::remove_messages`] would touch now, changing nothing: the
-    /// same code runs in a transaction that is rolled back.
+    /// same checks and the same selection, counted.
     pub async fn preview_remove_messages(
         &self,
         caller: &Caller,
@@ -573,14 +576,17 @@ impl Service {
             if !matches(&message.body, &filter) {
                 continue;
             }
+            count += 1;
+            if effect == Effect::Preview {
+                continue;
+            }
             match &filter.replacement {
                 Some(text) => tx.replace_message(message.id, text).await?,
                 None => tx.delete_message(message.id).await?,
             }
-            count += 1;
         }
         if effect == Effect::Preview {
-            // Dropped without a commit: rolled back.
+            tx.rollback().await?;
             return Ok(count);
         }
         let action = if filter.replacement.is_some() {

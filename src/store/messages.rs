@@ -384,6 +384,22 @@ impl Tx {
         Ok(result.rows_affected())
     }
 
+    /// How many of a room's messages were posted on or before `end` (what clearing removes).
+    pub async fn count_messages_through(
+        &mut self,
+        room_id: i64,
+        end: &str,
+    ) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM messages WHERE room_id = $1 AND posted_at <= $2",
+        )
+        .bind(room_id)
+        .bind(end)
+        .fetch_one(&mut *self.inner)
+        .await?;
+        Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or_default())
+    }
+
     /// A room's messages, optionally by one author and within a window, oldest first.
     pub async fn room_messages(
         &mut self,

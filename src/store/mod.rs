@@ -460,6 +460,12 @@ impl Tx {
         Ok(())
     }
 
+    /// Ends the transaction without keeping anything it did (dropping it does the same, later).
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        self.inner.rollback().await?;
+        Ok(())
+    }
+
     /// Marks a point that [`Tx::rollback_to_savepoint`] returns to, so that one step of a
     /// batch can fail without undoing the steps before it.
     pub async fn savepoint(&mut self) -> Result<(), StoreError> {

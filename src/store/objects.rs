@@ -74,13 +74,15 @@ pub struct RoomScan<'a> {
     pub limit: i64,
 }
 
-/// `%needle%` for `LIKE ... ESCAPE '\'`, the needle's own `%`, `_` and `\` taken literally.
+/// `%needle%` for `LIKE ... ESCAPE '!'`, the needle's own `%`, `_` and `!` taken literally.
+/// (`!` rather than a backslash, whose meaning in a string literal depends on PostgreSQL's
+/// `standard_conforming_strings`.)
 fn like_pattern(needle: &str) -> String {
     let mut pattern = String::with_capacity(needle.len() + 2);
     pattern.push('%');
     for character in needle.chars() {
-        if matches!(character, '%' | '_' | '\\') {
-            pattern.push('\\');
+        if matches!(character, '%' | '_' | '!') {
+            pattern.push('!');
         }
         pattern.push(character);
     }
@@ -245,16 +247,18 @@ impl Store {
         for needle in &scan.body_contains {
             condition(
                 &mut sql,
-                " AND body LIKE ? ESCAPE '\\'",
+                " AND body LIKE ? ESCAPE '!'",
                 like_pattern(needle),
             );
         }
+        // lower() folds ASCII only on SQLite; on PostgreSQL it follows the column's locale
+        // (Turkish folds `I` to `ı`), so there it is asked for the C locale's ASCII folding.
+        let folded = match self.backend {
+            Backend::Sqlite => " AND lower(body) LIKE ? ESCAPE '!'",
+            Backend::Postgres => " AND lower(body COLLATE \"C\") LIKE ? ESCAPE '!'",
+        };
         for needle in &scan.body_contains_folded {
-            condition(
-                &mut sql,
-                " AND lower(body) LIKE ? ESCAPE '\\'",
-                like_pattern(needle),
-            );
+            condition(&mut sql, folded, like_pattern(needle));
         }
         sql.push_str(&format!(" ORDER BY name LIMIT {}", scan.limit.max(1)));
         let mut query = sqlx::query(&sql);

@@ -24,6 +24,8 @@ pub struct AppliedRow {
     pub applied_by: String,
     pub applied_at: String,
     pub revision: Option<String>,
+    /// Where the apply stopped, when it failed part way.
+    pub stopped: Option<String>,
     /// `[{"path": ..., "text": ...}]`, as the apply read them.
     pub files: String,
 }
@@ -52,7 +54,8 @@ impl Store {
 
     pub async fn applied(&self) -> Result<Option<AppliedRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT applied_by, applied_at, revision, files FROM applied_manifests WHERE id = 1",
+            "SELECT applied_by, applied_at, revision, stopped, files FROM applied_manifests \
+             WHERE id = 1",
         )
         .fetch_optional(&self.pool)
         .await?;
@@ -61,6 +64,7 @@ impl Store {
                 applied_by: row.try_get("applied_by")?,
                 applied_at: row.try_get("applied_at")?,
                 revision: row.try_get("revision")?,
+                stopped: row.try_get("stopped")?,
                 files: row.try_get("files")?,
             })
         })
@@ -103,14 +107,15 @@ impl Tx {
     /// Replaces the record of the last apply.
     pub async fn put_applied(&mut self, applied: &AppliedRow) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO applied_manifests (id, applied_by, applied_at, revision, files) \
-             VALUES (1, $1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET \
+            "INSERT INTO applied_manifests (id, applied_by, applied_at, revision, stopped, files) \
+             VALUES (1, $1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
              applied_by = excluded.applied_by, applied_at = excluded.applied_at, \
-             revision = excluded.revision, files = excluded.files",
+             revision = excluded.revision, stopped = excluded.stopped, files = excluded.files",
         )
         .bind(&applied.applied_by)
         .bind(&applied.applied_at)
         .bind(&applied.revision)
+        .bind(&applied.stopped)
         .bind(&applied.files)
         .execute(&mut *self.inner)
         .await?;

@@ -376,13 +376,19 @@ async fn rooms_page(state: &AppState, signed: &Signed, query: &ListQuery) -> Res
         Ok(page) => page,
         Err(error) => return refused(signed, Section::Rooms, "Rooms", &error),
     };
-    let total = state.service.room_count().await.unwrap_or_default();
+    // The server's whole count would tell a user when secret rooms come and go.
+    let total = if signed.caller().is_admin() {
+        Some(state.service.room_count().await.unwrap_or_default())
+    } else {
+        None
+    };
     let filters = filter_query(query);
     let body = html! {
         @if let Some(done) = done_notice(query.done.as_deref()) { (done) }
         p { a.button href="/admin/new/rooms" { "New room" } }
         (room_filter_form(query))
-        p #room-count { (page.rooms.len()) " shown of " (total) " rooms on the server"
+        p #room-count { (page.rooms.len()) " shown"
+            @if let Some(total) = total { " of " (total) " rooms on the server" }
             @if !filter.is_empty() { " (filtered)" } "." }
         table #rooms {
             caption.visually-hidden { "Rooms" }

@@ -162,7 +162,7 @@ async fn room_view(
             @match &history {
                 Ok(page) => {
                     @if let Some(before) = page.before {
-                        p #older { a href={"/chat/rooms/" (encoded) "?before=" (before) @if let Some(q) = query.q.as_deref().filter(|_| searching) { "&q=" (percent_encode(q)) }} data-before=(before) { "Older messages" } }
+                        p #older { a href={"/chat/rooms/" (encoded) "?before=" (before) @if let Some(q) = query.q.as_deref().filter(|_| searching) { "&q=" (percent_encode(q)) }} data-before=(before) data-q=(query.q.as_deref().filter(|_| searching).unwrap_or_default()) { "Older messages" } }
                     }
                     ol #messages aria-label="Messages" aria-live="polite" {
                         @for message in &page.items { (message_item(message)) }

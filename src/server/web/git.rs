@@ -130,6 +130,12 @@ async fn git_view(State(state): State<AppState>, signed: Signed) -> Response {
             dt { "Revision" } dd #applied-revision { (applied.revision.as_deref().unwrap_or("(not given)")) }
             dt { "Files" } dd { (applied.files.len()) }
         }
+        @if let Some(stopped) = &applied.stopped {
+            (notice("warning", html! {
+                strong { "That apply did not finish: " } (stopped) ". "
+                "What it did is done; what it did not reach shows below as drift."
+            }))
+        }
     };
     let (plan, target) = match plan_for(&state, &signed, &applied.files).await {
         Ok(outcome) => outcome,
@@ -213,7 +219,26 @@ fn preview_form(signed: &Signed, text: &str) -> Markup {
     }
 }
 
+/// The plan pages parse manifests and read the whole configuration: administrators only, and
+/// refused before anything is parsed.
+fn refuse_non_admin(signed: &Signed, title: &str) -> Option<Response> {
+    if signed.caller().is_admin() {
+        return None;
+    }
+    let mut response = layout::page(
+        signed,
+        Section::Git,
+        title,
+        notice("error", html! { "Only administrators preview plans." }),
+    );
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    Some(response)
+}
+
 async fn preview_page(signed: Signed) -> Response {
+    if let Some(refusal) = refuse_non_admin(&signed, "Plan preview") {
+        return refusal;
+    }
     let body = html! {
         p.help { "Shows the plan exactly as " code { "perch plan" } " prints it against this server. Nothing is applied." }
         (preview_form(&signed, ""))
@@ -233,6 +258,9 @@ async fn preview(
             .map(|(_, value)| value.as_str())
     };
     if let Some(refusal) = signed.check(&headers, field("csrf")) {
+        return refusal;
+    }
+    if let Some(refusal) = refuse_non_admin(&signed, "Plan preview") {
         return refusal;
     }
     let text = field("manifests").unwrap_or_default();

@@ -290,6 +290,13 @@ async fn signin(
     let Ok(axum::Form(form)) = form else {
         return layout::signin(Some("Paste the token `perch token create` printed."), &next);
     };
+    // A new sign-in ends the session this browser had, if any.
+    if let Some(cookie) = read_cookie(&headers, SESSION_COOKIE)
+        && let Ok(Some(previous)) = state.service.session_caller(cookie).await
+        && let Err(error) = state.service.close_session(&previous).await
+    {
+        return layout::service_error_page(&error);
+    }
     match state.service.open_session(form.token.trim()).await {
         Ok(Some(opened)) => {
             let secure = if behind_tls(&headers) { "; Secure" } else { "" };
@@ -311,12 +318,28 @@ async fn signin(
     }
 }
 
-/// Whether the browser reached us over TLS (through a proxy that says so).
+/// Whether the browser reached us over TLS, as a proxy says: the first (the browser's) entry
+/// of `X-Forwarded-Proto` or of `Forwarded`'s `proto=`.
 fn behind_tls(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
+    let first = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(',').next())
+            .map(str::trim)
+    };
+    let forwarded_proto = first("forwarded").and_then(|entry| {
+        entry.split(';').find_map(|pair| {
+            pair.trim()
+                .split_once('=')
+                .filter(|(key, _)| key.trim().eq_ignore_ascii_case("proto"))
+                .map(|(_, value)| value.trim().trim_matches('"'))
+        })
+    });
+    [first("x-forwarded-proto"), forwarded_proto]
+        .into_iter()
+        .flatten()
+        .any(|proto| proto.eq_ignore_ascii_case("https"))
 }
 
 #[derive(serde::Deserialize)]

@@ -67,7 +67,13 @@
     const url = base + "/events" + (newest !== null ? "?lastEventId=" + newest : "");
     const events = new EventSource(url);
     events.addEventListener("open", function () { status.textContent = "Live."; });
-    events.addEventListener("error", function () { status.textContent = "Connection lost; reconnecting…"; });
+    events.addEventListener("error", function () {
+      // A refused stream (no right to read the room live) is closed for good; a dropped one
+      // is retried by the browser, which sends Last-Event-ID.
+      status.textContent = events.readyState === EventSource.CLOSED
+        ? "Live updates are not available to you in this room."
+        : "Connection lost; reconnecting…";
+    });
     events.addEventListener("message", function (event) {
       try { append(JSON.parse(event.data)); } catch (_) { /* not a message */ }
     });
@@ -83,7 +89,9 @@
     if (event) event.preventDefault();
     loading = true;
     try {
-      const response = await fetch(base + "/messages?limit=50&before=" + encodeURIComponent(link.dataset.before), { credentials: "same-origin" });
+      // A search's older pages are older matches: the query goes along.
+      const q = link.dataset.q ? "&q=" + encodeURIComponent(link.dataset.q) : "";
+      const response = await fetch(base + "/messages?limit=50&before=" + encodeURIComponent(link.dataset.before) + q, { credentials: "same-origin" });
       if (!response.ok) { status.textContent = "Cannot load older messages."; return; }
       const page = await response.json();
       const height = document.body.scrollHeight;
@@ -94,7 +102,7 @@
       window.scrollBy(0, document.body.scrollHeight - height);
       if (page.before) {
         link.dataset.before = String(page.before);
-        link.href = "?before=" + page.before;
+        link.href = "?before=" + page.before + q;
       } else {
         older.remove();
       }

@@ -10,11 +10,12 @@ CREATE TABLE web_sessions (
 CREATE INDEX web_sessions_by_token ON web_sessions (token_hash);
 
 -- The manifests of the last `perch apply`, as applied: the Git view compares the server with
--- them. One row; each apply replaces it.
+-- them. One row; each apply replaces it. `stopped` says where an apply that failed stopped.
 CREATE TABLE applied_manifests (
     id INTEGER PRIMARY KEY,
     applied_by TEXT NOT NULL,
     applied_at TEXT NOT NULL,
     revision TEXT,
+    stopped TEXT,
     files TEXT NOT NULL
 );
