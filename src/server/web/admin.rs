@@ -80,26 +80,24 @@ pub fn object_href(kind: Kind, name: &str) -> String {
 }
 
 fn not_found(signed: &Signed, what: &str) -> Response {
-    let mut response = layout::page(
+    layout::page_with_status(
+        StatusCode::NOT_FOUND,
         signed,
         Section::Overview,
         "Not found",
         notice("error", html! { (what) }),
-    );
-    *response.status_mut() = StatusCode::NOT_FOUND;
-    response
+    )
 }
 
 /// A page that shows a refusal of the service where the page's content would be.
 fn refused(signed: &Signed, section: Section, title: &str, error: &ServiceError) -> Response {
-    let mut response = layout::page(
+    layout::page_with_status(
+        layout::status_of(error),
         signed,
         section,
         title,
         notice("error", html! { (error.to_string()) }),
-    );
-    *response.status_mut() = layout::status_of(error);
-    response
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -543,9 +541,13 @@ async fn create_object(
                 (notice("error", html! { "Not created: " (message) }))
                 (object_form(&signed, &format!("/admin/new/{collection}"), forms::fields(kind), &values, None, Some((&field, &message)), false))
             };
-            let mut response = layout::page(&signed, section_of(kind), &title, body);
-            *response.status_mut() = layout::status_of(&error);
-            response
+            layout::page_with_status(
+                layout::status_of(&error),
+                &signed,
+                section_of(kind),
+                &title,
+                body,
+            )
         }
     }
 }
@@ -651,14 +653,13 @@ async fn save_object(
                     (top)
                     (object_form(&signed, &object_href(kind, &name), forms::fields(kind), &values, current.as_ref().map(|c| c.meta.version), None, true))
                 };
-                let mut response = layout::page(
+                layout::page_with_status(
+                    layout::status_of(&error),
                     &signed,
                     section_of(kind),
                     &format!("{} {}", kind.as_str(), name),
                     body,
-                );
-                *response.status_mut() = layout::status_of(&error);
-                response
+                )
             }
         };
     }
@@ -692,14 +693,13 @@ async fn save_object(
                     form_value(&form, "version").and_then(|v| v.parse().ok()),
                     (!edit_was_stale).then_some((field.as_str(), message.as_str())), true))
             };
-            let mut response = layout::page(
+            layout::page_with_status(
+                layout::status_of(&error),
                 &signed,
                 section_of(kind),
                 &format!("{} {}", kind.as_str(), name),
                 body,
-            );
-            *response.status_mut() = layout::status_of(&error);
-            response
+            )
         }
     }
 }
@@ -790,9 +790,13 @@ async fn save_compliance(
                 }
                 (compliance_form(&signed, &values, form_value(&form, "version").and_then(|v| v.parse().ok()), (!edit_was_stale).then_some((field.as_str(), message.as_str()))))
             };
-            let mut response = layout::page(&signed, Section::Compliance, "Compliance", body);
-            *response.status_mut() = layout::status_of(&error);
-            response
+            layout::page_with_status(
+                layout::status_of(&error),
+                &signed,
+                Section::Compliance,
+                "Compliance",
+                body,
+            )
         }
     }
 }

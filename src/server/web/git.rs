@@ -279,7 +279,5 @@ async fn preview(
         (outcome)
         (preview_form(&signed, text))
     };
-    let mut response = layout::page(&signed, Section::Git, "Plan preview", body);
-    *response.status_mut() = status;
-    response
+    layout::page_with_status(status, &signed, Section::Git, "Plan preview", body)
 }

@@ -80,6 +80,19 @@ pub fn page(signed: &Signed, section: Section, title: &str, body: Markup) -> Res
     Html(markup.into_string()).into_response()
 }
 
+/// [`page`], answered with `status` (a refusal, a problem with what was sent).
+pub fn page_with_status(
+    status: StatusCode,
+    signed: &Signed,
+    section: Section,
+    title: &str,
+    body: Markup,
+) -> Response {
+    let mut response = page(signed, section, title, body);
+    *response.status_mut() = status;
+    response
+}
+
 /// The sign-in page, with a problem to show if the last try failed.
 pub fn signin(problem: Option<&str>, next: &str) -> Response {
     let status = if problem.is_some() {
