@@ -395,3 +395,79 @@ fn problems_quote_values_short_and_inert() {
     );
     assert!(stdout.len() < 3000, "{} bytes: {stdout}", stdout.len());
 }
+
+/// Manifests written as the cmdlets spell values (`privacy: Open`, `invitations: "False"`)
+/// apply, plan as no change afterwards, and export in the canonical form.
+#[test]
+fn the_cmdlets_spellings_apply_and_export_canonical() {
+    let db = common::TestDb::sqlite();
+    let dir = db.path().join("manifests");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("spelled.yaml"),
+        "apiVersion: perch/v1\nkind: Category\nname: Eng\nallowedMembers: [domain:contoso.com]\n\
+         invitations: \"False\"\nfileUpload: \"TRUE\"\nchatHistory: \"True\"\nprotect: \"false\"\n\
+         ---\napiVersion: perch/v1\nkind: Room\nname: town-hall\ncategory: Eng\nprivacy: Open\n\
+         type: Auditorium\ninvitations: \"False\"\ndisabled: \"False\"\n\
+         ---\napiVersion: perch/v1\nkind: Room\nname: quiet\ncategory: Eng\nprivacy: SECRET\n\
+         invitations: Inherit\n\
+         ---\napiVersion: perch/v1\nkind: ComplianceConfiguration\nenabled: \"False\"\nadapterType: XML\n",
+    )
+    .unwrap();
+    let manifests = dir.display().to_string();
+    let (code, _, stderr) = common::perch(&["validate", &manifests]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = common::perch(&["apply", "--db", &db.url, "--yes", &manifests]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, stderr) =
+        common::perch(&["plan", "--db", &db.url, "--detailed-exitcode", &manifests]);
+    assert_eq!(code, 0, "no change after the apply:\n{stdout}{stderr}");
+    let out = db.path().join("export");
+    let (code, _, stderr) =
+        common::perch(&["export", "--db", &db.url, "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut exported = String::new();
+    for entry in walk(&out) {
+        exported.push_str(&std::fs::read_to_string(entry).unwrap());
+    }
+    for canonical in [
+        "privacy: open",
+        "type: auditorium",
+        "privacy: secret",
+        "invitations: false",
+        "fileUpload: true",
+        "adapterType: xml",
+    ] {
+        assert!(
+            exported.contains(canonical),
+            "`{canonical}` in:\n{exported}"
+        );
+    }
+    for spelled in [
+        "Open",
+        "Auditorium",
+        "SECRET",
+        "\"False\"",
+        "TRUE",
+        "XML",
+        "Inherit",
+    ] {
+        assert!(
+            !exported.contains(&format!(": {spelled}\n")),
+            "`{spelled}` exported:\n{exported}"
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else if path.extension().is_some_and(|ext| ext == "yaml") {
+            files.push(path);
+        }
+    }
+    files
+}

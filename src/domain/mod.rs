@@ -9,6 +9,7 @@ pub mod audit;
 pub mod compliance;
 mod filter;
 mod principal;
+pub mod spelling;
 pub mod tokens;
 
 use crate::api::ErrorCode;
@@ -125,11 +126,14 @@ pub struct Category {
     pub denied_members: Vec<Principal>,
     #[serde(default)]
     pub creators: Vec<Principal>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "spelling::deserialize_bool")]
     pub invitations: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "spelling::deserialize_bool")]
     pub file_upload: bool,
-    #[serde(default = "default_true")]
+    #[serde(
+        default = "default_true",
+        deserialize_with = "spelling::deserialize_bool"
+    )]
     pub chat_history: bool,
     /// How long its rooms keep messages in user-facing history; forever when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,8 +141,7 @@ pub struct Category {
 }
 
 /// Who can find and join a room.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Privacy {
     /// Anyone in the category's scope finds and joins it.
     Open,
@@ -149,9 +152,14 @@ pub enum Privacy {
     Secret,
 }
 
+spelling::cmdlet_enum!(
+    Privacy,
+    "open: anyone in the category's scope finds and joins it; closed: anyone in scope finds it, only members join; secret: only members find or join it. Any case (Open, as the cmdlets took it).",
+    [(Open, "open"), (Closed, "closed"), (Secret, "secret")]
+);
+
 /// Who posts in a room.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum RoomType {
     /// Every member posts.
     #[default]
@@ -159,6 +167,12 @@ pub enum RoomType {
     /// Only presenters post; the others read.
     Auditorium,
 }
+
+spelling::cmdlet_enum!(
+    RoomType,
+    "normal: every member posts; auditorium: only presenters post. Any case (Auditorium, as the cmdlets took it).",
+    [(Normal, "normal"), (Auditorium, "auditorium")]
+);
 
 /// Whether a room sends invitations: as its category allows, or never.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -175,8 +189,11 @@ impl JsonSchema for RoomInvitations {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "`inherit` follows the category; `false` never sends invitations.",
-            "enum": ["inherit", false]
+            "description": "`inherit` follows the category; `false` never sends invitations. Also as the cmdlets wrote them: Inherit, \"False\".",
+            "anyOf": [
+                {"enum": ["inherit", false]},
+                {"type": "string", "pattern": spelling::any_case_pattern(&["inherit", "false"])},
+            ]
         })
     }
 }
@@ -226,7 +243,7 @@ pub struct Room {
     pub addin: Option<String>,
     #[serde(default)]
     pub invitations: RoomInvitations,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "spelling::deserialize_bool")]
     pub disabled: bool,
     #[serde(default)]
     pub members: Vec<Principal>,
@@ -256,19 +273,24 @@ pub struct Group {
 }
 
 /// The format a compliance adapter writes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum AdapterType {
     #[default]
     Xml,
     Json,
 }
 
+spelling::cmdlet_enum!(
+    AdapterType,
+    "xml (the original's documented format) or json. Any case.",
+    [(Xml, "xml"), (Json, "json")]
+);
+
 /// The singleton of `Set-CsPersistentChatComplianceConfiguration`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ComplianceConfiguration {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "spelling::deserialize_bool")]
     pub enabled: bool,
     #[serde(default)]
     pub adapter_name: String,
@@ -278,13 +300,13 @@ pub struct ComplianceConfiguration {
     pub adapter_output_directory: String,
     #[serde(default)]
     pub run_interval: RunInterval,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "spelling::deserialize_bool")]
     pub one_chat_room_per_output_file: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "spelling::deserialize_bool")]
     pub add_chat_room_details: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "spelling::deserialize_bool")]
     pub add_user_details: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "spelling::deserialize_bool")]
     pub create_file_attachments_manifest: bool,
 }
 

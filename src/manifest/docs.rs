@@ -58,13 +58,28 @@ pub struct CategoryDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creators: Option<Vec<Principal>>,
     /// Whether its rooms may send invitations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::spelling::deserialize_optional_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::domain::spelling::bool_schema")]
     pub invitations: Option<bool>,
     /// Whether its rooms allow file uploads.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::spelling::deserialize_optional_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::domain::spelling::bool_schema")]
     pub file_upload: Option<bool>,
     /// Whether messages are kept for users (compliance keeps them regardless). Default true.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::spelling::deserialize_optional_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::domain::spelling::bool_schema")]
     pub chat_history: Option<bool>,
     /// How long its rooms keep messages in user-facing history (P365D, P52W); forever when
     /// absent. Messages expire only once compliance has archived them, and never under a
@@ -72,7 +87,12 @@ pub struct CategoryDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<crate::domain::Retention>,
     /// A plan that would remove it fails.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::spelling::deserialize_optional_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::domain::spelling::bool_schema")]
     pub protect: Option<bool>,
 }
 
@@ -108,7 +128,12 @@ pub struct RoomDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invitations: Option<RoomInvitations>,
     /// A disabled room keeps its history and members but is hidden and unjoinable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::spelling::deserialize_optional_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::domain::spelling::bool_schema")]
     pub disabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<Principal>>,
@@ -117,7 +142,12 @@ pub struct RoomDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presenters: Option<Vec<Principal>>,
     /// A plan that would remove it fails.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::spelling::deserialize_optional_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::domain::spelling::bool_schema")]
     pub protect: Option<bool>,
 }
 
@@ -133,7 +163,12 @@ pub struct AddinDoc {
     #[schemars(length(min = 1, max = 2048))]
     pub url: String,
     /// A plan that would remove it fails.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::spelling::deserialize_optional_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::domain::spelling::bool_schema")]
     pub protect: Option<bool>,
 }
 
@@ -151,7 +186,12 @@ pub struct GroupDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<Principal>>,
     /// A plan that would remove it fails.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::spelling::deserialize_optional_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::domain::spelling::bool_schema")]
     pub protect: Option<bool>,
 }
 
@@ -161,7 +201,12 @@ pub struct GroupDoc {
 pub struct ComplianceDoc {
     pub api_version: ApiVersion,
     pub kind: ComplianceKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::spelling::deserialize_optional_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::domain::spelling::bool_schema")]
     pub enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter_name: Option<String>,
@@ -174,16 +219,41 @@ pub struct ComplianceDoc {
     /// How often the archiver runs: [d.]hh:mm:ss, 00:01:00 to 30.00:00:00 (default 00:15:00).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_interval: Option<RunInterval>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::spelling::deserialize_optional_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::domain::spelling::bool_schema")]
     pub one_chat_room_per_output_file: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::spelling::deserialize_optional_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::domain::spelling::bool_schema")]
     pub add_chat_room_details: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::spelling::deserialize_optional_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::domain::spelling::bool_schema")]
     pub add_user_details: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::spelling::deserialize_optional_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::domain::spelling::bool_schema")]
     pub create_file_attachments_manifest: Option<bool>,
     /// Accepted for symmetry with the other kinds; the singleton is never removed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::domain::spelling::deserialize_optional_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "crate::domain::spelling::bool_schema")]
     pub protect: Option<bool>,
 }
 

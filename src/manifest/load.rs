@@ -480,6 +480,19 @@ fn check_document(
                     let message = message.unwrap_or_else(|| schema_message(&error));
                     (Locator::Value(pointer), format!("{field}: {message}"))
                 }
+                jsonschema::error::ValidationErrorKind::AnyOf { .. }
+                    if crate::domain::spelling::refusal(
+                        kind,
+                        pointer.trim_start_matches('/'),
+                        error.instance(),
+                    )
+                    .is_some() =>
+                {
+                    let field = pointer.trim_start_matches('/').to_owned();
+                    let message = crate::domain::spelling::refusal(kind, &field, error.instance())
+                        .unwrap_or_default();
+                    (Locator::Value(pointer), format!("{field}: {message}"))
+                }
                 _ => {
                     let field = if pointer.is_empty() {
                         String::new()
@@ -556,6 +569,13 @@ fn normalise_fields(
 ) -> Option<(String, Map<String, Value>, bool)> {
     fields.remove("apiVersion");
     fields.remove("kind");
+    // The cmdlets' spellings (`Open`, `"False"`), which the schema let through, become the
+    // canonical values the server stores and plans compare.
+    for (field, value) in &mut fields {
+        if let Some(canonical) = crate::domain::spelling::canonical(kind, field, value) {
+            *value = canonical;
+        }
+    }
     let protect = fields
         .remove("protect")
         .and_then(|value| value.as_bool())
