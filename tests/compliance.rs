@@ -628,15 +628,23 @@ async fn retention_expires_old_messages_except_under_a_hold() {
         .await
         .expect(200)
         .body;
-    assert_eq!(run["expired"], 3, "{run:#}");
     assert_eq!(run["held"], json!(["held"]));
     let old = ana.get("/v1/rooms/old/messages").await.expect(200).body;
     assert_eq!(old["items"].as_array().unwrap().len(), 1, "{old:#}");
     let held = ana.get("/v1/rooms/held/messages").await.expect(200).body;
     assert_eq!(held["items"].as_array().unwrap().len(), 3, "{held:#}");
+    // The server's own run at start may come after the import on a loaded machine and expire
+    // them first: together the runs expired the three, each recorded.
     let expired = audit(admin, "action=expire").await;
-    assert_eq!(expired[0]["name"], "old");
-    assert_eq!(expired[0]["detail"]["count"], 3);
+    assert!(
+        expired.iter().all(|entry| entry["name"] == "old"),
+        "{expired:#?}"
+    );
+    let total: i64 = expired
+        .iter()
+        .map(|entry| entry["detail"]["count"].as_i64().unwrap_or_default())
+        .sum();
+    assert_eq!(total, 3, "{run:#} {expired:#?}");
     // A retention that is not days or weeks names the field.
     admin
         .post("/v1/categories", json!({"name": "Bad", "retention": "P1Y"}))

@@ -11,6 +11,7 @@ use super::{DEFAULT_DB, EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
 use crate::api::Live;
 use crate::live::embedded::EmbeddedTarget;
 use crate::live::http::HttpTarget;
+use crate::live::sfb::SfbTarget;
 use crate::live::{self, Target, TargetError};
 use crate::manifest::{self, Desired};
 use crate::plan::render;
@@ -29,6 +30,18 @@ pub struct TargetArgs {
     /// Database of the embedded store, the same one `perch serve --db` opens.
     #[arg(long, env = "PERCH_DB", default_value = DEFAULT_DB)]
     db: String,
+    /// A Skype for Business Server 2015 pool, as a snapshot captured on it (the README's
+    /// one-liners write categories.json, rooms.json, addins.json and compliance.json here);
+    /// `apply` then writes a PowerShell script (--out) instead of changing anything.
+    #[arg(long, value_name = "DIR", conflicts_with = "server")]
+    sfb_snapshot: Option<PathBuf>,
+    /// With --sfb-snapshot: the pool's FQDN, when the snapshot names none or several.
+    #[arg(long, value_name = "FQDN", requires = "sfb_snapshot")]
+    sfb_pool: Option<String>,
+    /// With --sfb-snapshot: a YAML mapping of `group:NAME` and `domain:NAME` principals to the
+    /// Active Directory distinguished names the server takes.
+    #[arg(long, value_name = "FILE", requires = "sfb_snapshot")]
+    principal_map: Option<PathBuf>,
 }
 
 impl TargetArgs {
@@ -42,6 +55,11 @@ impl TargetArgs {
 /// Opens the target the flags name: the server at `--server`, or the embedded store at `--db`.
 /// Call [`Target::close`] when done.
 pub async fn open_target(args: &TargetArgs) -> miette::Result<Arc<dyn Target>> {
+    if let Some(dir) = &args.sfb_snapshot {
+        let target = SfbTarget::open(dir, args.sfb_pool.as_deref(), args.principal_map.as_deref())
+            .map_err(|error| miette!("{}", crate::text::lines_safe(&error.to_string())))?;
+        return Ok(Arc::new(target));
+    }
     match &args.server {
         Some(server) => {
             let target = HttpTarget::new(server, args.token()?).into_diagnostic()?;
@@ -113,6 +131,9 @@ pub struct ApplyArgs {
     /// Apply without asking.
     #[arg(long, short = 'y')]
     yes: bool,
+    /// With --sfb-snapshot: where to write the PowerShell script that makes the pool match.
+    #[arg(long, value_name = "FILE.ps1")]
+    out: Option<PathBuf>,
     /// The revision the manifests come from (e.g. `$(git rev-parse HEAD)`), recorded with them
     /// on the server for its Git view.
     #[arg(long, value_name = "REV")]
@@ -363,6 +384,28 @@ async fn take_apply_lock(target: &dyn Target, holder: &str) -> Result<(), Target
 
 const LOCK_TTL_SECONDS: i64 = 120;
 
+/// Writes what an offline target (a Skype for Business snapshot) built for the plan to --out.
+fn write_script(target: &dyn Target, plan: &Plan, args: &ApplyArgs) -> miette::Result<u8> {
+    let (Some(out), Some(script)) = (
+        &args.out,
+        target.offline_script(&render::summary_line(plan)),
+    ) else {
+        return Err(miette!("this target builds no script"));
+    };
+    crate::atomic_file::write(out, script.as_bytes())
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot write {}", out.display()))?;
+    let cmdlets = script
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#') && !line.starts_with('$'))
+        .count();
+    println!(
+        "Wrote {} ({cmdlets} cmdlet(s)): review it, then run it in the Skype for Business Server Management Shell.",
+        out.display()
+    );
+    Ok(EXIT_OK)
+}
+
 /// Records the manifests a finished apply carried out, for the server's Git view. An apply
 /// from a saved plan has no manifests to record; a server that cannot record (an older one)
 /// is told nothing, and the apply still succeeded.
@@ -390,6 +433,19 @@ async fn record_applied(
 }
 
 pub async fn apply(args: ApplyArgs) -> miette::Result<u8> {
+    match (&args.target.sfb_snapshot, &args.out) {
+        (Some(_), None) => {
+            return Err(miette!(
+                "apply to a Skype for Business snapshot writes a PowerShell script: give --out FILE.ps1"
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(miette!(
+                "--out writes the PowerShell script of an apply to --sfb-snapshot; other targets change at once"
+            ));
+        }
+        _ => {}
+    }
     let saved: Option<Plan> = match &args.plan {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -494,11 +550,16 @@ async fn apply_locked(
         (None, None) => return Err(miette!("nothing to apply")),
     };
     print!("{}", render::human(&plan, &target.describe()));
+    let offline = args.out.is_some();
     if plan.actions.is_empty() {
         record_applied(target, sources, args.revision.as_deref(), None).await;
+        if offline {
+            return write_script(target, &plan, args);
+        }
         return Ok(EXIT_OK);
     }
-    if plan.has_changes() && !args.yes {
+    // A script changes nothing until someone runs it: no question to ask.
+    if plan.has_changes() && !args.yes && !offline {
         if !std::io::stdin().is_terminal() {
             eprintln!("error: refusing to apply without --yes: there is no terminal to ask on");
             return Ok(EXIT_ERROR);
@@ -536,6 +597,7 @@ async fn apply_locked(
         bar.finish_and_clear();
     }
     match report.failed {
+        None if offline => write_script(target, &plan, args),
         None => {
             record_applied(target, sources, args.revision.as_deref(), None).await;
             println!(

@@ -11,6 +11,7 @@
 
 pub mod embedded;
 pub mod http;
+pub mod sfb;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,6 +39,9 @@ pub enum TargetError {
     Unreachable(String),
     #[error("the server's live state cannot be read: {0}")]
     Unreadable(String),
+    /// What this kind of target cannot do (a snapshot holds no chat data).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl TargetError {
@@ -46,7 +50,9 @@ impl TargetError {
         match self {
             TargetError::Rejected { code, .. } => Some(*code),
             TargetError::LockHeld { .. } => Some(ErrorCode::LockHeld),
-            TargetError::Unreachable(_) | TargetError::Unreadable(_) => None,
+            TargetError::Unreachable(_)
+            | TargetError::Unreadable(_)
+            | TargetError::Unsupported(_) => None,
         }
     }
 }
@@ -199,6 +205,12 @@ pub trait Target: Send + Sync {
         &'a self,
         request: &'a AppliedRequest,
     ) -> BoxFuture<'a, Result<(), TargetError>>;
+
+    /// What an offline target built instead of changing anything (a Skype for Business
+    /// snapshot's PowerShell script), headed with `summary`; `None` for a live target.
+    fn offline_script(&self, _summary: &str) -> Option<String> {
+        None
+    }
 
     /// Lets go of what the target holds open and removes what opening it created (a new
     /// database file), for a command that failed. A server needs nothing.

@@ -1,0 +1,640 @@
+//! A Skype for Business Server 2015 snapshot: the JSON that Windows PowerShell 5.1 writes for
+//! `Get-CsPersistentChatCategory`, `Get-CsPersistentChatRoom`, `Get-CsPersistentChatAddin` and
+//! `Get-CsPersistentChatComplianceConfiguration` piped to `ConvertTo-Json`, read into the live
+//! state the plan engine compares.
+//!
+//! It takes what PowerShell 5.1 really writes: UTF-16 (what `>` saves) or UTF-8, with or
+//! without a byte-order mark; one object or an array (or `{"value": [...], "Count": n}`);
+//! enums as names or as numbers; TimeSpans as text or as objects; identities as `pool\name` or
+//! `name`; principals as SIP addresses or distinguished names. What it cannot read without
+//! guessing (an unknown enum number, a list that `-Depth` cut to text, a shape it does not know)
+//! is an error naming the file, the object and the property.
+//!
+//! The reading is pure (text in, objects out); `read_dir` only reads the four files.
+
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use super::principals::PrincipalMap;
+use crate::api::{Envelope, Live, LiveObject};
+use crate::domain::{AdapterType, Kind, Privacy, RoomType, RunInterval};
+
+/// The files of a snapshot, the kind each holds, and the one-liner that captures it (the
+/// README gives the same lines).
+pub const FILES: [(&str, Kind, &str); 4] = [
+    (
+        "categories.json",
+        Kind::Category,
+        "Get-CsPersistentChatCategory | Select-Object * | ConvertTo-Json -Depth 5 > categories.json",
+    ),
+    (
+        "rooms.json",
+        Kind::Room,
+        "Get-CsPersistentChatRoom | Select-Object *, @{n='Privacy';e={\"$($_.Privacy)\"}}, @{n='Type';e={\"$($_.Type)\"}}, @{n='Invitations';e={\"$($_.Invitations)\"}} -ExcludeProperty Privacy,Type,Invitations | ConvertTo-Json -Depth 5 > rooms.json",
+    ),
+    (
+        "addins.json",
+        Kind::Addin,
+        "Get-CsPersistentChatAddin | Select-Object * | ConvertTo-Json -Depth 5 > addins.json",
+    ),
+    (
+        "compliance.json",
+        Kind::ComplianceConfiguration,
+        "Get-CsPersistentChatComplianceConfiguration | Select-Object *, @{n='RunInterval';e={\"$($_.RunInterval)\"}} -ExcludeProperty RunInterval | ConvertTo-Json -Depth 5 > compliance.json",
+    ),
+];
+
+/// The most bytes one snapshot file may hold.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// What the reader made of a snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub live: Live,
+    /// The pools the objects' identities and `PersistentChatPoolFqdn` name.
+    pub pools: std::collections::BTreeSet<String>,
+    /// The compliance configuration's identity (`global`, `site:Redmond`), if it has one.
+    pub compliance_identity: Option<String>,
+}
+
+/// The `AdapterType` the original writes for its XML adapter, the only one it has.
+pub const XML_ADAPTER: &str = "Microsoft.Rtc.Internal.Chat.Server.Compliance.XmlAdapter,compliance";
+
+/// Enum numbers, for snapshots taken without the README's casts (PowerShell 5.1 writes enums
+/// as numbers). The cmdlets' own numbering is not published; these are the values of the
+/// same-named enums of the Persistent Chat SDK reference (`ChatRoomPrivacy`,
+/// `ChatRoomBehavior`, `ChatRoomInvitationSetting`), and any other number is refused.
+const PRIVACY_NUMBERS: [(i64, &str); 3] = [(0, "open"), (1, "closed"), (2, "secret")];
+const TYPE_NUMBERS: [(i64, &str); 2] = [(1, "normal"), (2, "auditorium")];
+const INVITATION_NUMBERS: [(i64, &str); 2] = [(0, "false"), (1, "inherit")];
+
+/// Decodes a file as PowerShell saved it: UTF-16LE or UTF-16BE with a byte-order mark (what
+/// `>` writes), or UTF-8 with or without one.
+///
+/// # Errors
+/// Bytes that are none of these.
+pub fn decode(bytes: &[u8]) -> Result<String, String> {
+    let utf16 = |little: bool, body: &[u8]| {
+        if body.len() % 2 != 0 {
+            return Err("is UTF-16 with an odd number of bytes".to_owned());
+        }
+        let units: Vec<u16> = body
+            .chunks_exact(2)
+            .map(|pair| {
+                if little {
+                    u16::from_le_bytes([pair[0], pair[1]])
+                } else {
+                    u16::from_be_bytes([pair[0], pair[1]])
+                }
+            })
+            .collect();
+        String::from_utf16(&units).map_err(|_| "is not valid UTF-16 text".to_owned())
+    };
+    match bytes {
+        [0xFF, 0xFE, rest @ ..] => utf16(true, rest),
+        [0xFE, 0xFF, rest @ ..] => utf16(false, rest),
+        [0xEF, 0xBB, 0xBF, rest @ ..] => {
+            String::from_utf8(rest.to_vec()).map_err(|_| "is not valid UTF-8 text".to_owned())
+        }
+        _ => String::from_utf8(bytes.to_vec())
+            .map_err(|_| "is neither UTF-16 with a byte-order mark nor UTF-8 text".to_owned()),
+    }
+}
+
+/// Reads the four files of a snapshot directory.
+///
+/// # Errors
+/// A missing or unreadable file (with the one-liner that captures it), or what [`read`] finds.
+pub fn read_dir(dir: &Path, map: &PrincipalMap) -> Result<Snapshot, String> {
+    let mut texts = Vec::new();
+    for (file, kind, capture) in FILES {
+        let path = dir.join(file);
+        let metadata = std::fs::metadata(&path).map_err(|error| {
+            format!(
+                "{}: {error}; capture it on the server with:\n  {capture}",
+                path.display()
+            )
+        })?;
+        if !metadata.is_file() || metadata.len() > MAX_FILE_BYTES {
+            return Err(format!(
+                "{}: not a regular file of at most {MAX_FILE_BYTES} bytes",
+                path.display()
+            ));
+        }
+        let bytes = std::fs::read(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+        let text = decode(&bytes).map_err(|why| format!("{}: {why}", path.display()))?;
+        texts.push((file, kind, text));
+    }
+    read(&texts, map)
+}
+
+/// Reads a snapshot's files' texts: (file name, kind, text).
+///
+/// # Errors
+/// The first thing that cannot be read without a guess, naming the file, object and property.
+pub fn read(files: &[(&str, Kind, String)], map: &PrincipalMap) -> Result<Snapshot, String> {
+    let mut snapshot = Snapshot::default();
+    for (file, kind, text) in files {
+        let trimmed = text.trim();
+        // `ConvertTo-Json` of nothing writes nothing.
+        let value: Value = if trimmed.is_empty() {
+            Value::Array(Vec::new())
+        } else {
+            parse_json(trimmed.as_bytes()).map_err(|error| format!("{file}: not JSON: {error}"))?
+        };
+        for (index, object) in objects(&value).into_iter().enumerate() {
+            let at = |property: &str, why: String| {
+                let name = object
+                    .get("Name")
+                    .and_then(Value::as_str)
+                    .or_else(|| object.get("Identity").and_then(Value::as_str))
+                    .map_or_else(
+                        || format!("object {}", index + 1),
+                        |name| format!("`{name}`"),
+                    );
+                format!("{file}: {name}: {property}: {why}")
+            };
+            let read = ObjectReader {
+                object,
+                map,
+                at: &at,
+            };
+            match kind {
+                Kind::Category => {
+                    let (name, pool) = read.identity()?;
+                    snapshot.pools.extend(pool);
+                    let mut fields = Map::new();
+                    fields.insert("name".into(), name.clone().into());
+                    fields.insert("description".into(), read.text("Description")?.into());
+                    for (property, field) in [
+                        ("AllowedMembers", "allowedMembers"),
+                        ("DeniedMembers", "deniedMembers"),
+                        ("Creators", "creators"),
+                    ] {
+                        fields.insert(field.into(), read.principals(property)?);
+                    }
+                    for (property, field, default) in [
+                        ("Invitations", "invitations", false),
+                        ("FileUpload", "fileUpload", false),
+                        ("ChatHistory", "chatHistory", true),
+                    ] {
+                        fields.insert(field.into(), read.flag(property, default)?.into());
+                    }
+                    insert(&mut snapshot.live, Kind::Category, name, fields);
+                }
+                Kind::Room => {
+                    let (name, pool) = read.identity()?;
+                    snapshot.pools.extend(pool);
+                    snapshot
+                        .pools
+                        .extend(read.optional_text("PersistentChatPoolFqdn")?);
+                    let mut fields = Map::new();
+                    fields.insert("name".into(), name.clone().into());
+                    fields.insert("category".into(), read.reference("Category")?.into());
+                    fields.insert("description".into(), read.text("Description")?.into());
+                    fields.insert(
+                        "privacy".into(),
+                        read.enumeration("Privacy", &PRIVACY_NUMBERS, |text| {
+                            Privacy::parse(text).map(|value| value.as_str().to_owned())
+                        })?
+                        .unwrap_or_else(|| Privacy::default().as_str().to_owned())
+                        .into(),
+                    );
+                    fields.insert(
+                        "type".into(),
+                        read.enumeration("Type", &TYPE_NUMBERS, |text| {
+                            RoomType::parse(text).map(|value| value.as_str().to_owned())
+                        })?
+                        .unwrap_or_else(|| RoomType::default().as_str().to_owned())
+                        .into(),
+                    );
+                    let invitations = read
+                        .enumeration("Invitations", &INVITATION_NUMBERS, |text| {
+                            ["inherit", "false"]
+                                .into_iter()
+                                .find(|value| value.eq_ignore_ascii_case(text))
+                                .map(str::to_owned)
+                        })?
+                        .unwrap_or_else(|| "inherit".to_owned());
+                    fields.insert(
+                        "invitations".into(),
+                        if invitations == "false" {
+                            json!(false)
+                        } else {
+                            json!("inherit")
+                        },
+                    );
+                    fields.insert("disabled".into(), read.flag("Disabled", false)?.into());
+                    if let Some(addin) = read.optional_reference("Addin")? {
+                        fields.insert("addin".into(), addin.into());
+                    }
+                    for (property, field) in [
+                        ("Members", "members"),
+                        ("Managers", "managers"),
+                        ("Presenters", "presenters"),
+                    ] {
+                        fields.insert(field.into(), read.principals(property)?);
+                    }
+                    insert(&mut snapshot.live, Kind::Room, name, fields);
+                }
+                Kind::Addin => {
+                    let (name, pool) = read.identity()?;
+                    snapshot.pools.extend(pool);
+                    snapshot
+                        .pools
+                        .extend(read.optional_text("PersistentChatPoolFqdn")?);
+                    let mut fields = Map::new();
+                    fields.insert("name".into(), name.clone().into());
+                    fields.insert("url".into(), read.text("Url")?.into());
+                    insert(&mut snapshot.live, Kind::Addin, name, fields);
+                }
+                Kind::ComplianceConfiguration => {
+                    if snapshot.live.compliance.is_some() {
+                        return Err(format!(
+                            "{file}: more than one compliance configuration; capture the one the pool uses (e.g. `Get-CsPersistentChatComplianceConfiguration -Identity global`)"
+                        ));
+                    }
+                    snapshot.compliance_identity = read.optional_text("Identity")?;
+                    snapshot.live.compliance = Some(read.compliance()?);
+                }
+                Kind::Group => {}
+            }
+        }
+    }
+    if snapshot.live.compliance.is_none() {
+        snapshot.live.compliance = Some(LiveObject {
+            kind: Kind::ComplianceConfiguration,
+            name: String::new(),
+            fields: Map::new(),
+            meta: meta(),
+        });
+    }
+    Ok(snapshot)
+}
+
+/// Parses a file strictly (no key twice) within the manifests' limits for its size.
+fn parse_json(bytes: &[u8]) -> Result<Value, String> {
+    use serde::de::DeserializeSeed;
+    let budget = crate::strict::Budget::new(crate::strict::Limits {
+        nodes: crate::manifest::source::node_limit(bytes.len()),
+        depth: crate::manifest::LIMITS.depth,
+        scalar_bytes: crate::manifest::LIMITS.scalar_bytes,
+        mapping: "object",
+    });
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    budget
+        .seed()
+        .deserialize(&mut deserializer)
+        .and_then(|value| deserializer.end().map(|()| value))
+        .map_err(|error| error.to_string())
+}
+
+/// The objects of a file: one object, an array of them, or PowerShell 5.1's
+/// `{"value": [...], "Count": n}`.
+fn objects(value: &Value) -> Vec<&Map<String, Value>> {
+    match unwrap_value(value) {
+        Value::Array(items) => items.iter().filter_map(Value::as_object).collect(),
+        Value::Object(object) => vec![object],
+        _ => Vec::new(),
+    }
+}
+
+fn unwrap_value(value: &Value) -> &Value {
+    match value {
+        Value::Object(object)
+            if object.contains_key("value")
+                && object.keys().all(|key| key == "value" || key == "Count") =>
+        {
+            &object["value"]
+        }
+        other => other,
+    }
+}
+
+/// The bookkeeping of an object read from a snapshot: the whole configuration is the
+/// manifests' (see the README), and a snapshot has no versions.
+fn meta() -> Envelope {
+    Envelope {
+        id: 0,
+        version: 1,
+        managed: true,
+        protect: false,
+        created_at: String::new(),
+        updated_by: "Skype for Business".to_owned(),
+        updated_at: String::new(),
+    }
+}
+
+fn insert(live: &mut Live, kind: Kind, name: String, fields: Map<String, Value>) {
+    live.objects.insert(
+        (kind, name.clone()),
+        LiveObject {
+            kind,
+            name,
+            fields,
+            meta: meta(),
+        },
+    );
+}
+
+struct ObjectReader<'a> {
+    object: &'a Map<String, Value>,
+    map: &'a PrincipalMap,
+    at: &'a dyn Fn(&str, String) -> String,
+}
+
+impl ObjectReader<'_> {
+    fn get(&self, property: &str) -> Option<&Value> {
+        self.object
+            .get(property)
+            .map(unwrap_value)
+            .filter(|value| !value.is_null())
+    }
+
+    fn optional_text(&self, property: &str) -> Result<Option<String>, String> {
+        match self.get(property) {
+            None => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(other) => Err((self.at)(
+                property,
+                format!("expected text, found {}", shape(other)),
+            )),
+        }
+    }
+
+    fn text(&self, property: &str) -> Result<String, String> {
+        Ok(self.optional_text(property)?.unwrap_or_default())
+    }
+
+    /// The object's name and pool, from `Identity` (`pool\name` or `name`) or `Name`.
+    fn identity(&self) -> Result<(String, Option<String>), String> {
+        let name = self.optional_text("Name")?;
+        let identity = self.optional_text("Identity")?;
+        let (pool, from_identity) = match identity.as_deref().map(split_identity) {
+            Some((pool, name)) => (pool, Some(name)),
+            None => (None, None),
+        };
+        let name = name.or(from_identity).ok_or_else(|| {
+            (self.at)(
+                "Name",
+                "the object has neither a Name nor an Identity".to_owned(),
+            )
+        })?;
+        let mut name = name;
+        crate::domain::normalise_name(&mut name);
+        Ok((name, pool))
+    }
+
+    /// A reference to another object (a room's category): `pool\name`, `name`, or an object
+    /// with a `Name` or `Identity`.
+    fn optional_reference(&self, property: &str) -> Result<Option<String>, String> {
+        let text = match self.get(property) {
+            None => return Ok(None),
+            Some(Value::String(text)) if text.is_empty() => return Ok(None),
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Object(object)) => object
+                .get("Name")
+                .or_else(|| object.get("Identity"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    (self.at)(property, "an object without a Name or Identity".to_owned())
+                })?,
+            Some(other) => {
+                return Err((self.at)(
+                    property,
+                    format!("expected a name, found {}", shape(other)),
+                ));
+            }
+        };
+        let mut name = split_identity(&text).1;
+        crate::domain::normalise_name(&mut name);
+        Ok(Some(name))
+    }
+
+    fn reference(&self, property: &str) -> Result<String, String> {
+        self.optional_reference(property)?
+            .ok_or_else(|| (self.at)(property, "missing".to_owned()))
+    }
+
+    fn flag(&self, property: &str, default: bool) -> Result<bool, String> {
+        match self.get(property) {
+            None => Ok(default),
+            Some(Value::Bool(flag)) => Ok(*flag),
+            Some(Value::String(text)) => {
+                crate::domain::spelling::parse_bool(text).ok_or_else(|| {
+                    (self.at)(property, format!("expected True or False, found `{text}`"))
+                })
+            }
+            Some(other) => Err((self.at)(
+                property,
+                format!("expected True or False, found {}", shape(other)),
+            )),
+        }
+    }
+
+    /// An enum given as its name (any case) or as a number the table knows.
+    fn enumeration(
+        &self,
+        property: &str,
+        numbers: &[(i64, &str)],
+        by_name: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<String>, String> {
+        match self.get(property) {
+            None => Ok(None),
+            Some(Value::String(text)) => by_name(text)
+                .map(Some)
+                .ok_or_else(|| (self.at)(property, format!("unknown value `{text}`"))),
+            Some(Value::Number(number)) => {
+                let known = number
+                    .as_i64()
+                    .and_then(|n| numbers.iter().find(|(value, _)| *value == n));
+                match known {
+                    Some((_, name)) => Ok(Some((*name).to_owned())),
+                    None => Err((self.at)(
+                        property,
+                        format!(
+                            "unknown enum number {number}; capture the snapshot with the README's one-liner, which writes enum names"
+                        ),
+                    )),
+                }
+            }
+            Some(other) => Err((self.at)(
+                property,
+                format!("expected a name or a number, found {}", shape(other)),
+            )),
+        }
+    }
+
+    /// A principal list: an array of SIP addresses or distinguished names (or one of them
+    /// alone, as PowerShell writes a list of one).
+    fn principals(&self, property: &str) -> Result<Value, String> {
+        let items: Vec<&Value> = match self.get(property) {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items.iter().collect(),
+            Some(Value::String(text))
+                if text.split_whitespace().count() > 1 && !is_dn_list(text) =>
+            {
+                return Err((self.at)(
+                    property,
+                    "the list was cut to text (ConvertTo-Json's -Depth); capture with -Depth 5"
+                        .to_owned(),
+                ));
+            }
+            Some(one @ Value::String(_)) => vec![one],
+            Some(other) => {
+                return Err((self.at)(
+                    property,
+                    format!("expected a list of principals, found {}", shape(other)),
+                ));
+            }
+        };
+        let mut principals = Vec::with_capacity(items.len());
+        for item in items {
+            let text = match item {
+                Value::String(text) => text.clone(),
+                // An entry written as an object (a deeper capture): its SIP address or name.
+                Value::Object(object) => ["SipAddress", "DistinguishedName", "Identity"]
+                    .iter()
+                    .find_map(|key| object.get(*key).and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        (self.at)(
+                            property,
+                            "an entry without a SipAddress or DistinguishedName".to_owned(),
+                        )
+                    })?,
+                other => {
+                    return Err((self.at)(
+                        property,
+                        format!("an entry that is {}", shape(other)),
+                    ));
+                }
+            };
+            let principal = self
+                .map
+                .from_server(&text)
+                .map_err(|why| (self.at)(property, why))?;
+            principals.push(principal.to_string());
+        }
+        principals.sort();
+        principals.dedup();
+        Ok(Value::Array(
+            principals.into_iter().map(Value::String).collect(),
+        ))
+    }
+
+    fn compliance(&self) -> Result<LiveObject, String> {
+        let mut fields = Map::new();
+        fields.insert("adapterName".into(), self.text("AdapterName")?.into());
+        fields.insert(
+            "adapterOutputDirectory".into(),
+            self.text("AdapterOutputDirectory")?.into(),
+        );
+        let adapter = self.text("AdapterType")?;
+        let adapter_type = if adapter.is_empty() || adapter.contains("XmlAdapter") {
+            AdapterType::Xml
+        } else {
+            return Err((self.at)(
+                "AdapterType",
+                format!("`{adapter}` is not the XML adapter, the only one Perch writes"),
+            ));
+        };
+        fields.insert("adapterType".into(), adapter_type.as_str().into());
+        if let Some(interval) = self.run_interval()? {
+            fields.insert("runInterval".into(), interval.to_string().into());
+        }
+        for (property, field) in [
+            ("OneChatRoomPerOutputFile", "oneChatRoomPerOutputFile"),
+            ("AddChatRoomDetails", "addChatRoomDetails"),
+            ("AddUserDetails", "addUserDetails"),
+            (
+                "CreateFileAttachmentsManifest",
+                "createFileAttachmentsManifest",
+            ),
+        ] {
+            fields.insert(field.into(), self.flag(property, false)?.into());
+        }
+        Ok(LiveObject {
+            kind: Kind::ComplianceConfiguration,
+            name: String::new(),
+            fields,
+            meta: meta(),
+        })
+    }
+
+    /// `RunInterval`: `[d.]hh:mm:ss` text, or the object PowerShell 5.1 writes for a TimeSpan
+    /// (`TotalSeconds`, or `Ticks` of 100 ns).
+    fn run_interval(&self) -> Result<Option<RunInterval>, String> {
+        let seconds = match self.get("RunInterval") {
+            None => return Ok(None),
+            Some(Value::String(text)) => {
+                return RunInterval::parse(text)
+                    .map(Some)
+                    .map_err(|why| (self.at)("RunInterval", why));
+            }
+            Some(Value::Object(span)) => {
+                span.get("TotalSeconds")
+                    .and_then(Value::as_f64)
+                    .or_else(|| {
+                        span.get("Ticks")
+                            .and_then(Value::as_f64)
+                            .map(|ticks| ticks / 1e7)
+                    })
+            }
+            Some(_) => None,
+        };
+        let seconds = seconds
+            .filter(|s| s.fract() == 0.0 && *s >= 0.0)
+            .ok_or_else(|| {
+                (self.at)(
+                    "RunInterval",
+                    "expected [d.]hh:mm:ss or a TimeSpan with TotalSeconds".to_owned(),
+                )
+            })?;
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "checked whole and non-negative above; RunInterval::parse checks the range"
+        )]
+        let seconds = seconds as u64;
+        let text = format!(
+            "{}.{:02}:{:02}:{:02}",
+            seconds / 86_400,
+            seconds % 86_400 / 3600,
+            seconds % 3600 / 60,
+            seconds % 60
+        );
+        RunInterval::parse(&text)
+            .map(Some)
+            .map_err(|why| (self.at)("RunInterval", why))
+    }
+}
+
+/// Whether text is one distinguished name (which has no spaces between its parts, but may
+/// have spaces in values: `CN=Sales Team,OU=...`), not a list cut to text.
+fn is_dn_list(text: &str) -> bool {
+    super::principals::is_distinguished_name(text)
+        && !text.contains(" CN=")
+        && !text.contains(" sip:")
+}
+
+/// `pool\name` -> (Some(pool), name); `name` -> (None, name).
+pub fn split_identity(identity: &str) -> (Option<String>, String) {
+    match identity.rsplit_once('\\') {
+        Some((pool, name)) if !pool.is_empty() => (Some(pool.to_owned()), name.to_owned()),
+        _ => (None, identity.to_owned()),
+    }
+}
+
+fn shape(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,534 @@
+//! The Skype for Business bridge through the real binary: snapshots in both shapes PowerShell
+//! 5.1 writes, the round trip export -> plan (empty), the generated PowerShell (a golden file,
+//! hostile text included), every invocation checked against the cmdlets' documented parameter
+//! sets, and the errors a snapshot must give rather than a guess.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sfb")
+}
+
+fn snapshot(shape: &str) -> String {
+    fixtures()
+        .join(format!("snapshot-{shape}"))
+        .display()
+        .to_string()
+}
+
+fn map() -> String {
+    fixtures().join("principal-map.yaml").display().to_string()
+}
+
+fn read_tree(dir: &Path) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        files.push((name, std::fs::read_to_string(&path).unwrap()));
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn both_snapshot_shapes_export_the_same_manifests_and_plan_empty_against_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut exports = Vec::new();
+    for shape in ["text", "numbers"] {
+        let out = dir.path().join(shape);
+        let out_text = out.display().to_string();
+        let (code, stdout, stderr) = common::perch(&[
+            "export",
+            "--sfb-snapshot",
+            &snapshot(shape),
+            "--principal-map",
+            &map(),
+            "--out",
+            &out_text,
+        ]);
+        assert_eq!(code, 0, "{shape}: {stdout}{stderr}");
+        let (code, stdout, stderr) = common::perch(&[
+            "plan",
+            "--sfb-snapshot",
+            &snapshot(shape),
+            "--principal-map",
+            &map(),
+            "--detailed-exitcode",
+            &out_text,
+        ]);
+        assert_eq!(
+            code, 0,
+            "{shape}: the plan against the same snapshot is empty:\n{stdout}{stderr}"
+        );
+        exports.push(read_tree(&out));
+    }
+    assert_eq!(
+        exports[0], exports[1],
+        "enum names and numbers, ISO and \\/Date()\\/, arrays and single objects read alike"
+    );
+    let rooms: String = exports[0]
+        .iter()
+        .filter(|(name, _)| name.starts_with("rooms-"))
+        .map(|(_, text)| text.as_str())
+        .collect();
+    for canonical in [
+        "privacy: secret",
+        "type: auditorium",
+        "invitations: false",
+        "- group:Leads",
+        "addin: Dashboards",
+    ] {
+        assert!(rooms.contains(canonical), "`{canonical}` in\n{rooms}");
+    }
+}
+
+const MANIFESTS: &str = r#"apiVersion: perch/v1
+kind: Group
+name: Leads
+---
+apiVersion: perch/v1
+kind: Category
+name: Engineering
+description: Engineering rooms
+allowedMembers: [domain:contoso.com]
+deniedMembers: [sip:mallory@contoso.com]
+creators: [group:Leads]
+invitations: false
+---
+apiVersion: perch/v1
+kind: Category
+name: "Ops'; Remove-Item -Recurse C:, $(Stop-Computer) #"
+description: "$(Stop-Computer) `whoami` ‘smart’ quotes\nand a second line'"
+allowedMembers: [domain:contoso.com]
+invitations: true
+fileUpload: true
+chatHistory: false
+creators: [sip:vera@contoso.com]
+---
+apiVersion: perch/v1
+kind: Room
+name: general
+category: Engineering
+description: Everyone
+privacy: closed
+addin: Wiki
+members: [sip:ann@contoso.com, sip:carol@contoso.com]
+managers: [sip:vera@contoso.com]
+---
+apiVersion: perch/v1
+kind: Room
+name: town-hall
+category: Engineering
+description: Monthly all hands
+privacy: closed
+type: auditorium
+invitations: false
+members: [group:Leads, sip:ann@contoso.com]
+managers: [sip:vera@contoso.com]
+presenters: [sip:vera@contoso.com]
+---
+apiVersion: perch/v1
+kind: Room
+name: ops-room
+category: "Ops'; Remove-Item -Recurse C:, $(Stop-Computer) #"
+description: "it's `$env:USERNAME`"
+privacy: Secret
+type: Auditorium
+invitations: "False"
+disabled: "True"
+members: [group:Leads, sip:ann@contoso.com]
+managers: [sip:vera@contoso.com]
+presenters: [sip:ann@contoso.com]
+---
+apiVersion: perch/v1
+kind: Addin
+name: Dashboards
+url: https://dashboards.contoso.com/
+---
+apiVersion: perch/v1
+kind: Addin
+name: Wiki
+url: https://wiki.contoso.com/?a='b'
+---
+apiVersion: perch/v1
+kind: ComplianceConfiguration
+enabled: true
+adapterName: Archive
+adapterType: xml
+runInterval: "00:30:00"
+addUserDetails: true
+"#;
+
+/// Splits a script into statements and each statement into tokens, as PowerShell reads them:
+/// a single-quoted string ends at any of its five quote characters unless it is doubled, and
+/// `@{...}`/`@(...)` are one token. Comments and blank lines are dropped.
+fn statements(script: &str) -> Vec<Vec<String>> {
+    const QUOTES: [char; 5] = ['\'', '\u{2018}', '\u{2019}', '\u{201A}', '\u{201B}'];
+    let chars: Vec<char> = script.chars().collect();
+    let mut statements = Vec::new();
+    let mut tokens: Vec<String> = Vec::new();
+    let mut token = String::new();
+    let mut i = 0;
+    let flush = |token: &mut String, tokens: &mut Vec<String>| {
+        if !token.is_empty() {
+            tokens.push(std::mem::take(token));
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if QUOTES.contains(&c) {
+            // A string literal: its value, unquoted, is the token.
+            i += 1;
+            let mut value = String::new();
+            loop {
+                assert!(i < chars.len(), "an unterminated string in the script");
+                if QUOTES.contains(&chars[i]) {
+                    if i + 1 < chars.len() && QUOTES.contains(&chars[i + 1]) {
+                        value.push(chars[i]);
+                        i += 2;
+                        continue;
+                    }
+                    i += 1;
+                    break;
+                }
+                value.push(chars[i]);
+                i += 1;
+            }
+            token.push_str(&format!("'{value}'"));
+            continue;
+        }
+        if c == '@' && i + 1 < chars.len() && (chars[i + 1] == '{' || chars[i + 1] == '(') {
+            let (open, close) = if chars[i + 1] == '{' {
+                ('{', '}')
+            } else {
+                ('(', ')')
+            };
+            let mut depth = 0;
+            let mut in_quote = false;
+            while i < chars.len() {
+                let d = chars[i];
+                token.push(d);
+                i += 1;
+                if QUOTES.contains(&d) {
+                    in_quote = !in_quote;
+                } else if !in_quote && d == open {
+                    depth += 1;
+                } else if !in_quote && d == close {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if c == '#' && token.is_empty() && tokens.is_empty() {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+            continue;
+        }
+        if c == '\n' {
+            flush(&mut token, &mut tokens);
+            if !tokens.is_empty() {
+                statements.push(std::mem::take(&mut tokens));
+            }
+        } else if c == ' ' {
+            flush(&mut token, &mut tokens);
+        } else {
+            token.push(c);
+        }
+        i += 1;
+    }
+    flush(&mut token, &mut tokens);
+    if !tokens.is_empty() {
+        statements.push(tokens);
+    }
+    statements
+}
+
+/// Checks every invocation against the documented parameter sets: each parameter exists, a
+/// switch takes no value and every other parameter one, and one set holds them all with its
+/// mandatory parameters given. Returns the cmdlets used.
+fn check_against_documented_syntax(script: &str) -> BTreeSet<String> {
+    let documented: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("cmdlets.json")).unwrap())
+            .unwrap();
+    let mut used = BTreeSet::new();
+    for statement in statements(script) {
+        let cmdlet = &statement[0];
+        if cmdlet.starts_with('$') {
+            assert_eq!(statement, ["$ErrorActionPreference", "=", "'Stop'"]);
+            continue;
+        }
+        let sets = documented["cmdlets"][cmdlet.as_str()]["parameterSets"]
+            .as_array()
+            .unwrap_or_else(|| panic!("`{cmdlet}` is not a documented cmdlet"));
+        let all: Vec<&Value> = sets
+            .iter()
+            .flat_map(|set| set["parameters"].as_array().unwrap())
+            .collect();
+        let is_switch = |name: &str| {
+            all.iter().any(|p| {
+                p["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                    && p["switch"] == Value::Bool(true)
+            })
+        };
+        let mut given = BTreeSet::new();
+        let mut tokens = statement[1..].iter();
+        while let Some(token) = tokens.next() {
+            let name = token.strip_prefix('-').unwrap_or_else(|| {
+                panic!("`{cmdlet}`: `{token}` is not a parameter: {statement:?}")
+            });
+            let (name, attached) = match name.split_once(':') {
+                Some((name, value)) => (name, Some(value)),
+                None => (name, None),
+            };
+            if is_switch(name) {
+                assert!(attached.is_none_or(|v| v == "$false" || v == "$true"));
+            } else {
+                let value = tokens
+                    .next()
+                    .unwrap_or_else(|| panic!("`{cmdlet} -{name}` has no value"));
+                assert!(!value.starts_with('-'), "`{cmdlet} -{name}` has no value");
+                assert!(
+                    value.starts_with('\'')
+                        || value.starts_with("@{")
+                        || value.starts_with("@(")
+                        || value == "$true"
+                        || value == "$false",
+                    "`{cmdlet} -{name}` has an unquoted value `{value}`"
+                );
+            }
+            given.insert(name.to_ascii_lowercase());
+        }
+        let fits = sets.iter().any(|set| {
+            let parameters = set["parameters"].as_array().unwrap();
+            let names: BTreeSet<String> = parameters
+                .iter()
+                .map(|p| p["name"].as_str().unwrap().to_ascii_lowercase())
+                .collect();
+            let mandatory = parameters
+                .iter()
+                .filter(|p| p["mandatory"] == Value::Bool(true))
+                .all(|p| given.contains(&p["name"].as_str().unwrap().to_ascii_lowercase()));
+            given.is_subset(&names) && mandatory
+        });
+        assert!(
+            fits,
+            "`{cmdlet}` with {given:?} fits no documented parameter set"
+        );
+        used.insert(cmdlet.clone());
+    }
+    used
+}
+
+#[test]
+fn apply_writes_the_cmdlets_of_every_action_quoted_and_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(manifests.join("pool.yaml"), MANIFESTS).unwrap();
+    let script_path = dir.path().join("plan.ps1");
+    let (code, stdout, stderr) = common::perch(&[
+        "apply",
+        "--sfb-snapshot",
+        &snapshot("text"),
+        "--principal-map",
+        &map(),
+        "--out",
+        script_path.to_str().unwrap(),
+        manifests.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("Wrote "), "{stdout}");
+    let script = std::fs::read_to_string(&script_path).unwrap();
+    // The snapshot's path and time differ from machine to machine.
+    let stable: String = script
+        .lines()
+        .map(|line| {
+            if line.starts_with("# Planned against the snapshot") {
+                "# Planned against the snapshot (path and time)".to_owned()
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    expect_test::expect_file!["fixtures/sfb/golden.ps1"].assert_eq(&stable);
+
+    let used = check_against_documented_syntax(&script);
+    for cmdlet in [
+        "New-CsPersistentChatCategory",
+        "Set-CsPersistentChatCategory",
+        "Remove-CsPersistentChatCategory",
+        "New-CsPersistentChatRoom",
+        "Set-CsPersistentChatRoom",
+        "Remove-CsPersistentChatRoom",
+        "New-CsPersistentChatAddin",
+        "Set-CsPersistentChatAddin",
+        "Set-CsPersistentChatComplianceConfiguration",
+    ] {
+        assert!(used.contains(cmdlet), "no `{cmdlet}` in the script");
+    }
+    // Hostile text comes back whole, as one string each.
+    let tokens: Vec<String> = statements(&script).into_iter().flatten().collect();
+    for hostile in [
+        "'$(Stop-Computer) `whoami` ‘smart’ quotes\nand a second line''",
+        "'chat.contoso.com\\Ops'; Remove-Item -Recurse C:, $(Stop-Computer) #'",
+        "'it's `$env:USERNAME`'",
+    ] {
+        assert!(
+            tokens.iter().any(|token| token == hostile),
+            "`{hostile}` is not one string in:\n{script}"
+        );
+    }
+    // Removals come last, rooms before their categories.
+    let position = |needle: &str| {
+        script
+            .find(needle)
+            .unwrap_or_else(|| panic!("no `{needle}`"))
+    };
+    assert!(
+        position("Remove-CsPersistentChatRoom -Identity 'chat.contoso.com\\war-room'")
+            < position("Remove-CsPersistentChatCategory -Identity 'chat.contoso.com\\Quiet'")
+    );
+    assert!(
+        position("New-CsPersistentChatRoom -Name 'ops-room'")
+            < position("Remove-CsPersistentChatRoom")
+    );
+}
+
+/// A case of a snapshot refused: (name, how the first room is edited, whether the principal
+/// map is given, what the error must say).
+type Refusal<'a> = (&'a str, &'a dyn Fn(&mut Value), bool, &'a str);
+
+#[test]
+fn a_snapshot_is_refused_where_reading_it_would_be_a_guess() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |name: &str, edit: &dyn Fn(&mut Value)| {
+        let target = dir.path().join(name);
+        std::fs::create_dir_all(&target).unwrap();
+        for file in [
+            "categories.json",
+            "rooms.json",
+            "addins.json",
+            "compliance.json",
+        ] {
+            let text =
+                std::fs::read_to_string(fixtures().join("snapshot-text").join(file)).unwrap();
+            let mut value: Value =
+                serde_json::from_str(text.trim_start_matches('\u{feff}')).unwrap();
+            if file == "rooms.json" {
+                edit(&mut value[0]);
+            }
+            std::fs::write(target.join(file), value.to_string()).unwrap();
+        }
+        target.display().to_string()
+    };
+    let cases: [Refusal; 4] = [
+        (
+            "unknown-number",
+            &|room| room["Privacy"] = 7.into(),
+            true,
+            "rooms.json: `general`: Privacy: unknown enum number 7",
+        ),
+        (
+            "cut-list",
+            &|room| room["Managers"] = "sip:vera@contoso.com sip:ann@contoso.com".into(),
+            true,
+            "rooms.json: `general`: Managers: the list was cut to text",
+        ),
+        (
+            "unknown-shape",
+            &|room| room["Disabled"] = serde_json::json!([1]),
+            true,
+            "rooms.json: `general`: Disabled: expected True or False, found a list",
+        ),
+        (
+            "no-map",
+            &|_| {},
+            false,
+            "categories.json: `Engineering`: AllowedMembers: `DC=contoso,DC=com` is a distinguished name the principal map",
+        ),
+    ];
+    for (name, edit, with_map, wanted) in cases {
+        let snapshot = copy(name, edit);
+        let mut args = vec!["export", "--sfb-snapshot", &snapshot, "--out"];
+        let out = dir.path().join(format!("{name}-out")).display().to_string();
+        args.push(&out);
+        let map = map();
+        if with_map {
+            args.extend(["--principal-map", map.as_str()]);
+        }
+        let (code, stdout, stderr) = common::perch(&args);
+        assert_eq!(code, 1, "{name}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(wanted),
+            "{name}: wanted `{wanted}` in:\n{stderr}"
+        );
+    }
+    // A missing file names the one-liner that captures it.
+    let missing = dir.path().join("missing");
+    std::fs::create_dir_all(&missing).unwrap();
+    let (code, _, stderr) = common::perch(&[
+        "plan",
+        "--sfb-snapshot",
+        missing.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("Get-CsPersistentChatCategory | Select-Object * | ConvertTo-Json -Depth 5"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unmapped_group_stops_the_script_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("pool.yaml"),
+        MANIFESTS.replace(
+            "creators: [group:Leads]",
+            "creators: [group:Leads, group:Ops]",
+        ) + "---\napiVersion: perch/v1\nkind: Group\nname: Ops\n",
+    )
+    .unwrap();
+    let script = dir.path().join("plan.ps1");
+    let (code, stdout, stderr) = common::perch(&[
+        "apply",
+        "--sfb-snapshot",
+        &snapshot("text"),
+        "--principal-map",
+        &map(),
+        "--out",
+        script.to_str().unwrap(),
+        manifests.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("`group:Ops` has no distinguished name"),
+        "{stderr}"
+    );
+    assert!(!script.exists(), "no half-written script");
+}
+
+#[test]
+fn the_readme_gives_the_capture_one_liners_the_reader_names() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for (_, _, capture) in perch::live::sfb::snapshot::FILES {
+        assert!(readme.contains(capture), "the README lacks `{capture}`");
+    }
+}
