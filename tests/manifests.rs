@@ -406,7 +406,7 @@ fn the_cmdlets_spellings_apply_and_export_canonical() {
     std::fs::write(
         dir.join("spelled.yaml"),
         "apiVersion: perch/v1\nkind: Category\nname: Eng\nallowedMembers: [domain:contoso.com]\n\
-         invitations: \"False\"\nfileUpload: \"TRUE\"\nchatHistory: \"True\"\nprotect: \"false\"\n\
+         invitations: \"False\"\nfileUpload: \"TRUE\"\nchatHistory: \"True\"\nprotect: \"True\"\n\
          ---\napiVersion: perch/v1\nkind: Room\nname: town-hall\ncategory: Eng\nprivacy: Open\n\
          type: Auditorium\ninvitations: \"False\"\ndisabled: \"False\"\n\
          ---\napiVersion: perch/v1\nkind: Room\nname: quiet\ncategory: Eng\nprivacy: SECRET\n\
@@ -431,6 +431,7 @@ fn the_cmdlets_spellings_apply_and_export_canonical() {
         exported.push_str(&std::fs::read_to_string(entry).unwrap());
     }
     for canonical in [
+        "protect: true",
         "privacy: open",
         "type: auditorium",
         "privacy: secret",

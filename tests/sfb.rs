@@ -40,7 +40,7 @@ fn read_tree(dir: &Path) -> Vec<(String, String)> {
 fn both_snapshot_shapes_export_the_same_manifests_and_plan_empty_against_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut exports = Vec::new();
-    for shape in ["text", "numbers"] {
+    for shape in ["text", "powershell"] {
         let out = dir.path().join(shape);
         let out_text = out.display().to_string();
         let (code, stdout, stderr) = common::perch(&[
@@ -70,7 +70,7 @@ fn both_snapshot_shapes_export_the_same_manifests_and_plan_empty_against_them() 
     }
     assert_eq!(
         exports[0], exports[1],
-        "enum names and numbers, ISO and \\/Date()\\/, arrays and single objects read alike"
+        "UTF-8 and UTF-16, arrays, {{value, Count}} and single objects, bare one-item lists, TimeSpan objects and text read alike"
     );
     let rooms: String = exports[0]
         .iter()
@@ -124,6 +124,7 @@ managers: [sip:vera@contoso.com]
 apiVersion: perch/v1
 kind: Room
 name: town-hall
+protect: true
 category: Engineering
 description: Monthly all hands
 privacy: closed
@@ -350,7 +351,15 @@ fn apply_writes_the_cmdlets_of_every_action_quoted_and_as_documented() {
     ]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("Wrote "), "{stdout}");
-    let script = std::fs::read_to_string(&script_path).unwrap();
+    let bytes = std::fs::read(&script_path).unwrap();
+    assert!(
+        bytes.starts_with(&[0xEF, 0xBB, 0xBF]),
+        "a byte-order mark, so that PowerShell 5.1 reads UTF-8 and not the ANSI code page"
+    );
+    let script = String::from_utf8(bytes)
+        .unwrap()
+        .trim_start_matches('\u{feff}')
+        .to_owned();
     // The snapshot's path and time differ from machine to machine.
     let stable: String = script
         .lines()
@@ -434,12 +443,12 @@ fn a_snapshot_is_refused_where_reading_it_would_be_a_guess() {
         }
         target.display().to_string()
     };
-    let cases: [Refusal; 4] = [
+    let cases: [Refusal; 6] = [
         (
             "unknown-number",
-            &|room| room["Privacy"] = 7.into(),
+            &|room| room["Privacy"] = 0.into(),
             true,
-            "rooms.json: `general`: Privacy: unknown enum number 7",
+            "rooms.json: `general`: Privacy: the enum number 0: the cmdlets' numbering is not published",
         ),
         (
             "cut-list",
@@ -452,6 +461,20 @@ fn a_snapshot_is_refused_where_reading_it_would_be_a_guess() {
             &|room| room["Disabled"] = serde_json::json!([1]),
             true,
             "rooms.json: `general`: Disabled: expected True or False, found a list",
+        ),
+        (
+            "missing-property",
+            &|room| {
+                room.as_object_mut().unwrap().remove("Type");
+            },
+            true,
+            "rooms.json: `general`: Type: missing",
+        ),
+        (
+            "cut-distinguished-names",
+            &|room| room["Members"] = "CN=A,DC=contoso,DC=com CN=B,DC=contoso,DC=com".into(),
+            true,
+            "rooms.json: `general`: Members: the list was cut to text",
         ),
         (
             "no-map",
@@ -531,4 +554,105 @@ fn the_readme_gives_the_capture_one_liners_the_reader_names() {
     for (_, _, capture) in perch::live::sfb::snapshot::FILES {
         assert!(readme.contains(capture), "the README lacks `{capture}`");
     }
+}
+
+#[test]
+fn only_the_chosen_pool_counts_and_names_are_unique_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_category = |name: &str, identity: &str| {
+        let target = dir.path().join(name);
+        std::fs::create_dir_all(&target).unwrap();
+        for file in [
+            "categories.json",
+            "rooms.json",
+            "addins.json",
+            "compliance.json",
+        ] {
+            let text =
+                std::fs::read_to_string(fixtures().join("snapshot-text").join(file)).unwrap();
+            let mut value: Value =
+                serde_json::from_str(text.trim_start_matches('\u{feff}')).unwrap();
+            if file == "categories.json" {
+                let mut extra = value[1].clone();
+                extra["Identity"] = identity.into();
+                extra["Name"] = Value::Null;
+                value.as_array_mut().unwrap().push(extra);
+            }
+            std::fs::write(target.join(file), value.to_string()).unwrap();
+        }
+        target.display().to_string()
+    };
+    let two_pools = with_category("two-pools", "other.contoso.com\\Quiet");
+    let out = dir.path().join("out").display().to_string();
+    let (code, _, stderr) = common::perch(&[
+        "export",
+        "--sfb-snapshot",
+        &two_pools,
+        "--principal-map",
+        &map(),
+        "--out",
+        &out,
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("several pools (chat.contoso.com, other.contoso.com)"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = common::perch(&[
+        "export",
+        "--sfb-snapshot",
+        &two_pools,
+        "--principal-map",
+        &map(),
+        "--sfb-pool",
+        "chat.contoso.com",
+        "--out",
+        &out,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, stderr) = common::perch(&[
+        "plan",
+        "--sfb-snapshot",
+        &two_pools,
+        "--principal-map",
+        &map(),
+        "--sfb-pool",
+        "chat.contoso.com",
+        "--detailed-exitcode",
+        &out,
+    ]);
+    assert_eq!(
+        code, 0,
+        "the other pool's objects are left out, never planned:\n{stdout}{stderr}"
+    );
+    let (code, _, stderr) = common::perch(&[
+        "plan",
+        "--sfb-snapshot",
+        &two_pools,
+        "--principal-map",
+        &map(),
+        "--sfb-pool",
+        "third.contoso.com",
+        &out,
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("--sfb-pool third.contoso.com is not among"),
+        "{stderr}"
+    );
+
+    let twice = with_category("twice", "chat.contoso.com\\quiet");
+    let (code, _, stderr) = common::perch(&[
+        "plan",
+        "--sfb-snapshot",
+        &twice,
+        "--principal-map",
+        &map(),
+        &out,
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("names are unique without regard to case"),
+        "{stderr}"
+    );
 }

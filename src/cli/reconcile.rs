@@ -606,6 +606,17 @@ async fn apply_locked(
             );
             Ok(EXIT_OK)
         }
+        Some((action, error)) if offline => {
+            let failure = format!("error: no script was written: `{action}`: {error}");
+            eprintln!("{}", crate::text::terminal_safe(&failure));
+            if let Some(out) = args.out.as_ref().filter(|out| out.exists()) {
+                eprintln!(
+                    "note: {} is from an earlier run, not this plan",
+                    crate::text::terminal_safe(&out.display().to_string())
+                );
+            }
+            Ok(EXIT_ERROR)
+        }
         Some((action, error)) => {
             // What was done is committed: the Git view compares with these manifests, and
             // says that the apply stopped part way.

@@ -56,9 +56,20 @@ impl SfbTarget {
                     .map_err(|why| TargetError::Unreadable(format!("{}: {why}", path.display())))?
             }
         };
-        let mut read = snapshot::read_dir(dir, &map).map_err(TargetError::Unreadable)?;
+        let read = snapshot::read_dir(dir, &map).map_err(TargetError::Unreadable)?;
         let pool = match (pool, read.pools.len()) {
-            (Some(pool), _) => pool.to_owned(),
+            (Some(pool), 0) => pool.to_owned(),
+            (Some(pool), _) => read
+                .pools
+                .iter()
+                .find(|known| known.eq_ignore_ascii_case(pool))
+                .cloned()
+                .ok_or_else(|| {
+                    TargetError::Unreadable(format!(
+                        "--sfb-pool {pool} is not among the snapshot's pools ({})",
+                        read.pools.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ))
+                })?,
             (None, 1) => read.pools.iter().next().cloned().unwrap_or_default(),
             (None, 0) => {
                 return Err(TargetError::Unreadable(
@@ -72,13 +83,16 @@ impl SfbTarget {
                 )));
             }
         };
-        // Each mapped group stands in the live state by its name: the manifests' references
-        // to it resolve, and its members (Active Directory's) are not Perch's to manage.
+        // Only the chosen pool's objects: another pool's are not this script's to change.
+        let mut live = read.live_for(&pool).map_err(TargetError::Unreadable)?;
+        // Each mapped group stands in the live state by its name, unmanaged: the manifests'
+        // references to it resolve, no plan removes it, and its members (Active Directory's)
+        // are not Perch's to manage.
         for principal in map.principals() {
             if let Principal::Group(name) = principal {
                 let mut fields = Map::new();
                 fields.insert("name".into(), Value::String(name.clone()));
-                read.live.objects.insert(
+                live.objects.insert(
                     (Kind::Group, name.clone()),
                     LiveObject {
                         kind: Kind::Group,
@@ -86,7 +100,7 @@ impl SfbTarget {
                         fields,
                         meta: Envelope {
                             version: 1,
-                            managed: true,
+                            managed: false,
                             updated_by: "Active Directory".to_owned(),
                             ..Envelope::default()
                         },
@@ -98,7 +112,7 @@ impl SfbTarget {
         Ok(SfbTarget {
             dir: dir.to_path_buf(),
             captured_at,
-            live: read.live,
+            live,
             context: powershell::Context {
                 pool,
                 compliance_identity: read

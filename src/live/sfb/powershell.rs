@@ -56,22 +56,27 @@ fn flag(value: bool) -> &'static str {
 /// One cmdlet invocation being built.
 struct Invocation {
     text: String,
+    /// How many parameters it has.
+    parameters: usize,
 }
 
 impl Invocation {
     fn new(cmdlet: &str) -> Invocation {
         Invocation {
             text: cmdlet.to_owned(),
+            parameters: 0,
         }
     }
 
     fn param(mut self, name: &str, value: &str) -> Invocation {
         self.text.push_str(&format!(" -{name} {value}"));
+        self.parameters += 1;
         self
     }
 
     fn switch(mut self, name: &str) -> Invocation {
         self.text.push_str(&format!(" -{name}"));
+        self.parameters += 1;
         self
     }
 
@@ -156,6 +161,17 @@ fn invitations(value: &Value) -> String {
             "Inherit"
         },
     )
+}
+
+/// Adds `set` to `out` when it carries a parameter beyond its identity: a change of Perch's own
+/// marks (managed, protect) has nothing to run on the pool.
+fn push_set(out: &mut Vec<String>, set: Invocation) {
+    // Its first parameter is the identity.
+    if set.parameters > 1 {
+        out.push(set.text);
+    } else {
+        out.push("# nothing to run on the pool: only Perch's own marks change.".to_owned());
+    }
 }
 
 /// The lines that carry out one action (cmdlets, and comments for what no cmdlet does).
@@ -248,7 +264,7 @@ pub fn lines(
                     }
                 };
             }
-            out.push(set.text);
+            push_set(&mut out, set);
         }
         (Kind::Category, Verb::Remove) => out.push(
             Invocation::new("Remove-CsPersistentChatCategory")
@@ -336,7 +352,7 @@ pub fn lines(
                     }
                 };
             }
-            out.push(set.text);
+            push_set(&mut out, set);
         }
         (Kind::Room, Verb::Remove) => out.push(
             Invocation::new("Remove-CsPersistentChatRoom")
@@ -359,7 +375,7 @@ pub fn lines(
                     set = set.param("Url", &quote(to_text(change)));
                 }
             }
-            out.push(set.text);
+            push_set(&mut out, set);
         }
         (Kind::Addin, Verb::Remove) => out.push(
             Invocation::new("Remove-CsPersistentChatAddin")
@@ -421,7 +437,7 @@ pub fn lines(
                     }
                 };
             }
-            out.push(set.text);
+            push_set(&mut out, set);
         }
     }
     Ok(out)
@@ -441,8 +457,11 @@ fn to_bool(change: &FieldChange) -> bool {
 
 /// The script's header: what it was planned against, and that it stops at the first error.
 pub fn header(snapshot: &str, captured_at: &str, pool: &str, summary: &str) -> String {
+    // A byte-order mark first: Windows PowerShell 5.1 reads a script without one in the
+    // machine's ANSI code page, where UTF-8 bytes of letters such as `Ñ` (C3 91) become a
+    // typographic quote that would end a string early.
     format!(
-        "# Perch plan for the Skype for Business Server 2015 pool {}\n\
+        "\u{feff}# Perch plan for the Skype for Business Server 2015 pool {}\n\
          # Planned against the snapshot {} (captured {}).\n\
          # {}\n\
          # Run it in the Skype for Business Server Management Shell, after reviewing it.\n\

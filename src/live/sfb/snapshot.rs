@@ -48,26 +48,56 @@ pub const FILES: [(&str, Kind, &str); 4] = [
 /// The most bytes one snapshot file may hold.
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
+/// What a property the reader needs says when the capture left it out.
+const MISSING: &str = "missing; capture with the README's one-liner (Select-Object *)";
+
 /// What the reader made of a snapshot.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub live: Live,
+    /// Every object read, with the pool its identity names (if it names one).
+    pub objects: Vec<(Option<String>, LiveObject)>,
+    pub compliance: Option<LiveObject>,
     /// The pools the objects' identities and `PersistentChatPoolFqdn` name.
     pub pools: std::collections::BTreeSet<String>,
     /// The compliance configuration's identity (`global`, `site:Redmond`), if it has one.
     pub compliance_identity: Option<String>,
 }
 
+impl Snapshot {
+    /// The live state of one pool: its objects (those of other pools left out), each name
+    /// once.
+    ///
+    /// # Errors
+    /// Two objects of a kind whose names differ only in case or Unicode form, in the pool.
+    pub fn live_for(&self, pool: &str) -> Result<Live, String> {
+        let mut live = Live {
+            compliance: self.compliance.clone(),
+            ..Live::default()
+        };
+        let mut keys = std::collections::BTreeMap::new();
+        for (object_pool, object) in &self.objects {
+            if object_pool
+                .as_deref()
+                .is_some_and(|other| !other.eq_ignore_ascii_case(pool))
+            {
+                continue;
+            }
+            let key = (object.kind, crate::domain::name_key(&object.name));
+            if let Some(first) = keys.insert(key, object.name.clone()) {
+                return Err(format!(
+                    "the snapshot has two of kind {} named `{first}` and `{}` in pool {pool}: names are unique without regard to case",
+                    object.kind, object.name
+                ));
+            }
+            live.objects
+                .insert((object.kind, object.name.clone()), object.clone());
+        }
+        Ok(live)
+    }
+}
+
 /// The `AdapterType` the original writes for its XML adapter, the only one it has.
 pub const XML_ADAPTER: &str = "Microsoft.Rtc.Internal.Chat.Server.Compliance.XmlAdapter,compliance";
-
-/// Enum numbers, for snapshots taken without the README's casts (PowerShell 5.1 writes enums
-/// as numbers). The cmdlets' own numbering is not published; these are the values of the
-/// same-named enums of the Persistent Chat SDK reference (`ChatRoomPrivacy`,
-/// `ChatRoomBehavior`, `ChatRoomInvitationSetting`), and any other number is refused.
-const PRIVACY_NUMBERS: [(i64, &str); 3] = [(0, "open"), (1, "closed"), (2, "secret")];
-const TYPE_NUMBERS: [(i64, &str); 2] = [(1, "normal"), (2, "auditorium")];
-const INVITATION_NUMBERS: [(i64, &str); 2] = [(0, "false"), (1, "inherit")];
 
 /// Decodes a file as PowerShell saved it: UTF-16LE or UTF-16BE with a byte-order mark (what
 /// `>` writes), or UTF-8 with or without one.
@@ -143,7 +173,11 @@ pub fn read(files: &[(&str, Kind, String)], map: &PrincipalMap) -> Result<Snapsh
         } else {
             parse_json(trimmed.as_bytes()).map_err(|error| format!("{file}: not JSON: {error}"))?
         };
-        for (index, object) in objects(&value).into_iter().enumerate() {
+        for (index, object) in objects(&value)
+            .map_err(|why| format!("{file}: {why}"))?
+            .into_iter()
+            .enumerate()
+        {
             let at = |property: &str, why: String| {
                 let name = object
                     .get("Name")
@@ -163,7 +197,7 @@ pub fn read(files: &[(&str, Kind, String)], map: &PrincipalMap) -> Result<Snapsh
             match kind {
                 Kind::Category => {
                     let (name, pool) = read.identity()?;
-                    snapshot.pools.extend(pool);
+                    snapshot.pools.extend(pool.clone());
                     let mut fields = Map::new();
                     fields.insert("name".into(), name.clone().into());
                     fields.insert("description".into(), read.text("Description")?.into());
@@ -174,18 +208,20 @@ pub fn read(files: &[(&str, Kind, String)], map: &PrincipalMap) -> Result<Snapsh
                     ] {
                         fields.insert(field.into(), read.principals(property)?);
                     }
-                    for (property, field, default) in [
-                        ("Invitations", "invitations", false),
-                        ("FileUpload", "fileUpload", false),
-                        ("ChatHistory", "chatHistory", true),
+                    for (property, field) in [
+                        ("Invitations", "invitations"),
+                        ("FileUpload", "fileUpload"),
+                        ("ChatHistory", "chatHistory"),
                     ] {
-                        fields.insert(field.into(), read.flag(property, default)?.into());
+                        fields.insert(field.into(), read.flag(property)?.into());
                     }
-                    insert(&mut snapshot.live, Kind::Category, name, fields);
+                    snapshot
+                        .objects
+                        .push((pool, object_of(Kind::Category, name, fields)));
                 }
                 Kind::Room => {
                     let (name, pool) = read.identity()?;
-                    snapshot.pools.extend(pool);
+                    snapshot.pools.extend(pool.clone());
                     snapshot
                         .pools
                         .extend(read.optional_text("PersistentChatPoolFqdn")?);
@@ -195,28 +231,24 @@ pub fn read(files: &[(&str, Kind, String)], map: &PrincipalMap) -> Result<Snapsh
                     fields.insert("description".into(), read.text("Description")?.into());
                     fields.insert(
                         "privacy".into(),
-                        read.enumeration("Privacy", &PRIVACY_NUMBERS, |text| {
+                        read.enumeration("Privacy", |text| {
                             Privacy::parse(text).map(|value| value.as_str().to_owned())
                         })?
-                        .unwrap_or_else(|| Privacy::default().as_str().to_owned())
                         .into(),
                     );
                     fields.insert(
                         "type".into(),
-                        read.enumeration("Type", &TYPE_NUMBERS, |text| {
+                        read.enumeration("Type", |text| {
                             RoomType::parse(text).map(|value| value.as_str().to_owned())
                         })?
-                        .unwrap_or_else(|| RoomType::default().as_str().to_owned())
                         .into(),
                     );
-                    let invitations = read
-                        .enumeration("Invitations", &INVITATION_NUMBERS, |text| {
-                            ["inherit", "false"]
-                                .into_iter()
-                                .find(|value| value.eq_ignore_ascii_case(text))
-                                .map(str::to_owned)
-                        })?
-                        .unwrap_or_else(|| "inherit".to_owned());
+                    let invitations = read.enumeration("Invitations", |text| {
+                        ["inherit", "false"]
+                            .into_iter()
+                            .find(|value| value.eq_ignore_ascii_case(text))
+                            .map(str::to_owned)
+                    })?;
                     fields.insert(
                         "invitations".into(),
                         if invitations == "false" {
@@ -225,7 +257,7 @@ pub fn read(files: &[(&str, Kind, String)], map: &PrincipalMap) -> Result<Snapsh
                             json!("inherit")
                         },
                     );
-                    fields.insert("disabled".into(), read.flag("Disabled", false)?.into());
+                    fields.insert("disabled".into(), read.flag("Disabled")?.into());
                     if let Some(addin) = read.optional_reference("Addin")? {
                         fields.insert("addin".into(), addin.into());
                     }
@@ -236,39 +268,42 @@ pub fn read(files: &[(&str, Kind, String)], map: &PrincipalMap) -> Result<Snapsh
                     ] {
                         fields.insert(field.into(), read.principals(property)?);
                     }
-                    insert(&mut snapshot.live, Kind::Room, name, fields);
+                    snapshot
+                        .objects
+                        .push((pool, object_of(Kind::Room, name, fields)));
                 }
                 Kind::Addin => {
                     let (name, pool) = read.identity()?;
-                    snapshot.pools.extend(pool);
+                    snapshot.pools.extend(pool.clone());
                     snapshot
                         .pools
                         .extend(read.optional_text("PersistentChatPoolFqdn")?);
                     let mut fields = Map::new();
                     fields.insert("name".into(), name.clone().into());
                     fields.insert("url".into(), read.text("Url")?.into());
-                    insert(&mut snapshot.live, Kind::Addin, name, fields);
+                    snapshot
+                        .objects
+                        .push((pool, object_of(Kind::Addin, name, fields)));
                 }
                 Kind::ComplianceConfiguration => {
-                    if snapshot.live.compliance.is_some() {
+                    if snapshot.compliance.is_some() {
                         return Err(format!(
                             "{file}: more than one compliance configuration; capture the one the pool uses (e.g. `Get-CsPersistentChatComplianceConfiguration -Identity global`)"
                         ));
                     }
                     snapshot.compliance_identity = read.optional_text("Identity")?;
-                    snapshot.live.compliance = Some(read.compliance()?);
+                    snapshot.compliance = Some(read.compliance()?);
                 }
                 Kind::Group => {}
             }
         }
     }
-    if snapshot.live.compliance.is_none() {
-        snapshot.live.compliance = Some(LiveObject {
-            kind: Kind::ComplianceConfiguration,
-            name: String::new(),
-            fields: Map::new(),
-            meta: meta(),
-        });
+    if snapshot.compliance.is_none() {
+        snapshot.compliance = Some(object_of(
+            Kind::ComplianceConfiguration,
+            String::new(),
+            Map::new(),
+        ));
     }
     Ok(snapshot)
 }
@@ -292,11 +327,26 @@ fn parse_json(bytes: &[u8]) -> Result<Value, String> {
 
 /// The objects of a file: one object, an array of them, or PowerShell 5.1's
 /// `{"value": [...], "Count": n}`.
-fn objects(value: &Value) -> Vec<&Map<String, Value>> {
+fn objects(value: &Value) -> Result<Vec<&Map<String, Value>>, String> {
     match unwrap_value(value) {
-        Value::Array(items) => items.iter().filter_map(Value::as_object).collect(),
-        Value::Object(object) => vec![object],
-        _ => Vec::new(),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                item.as_object().ok_or_else(|| {
+                    format!(
+                        "item {} is {}, not an object the cmdlet wrote",
+                        index + 1,
+                        shape(item)
+                    )
+                })
+            })
+            .collect(),
+        Value::Object(object) => Ok(vec![object]),
+        other => Err(format!(
+            "holds {}, not the objects the cmdlet wrote",
+            shape(other)
+        )),
     }
 }
 
@@ -312,30 +362,30 @@ fn unwrap_value(value: &Value) -> &Value {
     }
 }
 
-/// The bookkeeping of an object read from a snapshot: the whole configuration is the
-/// manifests' (see the README), and a snapshot has no versions.
-fn meta() -> Envelope {
-    Envelope {
-        id: 0,
-        version: 1,
-        managed: true,
-        protect: false,
-        created_at: String::new(),
-        updated_by: "Skype for Business".to_owned(),
-        updated_at: String::new(),
-    }
-}
-
-fn insert(live: &mut Live, kind: Kind, name: String, fields: Map<String, Value>) {
-    live.objects.insert(
-        (kind, name.clone()),
-        LiveObject {
-            kind,
-            name,
-            fields,
-            meta: meta(),
+/// An object read from a snapshot. The whole configuration is the manifests' (see the
+/// README), so it is managed; its version is drawn from its fields, so that a plan saved
+/// against one snapshot is stale against a later one that differs.
+fn object_of(kind: Kind, name: String, fields: Map<String, Value>) -> LiveObject {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(Value::Object(fields.clone()).to_string().as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    // Positive, and never 0.
+    let version = i64::from_be_bytes(first) & i64::MAX;
+    LiveObject {
+        kind,
+        name,
+        fields,
+        meta: Envelope {
+            id: 0,
+            version: version.max(1),
+            managed: true,
+            protect: false,
+            created_at: String::new(),
+            updated_by: "Skype for Business".to_owned(),
+            updated_at: String::new(),
         },
-    );
+    }
 }
 
 struct ObjectReader<'a> {
@@ -418,9 +468,9 @@ impl ObjectReader<'_> {
             .ok_or_else(|| (self.at)(property, "missing".to_owned()))
     }
 
-    fn flag(&self, property: &str, default: bool) -> Result<bool, String> {
+    fn flag(&self, property: &str) -> Result<bool, String> {
         match self.get(property) {
-            None => Ok(default),
+            None => Err((self.at)(property, MISSING.to_owned())),
             Some(Value::Bool(flag)) => Ok(*flag),
             Some(Value::String(text)) => {
                 crate::domain::spelling::parse_bool(text).ok_or_else(|| {
@@ -434,35 +484,28 @@ impl ObjectReader<'_> {
         }
     }
 
-    /// An enum given as its name (any case) or as a number the table knows.
+    /// An enum, given as its name in any case. PowerShell 5.1 writes enums as numbers unless
+    /// cast; the cmdlets' numbering is not published, so a number is refused rather than
+    /// guessed, pointing at the one-liner that writes names.
     fn enumeration(
         &self,
         property: &str,
-        numbers: &[(i64, &str)],
         by_name: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<String, String> {
         match self.get(property) {
-            None => Ok(None),
-            Some(Value::String(text)) => by_name(text)
-                .map(Some)
-                .ok_or_else(|| (self.at)(property, format!("unknown value `{text}`"))),
-            Some(Value::Number(number)) => {
-                let known = number
-                    .as_i64()
-                    .and_then(|n| numbers.iter().find(|(value, _)| *value == n));
-                match known {
-                    Some((_, name)) => Ok(Some((*name).to_owned())),
-                    None => Err((self.at)(
-                        property,
-                        format!(
-                            "unknown enum number {number}; capture the snapshot with the README's one-liner, which writes enum names"
-                        ),
-                    )),
-                }
+            None => Err((self.at)(property, MISSING.to_owned())),
+            Some(Value::String(text)) => {
+                by_name(text).ok_or_else(|| (self.at)(property, format!("unknown value `{text}`")))
             }
+            Some(Value::Number(number)) => Err((self.at)(
+                property,
+                format!(
+                    "the enum number {number}: the cmdlets' numbering is not published, so Perch does not guess it; capture with the README's one-liner, which writes enum names"
+                ),
+            )),
             Some(other) => Err((self.at)(
                 property,
-                format!("expected a name or a number, found {}", shape(other)),
+                format!("expected a name, found {}", shape(other)),
             )),
         }
     }
@@ -470,6 +513,9 @@ impl ObjectReader<'_> {
     /// A principal list: an array of SIP addresses or distinguished names (or one of them
     /// alone, as PowerShell writes a list of one).
     fn principals(&self, property: &str) -> Result<Value, String> {
+        if !self.object.contains_key(property) {
+            return Err((self.at)(property, MISSING.to_owned()));
+        }
         let items: Vec<&Value> = match self.get(property) {
             None => Vec::new(),
             Some(Value::Array(items)) => items.iter().collect(),
@@ -492,7 +538,7 @@ impl ObjectReader<'_> {
         };
         let mut principals = Vec::with_capacity(items.len());
         for item in items {
-            let text = match item {
+            let text = match unwrap_value(item) {
                 Value::String(text) => text.clone(),
                 // An entry written as an object (a deeper capture): its SIP address or name.
                 Value::Object(object) => ["SipAddress", "DistinguishedName", "Identity"]
@@ -533,7 +579,7 @@ impl ObjectReader<'_> {
             self.text("AdapterOutputDirectory")?.into(),
         );
         let adapter = self.text("AdapterType")?;
-        let adapter_type = if adapter.is_empty() || adapter.contains("XmlAdapter") {
+        let adapter_type = if adapter.contains("XmlAdapter") {
             AdapterType::Xml
         } else {
             return Err((self.at)(
@@ -554,14 +600,13 @@ impl ObjectReader<'_> {
                 "createFileAttachmentsManifest",
             ),
         ] {
-            fields.insert(field.into(), self.flag(property, false)?.into());
+            fields.insert(field.into(), self.flag(property)?.into());
         }
-        Ok(LiveObject {
-            kind: Kind::ComplianceConfiguration,
-            name: String::new(),
+        Ok(object_of(
+            Kind::ComplianceConfiguration,
+            String::new(),
             fields,
-            meta: meta(),
-        })
+        ))
     }
 
     /// `RunInterval`: `[d.]hh:mm:ss` text, or the object PowerShell 5.1 writes for a TimeSpan
@@ -615,14 +660,20 @@ impl ObjectReader<'_> {
 /// Whether text is one distinguished name (which has no spaces between its parts, but may
 /// have spaces in values: `CN=Sales Team,OU=...`), not a list cut to text.
 fn is_dn_list(text: &str) -> bool {
-    super::principals::is_distinguished_name(text)
-        && !text.contains(" CN=")
-        && !text.contains(" sip:")
+    // After a space, a list cut to text starts its next entry (`sip:`, `CN=`, `DC=`...).
+    let next_entry = text.split_whitespace().skip(1).any(|word| {
+        word.starts_with("sip:")
+            || word.split_once('=').is_some_and(|(key, _)| {
+                !key.is_empty() && key.chars().all(|c| c.is_ascii_alphabetic())
+            })
+    });
+    super::principals::is_distinguished_name(text) && !next_entry
 }
 
 /// `pool\name` -> (Some(pool), name); `name` -> (None, name).
 pub fn split_identity(identity: &str) -> (Option<String>, String) {
-    match identity.rsplit_once('\\') {
+    // A pool's FQDN never holds `\\`; what follows the first one is the name.
+    match identity.split_once('\\') {
         Some((pool, name)) if !pool.is_empty() => (Some(pool.to_owned()), name.to_owned()),
         _ => (None, identity.to_owned()),
     }
