@@ -766,3 +766,28 @@ async fn what_review_found_stays_fixed() {
         git.body
     );
 }
+
+#[tokio::test]
+async fn a_form_that_does_not_arrive_whole_is_refused_with_a_page() {
+    let web = Web::new().await;
+    let (_, cookie) = web.sign_in(&web.admin, &[]).await;
+    for path in [
+        "/signout",
+        "/admin/new/categories",
+        "/chat/rooms/general",
+        "/admin/plan",
+    ] {
+        let page = web.send("POST", path, Some(&cookie), &[], "").await;
+        assert_eq!(
+            page.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            page.body
+        );
+        assert!(
+            page.header("content-type").starts_with("text/html"),
+            "{path}"
+        );
+        assert!(page.body.contains("did not arrive whole"), "{path}");
+    }
+}

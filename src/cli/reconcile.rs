@@ -396,6 +396,7 @@ fn write_script(target: &dyn Target, plan: &Plan, args: &ApplyArgs) -> miette::R
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot write {}", out.display()))?;
     let cmdlets = script
+        .trim_start_matches('\u{feff}')
         .lines()
         .filter(|line| !line.is_empty() && !line.starts_with('#') && !line.starts_with('$'))
         .count();

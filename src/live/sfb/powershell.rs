@@ -325,7 +325,15 @@ pub fn lines(
                     "category" => set.param("Category", &identity(context, to_text(change))),
                     "privacy" => set.param("Privacy", &quote(&enum_name(to_text(change)))),
                     "type" => set.param("Type", &quote(&enum_name(to_text(change)))),
-                    "addin" => set.param("Addin", &quote(to_text(change))),
+                    "addin" => {
+                        if let Some(addin) = change.to.as_ref().and_then(Value::as_str) {
+                            set.param("Addin", &quote(addin))
+                        } else {
+                            // No documented parameter takes a room's add-in away.
+                            out.push("# addin: taking a room's add-in away has no documented cmdlet parameter; left as it is.".to_owned());
+                            set
+                        }
+                    }
                     "invitations" => set.param(
                         "Invitations",
                         &invitations(change.to.as_ref().unwrap_or(&Value::Null)),
@@ -462,7 +470,7 @@ pub fn header(snapshot: &str, captured_at: &str, pool: &str, summary: &str) -> S
     // typographic quote that would end a string early.
     format!(
         "\u{feff}# Perch plan for the Skype for Business Server 2015 pool {}\n\
-         # Planned against the snapshot {} (captured {}).\n\
+         # Planned against the snapshot {} (its files last written {}).\n\
          # {}\n\
          # Run it in the Skype for Business Server Management Shell, after reviewing it.\n\
          $ErrorActionPreference = 'Stop'\n",

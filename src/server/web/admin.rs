@@ -41,7 +41,7 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-type Form = axum::Form<Vec<(String, String)>>;
+type Form = super::WebForm<Vec<(String, String)>>;
 
 fn form_value<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter()
@@ -510,7 +510,7 @@ async fn create_object(
     signed: Signed,
     Path(collection): Path<String>,
     headers: HeaderMap,
-    axum::Form(form): Form,
+    super::WebForm(form): Form,
 ) -> Response {
     let Some(kind) = kind_of(&collection) else {
         return not_found(&signed, "No such page.");
@@ -622,7 +622,7 @@ async fn save_object(
     signed: Signed,
     Path((collection, name)): Path<(String, String)>,
     headers: HeaderMap,
-    axum::Form(form): Form,
+    super::WebForm(form): Form,
 ) -> Response {
     let Some(kind) = kind_of(&collection) else {
         return not_found(&signed, "No such page.");
@@ -749,7 +749,7 @@ async fn save_compliance(
     State(state): State<AppState>,
     signed: Signed,
     headers: HeaderMap,
-    axum::Form(form): Form,
+    super::WebForm(form): Form,
 ) -> Response {
     if let Some(refusal) = signed.check(&headers, form_value(&form, "csrf")) {
         return refusal;
@@ -856,7 +856,7 @@ async fn token_action(
     State(state): State<AppState>,
     signed: Signed,
     headers: HeaderMap,
-    axum::Form(form): Form,
+    super::WebForm(form): Form,
 ) -> Response {
     if let Some(refusal) = signed.check(&headers, form_value(&form, "csrf")) {
         return refusal;
@@ -1013,7 +1013,7 @@ async fn history_action(
     signed: Signed,
     Path(room): Path<String>,
     headers: HeaderMap,
-    axum::Form(form): Form,
+    super::WebForm(form): Form,
 ) -> Response {
     if let Some(refusal) = signed.check(&headers, form_value(&form, "csrf")) {
         return refusal;

@@ -221,7 +221,7 @@ async fn post(
     signed: Signed,
     Path(name): Path<String>,
     headers: HeaderMap,
-    axum::Form(form): axum::Form<PostForm>,
+    super::WebForm(form): super::WebForm<PostForm>,
 ) -> Response {
     if let Some(refusal) = signed.check(&headers, form.csrf.as_deref()) {
         return refusal;

@@ -221,19 +221,27 @@ pub fn render(
             @let help_id = format!("{id}-help");
             @let error_id = format!("{id}-error");
             @let failed = problem.filter(|(at, _)| at.split(['.', '[']).next() == Some(field.name));
-            @let described = if failed.is_some() { format!("{help_id} {error_id}") } else { help_id.clone() };
+            @let described = [
+                (!field.help.is_empty()).then(|| help_id.clone()),
+                failed.is_some().then(|| error_id.clone()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+            @let described_opt = (!described.is_empty()).then(|| described.clone());
             @let value = text_of(values.get(field.name));
             div class={"field" @if failed.is_some() { " invalid" }} {
                 @match field.input {
                     Input::Switch => {
                         input type="checkbox" id=(id) name=(field.name) value="true"
                             checked[values.get(field.name) == Some(&Value::Bool(true))]
-                            aria-describedby=(described);
+                            aria-describedby=[described_opt.clone()];
                         label for=(id) { (field.label) }
                     }
                     Input::Choice(options) => {
                         label for=(id) { (field.label) }
-                        select id=(id) name=(field.name) aria-describedby=(described) {
+                        select id=(id) name=(field.name) aria-describedby=[described_opt.clone()] {
                             @for option in options {
                                 option value=(option) selected[*option == value] { (option) }
                             }
@@ -241,7 +249,7 @@ pub fn render(
                     }
                     Input::LongText => {
                         label for=(id) { (field.label) }
-                        textarea id=(id) name=(field.name) rows="3" aria-describedby=(described) { (value) }
+                        textarea id=(id) name=(field.name) rows="3" aria-describedby=[described_opt.clone()] { (value) }
                     }
                     Input::Principals => {
                         label for=(id) { (field.label) }
@@ -253,7 +261,7 @@ pub fn render(
                         label for=(id) { (field.label) }
                         input type="text" id=(id) name=(field.name) value=(value)
                             required[matches!(field.input, Input::Text) && field.name == "name"]
-                            aria-describedby=(described);
+                            aria-describedby=[described_opt.clone()];
                     }
                 }
                 @if !field.help.is_empty() {

@@ -250,7 +250,7 @@ async fn preview(
     State(state): State<AppState>,
     signed: Signed,
     headers: HeaderMap,
-    axum::Form(form): axum::Form<Vec<(String, String)>>,
+    super::WebForm(form): super::WebForm<Vec<(String, String)>>,
 ) -> Response {
     let field = |name: &str| {
         form.iter()

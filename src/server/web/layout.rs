@@ -122,7 +122,7 @@ pub fn signin(problem: Option<&str>, next: &str) -> Response {
                             autofocus aria-describedby="token-help";
                         p.help #token-help {
                             "An administrator creates one with "
-                            code { "perch token create --user sip:you@example.com" } "."
+                            code { "perch token create --user sip:you@example.com --role user" } "."
                         }
                         button type="submit" { "Sign in" }
                     }

@@ -144,6 +144,31 @@ fn same_secret(given: &str, expected: &str) -> bool {
             == 0
 }
 
+/// A form body. One that does not read (no body, a wrong content type) is refused with a page,
+/// not with the API's JSON error.
+pub struct WebForm<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for WebForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::Form::<T>::from_request(request, state).await {
+            Ok(axum::Form(value)) => Ok(WebForm(value)),
+            Err(rejection) => Err(layout::error_page(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "This form did not arrive whole ({}). Go back, reload the page and try again.",
+                    rejection.body_text()
+                ),
+                None,
+            )),
+        }
+    }
+}
+
 /// The signed-in person of a page request; without a session the page redirects to sign-in.
 pub struct Signed(pub SessionCaller);
 
@@ -351,7 +376,7 @@ async fn signout(
     State(state): State<AppState>,
     signed: Signed,
     headers: HeaderMap,
-    axum::Form(form): axum::Form<CsrfForm>,
+    WebForm(form): WebForm<CsrfForm>,
 ) -> Response {
     if let Some(refused) = signed.check(&headers, form.csrf.as_deref()) {
         return refused;
