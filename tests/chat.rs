@@ -410,7 +410,7 @@ async fn clearing_and_removing_messages_through_the_cli() {
     ]);
     assert_eq!(code, 0);
     assert_eq!(stdout.trim(), "room open-room: 1 message(s) removed");
-    let (code, _, stderr) = run(&["messages", "remove", "--room", "nowhere"]);
+    let (code, _, stderr) = run(&["messages", "remove", "--room", "nowhere", "--all"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("does not exist"), "{stderr}");
     let (code, _, stderr) = run(&[
@@ -581,4 +581,109 @@ async fn live_streams_have_a_finite_mode() {
     assert_eq!(status, 400);
     let (status, _) = read_all("forever=yes".to_owned()).await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn dry_runs_change_nothing_and_keywords_match_whole_words() {
+    let fixture = Fixture::new();
+    setup(&fixture).await;
+    let ana = fixture.user("sip:ana@contoso.com");
+    for text in ["Q3 plan", "Q30 results", "q3-plan notes", "lunch"] {
+        post(&ana, "open-room", text).await;
+    }
+    let bodies = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["body"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Search matches words, not substrings: q3 is not Q30.
+    let found = ana
+        .get("/v1/rooms/open-room/messages?q=q3")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(bodies(&found), ["Q3 plan", "q3-plan notes"]);
+
+    let server = [
+        "--server",
+        fixture.server.base.as_str(),
+        "--token",
+        fixture.admin_token.as_str(),
+    ];
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(server);
+        common::perch(&all)
+    };
+    let (code, stdout, stderr) = run(&[
+        "messages",
+        "remove",
+        "--room",
+        "open-room",
+        "--filter",
+        "q3",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "dry run: room open-room: 2 message(s) would be removed; nothing changed"
+    );
+    let (code, stdout, _) = run(&[
+        "room",
+        "clear",
+        "--room",
+        "open-room",
+        "--end-date",
+        "2999-12-31",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout.trim(),
+        "dry run: clearing room open-room would remove 4 message(s); nothing changed"
+    );
+    // No filter: every message, which needs --all without a terminal.
+    let (code, _, stderr) = run(&["messages", "remove", "--room", "open-room"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("pass --all"), "{stderr}");
+    let (code, stdout, _) = run(&["messages", "remove", "--room", "open-room", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("4 message(s) would be removed"), "{stdout}");
+    let all = ana
+        .get("/v1/rooms/open-room/messages")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(bodies(&all).len(), 4, "dry runs changed nothing");
+    let audited = fixture
+        .admin
+        .get("/v1/audit?action=remove-messages")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(audited["items"], json!([]), "a dry run is not an act");
+
+    // The exact phrase, on word boundaries.
+    let (code, stdout, stderr) = run(&[
+        "messages",
+        "remove",
+        "--room",
+        "open-room",
+        "--filter",
+        "q3 plan",
+        "--match",
+        "exact",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim(), "room open-room: 2 message(s) removed");
+    let left = ana
+        .get("/v1/rooms/open-room/messages")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(bodies(&left), ["Q30 results", "lunch"]);
 }

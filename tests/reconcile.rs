@@ -483,3 +483,58 @@ async fn a_dead_appliers_lock_heals_and_perch_unlock_breaks_any() {
         assert!(trail.to_string().contains("\"broken\":true"), "{trail:#}");
     }
 }
+
+/// A deleted directory in a pull request must not empty the server: `--max-remove`, or
+/// `maxRemove` in the manifests' perch.yaml, refuses plans that remove more.
+#[test]
+fn max_remove_refuses_plans_that_remove_too_much() {
+    let db = common::TestDb::sqlite();
+    let dir = db.path().join("manifests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut all = String::from(
+        "apiVersion: perch/v1\nkind: Category\nname: Eng\nallowedMembers: [domain:contoso.com]\n",
+    );
+    for room in ["a", "b", "c"] {
+        all.push_str(&format!(
+            "---\napiVersion: perch/v1\nkind: Room\nname: {room}\ncategory: Eng\n"
+        ));
+    }
+    std::fs::write(dir.join("all.yaml"), &all).unwrap();
+    let manifests = dir.display().to_string();
+    let (code, _, stderr) = common::perch(&["apply", "--db", &db.url, "--yes", &manifests]);
+    assert_eq!(code, 0, "{stderr}");
+    // Two rooms leave the manifests.
+    std::fs::write(
+        dir.join("all.yaml"),
+        all.split("---\n").take(2).collect::<Vec<_>>().join("---\n"),
+    )
+    .unwrap();
+    let (code, _, stderr) =
+        common::perch(&["plan", "--db", &db.url, "--max-remove", "1", &manifests]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("the plan removes 2 object(s), more than 1 (--max-remove)"),
+        "{stderr}"
+    );
+    std::fs::write(dir.join("perch.yaml"), "maxRemove: 1\n").unwrap();
+    let (code, _, stderr) = common::perch(&["apply", "--db", &db.url, "--yes", &manifests]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("more than 1 (maxRemove in"), "{stderr}");
+    let (code, stdout, _) = common::perch(&[
+        "plan",
+        "--db",
+        &db.url,
+        "--detailed-exitcode",
+        "--max-remove",
+        "5",
+        &manifests,
+    ]);
+    assert_eq!(
+        code, 2,
+        "the flag overrides perch.yaml; perch.yaml is not read as a manifest:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("Plan: 0 to create, 0 to change, 2 to remove."),
+        "{stdout}"
+    );
+}

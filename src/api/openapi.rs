@@ -65,14 +65,14 @@ fn message_body() -> Value {
 }
 
 fn clear_body() -> Value {
-    json!({"type": "object", "required": ["endDate"], "additionalProperties": false, "properties": {"endDate": {"type": "string"}}})
+    json!({"type": "object", "required": ["endDate"], "additionalProperties": false, "properties": {"endDate": {"type": "string"}, "dryRun": {"type": "boolean"}}})
 }
 
 fn remove_body() -> Value {
     json!({"type": "object", "additionalProperties": false, "properties": {
         "user": {"type": "string"}, "startDate": {"type": "string"}, "endDate": {"type": "string"},
         "filter": {"type": "string"}, "match": {"enum": ["all", "or", "any", "exact"]},
-        "caseSensitive": {"type": "boolean"}, "replace": {"type": "string"}}})
+        "caseSensitive": {"type": "boolean"}, "replace": {"type": "string"}, "dryRun": {"type": "boolean"}}})
 }
 
 fn lock_body() -> Value {

@@ -165,13 +165,20 @@ pub const STATE_FORMAT_VERSION: u32 = 1;
 pub struct ClearRequest {
     /// Delete messages posted on or before this date (the whole day) or time.
     pub end_date: String,
+    /// Count what would go, change nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// The answer to a clear.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ClearReply {
     pub room: String,
+    /// How many messages went (or, in a dry run, would go).
     pub removed: u64,
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// `POST /v1/rooms/{name}/messages/remove` (`Remove-CsPersistentChatMessage`).
@@ -196,13 +203,20 @@ pub struct RemoveRequest {
     /// Leave this text in place of each match; absent deletes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replace: Option<String>,
+    /// Count what would be touched, change nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// The answer to a removal.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RemoveReply {
     pub room: String,
+    /// How many messages were (or, in a dry run, would be) removed or replaced.
     pub touched: u64,
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// `POST /v1/locks/{name}`.

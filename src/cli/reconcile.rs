@@ -112,6 +112,10 @@ pub struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
     #[arg(long)]
     detailed_exitcode: bool,
+    /// Fail (exit 1) when the plan removes more than N objects (default: `maxRemove` in a
+    /// perch.yaml at the manifests' root; no limit without one).
+    #[arg(long, value_name = "N")]
+    max_remove: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,6 +135,10 @@ pub struct ApplyArgs {
     /// Apply without asking.
     #[arg(long, short = 'y')]
     yes: bool,
+    /// Refuse a plan that removes more than N objects (default: `maxRemove` in a perch.yaml
+    /// at the manifests' root; no limit without one).
+    #[arg(long, value_name = "N")]
+    max_remove: Option<u64>,
     /// With --sfb-snapshot: where to write the PowerShell script that makes the pool match.
     #[arg(long, value_name = "FILE.ps1")]
     out: Option<PathBuf>,
@@ -299,6 +307,11 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
                 out.display()
             );
         }
+        if let Err(refusal) = guard_removals(&plan, args.max_remove, &args.paths) {
+            eprintln!("{refusal}");
+            leave_for_exit((desired, live, plan));
+            return Ok(EXIT_ERROR);
+        }
         let code = if args.detailed_exitcode && plan.has_changes() {
             EXIT_CHANGES
         } else {
@@ -383,6 +396,34 @@ async fn take_apply_lock(target: &dyn Target, holder: &str) -> Result<(), Target
 }
 
 const LOCK_TTL_SECONDS: i64 = 120;
+
+/// Refuses a plan that removes more objects than `--max-remove`, or than `maxRemove` in the
+/// manifests' perch.yaml: a deleted directory in a pull request must not empty the server.
+fn guard_removals(plan: &Plan, flag: Option<u64>, paths: &[PathBuf]) -> Result<(), String> {
+    let settings = manifest::settings::read(paths).map_err(|why| format!("error: {why}"))?;
+    let (limit, source) = match (flag, settings.max_remove) {
+        (Some(limit), _) => (limit, "--max-remove".to_owned()),
+        (None, Some(limit)) => (
+            limit,
+            format!(
+                "maxRemove in {}",
+                settings
+                    .from
+                    .map(|from| from.display().to_string())
+                    .unwrap_or_default()
+            ),
+        ),
+        (None, None) => return Ok(()),
+    };
+    let removes = plan.summary.remove as u64;
+    if removes > limit {
+        return Err(format!(
+            "error: the plan removes {removes} object(s), more than {limit} ({}); if that is meant, raise the limit",
+            crate::text::terminal_safe(&source)
+        ));
+    }
+    Ok(())
+}
 
 /// Writes what an offline target (a Skype for Business snapshot) built for the plan to --out.
 fn write_script(target: &dyn Target, plan: &Plan, args: &ApplyArgs) -> miette::Result<u8> {
@@ -551,6 +592,11 @@ async fn apply_locked(
         (None, None) => return Err(miette!("nothing to apply")),
     };
     print!("{}", render::human(&plan, &target.describe()));
+    if let Err(refusal) = guard_removals(&plan, args.max_remove, &args.paths) {
+        eprintln!("{refusal}");
+        eprintln!("nothing was changed");
+        return Ok(EXIT_ERROR);
+    }
     let offline = args.out.is_some();
     if plan.actions.is_empty() {
         record_applied(target, sources, args.revision.as_deref(), None).await;

@@ -11,6 +11,7 @@ mod filter;
 mod principal;
 pub mod spelling;
 pub mod tokens;
+pub mod words;
 
 use crate::api::ErrorCode;
 use std::fmt;

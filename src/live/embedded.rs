@@ -296,10 +296,16 @@ impl Target for EmbeddedTarget {
         request: &'a ClearRequest,
     ) -> BoxFuture<'a, Result<u64, TargetError>> {
         Box::pin(async move {
-            self.service
-                .clear_room(&self.caller, room, &request.end_date)
-                .await
-                .map_err(rejected)
+            if request.dry_run {
+                self.service
+                    .preview_clear_room(&self.caller, room, &request.end_date)
+                    .await
+            } else {
+                self.service
+                    .clear_room(&self.caller, room, &request.end_date)
+                    .await
+            }
+            .map_err(rejected)
         })
     }
 
@@ -310,10 +316,16 @@ impl Target for EmbeddedTarget {
     ) -> BoxFuture<'a, Result<u64, TargetError>> {
         Box::pin(async move {
             let filter = RemoveFilter::try_from(request.clone()).map_err(rejected)?;
-            self.service
-                .remove_messages(&self.caller, room, filter)
-                .await
-                .map_err(rejected)
+            if request.dry_run {
+                self.service
+                    .preview_remove_messages(&self.caller, room, filter)
+                    .await
+            } else {
+                self.service
+                    .remove_messages(&self.caller, room, filter)
+                    .await
+            }
+            .map_err(rejected)
         })
     }
 

@@ -7,6 +7,7 @@
 
 pub mod docs;
 mod load;
+pub mod settings;
 pub mod source;
 pub mod yaml;
 

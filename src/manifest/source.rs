@@ -159,8 +159,12 @@ impl Walk {
                 self.link(&child, manifest_named);
             } else if file_type.is_dir() {
                 self.directory(&child);
-            } else if !manifest_named {
-                // Not a manifest: README files, scripts, whatever sits beside them.
+            } else if !manifest_named
+                || child
+                    .file_name()
+                    .is_some_and(|name| name == super::settings::FILE_NAME)
+            {
+                // Not a manifest: README files, scripts, the repository's perch.yaml.
             } else if file_type.is_file() {
                 let len = entry.metadata().map_or(0, |metadata| metadata.len());
                 self.file(&child, len);

@@ -88,11 +88,23 @@ pub async fn clear_room(
 ) -> Result<Response, ApiError> {
     let request: ClearRequest = serde_path_to_error::deserialize(serde_json::Value::Object(body))
         .map_err(ServiceError::from_json_path)?;
-    let removed = state
-        .service
-        .clear_room(&caller, &room, &request.end_date)
-        .await?;
-    Ok(Json(ClearReply { room, removed }).into_response())
+    let removed = if request.dry_run {
+        state
+            .service
+            .preview_clear_room(&caller, &room, &request.end_date)
+            .await?
+    } else {
+        state
+            .service
+            .clear_room(&caller, &room, &request.end_date)
+            .await?
+    };
+    Ok(Json(ClearReply {
+        room,
+        removed,
+        dry_run: request.dry_run,
+    })
+    .into_response())
 }
 
 pub async fn remove_messages(
@@ -103,11 +115,25 @@ pub async fn remove_messages(
 ) -> Result<Response, ApiError> {
     let request: RemoveRequest = serde_path_to_error::deserialize(serde_json::Value::Object(body))
         .map_err(ServiceError::from_json_path)?;
-    let touched = state
-        .service
-        .remove_messages(&caller, &room, RemoveFilter::try_from(request)?)
-        .await?;
-    Ok(Json(RemoveReply { room, touched }).into_response())
+    let dry_run = request.dry_run;
+    let filter = RemoveFilter::try_from(request)?;
+    let touched = if dry_run {
+        state
+            .service
+            .preview_remove_messages(&caller, &room, filter)
+            .await?
+    } else {
+        state
+            .service
+            .remove_messages(&caller, &room, filter)
+            .await?
+    };
+    Ok(Json(RemoveReply {
+        room,
+        touched,
+        dry_run,
+    })
+    .into_response())
 }
 
 /// Where a live stream stands: the last message and the last room change it delivered.

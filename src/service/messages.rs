@@ -275,14 +275,14 @@ impl Service {
                 format!("limit is 1 to {MAX_PAGE}"),
             ));
         }
-        let words: Vec<String> = request
-            .query
-            .as_deref()
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(16)
-            .map(str::to_lowercase)
-            .collect();
+        // SQL narrows by each word as a substring (a necessary condition), ASCII words only:
+        // SQLite's lower() folds nothing else. The words are then matched whole below.
+        let words: Vec<String> =
+            crate::domain::words::words(request.query.as_deref().unwrap_or_default(), false)
+                .into_iter()
+                .filter(|word| word.is_ascii())
+                .take(16)
+                .collect();
         // One more than asked tells whether the history goes on past this page.
         let query = MessageQuery {
             before: request.before,
@@ -309,8 +309,19 @@ impl Service {
         // The newest page has nothing after it, nor has a forward page that reached the end.
         let at_newest = (!ascending && request.before.is_none()) || (ascending && !more);
         let after = if at_newest { None } else { last };
+        // SQL narrowed the page by substrings; the words must match whole (`q3` is not "Q30").
+        // The cursors above come from every row read, so the next page skips nothing.
+        let query_text = request.query.as_deref().unwrap_or_default();
         let items = rows
             .into_iter()
+            .filter(|row| {
+                crate::domain::words::matches(
+                    &row.body,
+                    query_text,
+                    crate::domain::words::Combine::All,
+                    false,
+                )
+            })
             .map(|row| Message::from_row(row, &access.room.name))
             .collect();
         Ok(Page {
@@ -811,30 +822,15 @@ impl Service {
 
 /// Whether a message matches the keyword filter.
 fn matches(body: &str, filter: &RemoveFilter) -> bool {
-    let Some(words) = filter.words.as_deref().filter(|w| !w.trim().is_empty()) else {
+    let Some(words) = filter.words.as_deref() else {
         return true;
     };
-    let fold = |text: &str| {
-        if filter.case_sensitive {
-            text.to_owned()
-        } else {
-            text.to_lowercase()
-        }
+    let combine = match filter.matching {
+        Match::All => crate::domain::words::Combine::All,
+        Match::Any => crate::domain::words::Combine::Any,
+        Match::Exact => crate::domain::words::Combine::Exact,
     };
-    let body = fold(body);
-    let words: Vec<String> = words.split_whitespace().map(fold).collect();
-    match filter.matching {
-        Match::All => words.iter().all(|word| body.contains(word.as_str())),
-        Match::Any => words.iter().any(|word| body.contains(word.as_str())),
-        Match::Exact => {
-            // The phrase, word order included, with any run of spaces between words.
-            let tokens: Vec<&str> = body.split_whitespace().collect();
-            tokens
-                .windows(words.len())
-                .any(|window| window.iter().zip(&words).all(|(a, b)| a == b))
-                || body.contains(&words.join(" "))
-        }
-    }
+    crate::domain::words::matches(body, words, combine, filter.case_sensitive)
 }
 
 /// Parses a date filter: RFC 3339, or a bare date taken as the start or end of that day (UTC).
