@@ -129,10 +129,37 @@ async fn export_then_import_into_an_empty_server_reproduces_everything() {
         )
     );
 
-    // Import over HTTP into a new, empty server.
+    // Import over HTTP into a new, empty server: first a dry run, which writes nothing.
     let target = TestDb::new();
     let token = common::create_token(&target.url, "sip:admin@contoso.com", "admin");
     let server = TestServer::start(&target.url);
+    let (code, stdout, stderr) = common::perch(&[
+        "data",
+        "import",
+        file.to_str().unwrap(),
+        "--dry-run",
+        "--server",
+        &server.base,
+        "--token",
+        &token,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("dry run: would import 7 object(s) and 6 message(s)")
+            && stdout.trim_end().ends_with("; nothing changed"),
+        "{stdout}"
+    );
+    let state = server
+        .client(&token)
+        .get("/v1/state")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        state["objects"],
+        serde_json::json!([]),
+        "a dry run imports nothing"
+    );
     let (code, stdout, stderr) = common::perch(&[
         "data",
         "import",

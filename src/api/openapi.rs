@@ -368,7 +368,10 @@ fn operations() -> Vec<Operation> {
             id: "import_data",
             summary: "Import a perch-data file, all or nothing (admins)",
             auth: true,
-            query: &[("replaceExisting", "query", "boolean")],
+            query: &[
+                ("replaceExisting", "query", "boolean"),
+                ("dryRun", "query", "boolean"),
+            ],
             body: RequestBody::Ndjson,
             success: Success::Json(200, any_object),
         },

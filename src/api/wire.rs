@@ -453,6 +453,9 @@ pub struct TokenCreated {
 pub struct ImportReport {
     pub objects: usize,
     pub messages: usize,
+    /// The file was checked and counted, and nothing was written.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// The first line of a `perch-data` file.

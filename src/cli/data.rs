@@ -38,6 +38,9 @@ pub enum DataCommand {
         /// Replace objects and messages already present instead of refusing.
         #[arg(long)]
         replace_existing: bool,
+        /// Check the whole file and say what it would import; write nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -98,6 +101,7 @@ pub async fn run(command: DataCommand) -> miette::Result<u8> {
         DataCommand::Import {
             file,
             replace_existing,
+            dry_run,
             target,
         } => {
             let bytes = std::fs::read(&file)
@@ -105,8 +109,8 @@ pub async fn run(command: DataCommand) -> miette::Result<u8> {
                 .wrap_err_with(|| format!("cannot read {}", file.display()))?;
             let target = open_target(&target).await?;
             let progress = spinner("importing");
-            let outcome = target.import_data(bytes, replace_existing).await;
-            if outcome.is_ok() {
+            let outcome = target.import_data(bytes, replace_existing, dry_run).await;
+            if outcome.is_ok() && !dry_run {
                 target.close().await;
             } else {
                 // A failed import into a database it created leaves no new file behind.
@@ -116,11 +120,17 @@ pub async fn run(command: DataCommand) -> miette::Result<u8> {
             if let Some(bar) = progress {
                 bar.finish_and_clear();
             }
+            let verb = if dry_run {
+                "dry run: would import"
+            } else {
+                "imported"
+            };
             println!(
-                "imported {} object(s) and {} message(s) from {}",
+                "{verb} {} object(s) and {} message(s) from {}{}",
                 report.objects,
                 report.messages,
-                file.display()
+                crate::text::terminal_safe(&file.display().to_string()),
+                if dry_run { "; nothing changed" } else { "" }
             );
             Ok(EXIT_OK)
         }

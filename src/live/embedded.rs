@@ -346,12 +346,19 @@ impl Target for EmbeddedTarget {
         &self,
         file: Vec<u8>,
         replace_existing: bool,
+        dry_run: bool,
     ) -> BoxFuture<'_, Result<ImportReport, TargetError>> {
         Box::pin(async move {
-            self.service
-                .import_data(&self.caller, &file, replace_existing)
-                .await
-                .map_err(rejected)
+            if dry_run {
+                self.service
+                    .check_import(&self.caller, &file, replace_existing)
+                    .await
+            } else {
+                self.service
+                    .import_data(&self.caller, &file, replace_existing)
+                    .await
+            }
+            .map_err(rejected)
         })
     }
 

@@ -191,9 +191,11 @@ impl Target for HttpTarget {
         &self,
         file: Vec<u8>,
         replace_existing: bool,
+        dry_run: bool,
     ) -> BoxFuture<'_, Result<ImportReport, TargetError>> {
         Box::pin(async move {
-            let path = format!("/v1/data/import?replaceExisting={replace_existing}");
+            let path =
+                format!("/v1/data/import?replaceExisting={replace_existing}&dryRun={dry_run}");
             Ok(self
                 .client
                 .json(Method::POST, &path, Body::<()>::Ndjson(file))

@@ -155,10 +155,12 @@ pub trait Target: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<u8>, TargetError>>;
 
     /// Imports a `perch-data` file, all or nothing.
+    /// With `dry_run`, checks and counts everything and writes nothing.
     fn import_data(
         &self,
         file: Vec<u8>,
         replace_existing: bool,
+        dry_run: bool,
     ) -> BoxFuture<'_, Result<ImportReport, TargetError>>;
 
     /// A page of the audit trail, newest first.

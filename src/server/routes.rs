@@ -462,14 +462,18 @@ async fn import_data(
                 format!("an import holds at most {MAX_IMPORT_BYTES} bytes"),
             )
         })?;
-    let report = state
-        .service
-        .import_data(
-            &caller,
-            &body,
-            query_flag(query.as_deref(), "replaceExisting")?,
-        )
-        .await?;
+    let replace_existing = query_flag(query.as_deref(), "replaceExisting")?;
+    let report = if query_flag(query.as_deref(), "dryRun")? {
+        state
+            .service
+            .check_import(&caller, &body, replace_existing)
+            .await?
+    } else {
+        state
+            .service
+            .import_data(&caller, &body, replace_existing)
+            .await?
+    };
     Ok(Json(report).into_response())
 }
 

@@ -222,6 +222,29 @@ impl Service {
         bytes: &[u8],
         replace_existing: bool,
     ) -> Result<ImportReport> {
+        self.import_or_check(caller, bytes, replace_existing, false)
+            .await
+    }
+
+    /// [`Service::import_data`] run to its end in a transaction that is rolled back: every check,
+    /// the counts, nothing written and nothing audited.
+    pub async fn check_import(
+        &self,
+        caller: &Caller,
+        bytes: &[u8],
+        replace_existing: bool,
+    ) -> Result<ImportReport> {
+        self.import_or_check(caller, bytes, replace_existing, true)
+            .await
+    }
+
+    async fn import_or_check(
+        &self,
+        caller: &Caller,
+        bytes: &[u8],
+        replace_existing: bool,
+        dry_run: bool,
+    ) -> Result<ImportReport> {
         require_admin(caller, "import chat data")?;
         let corrupt =
             |message: String| ServiceError::invalid("file", ErrorCode::CorruptImport, message);
@@ -463,6 +486,14 @@ impl Service {
             }),
         )
         .await?;
+        if dry_run {
+            tx.rollback().await?;
+            return Ok(ImportReport {
+                objects: writes.len(),
+                messages: messages.len(),
+                dry_run: true,
+            });
+        }
         tx.commit().await?;
         if messages.len() + writes.len() > 10_000 {
             self.store().analyze().await?;
@@ -471,6 +502,7 @@ impl Service {
         Ok(ImportReport {
             objects: writes.len(),
             messages: messages.len(),
+            dry_run: false,
         })
     }
 }

@@ -235,7 +235,12 @@ impl Target for SfbTarget {
         Box::pin(async { unsupported("export chat data (Export-CsPersistentChatData does)") })
     }
 
-    fn import_data(&self, _: Vec<u8>, _: bool) -> BoxFuture<'_, Result<ImportReport, TargetError>> {
+    fn import_data(
+        &self,
+        _: Vec<u8>,
+        _: bool,
+        _: bool,
+    ) -> BoxFuture<'_, Result<ImportReport, TargetError>> {
         Box::pin(async { unsupported("import chat data") })
     }
 
