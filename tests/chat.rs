@@ -687,3 +687,87 @@ async fn dry_runs_change_nothing_and_keywords_match_whole_words() {
         .body;
     assert_eq!(bodies(&left), ["Q30 results", "lunch"]);
 }
+
+#[tokio::test]
+async fn rooms_list_filtered_and_paged_through_the_api_and_the_cli() {
+    let fixture = Fixture::new();
+    setup(&fixture).await;
+    let admin = &fixture.admin;
+    let names = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|room| room["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let open = admin
+        .get("/v1/rooms?privacy=Open&category=eng")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        names(&open),
+        ["off", "open-room"],
+        "any case, as the cmdlets took them"
+    );
+    let ana_rooms = admin
+        .get("/v1/rooms?member=sip:ana@contoso.com&type=auditorium")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(names(&ana_rooms), ["stage"]);
+    // Pages of one, by the cursor, add up to every room.
+    let everything = names(&admin.get("/v1/rooms").await.expect(200).body);
+    let mut paged = Vec::new();
+    let mut path = "/v1/rooms?limit=1".to_owned();
+    loop {
+        let page = admin.get(&path).await.expect(200).body;
+        paged.extend(names(&page));
+        match page["next"].as_str() {
+            Some(next) => path = format!("/v1/rooms?limit=1&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, everything);
+    admin
+        .get("/v1/rooms?privacy=hidden")
+        .await
+        .expect_error(400, "invalid_query");
+    // A user sees what the access rules let it see, filters or not.
+    let ana = fixture.user("sip:ana@contoso.com");
+    let secret = ana.get("/v1/rooms?privacy=secret").await.expect(200).body;
+    assert_eq!(names(&secret), ["secret-room"]);
+    let bob = fixture.user("sip:bob@contoso.com");
+    let none = bob.get("/v1/rooms?privacy=secret").await.expect(200).body;
+    assert_eq!(names(&none), Vec::<String>::new());
+
+    // The CLI, against the server and against the embedded store alike.
+    for target in [
+        vec![
+            "--server",
+            fixture.server.base.as_str(),
+            "--token",
+            fixture.admin_token.as_str(),
+        ],
+        vec!["--db", fixture.db.url.as_str()],
+    ] {
+        let mut args = vec!["room", "list", "--privacy", "open", "--disabled", "false"];
+        args.extend(&target);
+        let (code, stdout, stderr) = common::perch(&args);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.starts_with("open-room  category Eng  open normal"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("quiet-room"), "{stdout}");
+        assert!(stdout.trim_end().ends_with("2 room(s)"), "{stdout}");
+        let mut json_args = vec!["room", "list", "--filter", "STAGE", "--json"];
+        json_args.extend(&target);
+        let (code, stdout, stderr) = common::perch(&json_args);
+        assert_eq!(code, 0, "{stderr}");
+        let rooms: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(rooms[0]["name"], "stage");
+        assert_eq!(rooms.as_array().unwrap().len(), 1);
+    }
+}

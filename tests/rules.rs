@@ -343,6 +343,20 @@ async fn every_path_applies_the_same_access_rules() {
             None => None,
         };
         let panel_list = web_get(base, sessions[caller].as_deref(), "/chat").await.1;
+        // The filtered, paged list (`GET /v1/rooms?limit=`) under the same rules.
+        let paged: Vec<String> = client
+            .get("/v1/rooms?limit=500")
+            .await
+            .body
+            .get("items")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|room| room["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
         for (name, _) in rooms().into_iter().chain([("created", Value::Null)]) {
             let panel = panel_cell(base, sessions[caller].as_deref(), name, &panel_list).await;
             let get = client
@@ -387,10 +401,15 @@ async fn every_path_applies_the_same_access_rules() {
                 .expect("room stream")
                 .status()
                 .as_u16();
-            let in_list = if listed.iter().any(|listed| listed == name) {
-                "L"
-            } else {
-                "-"
+            let in_list = match (
+                listed.iter().any(|listed| listed == name),
+                paged.iter().any(|paged| paged == name),
+            ) {
+                (true, true) => "L",
+                (false, false) => "-",
+                // The two lists disagree: a path forgot a rule.
+                (true, false) => "L!",
+                (false, true) => "P!",
             };
             reads.push(format!(
                 "{caller:9} {name:10} {in_list} {get} {history:6} {search} {live_count:2} {replay_count} {room_stream} | {panel}"

@@ -99,6 +99,19 @@ fn hold_body() -> Value {
 
 const NAME: (&str, &str, &str) = ("name", "path", "string");
 
+const ROOM_LIST_QUERY: &[(&str, &str, &str)] = &[
+    ("category", "query", "string"),
+    ("addin", "query", "string"),
+    ("member", "query", "string"),
+    ("manager", "query", "string"),
+    ("privacy", "query", "string"),
+    ("type", "query", "string"),
+    ("disabled", "query", "string"),
+    ("q", "query", "string"),
+    ("after", "query", "string"),
+    ("limit", "query", "integer"),
+];
+
 macro_rules! collection_operations {
     ($collection:literal, $kind:literal, $title:literal) => {
         [
@@ -491,6 +504,13 @@ fn operations() -> Vec<Operation> {
         "category"
     ));
     all.extend(collection_operations!("rooms", "RoomDoc", "room"));
+    // Rooms filter and page as Get-CsPersistentChatRoom did.
+    for operation in &mut all {
+        if operation.id == "list_rooms" {
+            operation.query = ROOM_LIST_QUERY;
+            operation.summary = "Every room the caller may see; with a filter or limit, a page of them (`next` is the cursor)";
+        }
+    }
     all.extend(collection_operations!("addins", "AddinDoc", "add-in"));
     all.extend(collection_operations!("groups", "GroupDoc", "group"));
     all

@@ -399,6 +399,123 @@ pub struct TokenInfo {
     pub last_used_at: Option<String>,
 }
 
+/// The filters of `GET /v1/rooms` (and of the panel's rooms page), as `Get-CsPersistentChatRoom`
+/// filtered, with the cursor of the next page. Every field is text as a query string carries
+/// it; [`RoomQuery::filter`] reads them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub room_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<String>,
+    /// Text in the name or the description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// The last name of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+impl RoomQuery {
+    fn given(value: Option<&String>) -> Option<String> {
+        value
+            .map(|text| text.trim())
+            .filter(|text| !text.is_empty())
+            .map(str::to_owned)
+    }
+
+    /// The filter the query asks for, or the field that does not read and why.
+    ///
+    /// # Errors
+    /// A principal, privacy, type or disabled value that does not read.
+    pub fn filter(&self) -> Result<crate::domain::RoomFilter, (&'static str, String)> {
+        use crate::domain::{Principal, Privacy, RoomType};
+        let principal = |field: &'static str, value: Option<&String>| {
+            Self::given(value)
+                .map(|text| Principal::parse(&text).map_err(|error| (field, error.to_string())))
+                .transpose()
+        };
+        let privacy = Self::given(self.privacy.as_ref())
+            .map(|text| {
+                Privacy::parse(&text).ok_or((
+                    "privacy",
+                    format!("privacy is open, closed or secret, not `{text}`"),
+                ))
+            })
+            .transpose()?;
+        let room_type = Self::given(self.room_type.as_ref())
+            .map(|text| {
+                RoomType::parse(&text).ok_or((
+                    "type",
+                    format!("type is normal or auditorium, not `{text}`"),
+                ))
+            })
+            .transpose()?;
+        let disabled = Self::given(self.disabled.as_ref())
+            .map(|text| {
+                crate::domain::spelling::parse_bool(&text).ok_or((
+                    "disabled",
+                    format!("disabled is true or false, not `{text}`"),
+                ))
+            })
+            .transpose()?;
+        Ok(crate::domain::RoomFilter {
+            category: Self::given(self.category.as_ref()),
+            addin: Self::given(self.addin.as_ref()),
+            member: principal("member", self.member.as_ref())?,
+            manager: principal("manager", self.manager.as_ref())?,
+            privacy,
+            room_type,
+            disabled,
+            text: Self::given(self.q.as_ref()),
+        })
+    }
+
+    /// The query string of the filters (not the cursor), percent-encoded.
+    pub fn filter_query(&self) -> String {
+        [
+            ("category", &self.category),
+            ("addin", &self.addin),
+            ("member", &self.member),
+            ("manager", &self.manager),
+            ("privacy", &self.privacy),
+            ("type", &self.room_type),
+            ("disabled", &self.disabled),
+            ("q", &self.q),
+        ]
+        .iter()
+        .filter_map(|(name, value)| {
+            Self::given(value.as_ref()).map(|value| format!("{name}={}", percent_encode(&value)))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+    }
+
+    /// Whether it asks for anything beyond every room at once.
+    pub fn is_paged(&self) -> bool {
+        *self != RoomQuery::default()
+    }
+}
+
+/// A page of `GET /v1/rooms` with filters or a cursor.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RoomListPage {
+    pub items: Vec<serde_json::Value>,
+    /// Pass as `after` for the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
 /// `PUT /v1/applied`: the manifests an apply carried out, for the Git view.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -4,10 +4,42 @@ use miette::IntoDiagnostic;
 
 use super::EXIT_OK;
 use super::reconcile::{TargetArgs, open_target};
-use crate::api::wire::{ClearRequest, RemoveRequest};
+use crate::api::wire::{ClearRequest, RemoveRequest, RoomQuery};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RoomCommand {
+    /// List the rooms you may see, filtered as Get-CsPersistentChatRoom filtered.
+    List {
+        /// Only rooms of this category.
+        #[arg(long)]
+        category: Option<String>,
+        /// Only rooms that list this member (sip:user@domain, group:NAME, domain:NAME).
+        #[arg(long)]
+        member: Option<String>,
+        /// Only rooms that list this manager.
+        #[arg(long)]
+        manager: Option<String>,
+        /// Only rooms that show this add-in.
+        #[arg(long)]
+        addin: Option<String>,
+        /// open, closed or secret.
+        #[arg(long)]
+        privacy: Option<String>,
+        /// normal or auditorium.
+        #[arg(long = "type")]
+        room_type: Option<String>,
+        /// true or false.
+        #[arg(long)]
+        disabled: Option<String>,
+        /// Text in the name or the description.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Print the rooms as one JSON array.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// Delete everything a room holds up to a date, inclusive (Clear-CsPersistentChatRoom).
     Clear {
         /// The room to clear.
@@ -66,12 +98,39 @@ pub enum MessagesCommand {
 }
 
 pub async fn room(command: RoomCommand) -> miette::Result<u8> {
-    let RoomCommand::Clear {
-        room,
-        end_date,
-        dry_run,
-        target,
-    } = command;
+    let (room, end_date, dry_run, target) = match command {
+        RoomCommand::Clear {
+            room,
+            end_date,
+            dry_run,
+            target,
+        } => (room, end_date, dry_run, target),
+        RoomCommand::List {
+            category,
+            member,
+            manager,
+            addin,
+            privacy,
+            room_type,
+            disabled,
+            filter,
+            json,
+            target,
+        } => {
+            let query = RoomQuery {
+                category,
+                addin,
+                member,
+                manager,
+                privacy,
+                room_type,
+                disabled,
+                q: filter,
+                after: None,
+            };
+            return list_rooms(query, json, &target).await;
+        }
+    };
     let target = open_target(&target).await?;
     let outcome = target
         .clear_room(&room, &ClearRequest { end_date, dry_run })
@@ -133,6 +192,53 @@ pub async fn messages(command: MessagesCommand) -> miette::Result<u8> {
     } else {
         println!("room {room}: {touched} message(s) {verb}");
     }
+    Ok(EXIT_OK)
+}
+
+/// Every room that matches, page after page, as a table or one JSON array.
+async fn list_rooms(mut query: RoomQuery, json: bool, target: &TargetArgs) -> miette::Result<u8> {
+    let target = open_target(target).await?;
+    let mut rooms = Vec::new();
+    let outcome = loop {
+        match target.rooms(&query, 500).await {
+            Ok(page) => {
+                rooms.extend(page.items);
+                match page.next {
+                    Some(next) => query.after = Some(next),
+                    None => break Ok(()),
+                }
+            }
+            Err(error) => break Err(error),
+        }
+    };
+    target.close().await;
+    outcome.into_diagnostic()?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rooms).into_diagnostic()?
+        );
+        return Ok(EXIT_OK);
+    }
+    let text = |room: &serde_json::Value, field: &str| -> String {
+        crate::text::terminal_safe(room[field].as_str().unwrap_or_default()).into_owned()
+    };
+    for room in &rooms {
+        let members = room["members"].as_array().map_or(0, Vec::len);
+        println!(
+            "{}  category {}  {} {}{}  {members} member(s)",
+            text(room, "name"),
+            text(room, "category"),
+            text(room, "privacy"),
+            text(room, "type"),
+            if room["disabled"] == serde_json::Value::Bool(true) {
+                "  disabled"
+            } else {
+                ""
+            }
+        );
+    }
+    println!("{} room(s)", rooms.len());
     Ok(EXIT_OK)
 }
 

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use super::{ApplyReport, BoxFuture, Target, TargetError, live_from_pages};
 use crate::api::wire::{
     AppliedRequest, AuditFilter, AuditPage, ClearRequest, ExportOptions, ImportReport,
-    RemoveRequest, TokenCreated, TokenInfo, TokenRequest,
+    RemoveRequest, RoomListPage, RoomQuery, TokenCreated, TokenInfo, TokenRequest,
 };
 use crate::api::{ErrorCode, Live};
 use crate::domain::{ComplianceConfiguration, Hold, Kind};
@@ -419,6 +419,36 @@ impl Target for EmbeddedTarget {
 
     fn tokens(&self) -> BoxFuture<'_, Result<Vec<TokenInfo>, TargetError>> {
         Box::pin(async move { self.service.tokens(&self.caller).await.map_err(rejected) })
+    }
+
+    fn rooms<'a>(
+        &'a self,
+        query: &'a RoomQuery,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<RoomListPage, TargetError>> {
+        Box::pin(async move {
+            let filter = query
+                .filter()
+                .map_err(|(field, message)| TargetError::Rejected {
+                    code: ErrorCode::InvalidQuery,
+                    message: format!("{field}: {message}"),
+                })?;
+            let page = self
+                .service
+                .rooms_page(&self.caller, &filter, query.after.as_deref(), limit)
+                .await
+                .map_err(rejected)?;
+            let items = page
+                .rooms
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| TargetError::Unreadable(error.to_string()))?;
+            Ok(RoomListPage {
+                items,
+                next: page.next,
+            })
+        })
     }
 
     fn record_applied<'a>(

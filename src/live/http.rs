@@ -5,8 +5,8 @@ use reqwest::Method;
 use super::{BoxFuture, Target, TargetError, live_from_state};
 use crate::api::wire::{
     AppliedRequest, AuditFilter, AuditPage, ClearReply, ClearRequest, ExportOptions, HoldRequest,
-    ImportReport, LockRequest, RemoveReply, RemoveRequest, TokenCreated, TokenInfo, TokenRequest,
-    collection_of, percent_encode,
+    ImportReport, LockRequest, RemoveReply, RemoveRequest, RoomListPage, RoomQuery, TokenCreated,
+    TokenInfo, TokenRequest, collection_of, percent_encode,
 };
 use crate::api::{Body, Client, ClientError, ErrorCode, Live};
 use crate::domain::{Hold, Kind};
@@ -265,6 +265,28 @@ impl Target for HttpTarget {
                 .json(Method::GET, "/v1/tokens", Body::NONE)
                 .await?;
             Ok(list.items)
+        })
+    }
+
+    fn rooms<'a>(
+        &'a self,
+        query: &'a RoomQuery,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<RoomListPage, TargetError>> {
+        Box::pin(async move {
+            let mut path = format!("/v1/rooms?limit={limit}");
+            let filters = query.filter_query();
+            if !filters.is_empty() {
+                path.push('&');
+                path.push_str(&filters);
+            }
+            if let Some(after) = &query.after {
+                path.push_str(&format!("&after={}", percent_encode(after)));
+            }
+            Ok(self
+                .client
+                .json(Method::GET, &path, Body::<()>::Empty)
+                .await?)
         })
     }
 

@@ -18,7 +18,8 @@ use std::pin::Pin;
 
 use crate::api::wire::{
     AppliedRequest, AuditEntry, AuditFilter, AuditPage, ClearRequest, ExportOptions, ImportReport,
-    RemoveRequest, STATE_FORMAT_VERSION, StateDocument, TokenCreated, TokenInfo, TokenRequest,
+    RemoveRequest, RoomListPage, RoomQuery, STATE_FORMAT_VERSION, StateDocument, TokenCreated,
+    TokenInfo, TokenRequest,
 };
 use crate::api::{ClientError, ErrorCode, Live};
 use crate::domain::audit::AuditAction;
@@ -201,6 +202,13 @@ pub trait Target: Send + Sync {
         &'a self,
         token_or_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<TokenInfo>, TargetError>>;
+
+    /// A page of the rooms that match (`GET /v1/rooms` with filters).
+    fn rooms<'a>(
+        &'a self,
+        query: &'a RoomQuery,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<RoomListPage, TargetError>>;
 
     /// Records the manifests an apply carried out, for the server's Git view.
     fn record_applied<'a>(

@@ -262,12 +262,60 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The most rooms one page of `GET /v1/rooms?limit=` holds.
+const MAX_ROOM_PAGE: usize = 500;
+
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(collection): Path<String>,
+    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&collection)?;
+    let limit = query_values(uri.query(), "limit").first().map(|text| {
+        text.parse::<usize>()
+            .ok()
+            .filter(|limit| (1..=MAX_ROOM_PAGE).contains(limit))
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    format!("limit is 1 to {MAX_ROOM_PAGE}"),
+                )
+                .with_field("limit")
+            })
+    });
+    let limit = limit.transpose()?;
+    if kind == Kind::Room {
+        let rooms: crate::api::wire::RoomQuery = axum::extract::Query::try_from_uri(&uri)
+            .map(|axum::extract::Query(query)| query)
+            .map_err(|rejection| ApiError::new(ErrorCode::InvalidQuery, rejection.body_text()))?;
+        if rooms.is_paged() || limit.is_some() {
+            // Filters as Get-CsPersistentChatRoom's, pages by a cursor.
+            let filter = rooms.filter().map_err(|(field, message)| {
+                ApiError::new(ErrorCode::InvalidQuery, message).with_field(field)
+            })?;
+            let page = state
+                .service
+                .rooms_page(
+                    &caller,
+                    &filter,
+                    rooms.after.as_deref(),
+                    limit.unwrap_or(100),
+                )
+                .await?;
+            let items = page
+                .rooms
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ServiceError::internal)?;
+            return Ok(Json(crate::api::wire::RoomListPage {
+                items,
+                next: page.next,
+            })
+            .into_response());
+        }
+    }
     let items = state.service.list(&caller, kind).await?;
     Ok(Json(json!({ "items": items })).into_response())
 }

@@ -283,6 +283,14 @@ impl Target for SfbTarget {
         Box::pin(async { unsupported("hold Perch tokens") })
     }
 
+    fn rooms<'a>(
+        &'a self,
+        _: &'a crate::api::wire::RoomQuery,
+        _: usize,
+    ) -> BoxFuture<'a, Result<crate::api::wire::RoomListPage, TargetError>> {
+        Box::pin(async { unsupported("list rooms (Get-CsPersistentChatRoom does)") })
+    }
+
     fn record_applied<'a>(
         &'a self,
         _: &'a AppliedRequest,

@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use super::forms::{self, Field};
 use super::layout::{self, Section, managed_warning, notice};
 use super::{AppState, Signed};
-use crate::api::wire::{Level, collection_of, percent_encode};
-use crate::domain::{Kind, Principal, Privacy, RoomFilter, RoomType};
+use crate::api::wire::{Level, RoomQuery, collection_of, percent_encode};
+use crate::domain::{Kind, Principal};
 use crate::service::{
     Match, Object, Ownership, Precondition, RemoveFilter, Role, ServiceError, Stored,
 };
@@ -181,16 +181,8 @@ async fn check_principals(_signed: Signed, Query(query): Query<CheckQuery>) -> R
 #[derive(Deserialize, Default)]
 struct ListQuery {
     done: Option<String>,
-    after: Option<String>,
-    category: Option<String>,
-    addin: Option<String>,
-    member: Option<String>,
-    manager: Option<String>,
-    privacy: Option<String>,
-    #[serde(rename = "type")]
-    room_type: Option<String>,
-    disabled: Option<String>,
-    q: Option<String>,
+    #[serde(flatten)]
+    rooms: RoomQuery,
 }
 
 fn done_notice(done: Option<&str>) -> Option<Markup> {
@@ -263,99 +255,18 @@ fn summary(object: &Object) -> String {
     }
 }
 
-/// The rooms of a filter as a query string, for the next page's link.
-fn filter_query(query: &ListQuery) -> String {
-    let pairs = [
-        ("category", &query.category),
-        ("addin", &query.addin),
-        ("member", &query.member),
-        ("manager", &query.manager),
-        ("privacy", &query.privacy),
-        ("type", &query.room_type),
-        ("disabled", &query.disabled),
-        ("q", &query.q),
-    ];
-    pairs
-        .iter()
-        .filter_map(|(name, value)| {
-            value
-                .as_deref()
-                .filter(|value| !value.is_empty())
-                .map(|value| format!("{name}={}", percent_encode(value)))
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// The filter a query asks for, or the field that does not read.
-fn room_filter(query: &ListQuery) -> Result<RoomFilter, (&'static str, String)> {
-    let given = |value: &Option<String>| {
-        value
-            .as_deref()
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned)
-    };
-    let principal = |field: &'static str, value: &Option<String>| {
-        given(value)
-            .map(|text| Principal::parse(&text).map_err(|error| (field, error.to_string())))
-            .transpose()
-    };
-    Ok(RoomFilter {
-        category: given(&query.category),
-        addin: given(&query.addin),
-        member: principal("member", &query.member)?,
-        manager: principal("manager", &query.manager)?,
-        privacy: match given(&query.privacy).as_deref() {
-            None => None,
-            Some("open") => Some(Privacy::Open),
-            Some("closed") => Some(Privacy::Closed),
-            Some("secret") => Some(Privacy::Secret),
-            Some(other) => {
-                return Err((
-                    "privacy",
-                    format!("privacy is open, closed or secret, not `{other}`"),
-                ));
-            }
-        },
-        room_type: match given(&query.room_type).as_deref() {
-            None => None,
-            Some("normal") => Some(RoomType::Normal),
-            Some("auditorium") => Some(RoomType::Auditorium),
-            Some(other) => {
-                return Err((
-                    "type",
-                    format!("type is normal or auditorium, not `{other}`"),
-                ));
-            }
-        },
-        disabled: match given(&query.disabled).as_deref() {
-            None => None,
-            Some("true") => Some(true),
-            Some("false") => Some(false),
-            Some(other) => {
-                return Err((
-                    "disabled",
-                    format!("disabled is true or false, not `{other}`"),
-                ));
-            }
-        },
-        text: given(&query.q),
-    })
-}
-
 /// The rooms page: server-side paging and the filters of `Get-CsPersistentChatRoom`.
 pub const ROOMS_PER_PAGE: usize = 50;
 
 async fn rooms_page(state: &AppState, signed: &Signed, query: &ListQuery) -> Response {
-    let filter = match room_filter(query) {
+    let filter = match query.rooms.filter() {
         Ok(filter) => filter,
         Err((field, message)) => {
             let mut response = layout::page(
                 signed,
                 Section::Rooms,
                 "Rooms",
-                html! { (room_filter_form(query)) (notice("error", html! { (field) ": " (message) })) },
+                html! { (room_filter_form(&query.rooms)) (notice("error", html! { (field) ": " (message) })) },
             );
             *response.status_mut() = StatusCode::BAD_REQUEST;
             return response;
@@ -366,7 +277,7 @@ async fn rooms_page(state: &AppState, signed: &Signed, query: &ListQuery) -> Res
         .rooms_page(
             signed.caller(),
             &filter,
-            query.after.as_deref(),
+            query.rooms.after.as_deref(),
             ROOMS_PER_PAGE,
         )
         .await
@@ -380,11 +291,11 @@ async fn rooms_page(state: &AppState, signed: &Signed, query: &ListQuery) -> Res
     } else {
         None
     };
-    let filters = filter_query(query);
+    let filters = query.rooms.filter_query();
     let body = html! {
         @if let Some(done) = done_notice(query.done.as_deref()) { (done) }
         p { a.button href="/admin/new/rooms" { "New room" } }
-        (room_filter_form(query))
+        (room_filter_form(&query.rooms))
         p #room-count { (page.rooms.len()) " shown"
             @if let Some(total) = total { " of " (total) " rooms on the server" }
             @if !filter.is_empty() { " (filtered)" } "." }
@@ -419,7 +330,7 @@ async fn rooms_page(state: &AppState, signed: &Signed, query: &ListQuery) -> Res
     layout::page(signed, Section::Rooms, "Rooms", body)
 }
 
-fn room_filter_form(query: &ListQuery) -> Markup {
+fn room_filter_form(query: &RoomQuery) -> Markup {
     let text = |value: &Option<String>| value.clone().unwrap_or_default();
     let choice = |name: &'static str,
                   label: &'static str,
