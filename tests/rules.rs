@@ -125,6 +125,19 @@ impl Stream {
     }
 }
 
+/// The names of the rooms a list answer holds (none for an error).
+fn room_names(body: &Value) -> Vec<String> {
+    body.get("items")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|room| room["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Signs in to the web interface with a token; the session cookie (`name=value`).
 async fn web_session(base: &str, token: &str) -> String {
     let response = reqwest::Client::builder()
@@ -318,19 +331,7 @@ async fn every_path_applies_the_same_access_rules() {
     let mut reads = Vec::new();
     for caller in CALLERS {
         let client = &clients[caller];
-        let listed: Vec<String> = client
-            .get("/v1/rooms")
-            .await
-            .body
-            .get("items")
-            .and_then(Value::as_array)
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|room| room["name"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let listed = room_names(&client.get("/v1/rooms").await.body);
         let live_rooms = match live.remove(caller).flatten() {
             Some(stream) => {
                 let (rooms, ended) = stream.messages_until("sentinel").await;
@@ -344,19 +345,7 @@ async fn every_path_applies_the_same_access_rules() {
         };
         let panel_list = web_get(base, sessions[caller].as_deref(), "/chat").await.1;
         // The filtered, paged list (`GET /v1/rooms?limit=`) under the same rules.
-        let paged: Vec<String> = client
-            .get("/v1/rooms?limit=500")
-            .await
-            .body
-            .get("items")
-            .and_then(Value::as_array)
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|room| room["name"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let paged = room_names(&client.get("/v1/rooms?limit=500").await.body);
         for (name, _) in rooms().into_iter().chain([("created", Value::Null)]) {
             let panel = panel_cell(base, sessions[caller].as_deref(), name, &panel_list).await;
             let get = client

@@ -174,6 +174,61 @@ fn push_set(out: &mut Vec<String>, set: Invocation) {
     }
 }
 
+/// The principal lists of a category and of a room: (field, cmdlet parameter).
+const CATEGORY_LISTS: [(&str, &str); 3] = [
+    ("allowedMembers", "AllowedMembers"),
+    ("deniedMembers", "DeniedMembers"),
+    ("creators", "Creators"),
+];
+const ROOM_LISTS: [(&str, &str); 3] = [
+    ("members", "Members"),
+    ("managers", "Managers"),
+    ("presenters", "Presenters"),
+];
+
+/// `Set-*` with the lists of a new object added, when it has any (`New-*` takes none).
+fn set_new_lists(
+    out: &mut Vec<String>,
+    mut set: Invocation,
+    lists: &[(&str, &str)],
+    object: &Map<String, Value>,
+    map: &PrincipalMap,
+) -> Result<(), String> {
+    for (field, parameter) in lists {
+        let entries = strings(object.get(*field));
+        if !entries.is_empty() {
+            set = set.param(parameter, &list_modifier(map, &entries, &[])?);
+        }
+    }
+    if set.parameters > 1 {
+        out.push(set.text);
+    }
+    Ok(())
+}
+
+/// A list change as its parameter and value, if `change` is one of `lists`.
+fn list_change<'a>(
+    lists: &'a [(&'a str, &'a str)],
+    change: &FieldChange,
+    map: &PrincipalMap,
+) -> Result<Option<(&'a str, String)>, String> {
+    match lists.iter().find(|(field, _)| *field == change.field) {
+        Some((_, parameter)) => Ok(Some((
+            parameter,
+            list_modifier(map, &change.added, &change.removed)?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// The comment for a field no cmdlet parameter sets.
+fn no_parameter(out: &mut Vec<String>, field: &str) {
+    out.push(format!(
+        "# {}: no cmdlet parameter; left as it is.",
+        comment(field)
+    ));
+}
+
 /// The lines that carry out one action (cmdlets, and comments for what no cmdlet does).
 ///
 /// # Errors
@@ -213,23 +268,9 @@ pub fn lines(
                 new = new.switch("RemoveChatHistory");
             }
             out.push(new.text);
-            let mut set = Invocation::new("Set-CsPersistentChatCategory")
+            let set = Invocation::new("Set-CsPersistentChatCategory")
                 .param("Identity", &identity(context, name));
-            let mut any = false;
-            for (field, parameter) in [
-                ("allowedMembers", "AllowedMembers"),
-                ("deniedMembers", "DeniedMembers"),
-                ("creators", "Creators"),
-            ] {
-                let entries = strings(object.get(field));
-                if !entries.is_empty() {
-                    set = set.param(parameter, &list_modifier(map, &entries, &[])?);
-                    any = true;
-                }
-            }
-            if any {
-                out.push(set.text);
-            }
+            set_new_lists(&mut out, set, &CATEGORY_LISTS, object, map)?;
             if object.contains_key("retention") {
                 out.push("# retention is Perch's own: Skype for Business keeps messages until they are removed.".to_owned());
             }
@@ -238,28 +279,17 @@ pub fn lines(
             let mut set = Invocation::new("Set-CsPersistentChatCategory")
                 .param("Identity", &identity(context, name));
             for change in &action.changes {
+                if let Some((parameter, value)) = list_change(&CATEGORY_LISTS, change, map)? {
+                    set = set.param(parameter, &value);
+                    continue;
+                }
                 set = match change.field.as_str() {
                     "description" => set.param("Description", &quote(to_text(change))),
                     "invitations" => set.param("Invitations", flag(to_bool(change))),
                     "fileUpload" => set.param("FileUpload", flag(to_bool(change))),
                     "chatHistory" => set.param("ChatHistory", flag(to_bool(change))),
-                    "allowedMembers" => set.param(
-                        "AllowedMembers",
-                        &list_modifier(map, &change.added, &change.removed)?,
-                    ),
-                    "deniedMembers" => set.param(
-                        "DeniedMembers",
-                        &list_modifier(map, &change.added, &change.removed)?,
-                    ),
-                    "creators" => set.param(
-                        "Creators",
-                        &list_modifier(map, &change.added, &change.removed)?,
-                    ),
                     other => {
-                        out.push(format!(
-                            "# {}: no cmdlet parameter; left as it is.",
-                            comment(other)
-                        ));
+                        no_parameter(&mut out, other);
                         set
                     }
                 };
@@ -298,28 +328,18 @@ pub fn lines(
             }
             out.push(new.text);
             // New-CsPersistentChatRoom takes no lists: Set-CsPersistentChatRoom adds them.
-            let mut set = Invocation::new("Set-CsPersistentChatRoom")
+            let set = Invocation::new("Set-CsPersistentChatRoom")
                 .param("Identity", &identity(context, name));
-            let mut any = false;
-            for (field, parameter) in [
-                ("members", "Members"),
-                ("managers", "Managers"),
-                ("presenters", "Presenters"),
-            ] {
-                let entries = strings(object.get(field));
-                if !entries.is_empty() {
-                    set = set.param(parameter, &list_modifier(map, &entries, &[])?);
-                    any = true;
-                }
-            }
-            if any {
-                out.push(set.text);
-            }
+            set_new_lists(&mut out, set, &ROOM_LISTS, object, map)?;
         }
         (Kind::Room, Verb::Set) => {
             let mut set = Invocation::new("Set-CsPersistentChatRoom")
                 .param("Identity", &identity(context, name));
             for change in &action.changes {
+                if let Some((parameter, value)) = list_change(&ROOM_LISTS, change, map)? {
+                    set = set.param(parameter, &value);
+                    continue;
+                }
                 set = match change.field.as_str() {
                     "description" => set.param("Description", &quote(to_text(change))),
                     "category" => set.param("Category", &identity(context, to_text(change))),
@@ -339,23 +359,8 @@ pub fn lines(
                         &invitations(change.to.as_ref().unwrap_or(&Value::Null)),
                     ),
                     "disabled" => set.param("Disabled", flag(to_bool(change))),
-                    "members" => set.param(
-                        "Members",
-                        &list_modifier(map, &change.added, &change.removed)?,
-                    ),
-                    "managers" => set.param(
-                        "Managers",
-                        &list_modifier(map, &change.added, &change.removed)?,
-                    ),
-                    "presenters" => set.param(
-                        "Presenters",
-                        &list_modifier(map, &change.added, &change.removed)?,
-                    ),
                     other => {
-                        out.push(format!(
-                            "# {}: no cmdlet parameter; left as it is.",
-                            comment(other)
-                        ));
+                        no_parameter(&mut out, other);
                         set
                     }
                 };
@@ -437,10 +442,7 @@ pub fn lines(
                         set
                     }
                     other => {
-                        out.push(format!(
-                            "# {}: no cmdlet parameter; left as it is.",
-                            comment(other)
-                        ));
+                        no_parameter(&mut out, other);
                         set
                     }
                 };
