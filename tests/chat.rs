@@ -9,6 +9,18 @@ use common::{Client, Fixture};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+/// Runs `perch` with `args` against the fixture's server, as its administrator.
+fn perch_on_server(fixture: &Fixture, args: &[&str]) -> (i32, String, String) {
+    let mut all = args.to_vec();
+    all.extend([
+        "--server",
+        fixture.server.base.as_str(),
+        "--token",
+        fixture.admin_token.as_str(),
+    ]);
+    common::perch(&all)
+}
+
 async fn setup(fixture: &Fixture) {
     let admin = &fixture.admin;
     admin
@@ -368,17 +380,7 @@ async fn clearing_and_removing_messages_through_the_cli() {
         .await
         .expect_error(403, "forbidden");
 
-    let server_args = [
-        "--server",
-        fixture.server.base.as_str(),
-        "--token",
-        fixture.admin_token.as_str(),
-    ];
-    let run = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(server_args);
-        common::perch(&all)
-    };
+    let run = |args: &[&str]| perch_on_server(&fixture, args);
     let (code, stdout, stderr) = run(&[
         "messages",
         "remove",
@@ -607,17 +609,7 @@ async fn dry_runs_change_nothing_and_keywords_match_whole_words() {
         .body;
     assert_eq!(bodies(&found), ["Q3 plan", "q3-plan notes"]);
 
-    let server = [
-        "--server",
-        fixture.server.base.as_str(),
-        "--token",
-        fixture.admin_token.as_str(),
-    ];
-    let run = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(server);
-        common::perch(&all)
-    };
+    let run = |args: &[&str]| perch_on_server(&fixture, args);
     let (code, stdout, stderr) = run(&[
         "messages",
         "remove",

@@ -416,6 +416,25 @@ fn apply_writes_the_cmdlets_of_every_action_quoted_and_as_documented() {
     );
 }
 
+/// Copies the text-shaped snapshot into `dir/name`, letting `edit` change each file's JSON
+/// (given its name) first; the copy's path.
+fn edited_snapshot(dir: &Path, name: &str, edit: &dyn Fn(&str, &mut Value)) -> String {
+    let target = dir.join(name);
+    std::fs::create_dir_all(&target).unwrap();
+    for file in [
+        "categories.json",
+        "rooms.json",
+        "addins.json",
+        "compliance.json",
+    ] {
+        let text = std::fs::read_to_string(fixtures().join("snapshot-text").join(file)).unwrap();
+        let mut value: Value = serde_json::from_str(text.trim_start_matches('\u{feff}')).unwrap();
+        edit(file, &mut value);
+        std::fs::write(target.join(file), value.to_string()).unwrap();
+    }
+    target.display().to_string()
+}
+
 /// A case of a snapshot refused: (name, how the first room is edited, whether the principal
 /// map is given, what the error must say).
 type Refusal<'a> = (&'a str, &'a dyn Fn(&mut Value), bool, &'a str);
@@ -424,24 +443,11 @@ type Refusal<'a> = (&'a str, &'a dyn Fn(&mut Value), bool, &'a str);
 fn a_snapshot_is_refused_where_reading_it_would_be_a_guess() {
     let dir = tempfile::tempdir().unwrap();
     let copy = |name: &str, edit: &dyn Fn(&mut Value)| {
-        let target = dir.path().join(name);
-        std::fs::create_dir_all(&target).unwrap();
-        for file in [
-            "categories.json",
-            "rooms.json",
-            "addins.json",
-            "compliance.json",
-        ] {
-            let text =
-                std::fs::read_to_string(fixtures().join("snapshot-text").join(file)).unwrap();
-            let mut value: Value =
-                serde_json::from_str(text.trim_start_matches('\u{feff}')).unwrap();
+        edited_snapshot(dir.path(), name, &|file, value| {
             if file == "rooms.json" {
                 edit(&mut value[0]);
             }
-            std::fs::write(target.join(file), value.to_string()).unwrap();
-        }
-        target.display().to_string()
+        })
     };
     let cases: [Refusal; 6] = [
         (
@@ -560,27 +566,14 @@ fn the_readme_gives_the_capture_one_liners_the_reader_names() {
 fn only_the_chosen_pool_counts_and_names_are_unique_in_it() {
     let dir = tempfile::tempdir().unwrap();
     let with_category = |name: &str, identity: &str| {
-        let target = dir.path().join(name);
-        std::fs::create_dir_all(&target).unwrap();
-        for file in [
-            "categories.json",
-            "rooms.json",
-            "addins.json",
-            "compliance.json",
-        ] {
-            let text =
-                std::fs::read_to_string(fixtures().join("snapshot-text").join(file)).unwrap();
-            let mut value: Value =
-                serde_json::from_str(text.trim_start_matches('\u{feff}')).unwrap();
+        edited_snapshot(dir.path(), name, &|file, value| {
             if file == "categories.json" {
                 let mut extra = value[1].clone();
                 extra["Identity"] = identity.into();
                 extra["Name"] = Value::Null;
                 value.as_array_mut().unwrap().push(extra);
             }
-            std::fs::write(target.join(file), value.to_string()).unwrap();
-        }
-        target.display().to_string()
+        })
     };
     let two_pools = with_category("two-pools", "other.contoso.com\\Quiet");
     let out = dir.path().join("out").display().to_string();
