@@ -649,3 +649,219 @@ fn only_the_chosen_pool_counts_and_names_are_unique_in_it() {
         "{stderr}"
     );
 }
+
+/// What `perch export` writes for `db`, file by file.
+fn export_of(db: &str, out: &Path) -> Vec<(String, String)> {
+    let out_text = out.display().to_string();
+    let (code, stdout, stderr) = common::perch(&["export", "--db", db, "--out", &out_text]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    read_tree(out)
+}
+
+#[test]
+fn the_export_zip_imports_into_an_empty_server_and_exports_stably() {
+    let zip_path = fixtures().join("PersistentChatData.zip");
+    // The committed zip holds exactly the documented files of `export/`.
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap())
+        .expect("the fixture is a zip");
+    let mut entries = Vec::new();
+    for index in 0..archive.len() {
+        let mut entry = archive.by_index(index).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+        entries.push((entry.name().to_owned(), text));
+    }
+    entries.sort();
+    assert_eq!(entries, read_tree(&fixtures().join("export")));
+
+    let db = common::TestDb::new();
+    let zip_text = zip_path.display().to_string();
+    let (code, stdout, stderr) = common::perch(&[
+        "data",
+        "import",
+        "--sfb",
+        &zip_text,
+        "--db",
+        &db.url,
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("dry run: would import 6 object(s) and 0 message(s)"),
+        "two groups, the category and three rooms: {stdout}"
+    );
+    assert!(
+        !stderr.contains("not imported"),
+        "the fixture holds only what the known format describes: {stderr}"
+    );
+    let rooms = |db: &str| -> Value {
+        let (code, stdout, stderr) = common::perch(&["room", "list", "--db", db, "--json"]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        serde_json::from_str(&stdout).unwrap()
+    };
+    assert_eq!(
+        rooms(&db.url),
+        serde_json::json!([]),
+        "a dry run changes nothing"
+    );
+
+    let (code, stdout, stderr) =
+        common::perch(&["data", "import", "--sfb", &zip_text, "--db", &db.url]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("imported 6 object(s)"), "{stdout}");
+    assert!(
+        stderr.contains("in the category `Skype for Business`"),
+        "{stderr}"
+    );
+    let listed = rooms(&db.url);
+    let by_name = |name: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|room| room["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {listed}"))
+            .clone()
+    };
+    let it = by_name("ITChatRoom");
+    assert_eq!(
+        it["members"],
+        serde_json::json!(["group:sfb-group-201", "sip:ken.myer@litwareinc.com"])
+    );
+    assert_eq!(
+        it["managers"],
+        serde_json::json!(["sip:ken.myer@litwareinc.com"])
+    );
+    assert_eq!(it["category"], "Skype for Business");
+    let archive_room = by_name("Helpdesk archive");
+    assert_eq!(archive_room["disabled"], true);
+    assert_eq!(
+        archive_room["description"],
+        "Closed in 2019 <b>read-only</b> & kept; 'quotes' $(whoami) `n"
+    );
+    assert_eq!(
+        by_name("Café Ñandú")["managers"],
+        serde_json::json!(["sip:temp7@litwareinc.com"])
+    );
+
+    // The result is a configuration Perch holds whole: its export validates, plans empty, and
+    // a second export is the same.
+    let dir = tempfile::tempdir().unwrap();
+    let first = export_of(&db.url, &dir.path().join("first"));
+    let first_dir = dir.path().join("first").display().to_string();
+    let (code, stdout, stderr) = common::perch(&["validate", &first_dir]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, stderr) =
+        common::perch(&["plan", "--db", &db.url, "--detailed-exitcode", &first_dir]);
+    assert_eq!(
+        code, 0,
+        "the plan over the export is empty:\n{stdout}{stderr}"
+    );
+    assert_eq!(export_of(&db.url, &dir.path().join("second")), first);
+    let groups: String = first
+        .iter()
+        .filter(|(name, _)| name.starts_with("groups"))
+        .map(|(_, text)| text.as_str())
+        .collect();
+    assert!(groups.contains("sfb-group-202"), "{groups}");
+
+    // A second import meets what the first brought and changes nothing.
+    let (code, _, stderr) = common::perch(&["data", "import", "--sfb", &zip_text, "--db", &db.url]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("nothing was imported"), "{stderr}");
+}
+
+#[test]
+fn an_export_zip_in_the_other_shape_imports_through_a_server_and_reports_what_it_cannot_bring() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let zip_path = dir.path().join("PersistentChatData.zip");
+    let mut writer = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    // Indented, properties as child elements, and parts no public source describes.
+    let files = [
+        (
+            "AdUsers.xml",
+            "<Pool>\n  <AdUsers>\n    <User>\n      <principalId>1</principalId>\n      <UserPrincipalName>ana@contoso.com</UserPrincipalName>\n      <SipAddress>sip:ana@contoso.com</SipAddress>\n    </User>\n  </AdUsers>\n</Pool>\n",
+        ),
+        ("AdGroups.xml", "<Pool>\n  <AdGroups/>\n</Pool>\n"),
+        (
+            "AdAffiliations.xml",
+            "<Pool>\n  <AdAffiliations>\n    <User id=\"1\"><Groups/></User>\n  </AdAffiliations>\n</Pool>\n",
+        ),
+        (
+            "ChatRooms.xml",
+            "<Pool>\n  <ChatRooms>\n    <ChatRoom isDisabled=\"false\" privacy=\"Secret\">\n      <Name>ops</Name>\n      <Desc>Operations</Desc>\n      <Roles>\n        <Principal id=\"1\" isManager=\"1\" isMember=\"1\" isCreator=\"0\" isPresenter=\"1\"/>\n      </Roles>\n    </ChatRoom>\n  </ChatRooms>\n</Pool>\n",
+        ),
+        (
+            "Content/ops.xml",
+            "<Messages><Message>hello</Message></Messages>",
+        ),
+    ];
+    for (name, text) in files {
+        writer.start_file(name, options).unwrap();
+        writer.write_all(text.as_bytes()).unwrap();
+    }
+    writer.finish().unwrap();
+
+    let db = common::TestDb::new();
+    let token = common::create_token(&db.url, "sip:admin@contoso.com", "admin");
+    let server = common::TestServer::start(&db.url);
+    let zip_text = zip_path.display().to_string();
+    let (code, stdout, stderr) = common::perch(&[
+        "data",
+        "import",
+        "--sfb",
+        &zip_text,
+        "--category",
+        "Operations",
+        "--server",
+        &server.base,
+        "--token",
+        &token,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("imported 2 object(s)"), "{stdout}");
+    for reported in [
+        "AdUsers.xml: Pool/AdUsers/User/SipAddress (1x)",
+        "ChatRooms.xml: ChatRooms/ChatRoom/@privacy (1x)",
+        "ChatRooms.xml: ChatRooms/ChatRoom/Roles/Principal/@isPresenter (1x)",
+        "Content/ops.xml: a file the known format does not describe (1x)",
+    ] {
+        assert!(stderr.contains(reported), "{reported} in:\n{stderr}");
+    }
+    let (code, stdout, stderr) = common::perch(&[
+        "room",
+        "list",
+        "--server",
+        &server.base,
+        "--token",
+        &token,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let listed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(listed[0]["name"], "ops");
+    assert_eq!(listed[0]["category"], "Operations");
+    assert_eq!(
+        listed[0]["privacy"], "closed",
+        "the export's privacy is not guessed at"
+    );
+
+    // What is not a zip, or not the export, says so and changes nothing.
+    let not_zip = dir.path().join("not.zip");
+    std::fs::write(&not_zip, "PK not really").unwrap();
+    let (code, _, stderr) = common::perch(&[
+        "data",
+        "import",
+        "--sfb",
+        &not_zip.display().to_string(),
+        "--server",
+        &server.base,
+        "--token",
+        &token,
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is not a zip archive"), "{stderr}");
+}

@@ -610,6 +610,40 @@ pub struct DataEnd {
     pub sha256: String,
 }
 
+/// A whole `perch-data` file: the header, the object and message lines as given, then the end
+/// line with their counts and the SHA-256 of every byte before it. The one writer of the format,
+/// for `perch data export` and for what `perch data import --sfb` brings from elsewhere.
+///
+/// # Errors
+/// Only if the header cannot be written as JSON.
+pub fn perch_data_file(
+    header: &DataHeader,
+    lines: &[String],
+    objects: usize,
+    messages: usize,
+) -> Result<(Vec<u8>, DataEnd), serde_json::Error> {
+    use sha2::Digest;
+    let mut bytes = serde_json::to_vec(header)?;
+    bytes.push(b'\n');
+    for line in lines {
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+    }
+    let digest = sha2::Sha256::digest(&bytes);
+    let end = DataEnd {
+        objects,
+        messages,
+        sha256: digest.iter().fold(String::new(), |mut text, byte| {
+            use std::fmt::Write;
+            let _ = write!(text, "{byte:02x}");
+            text
+        }),
+    };
+    bytes.extend_from_slice(serde_json::json!({ "end": &end }).to_string().as_bytes());
+    bytes.push(b'\n');
+    Ok((bytes, end))
+}
+
 /// The collection segment of a URL for each kind.
 pub fn collection_of(kind: Kind) -> &'static str {
     match kind {

@@ -32,9 +32,19 @@ pub enum DataCommand {
         #[command(flatten)]
         target: TargetArgs,
     },
-    /// Import a file made by `perch data export` (Import-CsPersistentChatData).
+    /// Import a file made by `perch data export` (Import-CsPersistentChatData), or with
+    /// `--sfb` the zip Skype for Business Server's Export-CsPersistentChatData wrote.
     Import {
-        file: PathBuf,
+        /// The perch-data file.
+        #[arg(required_unless_present = "sfb", conflicts_with = "sfb")]
+        file: Option<PathBuf>,
+        /// The zip of Export-CsPersistentChatData: its users, groups and rooms, as far as its
+        /// format is publicly known; what it holds beyond that is listed as not imported.
+        #[arg(long, value_name = "FILE.zip")]
+        sfb: Option<PathBuf>,
+        /// With --sfb: the category the rooms go into (the export names none).
+        #[arg(long, requires = "sfb", default_value = "Skype for Business")]
+        category: String,
         /// Replace objects and messages already present instead of refusing.
         #[arg(long)]
         replace_existing: bool,
@@ -100,13 +110,25 @@ pub async fn run(command: DataCommand) -> miette::Result<u8> {
         }
         DataCommand::Import {
             file,
+            sfb,
+            category,
             replace_existing,
             dry_run,
             target,
         } => {
-            let bytes = std::fs::read(&file)
-                .into_diagnostic()
-                .wrap_err_with(|| format!("cannot read {}", file.display()))?;
+            let (file, bytes) = match (file, sfb) {
+                (_, Some(zip)) => {
+                    let bytes = read_sfb_export(&zip, category)?;
+                    (zip, bytes)
+                }
+                (Some(file), None) => {
+                    let bytes = std::fs::read(&file)
+                        .into_diagnostic()
+                        .wrap_err_with(|| format!("cannot read {}", file.display()))?;
+                    (file, bytes)
+                }
+                (None, None) => miette::bail!("name the file to import, or --sfb FILE.zip"),
+            };
             let target = open_target(&target).await?;
             let progress = spinner("importing");
             let outcome = target.import_data(bytes, replace_existing, dry_run).await;
@@ -141,4 +163,48 @@ pub async fn run(command: DataCommand) -> miette::Result<u8> {
 #[derive(serde::Deserialize)]
 struct EndLine {
     end: DataEnd,
+}
+
+/// Reads `Export-CsPersistentChatData`'s zip into a `perch-data` file, saying on stderr what it
+/// holds that the known format does not describe (which is not imported).
+fn read_sfb_export(zip: &std::path::Path, category: String) -> miette::Result<Vec<u8>> {
+    use crate::live::sfb::chat_data;
+    let shown = crate::text::terminal_safe(&zip.display().to_string()).into_owned();
+    let bytes = std::fs::read(zip)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read {shown}"))?;
+    let limits = chat_data::Limits::default();
+    let mut not_imported = std::collections::BTreeMap::new();
+    let texts = chat_data::read_zip(&bytes, limits, &mut not_imported)
+        .map_err(|why| miette::miette!("{shown} {why}"))?;
+    let options = chat_data::Options {
+        category,
+        source: zip
+            .file_name()
+            .map_or_else(|| shown.clone(), |name| name.to_string_lossy().into_owned()),
+    };
+    let translation = chat_data::translate(&texts, &options, limits, not_imported)
+        .map_err(|why| miette::miette!("{shown}: {why}"))?;
+    eprintln!(
+        "{shown}: {} room(s), {} group(s){}; rooms are closed and normal, invitations inherited, no add-in (the export does not say); no messages (its known parts hold none)",
+        translation.rooms.len(),
+        translation.groups.len(),
+        translation
+            .category
+            .as_ref()
+            .map(|category| format!(
+                ", in the category `{}`",
+                crate::text::terminal_safe(&category.name)
+            ))
+            .unwrap_or_default(),
+    );
+    if !translation.not_imported.is_empty() {
+        eprintln!("not imported, not in the export's known format:");
+        for (what, count) in &translation.not_imported {
+            eprintln!("  {} ({count}x)", crate::text::terminal_safe(what));
+        }
+    }
+    translation
+        .perch_data(&crate::clock::now())
+        .into_diagnostic()
 }

@@ -5,7 +5,9 @@
 //! JSON Lines, UTF-8. The first line is the header `{"format": "perch-data", "version": 1,
 //! "level", "scope", "since", "exportedAt"}`; then one line per object `{"object": {...}}` (the
 //! object as `GET /v1/state` shows it: fields, `kind`, `id`, `version`, `managed`, `protect`,
-//! `createdAt`, `updatedBy`, `updatedAt`) and one per message `{"message": {"id", "roomId",
+//! `createdAt`, `updatedBy`, `updatedAt`; an object without `id` is new to Perch, as what
+//! `perch data import --sfb` brings, and is created with a new id by the importer) and one per
+//! message `{"message": {"id", "roomId",
 //! "author", "body", "postedAt", "inHistory", "replaced"}}`; the last line is `{"end":
 //! {"objects": N, "messages": N, "sha256": HEX}}`, the SHA-256 of every byte before it.
 //!
@@ -24,7 +26,9 @@ use super::WriteAccess;
 use super::compliance::{record, refuse_if_held};
 use super::{Caller, Result, Service, ServiceError, hex, require_admin};
 use crate::api::LiveObject;
-use crate::api::wire::{DataEnd, DataHeader, DataMessage, ExportOptions, ImportReport, Level};
+use crate::api::wire::{
+    DataEnd, DataHeader, DataMessage, ExportOptions, ImportReport, Level, perch_data_file,
+};
 use crate::clock;
 use crate::domain::Kind;
 use crate::domain::audit::AuditAction;
@@ -115,7 +119,6 @@ impl Service {
             since: since.clone(),
             exported_at: clock::now(),
         };
-        lines.push(serde_json::to_string(&header).map_err(ServiceError::internal)?);
         let mut object_count = 0;
         for (object, shown) in &objects {
             if !wanted_kinds.contains(&object.kind) {
@@ -151,24 +154,14 @@ impl Service {
                     lines.push(json!({"message": wire}).to_string());
                     message_count += 1;
                     if message_count % 10_000 == 0 {
-                        progress(lines.len());
+                        progress(lines.len() + 1);
                     }
                 }
             }
         }
-        let mut bytes = Vec::new();
-        for line in &lines {
-            bytes.extend_from_slice(line.as_bytes());
-            bytes.push(b'\n');
-        }
-        let end = DataEnd {
-            objects: object_count,
-            messages: message_count,
-            sha256: hex(&sha2::Sha256::digest(&bytes)),
-        };
-        bytes.extend_from_slice(json!({"end": end}).to_string().as_bytes());
-        bytes.push(b'\n');
-        progress(lines.len() + 1);
+        let (bytes, end) = perch_data_file(&header, &lines, object_count, message_count)
+            .map_err(ServiceError::internal)?;
+        progress(lines.len() + 2);
         let mut tx = self.store().begin(WriteAccess::new()).await?;
         record(
             &mut tx,
@@ -352,8 +345,10 @@ impl Service {
             let object =
                 LiveObject::from_shown(shown.clone()).map_err(|error| corrupt(error.clone()))?;
             let (kind, name) = (object.kind, &object.name);
-            if object.meta.id <= 0 {
-                return Err(corrupt(format!("{kind} `{name}` has no id")));
+            // No id (0) is an object that never had one here: what `perch data import --sfb`
+            // brings from Skype for Business. It gets a new id, like any object created now.
+            if object.meta.id < 0 {
+                return Err(corrupt(format!("{kind} `{name}` has a negative id")));
             }
             // Check the object is one this server accepts.
             let fields = Value::Object(object.fields.clone());
@@ -383,7 +378,11 @@ impl Service {
                 )));
             }
             let by_name = tx.get(kind, name).await?;
-            let by_id = tx.object_by_id(object.meta.id).await?;
+            let by_id = if object.meta.id == 0 {
+                None
+            } else {
+                tx.object_by_id(object.meta.id).await?
+            };
             if by_name.is_some() || by_id.is_some() {
                 if !replace_existing {
                     conflicts.push(format!("{kind} `{name}`"));
@@ -437,6 +436,7 @@ impl Service {
                 ),
             });
         }
+        let now = clock::now();
         for object in &writes {
             let text_field = |field: &str| object.fields.get(field).and_then(Value::as_str);
             let (category, addin) = if object.kind == Kind::Room {
@@ -445,12 +445,28 @@ impl Service {
                 (None, None)
             };
             let meta = &object.meta;
+            let body = Value::Object(object.fields.clone()).to_string();
+            if meta.id == 0 {
+                // Created now, by the importer, and on the record as every creation is.
+                let write = ObjectWrite {
+                    kind: object.kind,
+                    name: &object.name,
+                    category,
+                    addin,
+                    body,
+                    marks: meta.marks(),
+                    updated_by: &caller.name,
+                    updated_at: &now,
+                };
+                tx.insert(write).await?;
+                continue;
+            }
             let write = ObjectWrite {
                 kind: object.kind,
                 name: &object.name,
                 category,
                 addin,
-                body: Value::Object(object.fields.clone()).to_string(),
+                body,
                 marks: meta.marks(),
                 updated_by: &meta.updated_by,
                 updated_at: &meta.updated_at,

@@ -7,6 +7,7 @@
 //! `--principal-map` translates `group:` and `domain:` principals to distinguished names and
 //! back, and each mapped group stands in the live state by its name alone.
 
+pub mod chat_data;
 pub mod powershell;
 pub mod principals;
 pub mod snapshot;
