@@ -505,6 +505,50 @@ fn a_snapshot_is_refused_where_reading_it_would_be_a_guess() {
             "{name}: wanted `{wanted}` in:\n{stderr}"
         );
     }
+    // With the pool's numbering beside the snapshot, numbers are read by it, and a number it
+    // does not give is refused all the same.
+    for (number, wanted) in [
+        (
+            7,
+            "Privacy: the enum number 7 is not among those enums.json gives (0 Open, 1 Closed, 2 Secret)",
+        ),
+        (2, ""),
+    ] {
+        let snapshot = copy(&format!("numbered-{number}"), &|room| {
+            room["Privacy"] = number.into();
+        });
+        std::fs::copy(
+            fixtures().join("snapshot-powershell/enums.json"),
+            Path::new(&snapshot).join("enums.json"),
+        )
+        .unwrap();
+        let out = dir
+            .path()
+            .join(format!("numbered-{number}-out"))
+            .display()
+            .to_string();
+        let (code, stdout, stderr) = common::perch(&[
+            "export",
+            "--sfb-snapshot",
+            &snapshot,
+            "--principal-map",
+            &map(),
+            "--out",
+            &out,
+        ]);
+        if wanted.is_empty() {
+            assert_eq!(code, 0, "{stdout}{stderr}");
+            let rooms = std::fs::read_to_string(Path::new(&out).join("rooms-engineering.yaml"))
+                .unwrap_or_default();
+            assert!(
+                rooms.contains("privacy: secret"),
+                "2 is Secret by the table: {rooms}"
+            );
+        } else {
+            assert_eq!(code, 1, "{stdout}{stderr}");
+            assert!(stderr.contains(wanted), "wanted `{wanted}` in:\n{stderr}");
+        }
+    }
     // A missing file names the one-liner that captures it.
     let missing = dir.path().join("missing");
     std::fs::create_dir_all(&missing).unwrap();
@@ -557,7 +601,12 @@ fn an_unmapped_group_stops_the_script_naming_it() {
 fn the_readme_gives_the_capture_one_liners_the_reader_names() {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    for (_, _, capture) in perch::live::sfb::snapshot::FILES {
+    let enums = perch::live::sfb::snapshot::ENUMS_FILE.1;
+    for capture in perch::live::sfb::snapshot::FILES
+        .iter()
+        .map(|(_, _, capture)| *capture)
+        .chain([enums])
+    {
         assert!(readme.contains(capture), "the README lacks `{capture}`");
     }
 }

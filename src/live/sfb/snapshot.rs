@@ -5,7 +5,7 @@
 //!
 //! It takes what PowerShell 5.1 really writes: UTF-16 (what `>` saves) or UTF-8, with or
 //! without a byte-order mark; one object or an array (or `{"value": [...], "Count": n}`);
-//! enums as names or as numbers; TimeSpans as text or as objects; identities as `pool\name` or
+//! enums as names, or as numbers read by the pool's own numbering (`enums.json`); TimeSpans as text or as objects; identities as `pool\name` or
 //! `name`; principals as SIP addresses or distinguished names. What it cannot read without
 //! guessing (an unknown enum number, a list that `-Depth` cut to text, a shape it does not know)
 //! is an error naming the file, the object and the property.
@@ -44,6 +44,96 @@ pub const FILES: [(&str, Kind, &str); 4] = [
         "Get-CsPersistentChatComplianceConfiguration | Select-Object *, @{n='RunInterval';e={\"$($_.RunInterval)\"}} -ExcludeProperty RunInterval | ConvertTo-Json -Depth 5 > compliance.json",
     ),
 ];
+
+/// The optional file that gives the room enums' numbering, as the pool's own types define it,
+/// and the one-liner that captures it. With it, rooms captured without the casts (enums as
+/// numbers, as PowerShell 5.1 writes them) are read by the pool's own table, never by a guess.
+pub const ENUMS_FILE: (&str, &str) = (
+    "enums.json",
+    "'Privacy','Type','Invitations' | ForEach-Object { $t = (Get-Command Set-CsPersistentChatRoom).Parameters[$_].ParameterType; [pscustomobject]@{ Property = $_; Type = $t.FullName; Names = [string[]][enum]::GetNames($t); Values = [int[]][enum]::GetValues($t) } } | ConvertTo-Json > enums.json",
+);
+
+/// The room enums' numbering a snapshot's `enums.json` gives: property -> number -> name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EnumNumbers(std::collections::BTreeMap<String, std::collections::BTreeMap<i64, String>>);
+
+impl EnumNumbers {
+    /// Reads `enums.json`: one object per property with its `Names` and `Values` in the same
+    /// order (as `[enum]::GetNames` and `GetValues` give them).
+    ///
+    /// # Errors
+    /// A shape the one-liner does not write, a property that is not a room enum, lists of
+    /// different lengths, a number or a name twice.
+    pub fn parse(text: &str) -> Result<EnumNumbers, String> {
+        let value =
+            parse_json(text.trim().as_bytes()).map_err(|error| format!("not JSON: {error}"))?;
+        let mut numbers = EnumNumbers::default();
+        for (index, entry) in objects(&value)?.into_iter().enumerate() {
+            let at = format!("item {}", index + 1);
+            let property = entry
+                .get("Property")
+                .and_then(Value::as_str)
+                .filter(|property| ["Privacy", "Type", "Invitations"].contains(property))
+                .ok_or(format!(
+                    "{at}: Property is not Privacy, Type or Invitations"
+                ))?;
+            let list = |key: &str| -> Vec<&Value> {
+                match entry.get(key).map(unwrap_value) {
+                    Some(Value::Array(items)) => items.iter().collect(),
+                    Some(other) => vec![other],
+                    None => Vec::new(),
+                }
+            };
+            let (names, values) = (list("Names"), list("Values"));
+            if names.is_empty() || names.len() != values.len() {
+                return Err(format!(
+                    "{at} ({property}): {} names and {} values; they come in pairs",
+                    names.len(),
+                    values.len()
+                ));
+            }
+            let mut table = std::collections::BTreeMap::new();
+            for (name, number) in names.into_iter().zip(values) {
+                let (Some(name), Some(number)) = (name.as_str(), number.as_i64()) else {
+                    return Err(format!(
+                        "{at} ({property}): a name that is not text or a value that is not a whole number"
+                    ));
+                };
+                if table
+                    .values()
+                    .any(|known: &String| known.eq_ignore_ascii_case(name))
+                    || table.insert(number, name.to_owned()).is_some()
+                {
+                    return Err(format!("{at} ({property}): `{name}` or {number} twice"));
+                }
+            }
+            if numbers.0.insert(property.to_owned(), table).is_some() {
+                return Err(format!("{property} twice"));
+            }
+        }
+        Ok(numbers)
+    }
+
+    fn name(&self, property: &str, number: i64) -> Result<&str, String> {
+        let Some(table) = self.0.get(property) else {
+            return Err(format!(
+                "the enum number {number}: the cmdlets' numbering is not published, so Perch does not guess it; capture {} beside the snapshot with:\n  {}\nor capture rooms with the README's one-liner, which writes enum names",
+                ENUMS_FILE.0, ENUMS_FILE.1
+            ));
+        };
+        table.get(&number).map(String::as_str).ok_or_else(|| {
+            let known: Vec<String> = table
+                .iter()
+                .map(|(n, name)| format!("{n} {name}"))
+                .collect();
+            format!(
+                "the enum number {number} is not among those {} gives ({})",
+                ENUMS_FILE.0,
+                known.join(", ")
+            )
+        })
+    }
+}
 
 /// The most bytes one snapshot file may hold.
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
@@ -156,14 +246,36 @@ pub fn read_dir(dir: &Path, map: &PrincipalMap) -> Result<Snapshot, String> {
         let text = decode(&bytes).map_err(|why| format!("{}: {why}", path.display()))?;
         texts.push((file, kind, text));
     }
-    read(&texts, map)
+    let path = dir.join(ENUMS_FILE.0);
+    let numbers = match std::fs::metadata(&path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => EnumNumbers::default(),
+        Err(error) => return Err(format!("{}: {error}", path.display())),
+        Ok(metadata) if !metadata.is_file() || metadata.len() > MAX_FILE_BYTES => {
+            return Err(format!(
+                "{}: not a regular file of at most {MAX_FILE_BYTES} bytes",
+                path.display()
+            ));
+        }
+        Ok(_) => {
+            let bytes =
+                std::fs::read(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+            decode(&bytes)
+                .and_then(|text| EnumNumbers::parse(&text))
+                .map_err(|why| format!("{}: {why}", path.display()))?
+        }
+    };
+    read(&texts, map, &numbers)
 }
 
 /// Reads a snapshot's files' texts: (file name, kind, text).
 ///
 /// # Errors
 /// The first thing that cannot be read without a guess, naming the file, object and property.
-pub fn read(files: &[(&str, Kind, String)], map: &PrincipalMap) -> Result<Snapshot, String> {
+pub fn read(
+    files: &[(&str, Kind, String)],
+    map: &PrincipalMap,
+    numbers: &EnumNumbers,
+) -> Result<Snapshot, String> {
     let mut snapshot = Snapshot::default();
     for (file, kind, text) in files {
         let trimmed = text.trim();
@@ -192,6 +304,7 @@ pub fn read(files: &[(&str, Kind, String)], map: &PrincipalMap) -> Result<Snapsh
             let read = ObjectReader {
                 object,
                 map,
+                numbers,
                 at: &at,
             };
             match kind {
@@ -391,6 +504,7 @@ fn object_of(kind: Kind, name: String, fields: Map<String, Value>) -> LiveObject
 struct ObjectReader<'a> {
     object: &'a Map<String, Value>,
     map: &'a PrincipalMap,
+    numbers: &'a EnumNumbers,
     at: &'a dyn Fn(&str, String) -> String,
 }
 
@@ -484,9 +598,10 @@ impl ObjectReader<'_> {
         }
     }
 
-    /// An enum, given as its name in any case. PowerShell 5.1 writes enums as numbers unless
-    /// cast; the cmdlets' numbering is not published, so a number is refused rather than
-    /// guessed, pointing at the one-liner that writes names.
+    /// An enum, given as its name in any case, or as a number (what PowerShell 5.1 writes
+    /// unless cast) read by the pool's own numbering in `enums.json`. The cmdlets' numbering is
+    /// not published, so without that file a number is refused rather than guessed, pointing
+    /// at the one-liners.
     fn enumeration(
         &self,
         property: &str,
@@ -497,12 +612,22 @@ impl ObjectReader<'_> {
             Some(Value::String(text)) => {
                 by_name(text).ok_or_else(|| (self.at)(property, format!("unknown value `{text}`")))
             }
-            Some(Value::Number(number)) => Err((self.at)(
-                property,
-                format!(
-                    "the enum number {number}: the cmdlets' numbering is not published, so Perch does not guess it; capture with the README's one-liner, which writes enum names"
-                ),
-            )),
+            Some(Value::Number(number)) => {
+                let name = number
+                    .as_i64()
+                    .ok_or_else(|| format!("the enum number {number} is not a whole number"))
+                    .and_then(|number| self.numbers.name(property, number))
+                    .map_err(|why| (self.at)(property, why))?;
+                by_name(name).ok_or_else(|| {
+                    (self.at)(
+                        property,
+                        format!(
+                            "{number}, which {} names `{name}`, a value Perch does not know",
+                            ENUMS_FILE.0
+                        ),
+                    )
+                })
+            }
             Some(other) => Err((self.at)(
                 property,
                 format!("expected a name, found {}", shape(other)),
@@ -687,5 +812,42 @@ fn shape(value: &Value) -> &'static str {
         Value::String(_) => "text",
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod numbering_tests {
+    use super::EnumNumbers;
+
+    #[test]
+    fn enums_json_is_read_strictly() {
+        let one = r#"{"Property": "Type", "Names": ["Normal", "Auditorium"], "Values": [4, 9]}"#;
+        let numbers = EnumNumbers::parse(one).unwrap();
+        assert_eq!(numbers.name("Type", 9).unwrap(), "Auditorium");
+        assert!(
+            numbers
+                .name("Privacy", 0)
+                .unwrap_err()
+                .contains("enums.json")
+        );
+        expect_test::expect![[r#"
+            [
+                "item 1: Property is not Privacy, Type or Invitations",
+                "item 1 (Type): 2 names and 1 values; they come in pairs",
+                "item 1 (Type): `normal` or 2 twice",
+                "item 1 (Type): a name that is not text or a value that is not a whole number",
+                "Type twice",
+            ]
+        "#]]
+        .assert_debug_eq(
+            &[
+                r#"{"Property": "Disabled", "Names": ["a"], "Values": [1]}"#,
+                r#"{"Property": "Type", "Names": ["Normal", "Auditorium"], "Values": [1]}"#,
+                r#"{"Property": "Type", "Names": ["Normal", "normal"], "Values": [1, 2]}"#,
+                r#"{"Property": "Type", "Names": ["Normal"], "Values": [1.5]}"#,
+                &format!("[{one}, {one}]"),
+            ]
+            .map(|text| EnumNumbers::parse(text).unwrap_err()),
+        );
     }
 }
