@@ -93,6 +93,16 @@ fn applied_body() -> Value {
             "properties": {"path": {"type": "string"}, "text": {"type": "string"}}}}}})
 }
 
+fn message_counts_body() -> Value {
+    json!({"type": "object", "required": ["roomIds"], "additionalProperties": false, "properties": {
+        "roomIds": {"type": "array", "maxItems": 10000, "items": {"type": "integer"}}}})
+}
+
+fn message_counts_answer() -> Value {
+    json!({"type": "object", "required": ["counts"], "properties": {
+        "counts": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}}})
+}
+
 fn hold_body() -> Value {
     json!({"type": "object", "required": ["reason"], "additionalProperties": false, "properties": {"reason": {"type": "string"}}})
 }
@@ -349,6 +359,16 @@ fn operations() -> Vec<Operation> {
             query: &[("collection", "path", "string"), NAME],
             body: RequestBody::None,
             success: Success::Json(200, any_object),
+        },
+        Operation {
+            method: "post",
+            path: "/v1/messages/counts",
+            id: "count_messages",
+            summary: "How many messages rooms hold, by room id: what removing them deletes (admins; at most 10,000 rooms)",
+            auth: true,
+            query: &[],
+            body: RequestBody::Json(message_counts_body),
+            success: Success::Json(200, message_counts_answer),
         },
         Operation {
             method: "post",

@@ -564,6 +564,19 @@ pub struct TokenCreated {
     pub info: TokenInfo,
 }
 
+/// `POST /v1/messages/counts`: the rooms, by id, whose messages to count.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MessageCountsRequest {
+    pub room_ids: Vec<i64>,
+}
+
+/// The answer: messages per room id (rooms without any left out).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MessageCounts {
+    pub counts: BTreeMap<i64, u64>,
+}
+
 /// What an import did.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

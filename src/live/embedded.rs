@@ -94,8 +94,12 @@ const PAUSE_BETWEEN_TRANSACTIONS: std::time::Duration = std::time::Duration::fro
 
 /// The service operation that carries out an action.
 fn operation_of(action: &Action) -> Result<Operation, TargetError> {
-    let ownership = Ownership::Managed {
-        protect: action.protect,
+    let ownership = if action.forget {
+        Ownership::Unmanaged
+    } else {
+        Ownership::Managed {
+            protect: action.protect,
+        }
     };
     let precondition = action
         .expected_version
@@ -123,8 +127,9 @@ fn operation_of(action: &Action) -> Result<Operation, TargetError> {
             if action.action == Verb::Create {
                 Operation::Create { object, ownership }
             } else {
+                // A rename writes the object, new name and all, under the name it has now.
                 Operation::Replace {
-                    name: action.name.clone(),
+                    name: action.live_name().to_owned(),
                     object,
                     precondition,
                     ownership,
@@ -421,6 +426,59 @@ impl Target for EmbeddedTarget {
         Box::pin(async move { self.service.tokens(&self.caller).await.map_err(rejected) })
     }
 
+    fn message_counts<'a>(
+        &'a self,
+        room_ids: &'a [i64],
+    ) -> BoxFuture<'a, Result<std::collections::BTreeMap<i64, u64>, TargetError>> {
+        Box::pin(async move {
+            self.service
+                .message_counts(&self.caller, room_ids)
+                .await
+                .map_err(rejected)
+        })
+    }
+
+    fn list(&self, kind: Kind) -> BoxFuture<'_, Result<Vec<Map<String, Value>>, TargetError>> {
+        Box::pin(async move {
+            let objects = self
+                .service
+                .list(&self.caller, kind)
+                .await
+                .map_err(rejected)?;
+            objects.iter().map(shown).collect()
+        })
+    }
+
+    fn object<'a>(
+        &'a self,
+        kind: Kind,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Map<String, Value>>, TargetError>> {
+        Box::pin(async move {
+            match self.service.get(&self.caller, kind, name).await {
+                Ok(object) => shown(&object).map(Some),
+                Err(ServiceError::NotFound { .. }) => Ok(None),
+                Err(error) => Err(rejected(error)),
+            }
+        })
+    }
+
+    fn patch<'a>(
+        &'a self,
+        kind: Kind,
+        name: &'a str,
+        body: Map<String, Value>,
+    ) -> BoxFuture<'a, Result<Map<String, Value>, TargetError>> {
+        Box::pin(async move {
+            let object = self
+                .service
+                .patch(&self.caller, kind, name, body, Precondition::None)
+                .await
+                .map_err(rejected)?;
+            shown(&object)
+        })
+    }
+
     fn rooms<'a>(
         &'a self,
         query: &'a RoomQuery,
@@ -502,5 +560,17 @@ impl Target for EmbeddedTarget {
 
     fn close_and_discard(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move { self.service.store().close_and_discard_if_new().await })
+    }
+}
+
+/// An object as every path shows it: its fields, `kind` and the envelope.
+fn shown(
+    object: &crate::service::Stored<crate::service::Object>,
+) -> Result<Map<String, Value>, TargetError> {
+    match serde_json::to_value(object) {
+        Ok(Value::Object(fields)) => Ok(fields),
+        _ => Err(TargetError::Unreadable(
+            "an object that cannot be shown as JSON".to_owned(),
+        )),
     }
 }

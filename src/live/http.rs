@@ -5,8 +5,8 @@ use reqwest::Method;
 use super::{BoxFuture, Target, TargetError, live_from_state};
 use crate::api::wire::{
     AppliedRequest, AuditFilter, AuditPage, ClearReply, ClearRequest, ExportOptions, HoldRequest,
-    ImportReport, LockRequest, RemoveReply, RemoveRequest, RoomListPage, RoomQuery, TokenCreated,
-    TokenInfo, TokenRequest, collection_of, percent_encode,
+    ImportReport, LockRequest, MessageCounts, MessageCountsRequest, RemoveReply, RemoveRequest,
+    RoomListPage, RoomQuery, TokenCreated, TokenInfo, TokenRequest, collection_of, percent_encode,
 };
 use crate::api::{Body, Client, ClientError, ErrorCode, Live};
 use crate::domain::{Hold, Kind};
@@ -66,7 +66,11 @@ impl Target for HttpTarget {
 
     fn execute<'a>(&'a self, action: &'a Action) -> BoxFuture<'a, Result<(), TargetError>> {
         Box::pin(async move {
-            let marks = format!("managed=true&protect={}", action.protect);
+            let marks = if action.forget {
+                "managed=false".to_owned()
+            } else {
+                format!("managed=true&protect={}", action.protect)
+            };
             let (method, path) = match (action.kind, action.action) {
                 (Kind::ComplianceConfiguration, _) => {
                     (Method::PUT, format!("/v1/compliance?{marks}"))
@@ -79,7 +83,7 @@ impl Target for HttpTarget {
                     format!(
                         "/v1/{}/{}?{marks}",
                         collection_of(kind),
-                        percent_encode(&action.name)
+                        percent_encode(action.live_name())
                     ),
                 ),
                 (kind, Verb::Remove) => (
@@ -286,6 +290,79 @@ impl Target for HttpTarget {
             Ok(self
                 .client
                 .json(Method::GET, &path, Body::<()>::Empty)
+                .await?)
+        })
+    }
+
+    fn message_counts<'a>(
+        &'a self,
+        room_ids: &'a [i64],
+    ) -> BoxFuture<'a, Result<std::collections::BTreeMap<i64, u64>, TargetError>> {
+        Box::pin(async move {
+            let mut counts = std::collections::BTreeMap::new();
+            for chunk in room_ids.chunks(crate::service::MAX_COUNTED_ROOMS) {
+                let request = MessageCountsRequest {
+                    room_ids: chunk.to_vec(),
+                };
+                let answer: MessageCounts = self
+                    .client
+                    .json(Method::POST, "/v1/messages/counts", Body::Json(&request))
+                    .await?;
+                counts.extend(answer.counts);
+            }
+            Ok(counts)
+        })
+    }
+
+    fn list(
+        &self,
+        kind: Kind,
+    ) -> BoxFuture<'_, Result<Vec<serde_json::Map<String, serde_json::Value>>, TargetError>> {
+        Box::pin(async move {
+            #[derive(serde::Deserialize)]
+            struct Items {
+                items: Vec<serde_json::Map<String, serde_json::Value>>,
+            }
+            let path = format!("/v1/{}", collection_of(kind));
+            let items: Items = self
+                .client
+                .json(Method::GET, &path, Body::<()>::Empty)
+                .await?;
+            Ok(items.items)
+        })
+    }
+
+    fn object<'a>(
+        &'a self,
+        kind: Kind,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<serde_json::Map<String, serde_json::Value>>, TargetError>>
+    {
+        Box::pin(async move {
+            let path = format!("/v1/{}/{}", collection_of(kind), percent_encode(name));
+            match self
+                .client
+                .json(Method::GET, &path, Body::<()>::Empty)
+                .await
+            {
+                Ok(object) => Ok(Some(object)),
+                Err(error) if is_not_found(&error) => Ok(None),
+                Err(error) => Err(error.into()),
+            }
+        })
+    }
+
+    fn patch<'a>(
+        &'a self,
+        kind: Kind,
+        name: &'a str,
+        body: serde_json::Map<String, serde_json::Value>,
+    ) -> BoxFuture<'a, Result<serde_json::Map<String, serde_json::Value>, TargetError>> {
+        Box::pin(async move {
+            let path = format!("/v1/{}/{}", collection_of(kind), percent_encode(name));
+            Ok(self
+                .client
+                .json(Method::PATCH, &path, Body::Json(&body))
                 .await?)
         })
     }

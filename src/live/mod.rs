@@ -210,6 +210,37 @@ pub trait Target: Send + Sync {
         limit: usize,
     ) -> BoxFuture<'a, Result<RoomListPage, TargetError>>;
 
+    /// How many messages each room (by id) holds: what removing it would delete. A target
+    /// that cannot tell answers nothing.
+    fn message_counts<'a>(
+        &'a self,
+        _room_ids: &'a [i64],
+    ) -> BoxFuture<'a, Result<std::collections::BTreeMap<i64, u64>, TargetError>> {
+        Box::pin(async { Ok(std::collections::BTreeMap::new()) })
+    }
+
+    /// Every object of a kind the caller may see, as shown (`GET /v1/{collection}`).
+    fn list(
+        &self,
+        kind: Kind,
+    ) -> BoxFuture<'_, Result<Vec<serde_json::Map<String, serde_json::Value>>, TargetError>>;
+
+    /// One object as shown (`GET /v1/{collection}/{name}`); `None` when there is none.
+    fn object<'a>(
+        &'a self,
+        kind: Kind,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<serde_json::Map<String, serde_json::Value>>, TargetError>>;
+
+    /// Changes the fields given (`PATCH`: a list as `{"add": [...], "remove": [...]}`), in one
+    /// transaction on the server; the object as it is now.
+    fn patch<'a>(
+        &'a self,
+        kind: Kind,
+        name: &'a str,
+        body: serde_json::Map<String, serde_json::Value>,
+    ) -> BoxFuture<'a, Result<serde_json::Map<String, serde_json::Value>, TargetError>>;
+
     /// Records the manifests an apply carried out, for the server's Git view.
     fn record_applied<'a>(
         &'a self,

@@ -35,6 +35,62 @@ kind_tag!(RoomKind, "Room");
 kind_tag!(AddinKind, "Addin");
 kind_tag!(GroupKind, "Group");
 kind_tag!(ComplianceKind, "ComplianceConfiguration");
+kind_tag!(ForgetKind, "Forget");
+
+/// How a principal list is managed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ListMode {
+    /// The list is exactly what the manifest says (the default): entries added elsewhere are removed.
+    #[default]
+    Authoritative,
+    /// The manifest's entries are ensured present; entries added elsewhere (by a manager in the client) are kept.
+    Additive,
+}
+
+/// How each of a category's lists is managed: authoritative (the default) or additive.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CategoryMembership {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_members: Option<ListMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied_members: Option<ListMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creators: Option<ListMode>,
+}
+
+/// How each of a room's lists is managed: authoritative (the default) or additive.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoomMembership {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<ListMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managers: Option<ListMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presenters: Option<ListMode>,
+}
+
+/// How a group's member list is managed: authoritative (the default) or additive.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupMembership {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<ListMode>,
+}
+
+/// Ends Perch's management of one object without removing it: the next apply marks it
+/// unmanaged (and unprotected), and from then on plans leave it alone.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ForgetDoc {
+    pub api_version: ApiVersion,
+    pub kind: ForgetKind,
+    /// The object, as KIND/NAME: `Room/war-room`, `Category/Legacy`, `Addin/Board`, `Group/Temps`.
+    #[schemars(regex(pattern = r"^(Category|Room|Addin|Group)/[^/]+$"))]
+    pub object: String,
+}
 
 /// A category: who may be in its rooms, and who may create them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -86,6 +142,19 @@ pub struct CategoryDoc {
     /// legal hold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<crate::domain::Retention>,
+    /// Names it had before, newest last: a plan renames the live object in place (one action;
+    /// its id, members and history kept) rather than removing it and creating another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_names: Option<Vec<String>>,
+    /// Fields whose live value is left alone: never compared, never changed (a new object
+    /// still gets them). For fields someone else owns, such as a description kept by a room's
+    /// managers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_fields: Option<Vec<String>>,
+    /// How each principal list is managed: authoritative (the default: exactly these) or
+    /// additive (these are ensured; others added on the server stay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<CategoryMembership>,
     /// A plan that would remove it fails.
     #[serde(
         default,
@@ -141,6 +210,19 @@ pub struct RoomDoc {
     pub managers: Option<Vec<Principal>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presenters: Option<Vec<Principal>>,
+    /// Names it had before, newest last: a plan renames the live object in place (one action;
+    /// its id, members and history kept) rather than removing it and creating another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_names: Option<Vec<String>>,
+    /// Fields whose live value is left alone: never compared, never changed (a new object
+    /// still gets them). For fields someone else owns, such as a description kept by a room's
+    /// managers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_fields: Option<Vec<String>>,
+    /// How each principal list is managed: authoritative (the default: exactly these) or
+    /// additive (these are ensured; others added on the server stay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<RoomMembership>,
     /// A plan that would remove it fails.
     #[serde(
         default,
@@ -162,6 +244,15 @@ pub struct AddinDoc {
     /// An http:// or https:// address.
     #[schemars(length(min = 1, max = 2048))]
     pub url: String,
+    /// Names it had before, newest last: a plan renames the live object in place (one action;
+    /// its id, members and history kept) rather than removing it and creating another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_names: Option<Vec<String>>,
+    /// Fields whose live value is left alone: never compared, never changed (a new object
+    /// still gets them). For fields someone else owns, such as a description kept by a room's
+    /// managers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_fields: Option<Vec<String>>,
     /// A plan that would remove it fails.
     #[serde(
         default,
@@ -185,6 +276,19 @@ pub struct GroupDoc {
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<Principal>>,
+    /// Names it had before, newest last: a plan renames the live object in place (one action;
+    /// its id, members and history kept) rather than removing it and creating another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_names: Option<Vec<String>>,
+    /// Fields whose live value is left alone: never compared, never changed (a new object
+    /// still gets them). For fields someone else owns, such as a description kept by a room's
+    /// managers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_fields: Option<Vec<String>>,
+    /// How each principal list is managed: authoritative (the default: exactly these) or
+    /// additive (these are ensured; others added on the server stay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<GroupMembership>,
     /// A plan that would remove it fails.
     #[serde(
         default,
@@ -270,6 +374,7 @@ pub enum Document {
     Addin(AddinDoc),
     Group(GroupDoc),
     ComplianceConfiguration(ComplianceDoc),
+    Forget(ForgetDoc),
 }
 
 /// Tells a field given as `null` (Some(None)) from a field left out (None).

@@ -241,7 +241,14 @@ fn check_inputs<I: Input>(
     }
 }
 
-type FileOutcome = (Vec<Pending>, Vec<DesiredObject>);
+/// What one document is, once checked.
+enum Checked {
+    Object(DesiredObject),
+    /// A `kind: Forget` document: the object it lets go of.
+    Forget(Kind, String, Origin),
+}
+
+type FileOutcome = (Vec<Pending>, Vec<Checked>);
 
 /// Checks every file, on up to eight threads. A file whose check panics, or that a failed
 /// thread left unchecked, becomes an error naming it, never an empty result: an empty result
@@ -342,8 +349,8 @@ fn check_input<I: Input>(input: &I) -> FileOutcome {
         let mut report = |locator: Locator, message: String| {
             pending.push(Pending::in_document(&origin, locator, message));
         };
-        if let Some(object) = check_document(json, origin.clone(), &mut report) {
-            documents.push(object);
+        if let Some(checked) = check_document(json, origin.clone(), &mut report) {
+            documents.push(checked);
         }
     }
     (pending, documents)
@@ -351,6 +358,7 @@ fn check_input<I: Input>(input: &I) -> FileOutcome {
 
 struct Validators {
     by_kind: HashMap<Kind, jsonschema::Validator>,
+    forget: jsonschema::Validator,
 }
 
 fn validators() -> &'static Validators {
@@ -358,6 +366,17 @@ fn validators() -> &'static Validators {
     VALIDATORS.get_or_init(|| {
         let schema = docs::json_schema();
         let definitions = schema.get("$defs").cloned().unwrap_or_default();
+        let compile = |definition: &str| {
+            let subschema = serde_json::json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "$ref": format!("#/$defs/{definition}"),
+                "$defs": definitions,
+            });
+            // The schema is generated from our own types; failing to compile it is a bug.
+            jsonschema::validator_for(&subschema).unwrap_or_else(|error| {
+                panic!("the generated schema for {definition} does not compile: {error}")
+            })
+        };
         let mut by_kind = HashMap::new();
         for (kind, definition) in [
             (Kind::Category, "CategoryDoc"),
@@ -366,18 +385,12 @@ fn validators() -> &'static Validators {
             (Kind::Group, "GroupDoc"),
             (Kind::ComplianceConfiguration, "ComplianceDoc"),
         ] {
-            let subschema = serde_json::json!({
-                "$schema": "https://json-schema.org/draft/2020-12/schema",
-                "$ref": format!("#/$defs/{definition}"),
-                "$defs": definitions,
-            });
-            // The schema is generated from our own types; failing to compile it is a bug.
-            let validator = jsonschema::validator_for(&subschema).unwrap_or_else(|error| {
-                panic!("the generated schema for {definition} does not compile: {error}")
-            });
-            by_kind.insert(kind, validator);
+            by_kind.insert(kind, compile(definition));
         }
-        Validators { by_kind }
+        Validators {
+            by_kind,
+            forget: compile("ForgetDoc"),
+        }
     })
 }
 
@@ -385,7 +398,7 @@ fn check_document(
     json: Value,
     origin: Origin,
     report: &mut impl FnMut(Locator, String),
-) -> Option<DesiredObject> {
+) -> Option<Checked> {
     let Value::Object(map) = &json else {
         report(
             Locator::Value(String::new()),
@@ -410,11 +423,14 @@ fn check_document(
             return None;
         }
     }
+    if map.get("kind").and_then(Value::as_str) == Some("Forget") {
+        return check_forget(&json, origin, report);
+    }
     let kind = match map.get("kind") {
         None => {
             report(
                 Locator::Document,
-                "missing `kind`: one of Category, Room, Addin, Group, ComplianceConfiguration"
+                "missing `kind`: one of Category, Room, Addin, Group, ComplianceConfiguration, Forget"
                     .to_owned(),
             );
             return None;
@@ -426,7 +442,7 @@ fn check_document(
                 report(
                     Locator::Value("/kind".to_owned()),
                     format!(
-                        "unknown kind `{text}`; expected Category, Room, Addin, Group or ComplianceConfiguration"
+                        "unknown kind `{text}`; expected Category, Room, Addin, Group, ComplianceConfiguration or Forget"
                     ),
                 );
                 return None;
@@ -513,19 +529,157 @@ fn check_document(
     let Value::Object(map) = json else {
         return None;
     };
-    let (name, fields, protect) = normalise_fields(kind, map, report)?;
+    let (name, mut fields, protect) = normalise_fields(kind, map, report)?;
+    let management = management(kind, &name, &mut fields, report)?;
     for problem in field_problems(&fields) {
         report(
             Locator::Value(format!("/{}", problem.field)),
             problem.message,
         );
     }
-    Some(DesiredObject {
+    Some(Checked::Object(DesiredObject {
         kind,
         name,
         fields,
         protect,
+        previous_names: management.previous_names,
+        ignore_fields: management.ignore_fields,
+        additive: management.additive,
         origin,
+    }))
+}
+
+/// A `kind: Forget` document, checked against its schema.
+fn check_forget(
+    json: &Value,
+    origin: Origin,
+    report: &mut impl FnMut(Locator, String),
+) -> Option<Checked> {
+    let validator = &validators().forget;
+    if !validator.is_valid(json) {
+        for error in validator.iter_errors(json) {
+            let pointer = error.instance_path().as_str().to_owned();
+            let message = match error.kind() {
+                jsonschema::error::ValidationErrorKind::Pattern { .. } => {
+                    "object: expected KIND/NAME, such as Room/war-room (Category, Room, Addin or Group)".to_owned()
+                }
+                _ => schema_message(&error),
+            };
+            report(Locator::Value(pointer), format!("{message} in a Forget"));
+        }
+        return None;
+    }
+    let object = json
+        .get("object")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let (kind, name) = object.split_once('/')?;
+    let kind = Kind::parse(kind)?;
+    let mut name = name.to_owned();
+    domain::normalise_name(&mut name);
+    Some(Checked::Forget(kind, name, origin))
+}
+
+/// What a document says of how Perch manages it, beside its fields.
+struct Management {
+    previous_names: Vec<String>,
+    ignore_fields: Vec<String>,
+    additive: Vec<String>,
+}
+
+/// The fields `ignoreFields` may name, per kind: every field but the name.
+pub(crate) fn ignorable_fields(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Category => &[
+            "description",
+            "allowedMembers",
+            "deniedMembers",
+            "creators",
+            "invitations",
+            "fileUpload",
+            "chatHistory",
+            "retention",
+        ],
+        Kind::Room => &[
+            "category",
+            "description",
+            "privacy",
+            "type",
+            "addin",
+            "invitations",
+            "disabled",
+            "members",
+            "managers",
+            "presenters",
+        ],
+        Kind::Addin => &["url"],
+        Kind::Group => &["description", "members"],
+        Kind::ComplianceConfiguration => &[],
+    }
+}
+
+/// Takes `previousNames`, `ignoreFields` and `membership` out of the fields (they are Perch's,
+/// never the server's) and checks what the schema cannot.
+fn management(
+    kind: Kind,
+    name: &str,
+    fields: &mut Map<String, Value>,
+    report: &mut impl FnMut(Locator, String),
+) -> Option<Management> {
+    let texts = |value: Option<Value>| -> Vec<String> {
+        value
+            .and_then(|value| value.as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|item| item.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut valid = true;
+    let mut previous_names = texts(fields.remove("previousNames"));
+    for (index, previous) in previous_names.iter_mut().enumerate() {
+        domain::normalise_name(previous);
+        let mut problems = Vec::new();
+        domain::check_name("previousNames", previous, &mut problems);
+        if domain::name_key(previous) == domain::name_key(name) {
+            report(
+                Locator::Value(format!("/previousNames/{index}")),
+                format!("previousNames: `{previous}` is this {kind}'s own name"),
+            );
+            valid = false;
+        }
+        for problem in problems {
+            report(
+                Locator::Value(format!("/previousNames/{index}")),
+                problem.message,
+            );
+            valid = false;
+        }
+    }
+    let ignore_fields = texts(fields.remove("ignoreFields"));
+    for (index, field) in ignore_fields.iter().enumerate() {
+        if !ignorable_fields(kind).contains(&field.as_str()) {
+            report(
+                Locator::Value(format!("/ignoreFields/{index}")),
+                format!(
+                    "ignoreFields: a {kind} has no field `{field}` to leave alone; it has {}",
+                    ignorable_fields(kind).join(", ")
+                ),
+            );
+            valid = false;
+        }
+    }
+    let additive = match fields.remove("membership") {
+        Some(Value::Object(modes)) => modes
+            .into_iter()
+            .filter(|(_, mode)| mode.as_str() == Some("additive"))
+            .map(|(list, _)| list)
+            .collect(),
+        _ => Vec::new(),
+    };
+    valid.then_some(Management {
+        previous_names,
+        ignore_fields,
+        additive,
     })
 }
 
@@ -626,9 +780,18 @@ fn normalise_fields(
 
 /// Joins the documents of every file and checks what needs all of them: unique names,
 /// references, scopes, group cycles.
-fn assemble(documents: Vec<DesiredObject>, pending: &mut Vec<Pending>) -> Desired {
+fn assemble(documents: Vec<Checked>, pending: &mut Vec<Pending>) -> Desired {
     let mut desired = Desired::empty();
-    for object in documents {
+    let mut objects = Vec::new();
+    for checked in documents {
+        match checked {
+            Checked::Object(object) => objects.push(object),
+            Checked::Forget(kind, name, origin) => {
+                desired.forget.entry((kind, name)).or_insert(origin);
+            }
+        }
+    }
+    for object in objects {
         if object.kind == Kind::ComplianceConfiguration {
             if let Some(first) = &desired.compliance {
                 let mut problem = Pending::in_document(
@@ -655,6 +818,48 @@ fn assemble(documents: Vec<DesiredObject>, pending: &mut Vec<Pending>) -> Desire
             continue;
         }
         desired.objects.insert(key, object);
+    }
+
+    // An object is managed or let go of, never both; a previous name belongs to one object,
+    // and is no other object's name now.
+    for ((kind, name), origin) in &desired.forget {
+        if let Some(object) = desired.objects.get(&(*kind, name.clone())) {
+            let mut problem = Pending::in_document(
+                origin,
+                Locator::Value("/object".to_owned()),
+                format!("{kind} `{name}` is forgotten here and defined by a manifest too;"),
+            );
+            problem.first_at = Some(object.origin.clone());
+            pending.push(problem);
+        }
+    }
+    let mut claimed: HashMap<(Kind, String), &DesiredObject> = HashMap::new();
+    for object in desired.objects.values() {
+        for (index, previous) in object.previous_names.iter().enumerate() {
+            let key = (object.kind, previous.clone());
+            let locator = || Locator::Value(format!("/previousNames/{index}"));
+            if desired.objects.contains_key(&key) {
+                pending.push(Pending::in_document(
+                    &object.origin,
+                    locator(),
+                    format!(
+                        "previousNames: {} `{previous}` is defined by a manifest now; an object is renamed from a name that is gone",
+                        object.kind
+                    ),
+                ));
+            } else if let Some(first) = claimed.insert(key, object) {
+                let mut problem = Pending::in_document(
+                    &object.origin,
+                    locator(),
+                    format!(
+                        "previousNames: `{previous}` is also a previous name of {} `{}`;",
+                        first.kind, first.name
+                    ),
+                );
+                problem.first_at = Some(first.origin.clone());
+                pending.push(problem);
+            }
+        }
     }
 
     let groups: BTreeMap<String, Vec<Principal>> = desired

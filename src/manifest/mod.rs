@@ -48,6 +48,15 @@ pub struct DesiredObject {
     /// named as the API names them. `apiVersion`, `kind` and `protect` are not among them.
     pub fields: Map<String, Value>,
     pub protect: bool,
+    /// Names it had before (`previousNames`), newest last: the plan renames a live object of
+    /// one of these names instead of creating this one.
+    pub previous_names: Vec<String>,
+    /// Fields whose live value is left alone (`ignoreFields`); they stay in `fields` for a
+    /// creation.
+    pub ignore_fields: Vec<String>,
+    /// Principal lists managed additively (`membership: {members: additive}`): their entries
+    /// are ensured, others on the server kept.
+    pub additive: Vec<String>,
     pub origin: Origin,
 }
 
@@ -57,6 +66,8 @@ pub struct DesiredObject {
 pub struct Desired {
     pub(in crate::manifest) objects: BTreeMap<(Kind, String), DesiredObject>,
     pub(in crate::manifest) compliance: Option<DesiredObject>,
+    /// Objects `kind: Forget` documents let go of: unmarked, never removed.
+    pub(in crate::manifest) forget: BTreeMap<(Kind, String), Origin>,
 }
 
 impl Desired {
@@ -64,7 +75,13 @@ impl Desired {
         Desired {
             objects: BTreeMap::new(),
             compliance: None,
+            forget: BTreeMap::new(),
         }
+    }
+
+    /// The objects `kind: Forget` documents name, with where each is named.
+    pub fn forget(&self) -> &BTreeMap<(Kind, String), Origin> {
+        &self.forget
     }
 
     /// The named objects, by kind and name.

@@ -52,6 +52,8 @@ pub enum Reason {
     NotYetManaged,
     /// Only the manifest's `protect` differs from the live mark.
     ProtectionDiffers,
+    /// A `kind: Forget` document lets go of it.
+    Forgotten,
     /// These fields differ, in the order the plan lists them.
     FieldsDiffer(Vec<String>),
     /// A reason this build does not know (read from a plan written by another).
@@ -67,6 +69,9 @@ impl std::fmt::Display for Reason {
             }
             Reason::NotYetManaged => f.write_str("not yet managed by perch: adopt it"),
             Reason::ProtectionDiffers => f.write_str("protection differs"),
+            Reason::Forgotten => {
+                f.write_str("a Forget document lets go of it: no longer managed, kept")
+            }
             Reason::FieldsDiffer(fields) => {
                 let verb = if fields.len() == 1 {
                     "differs"
@@ -93,6 +98,7 @@ impl From<String> for Reason {
             Reason::NoLongerInManifests,
             Reason::NotYetManaged,
             Reason::ProtectionDiffers,
+            Reason::Forgotten,
         ];
         if let Some(reason) = known.into_iter().find(|reason| reason.to_string() == text) {
             return reason;
@@ -149,6 +155,17 @@ pub struct Action {
     /// Whether this action only marks an unmanaged object as managed (no field changes).
     #[serde(default)]
     pub adopt_only: bool,
+    /// For a rename (`previousNames`): the name the live object has, under which it is
+    /// written with its new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
+    /// The action only ends Perch's management (a `kind: Forget` document): the marks are
+    /// cleared, the fields kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forget: bool,
+    /// For a room's removal: the messages its history holds, which the removal deletes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u64>,
     /// Who changed the live object last, and when: shown by `drift`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_updated_by: Option<String>,
@@ -166,13 +183,23 @@ impl Action {
         }
     }
 
-    /// The verb as people read it: `adopt` for an action that only marks an object managed.
+    /// The verb as people read it: `adopt` for an action that only marks an object managed,
+    /// `forget` for one that only unmarks it, `rename` for a rename.
     pub fn verb_text(&self) -> String {
-        if self.adopt_only {
+        if self.forget {
+            "forget".to_owned()
+        } else if self.adopt_only {
             "adopt".to_owned()
+        } else if self.renamed_from.is_some() {
+            "rename".to_owned()
         } else {
             self.action.to_string()
         }
+    }
+
+    /// The name the live object has now: the old one for a rename.
+    pub fn live_name(&self) -> &str {
+        self.renamed_from.as_deref().unwrap_or(&self.name)
     }
 }
 
@@ -203,6 +230,12 @@ pub struct Summary {
     pub adopt: usize,
     /// Live objects Perch does not manage and the manifests do not name: left alone.
     pub unmanaged: usize,
+    /// Managed objects `kind: Forget` documents let go of (unmarked on apply, kept).
+    #[serde(default)]
+    pub forget: usize,
+    /// Messages in the history of the rooms the plan removes, when the target could count them.
+    #[serde(default)]
+    pub removed_messages: u64,
 }
 
 /// An ordered list of actions, with what it read.
@@ -236,22 +269,70 @@ pub enum PlanError {
     RemovesProtected(Vec<String>),
 }
 
+/// What a plan is asked beyond the manifests.
+#[derive(Clone, Debug, Default)]
+pub struct PlanOptions {
+    /// Fields left alone on every object of a kind (`ignoreFields` in perch.yaml), beside each
+    /// manifest's own.
+    pub ignore_fields: BTreeMap<Kind, BTreeSet<String>>,
+}
+
 /// Computes the actions that make `live` match `desired`.
 ///
 /// # Errors
 /// [`PlanError::RemovesProtected`] when a protected object would be removed.
 pub fn plan(desired: &Desired, live: &Live) -> Result<Plan, PlanError> {
+    plan_with(desired, live, &PlanOptions::default())
+}
+
+/// [`plan`], with the repository's options.
+///
+/// Renames (`previousNames`) are planned against the live state as it will be once they are
+/// done: the server points references at the new name itself (rooms at a renamed category or
+/// add-in, lists at a renamed group), so those objects change only if the manifests change
+/// them otherwise, and then without an expected version, since the rename moves it.
+///
+/// # Errors
+/// [`PlanError::RemovesProtected`] when a protected object would be removed.
+pub fn plan_with(desired: &Desired, live: &Live, options: &PlanOptions) -> Result<Plan, PlanError> {
+    let renames = renames(desired, live);
+    let live_after_renames;
+    let (view, touched) = if renames.is_empty() {
+        (live, BTreeSet::new())
+    } else {
+        let (view, touched) = rename_in(live, &renames);
+        live_after_renames = view;
+        (&live_after_renames, touched)
+    };
+    let no_fields = BTreeSet::new();
     let mut summary = Summary::default();
     let mut reads = Vec::new();
     let mut upserts: Vec<Action> = Vec::new();
     for ((kind, name), wanted) in desired.objects() {
-        let current = live.objects.get(&(*kind, name.clone()));
+        let key = (*kind, name.clone());
+        let current = view.objects.get(&key);
+        let renamed_from = renames.get(&key).map(String::as_str);
         reads.push(Read {
             kind: *kind,
             name: name.clone(),
-            version: current.map(|object| object.meta.version),
+            version: if renamed_from.is_some() {
+                None
+            } else {
+                current.map(|object| object.meta.version)
+            },
         });
-        if let Some(action) = upsert(wanted, current, &mut summary) {
+        if let Some(old) = renamed_from {
+            reads.push(Read {
+                kind: *kind,
+                name: old.to_owned(),
+                version: current.map(|object| object.meta.version),
+            });
+        }
+        let ignored = options.ignore_fields.get(kind).unwrap_or(&no_fields);
+        if let Some(mut action) = upsert(wanted, current, ignored, renamed_from, &mut summary) {
+            if renamed_from.is_none() && touched.contains(&key) {
+                action.expected_version = None;
+            }
             upserts.push(action);
         }
     }
@@ -261,7 +342,17 @@ pub fn plan(desired: &Desired, live: &Live) -> Result<Plan, PlanError> {
             name: COMPLIANCE_NAME.to_owned(),
             version: live.compliance.as_ref().map(|object| object.meta.version),
         });
-        if let Some(mut action) = upsert(wanted, live.compliance.as_ref(), &mut summary) {
+        let ignored = options
+            .ignore_fields
+            .get(&Kind::ComplianceConfiguration)
+            .unwrap_or(&no_fields);
+        if let Some(mut action) = upsert(
+            wanted,
+            live.compliance.as_ref(),
+            ignored,
+            None,
+            &mut summary,
+        ) {
             COMPLIANCE_NAME.clone_into(&mut action.name);
             upserts.push(action);
         }
@@ -269,8 +360,38 @@ pub fn plan(desired: &Desired, live: &Live) -> Result<Plan, PlanError> {
 
     let mut removes = Vec::new();
     let mut protected = Vec::new();
-    for ((kind, name), current) in &live.objects {
-        if desired.objects().contains_key(&(*kind, name.clone())) {
+    for ((kind, name), current) in &view.objects {
+        let key = (*kind, name.clone());
+        if desired.objects().contains_key(&key) {
+            continue;
+        }
+        if let Some(_origin) = desired.forget().get(&key) {
+            if current.meta.managed || current.meta.protect {
+                reads.push(Read {
+                    kind: *kind,
+                    name: name.clone(),
+                    version: Some(current.meta.version),
+                });
+                summary.forget += 1;
+                upserts.push(Action {
+                    action: Verb::Set,
+                    kind: *kind,
+                    name: name.clone(),
+                    reason: Reason::Forgotten,
+                    expected_version: Some(current.meta.version),
+                    object: Some(current.fields.clone()),
+                    changes: Vec::new(),
+                    protect: false,
+                    adopt_only: false,
+                    renamed_from: None,
+                    forget: true,
+                    messages: None,
+                    live_updated_by: Some(current.meta.updated_by.clone()),
+                    live_updated_at: Some(current.meta.updated_at.clone()),
+                });
+            } else {
+                summary.unmanaged += 1;
+            }
             continue;
         }
         if !current.meta.managed {
@@ -297,6 +418,9 @@ pub fn plan(desired: &Desired, live: &Live) -> Result<Plan, PlanError> {
             changes: Vec::new(),
             protect: false,
             adopt_only: false,
+            renamed_from: None,
+            forget: false,
+            messages: None,
             live_updated_by: Some(current.meta.updated_by.clone()),
             live_updated_at: Some(current.meta.updated_at.clone()),
         });
@@ -305,7 +429,7 @@ pub fn plan(desired: &Desired, live: &Live) -> Result<Plan, PlanError> {
         return Err(PlanError::RemovesProtected(protected));
     }
 
-    let group_rank = group_ranks(desired, live);
+    let group_rank = group_ranks(desired, view);
     let rank = |action: &Action| group_rank.get(&action.name).copied().unwrap_or(0);
     upserts.sort_by(|a, b| {
         (
@@ -347,6 +471,120 @@ pub fn plan(desired: &Desired, live: &Live) -> Result<Plan, PlanError> {
         actions,
         reads,
     })
+}
+
+impl Plan {
+    /// Records how many messages each removed room holds (by room id, as the target counted
+    /// them), for the plan's lines and its summary.
+    pub fn count_removed_messages(&mut self, live: &Live, counts: &BTreeMap<i64, u64>) {
+        let mut total = 0;
+        for action in &mut self.actions {
+            if action.action != Verb::Remove || action.kind != Kind::Room {
+                continue;
+            }
+            let Some(room) = live.objects.get(&(Kind::Room, action.name.clone())) else {
+                continue;
+            };
+            let messages = counts.get(&room.meta.id).copied().unwrap_or(0);
+            action.messages = Some(messages);
+            total += messages;
+        }
+        self.summary.removed_messages = total;
+    }
+
+    /// The ids of the rooms the plan removes, for [`Plan::count_removed_messages`].
+    pub fn removed_room_ids(&self, live: &Live) -> Vec<i64> {
+        self.actions
+            .iter()
+            .filter(|action| action.action == Verb::Remove && action.kind == Kind::Room)
+            .filter_map(|action| live.objects.get(&(Kind::Room, action.name.clone())))
+            .map(|room| room.meta.id)
+            .collect()
+    }
+}
+
+/// The renames the manifests ask for: (kind, new name) -> the live name it has now. An object
+/// is renamed when its name is not live and one of its previous names is (the newest first).
+fn renames(desired: &Desired, live: &Live) -> BTreeMap<(Kind, String), String> {
+    let mut renames = BTreeMap::new();
+    for ((kind, name), wanted) in desired.objects() {
+        if wanted.previous_names.is_empty() || live.objects.contains_key(&(*kind, name.clone())) {
+            continue;
+        }
+        if let Some(old) = wanted
+            .previous_names
+            .iter()
+            .rev()
+            .find(|old| live.objects.contains_key(&(*kind, (*old).clone())))
+        {
+            renames.insert((*kind, name.clone()), old.clone());
+        }
+    }
+    renames
+}
+
+/// The live state as the renames leave it: each renamed object under its new name, and every
+/// reference to it pointed at that name as the server does. Returns the objects whose
+/// references moved.
+fn rename_in(
+    live: &Live,
+    renames: &BTreeMap<(Kind, String), String>,
+) -> (Live, BTreeSet<(Kind, String)>) {
+    let new_of: BTreeMap<(Kind, &str), &str> = renames
+        .iter()
+        .map(|((kind, new), old)| ((*kind, old.as_str()), new.as_str()))
+        .collect();
+    let mut view = Live {
+        objects: BTreeMap::new(),
+        compliance: live.compliance.clone(),
+    };
+    let mut touched = BTreeSet::new();
+    for ((kind, name), object) in &live.objects {
+        let mut object = object.clone();
+        let mut key = name.clone();
+        if let Some(new) = new_of.get(&(*kind, name.as_str())) {
+            (*new).clone_into(&mut key);
+            object.name.clone_from(&key);
+            object
+                .fields
+                .insert("name".to_owned(), Value::String(key.clone()));
+        }
+        let mut moved = false;
+        if *kind == Kind::Room {
+            for (field, referenced) in [("category", Kind::Category), ("addin", Kind::Addin)] {
+                if let Some(Value::String(text)) = object.fields.get_mut(field) {
+                    if let Some(new) = new_of.get(&(referenced, text.as_str())) {
+                        (*new).clone_into(text);
+                        moved = true;
+                    }
+                }
+            }
+        }
+        for value in object.fields.values_mut() {
+            let Value::Array(items) = value else { continue };
+            let mut changed = false;
+            for item in items.iter_mut() {
+                let new_group = item
+                    .as_str()
+                    .and_then(|text| text.strip_prefix("group:"))
+                    .and_then(|group| new_of.get(&(Kind::Group, group)));
+                if let Some(new) = new_group {
+                    *item = Value::String(format!("group:{new}"));
+                    changed = true;
+                }
+            }
+            if changed {
+                items.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+                items.dedup();
+                moved = true;
+            }
+        }
+        if moved {
+            touched.insert((*kind, key.clone()));
+        }
+        view.objects.insert((*kind, key), object);
+    }
+    (view, touched)
 }
 
 fn create_order(kind: Kind) -> u8 {
@@ -425,10 +663,14 @@ fn group_ranks(desired: &Desired, live: &Live) -> HashMap<String, usize> {
     memo
 }
 
-/// The create or set action for one desired object, if any.
+/// The create or set action for one desired object, if any. `ignored` are the kind's fields
+/// left alone beside the object's own; a rename (`renamed_from`) is an action even when
+/// nothing else differs.
 fn upsert(
     wanted: &DesiredObject,
     current: Option<&LiveObject>,
+    ignored: &BTreeSet<String>,
+    renamed_from: Option<&str>,
     summary: &mut Summary,
 ) -> Option<Action> {
     let Some(current) = current else {
@@ -450,18 +692,54 @@ fn upsert(
             changes,
             protect: wanted.protect,
             adopt_only: false,
+            renamed_from: None,
+            forget: false,
+            messages: None,
             live_updated_by: None,
             live_updated_at: None,
         });
     };
-    let changes = field_changes(&wanted.fields, &current.fields);
+    // What the manifest manages of a live object: not the fields left alone, and for an
+    // additive list its entries beside the live ones.
+    let mut managed = Map::new();
+    for (field, value) in &wanted.fields {
+        if ignored.contains(field) || wanted.ignore_fields.contains(field) {
+            continue;
+        }
+        let value = match (value, current.fields.get(field)) {
+            (Value::Array(entries), Some(Value::Array(live_entries)))
+                if wanted.additive.contains(field) =>
+            {
+                let mut union = live_entries.clone();
+                union.extend(entries.iter().cloned());
+                union.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+                union.dedup();
+                Value::Array(union)
+            }
+            (value, _) => value.clone(),
+        };
+        managed.insert(field.clone(), value);
+    }
+    let mut changes = field_changes(&managed, &current.fields);
+    if let Some(old) = renamed_from {
+        changes.insert(
+            0,
+            FieldChange {
+                field: "name".to_owned(),
+                added: Vec::new(),
+                removed: Vec::new(),
+                from: Some(Value::String(old.to_owned())),
+                to: Some(Value::String(wanted.name.clone())),
+            },
+        );
+    }
     let adopt = !current.meta.managed || current.meta.protect != wanted.protect;
     if changes.is_empty() && !adopt {
         return None;
     }
     let mut merged = current.fields.clone();
-    for (field, value) in &wanted.fields {
-        merged.insert(field.clone(), value.clone());
+    for (field, value) in managed {
+        merged.insert(field, value);
     }
     let reason = if !changes.is_empty() {
         Reason::FieldsDiffer(changes.iter().map(|change| change.field.clone()).collect())
@@ -486,6 +764,9 @@ fn upsert(
         changes,
         protect: wanted.protect,
         adopt_only,
+        renamed_from: renamed_from.map(str::to_owned),
+        forget: false,
+        messages: None,
         live_updated_by: Some(current.meta.updated_by.clone()),
         live_updated_at: Some(current.meta.updated_at.clone()),
     })

@@ -80,6 +80,22 @@ pub async fn read_messages(
     Ok(Json(page).into_response())
 }
 
+/// `POST /v1/messages/counts`: how many messages rooms hold, for a plan that removes them.
+pub async fn message_counts(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let request: crate::api::wire::MessageCountsRequest =
+        serde_path_to_error::deserialize(serde_json::Value::Object(body))
+            .map_err(ServiceError::from_json_path)?;
+    let counts = state
+        .service
+        .message_counts(&caller, &request.room_ids)
+        .await?;
+    Ok(Json(crate::api::wire::MessageCounts { counts }).into_response())
+}
+
 pub async fn clear_room(
     State(state): State<AppState>,
     caller: Caller,

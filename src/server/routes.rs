@@ -65,6 +65,7 @@ pub fn router(app_state: AppState) -> Router<AppState> {
         )
         .route("/v1/rooms/{name}/messages/remove", post(super::chat::remove_messages))
         .route("/v1/rooms/{name}/clear", post(super::chat::clear_room))
+        .route("/v1/messages/counts", post(super::chat::message_counts))
         .route("/v1/{collection}", get(list).post(create))
         .route(
             "/v1/{collection}/{name}",
@@ -210,13 +211,18 @@ fn precondition(headers: &HeaderMap) -> Precondition {
 }
 
 fn query_flag(query: Option<&str>, name: &str) -> Result<bool, ApiError> {
-    let Some(query) = query else { return Ok(false) };
+    query_value(query, name).map(|value| value.unwrap_or(false))
+}
+
+/// A boolean query parameter, or `None` when it is not given.
+fn query_value(query: Option<&str>, name: &str) -> Result<Option<bool>, ApiError> {
+    let Some(query) = query else { return Ok(None) };
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
         if key == name {
             return match value {
-                "true" | "1" => Ok(true),
-                "false" | "0" => Ok(false),
+                "true" | "1" => Ok(Some(true)),
+                "false" | "0" => Ok(Some(false)),
                 _ => Err(ApiError::new(
                     ErrorCode::InvalidQuery,
                     format!("`{name}` takes true or false, not `{value}`"),
@@ -225,17 +231,18 @@ fn query_flag(query: Option<&str>, name: &str) -> Result<bool, ApiError> {
             };
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
-/// `?managed=true` marks the object as the reconciler's; `&protect=true` also protects it.
+/// `?managed=true` marks the object as the reconciler's; `&protect=true` also protects it;
+/// `?managed=false` ends the reconciler's management (and protection).
 fn ownership(query: Option<&str>) -> Result<Ownership, ApiError> {
-    Ok(if query_flag(query, "managed")? {
-        Ownership::Managed {
+    Ok(match query_value(query, "managed")? {
+        Some(true) => Ownership::Managed {
             protect: query_flag(query, "protect")?,
-        }
-    } else {
-        Ownership::Keep
+        },
+        Some(false) => Ownership::Unmanaged,
+        None => Ownership::Keep,
     })
 }
 

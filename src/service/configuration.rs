@@ -40,6 +40,8 @@ pub enum Ownership {
     /// Mark the object as managed by the reconciler (creating or adopting it), and record
     /// whether its manifest protects it from removal.
     Managed { protect: bool },
+    /// End the reconciler's management (`kind: Forget`): neither managed nor protected.
+    Unmanaged,
 }
 
 impl Ownership {
@@ -50,6 +52,10 @@ impl Ownership {
             Ownership::Managed { protect } => Marks {
                 managed: true,
                 protect,
+            },
+            Ownership::Unmanaged => Marks {
+                managed: false,
+                protect: false,
             },
         }
     }
@@ -502,14 +508,10 @@ impl Service {
         match (&current.spec, &mut object) {
             (Object::Group(_), Object::Group(group)) => {
                 require_admin(caller, "change groups")?;
-                if renamed {
-                    return Err(ServiceError::invalid(
-                        "name",
-                        ErrorCode::RenameUnsupported,
-                        "a group cannot be renamed, since principals name it; create a new group instead",
-                    ));
-                }
                 check_groups_exist(tx, "members", &group.members, Some(&group.name)).await?;
+                if renamed {
+                    rename_group_references(tx, name, &group.name, caller).await?;
+                }
             }
             (Object::Addin(_), Object::Addin(addin)) => {
                 require_admin(caller, "change add-ins")?;
@@ -862,7 +864,9 @@ async fn hide_duplicate(
 /// Ownership marks are the administrators' alone (see [`domain::access::may_set_marks`]).
 fn check_marks(caller: &Caller, ownership: Ownership) -> Result<()> {
     match ownership {
-        Ownership::Managed { .. } if !domain::access::may_set_marks(caller.viewer()) => {
+        Ownership::Managed { .. } | Ownership::Unmanaged
+            if !domain::access::may_set_marks(caller.viewer()) =>
+        {
             Err(ServiceError::Forbidden {
                 message: "only administrators mark objects as managed or protected".to_owned(),
             })
@@ -1122,6 +1126,37 @@ async fn rename_references(
         let write = write_of(&object, row.marks, &caller.name, &now)?;
         let updated = tx.update(row.id, write).await?;
         announce(tx, &updated, RoomChangeKind::Changed, &now).await?;
+    }
+    Ok(())
+}
+
+/// Points every principal list that names `group:OLD` at `group:NEW`: a renamed group keeps
+/// its place in every room, category and group that named it.
+async fn rename_group_references(
+    tx: &mut Tx,
+    old_name: &str,
+    new_name: &str,
+    caller: &Caller,
+) -> Result<()> {
+    let (old, new) = (
+        Principal::Group(old_name.to_owned()),
+        Principal::Group(new_name.to_owned()),
+    );
+    let now = clock::now();
+    for kind in [Kind::Group, Kind::Category, Kind::Room] {
+        for row in tx.list(kind).await? {
+            let mut object = Stored::<Object>::from_row(&row)?.spec;
+            if !object.principal_lists().any(|list| list.contains(&old)) {
+                continue;
+            }
+            object.replace_principal(&old, &new);
+            object.normalise();
+            let write = write_of(&object, row.marks, &caller.name, &now)?;
+            let updated = tx.update(row.id, write).await?;
+            if kind == Kind::Room {
+                announce(tx, &updated, RoomChangeKind::Changed, &now).await?;
+            }
+        }
     }
     Ok(())
 }

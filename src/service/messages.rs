@@ -848,6 +848,29 @@ fn parse_instant(field: &str, text: &str, end_of_day: bool) -> Result<String> {
         })
 }
 
+/// Rooms one count of messages may ask about.
+pub const MAX_COUNTED_ROOMS: usize = 10_000;
+
+impl Service {
+    /// How many messages each room (by id) holds, for a plan that would remove them;
+    /// administrators only.
+    pub async fn message_counts(
+        &self,
+        caller: &Caller,
+        room_ids: &[i64],
+    ) -> Result<std::collections::BTreeMap<i64, u64>> {
+        require_admin(caller, "count the messages of rooms")?;
+        if room_ids.len() > MAX_COUNTED_ROOMS {
+            return Err(ServiceError::invalid(
+                "roomIds",
+                ErrorCode::ListTooLong,
+                format!("at most {MAX_COUNTED_ROOMS} rooms per request"),
+            ));
+        }
+        Ok(self.store().message_counts(room_ids).await?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

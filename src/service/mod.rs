@@ -30,8 +30,8 @@ pub use configuration::{Batch, Operation, Ownership, Precondition, ROOM_SCAN_BUD
 pub use data::MigrateReport;
 pub use error::ServiceError;
 pub use messages::{
-    DEFAULT_REPLACEMENT, EventFilter, Match, Message, Page, PageRequest, RemoveFilter, RoomView,
-    StreamEnd,
+    DEFAULT_REPLACEMENT, EventFilter, MAX_COUNTED_ROOMS, Match, Message, Page, PageRequest,
+    RemoveFilter, RoomView, StreamEnd,
 };
 pub use object::{Object, Stored};
 pub use sessions::{OpenedSession, SESSION_LIFETIME_SECONDS, SessionCaller};

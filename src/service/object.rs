@@ -170,6 +170,25 @@ impl Object {
         lists.into_iter()
     }
 
+    /// Replaces `old` by `new` in every principal list.
+    pub fn replace_principal(&mut self, old: &Principal, new: &Principal) {
+        let lists: Vec<&mut Vec<Principal>> = match self {
+            Object::Group(group) => vec![&mut group.members],
+            Object::Addin(_) => vec![],
+            Object::Category(category) => vec![
+                &mut category.allowed_members,
+                &mut category.denied_members,
+                &mut category.creators,
+            ],
+            Object::Room(room) => vec![&mut room.members, &mut room.managers, &mut room.presenters],
+        };
+        for list in lists {
+            for entry in list.iter_mut().filter(|entry| *entry == old) {
+                entry.clone_from(new);
+            }
+        }
+    }
+
     pub fn body_json(&self) -> Result<String, serde_json::Error> {
         serde_json::to_string(self)
     }

@@ -159,6 +159,30 @@ impl Store {
         rows.iter().map(message_from_row).collect()
     }
 
+    /// How many messages each of these rooms holds (rooms without any are left out).
+    pub async fn message_counts(
+        &self,
+        room_ids: &[i64],
+    ) -> Result<std::collections::BTreeMap<i64, u64>, StoreError> {
+        let mut counts = std::collections::BTreeMap::new();
+        for chunk in room_ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT room_id, COUNT(*) AS n FROM messages WHERE room_id IN ({}) GROUP BY room_id",
+                placeholders.join(",")
+            );
+            let mut statement = sqlx::query(&sql);
+            for id in chunk {
+                statement = statement.bind(*id);
+            }
+            for row in statement.fetch_all(&self.pool).await? {
+                let count: i64 = row.try_get("n")?;
+                counts.insert(row.try_get("room_id")?, u64::try_from(count).unwrap_or(0));
+            }
+        }
+        Ok(counts)
+    }
+
     /// A room's messages posted at or after `since` (all when `None`), oldest first.
     pub async fn room_history(
         &self,

@@ -284,6 +284,43 @@ impl Target for SfbTarget {
         Box::pin(async { unsupported("hold Perch tokens") })
     }
 
+    fn list(&self, kind: Kind) -> BoxFuture<'_, Result<Vec<Map<String, Value>>, TargetError>> {
+        Box::pin(async move {
+            Ok(self
+                .live
+                .objects
+                .values()
+                .filter(|object| object.kind == kind)
+                .map(snapshot_shown)
+                .collect())
+        })
+    }
+
+    fn object<'a>(
+        &'a self,
+        kind: Kind,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Map<String, Value>>, TargetError>> {
+        Box::pin(async move {
+            Ok(self
+                .live
+                .objects
+                .get(&(kind, name.to_owned()))
+                .map(snapshot_shown))
+        })
+    }
+
+    fn patch<'a>(
+        &'a self,
+        _: Kind,
+        _: &'a str,
+        _: Map<String, Value>,
+    ) -> BoxFuture<'a, Result<Map<String, Value>, TargetError>> {
+        Box::pin(async {
+            unsupported("change an object directly (change the manifests and apply --out a script)")
+        })
+    }
+
     fn rooms<'a>(
         &'a self,
         _: &'a crate::api::wire::RoomQuery,
@@ -299,4 +336,14 @@ impl Target for SfbTarget {
         // The script is the record: a pool keeps no Perch state.
         Box::pin(async { Ok(()) })
     }
+}
+
+/// A snapshot's object as the other targets show one: its fields and `kind`.
+fn snapshot_shown(object: &LiveObject) -> Map<String, Value> {
+    let mut fields = object.fields.clone();
+    fields.insert(
+        "kind".to_owned(),
+        Value::String(object.kind.as_str().to_owned()),
+    );
+    fields
 }

@@ -246,6 +246,16 @@ pub fn lines(
         check_name(category)?;
     }
     let mut out = vec![format!("# {}", comment(&action.to_string()))];
+    if action.forget {
+        out.push(
+            "# Forget: a pool keeps no marks of Perch's, so nothing is run; the object stays."
+                .to_owned(),
+        );
+        return Ok(out);
+    }
+    // A rename acts on the object under the name it has now, and `-Name` gives the new one.
+    let live_name = action.live_name();
+    check_name(live_name)?;
     match (action.kind, action.action) {
         (Kind::Group, _) => out.push(format!(
             "# {} is an Active Directory group on Skype for Business: nothing to run here.",
@@ -277,13 +287,14 @@ pub fn lines(
         }
         (Kind::Category, Verb::Set) => {
             let mut set = Invocation::new("Set-CsPersistentChatCategory")
-                .param("Identity", &identity(context, name));
+                .param("Identity", &identity(context, live_name));
             for change in &action.changes {
                 if let Some((parameter, value)) = list_change(&CATEGORY_LISTS, change, map)? {
                     set = set.param(parameter, &value);
                     continue;
                 }
                 set = match change.field.as_str() {
+                    "name" => set.param("Name", &quote(to_text(change))),
                     "description" => set.param("Description", &quote(to_text(change))),
                     "invitations" => set.param("Invitations", flag(to_bool(change))),
                     "fileUpload" => set.param("FileUpload", flag(to_bool(change))),
@@ -334,13 +345,14 @@ pub fn lines(
         }
         (Kind::Room, Verb::Set) => {
             let mut set = Invocation::new("Set-CsPersistentChatRoom")
-                .param("Identity", &identity(context, name));
+                .param("Identity", &identity(context, live_name));
             for change in &action.changes {
                 if let Some((parameter, value)) = list_change(&ROOM_LISTS, change, map)? {
                     set = set.param(parameter, &value);
                     continue;
                 }
                 set = match change.field.as_str() {
+                    "name" => set.param("Name", &quote(to_text(change))),
                     "description" => set.param("Description", &quote(to_text(change))),
                     "category" => set.param("Category", &identity(context, to_text(change))),
                     "privacy" => set.param("Privacy", &quote(&enum_name(to_text(change)))),
@@ -382,10 +394,12 @@ pub fn lines(
         ),
         (Kind::Addin, Verb::Set) => {
             let mut set = Invocation::new("Set-CsPersistentChatAddin")
-                .param("Identity", &identity(context, name));
+                .param("Identity", &identity(context, live_name));
             for change in &action.changes {
-                if change.field == "url" {
-                    set = set.param("Url", &quote(to_text(change)));
+                match change.field.as_str() {
+                    "url" => set = set.param("Url", &quote(to_text(change))),
+                    "name" => set = set.param("Name", &quote(to_text(change))),
+                    _ => {}
                 }
             }
             push_set(&mut out, set);
