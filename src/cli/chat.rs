@@ -40,6 +40,24 @@ pub enum RoomCommand {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Show one room, every field (Get-CsPersistentChatRoom -Identity).
+    Show {
+        name: String,
+        /// Print it as JSON, as the API shows it.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Add or remove members of a room.
+    #[command(subcommand)]
+    Members(super::objects::ListCommand),
+    /// Add or remove managers of a room.
+    #[command(subcommand)]
+    Managers(super::objects::ListCommand),
+    /// Add or remove presenters of an auditorium room.
+    #[command(subcommand)]
+    Presenters(super::objects::ListCommand),
     /// Delete everything a room holds up to a date, inclusive (Clear-CsPersistentChatRoom).
     Clear {
         /// The room to clear.
@@ -129,6 +147,18 @@ pub async fn room(command: RoomCommand) -> miette::Result<u8> {
                 after: None,
             };
             return list_rooms(query, json, &target).await;
+        }
+        RoomCommand::Show { name, json, target } => {
+            return super::objects::show(crate::domain::Kind::Room, &name, json, &target).await;
+        }
+        RoomCommand::Members(command) => {
+            return super::objects::change_list("members", command).await;
+        }
+        RoomCommand::Managers(command) => {
+            return super::objects::change_list("managers", command).await;
+        }
+        RoomCommand::Presenters(command) => {
+            return super::objects::change_list("presenters", command).await;
         }
     };
     let target = open_target(&target).await?;

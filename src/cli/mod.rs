@@ -9,6 +9,8 @@ mod compliance;
 mod data;
 mod export;
 mod migrate;
+mod objects;
+mod policy;
 mod reconcile;
 mod serve;
 mod token;
@@ -16,6 +18,8 @@ mod token;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::domain::Kind;
 
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;
@@ -77,6 +81,17 @@ enum Command {
     /// Administer rooms' history.
     #[command(subcommand)]
     Room(chat::RoomCommand),
+    /// Categories: list them, show one.
+    #[command(subcommand)]
+    Category(objects::ObjectCommand),
+    /// Add-ins: list them, show one.
+    #[command(subcommand)]
+    Addin(objects::ObjectCommand),
+    /// Groups: list them, show one.
+    #[command(subcommand)]
+    Group(objects::ObjectCommand),
+    /// Stop managing an object and keep it (as a `kind: Forget` document does on apply).
+    Forget(objects::ForgetArgs),
     /// Remove or replace messages.
     #[command(subcommand)]
     Messages(chat::MessagesCommand),
@@ -134,6 +149,10 @@ pub fn main() -> ExitCode {
             Command::Unlock(args) => reconcile::unlock(args).await,
             Command::Hold(command) => compliance::hold(command).await,
             Command::Room(command) => chat::room(command).await,
+            Command::Category(command) => objects::run(Kind::Category, command).await,
+            Command::Addin(command) => objects::run(Kind::Addin, command).await,
+            Command::Group(command) => objects::run(Kind::Group, command).await,
+            Command::Forget(args) => objects::forget(args).await,
             Command::Messages(command) => chat::messages(command).await,
             Command::Data(command) => data::run(command).await,
             Command::Migrate(args) => migrate::run(args).await,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use miette::{IntoDiagnostic, WrapErr, miette};
 use serde_json::{Value, json};
 
-use super::{DEFAULT_DB, EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
+use super::{DEFAULT_DB, EXIT_CHANGES, EXIT_ERROR, EXIT_OK, policy};
 use crate::api::Live;
 use crate::live::embedded::EmbeddedTarget;
 use crate::live::http::HttpTarget;
@@ -71,6 +71,60 @@ pub async fn open_target(args: &TargetArgs) -> miette::Result<Arc<dyn Target>> {
     }
 }
 
+/// Which part of the plan to make, and how much of it to print.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PartArgs {
+    /// Plan only these objects, and what they need (said on stderr): KIND/NAME, with globs
+    /// (`Room/eng-*`, `*/legacy-*`); repeatable.
+    #[arg(long = "target", value_name = "KIND/NAME")]
+    targets: Vec<String>,
+    /// Leave these objects out of the plan: KIND/NAME, with globs; repeatable. Refused when a
+    /// planned object needs one.
+    #[arg(long = "exclude", value_name = "KIND/NAME")]
+    excludes: Vec<String>,
+}
+
+impl PartArgs {
+    fn selection(&self) -> miette::Result<plan::select::Selection> {
+        let parse = |texts: &[String]| -> miette::Result<Vec<plan::select::Pattern>> {
+            texts
+                .iter()
+                .map(|text| {
+                    plan::select::Pattern::parse(text)
+                        .map_err(|why| miette!("{}", crate::text::terminal_safe(&why)))
+                })
+                .collect()
+        };
+        Ok(plan::select::Selection {
+            targets: parse(&self.targets)?,
+            excludes: parse(&self.excludes)?,
+        })
+    }
+}
+
+/// How much of a plan a terminal or a CI log shows.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DetailArgs {
+    /// Print only counts per kind and verb, not each action.
+    #[arg(long, conflicts_with = "full")]
+    summary: bool,
+    /// Print every action in full (by default the first 200 are, and the rest are counted).
+    #[arg(long)]
+    full: bool,
+}
+
+impl DetailArgs {
+    fn detail(&self) -> render::Detail {
+        if self.summary {
+            render::Detail::Counts
+        } else if self.full {
+            render::Detail::Full
+        } else {
+            render::Detail::First(render::SHOWN_IN_FULL)
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
     /// Manifest files or directories (searched for *.yaml and *.yml).
@@ -116,6 +170,14 @@ pub struct PlanArgs {
     /// perch.yaml at the manifests' root; no limit without one).
     #[arg(long, value_name = "N")]
     max_remove: Option<u64>,
+    #[command(flatten)]
+    part: PartArgs,
+    #[command(flatten)]
+    detail: DetailArgs,
+    /// Check the desired state and the plan against the rules of a policy file (see the
+    /// README); a `deny` rule broken fails the plan (exit 1), a `warn` rule is printed.
+    #[arg(long, value_name = "FILE")]
+    policy: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,6 +208,10 @@ pub struct ApplyArgs {
     /// on the server for its Git view.
     #[arg(long, value_name = "REV")]
     revision: Option<String>,
+    #[command(flatten)]
+    part: PartArgs,
+    #[command(flatten)]
+    detail: DetailArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,6 +228,8 @@ pub struct DriftArgs {
     /// Print the drift as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    part: PartArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -270,6 +338,58 @@ fn leave_for_exit<T>(value: T) {
     std::mem::forget(value);
 }
 
+/// The plan the manifests ask of `live`: with the repository's settings, cut to the part
+/// asked for (what was pulled in said on stderr), and the messages its room removals delete
+/// counted where the target can count them.
+async fn make_plan(
+    desired: &Desired,
+    live: &Live,
+    target: &dyn Target,
+    settings: &manifest::settings::Settings,
+    part: &PartArgs,
+) -> miette::Result<Plan> {
+    let selection = part.selection()?;
+    let started = std::time::Instant::now();
+    let options = plan::PlanOptions {
+        ignore_fields: settings.ignore_fields.clone(),
+    };
+    let whole = plan::plan_with(desired, live, &options).into_diagnostic()?;
+    tracing::debug!(actions = whole.actions.len(), elapsed = ?started.elapsed(), "planned");
+    let selected = plan::select::select(whole, live, &selection)
+        .map_err(|why| miette!("{}", crate::text::terminal_safe(&why)))?;
+    for (action, why) in &selected.pulled_in {
+        let note = format!("note: also planned, as it is needed: {action}, {why}");
+        eprintln!("{}", crate::text::terminal_safe(&note));
+    }
+    if !selection.is_everything() {
+        eprintln!(
+            "note: --target/--exclude leave {} action(s) of the whole plan out",
+            selected.left_out
+        );
+    }
+    let mut plan = selected.plan;
+    let removed_rooms = plan.removed_room_ids(live);
+    if !removed_rooms.is_empty() {
+        match target.message_counts(&removed_rooms).await {
+            Ok(counts) => plan.count_removed_messages(live, &counts),
+            Err(error) => eprintln!(
+                "warning: {} cannot count the messages of the rooms the plan removes: {}",
+                target.describe(),
+                crate::text::terminal_safe(&error.to_string())
+            ),
+        }
+    }
+    Ok(plan)
+}
+
+/// The repository's perch.yaml, or the error that names what is wrong with it.
+fn read_settings(paths: &[PathBuf]) -> Result<manifest::settings::Settings, u8> {
+    manifest::settings::read(paths).map_err(|why| {
+        eprintln!("error: {}", crate::text::terminal_safe(&why));
+        EXIT_ERROR
+    })
+}
+
 pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
     let target = open_target(&args.target).await?;
     let outcome = async {
@@ -285,9 +405,19 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
             Ok(both) => both,
             Err(code) => return Ok(code),
         };
-        let started = std::time::Instant::now();
-        let plan = plan::plan(&desired, &live).into_diagnostic()?;
-        tracing::debug!(actions = plan.actions.len(), elapsed = ?started.elapsed(), "planned");
+        let settings = match read_settings(&args.paths) {
+            Ok(settings) => settings,
+            Err(code) => return Ok(code),
+        };
+        let plan = make_plan(&desired, &live, target.as_ref(), &settings, &args.part).await?;
+        let policy = match policy::check_files(&args.policy, &desired, &plan) {
+            Ok(report) => report,
+            Err(why) => {
+                eprintln!("error: {}", crate::text::lines_safe(&why));
+                leave_for_exit((desired, live, plan));
+                return Ok(EXIT_ERROR);
+            }
+        };
         if let Some(out) = &args.out {
             let text = serde_json::to_string_pretty(&plan).into_diagnostic()?;
             write_atomically(out, text.as_bytes())?;
@@ -298,7 +428,13 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
         } else if args.markdown {
             print!("{}", render::markdown(&plan, &described));
         } else {
-            print!("{}", render::human(&plan, &described));
+            print!(
+                "{}",
+                render::human_with(&plan, &described, args.detail.detail())
+            );
+        }
+        if !policy.violations.is_empty() {
+            eprint!("{}", crate::text::lines_safe(&policy.render()));
         }
         if let Some(out) = &args.out {
             eprintln!(
@@ -307,8 +443,16 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
                 out.display()
             );
         }
-        if let Err(refusal) = guard_removals(&plan, args.max_remove, &args.paths) {
+        if let Err(refusal) = guard_removals(&plan, args.max_remove, &settings) {
             eprintln!("{refusal}");
+            leave_for_exit((desired, live, plan));
+            return Ok(EXIT_ERROR);
+        }
+        if policy.denies() {
+            eprintln!(
+                "error: the plan breaks {} deny rule(s) of the policy",
+                policy.denied()
+            );
             leave_for_exit((desired, live, plan));
             return Ok(EXIT_ERROR);
         }
@@ -399,8 +543,11 @@ const LOCK_TTL_SECONDS: i64 = 120;
 
 /// Refuses a plan that removes more objects than `--max-remove`, or than `maxRemove` in the
 /// manifests' perch.yaml: a deleted directory in a pull request must not empty the server.
-fn guard_removals(plan: &Plan, flag: Option<u64>, paths: &[PathBuf]) -> Result<(), String> {
-    let settings = manifest::settings::read(paths).map_err(|why| format!("error: {why}"))?;
+fn guard_removals(
+    plan: &Plan,
+    flag: Option<u64>,
+    settings: &manifest::settings::Settings,
+) -> Result<(), String> {
     let (limit, source) = match (flag, settings.max_remove) {
         (Some(limit), _) => (limit, "--max-remove".to_owned()),
         (None, Some(limit)) => (
@@ -409,6 +556,7 @@ fn guard_removals(plan: &Plan, flag: Option<u64>, paths: &[PathBuf]) -> Result<(
                 "maxRemove in {}",
                 settings
                     .from
+                    .as_ref()
                     .map(|from| from.display().to_string())
                     .unwrap_or_default()
             ),
@@ -571,11 +719,20 @@ async fn apply_locked(
     desired: Option<(Desired, Vec<manifest::SourceFile>)>,
     args: &ApplyArgs,
 ) -> miette::Result<u8> {
+    let settings = match read_settings(&args.paths) {
+        Ok(settings) => settings,
+        Err(code) => return Ok(code),
+    };
     let live = read_live(target).await?;
     let (desired, sources) = desired.map_or((None, None), |(desired, sources)| {
         (Some(desired), Some(sources))
     });
     let plan = match (saved, desired) {
+        (Some(_), _) if !args.part.targets.is_empty() || !args.part.excludes.is_empty() => {
+            return Err(miette!(
+                "--target and --exclude choose what `perch plan` plans; a saved plan is carried out whole"
+            ));
+        }
         (Some(plan), _) => {
             let stale = plan::stale_reads(&plan, &live);
             if !stale.is_empty() {
@@ -588,11 +745,14 @@ async fn apply_locked(
             }
             plan
         }
-        (None, Some(desired)) => plan::plan(&desired, &live).into_diagnostic()?,
+        (None, Some(desired)) => make_plan(&desired, &live, target, &settings, &args.part).await?,
         (None, None) => return Err(miette!("nothing to apply")),
     };
-    print!("{}", render::human(&plan, &target.describe()));
-    if let Err(refusal) = guard_removals(&plan, args.max_remove, &args.paths) {
+    print!(
+        "{}",
+        render::human_with(&plan, &target.describe(), args.detail.detail())
+    );
+    if let Err(refusal) = guard_removals(&plan, args.max_remove, &settings) {
         eprintln!("{refusal}");
         eprintln!("nothing was changed");
         return Ok(EXIT_ERROR);
@@ -634,9 +794,12 @@ async fn apply_locked(
     } else {
         None
     };
+    let mut log = ProgressLog::new(plan.actions.len());
     let report = live::apply_plan(target, &plan, |done| {
         if let Some(bar) = &bar {
             bar.set_position(done as u64);
+        } else {
+            log.done(done);
         }
     })
     .await;
@@ -647,8 +810,13 @@ async fn apply_locked(
         None if offline => write_script(target, &plan, args),
         None => {
             record_applied(target, sources, args.revision.as_deref(), None).await;
+            let forgotten = if plan.summary.forget > 0 {
+                format!(", {} forgotten", plan.summary.forget)
+            } else {
+                String::new()
+            };
             println!(
-                "Apply complete: {} created, {} changed, {} removed, {} adopted.",
+                "Apply complete: {} created, {} changed, {} removed, {} adopted{forgotten}.",
                 plan.summary.create, plan.summary.change, plan.summary.remove, plan.summary.adopt
             );
             Ok(EXIT_OK)
@@ -695,6 +863,39 @@ async fn apply_locked(
     }
 }
 
+/// Progress for logs, where no bar can be drawn: a line every few seconds, so that a CI log
+/// shows a long apply moving.
+struct ProgressLog {
+    total: usize,
+    started: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl ProgressLog {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+    fn new(total: usize) -> ProgressLog {
+        let now = std::time::Instant::now();
+        ProgressLog {
+            total,
+            started: now,
+            last: now,
+        }
+    }
+
+    fn done(&mut self, done: usize) {
+        if self.last.elapsed() < Self::EVERY || done >= self.total {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        eprintln!(
+            "applied {done}/{} action(s) in {} s",
+            self.total,
+            self.started.elapsed().as_secs()
+        );
+    }
+}
+
 pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
     let target = open_target(&args.target).await?;
     let outcome = async {
@@ -710,7 +911,11 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
             Ok(both) => both,
             Err(code) => return Ok(code),
         };
-        let plan = plan::plan(&desired, &live).into_diagnostic()?;
+        let settings = match read_settings(&args.paths) {
+            Ok(settings) => settings,
+            Err(code) => return Ok(code),
+        };
+        let plan = make_plan(&desired, &live, target.as_ref(), &settings, &args.part).await?;
         let drifted: Vec<&plan::Action> = plan
             .actions
             .iter()

@@ -103,6 +103,28 @@ impl Desired {
     }
 }
 
+/// Where a field of a document stood: the file is read and parsed again, as problems are
+/// placed, since the fast path that loaded it kept no positions. `pointer` is a JSON pointer
+/// (`/members`); a field the document does not have places at its nearest parent.
+pub fn locate(origin: &Origin, pointer: &str) -> Position {
+    let Ok(text) = source::read(&origin.file) else {
+        return Position { line: 1, column: 1 };
+    };
+    let Ok(trees) = yaml::parse_documents(&text) else {
+        return Position { line: 1, column: 1 };
+    };
+    let Some(tree) = trees.get(origin.document) else {
+        return Position { line: 1, column: 1 };
+    };
+    let mut positions = yaml::Positions::default();
+    yaml::to_json(tree, &mut positions);
+    let at = positions.key(pointer);
+    if at == (Position { line: 1, column: 1 }) && origin.document > 0 {
+        return yaml::document_start(tree);
+    }
+    at
+}
+
 /// The kind for a collection directory or a `kind:` value.
 pub fn kind_from_manifest(text: &str) -> Option<Kind> {
     Kind::parse(text)

@@ -1,7 +1,10 @@
 //! `perch.yaml` at the manifests' root: the repository's defaults for the commands that read
 //! them. It is not a manifest, and the manifest walk passes it over.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+use crate::domain::Kind;
 
 /// The file's name.
 pub const FILE_NAME: &str = "perch.yaml";
@@ -11,6 +14,9 @@ pub const FILE_NAME: &str = "perch.yaml";
 pub struct Settings {
     /// Plans that remove more objects than this are refused (`--max-remove` overrides it).
     pub max_remove: Option<u64>,
+    /// Fields left alone on every object of a kind (`ignoreFields: {Room: [description]}`),
+    /// beside each manifest's own `ignoreFields`.
+    pub ignore_fields: BTreeMap<Kind, BTreeSet<String>>,
     /// Where the settings came from, for messages.
     pub from: Option<PathBuf>,
 }
@@ -56,9 +62,10 @@ fn parse(text: &str, path: &Path) -> Result<Settings, String> {
                         )
                     })?);
                 }
+                "ignoreFields" => settings.ignore_fields = ignore_fields(&value, path)?,
                 other => {
                     return Err(format!(
-                        "{}: unknown setting `{}`; perch.yaml takes maxRemove",
+                        "{}: unknown setting `{}`; perch.yaml takes maxRemove and ignoreFields",
                         path.display(),
                         crate::text::excerpt(other, 64)
                     ));
@@ -67,6 +74,53 @@ fn parse(text: &str, path: &Path) -> Result<Settings, String> {
         }
     }
     Ok(settings)
+}
+
+/// `ignoreFields: {Room: [description], Category: [description]}`: each kind's fields, each
+/// one a field the kind has.
+fn ignore_fields(
+    value: &serde_json::Value,
+    path: &Path,
+) -> Result<BTreeMap<Kind, BTreeSet<String>>, String> {
+    let shape = || {
+        format!(
+            "{}: ignoreFields maps a kind to its fields, e.g. `ignoreFields: {{Room: [description]}}`",
+            path.display()
+        )
+    };
+    let serde_json::Value::Object(kinds) = value else {
+        return Err(shape());
+    };
+    let mut ignored = BTreeMap::new();
+    for (kind_name, fields) in kinds {
+        let kind = Kind::parse(kind_name)
+            .filter(|kind| *kind != Kind::ComplianceConfiguration)
+            .ok_or_else(|| {
+                format!(
+                    "{}: ignoreFields: `{}` is not a kind; use Category, Room, Addin or Group",
+                    path.display(),
+                    crate::text::excerpt(kind_name, 64)
+                )
+            })?;
+        let serde_json::Value::Array(fields) = fields else {
+            return Err(shape());
+        };
+        let allowed = super::load::ignorable_fields(kind);
+        let mut set = BTreeSet::new();
+        for field in fields {
+            let Some(field) = field.as_str().filter(|field| allowed.contains(field)) else {
+                return Err(format!(
+                    "{}: ignoreFields: a {kind} has no field {} to leave alone; it has {}",
+                    path.display(),
+                    crate::text::excerpt(&field.to_string(), 64),
+                    allowed.join(", ")
+                ));
+            };
+            set.insert(field.to_owned());
+        }
+        ignored.insert(kind, set);
+    }
+    Ok(ignored)
 }
 
 #[cfg(test)]
@@ -87,6 +141,21 @@ mod tests {
             parse("maxRemove: -1\n", path)
                 .unwrap_err()
                 .contains("whole number")
+        );
+        let settings = parse("ignoreFields:\n  Room: [description, members]\n", path).unwrap();
+        assert_eq!(
+            settings.ignore_fields[&Kind::Room],
+            BTreeSet::from(["description".to_owned(), "members".to_owned()])
+        );
+        assert!(
+            parse("ignoreFields:\n  Room: [name]\n", path)
+                .unwrap_err()
+                .contains("a Room has no field \"name\" to leave alone")
+        );
+        assert!(
+            parse("ignoreFields:\n  Rooms: [description]\n", path)
+                .unwrap_err()
+                .contains("`Rooms` is not a kind")
         );
     }
 }

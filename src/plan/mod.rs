@@ -250,15 +250,17 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Whether applying it would change the server's configuration (adoptions do not).
+    /// Whether applying it would change the server (adoptions do not; forgetting does, as
+    /// it hands objects over to people).
     pub fn has_changes(&self) -> bool {
         let Summary {
             create,
             change,
             remove,
+            forget,
             ..
         } = self.summary;
-        create + change + remove > 0
+        create + change + remove + forget > 0
     }
 }
 
@@ -373,22 +375,7 @@ pub fn plan_with(desired: &Desired, live: &Live, options: &PlanOptions) -> Resul
                     version: Some(current.meta.version),
                 });
                 summary.forget += 1;
-                upserts.push(Action {
-                    action: Verb::Set,
-                    kind: *kind,
-                    name: name.clone(),
-                    reason: Reason::Forgotten,
-                    expected_version: Some(current.meta.version),
-                    object: Some(current.fields.clone()),
-                    changes: Vec::new(),
-                    protect: false,
-                    adopt_only: false,
-                    renamed_from: None,
-                    forget: true,
-                    messages: None,
-                    live_updated_by: Some(current.meta.updated_by.clone()),
-                    live_updated_at: Some(current.meta.updated_at.clone()),
-                });
+                upserts.push(forget(*kind, name, current));
             } else {
                 summary.unmanaged += 1;
             }
@@ -473,7 +460,46 @@ pub fn plan_with(desired: &Desired, live: &Live, options: &PlanOptions) -> Resul
     })
 }
 
+/// The action that ends Perch's management of a live object and keeps it: its marks cleared,
+/// its fields as they are (a `kind: Forget` document, or `perch forget`).
+pub fn forget(kind: Kind, name: &str, current: &LiveObject) -> Action {
+    Action {
+        action: Verb::Set,
+        kind,
+        name: name.to_owned(),
+        reason: Reason::Forgotten,
+        expected_version: Some(current.meta.version),
+        object: Some(current.fields.clone()),
+        changes: Vec::new(),
+        protect: false,
+        adopt_only: false,
+        renamed_from: None,
+        forget: true,
+        messages: None,
+        live_updated_by: Some(current.meta.updated_by.clone()),
+        live_updated_at: Some(current.meta.updated_at.clone()),
+    }
+}
+
 impl Plan {
+    /// A plan of the one action given, reading the version it was made against.
+    pub fn of_one(action: Action) -> Plan {
+        let mut summary = Summary::default();
+        if action.forget {
+            summary.forget = 1;
+        }
+        Plan {
+            format_version: PLAN_FORMAT_VERSION,
+            summary,
+            reads: vec![Read {
+                kind: action.kind,
+                name: action.name.clone(),
+                version: action.expected_version,
+            }],
+            actions: vec![action],
+        }
+    }
+
     /// Records how many messages each removed room holds (by room id, as the target counted
     /// them), for the plan's lines and its summary.
     pub fn count_removed_messages(&mut self, live: &Live, counts: &BTreeMap<i64, u64>) {
@@ -890,6 +916,8 @@ pub fn stale_reads(plan: &Plan, live: &Live) -> Vec<String> {
         .collect()
 }
 
+pub mod policy;
 pub mod render;
+pub mod select;
 #[cfg(test)]
 mod tests;

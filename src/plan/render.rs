@@ -11,6 +11,9 @@ use crate::plan::{Action, FieldChange, Plan, Verb};
 pub const MARKDOWN_LIMIT: usize = 65_000;
 
 fn marker(action: &Action) -> char {
+    if action.forget {
+        return '.';
+    }
     match (action.action, action.adopt_only) {
         (_, true) => '=',
         (Verb::Create, _) => '+',
@@ -19,13 +22,87 @@ fn marker(action: &Action) -> char {
     }
 }
 
-/// The closing line every plan output ends with.
+/// The closing line every plan output ends with. What only some plans hold (forgetting,
+/// messages deleted with removed rooms) is said only when there is some.
 pub fn summary_line(plan: &Plan) -> String {
     let summary = plan.summary;
-    format!(
+    let mut line = format!(
         "Plan: {} to create, {} to change, {} to remove.",
         summary.create, summary.change, summary.remove
+    );
+    if summary.forget > 0 {
+        let _ = write!(
+            line,
+            " {} to forget (kept, no longer managed).",
+            summary.forget
+        );
+    }
+    if summary.removed_messages > 0 {
+        let _ = write!(
+            line,
+            " The removals delete {} message(s).",
+            summary.removed_messages
+        );
+    }
+    line
+}
+
+/// How many actions a human plan shows in full before it counts the rest (`--full` shows all).
+pub const SHOWN_IN_FULL: usize = 200;
+
+/// How much of a plan people see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// Every action with its changes.
+    Full,
+    /// The first `n` actions with their changes, the rest counted.
+    First(usize),
+    /// Counts per kind and verb only (`--summary`).
+    Counts,
+}
+
+/// The line of one action: `- remove Room "old"  (reason; deletes 12 message(s) ...)`.
+fn action_line(action: &Action) -> String {
+    format!(
+        "  {} {}  ({})",
+        marker(action),
+        action,
+        action_notes(action)
     )
+}
+
+/// Why an action is there, and what it costs beyond its fields.
+fn action_notes(action: &Action) -> String {
+    let mut notes = action.reason.to_string();
+    if let Some(old) = &action.renamed_from {
+        notes = format!("from \"{old}\"; {notes}");
+    }
+    if let Some(messages) = action.messages.filter(|messages| *messages > 0) {
+        let _ = write!(notes, "; deletes {messages} message(s) of its history");
+    }
+    notes
+}
+
+/// Counts per kind and verb: `Room: 3 create, 1 rename, 2 remove`.
+fn counts(actions: &[&Action]) -> String {
+    let mut by_kind: std::collections::BTreeMap<String, std::collections::BTreeMap<String, usize>> =
+        std::collections::BTreeMap::new();
+    for action in actions {
+        *by_kind
+            .entry(action.kind.to_string())
+            .or_default()
+            .entry(action.verb_text())
+            .or_default() += 1;
+    }
+    let mut out = String::new();
+    for (kind, verbs) in by_kind {
+        let verbs: Vec<String> = verbs
+            .into_iter()
+            .map(|(verb, count)| format!("{count} {verb}"))
+            .collect();
+        let _ = writeln!(out, "  {kind}: {}", verbs.join(", "));
+    }
+    out
 }
 
 fn scalar(value: &Value) -> String {
@@ -79,6 +156,12 @@ fn write_change(out: &mut String, change: &FieldChange, indent: &str) {
 
 /// The human plan: one block per action, then the counts.
 pub fn human(plan: &Plan, target: &str) -> String {
+    human_with(plan, target, Detail::Full)
+}
+
+/// [`human`], showing as much as `detail` says: a 20,000-room plan need not print 200,000
+/// lines before its prompt.
+pub fn human_with(plan: &Plan, target: &str, detail: Detail) -> String {
     let mut out = String::new();
     let changing: Vec<&Action> = plan
         .actions
@@ -89,11 +172,26 @@ pub fn human(plan: &Plan, target: &str) -> String {
         let _ = writeln!(out, "No changes: {target} matches the manifests.");
     } else {
         let _ = writeln!(out, "Perch will make these changes on {target}:\n");
-        for action in changing {
-            let _ = writeln!(out, "  {} {}  ({})", marker(action), action, action.reason);
+        let shown = match detail {
+            Detail::Full => changing.len(),
+            Detail::First(n) => n.min(changing.len()),
+            Detail::Counts => 0,
+        };
+        for action in &changing[..shown] {
+            let _ = writeln!(out, "{}", action_line(action));
             for change in &action.changes {
                 write_change(&mut out, change, "      ");
             }
+        }
+        if shown < changing.len() {
+            if shown > 0 {
+                let _ = writeln!(
+                    out,
+                    "\n  ... and {} more action(s), counted below; `perch plan --full` shows them all.\n",
+                    changing.len() - shown
+                );
+            }
+            out.push_str(&counts(&changing[shown..]));
         }
         out.push('\n');
     }
@@ -138,7 +236,7 @@ pub fn markdown(plan: &Plan, target: &str) -> String {
             "<details><summary><code>{} {}</code> ({})</summary>\n\n```diff\n",
             marker(action),
             escape_html(&action.to_string()),
-            escape_html(&action.reason.to_string())
+            escape_html(&action_notes(action))
         );
         let mut body = String::new();
         for change in &action.changes {
