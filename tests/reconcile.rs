@@ -353,6 +353,26 @@ fn removing_a_protected_object_fails_the_plan() {
             stderr.contains("the plan would remove protected objects: Room `r1`"),
             "{stderr}"
         );
+        // Forgetting it on purpose lets go of it, protection and all, and keeps it.
+        h.write(
+            "m/all.yaml",
+            "apiVersion: perch/v1\nkind: Category\nname: C\n---\napiVersion: perch/v1\nkind: Forget\nobject: Room/r1\n",
+        );
+        let (code, stdout, stderr) = h.run("apply", &[manifests.to_str().unwrap(), "--yes"]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(stdout.contains("1 forgotten"), "{stdout}");
+        h.write(
+            "m/all.yaml",
+            "apiVersion: perch/v1\nkind: Category\nname: C\n",
+        );
+        let (code, stdout, stderr) = h.run(
+            "plan",
+            &[manifests.to_str().unwrap(), "--detailed-exitcode"],
+        );
+        assert_eq!(
+            code, 0,
+            "the forgotten room is left alone: {stdout}{stderr}"
+        );
     });
 }
 
@@ -537,4 +557,355 @@ fn max_remove_refuses_plans_that_remove_too_much() {
         stdout.contains("Plan: 0 to create, 0 to change, 2 to remove."),
         "{stdout}"
     );
+}
+
+/// The manifests of the lifecycle tests: a group, an add-in, a category and two rooms, the
+/// first with additive members.
+const LIFECYCLE: &str = "apiVersion: perch/v1
+kind: Group
+name: eng
+members: [sip:ana@contoso.com]
+---
+apiVersion: perch/v1
+kind: Addin
+name: Board
+url: https://board.contoso.com
+---
+apiVersion: perch/v1
+kind: Category
+name: Eng
+description: engineering
+allowedMembers: [domain:contoso.com, group:eng]
+---
+apiVersion: perch/v1
+kind: Room
+name: r1
+category: Eng
+addin: Board
+members: [group:eng, sip:bob@contoso.com]
+managers: [sip:ana@contoso.com]
+membership:
+  members: additive
+---
+apiVersion: perch/v1
+kind: Room
+name: r2
+category: Eng
+description: second
+ignoreFields: [description]
+members: [sip:bob@contoso.com]
+";
+
+/// The same, every object renamed with `previousNames`.
+fn renamed(manifests: &str) -> String {
+    manifests
+        .replace("name: eng\n", "name: engineers\npreviousNames: [eng]\n")
+        .replace("group:eng", "group:engineers")
+        .replace("name: Board\n", "name: Dash\npreviousNames: [Board]\n")
+        .replace("addin: Board", "addin: Dash")
+        .replace("name: Eng\n", "name: Engineering\npreviousNames: [Eng]\n")
+        .replace("category: Eng\n", "category: Engineering\n")
+        .replace("name: r1\n", "name: r1-new\npreviousNames: [r1]\n")
+}
+
+async fn message_ids(client: &Client, room: &str) -> Vec<i64> {
+    let page = client
+        .get(&format!("/v1/rooms/{room}/messages"))
+        .await
+        .expect(200)
+        .body;
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|message| message["id"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn renames_keep_history_and_ids_and_forgotten_objects_stay() {
+    for via in [Via::Embedded, Via::Http] {
+        let h = Harness::new(via);
+        let manifests = h.write("m/all.yaml", LIFECYCLE);
+        let m = manifests.to_str().unwrap();
+        let (code, stdout, stderr) = h.run("apply", &[m, "--yes"]);
+        assert_eq!(code, 0, "{via:?}: {stdout}{stderr}");
+        let bob = h.server.client(&common::create_token(
+            &h.db.url,
+            "sip:bob@contoso.com",
+            "user",
+        ));
+        for text in ["one", "two"] {
+            bob.post("/v1/rooms/r1/messages", json!({"body": text}))
+                .await
+                .expect(201);
+        }
+        let before = message_ids(&h.admin, "r1").await;
+        let id = h.admin.get("/v1/rooms/r1").await.expect(200).body["id"].clone();
+
+        h.write("m/all.yaml", &renamed(LIFECYCLE));
+        let (code, stdout, stderr) = h.run("plan", &[m, "--detailed-exitcode"]);
+        assert_eq!(code, 2, "{via:?}: {stdout}{stderr}");
+        for line in [
+            "~ rename Group \"engineers\"  (from \"eng\"; name differs)",
+            "~ rename Addin \"Dash\"  (from \"Board\"; name differs)",
+            "~ rename Category \"Engineering\"  (from \"Eng\"; name differs)",
+            "~ rename Room \"r1-new\"  (from \"r1\"; name differs)",
+            "Plan: 0 to create, 4 to change, 0 to remove.",
+        ] {
+            assert!(stdout.contains(line), "{via:?}: {line}\n{stdout}");
+        }
+        assert!(
+            !stdout.contains("- remove"),
+            "a rename removes nothing: {stdout}"
+        );
+        let (code, stdout, stderr) = h.run("apply", &[m, "--yes"]);
+        assert_eq!(code, 0, "{via:?}: {stdout}{stderr}");
+        let room = h.admin.get("/v1/rooms/r1-new").await.expect(200).body;
+        assert_eq!(room["id"], id, "the same room");
+        assert_eq!(room["category"], "Engineering");
+        assert_eq!(room["addin"], "Dash");
+        assert!(
+            room["members"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("group:engineers")),
+            "{room}"
+        );
+        assert_eq!(
+            message_ids(&h.admin, "r1-new").await,
+            before,
+            "history kept"
+        );
+        h.admin.get("/v1/rooms/r1").await.expect(404);
+        let (code, stdout, _) = h.run("plan", &[m, "--detailed-exitcode"]);
+        assert_eq!(code, 0, "{via:?}: renamed, the plan is empty:\n{stdout}");
+
+        // Forgetting lets go of r2 and keeps it, through the next applies.
+        let without_r2 = renamed(LIFECYCLE)
+            .split("---\n")
+            .take(4)
+            .collect::<Vec<_>>()
+            .join("---\n");
+        h.write(
+            "m/all.yaml",
+            &format!("{without_r2}---\napiVersion: perch/v1\nkind: Forget\nobject: Room/r2\n"),
+        );
+        let (code, stdout, _) = h.run("plan", &[m, "--detailed-exitcode"]);
+        assert_eq!(code, 2, "{stdout}");
+        assert!(
+            stdout.contains(". forget Room \"r2\"  (a Forget document lets go of it"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("0 to remove. 1 to forget"), "{stdout}");
+        let (code, stdout, _) = h.run("apply", &[m, "--yes"]);
+        assert_eq!(code, 0, "{stdout}");
+        assert!(stdout.contains("1 forgotten"), "{stdout}");
+        let r2 = h.admin.get("/v1/rooms/r2").await.expect(200).body;
+        assert_eq!(r2["managed"], false, "{r2}");
+        h.write("m/all.yaml", &without_r2);
+        let (code, stdout, _) = h.run("apply", &[m, "--yes"]);
+        assert_eq!(code, 0, "{stdout}");
+        h.admin.get("/v1/rooms/r2").await.expect(200);
+
+        // `perch forget` does the same at once.
+        let (code, stdout, stderr) = h.run("forget", &["Room/r1-new"]);
+        assert_eq!(code, 0, "{via:?}: {stdout}{stderr}");
+        assert_eq!(
+            h.admin.get("/v1/rooms/r1-new").await.expect(200).body["managed"],
+            false
+        );
+        let (code, stdout, _) = h.run("forget", &["Room/r1-new"]);
+        assert_eq!(code, 0);
+        assert!(stdout.contains("nothing to forget"), "{stdout}");
+        let (code, _, stderr) = h.run("forget", &["Rooms/x"]);
+        assert_eq!(code, 1, "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn additive_lists_ignored_fields_message_counts_policies_and_targets() {
+    for via in [Via::Embedded, Via::Http] {
+        let h = Harness::new(via);
+        let manifests = h.write("m/all.yaml", LIFECYCLE);
+        let file = manifests.to_str().unwrap();
+        // The directory, whose perch.yaml is the repository's settings.
+        let dir = manifests.parent().unwrap().to_str().unwrap().to_owned();
+        let m = dir.as_str();
+        let (code, stdout, stderr) = h.run("apply", &[m, "--yes"]);
+        assert_eq!(code, 0, "{via:?}: {stdout}{stderr}");
+
+        // Someone adds a member by hand and edits fields the repository leaves alone.
+        h.admin
+            .patch(
+                "/v1/rooms/r1",
+                json!({"members": {"add": ["sip:hand@contoso.com"]}}),
+            )
+            .await
+            .expect(200);
+        h.admin
+            .patch("/v1/rooms/r2", json!({"description": "by hand"}))
+            .await
+            .expect(200);
+        h.admin
+            .patch("/v1/categories/Eng", json!({"description": "by hand"}))
+            .await
+            .expect(200);
+        let (code, stdout, _) = h.run("drift", &[m]);
+        assert_eq!(code, 2, "the category's description is managed: {stdout}");
+        assert!(
+            stdout.contains("Category \"Eng\": description differs"),
+            "{stdout}"
+        );
+        assert!(!stdout.contains("Room"), "{stdout}");
+        h.write("m/perch.yaml", "ignoreFields:\n  Category: [description]\n");
+        let (code, stdout, _) = h.run("drift", &[m]);
+        assert_eq!(code, 0, "{via:?}: {stdout}");
+        let (code, ..) = h.run("apply", &[m, "--yes"]);
+        assert_eq!(code, 0);
+        let r1 = h.admin.get("/v1/rooms/r1").await.expect(200).body;
+        assert!(
+            r1["members"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("sip:hand@contoso.com")),
+            "an additive list keeps who was added by hand: {r1}"
+        );
+        assert_eq!(
+            h.admin.get("/v1/rooms/r2").await.expect(200).body["description"],
+            "by hand"
+        );
+
+        // A removed room says what it takes with it.
+        let bob = h.server.client(&common::create_token(
+            &h.db.url,
+            "sip:bob@contoso.com",
+            "user",
+        ));
+        for text in ["one", "two", "three"] {
+            bob.post("/v1/rooms/r2/messages", json!({"body": text}))
+                .await
+                .expect(201);
+        }
+        let without_r2 = LIFECYCLE
+            .split("---\n")
+            .take(4)
+            .collect::<Vec<_>>()
+            .join("---\n");
+        h.write("m/all.yaml", &without_r2);
+        let (code, stdout, stderr) = h.run("plan", &[m]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.contains("- remove Room \"r2\"  (managed by perch and no longer in the manifests; deletes 3 message(s) of its history)"),
+            "{via:?}: {stdout}"
+        );
+        assert!(
+            stdout.contains("0 to remove.".replace('0', "1").as_str())
+                && stdout.contains("The removals delete 3 message(s)."),
+            "{stdout}"
+        );
+        let (_, json_plan, _) = h.run("plan", &[m, "--json"]);
+        let json_plan: serde_json::Value = serde_json::from_str(&json_plan).unwrap();
+        assert_eq!(json_plan["summary"]["removedMessages"], 3);
+
+        // Policies: deny fails the plan, placed at file:line:column; warn only prints.
+        let policy = h.write(
+            "policy.yaml",
+            "rules:\n  - rule: maxMessagesRemoved\n    max: 2\n    level: deny\n  - rule: roomsHaveAManager\n    level: warn\n",
+        );
+        let policy = policy.to_str().unwrap();
+        let (code, _, stderr) = h.run("plan", &[m, "--policy", policy]);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("{policy}:2:5: deny (maxMessagesRemoved): the plan removes Room \"r2\", which holds 3 message(s), more than 2")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("the plan breaks 1 deny rule(s)"),
+            "{stderr}"
+        );
+        h.write("m/all.yaml", LIFECYCLE);
+        let (code, _, stderr) = h.run("plan", &[m, "--policy", policy]);
+        assert_eq!(code, 0, "a warning only: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{file}:27:1: warn (roomsHaveAManager): Room \"r2\" names no manager"
+            )),
+            "{stderr}"
+        );
+
+        // Targeting: one room, and the category it needs, said.
+        h.write(
+            "m/all.yaml",
+            &LIFECYCLE
+                .replace("name: Eng\n", "name: Eng2\n")
+                .replace("category: Eng\n", "category: Eng2\n"),
+        );
+        let (code, stdout, stderr) = h.run("plan", &[m, "--target", "Room/r2"]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("+ create Category \"Eng2\""), "{stdout}");
+        assert!(stdout.contains("~ set Room \"r2\""), "{stdout}");
+        assert!(!stdout.contains("Room \"r1\""), "{stdout}");
+        assert!(
+            stderr.contains("note: also planned, as it is needed: create Category \"Eng2\", it is used (set Room \"r2\")"),
+            "{stderr}"
+        );
+        let (code, _, stderr) = h.run(
+            "plan",
+            &[m, "--target", "Room/r*", "--exclude", "Category/*"],
+        );
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains("which --exclude Category/* leaves out"),
+            "{stderr}"
+        );
+        let (code, stdout, _) = h.run("plan", &[m, "--summary"]);
+        assert_eq!(code, 0);
+        assert!(stdout.contains("  Room: 2 set"), "{stdout}");
+        assert!(!stdout.contains("~ set Room"), "{stdout}");
+    }
+}
+
+#[tokio::test]
+async fn daily_commands_list_show_and_change_lists() {
+    for via in [Via::Embedded, Via::Http] {
+        let h = Harness::new(via);
+        let manifests = h.write("m/all.yaml", LIFECYCLE);
+        let (code, ..) = h.run("apply", &[manifests.to_str().unwrap(), "--yes"]);
+        assert_eq!(code, 0);
+        let (code, stdout, _) = h.run("category", &["list"]);
+        assert_eq!(code, 0);
+        assert!(
+            stdout.contains("Eng  2 allowed, 0 denied, 0 creator(s)"),
+            "{stdout}"
+        );
+        let (code, stdout, _) = h.run("addin", &["show", "Board", "--json"]);
+        assert_eq!(code, 0);
+        let addin: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(addin["url"], "https://board.contoso.com");
+        let (code, stdout, _) = h.run("group", &["list", "--json"]);
+        assert_eq!(code, 0);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&stdout).unwrap()[0]["name"],
+            "eng"
+        );
+        let (code, stdout, stderr) = h.run(
+            "room",
+            &["members", "add", "r2", "sip:cy@contoso.com", "group:eng"],
+        );
+        assert_eq!(code, 0, "{via:?}: {stdout}{stderr}");
+        assert!(stdout.contains("it lists 3 now"), "{stdout}");
+        let (code, stdout, _) = h.run("room", &["managers", "remove", "r1", "sip:ana@contoso.com"]);
+        assert_eq!(code, 0, "{stdout}");
+        let (code, stdout, _) = h.run("room", &["show", "r2"]);
+        assert_eq!(code, 0);
+        assert!(stdout.contains("members: (3)\n  - group:eng\n"), "{stdout}");
+        let (code, _, stderr) = h.run("room", &["show", "nowhere"]);
+        assert_eq!(code, 1);
+        assert!(stderr.contains("there is no Room \"nowhere\""), "{stderr}");
+        let (code, _, stderr) = h.run("room", &["members", "add", "r2", "not a principal"]);
+        assert_eq!(code, 1, "{stderr}");
+        let r1 = h.admin.get("/v1/rooms/r1").await.expect(200).body;
+        assert_eq!(r1["managers"], json!([]), "{r1}");
+    }
 }

@@ -529,7 +529,15 @@ fn check_document(
     let Value::Object(map) = json else {
         return None;
     };
+    // What says how Perch manages the object holds names and field names, not principals:
+    // it is kept out of the fields' normalisation.
+    let mut map = map;
+    let managing: Vec<(String, Value)> = MANAGEMENT_KEYS
+        .iter()
+        .filter_map(|key| map.remove_entry(*key))
+        .collect();
     let (name, mut fields, protect) = normalise_fields(kind, map, report)?;
+    fields.extend(managing);
     let management = management(kind, &name, &mut fields, report)?;
     for problem in field_problems(&fields) {
         report(
@@ -579,6 +587,9 @@ fn check_forget(
     domain::normalise_name(&mut name);
     Some(Checked::Forget(kind, name, origin))
 }
+
+/// The keys of [`Management`].
+const MANAGEMENT_KEYS: [&str; 3] = ["previousNames", "ignoreFields", "membership"];
 
 /// What a document says of how Perch manages it, beside its fields.
 struct Management {

@@ -332,7 +332,8 @@ pub fn plan_with(desired: &Desired, live: &Live, options: &PlanOptions) -> Resul
         }
         let ignored = options.ignore_fields.get(kind).unwrap_or(&no_fields);
         if let Some(mut action) = upsert(wanted, current, ignored, renamed_from, &mut summary) {
-            if renamed_from.is_none() && touched.contains(&key) {
+            // Another rename repoints this object's references, moving its version on.
+            if touched.contains(&key) {
                 action.expected_version = None;
             }
             upserts.push(action);

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 
-use globset::{Glob, GlobMatcher};
+use globset::{GlobBuilder, GlobMatcher};
 use serde_json::{Map, Value};
 
 use super::{Action, COMPLIANCE_NAME, Plan, Summary, Verb};
@@ -72,8 +72,12 @@ impl Pattern {
     }
 }
 
+/// Names are one name whatever their case (as the server compares them), so globs match
+/// without case too.
 fn compile(glob: &str, text: &str) -> Result<GlobMatcher, String> {
-    Glob::new(glob)
+    GlobBuilder::new(glob)
+        .case_insensitive(true)
+        .build()
         .map(|glob| glob.compile_matcher())
         .map_err(|error| format!("`{text}`: {error}"))
 }
