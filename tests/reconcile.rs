@@ -909,3 +909,51 @@ async fn daily_commands_list_show_and_change_lists() {
         assert_eq!(r1["managers"], json!([]), "{r1}");
     }
 }
+
+#[tokio::test]
+async fn export_into_a_used_directory_replaces_its_own_files_only() {
+    for via in [Via::Embedded, Via::Http] {
+        let h = Harness::new(via);
+        let manifests = h.write("m/all.yaml", LIFECYCLE);
+        let (code, ..) = h.run("apply", &[manifests.to_str().unwrap(), "--yes"]);
+        assert_eq!(code, 0);
+        h.admin
+            .post("/v1/categories", json!({"name": "Old", "allowedMembers": ["domain:contoso.com"]}))
+            .await
+            .expect(201);
+        h.admin
+            .post("/v1/rooms", json!({"name": "old-room", "category": "Old"}))
+            .await
+            .expect(201);
+        let out = h.db.path().join("export");
+        let out_text = out.to_str().unwrap();
+        let (code, stdout, stderr) = h.run("export", &["--out", out_text]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(out.join("rooms-old.yaml").is_file());
+        std::fs::write(out.join("README.md"), "ours\n").unwrap();
+        std::fs::write(out.join("perch.yaml"), "maxRemove: 10\n").unwrap();
+
+        h.admin.delete("/v1/rooms/old-room").await.expect(204);
+        let (code, stdout, stderr) = h.run("export", &["--out", out_text]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(
+            stdout.contains("removed 1 file(s) of an earlier export"),
+            "{via:?}: {stdout}"
+        );
+        assert!(!out.join("rooms-old.yaml").exists(), "the stale file goes");
+        assert_eq!(std::fs::read_to_string(out.join("README.md")).unwrap(), "ours\n");
+        assert!(out.join("perch.yaml").is_file());
+        let (code, stdout, stderr) = h.run("plan", &[out_text, "--detailed-exitcode"]);
+        assert_eq!(code, 0, "{via:?}: {stdout}{stderr}");
+
+        // An export made before there was an index is recognised by its first line.
+        std::fs::remove_file(out.join(".perch-export")).unwrap();
+        h.admin.delete("/v1/rooms/r2").await.expect(204);
+        h.admin.delete("/v1/rooms/r1").await.expect(204);
+        let (code, stdout, _) = h.run("export", &["--out", out_text]);
+        assert_eq!(code, 0);
+        assert!(stdout.contains("removed 1 file(s)"), "{stdout}");
+        assert!(!out.join("rooms-eng.yaml").exists());
+        assert_eq!(std::fs::read_to_string(out.join("README.md")).unwrap(), "ours\n");
+    }
+}

@@ -11,6 +11,57 @@ use crate::manifest::docs::{AddinDoc, CategoryDoc, ComplianceDoc, GroupDoc, Room
 /// The first line of every exported file: editors find the schema beside the files.
 const SCHEMA_LINE: &str = "# yaml-language-server: $schema=./perch.schema.json\n";
 
+/// The list of the files an export wrote, beside them, so that the next export into the
+/// directory replaces them and leaves every other file alone. Hidden, and no manifest.
+pub const INDEX_FILE: &str = ".perch-export";
+
+/// The index's text: a comment, then one file name per line.
+pub fn index_text(files: &std::collections::BTreeSet<String>) -> String {
+    let mut text = String::from("# Files `perch export` wrote here; the next export replaces them.\n");
+    for file in files {
+        text.push_str(file);
+        text.push('\n');
+    }
+    text
+}
+
+/// The files an earlier export wrote into `dir`: as its index lists them, or, for an export
+/// made before there was an index, the manifest files named as export names them that begin
+/// with its schema line. Names that could leave the directory are never listed.
+pub fn written_before(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let plain = |name: &str| {
+        !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\']) && name.ends_with(".yaml")
+    };
+    if let Ok(index) = std::fs::read_to_string(dir.join(INDEX_FILE)) {
+        return index
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter(|name| plain(name))
+            .map(str::to_owned)
+            .collect();
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return std::collections::BTreeSet::new();
+    };
+    let named_as_export = |name: &str| {
+        matches!(
+            name,
+            "groups.yaml" | "addins.yaml" | "categories.yaml" | "compliance.yaml"
+        ) || name.starts_with("rooms-")
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| plain(name) && named_as_export(name))
+        .filter(|name| {
+            let mut start = [0_u8; SCHEMA_LINE.len()];
+            std::fs::File::open(dir.join(name))
+                .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut start))
+                .is_ok_and(|()| start == SCHEMA_LINE.as_bytes())
+        })
+        .collect()
+}
+
 /// The files to write: (file name, text, number of objects).
 pub fn manifests(live: &Live) -> miette::Result<Vec<(String, String, usize)>> {
     let mut files = Vec::new();

@@ -999,13 +999,39 @@ pub async fn export(args: ExportArgs) -> miette::Result<u8> {
             &args.out.join("perch.schema.json"),
             format!("{schema}\n").as_bytes(),
         )?;
+        let earlier = super::export::written_before(&args.out);
         let mut total = 0;
+        let mut written = std::collections::BTreeSet::new();
         for (name, text, count) in files {
-            write_atomically(&args.out.join(name), text.as_bytes())?;
+            write_atomically(&args.out.join(&name), text.as_bytes())?;
+            written.insert(name);
             total += count;
         }
+        // Only once every new file is in place do the earlier export's others go: a plan over
+        // the directory never sees an object twice, nor one the server no longer has.
+        let mut stale = 0;
+        for name in earlier.difference(&written) {
+            match std::fs::remove_file(args.out.join(name)) {
+                Ok(()) => stale += 1,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    return Err(error)
+                        .into_diagnostic()
+                        .wrap_err_with(|| format!("cannot remove the stale export file {name}"));
+                }
+            }
+        }
+        write_atomically(
+            &args.out.join(super::export::INDEX_FILE),
+            super::export::index_text(&written).as_bytes(),
+        )?;
+        let stale_note = if stale > 0 {
+            format!("; removed {stale} file(s) of an earlier export")
+        } else {
+            String::new()
+        };
         println!(
-            "exported {total} object(s) from {} to {}",
+            "exported {total} object(s) from {} to {}{stale_note}",
             target.describe(),
             args.out.display()
         );
