@@ -918,7 +918,10 @@ async fn export_into_a_used_directory_replaces_its_own_files_only() {
         let (code, ..) = h.run("apply", &[manifests.to_str().unwrap(), "--yes"]);
         assert_eq!(code, 0);
         h.admin
-            .post("/v1/categories", json!({"name": "Old", "allowedMembers": ["domain:contoso.com"]}))
+            .post(
+                "/v1/categories",
+                json!({"name": "Old", "allowedMembers": ["domain:contoso.com"]}),
+            )
             .await
             .expect(201);
         h.admin
@@ -941,7 +944,10 @@ async fn export_into_a_used_directory_replaces_its_own_files_only() {
             "{via:?}: {stdout}"
         );
         assert!(!out.join("rooms-old.yaml").exists(), "the stale file goes");
-        assert_eq!(std::fs::read_to_string(out.join("README.md")).unwrap(), "ours\n");
+        assert_eq!(
+            std::fs::read_to_string(out.join("README.md")).unwrap(),
+            "ours\n"
+        );
         assert!(out.join("perch.yaml").is_file());
         let (code, stdout, stderr) = h.run("plan", &[out_text, "--detailed-exitcode"]);
         assert_eq!(code, 0, "{via:?}: {stdout}{stderr}");
@@ -954,6 +960,9 @@ async fn export_into_a_used_directory_replaces_its_own_files_only() {
         assert_eq!(code, 0);
         assert!(stdout.contains("removed 1 file(s)"), "{stdout}");
         assert!(!out.join("rooms-eng.yaml").exists());
-        assert_eq!(std::fs::read_to_string(out.join("README.md")).unwrap(), "ours\n");
+        assert_eq!(
+            std::fs::read_to_string(out.join("README.md")).unwrap(),
+            "ours\n"
+        );
     }
 }

@@ -17,7 +17,8 @@ pub const INDEX_FILE: &str = ".perch-export";
 
 /// The index's text: a comment, then one file name per line.
 pub fn index_text(files: &std::collections::BTreeSet<String>) -> String {
-    let mut text = String::from("# Files `perch export` wrote here; the next export replaces them.\n");
+    let mut text =
+        String::from("# Files `perch export` wrote here; the next export replaces them.\n");
     for file in files {
         text.push_str(file);
         text.push('\n');
@@ -30,7 +31,10 @@ pub fn index_text(files: &std::collections::BTreeSet<String>) -> String {
 /// with its schema line. Names that could leave the directory are never listed.
 pub fn written_before(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
     let plain = |name: &str| {
-        !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\']) && name.ends_with(".yaml")
+        !name.is_empty()
+            && !name.starts_with('.')
+            && !name.contains(['/', '\\'])
+            && name.ends_with(".yaml")
     };
     if let Ok(index) = std::fs::read_to_string(dir.join(INDEX_FILE)) {
         return index
