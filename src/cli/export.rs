@@ -34,7 +34,9 @@ pub fn written_before(dir: &std::path::Path) -> std::collections::BTreeSet<Strin
         !name.is_empty()
             && !name.starts_with('.')
             && !name.contains(['/', '\\'])
-            && name.ends_with(".yaml")
+            && std::path::Path::new(name)
+                .extension()
+                .is_some_and(|extension| extension == "yaml")
     };
     if let Ok(index) = std::fs::read_to_string(dir.join(INDEX_FILE)) {
         return index
