@@ -661,6 +661,8 @@ fn walk(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir)
         .expect("examples")
         .map(|entry| entry.expect("entry").path())
+        // As the manifest walk does: hidden entries (the CI recipes' .github) are no manifests.
+        .filter(|path| !path.file_name().unwrap().to_string_lossy().starts_with('.'))
         .map(|path| {
             if path.is_dir() {
                 walk(&path)
