@@ -659,7 +659,17 @@ async fn renames_keep_history_and_ids_and_forgotten_objects_stay() {
             !stdout.contains("- remove"),
             "a rename removes nothing: {stdout}"
         );
-        let (code, stdout, stderr) = h.run("apply", &[m, "--yes"]);
+        // Carried out from a saved plan, in format 2 (which an older perch refuses rather
+        // than misreads).
+        let saved = h.db.path().join("renames.json");
+        let saved = saved.to_str().unwrap();
+        let (code, ..) = h.run("plan", &[m, "--out", saved]);
+        assert_eq!(code, 0);
+        let plan: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(saved).unwrap()).unwrap();
+        assert_eq!(plan["formatVersion"], 2);
+        assert_eq!(plan["actions"][3]["renamedFrom"], "r1");
+        let (code, stdout, stderr) = h.run("apply", &["--plan", saved, "--yes"]);
         assert_eq!(code, 0, "{via:?}: {stdout}{stderr}");
         let room = h.admin.get("/v1/rooms/r1-new").await.expect(200).body;
         assert_eq!(room["id"], id, "the same room");

@@ -33,7 +33,7 @@ pub fn written_before(dir: &std::path::Path) -> std::collections::BTreeSet<Strin
     let plain = |name: &str| {
         !name.is_empty()
             && !name.starts_with('.')
-            && !name.contains(['/', '\\'])
+            && !name.contains(['/', '\\', ':'])
             && std::path::Path::new(name)
                 .extension()
                 .is_some_and(|extension| extension == "yaml")

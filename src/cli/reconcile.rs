@@ -644,9 +644,9 @@ pub async fn apply(args: ApplyArgs) -> miette::Result<u8> {
             let plan: Plan = serde_json::from_str(&text)
                 .into_diagnostic()
                 .wrap_err_with(|| format!("{} is not a perch plan", path.display()))?;
-            if plan.format_version != plan::PLAN_FORMAT_VERSION {
+            if !(1..=plan::PLAN_FORMAT_VERSION).contains(&plan.format_version) {
                 return Err(miette!(
-                    "{} is plan format {}; this perch reads format {}",
+                    "{} is plan format {}; this perch reads formats 1 to {}",
                     path.display(),
                     plan.format_version,
                     plan::PLAN_FORMAT_VERSION

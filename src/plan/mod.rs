@@ -18,8 +18,22 @@ use crate::api::{Live, LiveObject};
 use crate::domain::{Kind, Principal};
 use crate::manifest::{Desired, DesiredObject};
 
-/// The version of the JSON plan format (`perch plan --json`, `--out`).
-pub const PLAN_FORMAT_VERSION: u32 = 1;
+/// The newest version of the JSON plan format (`perch plan --json`, `--out`). Format 2 adds
+/// renames (`renamedFrom`) and forgetting (`forget`), which a reader of format 1 would carry
+/// out wrongly; a plan without them is written as format 1, which every perch reads.
+pub const PLAN_FORMAT_VERSION: u32 = 2;
+
+/// The format a plan of these actions needs.
+pub fn format_for(actions: &[Action]) -> u32 {
+    if actions
+        .iter()
+        .any(|action| action.forget || action.renamed_from.is_some())
+    {
+        2
+    } else {
+        1
+    }
+}
 
 /// What an action does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,6 +283,55 @@ impl Plan {
 pub enum PlanError {
     #[error("the plan would remove protected objects: {}", .0.join(", "))]
     RemovesProtected(Vec<String>),
+    #[error(
+        "the plan removes objects that objects it keeps still name, through an additive list, an ignored field or a Forget document: {}; drop the reference there too, or keep the object",
+        .0.join(", ")
+    )]
+    RemovesNamed(Vec<String>),
+}
+
+/// Refuses a plan that removes an object something it keeps will still name: an additive
+/// list keeps live entries, an ignored field its live value, a forgotten object all of it, so
+/// the server would refuse the removal part way through the apply.
+fn still_named(
+    desired: &Desired,
+    view: &Live,
+    upserts: &[Action],
+    removes: &[Action],
+) -> Result<(), PlanError> {
+    if removes.is_empty() {
+        return Ok(());
+    }
+    let removing: BTreeSet<(Kind, &str)> = removes
+        .iter()
+        .map(|action| (action.kind, action.name.as_str()))
+        .collect();
+    let written: HashMap<(Kind, &str), &Map<String, Value>> = upserts
+        .iter()
+        .filter(|action| !action.forget)
+        .filter_map(|action| Some(((action.kind, action.name.as_str()), action.object.as_ref()?)))
+        .collect();
+    let mut named = Vec::new();
+    for (kind, name) in desired.objects().keys().chain(desired.forget().keys()) {
+        let fields = written.get(&(*kind, name.as_str())).copied().or_else(|| {
+            view.objects
+                .get(&(*kind, name.clone()))
+                .map(|object| &object.fields)
+        });
+        let Some(fields) = fields else { continue };
+        for (referenced, referenced_name) in select::references(*kind, fields) {
+            if removing.contains(&(referenced, referenced_name.as_str())) {
+                named.push(format!(
+                    "{referenced} `{referenced_name}` (named by {kind} `{name}`)"
+                ));
+            }
+        }
+    }
+    if named.is_empty() {
+        Ok(())
+    } else {
+        Err(PlanError::RemovesNamed(named))
+    }
 }
 
 /// What a plan is asked beyond the manifests.
@@ -299,12 +362,21 @@ pub fn plan(desired: &Desired, live: &Live) -> Result<Plan, PlanError> {
 pub fn plan_with(desired: &Desired, live: &Live, options: &PlanOptions) -> Result<Plan, PlanError> {
     let renames = renames(desired, live);
     let live_after_renames;
-    let (view, touched) = if renames.is_empty() {
-        (live, BTreeSet::new())
+    let view = if renames.is_empty() {
+        live
     } else {
-        let (view, touched) = rename_in(live, &renames);
-        live_after_renames = view;
-        (&live_after_renames, touched)
+        live_after_renames = rename_in(live, &renames);
+        &live_after_renames
+    };
+    // What a saved plan checks is the server before the apply: versions from `live`, under
+    // the names objects have there.
+    let version_before = |kind: Kind, name: &str| -> Option<i64> {
+        let live_name = renames
+            .get(&(kind, name.to_owned()))
+            .map_or(name, String::as_str);
+        live.objects
+            .get(&(kind, live_name.to_owned()))
+            .map(|object| object.meta.version)
     };
     let no_fields = BTreeSet::new();
     let mut summary = Summary::default();
@@ -320,22 +392,18 @@ pub fn plan_with(desired: &Desired, live: &Live, options: &PlanOptions) -> Resul
             version: if renamed_from.is_some() {
                 None
             } else {
-                current.map(|object| object.meta.version)
+                version_before(*kind, name)
             },
         });
         if let Some(old) = renamed_from {
             reads.push(Read {
                 kind: *kind,
                 name: old.to_owned(),
-                version: current.map(|object| object.meta.version),
+                version: version_before(*kind, name),
             });
         }
         let ignored = options.ignore_fields.get(kind).unwrap_or(&no_fields);
-        if let Some(mut action) = upsert(wanted, current, ignored, renamed_from, &mut summary) {
-            // Another rename repoints this object's references, moving its version on.
-            if touched.contains(&key) {
-                action.expected_version = None;
-            }
+        if let Some(action) = upsert(wanted, current, ignored, renamed_from, &mut summary) {
             upserts.push(action);
         }
     }
@@ -373,7 +441,7 @@ pub fn plan_with(desired: &Desired, live: &Live, options: &PlanOptions) -> Resul
                 reads.push(Read {
                     kind: *kind,
                     name: name.clone(),
-                    version: Some(current.meta.version),
+                    version: version_before(*kind, name),
                 });
                 summary.forget += 1;
                 upserts.push(forget(*kind, name, current));
@@ -393,7 +461,7 @@ pub fn plan_with(desired: &Desired, live: &Live, options: &PlanOptions) -> Resul
         reads.push(Read {
             kind: *kind,
             name: name.clone(),
-            version: Some(current.meta.version),
+            version: version_before(*kind, name),
         });
         summary.remove += 1;
         removes.push(Action {
@@ -416,6 +484,7 @@ pub fn plan_with(desired: &Desired, live: &Live, options: &PlanOptions) -> Resul
     if !protected.is_empty() {
         return Err(PlanError::RemovesProtected(protected));
     }
+    still_named(desired, view, &upserts, &removes)?;
 
     let group_rank = group_ranks(desired, view);
     let rank = |action: &Action| group_rank.get(&action.name).copied().unwrap_or(0);
@@ -454,7 +523,7 @@ pub fn plan_with(desired: &Desired, live: &Live, options: &PlanOptions) -> Resul
     let mut actions = upserts;
     actions.extend(removes);
     Ok(Plan {
-        format_version: PLAN_FORMAT_VERSION,
+        format_version: format_for(&actions),
         summary,
         actions,
         reads,
@@ -490,7 +559,7 @@ impl Plan {
             summary.forget = 1;
         }
         Plan {
-            format_version: PLAN_FORMAT_VERSION,
+            format_version: format_for(std::slice::from_ref(&action)),
             summary,
             reads: vec![Read {
                 kind: action.kind,
@@ -534,29 +603,38 @@ impl Plan {
 /// is renamed when its name is not live and one of its previous names is (the newest first).
 fn renames(desired: &Desired, live: &Live) -> BTreeMap<(Kind, String), String> {
     let mut renames = BTreeMap::new();
+    // Names are one name whatever their case, as the server compares them: a previous name
+    // typed in another case still finds the live object (built only when some are given).
+    let mut live_names: Option<HashMap<(Kind, String), &String>> = None;
     for ((kind, name), wanted) in desired.objects() {
         if wanted.previous_names.is_empty() || live.objects.contains_key(&(*kind, name.clone())) {
             continue;
         }
+        let live_names = live_names.get_or_insert_with(|| {
+            live.objects
+                .keys()
+                .map(|(kind, name)| ((*kind, crate::domain::name_key(name)), name))
+                .collect()
+        });
         if let Some(old) = wanted
             .previous_names
             .iter()
             .rev()
-            .find(|old| live.objects.contains_key(&(*kind, (*old).clone())))
+            .find_map(|old| live_names.get(&(*kind, crate::domain::name_key(old))))
         {
-            renames.insert((*kind, name.clone()), old.clone());
+            renames.insert((*kind, name.clone()), (*old).clone());
         }
     }
     renames
 }
 
 /// The live state as the renames leave it: each renamed object under its new name, and every
-/// reference to it pointed at that name as the server does. Returns the objects whose
-/// references moved.
-fn rename_in(
-    live: &Live,
-    renames: &BTreeMap<(Kind, String), String>,
-) -> (Live, BTreeSet<(Kind, String)>) {
+/// reference to it pointed at that name as the server does. Each rename is one transaction
+/// that writes every object naming the old name once, so an object's version moves on by the
+/// number of renames that repoint it; they all run before any action on the object itself
+/// (groups, by rank, before add-ins, categories and rooms; removals last), so every action
+/// expects that version.
+fn rename_in(live: &Live, renames: &BTreeMap<(Kind, String), String>) -> Live {
     let new_of: BTreeMap<(Kind, &str), &str> = renames
         .iter()
         .map(|((kind, new), old)| ((*kind, old.as_str()), new.as_str()))
@@ -565,7 +643,6 @@ fn rename_in(
         objects: BTreeMap::new(),
         compliance: live.compliance.clone(),
     };
-    let mut touched = BTreeSet::new();
     for ((kind, name), object) in &live.objects {
         let mut object = object.clone();
         let mut key = name.clone();
@@ -576,13 +653,15 @@ fn rename_in(
                 .fields
                 .insert("name".to_owned(), Value::String(key.clone()));
         }
-        let mut moved = false;
+        let mut repointing: BTreeSet<(Kind, String)> = BTreeSet::new();
         if *kind == Kind::Room {
             for (field, referenced) in [("category", Kind::Category), ("addin", Kind::Addin)] {
                 if let Some(Value::String(text)) = object.fields.get_mut(field) {
-                    if let Some(new) = new_of.get(&(referenced, text.as_str())) {
+                    // The map's keys borrow from `renames`; the lookup may not hold `text`.
+                    let old = text.clone();
+                    if let Some(new) = new_of.get(&(referenced, old.as_str())) {
                         (*new).clone_into(text);
-                        moved = true;
+                        repointing.insert((referenced, (*new).to_owned()));
                     }
                 }
             }
@@ -594,24 +673,23 @@ fn rename_in(
                 let new_group = item
                     .as_str()
                     .and_then(|text| text.strip_prefix("group:"))
-                    .and_then(|group| new_of.get(&(Kind::Group, group)));
+                    .and_then(|group| new_of.get(&(Kind::Group, group)))
+                    .map(|new| (*new).to_owned());
                 if let Some(new) = new_group {
                     *item = Value::String(format!("group:{new}"));
+                    repointing.insert((Kind::Group, new));
                     changed = true;
                 }
             }
             if changed {
                 items.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
                 items.dedup();
-                moved = true;
             }
         }
-        if moved {
-            touched.insert((*kind, key.clone()));
-        }
+        object.meta.version += i64::try_from(repointing.len()).unwrap_or(i64::MAX);
         view.objects.insert((*kind, key), object);
     }
-    (view, touched)
+    view
 }
 
 fn create_order(kind: Kind) -> u8 {

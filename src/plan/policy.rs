@@ -228,12 +228,22 @@ impl Policy {
                     }
                 }
                 Check::MaxMessagesRemoved { max } => {
-                    for action in &plan.actions {
-                        let messages = action.messages.unwrap_or(0);
-                        if action.action == Verb::Remove && messages > *max {
+                    let removed_rooms = plan.actions.iter().filter(|action| {
+                        action.action == Verb::Remove && action.kind == Kind::Room
+                    });
+                    for action in removed_rooms {
+                        // A count the target could not take is no count of zero.
+                        let held = match action.messages {
+                            Some(messages) if messages <= *max => continue,
+                            Some(messages) => format!("{messages} message(s), more than {max}"),
+                            None => format!(
+                                "messages the target could not count (at most {max} allowed)"
+                            ),
+                        };
+                        {
                             broken(
                                 format!(
-                                    "the plan removes Room \"{}\", which holds {messages} message(s), more than {max}",
+                                    "the plan removes Room \"{}\", which holds {held}",
                                     action.name
                                 ),
                                 Place::Policy {

@@ -107,7 +107,10 @@ impl Selection {
     fn excluded_by(&self, action: &Action) -> Option<&str> {
         self.excludes
             .iter()
-            .find(|pattern| pattern.matches(action.kind, &action.name))
+            .find(|pattern| {
+                pattern.matches(action.kind, &action.name)
+                    || pattern.matches(action.kind, action.live_name())
+            })
             .map(|pattern| pattern.text.as_str())
     }
 }
@@ -123,7 +126,7 @@ pub struct Selected {
 }
 
 /// The objects `fields` names: a room's category and add-in, and the groups of any list.
-fn references(kind: Kind, fields: &Map<String, Value>) -> Vec<(Kind, String)> {
+pub(super) fn references(kind: Kind, fields: &Map<String, Value>) -> Vec<(Kind, String)> {
     let mut named = Vec::new();
     if kind == Kind::Room {
         for (field, referenced) in [("category", Kind::Category), ("addin", Kind::Addin)] {
@@ -180,10 +183,10 @@ pub fn select(plan: Plan, live: &Live, selection: &Selection) -> Result<Selected
     }
     let left_out = actions.len() - kept.len();
     let Plan {
-        format_version,
         summary,
         actions,
         reads,
+        ..
     } = plan;
     let actions: Vec<Action> = actions
         .into_iter()
@@ -194,7 +197,7 @@ pub fn select(plan: Plan, live: &Live, selection: &Selection) -> Result<Selected
     let summary = recount(&actions, summary);
     Ok(Selected {
         plan: Plan {
-            format_version,
+            format_version: super::format_for(&actions),
             summary,
             actions,
             reads,

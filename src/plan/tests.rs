@@ -310,3 +310,97 @@ fn reasons_read_back_from_their_text() {
         assert_eq!(Reason::from(reason.to_string()), reason);
     }
 }
+
+#[test]
+fn renames_expect_the_versions_the_renames_before_them_leave() {
+    // The group's rename repoints the category's list and the room's, the category's rename
+    // the room again: each later action expects the version those writes leave.
+    check(
+        "
+kind: Group
+name: engineers
+previousNames: [eng]
+
+kind: Category
+name: Engineering
+previousNames: [Eng]
+allowedMembers: [group:engineers]
+
+kind: Room
+name: kept
+category: Engineering
+members: [group:engineers]
+description: changed
+",
+        json!([
+            shown("Group", json!({"name": "eng", "members": []})),
+            shown(
+                "Category",
+                json!({"name": "Eng", "allowedMembers": ["group:eng"]})
+            ),
+            shown(
+                "Room",
+                json!({"name": "kept", "category": "Eng", "members": ["group:eng"]})
+            ),
+            shown(
+                "Room",
+                json!({"name": "gone", "category": "Eng", "managers": ["group:eng"]})
+            ),
+        ]),
+        expect![[r#"
+            rename Group "engineers" @3: name differs
+                name "eng" -> "engineers"
+            rename Category "Engineering" @4: name differs
+                name "Eng" -> "Engineering"
+            set Room "kept" @5: description differs
+                description null -> "changed"
+            remove Room "gone" @5: managed by perch and no longer in the manifests
+            create 0 change 3 remove 1 adopt 0 unmanaged 0
+        "#]],
+    );
+}
+
+#[test]
+fn a_removal_that_something_kept_still_names_is_refused() {
+    // The additive list keeps the live `group:old` that the plan would remove.
+    check(
+        "
+kind: Category
+name: c
+allowedMembers: [domain:contoso.com]
+membership:
+  allowedMembers: additive
+",
+        json!([
+            shown("Group", json!({"name": "old", "members": []})),
+            shown(
+                "Category",
+                json!({"name": "c", "allowedMembers": ["group:old"]})
+            ),
+        ]),
+        expect![[r"
+            error: the plan removes objects that objects it keeps still name, through an additive list, an ignored field or a Forget document: Group `old` (named by Category `c`); drop the reference there too, or keep the object
+        "]],
+    );
+}
+
+#[test]
+fn previous_names_are_found_whatever_their_case() {
+    check(
+        "
+kind: Addin
+name: Dash
+previousNames: [board]
+url: https://board
+",
+        json!([shown(
+            "Addin",
+            json!({"name": "Board", "url": "https://board"})
+        )]),
+        expect![[r#"
+            rename Addin "Dash" @3: name differs
+                name "Board" -> "Dash"
+            create 0 change 1 remove 0 adopt 0 unmanaged 0
+        "#]],
+    );
+}
