@@ -13,6 +13,7 @@ mod objects;
 mod policy;
 mod reconcile;
 mod serve;
+mod shell;
 mod token;
 
 use std::process::ExitCode;
@@ -38,7 +39,7 @@ JSON API, and reconciles YAML manifests with a live server.\n\n\
 Exit codes: 0 success, 1 error, 2 changes found (plan --detailed-exitcode, drift).",
     propagate_version = true
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// Log filter, in tracing's syntax (e.g. `info`, `perch=debug`). Default: `info` for
     /// `serve`, `warn` for the other commands.
     #[arg(long, global = true, env = "PERCH_LOG")]
@@ -100,6 +101,10 @@ enum Command {
     Data(data::DataCommand),
     /// Move a whole server to another database (SQLite to PostgreSQL), verifying counts.
     Migrate(migrate::MigrateArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(shell::CompletionsArgs),
+    /// Print the manual page, or write one per command into a directory.
+    Man(shell::ManArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -118,7 +123,13 @@ pub fn main() -> ExitCode {
     };
     // Messages name files, holders and URLs; wrapping them at 80 columns breaks them apart.
     let _ = miette::set_hook(Box::new(|_| {
-        Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
+        let options = miette::MietteHandlerOpts::new().wrap_lines(false);
+        let options = if no_color() {
+            options.color(false)
+        } else {
+            options
+        };
+        Box::new(options.build())
     }));
     let default_log = match cli.command {
         Command::Serve(_) => "info",
@@ -156,6 +167,8 @@ pub fn main() -> ExitCode {
             Command::Messages(command) => chat::messages(command).await,
             Command::Data(command) => data::run(command).await,
             Command::Migrate(args) => migrate::run(args).await,
+            Command::Completions(args) => shell::completions(args),
+            Command::Man(args) => shell::man(args),
         }
     });
     match outcome {
@@ -173,8 +186,13 @@ fn init_tracing(filter: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color())
         .try_init();
+}
+
+/// Whether the user asked for no colour (https://no-color.org: `NO_COLOR` set and not empty).
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty())
 }
 
 /// The default database, shared by `perch serve` and the embedded target.
