@@ -7,6 +7,7 @@ mod chat;
 mod compliance;
 mod error;
 pub mod limits;
+mod request_log;
 mod routes;
 mod tokens;
 pub mod web;

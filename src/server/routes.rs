@@ -21,6 +21,7 @@ use crate::service::{Caller, Object, Ownership, Precondition, ServiceError, Stor
 pub fn router(app_state: AppState) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route(
             "/v1/openapi.json",
             get(|| async { Json(crate::api::openapi::document()) }),
@@ -81,6 +82,7 @@ pub fn router(app_state: AppState) -> Router<AppState> {
         ))
         .layer(axum::middleware::map_response(super::error::json_errors))
         .layer(axum::middleware::from_fn(super::error::limit_uri))
+        .layer(axum::middleware::from_fn(super::request_log::log_request))
 }
 
 /// The largest record of an apply `PUT /v1/applied` takes.
@@ -259,7 +261,14 @@ fn parse_object(kind: Kind, body: Map<String, Value>) -> Result<Object, ApiError
         .map_err(|error| ServiceError::from_json_path(error).into())
 }
 
-async fn healthz(State(state): State<AppState>) -> Response {
+/// Liveness: the process answers. A load balancer that should stop sending work asks
+/// `/readyz`; a supervisor that restarts dead processes asks this.
+async fn healthz() -> Response {
+    (StatusCode::OK, Json(json!({"status": "ok"}))).into_response()
+}
+
+/// Readiness: the database answers (the store migrated it before the server listened).
+async fn readyz(State(state): State<AppState>) -> Response {
     match state.service.health().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
         Err(error) => {

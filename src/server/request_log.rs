@@ -1,0 +1,79 @@
+//! One log line per request, with a request id that the response carries back as
+//! `X-Request-Id`: operators find a client's complaint in the log by it. The line holds the
+//! method, the route as the router matched it (never the query string or a body, which hold
+//! what users wrote; never a header, which holds tokens), the status and the time taken.
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// The header both ways.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// A request id a client sent is kept when it is short and plain; any other is replaced.
+fn acceptable(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
+}
+
+fn new_id() -> String {
+    let mut bytes = [0_u8; 8];
+    // Without randomness the id is still unique enough for a log: the time's nanoseconds.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos());
+        bytes = u64::try_from(nanos % u128::from(u64::MAX))
+            .unwrap_or(0)
+            .to_be_bytes();
+    }
+    format!("{:016x}", u64::from_be_bytes(bytes))
+}
+
+pub async fn log_request(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| acceptable(id))
+        .map_or_else(new_id, str::to_owned);
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let mut response = next.run(request).await;
+    let status = response.status().as_u16();
+    tracing::info!(
+        target: "perch::request",
+        request_id = %id,
+        %method,
+        route = %route,
+        status,
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_short_ids_are_kept() {
+        assert!(acceptable("a1-b2_c3.d4"));
+        assert!(!acceptable(""));
+        assert!(!acceptable(&"x".repeat(65)));
+        assert!(!acceptable("a b"));
+        assert!(!acceptable("a\nforged line"));
+        assert_eq!(new_id().len(), 16);
+    }
+}
