@@ -41,14 +41,7 @@ pub enum RoomCommand {
         target: TargetArgs,
     },
     /// Show one room, every field (Get-CsPersistentChatRoom -Identity).
-    Show {
-        name: String,
-        /// Print it as JSON, as the API shows it.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        target: TargetArgs,
-    },
+    Show(super::objects::ShowArgs),
     /// Add or remove members of a room.
     #[command(subcommand)]
     Members(super::objects::ListCommand),
@@ -148,8 +141,8 @@ pub async fn room(command: RoomCommand) -> miette::Result<u8> {
             };
             return list_rooms(query, json, &target).await;
         }
-        RoomCommand::Show { name, json, target } => {
-            return super::objects::show(crate::domain::Kind::Room, &name, json, &target).await;
+        RoomCommand::Show(args) => {
+            return super::objects::show(crate::domain::Kind::Room, &args).await;
         }
         RoomCommand::Members(command) => {
             return super::objects::change_list("members", command).await;

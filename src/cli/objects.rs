@@ -22,14 +22,18 @@ pub enum ObjectCommand {
         target: TargetArgs,
     },
     /// Show one, every field.
-    Show {
-        name: String,
-        /// Print it as JSON, as the API shows it.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        target: TargetArgs,
-    },
+    Show(ShowArgs),
+}
+
+/// Which object `show` shows, and how.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    name: String,
+    /// Print it as JSON, as the API shows it.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    target: TargetArgs,
 }
 
 /// Adding to or removing from one of a room's lists.
@@ -149,11 +153,12 @@ pub async fn run(kind: Kind, command: ObjectCommand) -> miette::Result<u8> {
             }
             Ok(EXIT_OK)
         }
-        ObjectCommand::Show { name, json, target } => show(kind, &name, json, &target).await,
+        ObjectCommand::Show(args) => show(kind, &args).await,
     }
 }
 
-pub async fn show(kind: Kind, name: &str, json: bool, target: &TargetArgs) -> miette::Result<u8> {
+pub async fn show(kind: Kind, args: &ShowArgs) -> miette::Result<u8> {
+    let ShowArgs { name, json, target } = args;
     let found = with_target(target, async |target| {
         target.object(kind, name).await.into_diagnostic()
     })
@@ -162,7 +167,7 @@ pub async fn show(kind: Kind, name: &str, json: bool, target: &TargetArgs) -> mi
         eprintln!("error: there is no {kind} \"{}\"", safe(name));
         return Ok(EXIT_ERROR);
     };
-    if json {
+    if *json {
         println!(
             "{}",
             serde_json::to_string_pretty(&object).into_diagnostic()?
