@@ -134,6 +134,31 @@ async fn every_error_answers_its_code_and_field() {
         ("no token", Nobody, "GET", "/v1/rooms", &[], ""),
         ("forged token", Forged, "GET", "/v1/rooms", &[], ""),
         ("health needs none", Nobody, "GET", "/healthz", &[], ""),
+        ("readiness needs none", Nobody, "GET", "/readyz", &[], ""),
+        (
+            "message counts are for admins",
+            User,
+            "POST",
+            "/v1/messages/counts",
+            &[],
+            r#"{"roomIds":[1]}"#,
+        ),
+        (
+            "message counts without a token",
+            Nobody,
+            "POST",
+            "/v1/messages/counts",
+            &[],
+            r#"{"roomIds":[1]}"#,
+        ),
+        (
+            "message counts by an admin",
+            Admin,
+            "POST",
+            "/v1/messages/counts",
+            &[],
+            r#"{"roomIds":[1,2]}"#,
+        ),
         ("unknown route", Admin, "GET", "/v2/rooms", &[], ""),
         ("unknown collection", Admin, "GET", "/v1/chairs", &[], ""),
         ("read a room", User, "GET", "/v1/rooms/eng", &[], ""),
@@ -484,10 +509,14 @@ async fn every_error_answers_its_code_and_field() {
             text("field")
         ));
     }
-    expect![[r"
+    expect![[r#"
         no token                     401  unauthorized           -
         forged token                 401  unauthorized           -
         health needs none            200  -                      -
+        readiness needs none         200  -                      -
+        message counts are for admins 403  forbidden              -
+        message counts without a token 401  unauthorized           -
+        message counts by an admin   200  -                      -
         unknown route                404  not_found              -
         unknown collection           404  not_found              -
         read a room                  200  -                      -
@@ -538,7 +567,7 @@ async fn every_error_answers_its_code_and_field() {
         decomposed name              201  -                      -
         read it precomposed          200  -                      -
         read it decomposed           200  -                      -
-    "]]
+    "#]]
     .assert_eq(&table);
 }
 
