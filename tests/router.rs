@@ -509,7 +509,7 @@ async fn every_error_answers_its_code_and_field() {
             text("field")
         ));
     }
-    expect![[r#"
+    expect![[r"
         no token                     401  unauthorized           -
         forged token                 401  unauthorized           -
         health needs none            200  -                      -
@@ -567,7 +567,7 @@ async fn every_error_answers_its_code_and_field() {
         decomposed name              201  -                      -
         read it precomposed          200  -                      -
         read it decomposed           200  -                      -
-    "#]]
+    "]]
     .assert_eq(&table);
 }
 
