@@ -860,6 +860,11 @@ async fn additive_lists_ignored_fields_message_counts_policies_and_targets() {
             stderr.contains("note: also planned, as it is needed: create Category \"Eng2\", it is used (set Room \"r2\")"),
             "{stderr}"
         );
+        // --quiet: the same plan on stdout, and no notes.
+        let (code, quiet_stdout, stderr) = h.run("plan", &[m, "--target", "Room/r2", "--quiet"]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(quiet_stdout, stdout);
+        assert!(stderr.is_empty(), "{stderr}");
         let (code, _, stderr) = h.run(
             "plan",
             &[m, "--target", "Room/r*", "--exclude", "Category/*"],

@@ -57,7 +57,7 @@ pub enum DataCommand {
 }
 
 fn spinner(message: &str) -> Option<indicatif::ProgressBar> {
-    std::io::stderr().is_terminal().then(|| {
+    (std::io::stderr().is_terminal() && !super::quiet()).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_message(message.to_owned());
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -185,7 +185,7 @@ fn read_sfb_export(zip: &std::path::Path, category: String) -> miette::Result<Ve
     };
     let translation = chat_data::translate(&texts, &options, limits, not_imported)
         .map_err(|why| miette::miette!("{shown}: {why}"))?;
-    eprintln!(
+    note!(
         "{shown}: {} room(s), {} group(s){}; rooms are closed and normal, invitations inherited, no add-in (the export does not say); no messages (its known parts hold none)",
         translation.rooms.len(),
         translation.groups.len(),

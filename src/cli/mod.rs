@@ -4,6 +4,15 @@
 //! failed action); 2 "there are changes" where a command says so (`plan --detailed-exitcode`,
 //! `drift`).
 
+/// Writes a note or a progress line on stderr, unless `--quiet` asked for none.
+macro_rules! note {
+    ($($arg:tt)*) => {
+        if !$crate::cli::quiet() {
+            eprintln!($($arg)*);
+        }
+    };
+}
+
 mod chat;
 mod compliance;
 mod data;
@@ -18,7 +27,7 @@ mod token;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::domain::Kind;
 
@@ -45,16 +54,15 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "PERCH_LOG")]
     log: Option<String>,
 
-    /// How log lines are written on stderr: text for people, json (one object a line) for
-    /// log collectors.
-    #[arg(
-        long,
-        global = true,
-        env = "PERCH_LOG_FORMAT",
-        value_enum,
-        default_value = "text"
-    )]
-    log_format: LogFormat,
+    /// How log lines are written on stderr: text for people (the default), json (one object
+    /// a line) for log collectors.
+    #[arg(long, global = true, env = "PERCH_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+
+    /// Print only errors and what the command was asked for: no progress lines, notes or
+    /// informational logs.
+    #[arg(long, short, global = true, env = "PERCH_QUIET")]
+    quiet: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -63,7 +71,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the chat server.
-    Serve(serve::ServeArgs),
+    Serve(serve::ServeFlags),
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -121,8 +129,11 @@ enum Command {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     // Usage errors exit 1 like every other error: 2 means "changes found".
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => {
             let _ = error.print();
             return ExitCode::from(if error.use_stderr() {
@@ -142,11 +153,43 @@ pub fn main() -> ExitCode {
         };
         Box::new(options.build())
     }));
-    let default_log = match cli.command {
-        Command::Serve(_) => "info",
-        _ => "warn",
+    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
+    // `serve` may take its logging from its configuration file, so it resolves first.
+    let serve_config = match &cli.command {
+        Command::Serve(flags) => {
+            let log_flags = serve::config::LogFlags {
+                log: cli.log.clone(),
+                log_format: cli.log_format,
+            };
+            let sources =
+                serve::config::Sources::new(matches.subcommand_matches("serve"), Some(&matches));
+            match serve::config::resolve(flags, &log_flags, &sources) {
+                Ok(config) => Some(config),
+                Err(report) => {
+                    eprintln!("{report:?}");
+                    return ExitCode::from(EXIT_ERROR);
+                }
+            }
+        }
+        _ => None,
     };
-    init_tracing(cli.log.as_deref().unwrap_or(default_log), cli.log_format);
+    let quiet_default = if cli.quiet { "error" } else { "warn" };
+    let (log, log_format) = match &serve_config {
+        Some(config) if cli.quiet && config.log.origin == serve::config::Origin::Default => {
+            ("error".to_owned(), config.log_format.value)
+        }
+        Some(config) => (config.log.value.clone(), config.log_format.value),
+        None => (
+            cli.log.clone().unwrap_or_else(|| quiet_default.to_owned()),
+            cli.log_format.unwrap_or(LogFormat::Text),
+        ),
+    };
+    init_tracing(&log, log_format);
+    if let (Command::Serve(flags), Some(config)) = (&cli.command, &serve_config) {
+        if flags.check_config {
+            return finish(serve::check(config));
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -159,7 +202,10 @@ pub fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(_) => match serve_config {
+                Some(config) => serve::run(config).await,
+                None => Ok(EXIT_ERROR),
+            },
             Command::Token(command) => token::run(command).await,
             Command::Validate(args) => reconcile::validate(args),
             Command::Plan(args) => reconcile::plan(args).await,
@@ -182,6 +228,10 @@ pub fn main() -> ExitCode {
             Command::Man(args) => shell::man(args),
         }
     });
+    finish(outcome)
+}
+
+fn finish(outcome: miette::Result<u8>) -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(report) => {
@@ -191,9 +241,18 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Set by `--quiet`: progress lines and notes stay unwritten.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the user asked for quiet (`--quiet`): only errors and the output asked for.
+pub(crate) fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The log's shape on stderr.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum LogFormat {
+#[derive(Clone, Copy, Debug, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
     Text,
     Json,
 }

@@ -359,10 +359,10 @@ async fn make_plan(
         .map_err(|why| miette!("{}", crate::text::terminal_safe(&why)))?;
     for (action, why) in &selected.pulled_in {
         let note = format!("note: also planned, as it is needed: {action}, {why}");
-        eprintln!("{}", crate::text::terminal_safe(&note));
+        note!("{}", crate::text::terminal_safe(&note));
     }
     if !selection.is_everything() {
-        eprintln!(
+        note!(
             "note: --target/--exclude leave {} action(s) of the whole plan out",
             selected.left_out
         );
@@ -528,7 +528,7 @@ async fn take_apply_lock(target: &dyn Target, holder: &str) -> Result<(), Target
     match target.lock(holder, LOCK_TTL_SECONDS).await {
         Err(TargetError::LockHeld { holder: old, .. }) if holder_is_dead(&old) => {
             if let Some(broken) = target.break_lock(crate::service::APPLY_LOCK).await? {
-                eprintln!(
+                note!(
                     "note: took over the apply lock from {}, whose process is gone",
                     crate::text::terminal_safe(&broken)
                 );
@@ -783,7 +783,7 @@ async fn apply_locked(
             return Ok(EXIT_ERROR);
         }
     }
-    let bar = if std::io::stderr().is_terminal() {
+    let bar = if std::io::stderr().is_terminal() && !super::quiet() {
         let bar = indicatif::ProgressBar::new(plan.actions.len() as u64);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
             "{bar:40} {pos}/{len} actions  {elapsed} (eta {eta})",
@@ -888,7 +888,7 @@ impl ProgressLog {
             return;
         }
         self.last = std::time::Instant::now();
-        eprintln!(
+        note!(
             "applied {done}/{} action(s) in {} s",
             self.total,
             self.started.elapsed().as_secs()

@@ -272,7 +272,9 @@ async fn stream(
             .await?;
     }
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(256);
+    let open = state.metrics.stream_opened();
     tokio::spawn(async move {
+        let _open = open;
         let mut filter = match &room {
             Some((room_id, _)) => service.room_event_filter(&caller, live_after, *room_id),
             None => service.event_filter(&caller, live_after),

@@ -7,13 +7,16 @@ mod chat;
 mod compliance;
 mod error;
 pub mod limits;
+pub mod metrics;
 mod request_log;
 mod routes;
+pub mod tls;
 mod tokens;
 pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -26,46 +29,88 @@ pub use error::{ApiError, ErrorBody};
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub service: Service,
-    pub limiter: std::sync::Arc<limits::RateLimiter>,
+    pub limiter: Arc<limits::RateLimiter>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+/// How the API is served, beyond the service itself.
+#[derive(Clone, Debug)]
+pub struct AppOptions {
+    /// Requests per caller (`None`: no limit).
+    pub rate_limit: Option<limits::RateLimit>,
+    /// Whether `GET /metrics` is a route of the API; off when `--metrics-listen` serves it
+    /// on an address of its own.
+    pub metrics_route: bool,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            rate_limit: Some(limits::RateLimit::DEFAULT),
+            metrics_route: true,
+        }
+    }
 }
 
 /// The whole API as a router, for tests and for [`serve`], with the default rate limit.
 pub fn app(service: Service) -> Router {
-    app_with(service, Some(limits::RateLimit::DEFAULT))
+    app_serving(service, &AppOptions::default(), Arc::default())
 }
 
 /// The whole API with a rate limit per caller (`None`: none).
 pub fn app_with(service: Service, rate_limit: Option<limits::RateLimit>) -> Router {
-    let state = AppState {
-        service,
-        limiter: std::sync::Arc::new(limits::RateLimiter::new(rate_limit)),
+    let options = AppOptions {
+        rate_limit,
+        ..AppOptions::default()
     };
-    routes::router(state.clone()).with_state(state)
+    app_serving(service, &options, Arc::default())
 }
 
-/// How long a client may take to send a request's headers: a client that sends them a byte
-/// at a time cannot hold a connection open for ever.
+/// The whole API, counting into `metrics`.
+pub fn app_serving(
+    service: Service,
+    options: &AppOptions,
+    metrics: Arc<metrics::Metrics>,
+) -> Router {
+    let state = AppState {
+        service,
+        limiter: Arc::new(limits::RateLimiter::new(options.rate_limit)),
+        metrics,
+    };
+    routes::router(state.clone(), options.metrics_route).with_state(state)
+}
+
+/// How long a client may take to send a request's headers, or to finish a TLS handshake: a
+/// client that sends them a byte at a time cannot hold a connection open for ever.
 pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Serves until `shutdown` completes, then waits for the connections still open (live
-/// streams end when the service drains).
+/// Serves `app` on `listener` until `shutdown` completes, then waits for the connections
+/// still open (live streams end when the service drains). With `tls`, connections speak
+/// HTTPS, HTTP/2 or HTTP/1.1 as the client offers (ALPN); without, HTTP/1.1.
 ///
-/// The loop axum's `serve` has, over hyper's HTTP/1 connection with a header read timeout.
+/// The loop axum's `serve` has, over hyper's connections with a header read timeout.
 ///
 /// # Errors
 /// None today: a failed accept is logged and the loop goes on.
 pub async fn serve(
     listener: TcpListener,
-    service: Service,
-    rate_limit: Option<limits::RateLimit>,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app_with(service, rate_limit);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
+    let mut negotiated =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    negotiated
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    negotiated.http2().timer(hyper_util::rt::TokioTimer::new());
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -89,16 +134,45 @@ pub async fn serve(
                 tower::ServiceExt::oneshot(app.clone(), request.map(axum::body::Body::new))
             },
         );
-        let connection = builder.serve_connection(
-            hyper_util::rt::TokioIo::new(stream),
-            hyper_util::service::TowerToHyperService::new(per_request),
-        );
-        let watched = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = watched.await {
-                tracing::debug!(%error, "connection ended with an error");
+        let service = hyper_util::service::TowerToHyperService::new(per_request);
+        match &acceptor {
+            None => {
+                let connection =
+                    http1.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let watched = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = watched.await {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                });
             }
-        });
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let negotiated = negotiated.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await;
+                    let stream = match handshake {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, %remote, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%remote, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let connection = negotiated
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .into_owned();
+                    if let Err(error) = watcher.watch(connection).await {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     graceful.shutdown().await;

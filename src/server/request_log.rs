@@ -2,11 +2,16 @@
 //! `X-Request-Id`: operators find a client's complaint in the log by it. The line holds the
 //! method, the route as the router matched it (never the query string or a body, which hold
 //! what users wrote; never a header, which holds tokens), the status and the time taken.
+//! The same four go into the request metrics.
 
-use axum::extract::{MatchedPath, Request};
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+
+use super::metrics::Metrics;
 
 /// The header both ways.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -33,7 +38,12 @@ fn new_id() -> String {
     format!("{:016x}", u64::from_be_bytes(bytes))
 }
 
-pub async fn log_request(request: Request, next: Next) -> Response {
+/// Logs the request and counts it into the metrics.
+pub async fn log_request(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = std::time::Instant::now();
     let id = request
         .headers()
@@ -48,15 +58,17 @@ pub async fn log_request(request: Request, next: Next) -> Response {
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let mut response = next.run(request).await;
     let status = response.status().as_u16();
+    let elapsed = started.elapsed();
     tracing::info!(
         target: "perch::request",
         request_id = %id,
         %method,
         route = %route,
         status,
-        ms = started.elapsed().as_secs_f64() * 1000.0,
+        ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
+    metrics.observe(route, &method, status, elapsed.as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

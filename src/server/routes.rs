@@ -18,8 +18,14 @@ use crate::api::wire::{
 use crate::domain::{ComplianceConfiguration, Kind};
 use crate::service::{Caller, Object, Ownership, Precondition, ServiceError, Stored};
 
-pub fn router(app_state: AppState) -> Router<AppState> {
-    Router::new()
+pub fn router(app_state: AppState, metrics_route: bool) -> Router<AppState> {
+    let metrics = app_state.metrics.clone();
+    let router = if metrics_route {
+        Router::new().route("/metrics", get(super::metrics::serve_metrics))
+    } else {
+        Router::new()
+    };
+    router
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route(
@@ -82,7 +88,10 @@ pub fn router(app_state: AppState) -> Router<AppState> {
         ))
         .layer(axum::middleware::map_response(super::error::json_errors))
         .layer(axum::middleware::from_fn(super::error::limit_uri))
-        .layer(axum::middleware::from_fn(super::request_log::log_request))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            super::request_log::log_request,
+        ))
 }
 
 /// The largest record of an apply `PUT /v1/applied` takes.
@@ -267,8 +276,12 @@ async fn healthz() -> Response {
     (StatusCode::OK, Json(json!({"status": "ok"}))).into_response()
 }
 
-/// Readiness: the database answers (the store migrated it before the server listened).
+/// Readiness: the database answers (the store migrated it before the server listened) and
+/// the node is not draining, so that a load balancer sends new work elsewhere while it stops.
 async fn readyz(State(state): State<AppState>) -> Response {
+    if state.service.is_draining() {
+        return ApiError::new(ErrorCode::Unavailable, "this node is shutting down").into_response();
+    }
     match state.service.health().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
         Err(error) => {

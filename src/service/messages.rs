@@ -249,6 +249,8 @@ impl Service {
         }
         tx.commit().await?;
         if fresh {
+            self.posted_total
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.notify_message(row.id);
         }
         Ok((Message::from_row(row, &access.room.name), fresh))

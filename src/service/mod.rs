@@ -24,7 +24,7 @@ use crate::domain::access::Viewer;
 use crate::store::{ObjectRow, Store, StoreError};
 
 pub use archive::format::json_schema as compliance_archive_schema;
-pub use archive::{ARCHIVER, ArchiveRun, ArchiveState};
+pub use archive::{ARCHIVER, ArchiveRun, ArchiveState, OperationalState};
 pub use compliance::{MAX_AUDIT_PAGE, RetentionRun};
 pub use configuration::{Batch, Operation, Ownership, Precondition, ROOM_SCAN_BUDGET, RoomPage};
 pub use data::MigrateReport;
@@ -162,6 +162,8 @@ pub struct Service {
     /// Set when the server begins to drain: live streams end so that clients resume
     /// elsewhere (by `Last-Event-ID`).
     draining: tokio::sync::watch::Sender<bool>,
+    /// Messages this node stored since it started (idempotent retries not counted).
+    posted_total: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
@@ -179,6 +181,7 @@ impl Service {
             archiving: std::sync::Arc::default(),
             last_use: std::sync::Arc::default(),
             draining: tokio::sync::watch::channel(false).0,
+            posted_total: std::sync::Arc::default(),
         }
     }
 
@@ -211,6 +214,16 @@ impl Service {
     /// Begins draining: every live stream ends at its next turn.
     pub fn begin_drain(&self) {
         self.draining.send_replace(true);
+    }
+
+    /// Whether the server began draining.
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+
+    /// Messages this node stored since it started.
+    pub fn messages_posted_total(&self) -> u64 {
+        self.posted_total.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Completes once draining began.

@@ -212,6 +212,14 @@ pub use tokens::TokenRow;
 
 pub use crate::service::WriteAccess;
 
+/// See [`Store::pool_status`].
+#[derive(Clone, Copy, Debug)]
+pub struct PoolStatus {
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// A pool of connections to one database, schema migrated.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -386,6 +394,15 @@ impl Store {
                 file.push(suffix);
                 let _ = std::fs::remove_file(file);
             }
+        }
+    }
+
+    /// How the connection pool is used: (open, idle, most allowed).
+    pub fn pool_status(&self) -> PoolStatus {
+        PoolStatus {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
         }
     }
 

@@ -86,8 +86,15 @@ impl TestServer {
     }
 
     pub fn start_with_env(db_url: &str, env: &[(&str, &str)]) -> TestServer {
+        TestServer::start_with(&["--listen", "127.0.0.1:0", "--db", db_url], env).0
+    }
+
+    /// Starts `perch serve ARGS` and reads the line that names its address (and, with
+    /// `--metrics-listen`, the line that names the metrics address, returned).
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> (TestServer, Vec<String>) {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--db", db_url])
+            .arg("serve")
+            .args(args)
             .env("PERCH_LOG", "warn")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -96,8 +103,9 @@ impl TestServer {
             .spawn()
             .expect("spawn perch serve");
         let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
+        stdout
             .read_line(&mut line)
             .expect("read the listening line");
         let base = line
@@ -105,11 +113,25 @@ impl TestServer {
             .strip_prefix("perch listening on ")
             .unwrap_or_else(|| panic!("perch serve did not print its address; it printed {line:?}"))
             .to_owned();
-        TestServer {
-            child,
-            base,
-            db_url: db_url.to_owned(),
+        let mut more = Vec::new();
+        if args.contains(&"--metrics-listen") {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("read the metrics line");
+            more.push(line.trim().to_owned());
         }
+        let db_url = args
+            .iter()
+            .position(|arg| *arg == "--db")
+            .and_then(|at| args.get(at + 1))
+            .map_or_else(String::new, |url| (*url).to_owned());
+        (
+            TestServer {
+                child,
+                base,
+                db_url,
+            },
+            more,
+        )
     }
 
     /// Stops the server with SIGTERM and waits for it to exit.

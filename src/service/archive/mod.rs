@@ -58,6 +58,13 @@ pub struct ArchiveState {
     pub holder: Option<(String, String)>,
 }
 
+/// See [`Service::operational_state`].
+#[derive(Clone, Debug)]
+pub struct OperationalState {
+    pub archive: ArchiveState,
+    pub apply_lock_holder: Option<String>,
+}
+
 impl ArchiveState {
     /// Events captured and not yet archived.
     pub fn lag(&self) -> i64 {
@@ -94,6 +101,21 @@ impl Service {
             newest_event,
             last_run_at: checkpoint.last_run_at,
             holder,
+        })
+    }
+
+    /// What `/metrics` reports of the state the nodes share: the archive, and who holds the
+    /// apply lock. Read as the system; the figures name no content.
+    pub async fn operational_state(&self) -> Result<OperationalState> {
+        let caller = Caller::system("perch:metrics".to_owned());
+        let archive = self.archive_state(&caller).await?;
+        let apply_lock_holder = self
+            .lock_holder(&caller, super::APPLY_LOCK)
+            .await?
+            .map(|(holder, _since)| holder);
+        Ok(OperationalState {
+            archive,
+            apply_lock_holder,
         })
     }
 
