@@ -193,7 +193,11 @@ async fn metrics_count_real_requests_messages_streams_and_the_apply_lock() {
     );
     assert_eq!(sample(&text, "perch_state_read_ok"), Some(1.0));
     assert!(sample(&text, r#"perch_db_pool_connections{state="in_use"}"#).is_some());
-    assert_eq!(sample(&text, "perch_db_pool_max_connections"), Some(4.0));
+    let pool_size = if common::postgres_wanted() { 16.0 } else { 4.0 };
+    assert_eq!(
+        sample(&text, "perch_db_pool_max_connections"),
+        Some(pool_size)
+    );
     let build = format!(
         r#"perch_build_info{{version="{}"}}"#,
         env!("CARGO_PKG_VERSION")
