@@ -53,6 +53,17 @@ pub fn lines_safe(text: &str) -> String {
     out
 }
 
+/// Lower-case hexadecimal, two digits a byte: how Perch prints every hash.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
+            let _ = write!(text, "{byte:02x}");
+            text
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

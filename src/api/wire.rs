@@ -646,11 +646,7 @@ pub fn perch_data_file(
     let end = DataEnd {
         objects,
         messages,
-        sha256: digest.iter().fold(String::new(), |mut text, byte| {
-            use std::fmt::Write;
-            let _ = write!(text, "{byte:02x}");
-            text
-        }),
+        sha256: crate::text::hex(&digest),
     };
     bytes.extend_from_slice(serde_json::json!({ "end": &end }).to_string().as_bytes());
     bytes.push(b'\n');

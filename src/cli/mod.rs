@@ -13,6 +13,7 @@ macro_rules! note {
     };
 }
 
+mod backup;
 mod chat;
 mod compliance;
 mod data;
@@ -120,6 +121,11 @@ enum Command {
     Data(data::DataCommand),
     /// Move a whole server to another database (SQLite to PostgreSQL), verifying counts.
     Migrate(migrate::MigrateArgs),
+    /// Write a consistent copy of the whole database (configuration, messages, tokens,
+    /// compliance state, audit) while it serves, to a file `perch restore` reads.
+    Backup(backup::BackupArgs),
+    /// Bring a backup back into an empty database, verifying every count and checksum.
+    Restore(backup::RestoreArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(shell::CompletionsArgs),
     /// Print the manual page, or write one per command into a directory.
@@ -224,6 +230,8 @@ pub fn main() -> ExitCode {
             Command::Messages(command) => chat::messages(command).await,
             Command::Data(command) => data::run(command).await,
             Command::Migrate(args) => migrate::run(args).await,
+            Command::Backup(args) => backup::backup(args).await,
+            Command::Restore(args) => backup::restore(args).await,
             Command::Completions(args) => shell::completions(args),
             Command::Man(args) => shell::man(args),
         }

@@ -11,8 +11,8 @@ use crate::api::{ErrorCode, Live};
 use crate::domain::{ComplianceConfiguration, Hold, Kind};
 use crate::plan::{Action, Verb};
 use crate::service::{
-    APPLY_LOCK, Batch, Caller, MigrateReport, Object, Operation, Ownership, Precondition,
-    RemoveFilter, Role, Service, ServiceError,
+    APPLY_LOCK, BackupProgress, BackupReport, Batch, Caller, MigrateReport, Object, Operation,
+    Ownership, Precondition, RemoveFilter, Role, Service, ServiceError,
 };
 use crate::store::Store;
 
@@ -52,6 +52,38 @@ impl EmbeddedTarget {
     pub async fn migrate_into(&self, into: &EmbeddedTarget) -> Result<MigrateReport, TargetError> {
         self.service
             .migrate_into(&self.caller, &into.service)
+            .await
+            .map_err(rejected)
+    }
+}
+
+impl EmbeddedTarget {
+    /// Writes a consistent copy of the whole database to `out` (see `service::backup`).
+    ///
+    /// # Errors
+    /// The store failing, or `out` refusing a write.
+    pub async fn backup(
+        &self,
+        out: &mut (dyn std::io::Write + Send),
+        progress: &mut (dyn FnMut(BackupProgress<'_>) + Send),
+    ) -> Result<BackupReport, TargetError> {
+        self.service
+            .backup(&self.caller, out, progress)
+            .await
+            .map_err(rejected)
+    }
+
+    /// Restores a backup into this database, which must be empty, verifying it whole first.
+    ///
+    /// # Errors
+    /// A database that is not empty, a file that is not a whole, unaltered backup.
+    pub async fn restore(
+        &self,
+        input: &mut (dyn std::io::BufRead + Send),
+        progress: &mut (dyn FnMut(BackupProgress<'_>) + Send),
+    ) -> Result<BackupReport, TargetError> {
+        self.service
+            .restore(&self.caller, input, progress)
             .await
             .map_err(rejected)
     }

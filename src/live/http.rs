@@ -399,14 +399,7 @@ impl Target for HttpTarget {
             // A token never travels in a URL (access logs keep URLs): its whole hash names it.
             let id = if token_or_id.starts_with("perch_") {
                 use sha2::Digest;
-                sha2::Sha256::digest(token_or_id.as_bytes()).iter().fold(
-                    String::new(),
-                    |mut hex, byte| {
-                        use std::fmt::Write as _;
-                        let _ = write!(hex, "{byte:02x}");
-                        hex
-                    },
-                )
+                crate::text::hex(&sha2::Sha256::digest(token_or_id.as_bytes()))
             } else {
                 token_or_id.to_owned()
             };

@@ -9,6 +9,7 @@
 mod access;
 mod applied;
 mod archive;
+mod backup;
 mod compliance;
 mod configuration;
 mod data;
@@ -22,9 +23,11 @@ mod tokens;
 use crate::domain::Principal;
 use crate::domain::access::Viewer;
 use crate::store::{ObjectRow, Store, StoreError};
+pub(crate) use crate::text::hex;
 
 pub use archive::format::json_schema as compliance_archive_schema;
 pub use archive::{ARCHIVER, ArchiveRun, ArchiveState, OperationalState};
+pub use backup::{BackupProgress, BackupReport};
 pub use compliance::{MAX_AUDIT_PAGE, RetentionRun};
 pub use configuration::{Batch, Operation, Ownership, Precondition, ROOM_SCAN_BUDGET, RoomPage};
 pub use data::MigrateReport;
@@ -264,14 +267,4 @@ fn decode<T: serde::de::DeserializeOwned>(row: &ObjectRow) -> Result<T> {
             message: error.to_string(),
         })
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut text, byte| {
-            let _ = write!(text, "{byte:02x}");
-            text
-        })
 }

@@ -42,6 +42,8 @@ pub enum StoreError {
     Busy(#[source] sqlx::Error),
     #[error("database error")]
     Other(#[source] sqlx::Error),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("stored {kind} `{name}` is unreadable: {message}")]
     Corrupt {
         kind: Kind,
@@ -195,6 +197,7 @@ const MIGRATIONS: &[Migration] = &[
 ];
 
 mod audit;
+mod backup;
 mod compliance;
 mod leases;
 mod messages;
@@ -203,6 +206,7 @@ mod sessions;
 mod tokens;
 
 pub use audit::{AuditQuery, AuditRow};
+pub use backup::{Cell, ColumnType, Snapshot, Table};
 pub use compliance::{ComplianceEventRow, NewComplianceEvent};
 pub use leases::{Checkpoint, LockRow};
 pub use messages::{MessageQuery, MessageRow, RoomChangeRow};
