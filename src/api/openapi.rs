@@ -30,6 +30,8 @@ enum Success {
     Events,
     /// A `perch-data` file.
     Ndjson,
+    /// Prometheus metrics in the OpenMetrics text format.
+    Metrics,
 }
 
 struct Operation {
@@ -217,6 +219,16 @@ fn operations() -> Vec<Operation> {
             query: &[],
             body: RequestBody::None,
             success: Success::Json(200, any_object),
+        },
+        Operation {
+            method: "get",
+            path: "/metrics",
+            id: "metrics",
+            summary: "Prometheus metrics: requests and latency by route and status, messages, streams, archive, lock, pool, build (absent with --metrics-listen, which serves it apart)",
+            auth: false,
+            query: &[],
+            body: RequestBody::None,
+            success: Success::Metrics,
         },
         Operation {
             method: "get",
@@ -640,6 +652,10 @@ pub fn document() -> Value {
             Success::Ndjson => (
                 200,
                 json!({"description": "A perch-data file", "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}),
+            ),
+            Success::Metrics => (
+                200,
+                json!({"description": "Metrics in the OpenMetrics text format", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}),
             ),
         };
         // Objects created answer 201 and are read, changed and removed by their name.
