@@ -1,7 +1,8 @@
 //! The reconciler at scale, through the real binary (release build) on the embedded store:
 //! for 1,000 / 10,000 / 100,000 rooms with 10 members each, the wall time and peak memory of
 //! plan on an empty target, apply, no-op plan, plan after one change, export, and no-op plan
-//! over HTTP.
+//! over HTTP; and the no-op plan again through the plan cache (unchanged files, unchanged
+//! server), embedded and over HTTP. Every other figure is made with `--no-cache`.
 //!
 //! Read-only commands run three times and the median is printed: on this virtual machine the
 //! kernel's time to hand a process fresh memory varies from run to run by several tenths of a
@@ -93,14 +94,16 @@ fn main() {
         "reconciler on the embedded store (SQLite), rooms with 10 members each; seconds (peak RSS MiB)"
     );
     println!(
-        "{:>8} | {:>15} | {:>15} | {:>15} | {:>15} | {:>15} | {:>15}",
+        "{:>8} | {:>15} | {:>15} | {:>15} | {:>15} | {:>15} | {:>15} | {:>15} | {:>15}",
         "rooms",
         "plan (empty)",
         "apply",
         "no-op plan",
         "plan 1 change",
         "export",
-        "no-op plan HTTP"
+        "no-op plan HTTP",
+        "no-op cached",
+        "cached HTTP"
     );
     for rooms in sizes {
         let db = common::TestDb::new();
@@ -122,7 +125,11 @@ fn main() {
         };
         let plan_empty = cell(
             median_of_three(
-                &[&["plan", m, "--detailed-exitcode"][..], &db_args].concat(),
+                &[
+                    &["plan", m, "--detailed-exitcode", "--no-cache"][..],
+                    &db_args,
+                ]
+                .concat(),
                 dir,
                 &[],
             ),
@@ -134,7 +141,11 @@ fn main() {
         );
         let noop = cell(
             median_of_three(
-                &[&["plan", m, "--detailed-exitcode"][..], &db_args].concat(),
+                &[
+                    &["plan", m, "--detailed-exitcode", "--no-cache"][..],
+                    &db_args,
+                ]
+                .concat(),
                 dir,
                 &[],
             ),
@@ -149,7 +160,11 @@ fn main() {
         std::fs::write(&first, text).unwrap();
         let one_change = cell(
             median_of_three(
-                &[&["plan", m, "--detailed-exitcode"][..], &db_args].concat(),
+                &[
+                    &["plan", m, "--detailed-exitcode", "--no-cache"][..],
+                    &db_args,
+                ]
+                .concat(),
                 dir,
                 &[],
             ),
@@ -172,6 +187,7 @@ fn main() {
                     "plan",
                     out.to_str().unwrap(),
                     "--detailed-exitcode",
+                    "--no-cache",
                     "--server",
                     &server.base,
                 ],
@@ -180,9 +196,25 @@ fn main() {
             ),
             &[0],
         );
+        // The plan cache: one plan fills it, the next ones are read from it.
+        let cache = dir.join("plan-cache");
+        let cache = cache.to_str().unwrap();
+        let cached = |target: &[&str], env: &[(&str, &str)]| {
+            let args = [
+                &["plan", out.to_str().unwrap(), "--detailed-exitcode"][..],
+                &["--plan-cache", cache],
+                target,
+            ]
+            .concat();
+            let (_, _, code) = timed(&args, dir, env);
+            assert_eq!(code, 0, "the plan that fills the cache");
+            cell(median_of_three(&args, dir, env), &[0])
+        };
+        let noop_cached = cached(&db_args, &[]);
+        let http_cached = cached(&["--server", &server.base], &[("PERCH_TOKEN", &token)]);
         drop(server);
         println!(
-            "{rooms:>8} | {plan_empty:>15} | {apply:>15} | {noop:>15} | {one_change:>15} | {export:>15} | {http:>15}"
+            "{rooms:>8} | {plan_empty:>15} | {apply:>15} | {noop:>15} | {one_change:>15} | {export:>15} | {http:>15} | {noop_cached:>15} | {http_cached:>15}"
         );
     }
 }

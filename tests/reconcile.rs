@@ -981,3 +981,86 @@ async fn export_into_a_used_directory_replaces_its_own_files_only() {
         );
     }
 }
+
+/// `perch plan`'s cache answers only for the same files and the same server: one byte of one
+/// file, or one field changed on the server, and the plan is made afresh and shows it.
+#[tokio::test]
+async fn the_plan_cache_sees_one_changed_byte_and_one_changed_field() {
+    const ROOMS: &str = "apiVersion: perch/v1\nkind: Category\nname: C\nallowedMembers: [domain:contoso.com]\n---\napiVersion: perch/v1\nkind: Room\nname: r1\ncategory: C\ndescription: first\n";
+    for via in [Via::Embedded, Via::Http] {
+        let h = Harness::new(via);
+        let manifests = h.write("m/rooms.yaml", ROOMS);
+        h.write(
+            "m/more.yaml",
+            "apiVersion: perch/v1\nkind: Room\nname: r2\ncategory: C\n",
+        );
+        let dir = manifests.parent().unwrap().to_str().unwrap().to_owned();
+        let cache = h.db.path().join("cache").display().to_string();
+        let (code, stdout, stderr) = h.run("apply", &[&dir, "--yes"]);
+        assert_eq!(code, 0, "{via:?}: {stdout}{stderr}");
+        let plan = || {
+            h.run(
+                "plan",
+                &[&dir, "--detailed-exitcode", "--plan-cache", &cache],
+            )
+        };
+        let from_cache = "note: the plan made before for these files";
+
+        let (code, made, stderr) = plan();
+        assert_eq!(code, 0, "{via:?}: {made}{stderr}");
+        assert!(
+            !stderr.contains(from_cache),
+            "{via:?}: the first plan is made: {stderr}"
+        );
+        let (code, again, stderr) = plan();
+        assert_eq!(code, 0);
+        assert!(
+            stderr.contains(from_cache),
+            "{via:?}: the second comes from the cache: {stderr}"
+        );
+        assert_eq!(again, made, "{via:?}: and reads the same");
+
+        // One byte of one file.
+        std::fs::write(&manifests, ROOMS.replace("first", "firsT")).unwrap();
+        let (code, stdout, stderr) = plan();
+        assert_eq!(code, 2, "{via:?}: {stdout}{stderr}");
+        assert!(!stderr.contains(from_cache), "{via:?}: {stderr}");
+        assert!(
+            stdout.contains("\"first\"") && stdout.contains("\"firsT\""),
+            "{via:?}: {stdout}"
+        );
+        std::fs::write(&manifests, ROOMS).unwrap();
+        let (code, _, stderr) = plan();
+        assert_eq!(code, 0, "{via:?}: the files as they were: {stderr}");
+
+        // One field on the server, changed through the API.
+        h.admin
+            .patch("/v1/rooms/r1", json!({"description": "by hand"}))
+            .await
+            .expect(200);
+        let (code, stdout, stderr) = plan();
+        assert_eq!(code, 2, "{via:?}: {stdout}{stderr}");
+        assert!(!stderr.contains(from_cache), "{via:?}: {stderr}");
+        assert!(stdout.contains("\"by hand\""), "{via:?}: {stdout}");
+
+        // A plan that removes a room counts its messages, which change on their own: never cached.
+        std::fs::remove_file(h.db.path().join("m/more.yaml")).unwrap();
+        for _ in 0..2 {
+            let (code, stdout, stderr) = plan();
+            assert_eq!(code, 2, "{via:?}: {stdout}{stderr}");
+            assert!(stdout.contains("remove Room \"r2\""), "{via:?}: {stdout}");
+            assert!(!stderr.contains(from_cache), "{via:?}: {stderr}");
+        }
+        // The files back as they were after the change on the server: that plan, cached.
+        h.write(
+            "m/more.yaml",
+            "apiVersion: perch/v1\nkind: Room\nname: r2\ncategory: C\n",
+        );
+        let (code, _, stderr) = plan();
+        assert_eq!(code, 2);
+        assert!(stderr.contains(from_cache), "{via:?}: {stderr}");
+        // And --no-cache makes the plan afresh.
+        let (_, _, stderr) = h.run("plan", &[&dir, "--no-cache"]);
+        assert!(!stderr.contains(from_cache), "{via:?}: {stderr}");
+    }
+}

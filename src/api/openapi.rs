@@ -50,6 +50,19 @@ fn any_object() -> Value {
     json!({"type": "object"})
 }
 
+fn change_counter_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["generation", "objects", "lastId"],
+        "additionalProperties": false,
+        "properties": {
+            "generation": {"type": "integer", "minimum": 0},
+            "objects": {"type": "integer", "minimum": 0},
+            "lastId": {"type": "integer", "minimum": 0}
+        }
+    })
+}
+
 fn list_of_objects() -> Value {
     json!({"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Shown"}}}})
 }
@@ -239,6 +252,16 @@ fn operations() -> Vec<Operation> {
             query: &[],
             body: RequestBody::None,
             success: Success::Json(200, any_object),
+        },
+        Operation {
+            method: "get",
+            path: "/v1/state/changes",
+            id: "state_changes",
+            summary: "Where the configuration stands: a change counter that grows with every change of an object (admins); perch plan's cache is keyed by it",
+            auth: true,
+            query: &[],
+            body: RequestBody::None,
+            success: Success::Json(200, change_counter_schema),
         },
         Operation {
             method: "get",

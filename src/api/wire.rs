@@ -156,6 +156,18 @@ pub struct StateDocument {
     pub objects: Vec<Map<String, Value>>,
 }
 
+/// `GET /v1/state/changes`: where the configuration stands, cheaply. Every committed change
+/// of an object (or a token) grows `generation`; `objects` and `lastId` tell one database
+/// from another that happens to stand at the same generation. Equal counters mean an equal
+/// `GET /v1/state`: `perch plan`'s cache is keyed by it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangeCounter {
+    pub generation: i64,
+    pub objects: i64,
+    pub last_id: i64,
+}
+
 /// The state format this build reads and writes.
 pub const STATE_FORMAT_VERSION: u32 = 1;
 

@@ -20,6 +20,7 @@ mod data;
 mod export;
 mod migrate;
 mod objects;
+mod plan_cache;
 mod policy;
 mod reconcile;
 mod serve;

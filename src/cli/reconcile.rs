@@ -7,6 +7,7 @@ use std::sync::Arc;
 use miette::{IntoDiagnostic, WrapErr, miette};
 use serde_json::{Value, json};
 
+use super::plan_cache::{CacheArgs, Key, PlanCache};
 use super::{DEFAULT_DB, EXIT_CHANGES, EXIT_ERROR, EXIT_OK, policy};
 use crate::api::Live;
 use crate::live::embedded::EmbeddedTarget;
@@ -178,6 +179,39 @@ pub struct PlanArgs {
     /// README); a `deny` rule broken fails the plan (exit 1), a `warn` rule is printed.
     #[arg(long, value_name = "FILE")]
     policy: Vec<PathBuf>,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// The key `plan`'s cache is looked up by, when the target has a change counter and the
+/// manifests can be read. The counter is read first: see `plan_cache`.
+async fn plan_cache_key(
+    args: &PlanArgs,
+    target: &dyn Target,
+    settings: &manifest::settings::Settings,
+) -> Option<Key> {
+    let counter = match target.change_counter().await {
+        Ok(counter) => counter?,
+        Err(error) => {
+            tracing::debug!(%error, "no change counter: planning without the cache");
+            return None;
+        }
+    };
+    let paths = args.paths.clone();
+    let options = manifest::LoadOptions {
+        follow_symlinks: args.follow_symlinks,
+    };
+    let fingerprint = tokio::task::spawn_blocking(move || manifest::fingerprint(&paths, options))
+        .await
+        .ok()??;
+    let settings = format!("{settings:?}");
+    let part = format!("{:?}", args.part);
+    Some(Key::new(
+        &target.describe(),
+        counter,
+        &fingerprint,
+        &[&settings, &part],
+    ))
 }
 
 #[derive(Debug, clap::Args)]
@@ -347,6 +381,7 @@ async fn make_plan(
     target: &dyn Target,
     settings: &manifest::settings::Settings,
     part: &PartArgs,
+    notes: &mut Vec<String>,
 ) -> miette::Result<Plan> {
     let selection = part.selection()?;
     let started = std::time::Instant::now();
@@ -359,13 +394,16 @@ async fn make_plan(
         .map_err(|why| miette!("{}", crate::text::terminal_safe(&why)))?;
     for (action, why) in &selected.pulled_in {
         let note = format!("note: also planned, as it is needed: {action}, {why}");
-        note!("{}", crate::text::terminal_safe(&note));
+        notes.push(crate::text::terminal_safe(&note).into_owned());
     }
     if !selection.is_everything() {
-        note!(
+        notes.push(format!(
             "note: --target/--exclude leave {} action(s) of the whole plan out",
             selected.left_out
-        );
+        ));
+    }
+    for line in notes.iter() {
+        note!("{line}");
     }
     let mut plan = selected.plan;
     let removed_rooms = plan.removed_room_ids(live);
@@ -393,30 +431,73 @@ fn read_settings(paths: &[PathBuf]) -> Result<manifest::settings::Settings, u8> 
 pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
     let target = open_target(&args.target).await?;
     let outcome = async {
-        let (desired, live) = match load_and_read(
-            &args.paths,
-            manifest::LoadOptions {
-                follow_symlinks: args.follow_symlinks,
-            },
-            target.as_ref(),
-        )
-        .await?
-        {
-            Ok(both) => both,
-            Err(code) => return Ok(code),
-        };
         let settings = match read_settings(&args.paths) {
             Ok(settings) => settings,
             Err(code) => return Ok(code),
         };
-        let plan = make_plan(&desired, &live, target.as_ref(), &settings, &args.part).await?;
-        let policy = match policy::check_files(&args.policy, &desired, &plan) {
-            Ok(report) => report,
-            Err(why) => {
-                eprintln!("error: {}", crate::text::lines_safe(&why));
-                leave_for_exit((desired, live, plan));
-                return Ok(EXIT_ERROR);
+        // A policy reads the whole desired state, which a cached plan does not load.
+        let cache = if args.policy.is_empty() {
+            PlanCache::open(&args.cache)
+        } else {
+            None
+        };
+        let key = match &cache {
+            Some(_) => plan_cache_key(&args, target.as_ref(), &settings).await,
+            None => None,
+        };
+        let cached = cache
+            .as_ref()
+            .zip(key.as_ref())
+            .and_then(|(cache, key)| cache.get(key));
+        let (plan, policy, kept) = if let Some((plan, notes)) = cached {
+            for line in &notes {
+                note!("{line}");
             }
+            if let Some(key) = &key {
+                note!(
+                    "note: the plan made before for these files at the server's generation {}: neither changed (--no-cache makes it afresh)",
+                    key.counter().generation
+                );
+            }
+            (plan, policy::Report::default(), None)
+        } else {
+            let (desired, live) = match load_and_read(
+                &args.paths,
+                manifest::LoadOptions {
+                    follow_symlinks: args.follow_symlinks,
+                },
+                target.as_ref(),
+            )
+            .await?
+            {
+                Ok(both) => both,
+                Err(code) => return Ok(code),
+            };
+            let mut notes = Vec::new();
+            let plan = make_plan(
+                &desired,
+                &live,
+                target.as_ref(),
+                &settings,
+                &args.part,
+                &mut notes,
+            )
+            .await?;
+            let policy = match policy::check_files(&args.policy, &desired, &plan) {
+                Ok(report) => report,
+                Err(why) => {
+                    eprintln!("error: {}", crate::text::lines_safe(&why));
+                    leave_for_exit((desired, live, plan));
+                    return Ok(EXIT_ERROR);
+                }
+            };
+            // Removals count messages, which change without the configuration changing.
+            if let (Some(cache), Some(key)) = (&cache, &key)
+                && plan.removed_room_ids(&live).is_empty()
+            {
+                cache.put(key, &plan, &notes);
+            }
+            (plan, policy, Some((desired, live)))
         };
         if let Some(out) = &args.out {
             let text = serde_json::to_string_pretty(&plan).into_diagnostic()?;
@@ -445,7 +526,7 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
         }
         if let Err(refusal) = guard_removals(&plan, args.max_remove, &settings) {
             eprintln!("{refusal}");
-            leave_for_exit((desired, live, plan));
+            leave_for_exit((kept, plan));
             return Ok(EXIT_ERROR);
         }
         if policy.denies() {
@@ -453,7 +534,7 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
                 "error: the plan breaks {} deny rule(s) of the policy",
                 policy.denied()
             );
-            leave_for_exit((desired, live, plan));
+            leave_for_exit((kept, plan));
             return Ok(EXIT_ERROR);
         }
         let code = if args.detailed_exitcode && plan.has_changes() {
@@ -461,7 +542,7 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
         } else {
             EXIT_OK
         };
-        leave_for_exit((desired, live, plan));
+        leave_for_exit((kept, plan));
         Ok::<_, miette::Report>(code)
     }
     .await;
@@ -745,7 +826,17 @@ async fn apply_locked(
             }
             plan
         }
-        (None, Some(desired)) => make_plan(&desired, &live, target, &settings, &args.part).await?,
+        (None, Some(desired)) => {
+            make_plan(
+                &desired,
+                &live,
+                target,
+                &settings,
+                &args.part,
+                &mut Vec::new(),
+            )
+            .await?
+        }
         (None, None) => return Err(miette!("nothing to apply")),
     };
     print!(
@@ -915,7 +1006,15 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
             Ok(settings) => settings,
             Err(code) => return Ok(code),
         };
-        let plan = make_plan(&desired, &live, target.as_ref(), &settings, &args.part).await?;
+        let plan = make_plan(
+            &desired,
+            &live,
+            target.as_ref(),
+            &settings,
+            &args.part,
+            &mut Vec::new(),
+        )
+        .await?;
         let drifted: Vec<&plan::Action> = plan
             .actions
             .iter()

@@ -4,8 +4,8 @@ use serde_json::{Map, Value};
 
 use super::{ApplyReport, BoxFuture, Target, TargetError, live_from_pages};
 use crate::api::wire::{
-    AppliedRequest, AuditFilter, AuditPage, ClearRequest, ExportOptions, ImportReport,
-    RemoveRequest, RoomListPage, RoomQuery, TokenCreated, TokenInfo, TokenRequest,
+    AppliedRequest, AuditFilter, AuditPage, ChangeCounter, ClearRequest, ExportOptions,
+    ImportReport, RemoveRequest, RoomListPage, RoomQuery, TokenCreated, TokenInfo, TokenRequest,
 };
 use crate::api::{ErrorCode, Live};
 use crate::domain::{ComplianceConfiguration, Hold, Kind};
@@ -219,6 +219,16 @@ impl Target for EmbeddedTarget {
                         other => rejected(other),
                     })?;
             live_from_pages(&pages)
+        })
+    }
+
+    fn change_counter(&self) -> BoxFuture<'_, Result<Option<ChangeCounter>, TargetError>> {
+        Box::pin(async move {
+            self.service
+                .change_counter(&self.caller)
+                .await
+                .map(Some)
+                .map_err(rejected)
         })
     }
 

@@ -4,9 +4,10 @@ use reqwest::Method;
 
 use super::{BoxFuture, Target, TargetError, live_from_state};
 use crate::api::wire::{
-    AppliedRequest, AuditFilter, AuditPage, ClearReply, ClearRequest, ExportOptions, HoldRequest,
-    ImportReport, LockRequest, MessageCounts, MessageCountsRequest, RemoveReply, RemoveRequest,
-    RoomListPage, RoomQuery, TokenCreated, TokenInfo, TokenRequest, collection_of, percent_encode,
+    AppliedRequest, AuditFilter, AuditPage, ChangeCounter, ClearReply, ClearRequest, ExportOptions,
+    HoldRequest, ImportReport, LockRequest, MessageCounts, MessageCountsRequest, RemoveReply,
+    RemoveRequest, RoomListPage, RoomQuery, TokenCreated, TokenInfo, TokenRequest, collection_of,
+    percent_encode,
 };
 use crate::api::{Body, Client, ClientError, ErrorCode, Live};
 use crate::domain::{Hold, Kind};
@@ -61,6 +62,24 @@ impl Target for HttpTarget {
                     other => other,
                 })?;
             live_from_state(&body)
+        })
+    }
+
+    fn change_counter(&self) -> BoxFuture<'_, Result<Option<ChangeCounter>, TargetError>> {
+        Box::pin(async move {
+            match self
+                .client
+                .json(Method::GET, "/v1/state/changes", Body::NONE)
+                .await
+            {
+                Ok(counter) => Ok(Some(counter)),
+                // A server older than the route: plan without the cache.
+                Err(ClientError::Rejected {
+                    code: ErrorCode::NotFound | ErrorCode::MethodNotAllowed,
+                    ..
+                }) => Ok(None),
+                Err(error) => Err(error.into()),
+            }
         })
     }
 

@@ -17,9 +17,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::api::wire::{
-    AppliedRequest, AuditEntry, AuditFilter, AuditPage, ClearRequest, ExportOptions, ImportReport,
-    RemoveRequest, RoomListPage, RoomQuery, STATE_FORMAT_VERSION, StateDocument, TokenCreated,
-    TokenInfo, TokenRequest,
+    AppliedRequest, AuditEntry, AuditFilter, AuditPage, ChangeCounter, ClearRequest, ExportOptions,
+    ImportReport, RemoveRequest, RoomListPage, RoomQuery, STATE_FORMAT_VERSION, StateDocument,
+    TokenCreated, TokenInfo, TokenRequest,
 };
 use crate::api::{ClientError, ErrorCode, Live};
 use crate::domain::audit::AuditAction;
@@ -86,6 +86,12 @@ pub trait Target: Send + Sync {
 
     /// Reads every configuration object.
     fn live(&self) -> BoxFuture<'_, Result<Live, TargetError>>;
+
+    /// Where the configuration stands, if this target can say cheaply: equal counters mean
+    /// an equal [`Target::live`]. `None` where it cannot (then nothing is cached).
+    fn change_counter(&self) -> BoxFuture<'_, Result<Option<ChangeCounter>, TargetError>> {
+        Box::pin(async { Ok(None) })
+    }
 
     /// Carries out one action, atomically, checking the version it was planned against.
     fn execute<'a>(&'a self, action: &'a Action) -> BoxFuture<'a, Result<(), TargetError>>;

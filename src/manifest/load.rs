@@ -94,6 +94,26 @@ pub fn load_with(paths: &[PathBuf], options: LoadOptions) -> Result<Desired, Vec
     check_inputs(&files, pending, &|path: &Path| source::read(path).ok())
 }
 
+/// A digest of the manifest files under `paths` as [`load_with`] would read them: each file's
+/// path, length and bytes. `None` when a path has a problem or a file cannot be read (what
+/// fails is then never cached). What `perch plan`'s cache is keyed by.
+pub fn fingerprint(paths: &[PathBuf], options: LoadOptions) -> Option<String> {
+    use sha2::Digest;
+    let (files, path_problems) = source::collect(paths, options);
+    if !path_problems.is_empty() || files.is_empty() {
+        return None;
+    }
+    let mut hash = sha2::Sha256::new();
+    for path in files {
+        let text = source::read(&path).ok()?;
+        hash.update(path.as_os_str().as_encoded_bytes());
+        hash.update([0]);
+        hash.update((text.len() as u64).to_le_bytes());
+        hash.update(text.as_bytes());
+    }
+    Some(crate::text::hex(&hash.finalize()))
+}
+
 /// The files under `paths`, and the problems of the paths themselves.
 fn collect(paths: &[PathBuf], options: LoadOptions) -> (Vec<PathBuf>, Vec<Pending>) {
     let (files, path_problems) = source::collect(paths, options);

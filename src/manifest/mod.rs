@@ -20,7 +20,8 @@ use serde_json::{Map, Value};
 use crate::domain::Kind;
 
 pub use load::{
-    Problem, SourceFile, load, load_texts, load_with, load_with_sources, render_problems,
+    Problem, SourceFile, fingerprint, load, load_texts, load_with, load_with_sources,
+    render_problems,
 };
 pub use source::{LIMITS, LoadOptions};
 pub use yaml::Position;

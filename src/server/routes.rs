@@ -33,6 +33,7 @@ pub fn router(app_state: AppState, metrics_route: bool) -> Router<AppState> {
             get(|| async { Json(crate::api::openapi::document()) }),
         )
         .route("/v1/state", get(state))
+        .route("/v1/state/changes", get(state_changes))
         .route("/v1/compliance", get(read_compliance).put(replace_compliance))
         .route("/v1/compliance/run", post(run_archiver))
         .route("/v1/audit", get(super::compliance::audit))
@@ -562,6 +563,13 @@ async fn run_archiver(State(state): State<AppState>, caller: Caller) -> Result<R
 async fn state(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let json = state.service.state_json(&caller).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+async fn state_changes(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.service.change_counter(&caller).await?).into_response())
 }
 
 async fn acquire_lock(

@@ -10,6 +10,7 @@ use super::{
     Caller, Object, Result, Service, ServiceError, Stored, WriteAccess, decode, require_admin,
 };
 use crate::api::ErrorCode;
+use crate::api::wire::ChangeCounter;
 use crate::clock;
 use crate::domain::RoomFilter;
 use crate::domain::access::{ChangeRefusal, Viewer};
@@ -372,6 +373,18 @@ impl Service {
     pub async fn state_pages(&self, caller: &Caller) -> Result<Vec<String>> {
         require_admin(caller, "read the whole configuration")?;
         Ok(self.store.state_json_pages().await?)
+    }
+
+    /// Where the configuration stands (see [`ChangeCounter`]); administrators only, as the
+    /// state it stands for.
+    pub async fn change_counter(&self, caller: &Caller) -> Result<ChangeCounter> {
+        require_admin(caller, "read the whole configuration")?;
+        let (generation, objects, last_id) = self.store.change_counter().await?;
+        Ok(ChangeCounter {
+            generation,
+            objects,
+            last_id,
+        })
     }
 
     /// Opens a batch of writes in one transaction.

@@ -427,6 +427,17 @@ impl Store {
         })
     }
 
+    /// The generation, how many objects there are and the largest id ever stored, in one
+    /// read: see `api::wire::ChangeCounter`.
+    pub async fn change_counter(&self) -> Result<(i64, i64, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT value FROM generation WHERE id = 1), COUNT(*), COALESCE(MAX(id), 0) FROM objects",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+    }
+
     /// The configuration generation: it grows with every committed change of an object or a
     /// token.
     pub async fn generation(&self) -> Result<i64, StoreError> {

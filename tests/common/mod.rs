@@ -53,7 +53,13 @@ pub fn perch_in(dir: Option<&std::path::Path>, args: &[&str]) -> (i32, String, S
         .args(args)
         .env("PERCH_LOG", "warn")
         .env_remove("PERCH_TOKEN")
-        .env_remove("PERCH_DB");
+        .env_remove("PERCH_DB")
+        // `perch plan` keeps its cache beside the test's files, never in the home directory.
+        .env(
+            "PERCH_PLAN_CACHE",
+            dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf)
+                .join("perch-plan-cache"),
+        );
     if let Some(dir) = dir {
         command.current_dir(dir);
     }
