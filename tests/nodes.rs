@@ -417,3 +417,144 @@ async fn migrate_moves_a_whole_server_and_verifies_counts() {
         "{stderr}"
     );
 }
+
+/// Reads `count` message events from an open stream: each event's id, in order.
+async fn message_ids(
+    stream: &mut reqwest::Response,
+    buffer: &mut String,
+    count: usize,
+) -> Vec<i64> {
+    let mut ids = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while ids.len() < count {
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            if frame.contains("event: message") {
+                let id = frame
+                    .lines()
+                    .find_map(|line| line.strip_prefix("id: "))
+                    .expect("an event id");
+                let message = id.split(['-', ':', '.']).next().unwrap_or(id);
+                ids.push(message.parse::<i64>().expect("a message id"));
+            }
+        }
+        if ids.len() >= count {
+            break;
+        }
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {count} events arrived: {ids:?}", ids.len()))
+            .expect("stream")
+            .expect("stream ended early");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    ids
+}
+
+/// On PostgreSQL each node hears the others' commits over `LISTEN`; when that connection is
+/// cut, the node listens again and its streams read what they missed: nothing lost, nothing
+/// twice. (On SQLite the streams poll; the same events arrive.)
+#[tokio::test]
+async fn a_cut_notification_connection_loses_and_repeats_no_event() {
+    let cluster = Cluster::new().await;
+    let ana_on_a = cluster.user(&cluster.a, "sip:ana@contoso.com");
+    let bob_token = common::create_token(&cluster.db.url, "sip:bob@contoso.com", "user");
+    let post = |body: String| {
+        let ana = &ana_on_a;
+        async move {
+            ana.post("/v1/rooms/general/messages", json!({"body": body}))
+                .await
+                .expect(201)
+                .body["id"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    let marker = post("marker".into()).await;
+    let http = reqwest::Client::new();
+    let mut stream = http
+        .get(format!("{}/v1/events", cluster.b.base))
+        .bearer_auth(&bob_token)
+        .header("Last-Event-ID", marker.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut buffer = String::new();
+    let mut posted = Vec::new();
+    for index in 0..10 {
+        posted.push(post(format!("before {index}")).await);
+    }
+    let mut received = message_ids(&mut stream, &mut buffer, 10).await;
+
+    let metrics_of_b = format!("{}/metrics", cluster.b.base);
+    let hears = |text: &str| text.contains("perch_hears_other_nodes 1");
+    if common::postgres_wanted() {
+        let text = http
+            .get(&metrics_of_b)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(hears(&text), "node B listens on PostgreSQL: {text}");
+        // Pushed, not polled: node B heard node A's commits.
+        let notifications = text
+            .lines()
+            .find_map(|line| line.strip_prefix("perch_change_notifications_heard_total "))
+            .and_then(|count| count.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no notification count: {text}"));
+        assert!(
+            notifications >= 10,
+            "node B heard {notifications} of the 10 posts on node A"
+        );
+        // Cut every node's notification connection, and post while they are down.
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&cluster.db.url)
+            .await
+            .unwrap();
+        let cut: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'perch-listener' AND datname = current_database()) AS cut",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert_eq!(cut, 2, "one notification connection per node");
+    }
+    for index in 0..10 {
+        posted.push(post(format!("while cut {index}")).await);
+    }
+    received.extend(message_ids(&mut stream, &mut buffer, 10).await);
+    if common::postgres_wanted() {
+        // Node B listens again.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = http
+                .get(&metrics_of_b)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if hears(&text) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node B never listened again: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for index in 0..10 {
+        posted.push(post(format!("after {index}")).await);
+    }
+    received.extend(message_ids(&mut stream, &mut buffer, 10).await);
+    // A last one: had anything come twice, it would arrive before this.
+    let last = post("last".into()).await;
+    posted.push(last);
+    received.extend(message_ids(&mut stream, &mut buffer, 1).await);
+    assert_eq!(received, posted, "every event once, in order");
+}

@@ -394,7 +394,7 @@ async fn deliver(
         tokio::select! {
             _ = draining.changed() => return,
             _ = posted.changed() => {}
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = tokio::time::sleep(service.events_poll_interval()) => {}
             () = sender.closed() => return,
         }
     }

@@ -179,6 +179,20 @@ async fn scraped(service: &Service) -> Registry {
         "1 once this node began shutting down (/readyz answers 503)",
         draining,
     );
+    let listening = Gauge::<i64>::default();
+    listening.set(i64::from(service.hears_other_nodes()));
+    registry.register(
+        "hears_other_nodes",
+        "1 while this node hears the other nodes' commits (PostgreSQL LISTEN); live streams poll every 500 ms when 0",
+        listening,
+    );
+    let heard = Counter::<u64>::default();
+    heard.inc_by(service.notifications_heard());
+    registry.register(
+        "change_notifications_heard",
+        "Notifications of commits (any node's) this node heard over LISTEN",
+        heard,
+    );
     let pool = service.store().pool_status();
     let connections = Family::<PoolLabels, Gauge>::default();
     connections

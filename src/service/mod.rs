@@ -167,7 +167,20 @@ pub struct Service {
     draining: tokio::sync::watch::Sender<bool>,
     /// Messages this node stored since it started (idempotent retries not counted).
     posted_total: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Whether this node hears the other nodes' commits (PostgreSQL's `LISTEN`): live
+    /// streams then poll only as a backstop.
+    hears_other_nodes: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Notifications of other nodes' commits heard since this node started.
+    notifications_heard: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// How often a live stream reads the database unasked, when this node hears the other nodes'
+/// commits: only a notification connection that died without saying so (a half-open TCP
+/// connection) goes unnoticed until then.
+const BACKSTOP_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often a live stream reads the database unasked otherwise: another node (or, on
+/// SQLite, another process such as `perch apply --db`) may have written.
+const UNHEARD_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
@@ -185,6 +198,79 @@ impl Service {
             last_use: std::sync::Arc::default(),
             draining: tokio::sync::watch::channel(false).0,
             posted_total: std::sync::Arc::default(),
+            hears_other_nodes: std::sync::Arc::default(),
+            notifications_heard: std::sync::Arc::default(),
+        }
+    }
+
+    /// On PostgreSQL, starts hearing every commit the other nodes make that live streams care
+    /// about, and wakes this node's streams on each; returns whether it listens. A lost
+    /// notification connection is opened again and listened on, and only then are the
+    /// streams woken: each reads the database after its cursor, so whatever was announced
+    /// while no one listened is read, once.
+    ///
+    /// # Errors
+    /// The database refusing the notification connection (the streams then poll).
+    pub async fn listen_to_other_nodes(&self) -> Result<bool> {
+        use std::sync::atomic::Ordering;
+        let Some(mut listener) = self.store.listen_for_changes().await? else {
+            return Ok(false);
+        };
+        self.hears_other_nodes.store(true, Ordering::Relaxed);
+        let service = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(Some(_)) = listener.try_recv().await {
+                    service.notifications_heard.fetch_add(1, Ordering::Relaxed);
+                    service.notify_change();
+                    continue;
+                }
+                // The connection is lost (PgListener says so by `None`) or failed.
+                service.hears_other_nodes.store(false, Ordering::Relaxed);
+                tracing::warn!("lost the connection that hears the other nodes; opening it again");
+                service.notify_change();
+                loop {
+                    // UNLISTEN reconnects (and listens again) first; LISTEN keeps it
+                    // listening after.
+                    let relisten = async {
+                        listener.unlisten(crate::store::CHANGES_CHANNEL).await?;
+                        listener.listen(crate::store::CHANGES_CHANNEL).await
+                    };
+                    match relisten.await {
+                        Ok(()) => break,
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot hear the other nodes yet; trying again in 1 s");
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+                service.hears_other_nodes.store(true, Ordering::Relaxed);
+                tracing::info!("hearing the other nodes again");
+                // What was announced while no one listened: every stream reads again.
+                service.notify_change();
+            }
+        });
+        Ok(true)
+    }
+
+    /// Whether this node hears the other nodes' commits now.
+    pub fn hears_other_nodes(&self) -> bool {
+        self.hears_other_nodes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Notifications of commits (this node's own among them) heard since it started.
+    pub fn notifications_heard(&self) -> u64 {
+        self.notifications_heard
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How long a live stream waits, unwoken, before it reads the database anyway.
+    pub fn events_poll_interval(&self) -> std::time::Duration {
+        if self.hears_other_nodes() {
+            BACKSTOP_POLL
+        } else {
+            UNHEARD_POLL
         }
     }
 

@@ -271,6 +271,7 @@ impl Tx {
                 .fetch_one(&mut *self.inner)
                 .await?;
         }
+        self.wakes_streams = true;
         if let Some(key) = idempotency_key {
             let existing = sqlx::query(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE author = $1 AND idempotency_key = $2"
@@ -496,6 +497,7 @@ impl Tx {
                 .fetch_one(&mut *self.inner)
                 .await?;
         }
+        self.wakes_streams = true;
         sqlx::query("INSERT INTO room_changes (room_id, room_name, change, version, changed_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(room_id)
             .bind(room_name)

@@ -229,6 +229,7 @@ pub struct PoolStatus {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    url: ConnectUrl,
     /// The SQLite file this store created when it opened, if it did.
     created: Option<std::path::PathBuf>,
 }
@@ -240,6 +241,24 @@ pub struct Tx {
     /// Set by every write of an object or a token; [`Tx::commit`] then bumps the generation,
     /// so no writer can forget to.
     changes_access: bool,
+    /// Set by every insert a live stream reads (a message, a room change); with
+    /// `changes_access`, [`Tx::commit`] then tells the other nodes (PostgreSQL).
+    wakes_streams: bool,
+}
+
+/// The PostgreSQL channel on which a commit that live streams care about is announced: a
+/// message, a room change, or a change of an object or token (access is judged anew).
+pub(crate) const CHANGES_CHANNEL: &str = "perch_changes";
+
+/// A database URL, kept to open the notification connection, never printed (it may hold a
+/// password).
+#[derive(Clone)]
+struct ConnectUrl(std::sync::Arc<str>);
+
+impl std::fmt::Debug for ConnectUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnectUrl(..)")
+    }
 }
 
 impl Store {
@@ -301,6 +320,7 @@ impl Store {
         let store = Store {
             pool,
             backend,
+            url: ConnectUrl(url.into()),
             created,
         };
         store.migrate().await?;
@@ -410,6 +430,29 @@ impl Store {
         }
     }
 
+    /// A connection that hears every commit live streams care about ([`CHANGES_CHANNEL`]), on
+    /// PostgreSQL; `None` on SQLite, where one process writes.
+    ///
+    /// # Errors
+    /// The database refusing the connection or the `LISTEN`.
+    pub async fn listen_for_changes(
+        &self,
+    ) -> Result<Option<sqlx::postgres::PgListener>, StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let options = sqlx::postgres::PgConnectOptions::from_str(&self.url.0)?
+            .application_name("perch-listener")
+            .disable_statement_logging();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_lazy_with(options);
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+        listener.listen(CHANGES_CHANNEL).await?;
+        Ok(Some(listener))
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -424,6 +467,7 @@ impl Store {
             inner: tx,
             backend: self.backend,
             changes_access: false,
+            wakes_streams: false,
         })
     }
 
@@ -485,6 +529,14 @@ impl Tx {
     pub async fn commit(mut self) -> Result<(), StoreError> {
         if self.changes_access {
             sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
+                .execute(&mut *self.inner)
+                .await?;
+        }
+        if self.backend == Backend::Postgres && (self.changes_access || self.wakes_streams) {
+            // Delivered to every listening node when, and only if, this transaction commits;
+            // PostgreSQL folds a transaction's identical notifications into one.
+            sqlx::query("SELECT CAST(pg_notify($1, '') AS TEXT)")
+                .bind(CHANGES_CHANNEL)
                 .execute(&mut *self.inner)
                 .await?;
         }

@@ -65,6 +65,11 @@ pub async fn run(config: ServeConfig) -> miette::Result<u8> {
     }
     let _ = stdout.flush();
     let service = Service::new(store.clone());
+    // Before the first request is served: a post on another node then wakes this node's
+    // streams at once rather than at their next poll.
+    if let Err(error) = service.listen_to_other_nodes().await {
+        tracing::warn!(%error, "cannot hear the other nodes' commits; live streams poll every 500 ms instead");
+    }
     let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
     let archiver = {
         let service = service.clone();
