@@ -468,3 +468,96 @@ async fn after_a_migration_new_events_are_still_archived() {
         "the message posted after the migration was archived"
     );
 }
+
+/// The node's hub reads the log once for every live stream; each stream judges a batch by its
+/// own caller's access, and every stream that delivers a message sends the one JSON the hub
+/// made of it.
+#[tokio::test]
+async fn the_hub_serialises_each_message_once_for_every_stream_that_may_read_it() {
+    let fixture = Fixture::new().await;
+    let admin = &fixture.admin;
+    fixture
+        .create(
+            admin,
+            Kind::Category,
+            json!({"name": "Eng", "allowedMembers": ["domain:contoso.com"]}),
+        )
+        .await
+        .unwrap();
+    fixture
+        .create(
+            admin,
+            Kind::Room,
+            json!({"name": "r", "category": "Eng", "privacy": "open"}),
+        )
+        .await
+        .unwrap();
+    let ana = fixture.user("sip:ana@contoso.com").await;
+    let bob = fixture.user("sip:bob@contoso.com").await;
+    let outsider = fixture.user("sip:zed@fabrikam.com").await;
+    let mut log = fixture.service.subscribe_log();
+    // The hub announces where it starts, before anything is posted.
+    let start = next_batch(&mut log).await;
+    let live_after = start.ends_at().0;
+    assert_eq!(live_after, fixture.service.last_message_id().await.unwrap());
+    let mut posted = Vec::new();
+    for text in ["one", "two", "three"] {
+        let (message, _) = fixture
+            .service
+            .post_message(&ana, "r", text, None)
+            .await
+            .unwrap();
+        posted.push(message.id);
+    }
+    let mut batches = Vec::new();
+    let mut through = live_after;
+    while through < *posted.last().unwrap() {
+        let batch = next_batch(&mut log).await;
+        assert_eq!(batch.starts_after().0, through, "batches are contiguous");
+        through = batch.ends_at().0;
+        batches.push(batch);
+    }
+
+    let mut delivered = Vec::new();
+    for caller in [&ana, &bob, &outsider] {
+        let mut filter = fixture.service.event_filter(caller, live_after);
+        let mut events = Vec::new();
+        for batch in &batches {
+            events.extend(
+                fixture
+                    .service
+                    .events_in_batch(&mut filter, batch, live_after)
+                    .await
+                    .unwrap(),
+            );
+        }
+        delivered.push(events);
+    }
+    let ids = |events: &[(i64, std::sync::Arc<str>)]| -> Vec<i64> {
+        events.iter().map(|(id, _)| *id).collect()
+    };
+    assert_eq!(ids(&delivered[0]), posted, "the author's stream");
+    assert_eq!(ids(&delivered[1]), posted, "a reader's stream");
+    assert!(
+        delivered[2].is_empty(),
+        "a caller outside the scope hears nothing"
+    );
+    for ((_, for_ana), (_, for_bob)) in delivered[0].iter().zip(&delivered[1]) {
+        assert!(
+            std::sync::Arc::ptr_eq(for_ana, for_bob),
+            "one serialisation for every recipient"
+        );
+    }
+    let first: Value = serde_json::from_str(&delivered[0][0].1).unwrap();
+    assert_eq!(first["room"], "r");
+    assert_eq!(first["body"], "one");
+}
+
+async fn next_batch(
+    log: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<perch::service::LogBatch>>,
+) -> std::sync::Arc<perch::service::LogBatch> {
+    tokio::time::timeout(std::time::Duration::from_secs(10), log.recv())
+        .await
+        .expect("the hub read the log")
+        .expect("a batch")
+}

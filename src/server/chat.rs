@@ -307,6 +307,11 @@ async fn stream(
 
 /// Sends events until the client goes away, its token is revoked, the server drains, or the
 /// finite mode's end is reached.
+///
+/// A stream first reads the log from the database after its cursor (a replay, or the moment it
+/// opened); once that read comes back empty it hears the node's hub, which reads the log once
+/// for every stream. A batch that starts past the stream's cursor (it subscribed while
+/// reading, or fell behind the hub's channel) sends it back to the database for the gap.
 async fn deliver(
     service: &crate::service::Service,
     caller: &Caller,
@@ -316,86 +321,178 @@ async fn deliver(
     finite: Finite,
     sender: &tokio::sync::mpsc::Sender<Result<Event, Infallible>>,
 ) {
+    // Subscribed before the first read, so that nothing committed meanwhile goes unheard.
+    let mut log = service.subscribe_log();
+    let mut hub_gone = false;
     let mut posted = service.watch_messages();
     let mut draining = service.watch_drain();
-    let mut left = finite.max_events.unwrap_or(usize::MAX);
-    let passed_until = |cursor: &Cursor| finite.until.is_some_and(|until| cursor.message >= until);
+    let mut outlet = Outlet {
+        sender,
+        left: finite.max_events.unwrap_or(usize::MAX),
+        until: finite.until,
+    };
+    let mut from_database = true;
     loop {
-        if left == 0 || passed_until(cursor) {
+        if outlet.done(cursor) {
             return;
         }
         if *draining.borrow_and_update() {
             // The server is stopping: end the stream; the client resumes by Last-Event-ID.
             return;
         }
-        let start = *cursor;
-        match service.events_after(filter, cursor.message, 500).await {
-            Ok((messages, last)) => {
-                for message in messages {
-                    if finite.until.is_some_and(|until| message.id > until) {
-                        return;
+        if from_database {
+            let start = *cursor;
+            match service.events_after(filter, cursor.message, 500).await {
+                Ok((messages, last)) => {
+                    for message in messages {
+                        let data = serde_json::to_string(&message).unwrap_or_default();
+                        if !outlet.message(cursor, message.id, &data).await {
+                            return;
+                        }
                     }
-                    cursor.message = message.id;
-                    let data = serde_json::to_string(&message).unwrap_or_default();
-                    if sender
-                        .send(Ok(Event::default()
-                            .id(cursor.id())
-                            .event("message")
-                            .data(data)))
-                        .await
-                        .is_err()
-                    {
-                        return;
+                    cursor.message = cursor.message.max(last);
+                }
+                Err(StreamEnd::Revoked) => return,
+                Err(StreamEnd::Failed(error)) => {
+                    tracing::warn!(%error, "live events: cannot read messages");
+                }
+            }
+            match service.room_changes_after(caller, cursor.change, 500).await {
+                Ok((changes, last)) => {
+                    for (id, change) in changes {
+                        if !outlet.change(cursor, id, &change, room_name).await {
+                            return;
+                        }
                     }
-                    left -= 1;
-                    if left == 0 {
+                    cursor.change = cursor.change.max(last);
+                }
+                Err(error) => tracing::warn!(%error, "live events: cannot read room changes"),
+            }
+            // Read again at once while there was something to read: batches are bounded.
+            if *cursor != start {
+                continue;
+            }
+            from_database = hub_gone;
+        }
+        if hub_gone {
+            // No hub (it failed): wake on a post through this node, or poll.
+            tokio::select! {
+                _ = draining.changed() => return,
+                _ = posted.changed() => {}
+                () = tokio::time::sleep(service.events_poll_interval()) => {}
+                () = sender.closed() => return,
+            }
+            continue;
+        }
+        let heard = tokio::select! {
+            _ = draining.changed() => return,
+            heard = log.recv() => heard,
+            () = sender.closed() => return,
+        };
+        let batch = match heard {
+            Ok(batch) => batch,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                from_database = true;
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                tracing::warn!("live events: the hub stopped; streams read the database");
+                hub_gone = true;
+                from_database = true;
+                continue;
+            }
+        };
+        let (messages_after, changes_after) = batch.starts_after();
+        if messages_after > cursor.message || changes_after > cursor.change {
+            from_database = true;
+            continue;
+        }
+        match service
+            .events_in_batch(filter, &batch, cursor.message)
+            .await
+        {
+            Ok(messages) => {
+                for (id, json) in messages {
+                    if !outlet.message(cursor, id, &json).await {
                         return;
                     }
                 }
-                cursor.message = cursor.message.max(last);
             }
             Err(StreamEnd::Revoked) => return,
             Err(StreamEnd::Failed(error)) => {
-                tracing::warn!(%error, "live events: cannot read messages");
+                tracing::warn!(%error, "live events: cannot judge messages");
+                from_database = true;
+                continue;
             }
         }
-        match service.room_changes_after(caller, cursor.change, 500).await {
-            Ok((changes, last)) => {
+        match service
+            .room_changes_in_batch(caller, &batch, cursor.change)
+            .await
+        {
+            Ok(changes) => {
                 for (id, change) in changes {
-                    cursor.change = id;
-                    if room_name.is_some_and(|name| name != change.room) {
-                        continue;
-                    }
-                    let data = serde_json::to_string(&change).unwrap_or_default();
-                    if sender
-                        .send(Ok(Event::default()
-                            .id(cursor.id())
-                            .event("room")
-                            .data(data)))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    left -= 1;
-                    if left == 0 {
+                    if !outlet.change(cursor, id, &change, room_name).await {
                         return;
                     }
                 }
-                cursor.change = cursor.change.max(last);
             }
-            Err(error) => tracing::warn!(%error, "live events: cannot read room changes"),
+            Err(error) => {
+                tracing::warn!(%error, "live events: cannot judge room changes");
+                from_database = true;
+                continue;
+            }
         }
-        // Read again at once while there was something to read: batches are bounded.
-        if *cursor != start {
-            continue;
+        let (messages_through, changes_through) = batch.ends_at();
+        cursor.message = cursor.message.max(messages_through);
+        cursor.change = cursor.change.max(changes_through);
+    }
+}
+
+/// Where a stream's events go, counting what its finite mode allows.
+struct Outlet<'a> {
+    sender: &'a tokio::sync::mpsc::Sender<Result<Event, Infallible>>,
+    left: usize,
+    until: Option<i64>,
+}
+
+impl Outlet<'_> {
+    fn done(&self, cursor: &Cursor) -> bool {
+        self.left == 0 || self.until.is_some_and(|until| cursor.message >= until)
+    }
+
+    /// Sends message `id`; false once the stream must end (the client left, or the finite
+    /// mode's end).
+    async fn message(&mut self, cursor: &mut Cursor, id: i64, json: &str) -> bool {
+        if self.until.is_some_and(|until| id > until) {
+            return false;
         }
-        // Wake on a post or change through this node, or poll for those through others.
-        tokio::select! {
-            _ = draining.changed() => return,
-            _ = posted.changed() => {}
-            () = tokio::time::sleep(service.events_poll_interval()) => {}
-            () = sender.closed() => return,
+        cursor.message = id;
+        self.send(Event::default().id(cursor.id()).event("message").data(json))
+            .await
+    }
+
+    /// Sends room change `id`, unless it is of another room than the stream's.
+    async fn change(
+        &mut self,
+        cursor: &mut Cursor,
+        id: i64,
+        change: &crate::service::RoomChange,
+        room_name: Option<&str>,
+    ) -> bool {
+        cursor.change = id;
+        if room_name.is_some_and(|name| name != change.room) {
+            return true;
         }
+        let data = serde_json::to_string(change).unwrap_or_default();
+        self.send(Event::default().id(cursor.id()).event("room").data(data))
+            .await
+    }
+
+    async fn send(&mut self, event: Event) -> bool {
+        if self.sender.send(Ok(event)).await.is_err() {
+            return false;
+        }
+        self.left -= 1;
+        self.left > 0
     }
 }

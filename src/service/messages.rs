@@ -13,13 +13,14 @@ use serde_json::json;
 use super::WriteAccess;
 use super::access::{Source, rights_in_room, room_access};
 use super::compliance::{capture, record, refuse_if_held};
+use super::hub::LogBatch;
 use super::{Caller, Result, Service, ServiceError, caller_principal, require_admin};
 use crate::clock;
 use crate::domain::access::{self, PostRefusal};
 use crate::domain::audit::AuditAction;
 use crate::domain::compliance::HeldAct;
 use crate::domain::{ComplianceEventType, Kind};
-use crate::store::{MessageQuery, MessageRow, NewComplianceEvent};
+use crate::store::{MessageQuery, MessageRow, NewComplianceEvent, RoomChangeRow};
 
 /// Longest message text, in characters.
 pub const MAX_MESSAGE_LEN: usize = 16_384;
@@ -63,6 +64,17 @@ pub struct RoomChange {
     pub change: crate::domain::RoomChangeKind,
     pub version: i64,
     pub at: String,
+}
+
+impl RoomChange {
+    fn from_row(row: RoomChangeRow) -> RoomChange {
+        RoomChange {
+            room: row.room_name,
+            change: row.change,
+            version: row.version,
+            at: row.changed_at,
+        }
+    }
 }
 
 /// A page of history, oldest first, with the cursors of the pages around it.
@@ -687,6 +699,11 @@ impl Service {
             .generation()
             .await
             .map_err(ServiceError::from)?;
+        self.refresh_at(filter, generation).await
+    }
+
+    /// [`Service::refresh`] to a generation already read.
+    async fn refresh_at(&self, filter: &mut EventFilter, generation: i64) -> Result<(), StreamEnd> {
         if filter.generation != Some(generation) {
             filter.readable.clear();
             filter.generation = Some(generation);
@@ -733,27 +750,74 @@ impl Service {
         let mut visible = Vec::new();
         for row in rows {
             last = row.id;
-            if filter
-                .only_room
-                .is_some_and(|room_id| room_id != row.room_id)
+            if self
+                .stream_delivers(filter, row.room_id, row.in_history, row.id)
+                .await?
             {
-                continue;
-            }
-            if !access::stream_delivers(row.in_history, row.id > filter.live_after) {
-                continue;
-            }
-            let room = if let Some(room) = filter.readable.get(&row.room_id) {
-                room.clone()
-            } else {
-                let room = self.readable_room(&filter.caller, row.room_id).await?;
-                filter.readable.insert(row.room_id, room.clone());
-                room
-            };
-            if let Some(room) = room {
-                visible.push(Message::from_row(row, &room));
+                if let Some(Some(room)) = filter.readable.get(&row.room_id) {
+                    let room = room.clone();
+                    visible.push(Message::from_row(row, &room));
+                }
             }
         }
         Ok((visible, last))
+    }
+
+    /// The messages of a batch the node's hub read that the caller may read and that come
+    /// after `after`: their ids and their JSON, serialised once by the hub for every stream.
+    ///
+    /// # Errors
+    /// [`StreamEnd::Revoked`] once the caller's token is gone; a store failure.
+    pub async fn events_in_batch(
+        &self,
+        filter: &mut EventFilter,
+        batch: &LogBatch,
+        after: i64,
+    ) -> Result<Vec<(i64, std::sync::Arc<str>)>, StreamEnd> {
+        // The generation the hub read after these rows: judged as a stream's own read is.
+        self.refresh_at(filter, batch.generation).await?;
+        let mut visible = Vec::new();
+        for message in &batch.messages {
+            let row = &message.row;
+            if row.id <= after {
+                continue;
+            }
+            let Some(json) = &message.json else {
+                continue;
+            };
+            if self
+                .stream_delivers(filter, row.room_id, row.in_history, row.id)
+                .await?
+            {
+                visible.push((row.id, json.clone()));
+            }
+        }
+        Ok(visible)
+    }
+
+    /// Whether a live stream delivers message `id` of room `room_id` to its caller: the one
+    /// judgment both the database path and the hub path make (the room's name is then in
+    /// `filter.readable`).
+    async fn stream_delivers(
+        &self,
+        filter: &mut EventFilter,
+        room_id: i64,
+        in_history: bool,
+        id: i64,
+    ) -> Result<bool, StreamEnd> {
+        if filter.only_room.is_some_and(|only| only != room_id) {
+            return Ok(false);
+        }
+        if !access::stream_delivers(in_history, id > filter.live_after) {
+            return Ok(false);
+        }
+        if let Some(room) = filter.readable.get(&room_id) {
+            return Ok(room.is_some());
+        }
+        let room = self.readable_room(&filter.caller, room_id).await?;
+        let delivers = room.is_some();
+        filter.readable.insert(room_id, room);
+        Ok(delivers)
     }
 
     /// The changes of rooms after `after` that the caller may see, with their ids, and the id
@@ -770,28 +834,43 @@ impl Service {
         let mut visible = Vec::new();
         for row in rows {
             last = row.id;
-            let shown = if row.change == crate::domain::RoomChangeKind::Removed {
-                caller.is_admin()
-            } else {
-                match room_access(&mut Source::Pool(self.store()), caller, &row.room_name).await {
-                    Ok(_) => true,
-                    Err(ServiceError::NotFound { .. }) => false,
-                    Err(error) => return Err(error),
-                }
-            };
-            if shown {
-                visible.push((
-                    row.id,
-                    RoomChange {
-                        room: row.room_name,
-                        change: row.change,
-                        version: row.version,
-                        at: row.changed_at,
-                    },
-                ));
+            if self.room_change_shown(caller, &row).await? {
+                visible.push((row.id, RoomChange::from_row(row)));
             }
         }
         Ok((visible, last))
+    }
+
+    /// The room changes of a batch the node's hub read that the caller may see and that come
+    /// after `after`, with their ids.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn room_changes_in_batch(
+        &self,
+        caller: &Caller,
+        batch: &LogBatch,
+        after: i64,
+    ) -> Result<Vec<(i64, RoomChange)>> {
+        let mut visible = Vec::new();
+        for row in batch.changes.iter().filter(|row| row.id > after) {
+            if self.room_change_shown(caller, row).await? {
+                visible.push((row.id, RoomChange::from_row(row.clone())));
+            }
+        }
+        Ok(visible)
+    }
+
+    /// Whether a live stream shows a room change to its caller.
+    async fn room_change_shown(&self, caller: &Caller, row: &RoomChangeRow) -> Result<bool> {
+        if row.change == crate::domain::RoomChangeKind::Removed {
+            return Ok(caller.is_admin());
+        }
+        match room_access(&mut Source::Pool(self.store()), caller, &row.room_name).await {
+            Ok(_) => Ok(true),
+            Err(ServiceError::NotFound { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     /// The id of the newest room change, to start a live stream from now.

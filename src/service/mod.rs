@@ -14,6 +14,7 @@ mod compliance;
 mod configuration;
 mod data;
 mod error;
+mod hub;
 mod locks;
 mod messages;
 mod object;
@@ -32,9 +33,10 @@ pub use compliance::{MAX_AUDIT_PAGE, RetentionRun};
 pub use configuration::{Batch, Operation, Ownership, Precondition, ROOM_SCAN_BUDGET, RoomPage};
 pub use data::MigrateReport;
 pub use error::ServiceError;
+pub use hub::LogBatch;
 pub use messages::{
     DEFAULT_REPLACEMENT, EventFilter, MAX_COUNTED_ROOMS, Match, Message, Page, PageRequest,
-    RemoveFilter, RoomView, StreamEnd,
+    RemoveFilter, RoomChange, RoomView, StreamEnd,
 };
 pub use object::{Object, Stored};
 pub use sessions::{OpenedSession, SESSION_LIFETIME_SECONDS, SessionCaller};
@@ -172,6 +174,8 @@ pub struct Service {
     hears_other_nodes: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Notifications of other nodes' commits heard since this node started.
     notifications_heard: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The node's one reader of the log for every live stream.
+    hub: std::sync::Arc<hub::Hub>,
 }
 
 /// How often a live stream reads the database unasked, when this node hears the other nodes'
@@ -200,6 +204,7 @@ impl Service {
             posted_total: std::sync::Arc::default(),
             hears_other_nodes: std::sync::Arc::default(),
             notifications_heard: std::sync::Arc::default(),
+            hub: std::sync::Arc::default(),
         }
     }
 
