@@ -763,3 +763,92 @@ async fn rooms_list_filtered_and_paged_through_the_api_and_the_cli() {
         assert_eq!(rooms.as_array().unwrap().len(), 1);
     }
 }
+
+/// Posts arriving together are stored together (one commit for a group, a savepoint each):
+/// a refused post among them changes nothing for the others, and a live stream reading
+/// "after id N" receives every stored post once, in id order, with none skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_posts_reach_a_live_stream_in_id_order_with_none_skipped() {
+    let fixture = Fixture::new();
+    setup(&fixture).await;
+    let reader = common::create_token(&fixture.db.url, "sip:reader@contoso.com", "user");
+    let mut stream = reqwest::Client::new()
+        .get(format!("{}/v1/events", fixture.server.base))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut posters = Vec::new();
+    for index in 0..20 {
+        let client = fixture.user(&format!("sip:poster{index}@contoso.com"));
+        posters.push(tokio::spawn(async move {
+            let mut stored = Vec::new();
+            for number in 0..25 {
+                let reply = client
+                    .post(
+                        "/v1/rooms/open-room/messages",
+                        json!({"body": format!("poster {index} message {number}")}),
+                    )
+                    .await
+                    .expect(201);
+                stored.push(reply.body["id"].as_i64().unwrap());
+                // A post the rules refuse, in the same moment as the others.
+                if number % 5 == 0 {
+                    client
+                        .post(
+                            "/v1/rooms/closed-room/messages",
+                            json!({"body": "not a member"}),
+                        )
+                        .await
+                        .expect_error(403, "forbidden");
+                }
+            }
+            stored
+        }));
+    }
+    let mut stored = Vec::new();
+    for poster in posters {
+        stored.extend(poster.await.unwrap());
+    }
+    stored.sort_unstable();
+
+    let mut received: Vec<i64> = Vec::new();
+    let mut buffer = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while received.len() < stored.len() {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} of {} posts reached the stream; missing {:?}",
+                    received.len(),
+                    stored.len(),
+                    stored
+                        .iter()
+                        .filter(|id| !received.contains(id))
+                        .collect::<Vec<_>>()
+                )
+            })
+            .unwrap()
+            .unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            if let Some(data) = frame.lines().find_map(|line| line.strip_prefix("data: ")) {
+                let message: Value = serde_json::from_str(data).unwrap();
+                if frame.contains("event: message") {
+                    received.push(message["id"].as_i64().unwrap());
+                }
+            }
+        }
+    }
+    assert_eq!(received, stored, "every stored post once, in id order");
+    // Nothing the refused posts did remains: the closed room holds no message.
+    let closed = fixture
+        .admin
+        .get("/v1/rooms/closed-room/messages")
+        .await
+        .expect(200);
+    assert_eq!(closed.body["items"].as_array().unwrap().len(), 0);
+}

@@ -77,6 +77,55 @@ impl RoomChange {
     }
 }
 
+/// Posts stored in one transaction at most: enough that 50 clients posting at once commit
+/// together, few enough that one group's commit stays short.
+const POST_GROUP: usize = 256;
+
+/// A post waiting for the node's poster, with where its answer goes.
+pub(crate) struct PendingPost {
+    caller: Caller,
+    room: String,
+    body: String,
+    idempotency_key: Option<String>,
+    reply: tokio::sync::oneshot::Sender<Result<(Message, bool)>>,
+}
+
+/// The node's posts, queued for its one poster (see [`Service::post_message`]).
+pub(crate) struct PostQueue {
+    sender: tokio::sync::mpsc::Sender<PendingPost>,
+    receiver: tokio::sync::Mutex<Option<tokio::sync::mpsc::Receiver<PendingPost>>>,
+    started: std::sync::Once,
+}
+
+impl Default for PostQueue {
+    fn default() -> PostQueue {
+        let (sender, receiver) = tokio::sync::mpsc::channel(4 * POST_GROUP);
+        PostQueue {
+            sender,
+            receiver: tokio::sync::Mutex::new(Some(receiver)),
+            started: std::sync::Once::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for PostQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PostQueue")
+    }
+}
+
+/// The error of a group's transaction, for each post of the group: busy stays busy (the
+/// client may retry), anything else is internal.
+fn clone_store_error(error: &ServiceError) -> ServiceError {
+    match error {
+        ServiceError::Store(crate::store::StoreError::Busy(_)) => ServiceError::Conflict {
+            code: ErrorCode::Busy,
+            message: "the database is busy; try again".to_owned(),
+        },
+        other => ServiceError::internal(format!("the post was not stored: {other}")),
+    }
+}
+
 /// A page of history, oldest first, with the cursors of the pages around it.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -214,9 +263,96 @@ impl Service {
                 "an Idempotency-Key has 1 to 256 characters",
             ));
         }
+        caller_principal(caller)?;
+        // The node's poster stores it with the posts that arrived with it, in one commit.
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let post = PendingPost {
+            caller: caller.clone(),
+            room: room_name.to_owned(),
+            body: body.to_owned(),
+            idempotency_key: idempotency_key.map(str::to_owned),
+            reply,
+        };
+        if self.posts.sender.send(post).await.is_err() {
+            return Err(ServiceError::internal("the node's poster stopped"));
+        }
+        self.posts.started.call_once(|| {
+            let service = self.clone();
+            let queue = self.posts.clone();
+            tokio::spawn(async move { service.run_poster(&queue).await });
+        });
+        answer
+            .await
+            .unwrap_or_else(|_| Err(ServiceError::internal("the node's poster stopped")))
+    }
+
+    /// Stores the posts that wait, as many as [`POST_GROUP`] at once, each in a savepoint of one
+    /// transaction: a post that breaks a rule is undone alone, and none is answered before the
+    /// commit that stores them all (a failed commit fails every one of them).
+    async fn run_poster(&self, queue: &PostQueue) {
+        let Some(mut waiting) = queue.receiver.lock().await.take() else {
+            return;
+        };
+        let mut group: Vec<PendingPost> = Vec::with_capacity(POST_GROUP);
+        while waiting.recv_many(&mut group, POST_GROUP).await > 0 {
+            let outcomes = self.post_group(&group).await;
+            let mut newest = None;
+            for (post, outcome) in group.drain(..).zip(outcomes) {
+                if let Ok((message, true)) = &outcome {
+                    self.posted_total
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    newest = newest.max(Some(message.id));
+                }
+                let _ = post.reply.send(outcome);
+            }
+            if let Some(id) = newest {
+                self.notify_message(id);
+            }
+        }
+    }
+
+    async fn post_group(&self, group: &[PendingPost]) -> Vec<Result<(Message, bool)>> {
+        let failed_all = |error: &ServiceError| -> Vec<Result<(Message, bool)>> {
+            group
+                .iter()
+                .map(|_| Err(clone_store_error(error)))
+                .collect()
+        };
+        let mut tx = match self.store().begin(WriteAccess::new()).await {
+            Ok(tx) => tx,
+            Err(error) => return failed_all(&ServiceError::from(error)),
+        };
+        let mut outcomes = Vec::with_capacity(group.len());
+        for post in group {
+            if let Err(error) = tx.savepoint().await {
+                return failed_all(&ServiceError::from(error));
+            }
+            let outcome = self.post_in(&mut tx, post).await;
+            let ended = if outcome.is_ok() {
+                tx.release_savepoint().await
+            } else {
+                tx.rollback_to_savepoint().await
+            };
+            if let Err(error) = ended {
+                return failed_all(&ServiceError::from(error));
+            }
+            outcomes.push(outcome);
+        }
+        if let Err(error) = tx.commit().await {
+            return failed_all(&ServiceError::from(error));
+        }
+        outcomes
+    }
+
+    /// One post, inside the poster's transaction.
+    async fn post_in(
+        &self,
+        tx: &mut crate::store::Tx,
+        post: &PendingPost,
+    ) -> Result<(Message, bool)> {
+        let (caller, room_name, body) = (&post.caller, post.room.as_str(), post.body.as_str());
         let principal = caller_principal(caller)?.clone();
-        let mut tx = self.store().begin(WriteAccess::new()).await?;
-        let access = room_access(&mut Source::Tx(&mut tx), caller, room_name).await?;
+        let access = room_access(&mut Source::Tx(tx), caller, room_name).await?;
         if let Err(refusal) = access::may_post(access.rights, &access.room) {
             let message = match refusal {
                 PostRefusal::Disabled => {
@@ -236,7 +372,7 @@ impl Service {
                 body,
                 &clock::now(),
                 access.category.chat_history,
-                idempotency_key,
+                post.idempotency_key.as_deref(),
             )
             .await?;
         if !fresh && (row.room_id != access.id || row.body != body) {
@@ -247,7 +383,7 @@ impl Service {
         }
         if fresh {
             capture(
-                &mut tx,
+                tx,
                 NewComplianceEvent {
                     event_type: ComplianceEventType::Chat,
                     room_id: access.id,
@@ -258,12 +394,6 @@ impl Service {
                 },
             )
             .await?;
-        }
-        tx.commit().await?;
-        if fresh {
-            self.posted_total
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.notify_message(row.id);
         }
         Ok((Message::from_row(row, &access.room.name), fresh))
     }

@@ -176,6 +176,8 @@ pub struct Service {
     notifications_heard: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// The node's one reader of the log for every live stream.
     hub: std::sync::Arc<hub::Hub>,
+    /// The node's posts, stored in groups by one poster.
+    posts: std::sync::Arc<messages::PostQueue>,
 }
 
 /// How often a live stream reads the database unasked, when this node hears the other nodes'
@@ -205,6 +207,7 @@ impl Service {
             hears_other_nodes: std::sync::Arc::default(),
             notifications_heard: std::sync::Arc::default(),
             hub: std::sync::Arc::default(),
+            posts: std::sync::Arc::default(),
         }
     }
 
