@@ -16,6 +16,16 @@ use crate::store::{ObjectRow, Store, Tx};
 pub(super) enum Source<'a> {
     Pool(&'a Store),
     Tx(&'a mut Tx),
+    /// The write transaction of a group of posts, with what it read so far: the posts of a
+    /// group read their room, its category and groups once (the transaction holds them still:
+    /// SQLite's one writer, PostgreSQL's row locks).
+    Remembering(&'a mut Tx, &'a mut Remembered),
+}
+
+/// Objects a transaction read, by kind and name (`None`: absent).
+#[derive(Default)]
+pub(super) struct Remembered {
+    objects: std::collections::HashMap<(Kind, String), Option<ObjectRow>>,
 }
 
 impl Source<'_> {
@@ -27,13 +37,26 @@ impl Source<'_> {
             Source::Pool(store) => store.get(kind, name).await?,
             Source::Tx(tx) if kind == Kind::Group => tx.read(kind, name).await?,
             Source::Tx(tx) => tx.get(kind, name).await?,
+            Source::Remembering(tx, remembered) => {
+                let key = (kind, name.to_owned());
+                if let Some(row) = remembered.objects.get(&key) {
+                    return Ok(row.clone());
+                }
+                let row = if kind == Kind::Group {
+                    tx.read(kind, name).await?
+                } else {
+                    tx.get(kind, name).await?
+                };
+                remembered.objects.insert(key, row.clone());
+                row
+            }
         })
     }
 
     async fn rooms_using_addin(&mut self, addin: &str) -> Result<Vec<String>> {
         Ok(match self {
             Source::Pool(store) => store.rooms_using_addin(addin).await?,
-            Source::Tx(tx) => tx.rooms_using_addin(addin).await?,
+            Source::Tx(tx) | Source::Remembering(tx, _) => tx.rooms_using_addin(addin).await?,
         })
     }
 }

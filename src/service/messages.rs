@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::WriteAccess;
-use super::access::{Source, rights_in_room, room_access};
-use super::compliance::{capture, record, refuse_if_held};
+use super::access::{Remembered, Source, rights_in_room, room_access};
+use super::compliance::{capture, capturing as compliance_capturing, record, refuse_if_held};
 use super::hub::LogBatch;
 use super::{Caller, Result, Service, ServiceError, caller_principal, require_admin};
 use crate::clock;
@@ -113,6 +113,15 @@ impl std::fmt::Debug for PostQueue {
         f.write_str("PostQueue")
     }
 }
+
+/// Why one post of a group did not go in.
+enum PostFailure {
+    /// A rule refused it before it wrote anything: the others go on.
+    Refused(ServiceError),
+    /// A write failed: the transaction may hold part of it, so the whole group fails.
+    WriteFailed(ServiceError),
+}
+use PostFailure::{Refused, WriteFailed};
 
 /// The error of a group's transaction, for each post of the group: busy stays busy (the
 /// client may retry), anything else is internal.
@@ -286,9 +295,10 @@ impl Service {
             .unwrap_or_else(|_| Err(ServiceError::internal("the node's poster stopped")))
     }
 
-    /// Stores the posts that wait, as many as [`POST_GROUP`] at once, each in a savepoint of one
-    /// transaction: a post that breaks a rule is undone alone, and none is answered before the
-    /// commit that stores them all (a failed commit fails every one of them).
+    /// Stores the posts that wait, as many as [`POST_GROUP`] at once, in one transaction: a post
+    /// that breaks a rule is refused before it writes anything, a failed write fails the
+    /// whole group (nothing of it is stored), and none is answered before the commit that
+    /// stores them all (a failed commit fails every one of them).
     async fn run_poster(&self, queue: &PostQueue) {
         let Some(mut waiting) = queue.receiver.lock().await.take() else {
             return;
@@ -323,20 +333,18 @@ impl Service {
             Err(error) => return failed_all(&ServiceError::from(error)),
         };
         let mut outcomes = Vec::with_capacity(group.len());
+        let mut remembered = Remembered::default();
+        let mut capturing = None;
         for post in group {
-            if let Err(error) = tx.savepoint().await {
-                return failed_all(&ServiceError::from(error));
+            match self
+                .post_in(&mut tx, &mut remembered, &mut capturing, post)
+                .await
+            {
+                Ok(outcome) => outcomes.push(Ok(outcome)),
+                Err(Refused(refusal)) => outcomes.push(Err(refusal)),
+                // The transaction may hold part of this post: none of the group is kept.
+                Err(WriteFailed(error)) => return failed_all(&error),
             }
-            let outcome = self.post_in(&mut tx, post).await;
-            let ended = if outcome.is_ok() {
-                tx.release_savepoint().await
-            } else {
-                tx.rollback_to_savepoint().await
-            };
-            if let Err(error) = ended {
-                return failed_all(&ServiceError::from(error));
-            }
-            outcomes.push(outcome);
         }
         if let Err(error) = tx.commit().await {
             return failed_all(&ServiceError::from(error));
@@ -344,15 +352,19 @@ impl Service {
         outcomes
     }
 
-    /// One post, inside the poster's transaction.
+    /// One post, inside the poster's transaction: refused before it writes, or written.
     async fn post_in(
         &self,
         tx: &mut crate::store::Tx,
+        remembered: &mut Remembered,
+        capturing: &mut Option<bool>,
         post: &PendingPost,
-    ) -> Result<(Message, bool)> {
+    ) -> std::result::Result<(Message, bool), PostFailure> {
         let (caller, room_name, body) = (&post.caller, post.room.as_str(), post.body.as_str());
-        let principal = caller_principal(caller)?.clone();
-        let access = room_access(&mut Source::Tx(tx), caller, room_name).await?;
+        let principal = caller_principal(caller).map_err(Refused)?.clone();
+        let access = room_access(&mut Source::Remembering(tx, remembered), caller, room_name)
+            .await
+            .map_err(Refused)?;
         if let Err(refusal) = access::may_post(access.rights, &access.room) {
             let message = match refusal {
                 PostRefusal::Disabled => {
@@ -363,8 +375,9 @@ impl Service {
                     format!("room `{room_name}` is an auditorium: only its presenters post")
                 }
             };
-            return Err(ServiceError::Forbidden { message });
+            return Err(Refused(ServiceError::Forbidden { message }));
         }
+        let written = |error: crate::store::StoreError| WriteFailed(ServiceError::from(error));
         let (row, fresh) = tx
             .insert_message(
                 access.id,
@@ -374,26 +387,38 @@ impl Service {
                 access.category.chat_history,
                 post.idempotency_key.as_deref(),
             )
-            .await?;
+            .await
+            .map_err(written)?;
         if !fresh && (row.room_id != access.id || row.body != body) {
-            return Err(ServiceError::Conflict {
+            // Nothing was written: the key found the message stored the first time.
+            return Err(Refused(ServiceError::Conflict {
                 code: ErrorCode::IdempotencyKeyReused,
                 message: "this Idempotency-Key was used for another message".to_owned(),
-            });
+            }));
         }
         if fresh {
-            capture(
-                tx,
-                NewComplianceEvent {
-                    event_type: ComplianceEventType::Chat,
-                    room_id: access.id,
-                    room_name: &access.room.name,
-                    sender: &row.author,
-                    content: &row.body,
-                    message_id: Some(row.id),
-                },
-            )
-            .await?;
+            let on = if let Some(on) = *capturing {
+                on
+            } else {
+                let on = compliance_capturing(tx).await.map_err(WriteFailed)?;
+                *capturing = Some(on);
+                on
+            };
+            if on {
+                tx.insert_compliance_event(
+                    &NewComplianceEvent {
+                        event_type: ComplianceEventType::Chat,
+                        room_id: access.id,
+                        room_name: &access.room.name,
+                        sender: &row.author,
+                        content: &row.body,
+                        message_id: Some(row.id),
+                    },
+                    &clock::now(),
+                )
+                .await
+                .map_err(written)?;
+            }
         }
         Ok((Message::from_row(row, &access.room.name), fresh))
     }
