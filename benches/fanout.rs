@@ -197,9 +197,9 @@ fn main() {
     let idle_kib = rss_kib(server.pid());
     let per_stream_kib = idle_kib.saturating_sub(baseline_kib) as f64 / streams as f64;
 
-    runtime.block_on(async {
-        let client = server.client(&poster);
-        for number in 0..=posts {
+    let client = server.client(&poster);
+    let post = |number: usize| {
+        runtime.block_on(async {
             let sent = unix_micros();
             client
                 .post(
@@ -208,9 +208,23 @@ fn main() {
                 )
                 .await
                 .expect(201);
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    });
+        });
+    };
+    // The first post: every stream judges its access to the room once. The measured posts
+    // follow once it reached every stream.
+    post(0);
+    for output in &mut outputs {
+        let mut line = String::new();
+        output.read_line(&mut line).expect("warm line");
+        assert!(
+            line.starts_with("warm"),
+            "a client did not warm up: {line:?}"
+        );
+    }
+    for number in 1..=posts {
+        post(number);
+        std::thread::sleep(Duration::from_millis(250));
+    }
 
     let mut latencies: Vec<u64> = Vec::new();
     let mut cold: Vec<u64> = Vec::new();
@@ -289,10 +303,12 @@ fn client() {
             .expect("client");
         let mut opened = Vec::with_capacity(tokens.len());
         let (ready_sender, mut ready) = tokio::sync::mpsc::channel::<()>(tokens.len());
+        let (warm_sender, mut warm) = tokio::sync::mpsc::channel::<()>(tokens.len());
         for token in tokens {
             let http = http.clone();
             let url = format!("{base}/v1/events");
             let ready_sender = ready_sender.clone();
+            let warm_sender = warm_sender.clone();
             opened.push(tokio::spawn(async move {
                 let mut response = None;
                 for _attempt in 0..20 {
@@ -327,6 +343,9 @@ fn client() {
                         let mut parts = rest[..end].split(' ');
                         let number: usize = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
                         let sent: u64 = parts.next().and_then(|n| n.parse().ok()).unwrap_or(now);
+                        if number == 0 {
+                            let _ = warm_sender.send(()).await;
+                        }
                         arrivals.push((number, now.saturating_sub(sent)));
                         consumed = start + 15 + end;
                     }
@@ -344,6 +363,16 @@ fn client() {
             }
         }
         println!("ready {count}");
+        let _ = std::io::stdout().flush();
+        drop(warm_sender);
+        let mut warmed = 0;
+        while warm.recv().await.is_some() {
+            warmed += 1;
+            if warmed == count {
+                break;
+            }
+        }
+        println!("warm {warmed}");
         let _ = std::io::stdout().flush();
         let mut measured = Vec::new();
         let mut cold = Vec::new();

@@ -103,6 +103,48 @@ pub(super) async fn whole_directory(store: &Store) -> Result<Directory> {
     Ok(Directory::new(groups))
 }
 
+/// What the rules need to judge anyone's rights in one room: the room, its category and the
+/// groups their lists name. Live streams share it, per configuration generation, so that
+/// 16,000 streams of one room decode its groups once, not once each.
+pub(crate) struct RoomInputs {
+    pub room: Room,
+    pub category: Category,
+    pub directory: Directory,
+}
+
+impl RoomInputs {
+    /// Loads them for the room with this id; `None` when it is no room, or its category is
+    /// gone.
+    pub(super) async fn load(store: &Store, room_id: i64) -> Result<Option<RoomInputs>> {
+        let Some(row) = store
+            .get_by_id(room_id)
+            .await?
+            .filter(|row| row.kind == Kind::Room)
+        else {
+            return Ok(None);
+        };
+        let room: Room = decode(&row)?;
+        let Some(category_row) = store.get(Kind::Category, &room.category).await? else {
+            return Ok(None);
+        };
+        let category: Category = decode(&category_row)?;
+        let directory = directory_for(
+            &mut Source::Pool(store),
+            room_and_scope_lists(&room, &category),
+        )
+        .await?;
+        Ok(Some(RoomInputs {
+            room,
+            category,
+            directory,
+        }))
+    }
+
+    pub(super) fn rights(&self, caller: &Caller) -> RoomRights {
+        access::room_rights(caller.viewer(), &self.room, &self.category, &self.directory)
+    }
+}
+
 /// A room with its category and the caller's rights in it.
 pub(crate) struct RoomAccess {
     pub id: i64,

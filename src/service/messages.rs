@@ -114,6 +114,54 @@ impl std::fmt::Debug for PostQueue {
     }
 }
 
+/// The rooms live streams judge, shared by the node's streams per configuration generation.
+/// It only moves forward: a stream still judging at an older generation uses what was loaded
+/// since (as a stream's own read would have read the current state).
+#[derive(Default)]
+pub(crate) struct StreamRooms {
+    inner: std::sync::Mutex<StreamRoomsInner>,
+}
+
+#[derive(Default)]
+struct StreamRoomsInner {
+    generation: i64,
+    by_id: std::collections::HashMap<i64, Option<std::sync::Arc<super::access::RoomInputs>>>,
+}
+
+impl std::fmt::Debug for StreamRooms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamRooms")
+    }
+}
+
+type SharedInputs = Option<std::sync::Arc<super::access::RoomInputs>>;
+
+impl StreamRooms {
+    /// `Some(inputs)` when known at `generation` or later (`Some(None)`: no such room).
+    fn get(&self, room_id: i64, generation: i64) -> Option<SharedInputs> {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if generation > inner.generation {
+            inner.by_id.clear();
+            inner.generation = generation;
+        }
+        inner.by_id.get(&room_id).cloned()
+    }
+
+    fn put(&self, room_id: i64, generation: i64, inputs: SharedInputs) {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if generation >= inner.generation {
+            inner.generation = generation;
+            inner.by_id.insert(room_id, inputs);
+        }
+    }
+}
+
 /// Why one post of a group did not go in.
 enum PostFailure {
     /// A rule refused it before it wrote anything: the others go on.
@@ -969,7 +1017,9 @@ impl Service {
         if let Some(room) = filter.readable.get(&room_id) {
             return Ok(room.is_some());
         }
-        let room = self.readable_room(&filter.caller, room_id).await?;
+        let room = self
+            .stream_readable_room(&filter.caller, room_id, filter.generation)
+            .await?;
         let delivers = room.is_some();
         filter.readable.insert(room_id, room);
         Ok(delivers)
@@ -1039,6 +1089,35 @@ impl Service {
     }
 
     /// The name of the room with this id if the caller may read it.
+    /// [`Service::readable_room`] for a live stream, judged on the room's inputs as the node's
+    /// streams share them for `generation` (the generation the stream judged at).
+    async fn stream_readable_room(
+        &self,
+        caller: &Caller,
+        room_id: i64,
+        generation: Option<i64>,
+    ) -> Result<Option<String>> {
+        let Some(generation) = generation else {
+            return self.readable_room(caller, room_id).await;
+        };
+        let cached = self.stream_rooms.get(room_id, generation);
+        let inputs = if let Some(inputs) = cached {
+            inputs
+        } else {
+            let loaded = super::access::RoomInputs::load(self.store(), room_id)
+                .await?
+                .map(std::sync::Arc::new);
+            self.stream_rooms.put(room_id, generation, loaded.clone());
+            loaded
+        };
+        Ok(inputs.and_then(|inputs| {
+            inputs
+                .rights(caller)
+                .reads
+                .then(|| inputs.room.name.clone())
+        }))
+    }
+
     async fn readable_room(&self, caller: &Caller, room_id: i64) -> Result<Option<String>> {
         // An id that no longer names a room (removed, or reused by an import) reads nothing.
         let Some(row) = self

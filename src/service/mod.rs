@@ -178,6 +178,8 @@ pub struct Service {
     hub: std::sync::Arc<hub::Hub>,
     /// The node's posts, stored in groups by one poster.
     posts: std::sync::Arc<messages::PostQueue>,
+    /// The rooms the node's live streams judge, loaded once per generation for all of them.
+    stream_rooms: std::sync::Arc<messages::StreamRooms>,
 }
 
 /// How often a live stream reads the database unasked, when this node hears the other nodes'
@@ -208,6 +210,7 @@ impl Service {
             notifications_heard: std::sync::Arc::default(),
             hub: std::sync::Arc::default(),
             posts: std::sync::Arc::default(),
+            stream_rooms: std::sync::Arc::default(),
         }
     }
 
