@@ -114,9 +114,10 @@ impl std::fmt::Debug for PostQueue {
     }
 }
 
-/// The rooms live streams judge, shared by the node's streams per configuration generation.
-/// It only moves forward: a stream still judging at an older generation uses what was loaded
-/// since (as a stream's own read would have read the current state).
+/// The rooms live streams judge, shared by the node's streams per configuration generation;
+/// each room is loaded once however many streams ask at the same moment. It only moves
+/// forward: a stream still judging at an older generation uses what was loaded since (as a
+/// stream's own read would have read the current state).
 #[derive(Default)]
 pub(crate) struct StreamRooms {
     inner: std::sync::Mutex<StreamRoomsInner>,
@@ -125,7 +126,7 @@ pub(crate) struct StreamRooms {
 #[derive(Default)]
 struct StreamRoomsInner {
     generation: i64,
-    by_id: std::collections::HashMap<i64, Option<std::sync::Arc<super::access::RoomInputs>>>,
+    by_id: std::collections::HashMap<i64, std::sync::Arc<tokio::sync::OnceCell<SharedInputs>>>,
 }
 
 impl std::fmt::Debug for StreamRooms {
@@ -137,8 +138,12 @@ impl std::fmt::Debug for StreamRooms {
 type SharedInputs = Option<std::sync::Arc<super::access::RoomInputs>>;
 
 impl StreamRooms {
-    /// `Some(inputs)` when known at `generation` or later (`Some(None)`: no such room).
-    fn get(&self, room_id: i64, generation: i64) -> Option<SharedInputs> {
+    /// The cell that holds (or will hold) the room's inputs at `generation` or later.
+    fn cell(
+        &self,
+        room_id: i64,
+        generation: i64,
+    ) -> std::sync::Arc<tokio::sync::OnceCell<SharedInputs>> {
         let mut inner = self
             .inner
             .lock()
@@ -147,18 +152,7 @@ impl StreamRooms {
             inner.by_id.clear();
             inner.generation = generation;
         }
-        inner.by_id.get(&room_id).cloned()
-    }
-
-    fn put(&self, room_id: i64, generation: i64, inputs: SharedInputs) {
-        let mut inner = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if generation >= inner.generation {
-            inner.generation = generation;
-            inner.by_id.insert(room_id, inputs);
-        }
+        inner.by_id.entry(room_id).or_default().clone()
     }
 }
 
@@ -1100,16 +1094,17 @@ impl Service {
         let Some(generation) = generation else {
             return self.readable_room(caller, room_id).await;
         };
-        let cached = self.stream_rooms.get(room_id, generation);
-        let inputs = if let Some(inputs) = cached {
-            inputs
-        } else {
-            let loaded = super::access::RoomInputs::load(self.store(), room_id)
-                .await?
-                .map(std::sync::Arc::new);
-            self.stream_rooms.put(room_id, generation, loaded.clone());
-            loaded
-        };
+        let cell = self.stream_rooms.cell(room_id, generation);
+        let inputs = cell
+            .get_or_try_init(|| async {
+                Ok::<_, ServiceError>(
+                    super::access::RoomInputs::load(self.store(), room_id)
+                        .await?
+                        .map(std::sync::Arc::new),
+                )
+            })
+            .await?
+            .clone();
         Ok(inputs.and_then(|inputs| {
             inputs
                 .rights(caller)
