@@ -41,27 +41,23 @@ fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn main() {
-    let total = env_number("PERCH_BENCH_MESSAGES", 20_000);
-    let big_room = env_number("PERCH_BENCH_BIG_ROOM", 1_000_000);
-    let nodes = env_number("PERCH_BENCH_NODES", 1).clamp(1, 2);
-    let backend = if common::postgres_wanted() {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
-    let db = common::TestDb::new();
-    let admin_token = common::create_token(&db.url, "sip:admin@contoso.com", "admin");
+/// Tokens, two rooms and `CLIENTS` posting clients against the server(s) on `url`; prints the
+/// figures under `label`. Returns the server, still running, and the reader's token.
+fn posting_run(
+    runtime: &tokio::runtime::Runtime,
+    url: &str,
+    label: &str,
+    total: usize,
+    nodes: usize,
+) -> (common::TestServer, String) {
+    let admin_token = common::create_token(url, "sip:admin@contoso.com", "admin");
     let tokens: Vec<String> = (0..CLIENTS)
-        .map(|index| {
-            common::create_token(&db.url, &format!("sip:poster{index}@contoso.com"), "user")
-        })
+        .map(|index| common::create_token(url, &format!("sip:poster{index}@contoso.com"), "user"))
         .collect();
-    let reader_token = common::create_token(&db.url, "sip:reader@contoso.com", "user");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let reader_token = common::create_token(url, "sip:reader@contoso.com", "user");
 
-    let mut server = common::TestServer::start(&db.url);
-    let second = (nodes == 2).then(|| common::TestServer::start(&db.url));
+    let server = common::TestServer::start(url);
+    let second = (nodes == 2).then(|| common::TestServer::start(url));
     let listening = second.as_ref().unwrap_or(&server);
     runtime.block_on(async {
         let admin = server.client(&admin_token);
@@ -120,6 +116,7 @@ fn main() {
         };
 
         let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let cpu_before = server.cpu_time();
         let started = Instant::now();
         let mut tasks = Vec::new();
         for (index, token) in tokens.iter().enumerate() {
@@ -143,6 +140,7 @@ fn main() {
             latencies.extend(task.await.expect("poster"));
         }
         let elapsed = started.elapsed();
+        let cpu = server.cpu_time().zip(cpu_before).and_then(|(after, before)| after.checked_sub(before));
         let _ = tokio::time::timeout(Duration::from_secs(30), listener).await;
         latencies.sort();
         let sent = sent.lock().unwrap();
@@ -152,9 +150,17 @@ fn main() {
             .filter_map(|(body, at)| arrivals.get(body).map(|arrived| arrived.saturating_duration_since(*at)))
             .collect();
         deliveries.sort();
-        println!("chat over HTTP on loopback, {backend}, {nodes} node(s), {CLIENTS} concurrent posting clients, {total} messages");
+        println!("chat over HTTP on loopback, {label}, {nodes} node(s), {CLIENTS} concurrent posting clients, {total} messages");
         println!("  stored {:.0} messages/s ({:.2} s)", total as f64 / elapsed.as_secs_f64(), elapsed.as_secs_f64());
         println!("  post latency p50 {:.2} ms, p99 {:.2} ms", percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+        if let Some(cpu) = cpu {
+            // Steadier than the rate on a shared machine: what each message cost the server.
+            println!(
+                "  server CPU {:.0} µs per message ({:.2} cores while posting)",
+                cpu.as_secs_f64() * 1e6 / total as f64,
+                cpu.as_secs_f64() / elapsed.as_secs_f64()
+            );
+        }
         println!(
             "  post to SSE delivery p50 {:.2} ms, p99 {:.2} ms ({} of {} delivered)",
             percentile(&deliveries, 0.5),
@@ -163,10 +169,36 @@ fn main() {
             total
         );
     });
+    drop(second);
+    (server, reader_token)
+}
 
+fn main() {
+    let total = env_number("PERCH_BENCH_MESSAGES", 20_000);
+    let big_room = env_number("PERCH_BENCH_BIG_ROOM", 1_000_000);
+    let nodes = env_number("PERCH_BENCH_NODES", 1).clamp(1, 2);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = common::TestDb::new();
+    let (mut server, reader_token) = if common::postgres_wanted() {
+        posting_run(&runtime, &db.url, "PostgreSQL", total, nodes)
+    } else {
+        // The documented setting first, then every commit synced, on a database of its own.
+        let synced = common::TestDb::sqlite();
+        let full = format!("{}?synchronous=full", synced.url);
+        let normal = posting_run(
+            &runtime,
+            &db.url,
+            "SQLite (synchronous=normal)",
+            total,
+            nodes,
+        );
+        let (mut full_server, _) =
+            posting_run(&runtime, &full, "SQLite (synchronous=full)", total, nodes);
+        full_server.stop();
+        normal
+    };
     // Seed the big room through the service's import (`perch data import`, content level),
     // with the servers stopped.
-    drop(second);
     server.stop();
     runtime.block_on(async {
         let store = Store::open(&db.url).await.expect("store");

@@ -240,6 +240,90 @@ async fn a_retried_post_is_stored_once() {
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
 }
 
+/// Posts of one moment are stored together (one group, one multi-row insert): a key retried
+/// at the same moment as other posts, and as itself, still stores its message once, and an
+/// earlier post in the same group is what the retries find.
+#[tokio::test]
+async fn retries_at_the_same_moment_as_other_posts_store_the_message_once() {
+    let fixture = Fixture::new();
+    setup(&fixture).await;
+    let ana = fixture.user("sip:ana@contoso.com");
+    let mut sends = Vec::new();
+    for attempt in 0..40 {
+        let ana = ana.clone();
+        sends.push(tokio::spawn(async move {
+            if attempt % 2 == 0 {
+                let reply = ana
+                    .send(
+                        Method::POST,
+                        "/v1/rooms/open-room/messages",
+                        Some(&json!({"body": "sent once, retried"})),
+                        &[("Idempotency-Key", "retried")],
+                    )
+                    .await;
+                (
+                    true,
+                    reply.status.as_u16(),
+                    reply.body["id"].as_i64().unwrap(),
+                )
+            } else {
+                let reply = ana
+                    .post(
+                        "/v1/rooms/open-room/messages",
+                        json!({"body": format!("plain post {attempt}")}),
+                    )
+                    .await
+                    .expect(201);
+                (
+                    false,
+                    reply.status.as_u16(),
+                    reply.body["id"].as_i64().unwrap(),
+                )
+            }
+        }));
+    }
+    let mut keyed = Vec::new();
+    let mut plain = Vec::new();
+    for send in sends {
+        let (with_key, status, id) = send.await.unwrap();
+        if with_key {
+            keyed.push((status, id));
+        } else {
+            plain.push(id);
+        }
+    }
+    let created: Vec<_> = keyed.iter().filter(|(status, _)| *status == 201).collect();
+    assert_eq!(
+        created.len(),
+        1,
+        "one retry stores it, the others find it: {keyed:?}"
+    );
+    let id = created[0].1;
+    assert!(
+        keyed
+            .iter()
+            .all(|(status, found)| *found == id && matches!(status, 200 | 201))
+    );
+    let page = ana
+        .get("/v1/rooms/open-room/messages?limit=100")
+        .await
+        .expect(200)
+        .body;
+    let mut stored: Vec<i64> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["id"].as_i64().unwrap())
+        .collect();
+    plain.push(id);
+    plain.sort_unstable();
+    stored.sort_unstable();
+    assert_eq!(
+        stored, plain,
+        "every plain post and the keyed one, each once"
+    );
+}
+
 /// Reads server-sent message events until `count` arrived or 10 s passed; each with its
 /// message id (the first part of the event id).
 async fn read_events(

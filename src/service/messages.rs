@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::WriteAccess;
-use super::access::{Remembered, Source, rights_in_room, room_access};
+use super::access::{Remembered, RoomAccess, Source, rights_in_room, room_access};
 use super::compliance::{capture, capturing as compliance_capturing, record, refuse_if_held};
 use super::hub::LogBatch;
 use super::{Caller, Result, Service, ServiceError, caller_principal, require_admin};
@@ -20,7 +20,7 @@ use crate::domain::access::{self, PostRefusal};
 use crate::domain::audit::AuditAction;
 use crate::domain::compliance::HeldAct;
 use crate::domain::{ComplianceEventType, Kind};
-use crate::store::{MessageQuery, MessageRow, NewComplianceEvent, RoomChangeRow};
+use crate::store::{MessageQuery, MessageRow, NewComplianceEvent, NewMessage, RoomChangeRow};
 
 /// Longest message text, in characters.
 pub const MAX_MESSAGE_LEN: usize = 16_384;
@@ -165,15 +165,15 @@ enum PostFailure {
 }
 use PostFailure::{Refused, WriteFailed};
 
-/// The error of a group's transaction, for each post of the group: busy stays busy (the
-/// client may retry), anything else is internal.
-fn clone_store_error(error: &ServiceError) -> ServiceError {
+/// The error of one store call made for several requests, for each of them (`what` says what
+/// failed): busy stays busy (the client may retry), anything else is internal.
+pub(super) fn shared_failure(error: &ServiceError, what: &str) -> ServiceError {
     match error {
         ServiceError::Store(crate::store::StoreError::Busy(_)) => ServiceError::Conflict {
             code: ErrorCode::Busy,
             message: "the database is busy; try again".to_owned(),
         },
-        other => ServiceError::internal(format!("the post was not stored: {other}")),
+        other => ServiceError::internal(format!("{what}: {other}")),
     }
 }
 
@@ -280,6 +280,148 @@ impl TryFrom<crate::api::wire::RemoveRequest> for RemoveFilter {
     }
 }
 
+/// The write transaction of a group of posts, with what its posts read so far.
+struct GroupTx<'t> {
+    tx: &'t mut crate::store::Tx,
+    remembered: Remembered,
+    /// Whether compliance captures posts, read once per group.
+    capturing: Option<bool>,
+}
+
+impl GroupTx<'_> {
+    /// The room the post goes to, if the rules let the caller post in it; nothing written.
+    async fn judge(&mut self, post: &PendingPost) -> Result<RoomAccess> {
+        let (caller, room_name) = (&post.caller, post.room.as_str());
+        caller_principal(caller)?;
+        let access = room_access(
+            &mut Source::Remembering(self.tx, &mut self.remembered),
+            caller,
+            room_name,
+        )
+        .await?;
+        if let Err(refusal) = access::may_post(access.rights, &access.room) {
+            let message = match refusal {
+                PostRefusal::Disabled => {
+                    format!("room `{room_name}` is disabled: nobody posts in it")
+                }
+                PostRefusal::NotMember => format!("only members post in room `{room_name}`"),
+                PostRefusal::NotPresenter => {
+                    format!("room `{room_name}` is an auditorium: only its presenters post")
+                }
+            };
+            return Err(ServiceError::Forbidden { message });
+        }
+        Ok(access)
+    }
+
+    async fn capturing(&mut self) -> Result<bool> {
+        if let Some(on) = self.capturing {
+            return Ok(on);
+        }
+        let on = compliance_capturing(self.tx).await?;
+        self.capturing = Some(on);
+        Ok(on)
+    }
+
+    /// Stores the accepted posts waiting (one multi-row insert, and one for their compliance
+    /// capture) and fills in their outcomes; none wait afterwards.
+    async fn store(
+        &mut self,
+        group: &[PendingPost],
+        accepted: &mut Vec<(usize, RoomAccess)>,
+        outcomes: &mut [Option<Result<(Message, bool)>>],
+    ) -> Result<()> {
+        if accepted.is_empty() {
+            return Ok(());
+        }
+        let posted_at = clock::now();
+        let authors: Vec<String> = accepted
+            .iter()
+            .map(|(index, _)| author_of(&group[*index].caller))
+            .collect::<Result<_>>()?;
+        let new: Vec<NewMessage<'_>> = accepted
+            .iter()
+            .zip(&authors)
+            .map(|((index, access), author)| NewMessage {
+                room_id: access.id,
+                author,
+                body: &group[*index].body,
+                posted_at: &posted_at,
+                in_history: access.category.chat_history,
+            })
+            .collect();
+        let rows = self.tx.insert_messages(&new).await?;
+        if self.capturing().await? {
+            let events: Vec<NewComplianceEvent<'_>> = rows
+                .iter()
+                .zip(accepted.iter())
+                .map(|(row, (_, access))| chat_event(access, row))
+                .collect();
+            self.tx
+                .insert_compliance_events(&events, &clock::now())
+                .await?;
+        }
+        for (row, (index, access)) in rows.into_iter().zip(accepted.drain(..)) {
+            outcomes[index] = Some(Ok((Message::from_row(row, &access.room.name), true)));
+        }
+        Ok(())
+    }
+
+    /// Stores a post with an idempotency key, unless the key finds the message it stored
+    /// before.
+    async fn store_keyed(
+        &mut self,
+        post: &PendingPost,
+        access: RoomAccess,
+    ) -> std::result::Result<(Message, bool), PostFailure> {
+        let written = |error: crate::store::StoreError| WriteFailed(ServiceError::from(error));
+        let author = author_of(&post.caller).map_err(Refused)?;
+        let (row, fresh) = self
+            .tx
+            .insert_message(
+                access.id,
+                &author,
+                &post.body,
+                &clock::now(),
+                access.category.chat_history,
+                post.idempotency_key.as_deref(),
+            )
+            .await
+            .map_err(written)?;
+        if !fresh && (row.room_id != access.id || row.body != post.body) {
+            // Nothing was written: the key found the message stored the first time.
+            return Err(Refused(ServiceError::Conflict {
+                code: ErrorCode::IdempotencyKeyReused,
+                message: "this Idempotency-Key was used for another message".to_owned(),
+            }));
+        }
+        if fresh && self.capturing().await.map_err(WriteFailed)? {
+            self.tx
+                .insert_compliance_event(&chat_event(&access, &row), &clock::now())
+                .await
+                .map_err(written)?;
+        }
+        Ok((Message::from_row(row, &access.room.name), fresh))
+    }
+}
+
+/// The principal a caller posts as.
+fn author_of(caller: &Caller) -> Result<String> {
+    Ok(caller_principal(caller)?.to_string())
+}
+
+/// The compliance event of a stored chat message.
+fn chat_event<'r>(access: &'r RoomAccess, row: &'r MessageRow) -> NewComplianceEvent<'r> {
+    NewComplianceEvent {
+        event_type: ComplianceEventType::Chat,
+        room_id: access.id,
+        room_name: &access.room.name,
+        sender: &row.author,
+        content: &row.body,
+        message_id: Some(row.id),
+    }
+}
+
 impl Service {
     /// Posts a message as the caller.
     ///
@@ -367,105 +509,62 @@ impl Service {
         let failed_all = |error: &ServiceError| -> Vec<Result<(Message, bool)>> {
             group
                 .iter()
-                .map(|_| Err(clone_store_error(error)))
+                .map(|_| Err(shared_failure(error, "the post was not stored")))
                 .collect()
         };
         let mut tx = match self.store().begin(WriteAccess::new()).await {
             Ok(tx) => tx,
             Err(error) => return failed_all(&ServiceError::from(error)),
         };
-        let mut outcomes = Vec::with_capacity(group.len());
-        let mut remembered = Remembered::default();
-        let mut capturing = None;
+        let mut group_tx = GroupTx {
+            tx: &mut tx,
+            remembered: Remembered::default(),
+            capturing: None,
+        };
+        let mut outcomes: Vec<Option<Result<(Message, bool)>>> = Vec::with_capacity(group.len());
+        // The posts judged and waiting for one multi-row insert, by their place in the group.
+        let mut accepted: Vec<(usize, RoomAccess)> = Vec::with_capacity(group.len());
         for post in group {
-            match self
-                .post_in(&mut tx, &mut remembered, &mut capturing, post)
-                .await
-            {
-                Ok(outcome) => outcomes.push(Ok(outcome)),
-                Err(Refused(refusal)) => outcomes.push(Err(refusal)),
+            let judged = group_tx.judge(post).await;
+            let written = match judged {
+                Err(refusal) => {
+                    outcomes.push(Some(Err(refusal)));
+                    continue;
+                }
+                Ok(access) if post.idempotency_key.is_none() => {
+                    accepted.push((outcomes.len(), access));
+                    outcomes.push(None);
+                    continue;
+                }
+                // A key looks for an earlier post with it, this group's included: those
+                // waiting go in first.
+                Ok(access) => match group_tx.store(group, &mut accepted, &mut outcomes).await {
+                    Ok(()) => group_tx.store_keyed(post, access).await,
+                    Err(error) => Err(WriteFailed(error)),
+                },
+            };
+            match written {
+                Ok(outcome) => outcomes.push(Some(Ok(outcome))),
+                Err(Refused(refusal)) => outcomes.push(Some(Err(refusal))),
                 // The transaction may hold part of this post: none of the group is kept.
                 Err(WriteFailed(error)) => return failed_all(&error),
             }
+        }
+        if let Err(error) = group_tx.store(group, &mut accepted, &mut outcomes).await {
+            return failed_all(&error);
         }
         if let Err(error) = tx.commit().await {
             return failed_all(&ServiceError::from(error));
         }
         outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| Err(ServiceError::internal("a post was not stored")))
+            })
+            .collect()
     }
 
-    /// One post, inside the poster's transaction: refused before it writes, or written.
-    async fn post_in(
-        &self,
-        tx: &mut crate::store::Tx,
-        remembered: &mut Remembered,
-        capturing: &mut Option<bool>,
-        post: &PendingPost,
-    ) -> std::result::Result<(Message, bool), PostFailure> {
-        let (caller, room_name, body) = (&post.caller, post.room.as_str(), post.body.as_str());
-        let principal = caller_principal(caller).map_err(Refused)?.clone();
-        let access = room_access(&mut Source::Remembering(tx, remembered), caller, room_name)
-            .await
-            .map_err(Refused)?;
-        if let Err(refusal) = access::may_post(access.rights, &access.room) {
-            let message = match refusal {
-                PostRefusal::Disabled => {
-                    format!("room `{room_name}` is disabled: nobody posts in it")
-                }
-                PostRefusal::NotMember => format!("only members post in room `{room_name}`"),
-                PostRefusal::NotPresenter => {
-                    format!("room `{room_name}` is an auditorium: only its presenters post")
-                }
-            };
-            return Err(Refused(ServiceError::Forbidden { message }));
-        }
-        let written = |error: crate::store::StoreError| WriteFailed(ServiceError::from(error));
-        let (row, fresh) = tx
-            .insert_message(
-                access.id,
-                &principal.to_string(),
-                body,
-                &clock::now(),
-                access.category.chat_history,
-                post.idempotency_key.as_deref(),
-            )
-            .await
-            .map_err(written)?;
-        if !fresh && (row.room_id != access.id || row.body != body) {
-            // Nothing was written: the key found the message stored the first time.
-            return Err(Refused(ServiceError::Conflict {
-                code: ErrorCode::IdempotencyKeyReused,
-                message: "this Idempotency-Key was used for another message".to_owned(),
-            }));
-        }
-        if fresh {
-            let on = if let Some(on) = *capturing {
-                on
-            } else {
-                let on = compliance_capturing(tx).await.map_err(WriteFailed)?;
-                *capturing = Some(on);
-                on
-            };
-            if on {
-                tx.insert_compliance_event(
-                    &NewComplianceEvent {
-                        event_type: ComplianceEventType::Chat,
-                        room_id: access.id,
-                        room_name: &access.room.name,
-                        sender: &row.author,
-                        content: &row.body,
-                        message_id: Some(row.id),
-                    },
-                    &clock::now(),
-                )
-                .await
-                .map_err(written)?;
-            }
-        }
-        Ok((Message::from_row(row, &access.room.name), fresh))
-    }
-
-    /// Reads a page of a room's history; members (and administrators) only.
+    /// Reads a page of a room's history; members (and administrators) only.    /// Reads a page of a room's history; members (and administrators) only.
     pub async fn messages(
         &self,
         caller: &Caller,

@@ -180,6 +180,8 @@ pub struct Service {
     posts: std::sync::Arc<messages::PostQueue>,
     /// The rooms the node's live streams judge, loaded once per generation for all of them.
     stream_rooms: std::sync::Arc<messages::StreamRooms>,
+    /// The node's token lookups, read together.
+    token_lookups: std::sync::Arc<tokens::TokenLookups>,
 }
 
 /// How often a live stream reads the database unasked, when this node hears the other nodes'
@@ -211,6 +213,7 @@ impl Service {
             hub: std::sync::Arc::default(),
             posts: std::sync::Arc::default(),
             stream_rooms: std::sync::Arc::default(),
+            token_lookups: std::sync::Arc::default(),
         }
     }
 

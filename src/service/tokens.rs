@@ -43,6 +43,41 @@ impl LastUse {
     }
 }
 
+/// The largest number of token lookups read together.
+const LOOKUPS_PER_READ: usize = 256;
+
+/// One request's wish to know its token.
+struct Lookup {
+    hash: String,
+    reply: tokio::sync::oneshot::Sender<Result<Option<TokenRow>>>,
+}
+
+/// The node's token lookups, read together by its one looker: the requests that arrive at the
+/// same moment cost one read of the database, not one each. Each is read after it was asked,
+/// so a token revoked before the request arrived is found revoked, as by a read of its own.
+pub(super) struct TokenLookups {
+    sender: tokio::sync::mpsc::Sender<Lookup>,
+    receiver: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Lookup>>>,
+    started: std::sync::Once,
+}
+
+impl Default for TokenLookups {
+    fn default() -> TokenLookups {
+        let (sender, receiver) = tokio::sync::mpsc::channel(4 * LOOKUPS_PER_READ);
+        TokenLookups {
+            sender,
+            receiver: std::sync::Mutex::new(Some(receiver)),
+            started: std::sync::Once::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for TokenLookups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenLookups")
+    }
+}
+
 fn info(row: &TokenRow) -> TokenInfo {
     TokenInfo {
         id: token_id(&row.hash).to_owned(),
@@ -63,7 +98,7 @@ impl Service {
     /// [`Service::authenticate`] by the token's hash (a session keeps only the hash).
     pub(super) async fn authenticate_hash(&self, hash: &str) -> Result<Option<Caller>> {
         let hash = hash.to_owned();
-        let Some(row) = self.store.token(&hash).await? else {
+        let Some(row) = self.look_up_token(&hash).await? else {
             return Ok(None);
         };
         let now = clock::now();
@@ -88,6 +123,58 @@ impl Service {
             token_hash: Some(hash),
             session_hash: None,
         }))
+    }
+
+    /// The token with this hash, read with the lookups of the requests beside this one.
+    async fn look_up_token(&self, hash: &str) -> Result<Option<TokenRow>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let lookup = Lookup {
+            hash: hash.to_owned(),
+            reply,
+        };
+        if self.token_lookups.sender.send(lookup).await.is_err() {
+            return Err(ServiceError::internal("the node's token looker stopped"));
+        }
+        self.token_lookups.started.call_once(|| {
+            let taken = self
+                .token_lookups
+                .receiver
+                .lock()
+                .ok()
+                .and_then(|mut receiver| receiver.take());
+            if let Some(waiting) = taken {
+                tokio::spawn(self.clone().look_up_tokens(waiting));
+            }
+        });
+        answer
+            .await
+            .unwrap_or_else(|_| Err(ServiceError::internal("the node's token looker stopped")))
+    }
+
+    /// The node's looker: reads the lookups waiting at once (as many as [`LOOKUPS_PER_READ`])
+    /// in one statement and answers each.
+    async fn look_up_tokens(self, mut waiting: tokio::sync::mpsc::Receiver<Lookup>) {
+        let mut lookups: Vec<Lookup> = Vec::with_capacity(LOOKUPS_PER_READ);
+        while waiting.recv_many(&mut lookups, LOOKUPS_PER_READ).await > 0 {
+            let mut hashes: Vec<&str> = lookups.iter().map(|lookup| lookup.hash.as_str()).collect();
+            hashes.sort_unstable();
+            hashes.dedup();
+            let found = self
+                .store
+                .tokens_by_hash(&hashes)
+                .await
+                .map_err(ServiceError::from);
+            for lookup in lookups.drain(..) {
+                let answer = match &found {
+                    Ok(rows) => Ok(rows.iter().find(|row| row.hash == lookup.hash).cloned()),
+                    Err(error) => Err(super::messages::shared_failure(
+                        error,
+                        "the token was not read",
+                    )),
+                };
+                let _ = lookup.reply.send(answer);
+            }
+        }
     }
 
     /// The expiry of the token with this hash if it still works (`Some(None)`: it never

@@ -3,7 +3,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{AdvisoryLock, Backend, Store, StoreError, Tx};
+use super::messages::{MESSAGES_PER_INSERT, push_placeholders};
+use super::{Backend, Store, StoreError, Tx};
 use crate::domain::{ComplianceEventType, Hold, Kind};
 
 /// One event compliance keeps.
@@ -104,11 +105,7 @@ impl Tx {
         event: &NewComplianceEvent<'_>,
         at: &str,
     ) -> Result<(), StoreError> {
-        if self.backend == Backend::Postgres {
-            sqlx::query(&AdvisoryLock::MessageIds.transaction_lock_sql())
-                .fetch_one(&mut *self.inner)
-                .await?;
-        }
+        self.take_message_id_turn().await?;
         sqlx::query(
             "INSERT INTO compliance_events (event_type, room_id, room_name, sender, content, message_id, at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -122,6 +119,38 @@ impl Tx {
         .bind(at)
         .execute(&mut *self.inner)
         .await?;
+        Ok(())
+    }
+
+    /// Stores several compliance events happening `at`, in one statement per
+    /// [`MESSAGES_PER_INSERT`], with ids in the order given.
+    pub async fn insert_compliance_events(
+        &mut self,
+        events: &[NewComplianceEvent<'_>],
+        at: &str,
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.take_message_id_turn().await?;
+        for chunk in events.chunks(MESSAGES_PER_INSERT) {
+            let mut sql = String::from(
+                "INSERT INTO compliance_events (event_type, room_id, room_name, sender, content, message_id, at) VALUES ",
+            );
+            push_placeholders(&mut sql, chunk.len(), 7);
+            let mut statement = sqlx::query(&sql);
+            for event in chunk {
+                statement = statement
+                    .bind(event.event_type.as_str())
+                    .bind(event.room_id)
+                    .bind(event.room_name)
+                    .bind(event.sender)
+                    .bind(event.content)
+                    .bind(event.message_id)
+                    .bind(at);
+            }
+            statement.execute(&mut *self.inner).await?;
+        }
         Ok(())
     }
 

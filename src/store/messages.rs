@@ -45,6 +45,35 @@ pub struct RoomChangeRow {
     pub changed_at: String,
 }
 
+/// A message to store with [`Tx::insert_messages`]: its id and time come from the store.
+#[derive(Clone, Copy, Debug)]
+pub struct NewMessage<'a> {
+    pub room_id: i64,
+    pub author: &'a str,
+    pub body: &'a str,
+    pub posted_at: &'a str,
+    pub in_history: bool,
+}
+
+/// Rows per statement of a multi-row insert: far below both backends' limit on bound values
+/// (SQLite 32,766, PostgreSQL 65,535), and a group of posts in one or two statements.
+pub(crate) const MESSAGES_PER_INSERT: usize = 256;
+
+/// Appends `(?, ?, ...), (...)` for `rows` rows of `columns` values, numbered `$1` on.
+pub(crate) fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
+    use std::fmt::Write as _;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "${}", row * columns + column + 1);
+        }
+        sql.push(')');
+    }
+}
+
 const MESSAGE_COLUMNS: &str =
     "id, room_id, author, body, posted_at, in_history, replaced, idempotency_key";
 
@@ -262,15 +291,7 @@ impl Tx {
         in_history: bool,
         idempotency_key: Option<&str>,
     ) -> Result<(MessageRow, bool), StoreError> {
-        if self.backend == Backend::Postgres {
-            // PostgreSQL hands out ids before commit, so concurrent posts could commit out of
-            // id order and a live stream reading "after id N" would skip one. Posts take turns
-            // for the moment of their insert and commit instead; SQLite's single writer
-            // already does.
-            sqlx::query(&AdvisoryLock::MessageIds.transaction_lock_sql())
-                .fetch_one(&mut *self.inner)
-                .await?;
-        }
+        self.take_message_id_turn().await?;
         self.wakes_streams = true;
         if let Some(key) = idempotency_key {
             let existing = sqlx::query(&format!(
@@ -299,6 +320,58 @@ impl Tx {
         Ok((message_from_row(&row)?, true))
     }
 
+    /// Stores new messages in one statement per [`MESSAGES_PER_INSERT`], with ids in the order
+    /// given (the transaction holds the turn for ids), and returns their rows in that order.
+    pub async fn insert_messages(
+        &mut self,
+        messages: &[NewMessage<'_>],
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.take_message_id_turn().await?;
+        self.wakes_streams = true;
+        let mut stored = Vec::with_capacity(messages.len());
+        for chunk in messages.chunks(MESSAGES_PER_INSERT) {
+            let mut sql = String::from(
+                "INSERT INTO messages (room_id, author, body, posted_at, in_history) VALUES ",
+            );
+            push_placeholders(&mut sql, chunk.len(), 5);
+            sql.push_str(" RETURNING ");
+            sql.push_str(MESSAGE_COLUMNS);
+            let mut statement = sqlx::query(&sql);
+            for message in chunk {
+                statement = statement
+                    .bind(message.room_id)
+                    .bind(message.author)
+                    .bind(message.body)
+                    .bind(message.posted_at)
+                    .bind(i64::from(message.in_history));
+            }
+            let rows = statement.fetch_all(&mut *self.inner).await?;
+            // RETURNING promises no order; the ids were handed out in the order of the rows.
+            let mut rows = rows
+                .iter()
+                .map(message_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.sort_by_key(|row| row.id);
+            let matches = rows.len() == chunk.len()
+                && rows.iter().zip(chunk).all(|(row, message)| {
+                    row.room_id == message.room_id
+                        && row.author == message.author
+                        && row.body == message.body
+                });
+            if !matches {
+                return Err(StoreError::Inconsistent(
+                    "the ids of a multi-row message insert are not in the order of its rows"
+                        .to_owned(),
+                ));
+            }
+            stored.extend(rows);
+        }
+        Ok(stored)
+    }
+
     /// Stores messages as they were elsewhere, ids and times included (import, seeding).
     pub async fn insert_messages_exact(
         &mut self,
@@ -309,23 +382,7 @@ impl Tx {
             let mut sql = String::from(
                 "INSERT INTO messages (id, room_id, author, body, posted_at, in_history, replaced, idempotency_key) VALUES ",
             );
-            for index in 0..chunk.len() {
-                let base = index * 8;
-                if index > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    base + 1,
-                    base + 2,
-                    base + 3,
-                    base + 4,
-                    base + 5,
-                    base + 6,
-                    base + 7,
-                    base + 8
-                ));
-            }
+            push_placeholders(&mut sql, chunk.len(), 8);
             let mut statement = sqlx::query(&sql);
             for message in chunk {
                 statement = statement

@@ -44,6 +44,9 @@ pub enum StoreError {
     Other(#[source] sqlx::Error),
     #[error("{0}")]
     Unsupported(String),
+    /// The database answered what Perch cannot square with what it asked.
+    #[error("the database answered inconsistently: {0}")]
+    Inconsistent(String),
     #[error("stored {kind} `{name}` is unreadable: {message}")]
     Corrupt {
         kind: Kind,
@@ -209,7 +212,7 @@ pub use audit::{AuditQuery, AuditRow};
 pub use backup::{Cell, ColumnType, Snapshot, Table};
 pub use compliance::{ComplianceEventRow, NewComplianceEvent};
 pub use leases::{Checkpoint, LockRow};
-pub use messages::{MessageQuery, MessageRow, RoomChangeRow};
+pub use messages::{MessageQuery, MessageRow, NewMessage, RoomChangeRow};
 pub use objects::{ObjectRow, ObjectWrite, RoomScan};
 pub use sessions::{AppliedRow, SessionRow};
 pub use tokens::TokenRow;
@@ -244,6 +247,9 @@ pub struct Tx {
     /// Set by every insert a live stream reads (a message, a room change); with
     /// `changes_access`, [`Tx::commit`] then tells the other nodes (PostgreSQL).
     wakes_streams: bool,
+    /// This transaction holds the turn for message ids (PostgreSQL): see
+    /// [`Tx::take_message_id_turn`].
+    holds_message_id_turn: bool,
 }
 
 /// The PostgreSQL channel on which a commit that live streams care about is announced: a
@@ -277,12 +283,17 @@ impl Store {
         } else {
             None
         };
-        let connect_url = match backend {
-            Backend::Sqlite if !url.contains("mode=") => {
-                let separator = if url.contains('?') { '&' } else { '?' };
-                format!("{url}{separator}mode=rwc")
+        let (connect_url, synchronous) = match backend {
+            Backend::Sqlite => {
+                let (url, synchronous) = sqlite_synchronous(url)?;
+                if url.contains("mode=") {
+                    (url, synchronous)
+                } else {
+                    let separator = if url.contains('?') { '&' } else { '?' };
+                    (format!("{url}{separator}mode=rwc"), synchronous)
+                }
             }
-            _ => url.to_owned(),
+            Backend::Postgres => (url.to_owned(), SqliteSynchronous::Normal),
         };
         let open_error = |source| StoreError::Open {
             url: url.to_owned(),
@@ -299,10 +310,15 @@ impl Store {
                         // WAL lets readers run beside the writer; NORMAL syncs the WAL at
                         // checkpoints rather than every commit. A crash of the process loses
                         // nothing; a power cut may lose the last commits, never corrupt.
+                        // `?synchronous=full` syncs every commit.
                         connection
                             .execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                                format!(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
+                                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                                    synchronous.pragma()
+                                )
+                                .as_str(),
                             )
                             .await?;
                     }
@@ -310,7 +326,10 @@ impl Store {
                 })
             });
         let pool_options = match backend {
-            Backend::Sqlite => pool_options.max_connections(4),
+            // A SQLite connection is a file handle in this process: nothing on the way can
+            // break it, and the ping sqlx sends before handing one out cost a round trip to
+            // its worker thread (two context switches) for every statement on the pool.
+            Backend::Sqlite => pool_options.max_connections(4).test_before_acquire(false),
             Backend::Postgres => pool_options.max_connections(16),
         };
         let pool = pool_options
@@ -468,6 +487,7 @@ impl Store {
             backend: self.backend,
             changes_access: false,
             wakes_streams: false,
+            holds_message_id_turn: false,
         })
     }
 
@@ -490,6 +510,56 @@ impl Store {
             .await?;
         Ok(row.try_get(0)?)
     }
+}
+
+/// How often SQLite syncs its write-ahead log to disk: `?synchronous=normal` (the default) or
+/// `?synchronous=full` in a SQLite URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SqliteSynchronous {
+    /// At checkpoints: a power cut may lose the last commits.
+    Normal,
+    /// At every commit.
+    Full,
+}
+
+impl SqliteSynchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            SqliteSynchronous::Normal => "NORMAL",
+            SqliteSynchronous::Full => "FULL",
+        }
+    }
+}
+
+/// The SQLite URL without Perch's own `synchronous` parameter, and the level it asks for.
+fn sqlite_synchronous(url: &str) -> Result<(String, SqliteSynchronous), StoreError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), SqliteSynchronous::Normal));
+    };
+    let mut synchronous = SqliteSynchronous::Normal;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("synchronous", value)) => {
+                synchronous = match value.to_ascii_lowercase().as_str() {
+                    "normal" => SqliteSynchronous::Normal,
+                    "full" => SqliteSynchronous::Full,
+                    _ => {
+                        return Err(StoreError::Unsupported(format!(
+                            "synchronous={value} in the database URL: use synchronous=normal or synchronous=full"
+                        )));
+                    }
+                }
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, synchronous))
 }
 
 /// Creates a SQLite database file readable by its owner only (0600), before SQLite creates it
@@ -541,6 +611,21 @@ impl Tx {
                 .await?;
         }
         self.inner.commit().await?;
+        Ok(())
+    }
+
+    /// Takes the turn for message and compliance-event ids until this transaction ends, once
+    /// however many inserts it makes. PostgreSQL hands out ids before commit, so concurrent
+    /// inserts could commit out of id order and a live stream reading "after id N" would skip
+    /// one; the writers of those ids take turns for the moment of their inserts and commit
+    /// instead. SQLite's single writer already does.
+    pub(crate) async fn take_message_id_turn(&mut self) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres && !self.holds_message_id_turn {
+            sqlx::query(&AdvisoryLock::MessageIds.transaction_lock_sql())
+                .fetch_one(&mut *self.inner)
+                .await?;
+            self.holds_message_id_turn = true;
+        }
         Ok(())
     }
 
@@ -613,5 +698,51 @@ impl Store {
             .await?
             .try_get(0)?;
         Ok((objects, messages))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_synchronous_parameter_is_perchs_and_leaves_the_rest_to_sqlite() {
+        let cases = [
+            "sqlite:perch.db",
+            "sqlite:perch.db?synchronous=full",
+            "sqlite:perch.db?mode=ro&synchronous=FULL&cache=shared",
+            "sqlite:perch.db?synchronous=normal",
+            "sqlite:perch.db?synchronous=off",
+        ];
+        let read: Vec<String> = cases
+            .iter()
+            .map(|url| match sqlite_synchronous(url) {
+                Ok((url, level)) => format!("{url} {level:?}"),
+                Err(error) => format!("error: {error}"),
+            })
+            .collect();
+        expect_test::expect![[
+            "
+            sqlite:perch.db Normal
+            sqlite:perch.db Full
+            sqlite:perch.db?mode=ro&cache=shared Full
+            sqlite:perch.db Normal
+            error: synchronous=off in the database URL: use synchronous=normal or synchronous=full"
+        ]]
+        .assert_eq(&read.join("\n"));
+    }
+
+    #[tokio::test]
+    async fn a_full_url_syncs_every_commit() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}/full.db?synchronous=full", dir.path().display());
+        let store = Store::open(&url).await.expect("store");
+        let row = sqlx::query("PRAGMA synchronous")
+            .fetch_one(&store.pool)
+            .await
+            .expect("pragma");
+        // 2 is FULL, 1 NORMAL.
+        assert_eq!(row.try_get::<i64, _>(0).expect("level"), 2);
+        store.close().await;
     }
 }

@@ -42,6 +42,26 @@ impl Store {
         row.as_ref().map(token_from_row).transpose()
     }
 
+    /// The tokens with these hashes (those that exist), in one read per 500.
+    pub async fn tokens_by_hash(&self, hashes: &[&str]) -> Result<Vec<TokenRow>, StoreError> {
+        let mut found = Vec::with_capacity(hashes.len());
+        for chunk in hashes.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash IN ({})",
+                placeholders.join(", ")
+            );
+            let mut statement = sqlx::query(&sql);
+            for hash in chunk {
+                statement = statement.bind(*hash);
+            }
+            for row in statement.fetch_all(&self.pool).await? {
+                found.push(token_from_row(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
     /// Every token, oldest first.
     pub async fn all_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
         let rows = sqlx::query(&format!(

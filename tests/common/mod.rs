@@ -141,6 +141,18 @@ impl TestServer {
     }
 
     /// Stops the server with SIGTERM and waits for it to exit.
+    /// The CPU time the server process used so far (user and system), where `/proc` tells.
+    #[allow(dead_code, reason = "benchmarks only")]
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // The fields after the command name (which may hold spaces) close with `)`.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // The kernel counts in USER_HZ, 100 on Linux.
+        Some(Duration::from_millis(ticks * 10))
+    }
+
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
