@@ -59,7 +59,9 @@ config.update({
 })
 yaml.safe_dump(config, open(path, "w"))
 PY
-"$venv/bin/python" -m synapse.app.homeserver -c "$data/homeserver.yaml" >"$data/synapse.out" 2>&1 &
+# From its data directory: its generated log configuration writes homeserver.log there.
+(cd "$data" && exec "$venv/bin/python" -m synapse.app.homeserver -c homeserver.yaml) \
+    >"$data/synapse.out" 2>&1 &
 synapse_pid=$!
 base="http://127.0.0.1:$port"
 for _ in $(seq 1 120); do

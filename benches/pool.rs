@@ -1,0 +1,491 @@
+//! The original's pool on one machine: `perch serve` nodes (4) on one PostgreSQL, a live stream
+//! per user (60,000 in all, spread evenly over the nodes by client processes: one process may
+//! hold at most 20,000 open files here), 33,077 rooms (one of them of 16,000 members through two
+//! groups, the others of one or two), and for 60 s 24 posts a second (one of them in the big
+//! room) and 10 joins a second (a room's live stream opened, which compliance records, and
+//! closed 5 s later), each through a node picked in turn. Prints p50/p99/max from post to
+//! arrival on every member's stream, deliveries expected and arrived (nothing may be lost),
+//! and each node's memory.
+//!
+//! Run: `PERCH_TEST_BACKEND=postgres cargo bench --bench pool` (`PERCH_BENCH_STREAMS`,
+//! `PERCH_BENCH_ROOMS`, `PERCH_BENCH_SECONDS`, `PERCH_BENCH_NODES` to resize). The bench runs
+//! itself as the client processes (`PERCH_POOL_CLIENT`).
+
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "benchmark figures: counts and percentile indices are small and positive"
+)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use perch::domain::Kind;
+use perch::service::{Caller, Object, Ownership, Role, Service};
+use perch::store::Store;
+use serde_json::json;
+
+const BIG_ROOM_MEMBERS: usize = 16_000;
+const POSTS_PER_SECOND: u64 = 24;
+const JOINS_PER_SECOND: u64 = 10;
+/// How long a joined room stream stays open.
+const JOIN_HELD: Duration = Duration::from_secs(5);
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_micros() as u64)
+}
+
+/// Raises this process's soft limit of open files to its hard limit (children inherit it).
+fn raise_open_files() -> u64 {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit);
+            return limit.rlim_cur;
+        }
+    }
+    0
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix("VmRSS:").and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+            })
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn percentile(sorted: &[u64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index] as f64 / 1e3
+}
+
+fn user(index: usize) -> String {
+    format!("sip:user{index}@contoso.com")
+}
+
+/// The users of room `room` (not the big one, room 0): every user whose number is the room's
+/// modulo the number of rooms.
+fn small_room_members(room: usize, rooms: usize, users: usize) -> Vec<usize> {
+    (room..users).step_by(rooms).collect()
+}
+
+fn room_name(room: usize) -> String {
+    format!("room-{room:05}")
+}
+
+/// A small xorshift generator: the same choices every run.
+struct Choices(u64);
+
+impl Choices {
+    fn below(&mut self, bound: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % bound as u64) as usize
+    }
+}
+
+fn main() {
+    if std::env::var_os("PERCH_POOL_CLIENT").is_some() {
+        client();
+        return;
+    }
+    if !common::postgres_wanted() {
+        println!(
+            "the pool bench runs its nodes on PostgreSQL: PERCH_TEST_BACKEND=postgres cargo bench --bench pool"
+        );
+        return;
+    }
+    let users = env_number("PERCH_BENCH_STREAMS", 60_000).max(BIG_ROOM_MEMBERS);
+    let rooms = env_number("PERCH_BENCH_ROOMS", 33_077).max(2);
+    let seconds = env_number("PERCH_BENCH_SECONDS", 60) as u64;
+    let nodes = env_number("PERCH_BENCH_NODES", 4).max(1);
+    let open_files = raise_open_files();
+    let db = common::TestDb::new();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+
+    // The configuration and a token per user, written in process, 16 writers at a time.
+    let started = Instant::now();
+    let tokens: Vec<String> = runtime.block_on(async {
+        let service = Service::new(Store::open(&db.url).await.expect("store"));
+        let admin = Caller::local_operator();
+        let create = |kind: Kind, body: serde_json::Value| {
+            let service = service.clone();
+            let admin = admin.clone();
+            async move {
+                let object = Object::from_json(kind, body).expect("a well-formed object");
+                service
+                    .create(&admin, object, Ownership::Keep)
+                    .await
+                    .expect("created");
+            }
+        };
+        create(
+            Kind::Category,
+            json!({"name": "Pool", "allowedMembers": ["domain:contoso.com"]}),
+        )
+        .await;
+        // Two groups of 8,000: a group holds at most 10,000 members.
+        let half = BIG_ROOM_MEMBERS / 2;
+        for (group, range) in [("big-a", 0..half), ("big-b", half..BIG_ROOM_MEMBERS)] {
+            let members: Vec<String> = range.map(user).collect();
+            create(Kind::Group, json!({"name": group, "members": members})).await;
+        }
+        create(
+            Kind::Room,
+            json!({"name": room_name(0), "category": "Pool", "privacy": "closed", "members": ["group:big-a", "group:big-b"]}),
+        )
+        .await;
+        let mut pending = tokio::task::JoinSet::new();
+        for room in 1..rooms {
+            let members: Vec<String> = small_room_members(room, rooms, users)
+                .into_iter()
+                .map(user)
+                .collect();
+            pending.spawn(create(
+                Kind::Room,
+                json!({"name": room_name(room), "category": "Pool", "privacy": "closed", "members": members}),
+            ));
+            if pending.len() >= 16 {
+                pending.join_next().await;
+            }
+        }
+        while pending.join_next().await.is_some() {}
+        let mut tokens = vec![String::new(); users];
+        let mut issued = tokio::task::JoinSet::new();
+        for index in 0..users {
+            let service = service.clone();
+            issued.spawn(async move {
+                let token = service
+                    .create_token(&user(index), Role::User)
+                    .await
+                    .expect("token");
+                (index, token)
+            });
+            if issued.len() >= 16 {
+                if let Some(Ok((index, token))) = issued.join_next().await {
+                    tokens[index] = token;
+                }
+            }
+        }
+        while let Some(Ok((index, token))) = issued.join_next().await {
+            tokens[index] = token;
+        }
+        service.store().close().await;
+        tokens
+    });
+    let setup = started.elapsed();
+    let admin_token = common::create_token(&db.url, "sip:admin@contoso.com", "admin");
+
+    let servers: Vec<common::TestServer> = (0..nodes)
+        .map(|_| {
+            common::TestServer::start_with(
+                &[
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--db",
+                    &db.url,
+                    "--rate-limit",
+                    "0",
+                ],
+                &[("PERCH_LOG", "error")],
+            )
+            .0
+        })
+        .collect();
+    // Compliance on, as the original's pool ran: every post is captured and every join
+    // recorded (nothing archives them during the run).
+    runtime.block_on(async {
+        servers[0]
+            .client(&admin_token)
+            .put("/v1/compliance", json!({"enabled": true, "adapterOutputDirectory": db.path().join("archive").display().to_string()}))
+            .await
+            .expect(200);
+    });
+    let baseline: Vec<f64> = servers.iter().map(|server| rss_mib(server.pid())).collect();
+
+    // One client process per node, each with the streams of its share of the users.
+    let token_file = db.path().join("tokens.txt");
+    std::fs::write(&token_file, tokens.join("\n")).expect("tokens written");
+    let per_node = users.div_ceil(nodes);
+    let mut children = Vec::new();
+    for (node, server) in servers.iter().enumerate() {
+        let first = node * per_node;
+        let last = ((node + 1) * per_node).min(users);
+        if first >= last {
+            break;
+        }
+        let child = Command::new(std::env::current_exe().expect("this bench"))
+            .env("PERCH_POOL_CLIENT", "1")
+            .env("PERCH_POOL_BASE", &server.base)
+            .env("PERCH_POOL_TOKENS", &token_file)
+            .env("PERCH_POOL_RANGE", format!("{first}..{last}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("a client process");
+        children.push(child);
+    }
+    let mut outputs: Vec<BufReader<std::process::ChildStdout>> = children
+        .iter_mut()
+        .map(|child| BufReader::new(child.stdout.take().expect("stdout")))
+        .collect();
+    let connecting = Instant::now();
+    for output in &mut outputs {
+        let mut line = String::new();
+        output.read_line(&mut line).expect("ready line");
+        assert!(
+            line.starts_with("ready"),
+            "a client did not connect: {line:?}"
+        );
+    }
+    let connected = connecting.elapsed();
+    let idle: Vec<f64> = servers.iter().map(|server| rss_mib(server.pid())).collect();
+
+    // The load: posts and joins, each through the next node.
+    let bases: Vec<String> = servers.iter().map(|server| server.base.clone()).collect();
+    let (posted, expected, joins) = runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let mut choices = Choices(0x9e37_79b9_7f4a_7c15);
+        let mut posting = tokio::time::interval(Duration::from_micros(1_000_000 / POSTS_PER_SECOND));
+        let mut joining = tokio::time::interval(Duration::from_micros(1_000_000 / JOINS_PER_SECOND));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+        let mut sent = tokio::task::JoinSet::new();
+        let (mut posted, mut expected, mut joins) = (0usize, 0usize, 0usize);
+        let mut node = 0;
+        while tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                _ = posting.tick() => {
+                    // One post in 24 goes to the big room.
+                    let (room, author, members) = if posted % 24 == 0 {
+                        (0, choices.below(BIG_ROOM_MEMBERS), BIG_ROOM_MEMBERS)
+                    } else {
+                        let room = 1 + choices.below(rooms - 1);
+                        let members = small_room_members(room, rooms, users);
+                        if members.is_empty() {
+                            continue;
+                        }
+                        (room, members[choices.below(members.len())], members.len())
+                    };
+                    let url = format!("{}/v1/rooms/{}/messages", bases[node % bases.len()], room_name(room));
+                    node += 1;
+                    let request = http
+                        .post(url)
+                        .bearer_auth(&tokens[author])
+                        .json(&json!({"body": format!("pool {posted} {}", unix_micros())}));
+                    sent.spawn(async move {
+                        let reply = request.send().await.expect("post");
+                        assert_eq!(reply.status(), 201, "a post was refused");
+                    });
+                    posted += 1;
+                    expected += members;
+                }
+                _ = joining.tick() => {
+                    let room = 1 + choices.below(rooms - 1);
+                    let members = small_room_members(room, rooms, users);
+                    if members.is_empty() {
+                        continue;
+                    }
+                    let member = members[choices.below(members.len())];
+                    let url = format!("{}/v1/rooms/{}/events", bases[node % bases.len()], room_name(room));
+                    node += 1;
+                    let request = http.get(url).bearer_auth(&tokens[member]);
+                    sent.spawn(async move {
+                        let reply = request.send().await.expect("join");
+                        assert_eq!(reply.status(), 200, "a join was refused");
+                        tokio::time::sleep(JOIN_HELD).await;
+                        drop(reply);
+                    });
+                    joins += 1;
+                }
+            }
+        }
+        while let Some(done) = sent.join_next().await {
+            done.expect("a post or join");
+        }
+        (posted, expected, joins)
+    });
+    let loaded: Vec<f64> = servers.iter().map(|server| rss_mib(server.pid())).collect();
+    // Time for the last posts to arrive, then the clients report.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut latencies: Vec<u64> = Vec::new();
+    for (child, output) in children.iter_mut().zip(&mut outputs) {
+        if let Some(stdin) = child.stdin.as_mut() {
+            let _ = writeln!(stdin, "stop");
+        }
+        let mut line = String::new();
+        output.read_line(&mut line).expect("results line");
+        let results: serde_json::Value = serde_json::from_str(line.trim()).expect("results");
+        for value in results["measured"].as_array().into_iter().flatten() {
+            latencies.push(value.as_u64().unwrap_or(u64::MAX));
+        }
+    }
+    for mut child in children {
+        let _ = child.wait();
+    }
+    latencies.sort_unstable();
+    println!(
+        "the pool: {nodes} nodes on one PostgreSQL, {users} live streams over {nodes} client processes (open-file limit {open_files}), {rooms} rooms (one of {BIG_ROOM_MEMBERS} members)"
+    );
+    println!(
+        "  set-up in process {:.1} s; streams connected in {:.1} s",
+        setup.as_secs_f64(),
+        connected.as_secs_f64()
+    );
+    println!(
+        "  {seconds} s at {POSTS_PER_SECOND} posts/s and {JOINS_PER_SECOND} joins/s: {posted} posts, {joins} joins"
+    );
+    println!(
+        "  post -> arrival on every member's stream: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} of {expected} deliveries arrived",
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0),
+        latencies.len()
+    );
+    for (node, ((before, idle), loaded)) in baseline.iter().zip(&idle).zip(&loaded).enumerate() {
+        println!(
+            "  node {node}: {before:.0} MiB before its streams, {idle:.0} MiB with them idle, {loaded:.0} MiB at the end of the load"
+        );
+    }
+    for mut server in servers {
+        server.stop();
+    }
+}
+
+/// A client process: opens its users' streams, says `ready`, and on `stop` (a line on its
+/// standard input) reports, as one JSON line, the microseconds from post to arrival of every
+/// message its streams received.
+fn client() {
+    let base = std::env::var("PERCH_POOL_BASE").expect("base");
+    let tokens = std::fs::read_to_string(std::env::var("PERCH_POOL_TOKENS").expect("tokens"))
+        .expect("tokens file");
+    let range = std::env::var("PERCH_POOL_RANGE").expect("range");
+    let (first, last) = range.split_once("..").expect("a range");
+    let (first, last): (usize, usize) = (first.parse().unwrap(), last.parse().unwrap());
+    let tokens: Vec<String> = tokens
+        .lines()
+        .skip(first)
+        .take(last - first)
+        .map(str::to_owned)
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (stop_sender, stop) = tokio::sync::watch::channel(false);
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        let _ = stop_sender.send(true);
+    });
+    let results = runtime.block_on(async move {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
+        let mut opened = Vec::with_capacity(tokens.len());
+        let (ready_sender, mut ready) = tokio::sync::mpsc::channel::<()>(tokens.len());
+        for token in tokens {
+            let http = http.clone();
+            let url = format!("{base}/v1/events");
+            let ready_sender = ready_sender.clone();
+            let mut stop = stop.clone();
+            opened.push(tokio::spawn(async move {
+                let mut response = None;
+                for _attempt in 0..50 {
+                    match http.get(&url).bearer_auth(&token).send().await {
+                        Ok(reply) if reply.status() == 200 => {
+                            response = Some(reply);
+                            break;
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
+                }
+                let mut response = response.expect("a live stream opened");
+                let _ = ready_sender.send(()).await;
+                let mut buffer = Vec::new();
+                let mut arrivals: Vec<u64> = Vec::new();
+                loop {
+                    let chunk = tokio::select! {
+                        _ = stop.changed() => break,
+                        chunk = response.chunk() => chunk,
+                    };
+                    let Ok(Some(chunk)) = chunk else {
+                        break;
+                    };
+                    let now = unix_micros();
+                    buffer.extend_from_slice(&chunk);
+                    // Each message's body is `pool NUMBER SENT_MICROS`.
+                    let text = String::from_utf8_lossy(&buffer).into_owned();
+                    let mut consumed = 0;
+                    for (start, _) in text.match_indices("\"body\":\"pool ") {
+                        let rest = &text[start + 13..];
+                        let Some(end) = rest.find('"') else {
+                            break;
+                        };
+                        let sent: u64 = rest[..end]
+                            .split(' ')
+                            .nth(1)
+                            .and_then(|n| n.parse().ok())
+                            .unwrap_or(now);
+                        arrivals.push(now.saturating_sub(sent));
+                        consumed = start + 13 + end;
+                    }
+                    buffer.drain(..consumed.min(buffer.len()));
+                }
+                arrivals
+            }));
+        }
+        drop(ready_sender);
+        let mut count = 0;
+        while ready.recv().await.is_some() {
+            count += 1;
+            if count == opened.len() {
+                break;
+            }
+        }
+        println!("ready {count}");
+        let _ = std::io::stdout().flush();
+        let mut measured = Vec::new();
+        for stream in opened {
+            measured.extend(stream.await.unwrap_or_default());
+        }
+        json!({"measured": measured})
+    });
+    println!("{results}");
+}
