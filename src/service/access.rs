@@ -18,7 +18,9 @@ pub(super) enum Source<'a> {
     Tx(&'a mut Tx),
     /// The write transaction of a group of posts, with what it read so far: the posts of a
     /// group read their room, its category and groups once (the transaction holds them still:
-    /// SQLite's one writer, PostgreSQL's row locks).
+    /// SQLite's one writer, PostgreSQL's shared row locks, which the posters of several nodes
+    /// hold at once: exclusive ones, taken room by room in the order of the posts, let two
+    /// groups each wait for a room the other held).
     Remembering(&'a mut Tx, &'a mut Remembered),
 }
 
@@ -45,7 +47,7 @@ impl Source<'_> {
                 let row = if kind == Kind::Group {
                     tx.read(kind, name).await?
                 } else {
-                    tx.get(kind, name).await?
+                    tx.get_shared(kind, name).await?
                 };
                 remembered.objects.insert(key, row.clone());
                 row

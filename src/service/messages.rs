@@ -527,6 +527,9 @@ impl Service {
         for post in group {
             let judged = group_tx.judge(post).await;
             let written = match judged {
+                // The database failed, not a rule: on PostgreSQL the transaction is aborted
+                // and nothing more of it would go in.
+                Err(error @ ServiceError::Store(_)) => return failed_all(&error),
                 Err(refusal) => {
                     outcomes.push(Some(Err(refusal)));
                     continue;

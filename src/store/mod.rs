@@ -105,6 +105,15 @@ impl Backend {
             Backend::Postgres => " FOR UPDATE",
         }
     }
+
+    /// A lock that holds off every change of the rows read but not other readers with the
+    /// same lock: writers judged on the same rows (posts) never wait for one another.
+    fn share_clause(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR SHARE",
+        }
+    }
 }
 
 /// The PostgreSQL advisory locks Perch takes, each with its key ("perch" in ASCII, then one

@@ -308,6 +308,16 @@ impl Tx {
         get_object(&mut self.inner, kind, name, self.backend.lock_clause()).await
     }
 
+    /// Reads one object and, on PostgreSQL, keeps it from changing until the transaction ends,
+    /// while other transactions may read it the same way.
+    pub async fn get_shared(
+        &mut self,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Option<ObjectRow>, StoreError> {
+        get_object(&mut self.inner, kind, name, self.backend.share_clause()).await
+    }
+
     /// Reads one object without locking it.
     pub async fn read(&mut self, kind: Kind, name: &str) -> Result<Option<ObjectRow>, StoreError> {
         get_object(&mut self.inner, kind, name, "").await
