@@ -398,7 +398,7 @@ fn main() {
         );
     }
     println!(
-        "  post -> arrival on every member's stream: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} of {expected} deliveries arrived",
+        "  post -> arrival on every member's stream: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} of {expected} deliveries arrived before the clients stopped (3 s after the last post)",
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0),
