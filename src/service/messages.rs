@@ -405,6 +405,12 @@ impl GroupTx<'_> {
     }
 }
 
+/// Whether the database failed (the transaction may be aborted), rather than a rule refusing
+/// or a stored object being unreadable (which concerns only the posts to it).
+fn is_database_failure(error: &ServiceError) -> bool {
+    matches!(error, ServiceError::Store(store) if !matches!(store, crate::store::StoreError::Corrupt { .. }))
+}
+
 /// The principal a caller posts as.
 fn author_of(caller: &Caller) -> Result<String> {
     Ok(caller_principal(caller)?.to_string())
@@ -521,34 +527,45 @@ impl Service {
             remembered: Remembered::default(),
             capturing: None,
         };
+        // Every post is judged before anything is written: the row locks judging takes are all
+        // held before the first insert takes the turn for ids (PostgreSQL), so a group never
+        // waits for a row while it holds the turn that other writers wait for.
         let mut outcomes: Vec<Option<Result<(Message, bool)>>> = Vec::with_capacity(group.len());
-        // The posts judged and waiting for one multi-row insert, by their place in the group.
-        let mut accepted: Vec<(usize, RoomAccess)> = Vec::with_capacity(group.len());
+        let mut judged: Vec<Option<RoomAccess>> = Vec::with_capacity(group.len());
         for post in group {
-            let judged = group_tx.judge(post).await;
-            let written = match judged {
+            match group_tx.judge(post).await {
+                Ok(access) => {
+                    judged.push(Some(access));
+                    outcomes.push(None);
+                }
                 // The database failed, not a rule: on PostgreSQL the transaction is aborted
                 // and nothing more of it would go in.
-                Err(error @ ServiceError::Store(_)) => return failed_all(&error),
+                Err(error) if is_database_failure(&error) => return failed_all(&error),
                 Err(refusal) => {
+                    judged.push(None);
                     outcomes.push(Some(Err(refusal)));
-                    continue;
                 }
-                Ok(access) if post.idempotency_key.is_none() => {
-                    accepted.push((outcomes.len(), access));
-                    outcomes.push(None);
-                    continue;
-                }
-                // A key looks for an earlier post with it, this group's included: those
-                // waiting go in first.
-                Ok(access) => match group_tx.store(group, &mut accepted, &mut outcomes).await {
-                    Ok(()) => group_tx.store_keyed(post, access).await,
-                    Err(error) => Err(WriteFailed(error)),
-                },
+            }
+        }
+        // The accepted posts waiting for one multi-row insert, by their place in the group.
+        let mut accepted: Vec<(usize, RoomAccess)> = Vec::with_capacity(group.len());
+        for (index, (post, access)) in group.iter().zip(judged).enumerate() {
+            let Some(access) = access else {
+                continue;
+            };
+            if post.idempotency_key.is_none() {
+                accepted.push((index, access));
+                continue;
+            }
+            // A key looks for an earlier post with it, this group's included: those waiting
+            // go in first.
+            let written = match group_tx.store(group, &mut accepted, &mut outcomes).await {
+                Ok(()) => group_tx.store_keyed(post, access).await,
+                Err(error) => Err(WriteFailed(error)),
             };
             match written {
-                Ok(outcome) => outcomes.push(Some(Ok(outcome))),
-                Err(Refused(refusal)) => outcomes.push(Some(Err(refusal))),
+                Ok(outcome) => outcomes[index] = Some(Ok(outcome)),
+                Err(Refused(refusal)) => outcomes[index] = Some(Err(refusal)),
                 // The transaction may hold part of this post: none of the group is kept.
                 Err(WriteFailed(error)) => return failed_all(&error),
             }
@@ -567,7 +584,7 @@ impl Service {
             .collect()
     }
 
-    /// Reads a page of a room's history; members (and administrators) only.    /// Reads a page of a room's history; members (and administrators) only.
+    /// Reads a page of a room's history; members (and administrators) only.
     pub async fn messages(
         &self,
         caller: &Caller,

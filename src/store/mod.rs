@@ -287,22 +287,21 @@ impl Store {
         let backend = Backend::from_url(url).ok_or_else(|| StoreError::UnsupportedUrl {
             url: url.to_owned(),
         })?;
+        // Read before the file is made: a URL refused here leaves nothing behind.
+        let (base_url, synchronous) = match backend {
+            Backend::Sqlite => sqlite_synchronous(url)?,
+            Backend::Postgres => (url.to_owned(), SqliteSynchronous::Normal),
+        };
         let created = if backend == Backend::Sqlite {
             create_private_database(url)
         } else {
             None
         };
-        let (connect_url, synchronous) = match backend {
-            Backend::Sqlite => {
-                let (url, synchronous) = sqlite_synchronous(url)?;
-                if url.contains("mode=") {
-                    (url, synchronous)
-                } else {
-                    let separator = if url.contains('?') { '&' } else { '?' };
-                    (format!("{url}{separator}mode=rwc"), synchronous)
-                }
-            }
-            Backend::Postgres => (url.to_owned(), SqliteSynchronous::Normal),
+        let connect_url = if backend == Backend::Sqlite && !base_url.contains("mode=") {
+            let separator = if base_url.contains('?') { '&' } else { '?' };
+            format!("{base_url}{separator}mode=rwc")
+        } else {
+            base_url
         };
         let open_error = |source| StoreError::Open {
             url: url.to_owned(),
@@ -739,6 +738,15 @@ mod tests {
             error: synchronous=off in the database URL: use synchronous=normal or synchronous=full"
         ]]
         .assert_eq(&read.join("\n"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_synchronous_value_leaves_no_file() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("new.db");
+        let url = format!("sqlite://{}?synchronous=off", path.display());
+        assert!(Store::open(&url).await.is_err());
+        assert!(!path.exists(), "a refused URL made {}", path.display());
     }
 
     #[tokio::test]
