@@ -561,3 +561,67 @@ async fn next_batch(
         .expect("the hub read the log")
         .expect("a batch")
 }
+
+/// An unreadable stored room refuses the posts to it, not the posts of the same group to
+/// healthy rooms: only a failure of the database ends a group.
+#[tokio::test]
+async fn an_unreadable_room_refuses_only_its_own_posts() {
+    let fixture = Fixture::new().await;
+    let admin = &fixture.admin;
+    fixture
+        .create(
+            admin,
+            Kind::Category,
+            json!({"name": "Eng", "allowedMembers": ["domain:contoso.com"]}),
+        )
+        .await
+        .unwrap();
+    for room in ["fine", "broken"] {
+        fixture
+            .create(
+                admin,
+                Kind::Room,
+                json!({"name": room, "category": "Eng", "privacy": "open"}),
+            )
+            .await
+            .unwrap();
+    }
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&fixture.db.url)
+        .await
+        .expect("connect");
+    sqlx::query("UPDATE objects SET body = 'not json' WHERE kind = 'Room' AND name = 'broken'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let ana = fixture.user("sip:ana@contoso.com").await;
+    let mut posts = Vec::new();
+    for number in 0..40 {
+        let (service, ana) = (fixture.service.clone(), ana.clone());
+        let room = if number % 2 == 0 { "fine" } else { "broken" };
+        posts.push(tokio::spawn(async move {
+            let posted = service
+                .post_message(&ana, room, &format!("post {number}"), None)
+                .await;
+            (room, outcome(posted))
+        }));
+    }
+    let mut outcomes = std::collections::BTreeMap::<(&str, String), usize>::new();
+    for post in posts {
+        *outcomes.entry(post.await.unwrap()).or_default() += 1;
+    }
+    expect![[r#"
+        {
+            (
+                "broken",
+                "internal -",
+            ): 20,
+            (
+                "fine",
+                "ok",
+            ): 20,
+        }
+    "#]]
+    .assert_debug_eq(&outcomes);
+}
