@@ -20,10 +20,12 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::env_number;
 
 const CLIENTS: usize = 50;
 
@@ -131,13 +133,6 @@ async fn post_load(posters: Vec<Poster>, total: usize) -> Figures {
         elapsed,
         latencies,
     }
-}
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Perch on SQLite at its documented setting, one room of the category's whole domain.

@@ -20,10 +20,13 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use support::{env_number, percentile, raise_open_files, rss_kib, unix_micros};
 
 use perch::domain::Kind;
 use perch::service::{Caller, Object, Ownership, Role, Service};
@@ -36,60 +39,8 @@ const JOINS_PER_SECOND: u64 = 10;
 /// How long a joined room stream stays open.
 const JOIN_HELD: Duration = Duration::from_secs(5);
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn unix_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_micros() as u64)
-}
-
-/// Raises this process's soft limit of open files to its hard limit (children inherit it).
-fn raise_open_files() -> u64 {
-    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit);
-            return limit.rlim_cur;
-        }
-    }
-    0
-}
-
 fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status.lines().find_map(|line| {
-                line.strip_prefix("VmRSS:").and_then(|rest| {
-                    rest.trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                })
-            })
-        })
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn percentile(sorted: &[u64], fraction: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index] as f64 / 1e3
+    rss_kib(pid) as f64 / 1024.0
 }
 
 fn user(index: usize) -> String {
