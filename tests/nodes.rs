@@ -616,3 +616,107 @@ async fn posters_of_two_nodes_in_the_same_rooms_never_wait_on_each_other() {
     }
     assert!(refused.is_empty(), "posts not stored: {refused:?}");
 }
+
+/// Renames a category, and its add-in, over and over while clients of both nodes post in the
+/// category's rooms. A rename rewrites every room of the category: it used to lock the
+/// category and then its rooms, while a post locks its room and then the category, so each
+/// waited for the other until PostgreSQL aborted one (a 503). Now every transaction takes
+/// rooms before categories, in the order of their names; nothing may be refused.
+#[tokio::test]
+async fn renaming_a_category_while_its_rooms_are_posted_to_never_deadlocks() {
+    let cluster = Cluster::new().await;
+    let admin = cluster.a.client(&cluster.token);
+    admin
+        .post(
+            "/v1/addins",
+            json!({"name": "board", "url": "https://board.contoso.com/"}),
+        )
+        .await
+        .expect(201);
+    for room in 0..8 {
+        admin
+            .post(
+                "/v1/rooms",
+                json!({"name": format!("renamed-{room}"), "category": "Eng",
+                       "privacy": "open", "addin": "board"}),
+            )
+            .await
+            .expect(201);
+    }
+    let posting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut posters = Vec::new();
+    for index in 0..8 {
+        let server = if index % 2 == 0 {
+            &cluster.a
+        } else {
+            &cluster.b
+        };
+        let client = cluster.user(server, &format!("sip:poster{index}@contoso.com"));
+        let posting = posting.clone();
+        posters.push(tokio::spawn(async move {
+            let mut refused = Vec::new();
+            let mut number = 0;
+            while posting.load(std::sync::atomic::Ordering::Relaxed) {
+                let reply = client
+                    .post(
+                        &format!("/v1/rooms/renamed-{}/messages", (index + number) % 8),
+                        json!({"body": format!("poster {index} message {number}")}),
+                    )
+                    .await;
+                if reply.status != 201 {
+                    refused.push((reply.status.as_u16(), reply.body));
+                }
+                number += 1;
+            }
+            (number, refused)
+        }));
+    }
+    let mut renames = Vec::new();
+    let on_b = cluster.b.client(&cluster.token);
+    for round in 0..12 {
+        let (category_from, category_to) = if round % 2 == 0 {
+            ("Eng", "Eng2")
+        } else {
+            ("Eng2", "Eng")
+        };
+        let (addin_from, addin_to) = if round % 2 == 0 {
+            ("board", "board2")
+        } else {
+            ("board2", "board")
+        };
+        let node = if round % 2 == 0 { &admin } else { &on_b };
+        let category = node
+            .patch(
+                &format!("/v1/categories/{category_from}"),
+                json!({"name": category_to}),
+            )
+            .await;
+        let addin = node
+            .patch(
+                &format!("/v1/addins/{addin_from}"),
+                json!({"name": addin_to}),
+            )
+            .await;
+        renames.push((category.status.as_u16(), addin.status.as_u16()));
+    }
+    posting.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut posted = 0;
+    let mut refused = Vec::new();
+    for poster in posters {
+        let (count, mut failures) = poster.await.unwrap();
+        posted += count;
+        refused.append(&mut failures);
+    }
+    assert!(posted > 0, "no post was made while the renames ran");
+    assert!(refused.is_empty(), "posts refused: {refused:?}");
+    assert!(
+        renames.iter().all(|statuses| *statuses == (200, 200)),
+        "renames answered {renames:?}"
+    );
+    // Every room followed every rename.
+    let room = admin.get("/v1/rooms/renamed-3").await.expect(200);
+    assert_eq!(
+        (room.body["category"].as_str(), room.body["addin"].as_str()),
+        (Some("Eng"), Some("board"))
+    );
+}

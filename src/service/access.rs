@@ -19,15 +19,35 @@ pub(super) enum Source<'a> {
     /// The write transaction of a group of posts, with what it read so far: the posts of a
     /// group read their room, its category and groups once (the transaction holds them still:
     /// SQLite's one writer, PostgreSQL's shared row locks, which the posters of several nodes
-    /// hold at once: exclusive ones, taken room by room in the order of the posts, let two
-    /// groups each wait for a room the other held).
+    /// hold at once, taken for the whole group up front in the one order of invariant 2).
     Remembering(&'a mut Tx, &'a mut Remembered),
 }
 
-/// Objects a transaction read, by kind and name (`None`: absent).
+/// Objects a transaction read, by kind and name in NFC (`None`: absent).
 #[derive(Default)]
 pub(super) struct Remembered {
     objects: std::collections::HashMap<(Kind, String), Option<ObjectRow>>,
+}
+
+impl Remembered {
+    fn key(kind: Kind, name: &str) -> (Kind, String) {
+        let mut name = name.to_owned();
+        crate::domain::normalise_name(&mut name);
+        (kind, name)
+    }
+
+    /// Remembers what reading the objects of `kind` named `asked` found: `rows`, and that the
+    /// other names are absent.
+    pub(super) fn remember(&mut self, kind: Kind, asked: &[String], rows: Vec<ObjectRow>) {
+        for row in rows {
+            self.objects.insert((kind, row.name.clone()), Some(row));
+        }
+        for name in asked {
+            self.objects
+                .entry(Remembered::key(kind, name))
+                .or_insert(None);
+        }
+    }
 }
 
 impl Source<'_> {
@@ -40,7 +60,7 @@ impl Source<'_> {
             Source::Tx(tx) if kind == Kind::Group => tx.read(kind, name).await?,
             Source::Tx(tx) => tx.get(kind, name).await?,
             Source::Remembering(tx, remembered) => {
-                let key = (kind, name.to_owned());
+                let key = Remembered::key(kind, name);
                 if let Some(row) = remembered.objects.get(&key) {
                     return Ok(row.clone());
                 }

@@ -19,7 +19,7 @@ use crate::domain::{
     self, Category, ComplianceConfiguration, FieldProblem, Kind, Marks, Principal, Room,
     RoomChangeKind,
 };
-use crate::store::{ObjectRow, ObjectWrite, RoomScan, StoreError, Tx};
+use crate::store::{ObjectRow, ObjectWrite, RoomReference, RoomScan, StoreError, Tx};
 
 /// The version a write expects the object to be at (`If-Match`), if any.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -503,6 +503,7 @@ impl Service {
         object.normalise();
         reject_problems(object.problems())?;
         let kind = object.kind();
+        lock_rooms_before_a_rename(tx, kind, name, Some(object.name())).await?;
         let current_row = tx
             .get(kind, name)
             .await?
@@ -529,14 +530,15 @@ impl Service {
             (Object::Addin(_), Object::Addin(addin)) => {
                 require_admin(caller, "change add-ins")?;
                 if renamed {
-                    rename_references(tx, "addin", name, &addin.name, caller).await?;
+                    rename_references(tx, RoomReference::Addin, name, &addin.name, caller).await?;
                 }
             }
             (Object::Category(old), Object::Category(category)) => {
                 require_admin(caller, "change categories")?;
                 check_category_lists(tx, category, Some(old)).await?;
                 if renamed {
-                    rename_references(tx, "category", name, &category.name, caller).await?;
+                    rename_references(tx, RoomReference::Category, name, &category.name, caller)
+                        .await?;
                 }
             }
             (Object::Room(old), Object::Room(room)) => {
@@ -608,6 +610,8 @@ impl Service {
         // The read, the merge and the write share one transaction, so that two concurrent
         // patches of one object both land (the second sees the first's result).
         let mut tx = self.store.begin(WriteAccess::new()).await?;
+        let new_name = patch.get("name").and_then(Value::as_str);
+        lock_rooms_before_a_rename(&mut tx, kind, name, new_name).await?;
         let row = tx
             .get(kind, name)
             .await?
@@ -657,6 +661,10 @@ impl Service {
         precondition: Precondition,
         force: bool,
     ) -> Result<()> {
+        if kind == Kind::Addin && force {
+            // Its rooms are rewritten: locked first (invariant 2).
+            tx.lock_rooms_naming(RoomReference::Addin, name).await?;
+        }
         let row = tx.get(kind, name).await?;
         let Some(row) = row else {
             return Err(ServiceError::not_found(kind, name));
@@ -1112,28 +1120,45 @@ async fn check_room_lists(
     Ok(())
 }
 
+/// A rename of a category or add-in rewrites the rooms that name it: they are locked before
+/// it is, rooms before categories as every transaction takes them (invariant 2). Called
+/// before the renamed object is read.
+async fn lock_rooms_before_a_rename(
+    tx: &mut Tx,
+    kind: Kind,
+    name: &str,
+    new_name: Option<&str>,
+) -> Result<()> {
+    let reference = match kind {
+        Kind::Category => RoomReference::Category,
+        Kind::Addin => RoomReference::Addin,
+        _ => return Ok(()),
+    };
+    if new_name.is_some_and(|new_name| new_name != name) {
+        tx.lock_rooms_naming(reference, name).await?;
+    }
+    Ok(())
+}
+
 /// Points every room that names `old_name` in `column` (category or add-in) at `new_name`.
 async fn rename_references(
     tx: &mut Tx,
-    column: &str,
+    column: RoomReference,
     old_name: &str,
     new_name: &str,
     caller: &Caller,
 ) -> Result<()> {
-    let rooms = match column {
-        "category" => tx.rooms_in_category(old_name).await?,
-        _ => tx.rooms_using_addin(old_name).await?,
-    };
+    // Locked already by the caller, but for a room moved in since then.
+    let rooms = tx.lock_rooms_naming(column, old_name).await?;
     let now = clock::now();
     for room_name in rooms {
         let Some(row) = tx.get(Kind::Room, &room_name).await? else {
             continue;
         };
         let mut room: Room = decode(&row)?;
-        if column == "category" {
-            room.category = new_name.to_owned();
-        } else {
-            room.addin = Some(new_name.to_owned());
+        match column {
+            RoomReference::Category => room.category = new_name.to_owned(),
+            RoomReference::Addin => room.addin = Some(new_name.to_owned()),
         }
         let object = Object::Room(room);
         let write = write_of(&object, row.marks, &caller.name, &now)?;

@@ -19,8 +19,10 @@ use crate::clock;
 use crate::domain::access::{self, PostRefusal};
 use crate::domain::audit::AuditAction;
 use crate::domain::compliance::HeldAct;
-use crate::domain::{ComplianceEventType, Kind};
-use crate::store::{MessageQuery, MessageRow, NewComplianceEvent, NewMessage, RoomChangeRow};
+use crate::domain::{ComplianceEventType, Kind, Room};
+use crate::store::{
+    MessageQuery, MessageRow, NewComplianceEvent, NewMessage, RoomChangeRow, RowLock,
+};
 
 /// Longest message text, in characters.
 pub const MAX_MESSAGE_LEN: usize = 16_384;
@@ -289,6 +291,35 @@ struct GroupTx<'t> {
 }
 
 impl GroupTx<'_> {
+    /// Locks what the group's posts are judged on, in the one order of invariant 2 (their
+    /// rooms by name, then those rooms' categories by name), and remembers it, so that
+    /// judging takes no lock of its own: a poster never holds a room while it waits for a
+    /// category that a writer holds while it waits for that room.
+    async fn lock_rooms_and_categories(&mut self, group: &[PendingPost]) -> Result<()> {
+        let mut rooms: Vec<String> = group.iter().map(|post| post.room.clone()).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        let rows = self
+            .tx
+            .lock_in_order(Kind::Room, &rooms, RowLock::Shared)
+            .await?;
+        // A room that does not decode is refused when its posts are judged, and only them.
+        let mut categories: Vec<String> = rows
+            .iter()
+            .filter_map(|row| super::decode::<Room>(row).ok())
+            .map(|room| room.category)
+            .collect();
+        categories.sort_unstable();
+        categories.dedup();
+        self.remembered.remember(Kind::Room, &rooms, rows);
+        let rows = self
+            .tx
+            .lock_in_order(Kind::Category, &categories, RowLock::Shared)
+            .await?;
+        self.remembered.remember(Kind::Category, &categories, rows);
+        Ok(())
+    }
+
     /// The room the post goes to, if the rules let the caller post in it; nothing written.
     async fn judge(&mut self, post: &PendingPost) -> Result<RoomAccess> {
         let (caller, room_name) = (&post.caller, post.room.as_str());
@@ -527,9 +558,13 @@ impl Service {
             remembered: Remembered::default(),
             capturing: None,
         };
-        // Every post is judged before anything is written: the row locks judging takes are all
-        // held before the first insert takes the turn for ids (PostgreSQL), so a group never
-        // waits for a row while it holds the turn that other writers wait for.
+        // Every post is judged before anything is written, on rows locked before any of them
+        // is judged: the row locks are all held before the first insert takes the turn for ids
+        // (PostgreSQL), so a group never waits for a row while it holds the turn that other
+        // writers wait for.
+        if let Err(error) = group_tx.lock_rooms_and_categories(group).await {
+            return failed_all(&error);
+        }
         let mut outcomes: Vec<Option<Result<(Message, bool)>>> = Vec::with_capacity(group.len());
         let mut judged: Vec<Option<RoomAccess>> = Vec::with_capacity(group.len());
         for post in group {

@@ -222,7 +222,7 @@ pub use backup::{Cell, ColumnType, Snapshot, Table};
 pub use compliance::{ComplianceEventRow, NewComplianceEvent};
 pub use leases::{Checkpoint, LockRow};
 pub use messages::{MessageQuery, MessageRow, NewMessage, RoomChangeRow};
-pub use objects::{ObjectRow, ObjectWrite, RoomScan};
+pub use objects::{ObjectRow, ObjectWrite, RoomReference, RoomScan, RowLock};
 pub use sessions::{AppliedRow, SessionRow};
 pub use tokens::TokenRow;
 

@@ -33,6 +33,31 @@ pub struct ObjectRow {
     pub updated_at: String,
 }
 
+/// How a transaction holds rows it reads, on PostgreSQL (SQLite's one writer holds all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowLock {
+    /// Others may hold it the same way; nobody changes the row until the transaction ends.
+    Shared,
+    /// Nobody else locks the row until the transaction ends.
+    Exclusive,
+}
+
+/// A column by which a room names another object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoomReference {
+    Category,
+    Addin,
+}
+
+impl RoomReference {
+    fn column(self) -> &'static str {
+        match self {
+            RoomReference::Category => "category",
+            RoomReference::Addin => "addin",
+        }
+    }
+}
+
 /// What a write stores for one object; the store fills in the id and the creation time.
 #[derive(Clone, Debug)]
 pub struct ObjectWrite<'a> {
@@ -316,6 +341,92 @@ impl Tx {
         name: &str,
     ) -> Result<Option<ObjectRow>, StoreError> {
         get_object(&mut self.inner, kind, name, self.backend.share_clause()).await
+    }
+
+    /// Reads the objects of `kind` with these names (absent ones are left out) and, on
+    /// PostgreSQL, locks them in the order of their names. That is the one order in which a
+    /// transaction locks several rooms, or several categories (ARCHITECTURE.md, invariant 2):
+    /// two transactions that lock overlapping sets this way never wait for each other in a
+    /// circle. One statement: callers pass a bounded set (a group of posts).
+    pub async fn lock_in_order(
+        &mut self,
+        kind: Kind,
+        names: &[String],
+        lock: RowLock,
+    ) -> Result<Vec<ObjectRow>, StoreError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The kind is bound last, after the names' `$1..$n`.
+        let mut sql = format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE name IN ");
+        super::messages::push_placeholders(&mut sql, 1, names.len());
+        sql.push_str(&format!(
+            " AND kind = ${} ORDER BY name{}",
+            names.len() + 1,
+            self.row_lock(lock)
+        ));
+        let mut statement = sqlx::query(&sql);
+        for name in names {
+            let mut name = name.clone();
+            crate::domain::normalise_name(&mut name);
+            statement = statement.bind(name);
+        }
+        let statement = statement.bind(kind.as_str());
+        let rows = statement.fetch_all(&mut *self.inner).await?;
+        rows.iter().map(object_from_row).collect()
+    }
+
+    /// Locks (on PostgreSQL) every room that names `value` as its `category` or `addin`, in
+    /// the order of their names, and returns their names in that order: a change of a
+    /// category or add-in that rewrites its rooms locks them before the category or add-in
+    /// itself, as posts do.
+    pub async fn lock_rooms_naming(
+        &mut self,
+        column: RoomReference,
+        value: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut value = value.to_owned();
+        crate::domain::normalise_name(&mut value);
+        let rows = sqlx::query(&format!(
+            "SELECT name FROM objects WHERE kind = 'Room' AND {} = $1 ORDER BY name{}",
+            column.column(),
+            self.backend.lock_clause()
+        ))
+        .bind(value)
+        .fetch_all(&mut *self.inner)
+        .await?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Locks (on PostgreSQL) every room in these categories in the order of their names, and
+    /// returns them in that order.
+    pub async fn lock_rooms_in_categories(
+        &mut self,
+        categories: &[String],
+    ) -> Result<Vec<ObjectRow>, StoreError> {
+        if categories.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql =
+            format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE kind = 'Room' AND category IN ");
+        super::messages::push_placeholders(&mut sql, 1, categories.len());
+        sql.push_str(" ORDER BY name");
+        sql.push_str(self.backend.lock_clause());
+        let mut statement = sqlx::query(&sql);
+        for category in categories {
+            statement = statement.bind(category);
+        }
+        let rows = statement.fetch_all(&mut *self.inner).await?;
+        rows.iter().map(object_from_row).collect()
+    }
+
+    fn row_lock(&self, lock: RowLock) -> &'static str {
+        match lock {
+            RowLock::Shared => self.backend.share_clause(),
+            RowLock::Exclusive => self.backend.lock_clause(),
+        }
     }
 
     /// Reads one object without locking it.
