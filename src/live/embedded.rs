@@ -218,7 +218,7 @@ impl Target for EmbeddedTarget {
                         }
                         other => rejected(other),
                     })?;
-            live_from_pages(&pages)
+            live_from_pages(pages)
         })
     }
 

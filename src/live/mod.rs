@@ -18,8 +18,8 @@ use std::pin::Pin;
 
 use crate::api::wire::{
     AppliedRequest, AuditEntry, AuditFilter, AuditPage, ChangeCounter, ClearRequest, ExportOptions,
-    ImportReport, RemoveRequest, RoomListPage, RoomQuery, STATE_FORMAT_VERSION, StateDocument,
-    TokenCreated, TokenInfo, TokenRequest,
+    ImportReport, RemoveRequest, RoomListPage, RoomQuery, STATE_FORMAT_VERSION, ShownObject,
+    StateDocumentRead, TokenCreated, TokenInfo, TokenRequest,
 };
 use crate::api::{ClientError, ErrorCode, Live};
 use crate::domain::audit::AuditAction;
@@ -277,32 +277,55 @@ pub trait Target: Send + Sync {
 
 /// Builds the live state from `GET /v1/state` (both targets read this document).
 pub(crate) fn live_from_state(json: &[u8]) -> Result<Live, TargetError> {
-    let document: StateDocument = serde_json::from_slice(json).map_err(|error| {
-        TargetError::Unreadable(format!("the state is not the JSON expected: {error}"))
-    })?;
+    let wrong_format = |format_version: u32| {
+        TargetError::Unreadable(format!(
+            "the server sends state format {format_version}; this perch reads format {STATE_FORMAT_VERSION}"
+        ))
+    };
+    let document: StateDocumentRead = match serde_json::from_slice(json) {
+        Ok(document) => document,
+        Err(error) => {
+            // Objects of another format may not read as ours: say which format it is.
+            #[derive(serde::Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct FormatOnly {
+                format_version: u32,
+            }
+            if let Ok(FormatOnly { format_version }) = serde_json::from_slice(json)
+                && format_version != STATE_FORMAT_VERSION
+            {
+                return Err(wrong_format(format_version));
+            }
+            return Err(TargetError::Unreadable(format!(
+                "the state is not the JSON expected: {error}"
+            )));
+        }
+    };
     if document.format_version != STATE_FORMAT_VERSION {
-        return Err(TargetError::Unreadable(format!(
-            "the server sends state format {}; this perch reads format {STATE_FORMAT_VERSION}",
-            document.format_version
-        )));
+        return Err(wrong_format(document.format_version));
     }
-    Live::from_shown(document.objects).map_err(TargetError::Unreadable)
+    Ok(Live::from_objects(
+        document
+            .objects
+            .into_iter()
+            .map(|ShownObject(object)| object),
+    ))
 }
 
 /// Builds the live state from pages that are JSON arrays of objects (the embedded target's
 /// read, which skips joining them into one document).
-pub(crate) fn live_from_pages(pages: &[String]) -> Result<Live, TargetError> {
+/// Each page is let go once read.
+pub(crate) fn live_from_pages(pages: Vec<String>) -> Result<Live, TargetError> {
     let mut objects = Vec::new();
     for page in pages {
-        let mut page_objects: Vec<serde_json::Map<String, serde_json::Value>> =
-            serde_json::from_str(page).map_err(|error| {
-                TargetError::Unreadable(format!(
-                    "the stored state is not the JSON expected: {error}"
-                ))
-            })?;
-        objects.append(&mut page_objects);
+        let page_objects: Vec<ShownObject> = serde_json::from_str(&page).map_err(|error| {
+            TargetError::Unreadable(format!(
+                "the stored state is not the JSON expected: {error}"
+            ))
+        })?;
+        objects.extend(page_objects.into_iter().map(|ShownObject(object)| object));
     }
-    Live::from_shown(objects).map_err(TargetError::Unreadable)
+    Ok(Live::from_objects(objects))
 }
 
 /// What an apply did before it stopped.
