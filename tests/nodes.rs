@@ -685,19 +685,22 @@ async fn renaming_a_category_while_its_rooms_are_posted_to_never_deadlocks() {
             ("board2", "board")
         };
         let node = if round % 2 == 0 { &admin } else { &on_b };
-        let category = node
+        let category_renamed = node
             .patch(
                 &format!("/v1/categories/{category_from}"),
                 json!({"name": category_to}),
             )
             .await;
-        let addin = node
+        let addin_renamed = node
             .patch(
                 &format!("/v1/addins/{addin_from}"),
                 json!({"name": addin_to}),
             )
             .await;
-        renames.push((category.status.as_u16(), addin.status.as_u16()));
+        renames.push((
+            category_renamed.status.as_u16(),
+            addin_renamed.status.as_u16(),
+        ));
     }
     posting.store(false, std::sync::atomic::Ordering::Relaxed);
     let mut posted = 0;
