@@ -271,38 +271,122 @@ async fn stream(
             .record_presence(&caller, *room_id, room_name, ComplianceEventType::Join)
             .await?;
     }
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(256);
-    let open = state.metrics.stream_opened();
-    tokio::spawn(async move {
-        let _open = open;
+    let presence = Presence {
+        service: service.clone(),
+        caller: caller.clone(),
+        room: room.clone(),
+        _open: state.metrics.stream_opened(),
+    };
+    let queue = Queue::default();
+    let outlet_queue = queue.clone();
+    let delivering = async move {
         let mut filter = match &room {
             Some((room_id, _)) => service.room_event_filter(&caller, live_after, *room_id),
             None => service.event_filter(&caller, live_after),
         };
         let room_name = room.as_ref().map(|(_, name)| name.as_str());
+        let mut outlet = Outlet {
+            queue: outlet_queue,
+            left: finite.max_events.unwrap_or(usize::MAX),
+            until: finite.until,
+        };
         deliver(
             &service,
             &caller,
             &mut filter,
             &mut cursor,
             room_name,
-            finite,
-            &sender,
+            &mut outlet,
         )
         .await;
-        if let Some((room_id, room_name)) = &room {
-            if let Err(error) = service
-                .record_presence(&caller, *room_id, room_name, ComplianceEventType::Part)
-                .await
-            {
-                tracing::error!(%error, room = %room_name, "compliance: cannot record leaving a room");
-            }
-        }
-    });
-    let stream = tokio_stream::wrappers::ReceiverStream::new(receiver);
+    };
+    let stream = Delivery {
+        delivering: Some(Box::pin(delivering)),
+        queue,
+        _presence: presence,
+    };
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
+}
+
+/// Events that [`deliver`] made and the response has not yet taken.
+type Queue = std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Event>>>;
+
+/// Most events [`deliver`] queues before it lets the response send them.
+const QUEUED_EVENTS: usize = 64;
+
+/// A live stream's response body: it runs [`deliver`] itself, each time the connection asks
+/// for more, rather than a task of its own that hands events over a channel: one task wakes
+/// per event, not two, and an idle stream holds no task and no channel. When the client goes
+/// away the connection drops the body, and with it the delivery.
+struct Delivery {
+    delivering: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    queue: Queue,
+    _presence: Presence,
+}
+
+impl tokio_stream::Stream for Delivery {
+    type Item = Result<Event, Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let pop = |queue: &Queue| {
+            queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop_front()
+        };
+        if let Some(event) = pop(&self.queue) {
+            return Poll::Ready(Some(Ok(event)));
+        }
+        let Some(delivering) = self.delivering.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let finished = delivering.as_mut().poll(context).is_ready();
+        if finished {
+            self.delivering = None;
+        }
+        match pop(&self.queue) {
+            Some(event) => Poll::Ready(Some(Ok(event))),
+            None if finished => Poll::Ready(None),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// Records, when a room's stream ends however it ends, that its caller left the room
+/// (compliance's PART), and counts the stream closed.
+struct Presence {
+    service: crate::service::Service,
+    caller: Caller,
+    room: Option<(i64, String)>,
+    _open: super::metrics::StreamOpen,
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        let Some((room_id, room_name)) = self.room.take() else {
+            return;
+        };
+        let service = self.service.clone();
+        let caller = self.caller.clone();
+        // Dropped inside the runtime (the connection's task); a runtime shutting down takes
+        // the record with it, as it took the task that made it before.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = service
+                    .record_presence(&caller, room_id, &room_name, ComplianceEventType::Part)
+                    .await
+                {
+                    tracing::error!(%error, room = %room_name, "compliance: cannot record leaving a room");
+                }
+            });
+        }
+    }
 }
 
 /// Sends events until the client goes away, its token is revoked, the server drains, or the
@@ -318,19 +402,13 @@ async fn deliver(
     filter: &mut crate::service::EventFilter,
     cursor: &mut Cursor,
     room_name: Option<&str>,
-    finite: Finite,
-    sender: &tokio::sync::mpsc::Sender<Result<Event, Infallible>>,
+    outlet: &mut Outlet,
 ) {
     // Subscribed before the first read, so that nothing committed meanwhile goes unheard.
     let mut log = service.subscribe_log();
     let mut hub_gone = false;
     let mut posted = service.watch_messages();
     let mut draining = service.watch_drain();
-    let mut outlet = Outlet {
-        sender,
-        left: finite.max_events.unwrap_or(usize::MAX),
-        until: finite.until,
-    };
     let mut from_database = true;
     loop {
         if outlet.done(cursor) {
@@ -342,7 +420,8 @@ async fn deliver(
         }
         if from_database {
             let start = *cursor;
-            match service.events_after(filter, cursor.message, 500).await {
+            // Boxed: rare reads, whose futures would otherwise make every idle stream larger.
+            match Box::pin(service.events_after(filter, cursor.message, 500)).await {
                 Ok((messages, last)) => {
                     for message in messages {
                         let data = serde_json::to_string(&message).unwrap_or_default();
@@ -357,7 +436,7 @@ async fn deliver(
                     tracing::warn!(%error, "live events: cannot read messages");
                 }
             }
-            match service.room_changes_after(caller, cursor.change, 500).await {
+            match Box::pin(service.room_changes_after(caller, cursor.change, 500)).await {
                 Ok((changes, last)) => {
                     for (id, change) in changes {
                         if !outlet.change(cursor, id, &change, room_name).await {
@@ -380,14 +459,12 @@ async fn deliver(
                 _ = draining.changed() => return,
                 _ = posted.changed() => {}
                 () = tokio::time::sleep(service.events_poll_interval()) => {}
-                () = sender.closed() => return,
             }
             continue;
         }
         let heard = tokio::select! {
             _ = draining.changed() => return,
             heard = log.recv() => heard,
-            () = sender.closed() => return,
         };
         let batch = match heard {
             Ok(batch) => batch,
@@ -449,13 +526,13 @@ async fn deliver(
 }
 
 /// Where a stream's events go, counting what its finite mode allows.
-struct Outlet<'a> {
-    sender: &'a tokio::sync::mpsc::Sender<Result<Event, Infallible>>,
+struct Outlet {
+    queue: Queue,
     left: usize,
     until: Option<i64>,
 }
 
-impl Outlet<'_> {
+impl Outlet {
     fn done(&self, cursor: &Cursor) -> bool {
         self.left == 0 || self.until.is_some_and(|until| cursor.message >= until)
     }
@@ -489,8 +566,17 @@ impl Outlet<'_> {
     }
 
     async fn send(&mut self, event: Event) -> bool {
-        if self.sender.send(Ok(event)).await.is_err() {
-            return false;
+        let queued = {
+            let mut queue = self
+                .queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            queue.push_back(event);
+            queue.len()
+        };
+        if queued >= QUEUED_EVENTS {
+            // The response takes every queued event before it polls the delivery again.
+            tokio::task::yield_now().await;
         }
         self.left -= 1;
         self.left > 0
