@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Client, Fixture};
+use common::{Client, Fixture, TestServer};
 use serde_json::{Value, json};
 
 fn fixtures() -> PathBuf {
@@ -650,4 +650,36 @@ async fn retention_expires_old_messages_except_under_a_hold() {
         .post("/v1/categories", json!({"name": "Bad", "retention": "P1Y"}))
         .await
         .expect_error(400, "invalid_field");
+}
+
+/// A room's live stream still open when the server drains (SIGTERM) records its PART before
+/// the server closes its database: compliance never keeps a JOIN without its PART.
+#[tokio::test]
+async fn a_room_stream_open_at_shutdown_records_its_part() {
+    let mut fixture = Fixture::new();
+    let archive = fixture.db.path().join("archive");
+    setup(&fixture.admin, &archive, "xml").await;
+    let ana_token = common::create_token(&fixture.db.url, "sip:ana@contoso.com", "user");
+    let stream = reqwest::Client::new()
+        .get(format!("{}/v1/rooms/a/events", fixture.server.base))
+        .bearer_auth(&ana_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let reading = tokio::spawn(stream.bytes());
+    let (status, mut fixture) = tokio::task::spawn_blocking(move || {
+        let status = fixture.server.stop();
+        (status, fixture)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status:?}");
+    let _ = tokio::time::timeout(Duration::from_secs(5), reading).await;
+    // What the stopped server wrote, archived by the next one.
+    fixture.server = TestServer::start(&fixture.db.url);
+    let admin = fixture.server.client(&fixture.admin_token);
+    run_archiver(&admin).await;
+    assert_eq!(archived(&archive, "JOIN").len(), 1);
+    assert_eq!(archived(&archive, "PART").len(), 1, "no PART archived");
 }

@@ -617,11 +617,12 @@ async fn posters_of_two_nodes_in_the_same_rooms_never_wait_on_each_other() {
     assert!(refused.is_empty(), "posts not stored: {refused:?}");
 }
 
-/// Renames a category, and its add-in, over and over while clients of both nodes post in the
-/// category's rooms. A rename rewrites every room of the category: it used to lock the
-/// category and then its rooms, while a post locks its room and then the category, so each
-/// waited for the other until PostgreSQL aborted one (a 503). Now every transaction takes
-/// rooms before categories, in the order of their names; nothing may be refused.
+/// Renames a category, its add-in and a group that the category and its rooms name, over and
+/// over while clients of both nodes post in the category's rooms. A rename rewrites every
+/// room that names what it renames: it used to lock the category and then the rooms, while a
+/// post locks its room and then the category, so each waited for the other until PostgreSQL
+/// aborted one (a 503). Now every transaction takes rooms before categories, in the order of
+/// their names; nothing may be refused.
 #[tokio::test]
 async fn renaming_a_category_while_its_rooms_are_posted_to_never_deadlocks() {
     let cluster = Cluster::new().await;
@@ -633,12 +634,23 @@ async fn renaming_a_category_while_its_rooms_are_posted_to_never_deadlocks() {
         )
         .await
         .expect(201);
+    admin
+        .post(
+            "/v1/groups",
+            json!({"name": "crew", "members": ["sip:lead@contoso.com"]}),
+        )
+        .await
+        .expect(201);
+    admin
+        .patch("/v1/categories/Eng", json!({"creators": ["group:crew"]}))
+        .await
+        .expect(200);
     for room in 0..8 {
         admin
             .post(
                 "/v1/rooms",
                 json!({"name": format!("renamed-{room}"), "category": "Eng",
-                       "privacy": "open", "addin": "board"}),
+                       "privacy": "open", "addin": "board", "managers": ["group:crew"]}),
             )
             .await
             .expect(201);
@@ -697,9 +709,21 @@ async fn renaming_a_category_while_its_rooms_are_posted_to_never_deadlocks() {
                 json!({"name": addin_to}),
             )
             .await;
+        let (group_from, group_to) = if round % 2 == 0 {
+            ("crew", "crew2")
+        } else {
+            ("crew2", "crew")
+        };
+        let group_renamed = node
+            .patch(
+                &format!("/v1/groups/{group_from}"),
+                json!({"name": group_to}),
+            )
+            .await;
         renames.push((
             category_renamed.status.as_u16(),
             addin_renamed.status.as_u16(),
+            group_renamed.status.as_u16(),
         ));
     }
     posting.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -713,13 +737,17 @@ async fn renaming_a_category_while_its_rooms_are_posted_to_never_deadlocks() {
     assert!(posted > 0, "no post was made while the renames ran");
     assert!(refused.is_empty(), "posts refused: {refused:?}");
     assert!(
-        renames.iter().all(|statuses| *statuses == (200, 200)),
+        renames.iter().all(|statuses| *statuses == (200, 200, 200)),
         "renames answered {renames:?}"
     );
     // Every room followed every rename.
     let room = admin.get("/v1/rooms/renamed-3").await.expect(200);
     assert_eq!(
-        (room.body["category"].as_str(), room.body["addin"].as_str()),
-        (Some("Eng"), Some("board"))
+        (
+            room.body["category"].as_str(),
+            room.body["addin"].as_str(),
+            room.body["managers"][0].as_str()
+        ),
+        (Some("Eng"), Some("board"), Some("group:crew"))
     );
 }

@@ -274,9 +274,10 @@ async fn stream(
     let presence = Presence {
         service: service.clone(),
         caller: caller.clone(),
-        room: room.clone(),
+        room: std::sync::Arc::new(std::sync::Mutex::new(room.clone())),
         _open: state.metrics.stream_opened(),
     };
+    let leaving = presence.clone_for_delivery();
     let queue = Queue::default();
     let outlet_queue = queue.clone();
     let delivering = async move {
@@ -299,6 +300,12 @@ async fn stream(
             &mut outlet,
         )
         .await;
+        // A stream that ends itself (the server drains, the token is revoked, the finite
+        // mode's end) records PART before its response ends, so that a draining server
+        // writes it before it closes the database.
+        if let Some(recording) = leaving.record_part() {
+            let _ = recording.await;
+        }
     };
     let stream = Delivery {
         delivering: Some(Box::pin(delivering)),
@@ -358,34 +365,64 @@ impl tokio_stream::Stream for Delivery {
     }
 }
 
-/// Records, when a room's stream ends however it ends, that its caller left the room
-/// (compliance's PART), and counts the stream closed.
+/// Records once, however a room's stream ends, that its caller left the room (compliance's
+/// PART), and counts the stream closed: the delivery records it when it ends by itself, and
+/// dropping the body (the client went away) records it if the delivery did not.
 struct Presence {
     service: crate::service::Service,
     caller: Caller,
-    room: Option<(i64, String)>,
+    /// The room, until PART is recorded for it.
+    room: std::sync::Arc<std::sync::Mutex<Option<(i64, String)>>>,
     _open: super::metrics::StreamOpen,
+}
+
+/// The delivery's handle on its stream's [`Presence`].
+struct Leaving {
+    service: crate::service::Service,
+    caller: Caller,
+    room: std::sync::Arc<std::sync::Mutex<Option<(i64, String)>>>,
+}
+
+impl Presence {
+    fn clone_for_delivery(&self) -> Leaving {
+        Leaving {
+            service: self.service.clone(),
+            caller: self.caller.clone(),
+            room: self.room.clone(),
+        }
+    }
+}
+
+impl Leaving {
+    fn take_room(&self) -> Option<(i64, String)> {
+        self.room
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    /// Starts recording PART, unless it was: a task of its own, so that a response dropped
+    /// while it waits does not cancel the write. `None` outside a runtime (one shutting down
+    /// takes the record with it).
+    fn record_part(self) -> Option<tokio::task::JoinHandle<()>> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let (room_id, room_name) = self.take_room()?;
+        Some(runtime.spawn(async move {
+            if let Err(error) = self
+                .service
+                .record_presence(&self.caller, room_id, &room_name, ComplianceEventType::Part)
+                .await
+            {
+                tracing::error!(%error, room = %room_name, "compliance: cannot record leaving a room");
+            }
+        }))
+    }
 }
 
 impl Drop for Presence {
     fn drop(&mut self) {
-        let Some((room_id, room_name)) = self.room.take() else {
-            return;
-        };
-        let service = self.service.clone();
-        let caller = self.caller.clone();
-        // Dropped inside the runtime (the connection's task); a runtime shutting down takes
-        // the record with it, as it took the task that made it before.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(error) = service
-                    .record_presence(&caller, room_id, &room_name, ComplianceEventType::Part)
-                    .await
-                {
-                    tracing::error!(%error, room = %room_name, "compliance: cannot record leaving a room");
-                }
-            });
-        }
+        // Dropped inside the runtime (the connection's task); nobody waits for the record.
+        drop(self.clone_for_delivery().record_part());
     }
 }
 

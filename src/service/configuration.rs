@@ -1181,7 +1181,9 @@ async fn rename_group_references(
         Principal::Group(new_name.to_owned()),
     );
     let now = clock::now();
-    for kind in [Kind::Group, Kind::Category, Kind::Room] {
+    // Rooms first, then categories, each listed in name order: the order every transaction
+    // locks them in (invariant 2); a post holds its rooms while it waits for a category.
+    for kind in [Kind::Room, Kind::Category, Kind::Group] {
         for row in tx.list(kind).await? {
             let mut object = Stored::<Object>::from_row(&row)?.spec;
             if !object.principal_lists().any(|list| list.contains(&old)) {
