@@ -19,11 +19,11 @@
 mod common;
 mod support;
 
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::{BufRead, Write as _};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{env_number, percentile, raise_open_files, rss_kib, unix_micros};
+use support::{env_number, percentile, raise_open_files, rss_kib, unix_micros, wait_until_ready};
 
 use perch::domain::Kind;
 use perch::service::{Caller, Object, Ownership, Role, Service};
@@ -131,20 +131,7 @@ fn main() {
             .expect("a client process");
         children.push(child);
     }
-    let mut outputs: Vec<BufReader<std::process::ChildStdout>> = children
-        .iter_mut()
-        .map(|child| BufReader::new(child.stdout.take().expect("stdout")))
-        .collect();
-    let connecting = Instant::now();
-    for output in &mut outputs {
-        let mut line = String::new();
-        output.read_line(&mut line).expect("ready line");
-        assert!(
-            line.starts_with("ready"),
-            "a client did not connect: {line:?}"
-        );
-    }
-    let connected = connecting.elapsed();
+    let (mut outputs, connected) = wait_until_ready(&mut children);
     // The streams are open and idle: what they cost the server.
     std::thread::sleep(Duration::from_secs(1));
     let idle_kib = rss_kib(server.pid());

@@ -1,6 +1,6 @@
 //! What the benchmarks that spread clients over processes share: their settings from the
 //! environment, wall-clock stamps a post carries to its receivers, the open-file limit, a
-//! process's memory and percentiles of microseconds.
+//! process's memory, percentiles of microseconds, and waiting for client processes to connect.
 
 #![allow(
     dead_code,
@@ -60,4 +60,32 @@ pub fn percentile(sorted: &[u64], fraction: f64) -> f64 {
     }
     let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
     sorted[index] as f64 / 1e3
+}
+
+/// The stdout of each client process, once every one has printed its `ready` line (all its
+/// streams connected), and how long that took.
+///
+/// # Panics
+/// A client without stdout, or whose first line is not `ready`: the bench cannot go on.
+pub fn wait_until_ready(
+    children: &mut [std::process::Child],
+) -> (
+    Vec<std::io::BufReader<std::process::ChildStdout>>,
+    std::time::Duration,
+) {
+    use std::io::BufRead as _;
+    let mut outputs: Vec<_> = children
+        .iter_mut()
+        .map(|child| std::io::BufReader::new(child.stdout.take().expect("stdout")))
+        .collect();
+    let connecting = std::time::Instant::now();
+    for output in &mut outputs {
+        let mut line = String::new();
+        output.read_line(&mut line).expect("ready line");
+        assert!(
+            line.starts_with("ready"),
+            "a client did not connect: {line:?}"
+        );
+    }
+    (outputs, connecting.elapsed())
 }

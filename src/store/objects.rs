@@ -387,17 +387,8 @@ impl Tx {
     ) -> Result<Vec<String>, StoreError> {
         let mut value = value.to_owned();
         crate::domain::normalise_name(&mut value);
-        let rows = sqlx::query(&format!(
-            "SELECT name FROM objects WHERE kind = 'Room' AND {} = $1 ORDER BY name{}",
-            column.column(),
-            self.backend.lock_clause()
-        ))
-        .bind(value)
-        .fetch_all(&mut *self.inner)
-        .await?;
-        rows.iter()
-            .map(|row| row.try_get(0).map_err(StoreError::from))
-            .collect()
+        let lock = self.backend.lock_clause();
+        self.names_where(column, &value, lock).await
     }
 
     /// Locks (on PostgreSQL) every room in these categories in the order of their names, and
@@ -440,17 +431,25 @@ impl Tx {
 
     /// The names of the rooms in a category, ordered.
     pub async fn rooms_in_category(&mut self, category: &str) -> Result<Vec<String>, StoreError> {
-        self.names_where("category", category).await
+        self.names_where(RoomReference::Category, category, "")
+            .await
     }
 
     /// The names of the rooms that show an add-in, ordered.
     pub async fn rooms_using_addin(&mut self, addin: &str) -> Result<Vec<String>, StoreError> {
-        self.names_where("addin", addin).await
+        self.names_where(RoomReference::Addin, addin, "").await
     }
 
-    async fn names_where(&mut self, column: &str, value: &str) -> Result<Vec<String>, StoreError> {
+    /// The names of the rooms naming `value` in `column`, ordered, read with `lock_clause`.
+    async fn names_where(
+        &mut self,
+        column: RoomReference,
+        value: &str,
+        lock_clause: &str,
+    ) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT name FROM objects WHERE kind = 'Room' AND {column} = $1 ORDER BY name"
+            "SELECT name FROM objects WHERE kind = 'Room' AND {} = $1 ORDER BY name{lock_clause}",
+            column.column()
         ))
         .bind(value)
         .fetch_all(&mut *self.inner)
