@@ -337,6 +337,67 @@ async fn a_failed_action_stops_the_apply_and_plan_shows_the_rest() {
     }
 }
 
+/// A saved plan's creations meet a name taken since (by another spelling, so the plan is not
+/// stale): the apply stops at that room, keeps the ones before it and names the rest. On the
+/// embedded store the rooms are written together, which must not blur where it stopped.
+#[tokio::test]
+async fn a_name_taken_since_the_plan_stops_the_apply_at_that_room() {
+    for via in [Via::Embedded, Via::Http] {
+        let h = Harness::new(via);
+        let category =
+            "apiVersion: perch/v1\nkind: Category\nname: C\nallowedMembers: [domain:contoso.com]\n";
+        let mut rooms = String::new();
+        for name in ["r1", "r2", "r3", "r4"] {
+            rooms.push_str(&format!(
+                "---\napiVersion: perch/v1\nkind: Room\nname: {name}\ncategory: C\n"
+            ));
+        }
+        let manifests = h.write("m/all.yaml", category);
+        let (code, ..) = h.run("apply", &[manifests.to_str().unwrap(), "--yes"]);
+        assert_eq!(code, 0);
+        h.write("m/all.yaml", &format!("{category}{rooms}"));
+        let saved = h.db.path().join("plan.json");
+        let (code, stdout, stderr) = h.run(
+            "plan",
+            &[
+                manifests.to_str().unwrap(),
+                "--out",
+                saved.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        h.admin
+            .post("/v1/rooms", json!({"name": "R2", "category": "C"}))
+            .await
+            .expect(201);
+        let (code, stdout, stderr) = h.run("apply", &["--plan", saved.to_str().unwrap(), "--yes"]);
+        assert_eq!(code, 1, "{via:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("apply stopped at `create Room \"r2\"`")
+                && stderr.contains("already_exists"),
+            "{via:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("done (1):\n  create Room \"r1\"\n"),
+            "{via:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("not done (3)")
+                && stderr.contains("create Room \"r3\"")
+                && stderr.contains("create Room \"r4\""),
+            "{via:?}: {stderr}"
+        );
+        let listed = h.admin.get("/v1/rooms").await.expect(200).body;
+        let names: Vec<&str> = listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|room| room["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["R2", "r1"], "{via:?}");
+    }
+}
+
 #[test]
 fn removing_a_protected_object_fails_the_plan() {
     both(|h| {

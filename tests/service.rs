@@ -625,3 +625,168 @@ async fn an_unreadable_room_refuses_only_its_own_posts() {
     "#]]
     .assert_debug_eq(&outcomes);
 }
+
+/// What a fixture holds after a batch of room creations, to compare two ways of making it:
+/// the rooms (name, category, version, marks), the audit entries and the room changes.
+async fn created_state(fixture: &Fixture) -> String {
+    let store = Store::open(&fixture.db.url).await.expect("store");
+    let mut lines = Vec::new();
+    for room in fixture
+        .service
+        .list(&fixture.admin, Kind::Room)
+        .await
+        .unwrap()
+    {
+        let Object::Room(spec) = &room.spec else {
+            unreachable!("a room")
+        };
+        lines.push(format!(
+            "room {} in {} v{} managed={} members={:?}",
+            spec.name, spec.category, room.meta.version, room.meta.managed, spec.members
+        ));
+    }
+    for entry in store.audit_all().await.unwrap() {
+        lines.push(format!(
+            "audit {} {} {}",
+            entry.action, entry.kind, entry.name
+        ));
+    }
+    for change in store.room_changes_after(0, 1000).await.unwrap() {
+        lines.push(format!(
+            "change {} {} v{}",
+            change.room_name,
+            change.change.as_str(),
+            change.version
+        ));
+    }
+    store.close().await;
+    lines.join("\n")
+}
+
+/// `Batch::create_all` writes an administrator's rooms together; whatever the rooms, it must
+/// end exactly as creating them one by one with `Batch::run` does: the same error for the
+/// same room, the same rooms, audit entries and room changes.
+#[tokio::test]
+async fn rooms_created_together_end_as_created_one_by_one() {
+    let room = |name: &str, category: &str, member: &str| {
+        let body = json!({"name": name, "category": category, "privacy": "closed",
+            "members": [member]});
+        (
+            Object::from_json(Kind::Room, body).unwrap(),
+            Ownership::Managed { protect: false },
+        )
+    };
+    let inside = "sip:ana@contoso.com";
+    let outside = "sip:eve@fabrikam.com";
+    let cases: Vec<(&str, Vec<(Object, Ownership)>)> = vec![
+        (
+            "all fine",
+            vec![
+                room("a", "c", inside),
+                room("b", "c", inside),
+                room("c", "d", inside),
+            ],
+        ),
+        (
+            "second outside the scope",
+            vec![
+                room("a", "c", inside),
+                room("b", "c", outside),
+                room("c", "c", inside),
+            ],
+        ),
+        (
+            "second in no category",
+            vec![
+                room("a", "c", inside),
+                room("b", "none", inside),
+                room("c", "c", inside),
+            ],
+        ),
+        (
+            "third name taken",
+            vec![
+                room("a", "c", inside),
+                room("b", "c", inside),
+                room("TAKEN", "c", inside),
+                room("d", "c", inside),
+            ],
+        ),
+        (
+            "a name twice",
+            vec![
+                room("a", "c", inside),
+                room("dup", "c", inside),
+                room("DUP", "c", inside),
+            ],
+        ),
+        (
+            "taken, then outside",
+            vec![room("taken", "c", inside), room("b", "c", outside)],
+        ),
+        (
+            "outside, then taken",
+            vec![
+                room("a", "c", inside),
+                room("b", "c", outside),
+                room("taken", "c", inside),
+            ],
+        ),
+    ];
+    let mut lines = Vec::new();
+    for (label, rooms) in cases {
+        let mut outcomes = Vec::new();
+        let mut states = Vec::new();
+        for together in [true, false] {
+            let f = Fixture::new().await;
+            for name in ["c", "d"] {
+                f.create(
+                    &f.admin,
+                    Kind::Category,
+                    json!({"name": name, "allowedMembers": ["domain:contoso.com"]}),
+                )
+                .await
+                .unwrap();
+            }
+            f.create(
+                &f.admin,
+                Kind::Room,
+                json!({"name": "taken", "category": "c", "privacy": "open"}),
+            )
+            .await
+            .unwrap();
+            let mut batch = f.service.batch().await.unwrap();
+            let outcome = if together {
+                batch.create_all(&f.admin, rooms.clone()).await
+            } else {
+                let mut outcome = Ok(());
+                for (index, (object, ownership)) in rooms.iter().cloned().enumerate() {
+                    let operation = perch::service::Operation::Create { object, ownership };
+                    if let Err(error) = batch.run(&f.admin, operation).await {
+                        outcome = Err((index, error));
+                        break;
+                    }
+                }
+                outcome
+            };
+            batch.commit().await.unwrap();
+            outcomes.push(match outcome {
+                Ok(()) => "ok".to_owned(),
+                Err((done, error)) => format!("{done} done, then {error}"),
+            });
+            states.push(created_state(&f).await);
+        }
+        assert_eq!(outcomes[0], outcomes[1], "{label}: the outcome");
+        assert_eq!(states[0], states[1], "{label}: what is stored");
+        lines.push(format!("{label:<26} {}", outcomes[0]));
+    }
+    expect![[r"
+        all fine                   ok
+        second outside the scope   1 done, then `sip:eve@fabrikam.com` is not within category `c`'s allowed members (or is denied)
+        second in no category      1 done, then category `none` does not exist; create it before its rooms
+        third name taken           2 done, then a Room named `taken` already exists
+        a name twice               2 done, then a Room named `dup` already exists
+        taken, then outside        0 done, then a Room named `taken` already exists
+        outside, then taken        1 done, then `sip:eve@fabrikam.com` is not within category `c`'s allowed members (or is denied)"]]
+    .assert_eq(&lines.join("\n"));
+}

@@ -14,7 +14,7 @@ use crate::service::{
     APPLY_LOCK, BackupProgress, BackupReport, Batch, Caller, MigrateReport, Object, Operation,
     Ownership, Precondition, RemoveFilter, Role, Service, ServiceError,
 };
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 pub struct EmbeddedTarget {
     service: Service,
@@ -102,7 +102,8 @@ fn source_chain(error: &dyn std::error::Error) -> String {
 pub(crate) fn rejected(error: ServiceError) -> TargetError {
     match error {
         ServiceError::LockHeld { holder, since } => TargetError::LockHeld { holder, since },
-        ServiceError::Store(store) => {
+        // A name in use is the target refusing, not failing to answer.
+        ServiceError::Store(store) if !matches!(store, StoreError::Duplicate { .. }) => {
             TargetError::Unreachable(format!("{store}: {}", source_chain(&store)))
         }
         other => TargetError::Rejected {
@@ -115,6 +116,9 @@ pub(crate) fn rejected(error: ServiceError) -> TargetError {
 /// Actions per transaction in a large apply: enough to make commits rare, few enough that a
 /// progress bar moves and a lock renewal is never starved.
 const BATCH_SIZE: usize = 500;
+
+/// The most creations written together in one step of a batch.
+const CREATIONS_TOGETHER: usize = 250;
 
 /// How long one transaction of a large apply stays open at most: on SQLite it holds the only
 /// write lock, so a `perch serve` on the same file waits this long at worst to store a chat
@@ -175,6 +179,22 @@ fn operation_of(action: &Action) -> Result<Operation, TargetError> {
             force: false,
         },
     })
+}
+
+/// The creations of one kind that open `actions`, at most `limit` of them, as [`Batch::create_all`]
+/// takes them; an action whose operation cannot be made ends the run (it fails on its own).
+fn creations_at(actions: &[Action], limit: usize) -> Vec<(Object, Ownership)> {
+    let mut creations = Vec::new();
+    for action in actions.iter().take(limit.min(CREATIONS_TOGETHER)) {
+        if action.action != Verb::Create || action.kind != actions[0].kind {
+            break;
+        }
+        match operation_of(action) {
+            Ok(Operation::Create { object, ownership }) => creations.push((object, ownership)),
+            _ => break,
+        }
+    }
+    creations
 }
 
 /// Runs one action in a batch; removing what is already gone counts as done.
@@ -265,6 +285,22 @@ impl Target for EmbeddedTarget {
                     && in_batch.len() < BATCH_SIZE
                     && opened.elapsed() < MAX_TRANSACTION_TIME
                 {
+                    let creations = creations_at(&actions[index..], BATCH_SIZE - in_batch.len());
+                    if creations.len() > 1 {
+                        // A run of creations is written together (see `Batch::create_all`).
+                        let run = &actions[index..index + creations.len()];
+                        index += creations.len();
+                        let outcome = batch.create_all(&self.caller, creations).await;
+                        let done = outcome.as_ref().err().map_or(run.len(), |(done, _)| *done);
+                        in_batch.extend(run[..done].iter().map(ToString::to_string));
+                        if let Err((done, error)) = outcome {
+                            failure = Some((run[done].to_string(), rejected(error)));
+                            // What follows the failed action was not tried.
+                            index -= run.len() - done - 1;
+                            break;
+                        }
+                        continue;
+                    }
                     let action = &actions[index];
                     index += 1;
                     let outcome = match operation_of(action) {

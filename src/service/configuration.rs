@@ -1,6 +1,8 @@
 //! The configuration aggregate: categories, rooms, add-ins, groups and the compliance
 //! configuration. Every write reads what its rules need inside its own write transaction.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use super::access::{self, Source};
@@ -149,6 +151,99 @@ impl Batch<'_> {
                 Err(error)
             }
         }
+    }
+
+    /// Creates objects in order, as [`Batch::run`] would one by one, and stops at the first
+    /// that fails: `Err((done, error))` says how many were created before it.
+    ///
+    /// Rooms an administrator creates (the large apply that makes a pool's rooms) are judged
+    /// one by one, by the rules [`Service::create`] applies, and then written together in a
+    /// few multi-row statements: hundreds of rooms cost about what one did. A name found
+    /// taken sends them all back through [`Batch::run`], which reports it as it always has.
+    /// A database failure leaves none of them created.
+    pub async fn create_all(
+        &mut self,
+        caller: &Caller,
+        creations: Vec<(Object, Ownership)>,
+    ) -> std::result::Result<(), (usize, ServiceError)> {
+        let together = caller.is_admin()
+            && creations.len() > 1
+            && creations
+                .iter()
+                .all(|(object, _)| matches!(object, Object::Room(_)));
+        if !together {
+            return self.run_each(caller, creations).await;
+        }
+        self.tx
+            .savepoint()
+            .await
+            .map_err(|error| (0, error.into()))?;
+        let mut categories: HashMap<String, Category> = HashMap::new();
+        let mut judged: Vec<(Object, Ownership)> = Vec::with_capacity(creations.len());
+        let mut creations = creations.into_iter();
+        let mut refusal = None;
+        for (mut object, ownership) in creations.by_ref() {
+            match judge_new_room_of_admin(
+                &mut self.tx,
+                caller,
+                &mut object,
+                ownership,
+                &mut categories,
+            )
+            .await
+            {
+                Ok(()) => judged.push((object, ownership)),
+                Err(error) => {
+                    refusal = Some((object, ownership, error));
+                    break;
+                }
+            }
+        }
+        let now = clock::now();
+        let written = match write_rooms(&mut self.tx, caller, &judged, &now).await {
+            Ok(written) => written,
+            Err(error) => {
+                let _ = self.tx.rollback_to_savepoint().await;
+                return Err((0, error));
+            }
+        };
+        if !written {
+            // A name is taken: one by one, each is judged and reported as it always was.
+            self.tx
+                .rollback_to_savepoint()
+                .await
+                .map_err(|error| (0, error.into()))?;
+            let rest = judged
+                .into_iter()
+                .chain(refusal.map(|(object, ownership, _)| (object, ownership)))
+                .chain(creations)
+                .collect();
+            return self.run_each(caller, rest).await;
+        }
+        self.tx
+            .release_savepoint()
+            .await
+            .map_err(|error| (0, error.into()))?;
+        for (object, _) in &judged {
+            tracing::info!(kind = %object.kind(), name = object.name(), by = %caller.name, "created");
+        }
+        match refusal {
+            Some((_, _, error)) => Err((judged.len(), error)),
+            None => Ok(()),
+        }
+    }
+
+    async fn run_each(
+        &mut self,
+        caller: &Caller,
+        creations: Vec<(Object, Ownership)>,
+    ) -> std::result::Result<(), (usize, ServiceError)> {
+        for (index, (object, ownership)) in creations.into_iter().enumerate() {
+            self.run(caller, Operation::Create { object, ownership })
+                .await
+                .map_err(|error| (index, error))?;
+        }
+        Ok(())
     }
 
     /// Makes every successful operation durable.
@@ -434,24 +529,7 @@ impl Service {
             }
             Object::Room(room) => {
                 let category = load_category_for(tx, caller, &room.category).await?;
-                if let Viewer::User(principal) = caller.viewer() {
-                    let directory =
-                        access::directory_for(&mut Source::Tx(tx), category_scope(&category))
-                            .await?;
-                    if !domain::access::may_create_room(caller.viewer(), &category, &directory) {
-                        return Err(ServiceError::Forbidden {
-                            message: format!(
-                                "only administrators and creators of category `{}` may create rooms in it",
-                                category.name
-                            ),
-                        });
-                    }
-                    // A creator becomes manager of each room it creates.
-                    room.managers.push(principal.clone());
-                    room.normalise();
-                }
-                check_addin_exists(tx, room.addin.as_deref()).await?;
-                check_room_lists(tx, room, &category, None).await?;
+                check_new_room(tx, caller, room, &category).await?;
             }
         }
         check_marks(caller, ownership)?;
@@ -466,7 +544,82 @@ impl Service {
         tracing::info!(kind = %object.kind(), name = object.name(), by = %caller.name, "created");
         Stored::<Object>::from_row(&row)
     }
+}
 
+/// What [`Service::create_in`] checks of a room an administrator creates, with each category
+/// read once for all the rooms of a [`Batch::create_all`].
+async fn judge_new_room_of_admin(
+    tx: &mut Tx,
+    caller: &Caller,
+    object: &mut Object,
+    ownership: Ownership,
+    categories: &mut HashMap<String, Category>,
+) -> Result<()> {
+    object.normalise();
+    reject_problems(object.problems())?;
+    let Object::Room(room) = object else {
+        return Err(ServiceError::internal("only rooms are created together"));
+    };
+    if !categories.contains_key(&room.category) {
+        // An administrator sees every category: `load_category_for` is `load_category`.
+        let category = load_category(tx, &room.category).await?;
+        categories.insert(room.category.clone(), category);
+    }
+    let category = &categories[&room.category];
+    check_new_room(tx, caller, room, category).await?;
+    check_marks(caller, ownership)
+}
+
+/// Stores rooms judged by [`judge_new_room_of_admin`] and announces them; `false` (with part
+/// of them perhaps written, to roll back) when a name is taken.
+async fn write_rooms(
+    tx: &mut Tx,
+    caller: &Caller,
+    rooms: &[(Object, Ownership)],
+    now: &str,
+) -> Result<bool> {
+    let writes = rooms
+        .iter()
+        .map(|(object, ownership)| {
+            write_of(object, ownership.marks(Marks::default()), &caller.name, now)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let Some(rows) = tx.insert_all(&writes).await? else {
+        return Ok(false);
+    };
+    let created: Vec<(i64, &str)> = rows.iter().map(|row| (row.id, row.name.as_str())).collect();
+    tx.insert_room_creations(&created, now).await?;
+    Ok(true)
+}
+
+/// The rules a new room must meet in `category` (which the caller may see) before it is
+/// stored; a creator who is not an administrator becomes one of its managers.
+async fn check_new_room(
+    tx: &mut Tx,
+    caller: &Caller,
+    room: &mut Room,
+    category: &Category,
+) -> Result<()> {
+    if let Viewer::User(principal) = caller.viewer() {
+        let directory =
+            access::directory_for(&mut Source::Tx(tx), category_scope(category)).await?;
+        if !domain::access::may_create_room(caller.viewer(), category, &directory) {
+            return Err(ServiceError::Forbidden {
+                message: format!(
+                    "only administrators and creators of category `{}` may create rooms in it",
+                    category.name
+                ),
+            });
+        }
+        // A creator becomes manager of each room it creates.
+        room.managers.push(principal.clone());
+        room.normalise();
+    }
+    check_addin_exists(tx, room.addin.as_deref()).await?;
+    check_room_lists(tx, room, category, None).await
+}
+
+impl Service {
     /// Replaces an object with `object`, which may carry a new name.
     ///
     /// # Guarantees

@@ -131,4 +131,38 @@ impl Tx {
         .await?;
         Ok(())
     }
+
+    /// Records several acts in a few multi-row statements, in the order given.
+    pub async fn record_audits(&mut self, entries: &[NewAuditEntry<'_>]) -> Result<(), StoreError> {
+        for chunk in entries.chunks(AUDITS_PER_INSERT) {
+            let mut sql =
+                String::from("INSERT INTO audit (at, actor, action, kind, name, detail) VALUES ");
+            super::messages::push_placeholders(&mut sql, chunk.len(), 6);
+            let mut statement = sqlx::query(&sql);
+            for entry in chunk {
+                statement = statement
+                    .bind(entry.at)
+                    .bind(entry.actor)
+                    .bind(entry.action.as_str())
+                    .bind(entry.kind)
+                    .bind(entry.name)
+                    .bind(entry.detail.to_string());
+            }
+            statement.execute(&mut *self.inner).await?;
+        }
+        Ok(())
+    }
 }
+
+/// An act to record with [`Tx::record_audits`].
+pub struct NewAuditEntry<'a> {
+    pub at: &'a str,
+    pub actor: &'a str,
+    pub action: AuditAction,
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub detail: serde_json::Value,
+}
+
+/// Rows per statement of a multi-row audit insert.
+const AUDITS_PER_INSERT: usize = 256;

@@ -565,4 +565,39 @@ impl Tx {
             .await?;
         Ok(())
     }
+
+    /// Records the creation of each of `rooms` (id, name; at version 1), in a few multi-row
+    /// statements, as [`Tx::insert_room_change`] would one by one.
+    pub async fn insert_room_creations(
+        &mut self,
+        rooms: &[(i64, &str)],
+        at: &str,
+    ) -> Result<(), StoreError> {
+        if rooms.is_empty() {
+            return Ok(());
+        }
+        if self.backend == Backend::Postgres {
+            sqlx::query(&AdvisoryLock::RoomChangeIds.transaction_lock_sql())
+                .fetch_one(&mut *self.inner)
+                .await?;
+        }
+        self.wakes_streams = true;
+        for chunk in rooms.chunks(MESSAGES_PER_INSERT) {
+            let mut sql = String::from(
+                "INSERT INTO room_changes (room_id, room_name, change, version, changed_at) VALUES ",
+            );
+            push_placeholders(&mut sql, chunk.len(), 5);
+            let mut statement = sqlx::query(&sql);
+            for (room_id, room_name) in chunk {
+                statement = statement
+                    .bind(*room_id)
+                    .bind(*room_name)
+                    .bind(RoomChangeKind::Created.as_str())
+                    .bind(1_i64)
+                    .bind(at);
+            }
+            statement.execute(&mut *self.inner).await?;
+        }
+        Ok(())
+    }
 }
