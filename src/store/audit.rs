@@ -164,5 +164,6 @@ pub struct NewAuditEntry<'a> {
     pub detail: serde_json::Value,
 }
 
-/// Rows per statement of a multi-row audit insert.
-const AUDITS_PER_INSERT: usize = 256;
+/// Rows per statement of a multi-row audit insert (6 values each; small for the reason
+/// `OBJECTS_PER_INSERT` gives).
+const AUDITS_PER_INSERT: usize = 64;

@@ -59,6 +59,10 @@ pub struct NewMessage<'a> {
 /// (SQLite 32,766, PostgreSQL 65,535), and a group of posts in one or two statements.
 pub(crate) const MESSAGES_PER_INSERT: usize = 256;
 
+/// Rows per statement of a multi-row room change insert (5 values each; small for the reason
+/// `OBJECTS_PER_INSERT` gives).
+const ROOM_CHANGES_PER_INSERT: usize = 64;
+
 /// Appends `(?, ?, ...), (...)` for `rows` rows of `columns` values, numbered `$1` on.
 pub(crate) fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
     use std::fmt::Write as _;
@@ -582,7 +586,7 @@ impl Tx {
                 .await?;
         }
         self.wakes_streams = true;
-        for chunk in rooms.chunks(MESSAGES_PER_INSERT) {
+        for chunk in rooms.chunks(ROOM_CHANGES_PER_INSERT) {
             let mut sql = String::from(
                 "INSERT INTO room_changes (room_id, room_name, change, version, changed_at) VALUES ",
             );
