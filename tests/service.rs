@@ -668,73 +668,39 @@ async fn created_state(fixture: &Fixture) -> String {
 /// same room, the same rooms, audit entries and room changes.
 #[tokio::test]
 async fn rooms_created_together_end_as_created_one_by_one() {
-    let room = |name: &str, category: &str, member: &str| {
-        let body = json!({"name": name, "category": category, "privacy": "closed",
-            "members": [member]});
-        (
-            Object::from_json(Kind::Room, body).unwrap(),
-            Ownership::Managed { protect: false },
-        )
-    };
-    let inside = "sip:ana@contoso.com";
-    let outside = "sip:eve@fabrikam.com";
-    let cases: Vec<(&str, Vec<(Object, Ownership)>)> = vec![
-        (
-            "all fine",
-            vec![
-                room("a", "c", inside),
-                room("b", "c", inside),
-                room("c", "d", inside),
-            ],
-        ),
-        (
-            "second outside the scope",
-            vec![
-                room("a", "c", inside),
-                room("b", "c", outside),
-                room("c", "c", inside),
-            ],
-        ),
-        (
-            "second in no category",
-            vec![
-                room("a", "c", inside),
-                room("b", "none", inside),
-                room("c", "c", inside),
-            ],
-        ),
-        (
-            "third name taken",
-            vec![
-                room("a", "c", inside),
-                room("b", "c", inside),
-                room("TAKEN", "c", inside),
-                room("d", "c", inside),
-            ],
-        ),
-        (
-            "a name twice",
-            vec![
-                room("a", "c", inside),
-                room("dup", "c", inside),
-                room("DUP", "c", inside),
-            ],
-        ),
-        (
-            "taken, then outside",
-            vec![room("taken", "c", inside), room("b", "c", outside)],
-        ),
-        (
-            "outside, then taken",
-            vec![
-                room("a", "c", inside),
-                room("b", "c", outside),
-                room("taken", "c", inside),
-            ],
-        ),
+    // Each room as name/category/member, `in` or `out` of the categories' scope.
+    let cases = [
+        ("all fine", "a/c/in b/c/in c/d/in"),
+        ("second outside the scope", "a/c/in b/c/out c/c/in"),
+        ("second in no category", "a/c/in b/none/in c/c/in"),
+        ("third name taken", "a/c/in b/c/in TAKEN/c/in d/c/in"),
+        ("a name twice", "a/c/in dup/c/in DUP/c/in"),
+        ("taken, then outside", "taken/c/in b/c/out"),
+        ("outside, then taken", "a/c/in b/c/out taken/c/in"),
     ];
+    let rooms_of = |text: &str| -> Vec<(Object, Ownership)> {
+        text.split(' ')
+            .map(|room| {
+                let [name, category, scope] = room.split('/').collect::<Vec<_>>()[..] else {
+                    panic!("a room is name/category/scope: {room}")
+                };
+                let member = if scope == "in" {
+                    "sip:ana@contoso.com"
+                } else {
+                    "sip:eve@fabrikam.com"
+                };
+                let body = json!({"name": name, "category": category, "privacy": "closed",
+                    "members": [member]});
+                (
+                    Object::from_json(Kind::Room, body).unwrap(),
+                    Ownership::Managed { protect: false },
+                )
+            })
+            .collect()
+    };
     let mut lines = Vec::new();
     for (label, rooms) in cases {
+        let rooms = rooms_of(rooms);
         let mut outcomes = Vec::new();
         let mut states = Vec::new();
         for together in [true, false] {
