@@ -194,14 +194,17 @@ impl Live {
     /// Builds the live state from objects read with [`ShownObject`].
     pub fn from_objects(objects: impl IntoIterator<Item = LiveObject>) -> Live {
         let mut live = Live::default();
+        let mut named = Vec::new();
         for object in objects {
             if object.kind == Kind::ComplianceConfiguration {
                 live.compliance = Some(object);
             } else {
-                live.objects
-                    .insert((object.kind, object.name.clone()), object);
+                named.push(((object.kind, object.name.clone()), object));
             }
         }
+        // Sorted once and built in bulk rather than inserted one by one; of two objects of
+        // one key the later wins, as inserting them in turn would have it.
+        live.objects = named.into_iter().collect();
         if live.compliance.is_none() {
             let defaults = match serde_json::to_value(ComplianceConfiguration::default()) {
                 Ok(Value::Object(fields)) => fields,

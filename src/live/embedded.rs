@@ -228,17 +228,21 @@ impl Target for EmbeddedTarget {
 
     fn live(&self) -> BoxFuture<'_, Result<Live, TargetError>> {
         Box::pin(async move {
-            let pages =
-                self.service
-                    .state_pages(&self.caller)
-                    .await
-                    .map_err(|error| match error {
-                        ServiceError::Store(store) => {
-                            TargetError::Unreadable(format!("{store}: {}", source_chain(&store)))
-                        }
-                        other => rejected(other),
-                    })?;
-            live_from_pages(pages)
+            // The database writes the next page while another thread parses this one.
+            let (sender, receiver) = tokio::sync::mpsc::channel(2);
+            let parsing = tokio::task::spawn_blocking(move || live_from_pages(receiver));
+            let read = self.service.state_pages_to(&self.caller, &sender).await;
+            drop(sender);
+            let parsed = parsing.await.map_err(|error| {
+                TargetError::Unreadable(format!("reading the stored state stopped: {error}"))
+            });
+            read.map_err(|error| match error {
+                ServiceError::Store(store) => {
+                    TargetError::Unreadable(format!("{store}: {}", source_chain(&store)))
+                }
+                other => rejected(other),
+            })?;
+            parsed?
         })
     }
 

@@ -313,11 +313,14 @@ pub(crate) fn live_from_state(json: &[u8]) -> Result<Live, TargetError> {
 }
 
 /// Builds the live state from pages that are JSON arrays of objects (the embedded target's
-/// read, which skips joining them into one document).
-/// Each page is let go once read.
-pub(crate) fn live_from_pages(pages: Vec<String>) -> Result<Live, TargetError> {
+/// read, which skips joining them into one document), taking each as it comes and letting
+/// it go once read. Blocks: run it where blocking is allowed. A page that is not the JSON
+/// expected ends the read (the sender then sees the receiver gone).
+pub(crate) fn live_from_pages(
+    mut pages: tokio::sync::mpsc::Receiver<String>,
+) -> Result<Live, TargetError> {
     let mut objects = Vec::new();
-    for page in pages {
+    while let Some(page) = pages.blocking_recv() {
         let page_objects: Vec<ShownObject> = serde_json::from_str(&page).map_err(|error| {
             TargetError::Unreadable(format!(
                 "the stored state is not the JSON expected: {error}"

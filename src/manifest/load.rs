@@ -777,7 +777,7 @@ fn normalise_fields(
             for (index, item) in items.iter_mut().enumerate() {
                 let text = item.as_str().unwrap_or_default();
                 match Principal::parse(text) {
-                    Ok(principal) => *item = Value::String(principal.to_string()),
+                    Ok(principal) => *item = Value::String(principal.into_text()),
                     Err(error) => {
                         report(
                             Locator::Value(format!("/{field}/{index}")),
@@ -900,20 +900,26 @@ fn assemble(documents: Vec<Checked>, pending: &mut Vec<Pending>) -> Desired {
         .map(|object| (object.name.clone(), principals(&object.fields, "members")))
         .collect();
     let directory = Directory::new(groups.clone());
-    let categories: HashMap<&str, Category> = desired
+    // Each category, and whether its manifest manages its scope (`allowedMembers`).
+    let categories: HashMap<&str, (Category, bool)> = desired
         .objects
         .values()
         .filter(|object| object.kind == Kind::Category)
         .filter_map(|object| {
             let category: Category =
                 serde_json::from_value(Value::Object(object.fields.clone())).ok()?;
-            Some((object.name.as_str(), category))
+            let scope_managed = object.fields.contains_key("allowedMembers");
+            Some((object.name.as_str(), (category, scope_managed)))
         })
         .collect();
 
-    for ((kind, name), object) in &desired.objects {
+    // What each object names must exist and lie within scope: judged of each object alone,
+    // so the objects are shared among the cores (a million principals parsed again in a
+    // large repository), and the problems kept in the objects' order.
+    let problems_of = |(kind, name): &(Kind, String), object: &DesiredObject| -> Vec<Pending> {
+        let mut problems = Vec::new();
         let mut report = |locator: Locator, message: String| {
-            pending.push(Pending::in_document(&object.origin, locator, message));
+            problems.push(Pending::in_document(&object.origin, locator, message));
         };
         // Every group a list names must be defined.
         for (field, value) in &object.fields {
@@ -944,12 +950,8 @@ fn assemble(documents: Vec<Checked>, pending: &mut Vec<Pending>) -> Desired {
                         Locator::Value("/category".to_owned()),
                         format!("category `{category_name}` is not defined in the manifests"),
                     ),
-                    Some(category) => {
-                        let scope_managed = desired
-                            .objects
-                            .get(&(Kind::Category, category_name.to_owned()))
-                            .is_some_and(|c| c.fields.contains_key("allowedMembers"));
-                        if scope_managed {
+                    Some((category, scope_managed)) => {
+                        if *scope_managed {
                             for field in ["members", "managers", "presenters"] {
                                 let list = principals(&object.fields, field);
                                 // A whole desired state: every entry is checked (no previous).
@@ -980,10 +982,7 @@ fn assemble(documents: Vec<Checked>, pending: &mut Vec<Pending>) -> Desired {
                 }
             }
             Kind::Category => {
-                if let (Some(category), true) = (
-                    categories.get(name.as_str()),
-                    object.fields.contains_key("allowedMembers"),
-                ) {
+                if let Some((category, true)) = categories.get(name.as_str()) {
                     for creator in
                         access::outside_scope(category, &directory, &category.creators, &[])
                     {
@@ -1012,7 +1011,36 @@ fn assemble(documents: Vec<Checked>, pending: &mut Vec<Pending>) -> Desired {
             }
             _ => {}
         }
-    }
+        problems
+    };
+    let objects: Vec<_> = desired.objects.iter().collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(8);
+    let per_thread = objects.len().div_ceil(threads).max(1);
+    let found: Vec<Vec<Pending>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = objects
+            .chunks(per_thread)
+            .map(|chunk| {
+                scope.spawn(|| {
+                    chunk
+                        .iter()
+                        .flat_map(|(key, object)| problems_of(key, object))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    drop(objects);
+    pending.extend(found.into_iter().flatten());
     desired
 }
 

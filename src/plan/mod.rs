@@ -382,15 +382,30 @@ pub fn plan_with(desired: &Desired, live: &Live, options: &PlanOptions) -> Resul
     let mut summary = Summary::default();
     let mut reads = Vec::new();
     let mut upserts: Vec<Action> = Vec::new();
-    for ((kind, name), wanted) in desired.objects() {
-        let key = (*kind, name.clone());
-        let current = view.objects.get(&key);
-        let renamed_from = renames.get(&key).map(String::as_str);
+    // Both sides are in key order: walked side by side, each object is found without a
+    // lookup (a hundred thousand lookups of a cloned key were a tenth of a no-op plan).
+    let mut live_objects = view.objects.iter().peekable();
+    for (key, wanted) in desired.objects() {
+        let (kind, name) = key;
+        while live_objects
+            .next_if(|(live_key, _)| *live_key < key)
+            .is_some()
+        {}
+        let current = live_objects
+            .next_if(|(live_key, _)| *live_key == key)
+            .map(|(_, object)| object);
+        let renamed_from = if renames.is_empty() {
+            None
+        } else {
+            renames.get(key).map(String::as_str)
+        };
         reads.push(Read {
             kind: *kind,
             name: name.clone(),
             version: if renamed_from.is_some() {
                 None
+            } else if renames.is_empty() {
+                current.map(|object| object.meta.version)
             } else {
                 version_before(*kind, name)
             },
@@ -431,12 +446,14 @@ pub fn plan_with(desired: &Desired, live: &Live, options: &PlanOptions) -> Resul
 
     let mut removes = Vec::new();
     let mut protected = Vec::new();
-    for ((kind, name), current) in &view.objects {
-        let key = (*kind, name.clone());
-        if desired.objects().contains_key(&key) {
+    let mut wanted_keys = desired.objects().keys().peekable();
+    for (key, current) in &view.objects {
+        let (kind, name) = key;
+        while wanted_keys.next_if(|wanted| *wanted < key).is_some() {}
+        if wanted_keys.peek() == Some(&key) {
             continue;
         }
-        if let Some(_origin) = desired.forget().get(&key) {
+        if let Some(_origin) = desired.forget().get(key) {
             if current.meta.managed || current.meta.protect {
                 reads.push(Read {
                     kind: *kind,
@@ -804,6 +821,10 @@ fn upsert(
             live_updated_at: None,
         });
     };
+    let adopt = !current.meta.managed || current.meta.protect != wanted.protect;
+    if renamed_from.is_none() && !adopt && same_managed_fields(wanted, current, ignored) {
+        return None;
+    }
     // What the manifest manages of a live object: not the fields left alone, and for an
     // additive list its entries beside the live ones.
     let mut managed = Map::new();
@@ -838,7 +859,6 @@ fn upsert(
             },
         );
     }
-    let adopt = !current.meta.managed || current.meta.protect != wanted.protect;
     if changes.is_empty() && !adopt {
         return None;
     }
@@ -904,6 +924,22 @@ fn value_text(value: &Value) -> String {
 }
 
 /// The fields the manifest gives whose live value differs. Lists compare as sets.
+/// Whether every field the manifest manages of `current` holds, as stored, what the manifest
+/// says: the common case of a no-op plan, told without building the managed fields. (An
+/// additive list equal to the live one is unchanged too: their union is the live list.) A
+/// value equal only once normalised is left to [`field_changes`].
+fn same_managed_fields(
+    wanted: &DesiredObject,
+    current: &LiveObject,
+    ignored: &BTreeSet<String>,
+) -> bool {
+    wanted.fields.iter().all(|(field, value)| {
+        ignored.contains(field)
+            || wanted.ignore_fields.contains(field)
+            || current.fields.get(field).unwrap_or(&Value::Null) == value
+    })
+}
+
 fn field_changes(wanted: &Map<String, Value>, live: &Map<String, Value>) -> Vec<FieldChange> {
     let mut changes = Vec::new();
     for (field, desired_value) in wanted {

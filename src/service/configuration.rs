@@ -470,6 +470,17 @@ impl Service {
         Ok(self.store.state_json_pages().await?)
     }
 
+    /// The pages of [`Service::state_pages`], each sent as soon as it is read (see
+    /// [`crate::store::Store::state_json_pages_to`]); administrators only.
+    pub async fn state_pages_to(
+        &self,
+        caller: &Caller,
+        pages: &tokio::sync::mpsc::Sender<String>,
+    ) -> Result<()> {
+        require_admin(caller, "read the whole configuration")?;
+        Ok(self.store.state_json_pages_to(pages).await?)
+    }
+
     /// Where the configuration stands (see [`ChangeCounter`]); administrators only, as the
     /// state it stands for.
     pub async fn change_counter(&self, caller: &Caller) -> Result<ChangeCounter> {

@@ -223,6 +223,25 @@ impl Store {
     /// The database writes the JSON itself, a page of rows at a time, so that reading a
     /// hundred thousand objects costs a few round trips and no parsing here.
     pub async fn state_json_pages(&self) -> Result<Vec<String>, StoreError> {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(1);
+        let mut pages = Vec::new();
+        let reading = async move { self.state_json_pages_to(&sender).await };
+        let collecting = async {
+            while let Some(page) = receiver.recv().await {
+                pages.push(page);
+            }
+        };
+        let (read, ()) = tokio::join!(reading, collecting);
+        read.map(|()| pages)
+    }
+
+    /// The pages of [`Store::state_json_pages`], each sent as soon as the database wrote it,
+    /// so that a reader parses one page while the next is written and never holds them all.
+    /// Stops early, without an error, when the receiver is gone.
+    pub async fn state_json_pages_to(
+        &self,
+        pages: &tokio::sync::mpsc::Sender<String>,
+    ) -> Result<(), StoreError> {
         const PAGE: i64 = 5_000;
         let mut tx = match self.backend {
             Backend::Sqlite => self.pool.begin().await?,
@@ -232,7 +251,6 @@ impl Store {
                     .await?
             }
         };
-        let mut pages = Vec::new();
         let mut after = 0_i64;
         loop {
             let row = sqlx::query(STATE_PAGE_SQL)
@@ -244,7 +262,9 @@ impl Store {
             let last: Option<i64> = row.try_get("last_id")?;
             let count: i64 = row.try_get("row_count")?;
             if let Some(page) = page {
-                pages.push(page);
+                if pages.send(page).await.is_err() {
+                    break;
+                }
             }
             match last {
                 Some(last) if count == PAGE => after = last,
@@ -252,7 +272,7 @@ impl Store {
             }
         }
         tx.commit().await?;
-        Ok(pages)
+        Ok(())
     }
 
     /// One slice of rooms in name order after `scan.after`, narrowed by the indexed columns
