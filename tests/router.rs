@@ -700,3 +700,77 @@ async fn every_documented_operation_is_routed() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(served, perch::api::openapi::document());
 }
+
+/// `GET /v1/state` is sent in parts as the database writes its pages (5,000 objects each):
+/// over an empty store, one page and several, the document is byte for byte the one the
+/// service writes whole, and a user is refused with a JSON error before any part is sent.
+#[tokio::test]
+async fn the_state_sent_in_parts_is_the_state_written_whole() {
+    use perch::domain::Kind;
+    use perch::service::{Caller, Object, Ownership};
+
+    let db = common::TestDb::new();
+    let service = Service::new(Store::open(&db.url).await.expect("store"));
+    let admin = service
+        .create_token("sip:admin@contoso.com", Role::Admin)
+        .await
+        .expect("admin token");
+    let user = service
+        .create_token("sip:user@contoso.com", Role::User)
+        .await
+        .expect("user token");
+    let operator = Caller::local_operator();
+    let app = perch::server::app(service.clone());
+    let get_state = |token: String| {
+        let app = app.clone();
+        async move {
+            let request = Request::builder()
+                .uri("/v1/state")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .expect("request");
+            let response = app.oneshot(request).await.expect("answer");
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 26)
+                .await
+                .expect("body");
+            (status, String::from_utf8(bytes.to_vec()).expect("UTF-8"))
+        }
+    };
+    let mut created = 0;
+    for total in [0, 1, 5_000, 12_345] {
+        let groups = (created..total)
+            .map(|index| {
+                let object =
+                    Object::from_json(Kind::Group, json!({"name": format!("group-{index:05}")}))
+                        .expect("a group");
+                (object, Ownership::Keep)
+            })
+            .collect();
+        let mut batch = service.batch().await.expect("batch");
+        batch
+            .create_all(&operator, groups)
+            .await
+            .map_err(|(index, error)| format!("group {index}: {error}"))
+            .expect("groups");
+        batch.commit().await.expect("commit");
+        created = total;
+
+        let (status, sent) = get_state(admin.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{total} objects: {sent}");
+        let whole = service
+            .state_json(&operator)
+            .await
+            .expect("the state whole");
+        assert!(
+            sent == whole,
+            "{total} objects: the parts differ from the whole"
+        );
+        let document: Value = serde_json::from_str(&sent).expect("a JSON document");
+        assert_eq!(document["objects"].as_array().map(Vec::len), Some(total));
+    }
+    let (status, refused) = get_state(user).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let refused: Value = serde_json::from_str(&refused).expect("a JSON error");
+    assert_eq!(refused["code"], "forbidden");
+}

@@ -148,7 +148,8 @@ impl Client {
         response
             .bytes()
             .await
-            .map(|bytes| bytes.to_vec())
+            // Taken over, not copied, when the body arrived as one buffer.
+            .map(Vec::from)
             .map_err(|error| {
                 ClientError::Malformed(format!("the answer did not arrive whole: {error}"))
             })

@@ -561,8 +561,16 @@ async fn run_archiver(State(state): State<AppState>, caller: Caller) -> Result<R
 }
 
 async fn state(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    let json = state.service.state_json(&caller).await?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+    use tokio_stream::StreamExt as _;
+    // Sent as the database writes it: a hundred thousand objects are sixty megabytes.
+    let parts = state.service.state_json_stream(&caller).await?;
+    let body = axum::body::Body::from_stream(parts.map(|part| {
+        part.map_err(|error| {
+            tracing::error!(%error, "GET /v1/state: the read failed; the document is cut short");
+            std::io::Error::other(error.to_string())
+        })
+    }));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn state_changes(

@@ -448,19 +448,47 @@ impl Service {
         let pages = self.state_pages(caller).await?;
         let length = pages.iter().map(String::len).sum::<usize>() + 32;
         let mut json = String::with_capacity(length);
-        json.push_str("{\"formatVersion\":1,\"objects\":[");
+        json.push_str(STATE_OPENING);
         for (index, page) in pages.iter().enumerate() {
             if index > 0 {
                 json.push(',');
             }
-            // Each page is an array; the document holds their elements in one array.
-            json.push_str(
-                page.get(1..page.len().saturating_sub(1))
-                    .unwrap_or_default(),
-            );
+            json.push_str(page_elements(page));
         }
-        json.push_str("]}");
+        json.push_str(STATE_CLOSING);
         Ok(json)
+    }
+
+    /// The document of [`Service::state_json`] in parts, each sent as soon as the database
+    /// wrote it, so that a large state is never held whole and its first bytes leave before
+    /// its last are read. The caller's right and the first read are judged before this
+    /// returns; a read that fails later ends the stream with the error (a cut document,
+    /// never a whole-looking one). The snapshot stays open while the parts wait to be taken,
+    /// at most two pages ahead; dropping the stream ends the read.
+    pub async fn state_json_stream(&self, caller: &Caller) -> Result<StateJsonStream> {
+        require_admin(caller, "read the whole configuration")?;
+        let (sender, mut pages) = tokio::sync::mpsc::channel(2);
+        let (finished, end) = tokio::sync::oneshot::channel();
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let read = store.state_json_pages_to(&sender).await;
+            drop(sender);
+            let _ = finished.send(read);
+        });
+        let mut end = Some(end);
+        let first = pages.recv().await;
+        if first.is_none() {
+            // No page: an empty state, or a read that failed before its first page, which is
+            // still an error of the request.
+            read_end(end.take()).await?;
+        }
+        Ok(StateJsonStream {
+            opened: false,
+            first,
+            pages,
+            closing_due: end.is_none(),
+            end,
+        })
     }
 
     /// Every configuration object in one snapshot, as pages that are JSON arrays of objects
@@ -1382,4 +1410,79 @@ async fn group_references(tx: &mut Tx, name: &str) -> Result<Vec<String>> {
         }
     }
     Ok(users)
+}
+
+/// The opening of the document of `GET /v1/state`, before its objects.
+const STATE_OPENING: &str = "{\"formatVersion\":1,\"objects\":[";
+/// Its closing, after them.
+const STATE_CLOSING: &str = "]}";
+
+/// A state page's objects as the document holds them: the elements of the page's array.
+fn page_elements(page: &str) -> &str {
+    page.get(1..page.len().saturating_sub(1))
+        .unwrap_or_default()
+}
+
+/// How a state read ended, as [`Service::state_json_stream`] hears it.
+async fn read_end(
+    end: Option<tokio::sync::oneshot::Receiver<std::result::Result<(), StoreError>>>,
+) -> Result<()> {
+    match end {
+        None => Ok(()),
+        Some(end) => match end.await {
+            Ok(read) => Ok(read?),
+            Err(_) => Err(ServiceError::internal("the state read stopped")),
+        },
+    }
+}
+
+/// The parts of the document of `GET /v1/state` (see [`Service::state_json_stream`]).
+pub struct StateJsonStream {
+    /// Whether the document's opening was sent, with `first`, the first page (if any).
+    opened: bool,
+    first: Option<String>,
+    pages: tokio::sync::mpsc::Receiver<String>,
+    /// How the read ended, until heard.
+    end: Option<tokio::sync::oneshot::Receiver<std::result::Result<(), StoreError>>>,
+    /// The read was heard to end well before the stream began (an empty state): the closing
+    /// is still to send.
+    closing_due: bool,
+}
+
+impl tokio_stream::Stream for StateJsonStream {
+    type Item = Result<String>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if !self.opened {
+            self.opened = true;
+            let mut part = String::from(STATE_OPENING);
+            if let Some(page) = self.first.take() {
+                part.push_str(page_elements(&page));
+            }
+            return Poll::Ready(Some(Ok(part)));
+        }
+        if let Poll::Ready(Some(page)) = self.pages.poll_recv(context) {
+            let mut part = String::with_capacity(page.len());
+            part.push(',');
+            part.push_str(page_elements(&page));
+            return Poll::Ready(Some(Ok(part)));
+        }
+        let Some(end) = self.end.as_mut() else {
+            let closing_due = std::mem::take(&mut self.closing_due);
+            return Poll::Ready(closing_due.then(|| Ok(STATE_CLOSING.to_owned())));
+        };
+        // Every page is taken (the channel closes before the end is sent).
+        let ended = match std::pin::Pin::new(end).poll(context) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(Ok(()))) => Ok(STATE_CLOSING.to_owned()),
+            Poll::Ready(Ok(Err(error))) => Err(error.into()),
+            Poll::Ready(Err(_)) => Err(ServiceError::internal("the state read stopped")),
+        };
+        self.end = None;
+        Poll::Ready(Some(ended))
+    }
 }

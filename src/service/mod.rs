@@ -30,7 +30,9 @@ pub use archive::format::json_schema as compliance_archive_schema;
 pub use archive::{ARCHIVER, ArchiveRun, ArchiveState, OperationalState};
 pub use backup::{BackupProgress, BackupReport};
 pub use compliance::{MAX_AUDIT_PAGE, RetentionRun};
-pub use configuration::{Batch, Operation, Ownership, Precondition, ROOM_SCAN_BUDGET, RoomPage};
+pub use configuration::{
+    Batch, Operation, Ownership, Precondition, ROOM_SCAN_BUDGET, RoomPage, StateJsonStream,
+};
 pub use data::MigrateReport;
 pub use error::ServiceError;
 pub use hub::LogBatch;
