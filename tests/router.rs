@@ -704,7 +704,7 @@ async fn every_documented_operation_is_routed() {
 /// `GET /v1/state` is sent in parts as the database writes its pages (5,000 objects each):
 /// over an empty store, one page and several, the document is byte for byte the one the
 /// service writes whole, and a user is refused with a JSON error before any part is sent.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_state_sent_in_parts_is_the_state_written_whole() {
     use perch::domain::Kind;
     use perch::service::{Caller, Object, Ownership};

@@ -317,7 +317,7 @@ pub(crate) fn live_from_state(json: &[u8]) -> Result<Live, TargetError> {
 /// it go once read. Blocks: run it where blocking is allowed. A page that is not the JSON
 /// expected ends the read (the sender then sees the receiver gone).
 pub(crate) fn live_from_pages(
-    mut pages: tokio::sync::mpsc::Receiver<String>,
+    mut pages: tokio::sync::mpsc::UnboundedReceiver<String>,
 ) -> Result<Live, TargetError> {
     let mut objects = Vec::new();
     while let Some(page) = pages.blocking_recv() {

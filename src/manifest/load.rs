@@ -1014,31 +1014,44 @@ fn assemble(documents: Vec<Checked>, pending: &mut Vec<Pending>) -> Desired {
         problems
     };
     let objects: Vec<_> = desired.objects.iter().collect();
+    // A thread for every few thousand objects, at most eight: a small repository (the
+    // panel loads one on every request) is checked where it is.
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
-        .min(8);
+        .min(8)
+        .min(objects.len().div_ceil(2048))
+        .max(1);
     let per_thread = objects.len().div_ceil(threads).max(1);
-    let found: Vec<Vec<Pending>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = objects
-            .chunks(per_thread)
-            .map(|chunk| {
-                scope.spawn(|| {
-                    chunk
-                        .iter()
-                        .flat_map(|(key, object)| problems_of(key, object))
-                        .collect::<Vec<_>>()
+    let found: Vec<Vec<Pending>> = if threads == 1 {
+        vec![
+            objects
+                .iter()
+                .flat_map(|(key, object)| problems_of(key, object))
+                .collect(),
+        ]
+    } else {
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = objects
+                .chunks(per_thread)
+                .map(|chunk| {
+                    scope.spawn(|| {
+                        chunk
+                            .iter()
+                            .flat_map(|(key, object)| problems_of(key, object))
+                            .collect::<Vec<_>>()
+                    })
                 })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|worker| {
-                worker
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    });
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| {
+                    worker
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    };
     drop(objects);
     pending.extend(found.into_iter().flatten());
     desired

@@ -460,14 +460,14 @@ impl Service {
     }
 
     /// The document of [`Service::state_json`] in parts, each sent as soon as the database
-    /// wrote it, so that a large state is never held whole and its first bytes leave before
-    /// its last are read. The caller's right and the first read are judged before this
+    /// wrote it, so that its first bytes leave before its last are read and it is never
+    /// joined into one string. The caller's right and the first read are judged before this
     /// returns; a read that fails later ends the stream with the error (a cut document,
-    /// never a whole-looking one). The snapshot stays open while the parts wait to be taken,
-    /// at most two pages ahead; dropping the stream ends the read.
+    /// never a whole-looking one). The read goes on at the database's pace whatever the
+    /// client's (see [`crate::store::Store::state_json_pages_to`]); dropping the stream ends it.
     pub async fn state_json_stream(&self, caller: &Caller) -> Result<StateJsonStream> {
         require_admin(caller, "read the whole configuration")?;
-        let (sender, mut pages) = tokio::sync::mpsc::channel(2);
+        let (sender, mut pages) = tokio::sync::mpsc::unbounded_channel();
         let (finished, end) = tokio::sync::oneshot::channel();
         let store = self.store.clone();
         tokio::spawn(async move {
@@ -503,7 +503,7 @@ impl Service {
     pub async fn state_pages_to(
         &self,
         caller: &Caller,
-        pages: &tokio::sync::mpsc::Sender<String>,
+        pages: &tokio::sync::mpsc::UnboundedSender<String>,
     ) -> Result<()> {
         require_admin(caller, "read the whole configuration")?;
         Ok(self.store.state_json_pages_to(pages).await?)
@@ -1441,7 +1441,7 @@ pub struct StateJsonStream {
     /// Whether the document's opening was sent, with `first`, the first page (if any).
     opened: bool,
     first: Option<String>,
-    pages: tokio::sync::mpsc::Receiver<String>,
+    pages: tokio::sync::mpsc::UnboundedReceiver<String>,
     /// How the read ended, until heard.
     end: Option<tokio::sync::oneshot::Receiver<std::result::Result<(), StoreError>>>,
     /// The read was heard to end well before the stream began (an empty state): the closing
@@ -1465,17 +1465,22 @@ impl tokio_stream::Stream for StateJsonStream {
             }
             return Poll::Ready(Some(Ok(part)));
         }
-        if let Poll::Ready(Some(page)) = self.pages.poll_recv(context) {
-            let mut part = String::with_capacity(page.len());
-            part.push(',');
-            part.push_str(page_elements(&page));
-            return Poll::Ready(Some(Ok(part)));
+        match self.pages.poll_recv(context) {
+            Poll::Ready(Some(page)) => {
+                let mut part = String::with_capacity(page.len());
+                part.push(',');
+                part.push_str(page_elements(&page));
+                return Poll::Ready(Some(Ok(part)));
+            }
+            Poll::Pending => return Poll::Pending,
+            // Closed: the reader sent every page (it drops its sender before it says how the
+            // read ended), so the end comes after the last page, never before it.
+            Poll::Ready(None) => {}
         }
         let Some(end) = self.end.as_mut() else {
             let closing_due = std::mem::take(&mut self.closing_due);
             return Poll::Ready(closing_due.then(|| Ok(STATE_CLOSING.to_owned())));
         };
-        // Every page is taken (the channel closes before the end is sent).
         let ended = match std::pin::Pin::new(end).poll(context) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Ok(Ok(()))) => Ok(STATE_CLOSING.to_owned()),

@@ -223,24 +223,25 @@ impl Store {
     /// The database writes the JSON itself, a page of rows at a time, so that reading a
     /// hundred thousand objects costs a few round trips and no parsing here.
     pub async fn state_json_pages(&self) -> Result<Vec<String>, StoreError> {
-        let (sender, mut receiver) = tokio::sync::mpsc::channel(1);
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        self.state_json_pages_to(&sender).await?;
+        drop(sender);
         let mut pages = Vec::new();
-        let reading = async move { self.state_json_pages_to(&sender).await };
-        let collecting = async {
-            while let Some(page) = receiver.recv().await {
-                pages.push(page);
-            }
-        };
-        let (read, ()) = tokio::join!(reading, collecting);
-        read.map(|()| pages)
+        while let Ok(page) = receiver.try_recv() {
+            pages.push(page);
+        }
+        Ok(pages)
     }
 
     /// The pages of [`Store::state_json_pages`], each sent as soon as the database wrote it,
-    /// so that a reader parses one page while the next is written and never holds them all.
-    /// Stops early, without an error, when the receiver is gone.
+    /// so that a reader can parse one page while the next is written. The channel is
+    /// unbounded on purpose: the read never waits on its reader, so a client that stops
+    /// reading does not keep a connection of the pool and its snapshot (at worst the pages
+    /// wait in memory, as a whole read would hold them). Stops early, without an error, when
+    /// the receiver is gone.
     pub async fn state_json_pages_to(
         &self,
-        pages: &tokio::sync::mpsc::Sender<String>,
+        pages: &tokio::sync::mpsc::UnboundedSender<String>,
     ) -> Result<(), StoreError> {
         const PAGE: i64 = 5_000;
         let mut tx = match self.backend {
@@ -262,7 +263,7 @@ impl Store {
             let last: Option<i64> = row.try_get("last_id")?;
             let count: i64 = row.try_get("row_count")?;
             if let Some(page) = page {
-                if pages.send(page).await.is_err() {
+                if pages.send(page).is_err() {
                     break;
                 }
             }
