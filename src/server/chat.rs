@@ -616,3 +616,40 @@ impl Outlet {
         self.left > 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle live stream holds its delivery's state: a future held inline across an
+    /// `.await` of `deliver` grows them all (the batch judgments, inline, made it 4,032 bytes
+    /// a stream). Boxing what runs rarely or may read the database keeps it small.
+    #[tokio::test]
+    async fn an_idle_stream_holds_a_small_delivery() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}/perch.db", dir.path().display());
+        let service =
+            crate::service::Service::new(crate::store::Store::open(&url).await.expect("store"));
+        let caller = Caller::local_operator();
+        let mut filter = service.event_filter(&caller, 0);
+        let mut cursor = Cursor {
+            message: 0,
+            change: 0,
+        };
+        let mut outlet = Outlet {
+            queue: Queue::default(),
+            left: 1,
+            until: None,
+        };
+        let delivery = deliver(
+            &service,
+            &caller,
+            &mut filter,
+            &mut cursor,
+            None,
+            &mut outlet,
+        );
+        let size = std::mem::size_of_val(&delivery);
+        assert!(size <= 1024, "a stream's delivery holds {size} bytes");
+    }
+}
