@@ -15,6 +15,7 @@ use tower::ServiceExt;
 
 struct Api {
     app: axum::Router,
+    service: Service,
     admin: String,
     user: String,
     _db: common::TestDb,
@@ -34,7 +35,8 @@ impl Api {
             .await
             .expect("user token");
         Api {
-            app: perch::server::app(service),
+            app: perch::server::app(service.clone()),
+            service,
             admin,
             user,
             _db: db,
@@ -709,20 +711,11 @@ async fn the_state_sent_in_parts_is_the_state_written_whole() {
     use perch::domain::Kind;
     use perch::service::{Caller, Object, Ownership};
 
-    let db = common::TestDb::new();
-    let service = Service::new(Store::open(&db.url).await.expect("store"));
-    let admin = service
-        .create_token("sip:admin@contoso.com", Role::Admin)
-        .await
-        .expect("admin token");
-    let user = service
-        .create_token("sip:user@contoso.com", Role::User)
-        .await
-        .expect("user token");
+    let api = Api::new().await;
+    let service = &api.service;
     let operator = Caller::local_operator();
-    let app = perch::server::app(service.clone());
     let get_state = |token: String| {
-        let app = app.clone();
+        let app = api.app.clone();
         async move {
             let request = Request::builder()
                 .uri("/v1/state")
@@ -756,7 +749,7 @@ async fn the_state_sent_in_parts_is_the_state_written_whole() {
         batch.commit().await.expect("commit");
         created = total;
 
-        let (status, sent) = get_state(admin.clone()).await;
+        let (status, sent) = get_state(api.admin.clone()).await;
         assert_eq!(status, StatusCode::OK, "{total} objects: {sent}");
         let whole = service
             .state_json(&operator)
@@ -769,7 +762,7 @@ async fn the_state_sent_in_parts_is_the_state_written_whole() {
         let document: Value = serde_json::from_str(&sent).expect("a JSON document");
         assert_eq!(document["objects"].as_array().map(Vec::len), Some(total));
     }
-    let (status, refused) = get_state(user).await;
+    let (status, refused) = get_state(api.user.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let refused: Value = serde_json::from_str(&refused).expect("a JSON error");
     assert_eq!(refused["code"], "forbidden");
