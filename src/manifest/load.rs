@@ -1022,25 +1022,19 @@ fn assemble(documents: Vec<Checked>, pending: &mut Vec<Pending>) -> Desired {
         .min(objects.len().div_ceil(2048))
         .max(1);
     let per_thread = objects.len().div_ceil(threads).max(1);
+    let problems_in = |chunk: &[(&(Kind, String), &DesiredObject)]| -> Vec<Pending> {
+        chunk
+            .iter()
+            .flat_map(|(key, object)| problems_of(key, object))
+            .collect()
+    };
     let found: Vec<Vec<Pending>> = if threads == 1 {
-        vec![
-            objects
-                .iter()
-                .flat_map(|(key, object)| problems_of(key, object))
-                .collect(),
-        ]
+        vec![problems_in(&objects)]
     } else {
         std::thread::scope(|scope| {
             let workers: Vec<_> = objects
                 .chunks(per_thread)
-                .map(|chunk| {
-                    scope.spawn(|| {
-                        chunk
-                            .iter()
-                            .flat_map(|(key, object)| problems_of(key, object))
-                            .collect::<Vec<_>>()
-                    })
-                })
+                .map(|chunk| scope.spawn(|| problems_in(chunk)))
                 .collect();
             workers
                 .into_iter()

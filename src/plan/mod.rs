@@ -923,7 +923,6 @@ fn value_text(value: &Value) -> String {
     }
 }
 
-/// The fields the manifest gives whose live value differs. Lists compare as sets.
 /// Whether every field the manifest manages of `current` holds, as stored, what the manifest
 /// says: the common case of a no-op plan, told without building the managed fields. (An
 /// additive list equal to the live one is unchanged too: their union is the live list.) A
@@ -940,6 +939,7 @@ fn same_managed_fields(
     })
 }
 
+/// The fields the manifest gives whose live value differs. Lists compare as sets.
 fn field_changes(wanted: &Map<String, Value>, live: &Map<String, Value>) -> Vec<FieldChange> {
     let mut changes = Vec::new();
     for (field, desired_value) in wanted {
