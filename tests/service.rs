@@ -495,7 +495,11 @@ async fn the_hub_serialises_each_message_once_for_every_stream_that_may_read_it(
     let ana = fixture.user("sip:ana@contoso.com").await;
     let bob = fixture.user("sip:bob@contoso.com").await;
     let outsider = fixture.user("sip:zed@fabrikam.com").await;
-    let mut log = fixture.service.subscribe_log();
+    // An administrator's filter that never judges: the hub hands it every batch.
+    let mut watching = fixture
+        .service
+        .event_filter(&perch::service::Caller::local_operator(), 0);
+    let mut log = fixture.service.subscribe_log(&mut watching);
     // The hub announces where it starts, before anything is posted.
     let start = next_batch(&mut log).await;
     let live_after = start.ends_at().0;
@@ -553,13 +557,112 @@ async fn the_hub_serialises_each_message_once_for_every_stream_that_may_read_it(
     assert_eq!(first["body"], "one");
 }
 
+/// The hub wakes a stream only for the batches that may concern it: a post in a room of one
+/// member reaches that member's stream, and another user's stream hears only the stretch of
+/// the log it passed over; a post in an open room reaches both.
+#[tokio::test]
+async fn the_hub_wakes_only_the_streams_a_batch_concerns() {
+    let fixture = Fixture::new().await;
+    let admin = &fixture.admin;
+    fixture
+        .create(
+            admin,
+            Kind::Category,
+            json!({"name": "Eng", "allowedMembers": ["domain:contoso.com"]}),
+        )
+        .await
+        .unwrap();
+    for room in [
+        json!({"name": "ana-only", "category": "Eng", "privacy": "closed", "members": ["sip:ana@contoso.com"]}),
+        json!({"name": "open", "category": "Eng", "privacy": "open"}),
+    ] {
+        fixture.create(admin, Kind::Room, room).await.unwrap();
+    }
+    let ana = fixture.user("sip:ana@contoso.com").await;
+    let bob = fixture.user("sip:bob@contoso.com").await;
+    let service = &fixture.service;
+    let live_after = service.last_message_id().await.unwrap();
+    let mut filters = [
+        service.event_filter(&ana, live_after),
+        service.event_filter(&bob, live_after),
+    ];
+    let mut logs = Vec::new();
+    for filter in &mut filters {
+        logs.push(service.subscribe_log(filter));
+        // A stream's first read judges at the current generation, which the hub is told.
+        service
+            .events_after(filter, live_after, 10)
+            .await
+            .expect("a first read");
+    }
+
+    let [for_ana, for_bob] = &logs[..] else {
+        unreachable!("two streams")
+    };
+    // The hub announces where it starts reading before anything is posted.
+    for log in [for_ana, for_bob] {
+        tokio::time::timeout(std::time::Duration::from_secs(10), log.recv())
+            .await
+            .expect("the hub started");
+    }
+    let (secret, _) = service
+        .post_message(&ana, "ana-only", "for ana", None)
+        .await
+        .unwrap();
+    assert_eq!(heard_through(for_ana, secret.id).await, Heard::Handed);
+    assert_eq!(
+        heard_through(for_bob, secret.id).await,
+        Heard::PassedOver,
+        "a post bob may not read does not wake his stream"
+    );
+    let (open, _) = service
+        .post_message(&ana, "open", "for all", None)
+        .await
+        .unwrap();
+    assert_eq!(heard_through(for_ana, open.id).await, Heard::Handed);
+    assert_eq!(heard_through(for_bob, open.id).await, Heard::Handed);
+}
+
+/// How a stream heard of a message.
+#[derive(Debug, PartialEq)]
+enum Heard {
+    /// In a batch handed to it.
+    Handed,
+    /// In a stretch of the log it was told it passed over.
+    PassedOver,
+}
+
+/// Listens until the stream has heard of message `id`, and says how.
+async fn heard_through(log: &perch::service::LogListener, id: i64) -> Heard {
+    loop {
+        let heard = tokio::time::timeout(std::time::Duration::from_secs(10), log.recv())
+            .await
+            .expect("the hub went on");
+        let (after, through, how) = match heard {
+            perch::service::Heard::Batch(batch) => {
+                (batch.starts_after().0, batch.ends_at().0, Heard::Handed)
+            }
+            perch::service::Heard::Nothing { after, through } => {
+                (after.0, through.0, Heard::PassedOver)
+            }
+            perch::service::Heard::Lagged => panic!("a stream of a few batches lagged"),
+        };
+        if after < id && id <= through {
+            return how;
+        }
+    }
+}
+
 async fn next_batch(
-    log: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<perch::service::LogBatch>>,
+    log: &mut perch::service::LogListener,
 ) -> std::sync::Arc<perch::service::LogBatch> {
-    tokio::time::timeout(std::time::Duration::from_secs(10), log.recv())
+    match tokio::time::timeout(std::time::Duration::from_secs(10), log.recv())
         .await
         .expect("the hub read the log")
-        .expect("a batch")
+    {
+        perch::service::Heard::Batch(batch) => batch,
+        other => panic!("expected a batch, heard {other:?}"),
+    }
 }
 
 /// An unreadable stored room refuses the posts to it, not the posts of the same group to

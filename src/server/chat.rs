@@ -15,7 +15,7 @@ use super::routes::JsonObject;
 use super::{ApiError, AppState};
 use crate::api::wire::{ClearReply, ClearRequest, RemoveReply, RemoveRequest};
 use crate::domain::ComplianceEventType;
-use crate::service::{Caller, PageRequest, RemoveFilter, ServiceError, StreamEnd};
+use crate::service::{Caller, Heard, PageRequest, RemoveFilter, ServiceError, StreamEnd};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -431,8 +431,10 @@ impl Drop for Presence {
 ///
 /// A stream first reads the log from the database after its cursor (a replay, or the moment it
 /// opened); once that read comes back empty it hears the node's hub, which reads the log once
-/// for every stream. A batch that starts past the stream's cursor (it subscribed while
-/// reading, or fell behind the hub's channel) sends it back to the database for the gap.
+/// for every stream and wakes this one only for batches that may concern it, telling it the
+/// stretches it passed over. A batch or stretch that starts past the stream's cursor (it
+/// subscribed while reading, or fell behind the hub) sends it back to the database for the
+/// gap.
 async fn deliver(
     service: &crate::service::Service,
     caller: &Caller,
@@ -442,9 +444,7 @@ async fn deliver(
     outlet: &mut Outlet,
 ) {
     // Subscribed before the first read, so that nothing committed meanwhile goes unheard.
-    let mut log = service.subscribe_log();
-    let mut hub_gone = false;
-    let mut posted = service.watch_messages();
+    let log = service.subscribe_log(filter);
     let mut draining = service.watch_drain();
     let mut from_database = true;
     loop {
@@ -488,30 +488,25 @@ async fn deliver(
             if *cursor != start {
                 continue;
             }
-            from_database = hub_gone;
-        }
-        if hub_gone {
-            // No hub (it failed): wake on a post through this node, or poll.
-            tokio::select! {
-                _ = draining.changed() => return,
-                _ = posted.changed() => {}
-                () = tokio::time::sleep(service.events_poll_interval()) => {}
-            }
-            continue;
+            from_database = false;
         }
         let heard = tokio::select! {
             _ = draining.changed() => return,
             heard = log.recv() => heard,
         };
         let batch = match heard {
-            Ok(batch) => batch,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                from_database = true;
+            Heard::Batch(batch) => batch,
+            Heard::Nothing { after, through } => {
+                // Nothing for this stream there: past it, unless the cursor is short of it.
+                if after.0 > cursor.message || after.1 > cursor.change {
+                    from_database = true;
+                } else {
+                    cursor.message = cursor.message.max(through.0);
+                    cursor.change = cursor.change.max(through.1);
+                }
                 continue;
             }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                tracing::warn!("live events: the hub stopped; streams read the database");
-                hub_gone = true;
+            Heard::Lagged => {
                 from_database = true;
                 continue;
             }

@@ -1,32 +1,43 @@
 //! One reader of the log per node: the messages and room changes committed after its cursors,
 //! read once however many live streams are open, each message serialised once, and handed to
-//! every stream on the node.
+//! the streams on the node it concerns.
 //!
 //! # Guarantees
 //! - **Contiguous**: a [`LogBatch`] holds everything committed after `messages_after` through
 //!   `messages_through` (and the same for room changes), in id order, which is commit order
-//!   (see `store::messages`). A stream whose cursor is behind a batch's start reads the gap
-//!   from the database itself, so no stream depends on having heard every batch.
+//!   (see `store::messages`). A stream hears, in order, every batch read after it subscribed:
+//!   each either handed over ([`Heard::Batch`]) or, when it holds nothing for the stream, as
+//!   the stretch of the log it covers ([`Heard::Nothing`], one for a run of such batches). A
+//!   stream whose cursor is behind either's start reads the gap from the database itself, so
+//!   no stream depends on having heard every batch.
+//! - **Woken only when concerned**: the hub judges each batch for every stream with the rule
+//!   the stream applies ([`StreamScope::may_deliver`], then the room's rights on the inputs the
+//!   node's streams share for the batch's generation), and wakes only the streams it may
+//!   deliver something to, or that must look again themselves: their judged generation is not
+//!   the batch's (access may have changed, the token must be checked), their token expired, or
+//!   the batch has room changes. A batch of a room of two wakes two streams, not the node's
+//!   fifteen thousand. The stream then judges the batch itself as before
+//!   ([`Service::events_in_batch`]); the hub's judgment only spares the others.
 //! - **Judged per stream, after the read**: a batch carries the configuration generation read
-//!   after its rows; each stream refreshes its access decisions when it moved
-//!   ([`Service::events_in_batch`]), as it does after a read of its own.
-//! - **Bounded**: a batch is at most [`BATCH`] rows of each; the channel holds
-//!   [`CHANNEL_CAPACITY`] batches, and a stream that falls behind it is told so (`Lagged`) and
-//!   reads from the database.
+//!   after its rows; each stream refreshes its access decisions when it moved, as it does
+//!   after a read of its own.
+//! - **Bounded**: a batch is at most [`BATCH`] rows of each; a stream holds at most
+//!   [`INBOX_CAPACITY`] entries not yet taken, and one that falls behind that is told so
+//!   ([`Heard::Lagged`]) and reads from the database.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Poll, Waker};
 
-use tokio::sync::broadcast;
-
-use super::Service;
-use super::messages::Message;
+use super::messages::{Message, SharedInputs, StreamScope};
+use super::{Caller, Service};
+use crate::clock;
 use crate::store::{MessageRow, RoomChangeRow};
 
 /// Rows of each kind read at once.
 const BATCH: i64 = 1_000;
-/// Batches a stream may fall behind before it reads from the database instead.
-const CHANNEL_CAPACITY: usize = 256;
+/// Entries a stream may leave untaken before it reads from the database instead.
+const INBOX_CAPACITY: usize = 512;
 
 /// A message as the hub read it, with its JSON for every stream that delivers it.
 #[derive(Debug)]
@@ -61,31 +72,241 @@ impl LogBatch {
     }
 }
 
-/// The node's hub: started by the first stream that listens.
+/// What a stream hears from the hub, in the order the hub read it.
 #[derive(Debug)]
+pub enum Heard {
+    /// A batch that may concern the stream: it judges it.
+    Batch(Arc<LogBatch>),
+    /// Batches from after `after` through `through` (message and room-change ids) that hold
+    /// nothing for the stream: its cursor moves past them.
+    Nothing {
+        after: (i64, i64),
+        through: (i64, i64),
+    },
+    /// The stream left more than [`INBOX_CAPACITY`] entries untaken; those were dropped and it
+    /// reads the database after its cursor.
+    Lagged,
+}
+
+/// What a stream's filter last judged at, published for the hub: the generation and, at it,
+/// when the caller's token expires.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Judged {
+    pub(crate) generation: Option<i64>,
+    pub(crate) token_expires_at: Option<String>,
+}
+
+/// A stream's place at the hub: who it is for and what it was handed.
+pub(crate) struct Listening {
+    caller: Caller,
+    scope: StreamScope,
+    inbox: Mutex<Inbox>,
+}
+
+#[derive(Default)]
+struct Inbox {
+    heard: VecDeque<Heard>,
+    /// The stretch passed over since the last entry of `heard` (not yet an entry: an idle
+    /// stream holds no queue).
+    passed: Option<((i64, i64), (i64, i64))>,
+    lagged: bool,
+    waker: Option<Waker>,
+    judged: Judged,
+}
+
+impl Listening {
+    fn inbox(&self) -> std::sync::MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records what the stream's filter judged at (see [`Judged`]).
+    pub(crate) fn publish(&self, judged: Judged) {
+        self.inbox().judged = judged;
+    }
+}
+
+/// A live stream's subscription to the node's hub.
+pub struct LogListener {
+    listening: Arc<Listening>,
+}
+
+impl std::fmt::Debug for LogListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogListener")
+    }
+}
+
+impl LogListener {
+    /// The next thing heard from the hub, waiting for it.
+    pub async fn recv(&self) -> Heard {
+        std::future::poll_fn(|context| {
+            let mut inbox = self.listening.inbox();
+            if inbox.lagged {
+                inbox.lagged = false;
+                return Poll::Ready(Heard::Lagged);
+            }
+            if let Some(heard) = inbox.heard.pop_front() {
+                return Poll::Ready(heard);
+            }
+            if let Some((after, through)) = inbox.passed.take() {
+                return Poll::Ready(Heard::Nothing { after, through });
+            }
+            if !inbox
+                .waker
+                .as_ref()
+                .is_some_and(|waker| waker.will_wake(context.waker()))
+            {
+                inbox.waker = Some(context.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// The node's hub: started by the first stream that listens.
 pub(crate) struct Hub {
-    sender: broadcast::Sender<Arc<LogBatch>>,
+    listeners: Mutex<Vec<Arc<Listening>>>,
     started: std::sync::Once,
 }
 
 impl Default for Hub {
     fn default() -> Hub {
         Hub {
-            sender: broadcast::channel(CHANNEL_CAPACITY).0,
+            listeners: Mutex::default(),
             started: std::sync::Once::new(),
         }
     }
 }
 
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hub")
+    }
+}
+
+impl Hub {
+    /// The streams listening, ended ones among them until [`forget_ended`] drops them.
+    fn listeners(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Listening>>> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether any stream listens, forgetting those that ended.
+    fn has_listeners(&self) -> bool {
+        let mut listeners = self.listeners();
+        forget_ended(&mut listeners);
+        !listeners.is_empty()
+    }
+}
+
+/// Drops the listeners of streams that ended: a stream drops its [`LogListener`], so only
+/// the hub holds them.
+fn forget_ended(listeners: &mut Vec<Arc<Listening>>) {
+    listeners.retain(|listening| Arc::strong_count(listening) > 1);
+}
+
+/// Whether `batch` may concern the stream that `listening` is, judged as the stream would
+/// (see the module's guarantees); `rooms` holds the inputs of the batch's rooms at its
+/// generation, and a room missing from it (it could not be read) concerns everyone.
+fn concerns(
+    listening: &Listening,
+    judged: &Judged,
+    batch: &LogBatch,
+    rooms: &HashMap<i64, SharedInputs>,
+    now: &str,
+) -> bool {
+    if judged.generation != Some(batch.generation)
+        || !crate::domain::tokens::is_current(judged.token_expires_at.as_deref(), now)
+        || !batch.changes.is_empty()
+    {
+        return true;
+    }
+    batch.messages.iter().any(|message| {
+        let row = &message.row;
+        message.json.is_some()
+            && listening
+                .scope
+                .may_deliver(row.room_id, row.in_history, row.id)
+            && rooms.get(&row.room_id).is_none_or(|inputs| {
+                inputs
+                    .as_ref()
+                    .is_some_and(|inputs| inputs.rights(&listening.caller).reads)
+            })
+    })
+}
+
 impl Service {
-    /// Hears every batch the node's hub reads from now on (starting the hub if it is not).
-    pub fn subscribe_log(&self) -> broadcast::Receiver<Arc<LogBatch>> {
-        let receiver = self.hub.sender.subscribe();
+    /// Hears every batch the node's hub reads from now on that concerns the stream `filter`
+    /// judges for (starting the hub if it is not); the filter publishes what it judged at to
+    /// the hub from now on.
+    pub fn subscribe_log(&self, filter: &mut super::EventFilter) -> LogListener {
+        let listening = Arc::new(Listening {
+            caller: filter.caller().clone(),
+            scope: filter.scope(),
+            inbox: Mutex::new(Inbox {
+                judged: filter.judged(),
+                ..Inbox::default()
+            }),
+        });
+        filter.publish_to(listening.clone());
+        self.hub.listeners().push(listening.clone());
         self.hub.started.call_once(|| {
             let service = self.clone();
             tokio::spawn(async move { service.run_hub().await });
         });
-        receiver
+        LogListener { listening }
+    }
+
+    /// Hands `batch` to every stream it concerns and passes it over for the others, waking
+    /// only the former.
+    async fn hand_out(&self, batch: LogBatch) {
+        // The inputs of each room with a message, as the streams judge them: loaded once
+        // per room and generation for the node.
+        let mut rooms = HashMap::new();
+        for message in &batch.messages {
+            let room_id = message.row.room_id;
+            if message.json.is_none() || rooms.contains_key(&room_id) {
+                continue;
+            }
+            match self.stream_room_inputs(room_id, batch.generation).await {
+                Ok(inputs) => {
+                    rooms.insert(room_id, inputs);
+                }
+                // Left out: every stream judges that room itself.
+                Err(error) => tracing::warn!(%error, "live events: the hub cannot read a room"),
+            }
+        }
+        let now = clock::now();
+        let batch = Arc::new(batch);
+        let mut woken = Vec::new();
+        {
+            let mut listeners = self.hub.listeners();
+            forget_ended(&mut listeners);
+            for listening in listeners.iter() {
+                let mut inbox = listening.inbox();
+                if concerns(listening, &inbox.judged, &batch, &rooms, &now) {
+                    if let Some((after, through)) = inbox.passed.take() {
+                        inbox.heard.push_back(Heard::Nothing { after, through });
+                    }
+                    if inbox.heard.len() >= INBOX_CAPACITY {
+                        inbox.heard.clear();
+                        inbox.lagged = true;
+                    }
+                    inbox.heard.push_back(Heard::Batch(batch.clone()));
+                    woken.extend(inbox.waker.take());
+                } else {
+                    let after = inbox
+                        .passed
+                        .map_or(batch.starts_after(), |(after, _)| after);
+                    inbox.passed = Some((after, batch.ends_at()));
+                }
+            }
+        }
+        for waker in woken {
+            waker.wake();
+        }
     }
 
     async fn run_hub(&self) {
@@ -94,20 +315,17 @@ impl Service {
         let mut names = RoomNames::default();
         let mut ticked = false;
         loop {
-            if self.hub.sender.receiver_count() == 0 {
-                // Nobody listens: start again from the end of the log once someone does
-                // (streams behind it read the gap themselves).
-                cursors = None;
-            } else {
+            if self.hub.has_listeners() {
                 // A batch goes out even with nothing new when the hub (re)starts, so that a
                 // stream behind its start reads the gap, and on every tick, so that streams
-                // judge their tokens' expiry and any change of access without a post.
+                // judge their tokens' expiry and any change of access without a post (the
+                // hand-out wakes only those for whom either is due).
                 let announce = ticked || cursors.is_none();
                 match self.read_log(&mut cursors, &mut names, announce).await {
                     Ok(Some(batch)) => {
                         let full = i64::try_from(batch.messages.len()).unwrap_or(i64::MAX) >= BATCH
                             || i64::try_from(batch.changes.len()).unwrap_or(i64::MAX) >= BATCH;
-                        let _ = self.hub.sender.send(Arc::new(batch));
+                        self.hand_out(batch).await;
                         if full {
                             continue;
                         }
@@ -117,6 +335,10 @@ impl Service {
                         tracing::warn!(%error, "live events: the hub cannot read the log");
                     }
                 }
+            } else {
+                // Nobody listens: start again from the end of the log once someone does
+                // (streams behind it read the gap themselves).
+                cursors = None;
             }
             ticked = tokio::select! {
                 _ = woken.changed() => false,

@@ -137,7 +137,8 @@ impl std::fmt::Debug for StreamRooms {
     }
 }
 
-type SharedInputs = Option<std::sync::Arc<super::access::RoomInputs>>;
+/// A room's inputs as the node's streams share them; `None` when it is no room.
+pub(super) type SharedInputs = Option<std::sync::Arc<super::access::RoomInputs>>;
 
 impl StreamRooms {
     /// The cell that holds (or will hold) the room's inputs at `generation` or later.
@@ -997,16 +998,58 @@ impl Service {
 /// from a room stops receiving its messages at once and a member added starts at once.
 pub struct EventFilter {
     caller: Caller,
-    /// Messages with ids up to this one were stored before the stream opened: replaying them
-    /// is reading history, which a category without chat history does not offer.
-    live_after: i64,
+    scope: StreamScope,
     generation: Option<i64>,
     readable: std::collections::HashMap<i64, Option<String>>,
-    /// Deliver this room's messages only (a room's live stream).
-    only_room: Option<i64>,
     /// When the caller's token expires, as last read: a stream ends then without waiting for
     /// any change.
     token_expires_at: Option<String>,
+    /// The stream's place at the node's hub, told what the filter judged at.
+    published: Option<std::sync::Arc<super::hub::Listening>>,
+}
+
+/// Which messages a live stream may deliver at all, before access: the part of its judgment
+/// that depends on the stream alone, which the node's hub applies too.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StreamScope {
+    /// Messages with ids up to this one were stored before the stream opened: replaying them
+    /// is reading history, which a category without chat history does not offer.
+    live_after: i64,
+    /// Deliver this room's messages only (a room's live stream).
+    only_room: Option<i64>,
+}
+
+impl StreamScope {
+    /// Whether the stream may deliver message `id` of room `room_id` to a caller who reads
+    /// that room.
+    pub(crate) fn may_deliver(self, room_id: i64, in_history: bool, id: i64) -> bool {
+        self.only_room.is_none_or(|only| only == room_id)
+            && access::stream_delivers(in_history, id > self.live_after)
+    }
+}
+
+impl EventFilter {
+    pub(super) fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    pub(super) fn scope(&self) -> StreamScope {
+        self.scope
+    }
+
+    /// What the filter judged at, as the hub is told it.
+    pub(super) fn judged(&self) -> super::hub::Judged {
+        super::hub::Judged {
+            generation: self.generation,
+            token_expires_at: self.token_expires_at.clone(),
+        }
+    }
+
+    /// Tells `listening` what the filter judges at, now and after every change.
+    pub(super) fn publish_to(&mut self, listening: std::sync::Arc<super::hub::Listening>) {
+        listening.publish(self.judged());
+        self.published = Some(listening);
+    }
 }
 
 /// Why a live stream must end.
@@ -1023,20 +1066,22 @@ impl Service {
     pub fn event_filter(&self, caller: &Caller, live_after: i64) -> EventFilter {
         EventFilter {
             caller: caller.clone(),
-            live_after,
+            scope: StreamScope {
+                live_after,
+                only_room: None,
+            },
             generation: None,
             readable: std::collections::HashMap::new(),
-            only_room: None,
             token_expires_at: None,
+            published: None,
         }
     }
 
     /// [`Service::event_filter`] for one room's live stream.
     pub fn room_event_filter(&self, caller: &Caller, live_after: i64, room_id: i64) -> EventFilter {
-        EventFilter {
-            only_room: Some(room_id),
-            ..self.event_filter(caller, live_after)
-        }
+        let mut filter = self.event_filter(caller, live_after);
+        filter.scope.only_room = Some(room_id);
+        filter
     }
 
     /// Brings the filter up to the current configuration: when anything changed since it last
@@ -1071,6 +1116,11 @@ impl Service {
                     Some(expires_at) => filter.token_expires_at = Some(expires_at),
                     None => return Err(StreamEnd::Revoked),
                 }
+            }
+            // Only once the token is known to stand: until then the hub wakes the stream for
+            // every batch of the new generation, so it ends on its own judgment.
+            if let Some(listening) = &filter.published {
+                listening.publish(filter.judged());
             }
         }
         if !crate::domain::tokens::is_current(filter.token_expires_at.as_deref(), &clock::now()) {
@@ -1156,10 +1206,7 @@ impl Service {
         in_history: bool,
         id: i64,
     ) -> Result<bool, StreamEnd> {
-        if filter.only_room.is_some_and(|only| only != room_id) {
-            return Ok(false);
-        }
-        if !access::stream_delivers(in_history, id > filter.live_after) {
+        if !filter.scope.may_deliver(room_id, in_history, id) {
             return Ok(false);
         }
         if let Some(room) = filter.readable.get(&room_id) {
@@ -1248,8 +1295,24 @@ impl Service {
         let Some(generation) = generation else {
             return self.readable_room(caller, room_id).await;
         };
+        let inputs = self.stream_room_inputs(room_id, generation).await?;
+        Ok(inputs.and_then(|inputs| {
+            inputs
+                .rights(caller)
+                .reads
+                .then(|| inputs.room.name.clone())
+        }))
+    }
+
+    /// The inputs of room `room_id` at `generation` or later, as the node's streams (and its
+    /// hub) share them.
+    pub(super) async fn stream_room_inputs(
+        &self,
+        room_id: i64,
+        generation: i64,
+    ) -> Result<SharedInputs> {
         let cell = self.stream_rooms.cell(room_id, generation);
-        let inputs = cell
+        Ok(cell
             .get_or_try_init(|| async {
                 Ok::<_, ServiceError>(
                     super::access::RoomInputs::load(self.store(), room_id)
@@ -1258,13 +1321,7 @@ impl Service {
                 )
             })
             .await?
-            .clone();
-        Ok(inputs.and_then(|inputs| {
-            inputs
-                .rights(caller)
-                .reads
-                .then(|| inputs.room.name.clone())
-        }))
+            .clone())
     }
 
     async fn readable_room(&self, caller: &Caller, room_id: i64) -> Result<Option<String>> {
