@@ -618,6 +618,77 @@ async fn sigterm_ends_live_streams_and_the_server_exits() {
     assert!(ended.is_ok(), "the stream outlived the server");
 }
 
+/// A connection that opens with a live stream is answered outside hyper's connection
+/// (`server/live_connections.rs`): the router's answer, framed as HTTP/1.1 requires (a stream
+/// chunked through its last chunk, an error with its length), and the connection closed after
+/// it. Read off the socket byte for byte.
+#[tokio::test]
+async fn a_connection_opened_for_a_live_stream_carries_one_whole_response() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let fixture = Fixture::new();
+    setup(&fixture).await;
+    let ana = fixture.user("sip:ana@contoso.com");
+    post(&ana, "open-room", "one").await;
+    let address = fixture.server.base.trim_start_matches("http://").to_owned();
+    let exchange = |head: String| {
+        let address = address.clone();
+        async move {
+            let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+            socket.write_all(head.as_bytes()).await.unwrap();
+            let mut reply = Vec::new();
+            tokio::time::timeout(Duration::from_secs(20), socket.read_to_end(&mut reply))
+                .await
+                .expect("the server closed the connection after its response")
+                .unwrap();
+            let reply = String::from_utf8(reply).unwrap();
+            let (head, body) = reply.split_once("\r\n\r\n").expect("a head");
+            (head.to_ascii_lowercase(), body.to_owned())
+        }
+    };
+
+    let (head, body) = exchange(format!(
+        "GET /v1/events?maxEvents=1 HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nLast-Event-ID: 0:0\r\n\r\n",
+        fixture.admin_token
+    ))
+    .await;
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    for line in [
+        "content-type: text/event-stream",
+        "transfer-encoding: chunked",
+        "connection: close",
+    ] {
+        assert!(head.contains(line), "{line} missing from {head}");
+    }
+    // The chunks, each `SIZE\r\nDATA\r\n`, through the last one of size 0.
+    let mut rest = body.as_str();
+    let mut events = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").expect("a chunk size");
+        let size = usize::from_str_radix(size, 16).expect("a hexadecimal size");
+        let (data, after) = after.split_at(size);
+        events.push_str(data);
+        rest = after.strip_prefix("\r\n").expect("a chunk's end");
+        if size == 0 {
+            break;
+        }
+    }
+    assert_eq!(rest, "", "nothing after the last chunk");
+    assert!(events.contains("\"body\":\"one\""), "{events}");
+
+    let (head, body) = exchange(format!(
+        "GET /v1/events HTTP/1.1\r\nHost: {address}\r\n\r\n"
+    ))
+    .await;
+    assert!(head.starts_with("http/1.1 401 unauthorized\r\n"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", body.len())),
+        "{head} for {body}"
+    );
+    let error: Value = serde_json::from_str(&body).expect("a JSON error");
+    assert!(error["code"].is_string(), "{error}");
+}
+
 /// The finite mode tools test live streams with: `maxEvents` ends after that many events,
 /// `until` once the stream passes that message id; both end the response by themselves.
 #[tokio::test]

@@ -7,6 +7,7 @@ mod chat;
 mod compliance;
 mod error;
 pub mod limits;
+mod live_connections;
 pub mod metrics;
 mod request_log;
 mod routes;
@@ -111,6 +112,9 @@ pub async fn serve(
         .header_read_timeout(HEADER_TIMEOUT);
     negotiated.http2().timer(hyper_util::rt::TokioTimer::new());
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let live_streams = live_connections::Open::new();
+    // Tells connections still waiting for their first request that the server is stopping.
+    let (closing, closing_heard) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -126,6 +130,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let app = app.clone();
+        let live_stream_app = app.clone();
         let per_request = tower::service_fn(
             move |mut request: axum::extract::Request<hyper::body::Incoming>| {
                 request
@@ -137,11 +142,32 @@ pub async fn serve(
         let service = hyper_util::service::TowerToHyperService::new(per_request);
         match &acceptor {
             None => {
-                let connection =
-                    http1.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                let watched = graceful.watch(connection);
+                // A connection that opens with a live stream is served without hyper's
+                // buffers (see `live_connections`); every other one by hyper, as it came.
+                let http1 = http1.clone();
+                let watcher = graceful.watcher();
+                let serving = live_streams.serving();
+                let mut closing = closing_heard.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = watched.await {
+                    let taken = tokio::select! {
+                        taken = live_connections::take_live_stream_request(&stream) => taken,
+                        _ = closing.wait_for(|closing| *closing) => return,
+                    };
+                    if let Some(request) = taken {
+                        live_connections::serve_live_stream(
+                            stream,
+                            remote,
+                            live_stream_app,
+                            request,
+                        )
+                        .await;
+                        drop(serving);
+                        return;
+                    }
+                    drop(serving);
+                    let connection =
+                        http1.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    if let Err(error) = watcher.watch(connection).await {
                         tracing::debug!(%error, "connection ended with an error");
                     }
                 });
@@ -175,7 +201,9 @@ pub async fn serve(
         }
     }
     drop(listener);
+    let _ = closing.send(true);
     graceful.shutdown().await;
+    live_streams.all_ended().await;
     Ok(())
 }
 
