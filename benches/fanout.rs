@@ -23,7 +23,9 @@ use std::io::{BufRead, Write as _};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{env_number, percentile, raise_open_files, rss_kib, unix_micros, wait_until_ready};
+use support::{
+    cpu_ms, env_number, percentile, raise_open_files, rss_kib, unix_micros, wait_until_ready,
+};
 
 use perch::domain::Kind;
 use perch::service::{Caller, Object, Ownership, Role, Service};
@@ -161,10 +163,16 @@ fn main() {
             "a client did not warm up: {line:?}"
         );
     }
+    // Where the CPU goes while the measured posts fan out: the server's and the clients'.
+    let client_pids: Vec<u32> = children.iter().map(std::process::Child::id).collect();
+    let clients_cpu = || client_pids.iter().map(|pid| cpu_ms(*pid)).sum::<f64>();
+    let (server_cpu_before, clients_cpu_before) = (cpu_ms(server.pid()), clients_cpu());
     for number in 1..=posts {
         post(number);
         std::thread::sleep(Duration::from_millis(250));
     }
+    let server_cpu = cpu_ms(server.pid()) - server_cpu_before;
+    let clients_cpu = clients_cpu() - clients_cpu_before;
 
     let mut latencies: Vec<u64> = Vec::new();
     let mut cold: Vec<u64> = Vec::new();
@@ -210,6 +218,12 @@ fn main() {
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0),
         latencies.len()
+    );
+    println!(
+        "  CPU per post ({streams} deliveries each): server {:.1} ms ({:.1} us a delivery), client processes {:.1} ms; the machine has 2 cores",
+        server_cpu / posts as f64,
+        server_cpu * 1000.0 / expected as f64,
+        clients_cpu / posts as f64
     );
     let mut server = server;
     server.stop();

@@ -1,6 +1,6 @@
 //! What the benchmarks that spread clients over processes share: their settings from the
 //! environment, wall-clock stamps a post carries to its receivers, the open-file limit, a
-//! process's memory, percentiles of microseconds, and waiting for client processes to connect.
+//! process's memory and CPU time, percentiles of microseconds, and waiting for client processes to connect.
 
 #![allow(
     dead_code,
@@ -52,6 +52,24 @@ pub fn rss_kib(pid: u32) -> u64 {
             })
         })
         .unwrap_or(0)
+}
+
+/// The CPU time (user and system) process `pid` has used so far, in milliseconds.
+pub fn cpu_ms(pid: u32) -> f64 {
+    // SAFETY: sysconf only reads a constant of the system.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The command's name, in parentheses, may hold spaces: fields count after it.
+            let (_, after_name) = stat.rsplit_once(')')?;
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            // utime and stime are the 14th and 15th fields, the 12th and 13th after the name.
+            let user: f64 = fields.get(11)?.parse().ok()?;
+            let system: f64 = fields.get(12)?.parse().ok()?;
+            Some((user + system) * 1000.0 / ticks_per_second)
+        })
+        .unwrap_or(0.0)
 }
 
 pub fn percentile(sorted: &[u64], fraction: f64) -> f64 {
