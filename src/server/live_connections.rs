@@ -86,28 +86,49 @@ fn is_live_stream_path(path: &str) -> bool {
             .is_some_and(|name| !name.is_empty() && !name.contains('/'))
 }
 
+/// What a connection opened with.
+pub(super) enum Opening {
+    /// A live stream's request, taken from the socket: this module answers it.
+    LiveStream(Box<Request<()>>),
+    /// Anything else: hyper serves the connection, which still holds every byte.
+    Other,
+    /// Nothing within [`super::HEADER_TIMEOUT`], or the socket failed: the connection is
+    /// dropped, as hyper drops one whose head does not come in time.
+    Gone,
+}
+
 /// Looks at what the connection sent first and, if it is a live stream's request, takes it
-/// from the socket. `None`: hyper serves the connection, which still holds every byte.
-pub(super) async fn take_live_stream_request(stream: &TcpStream) -> Option<Request<()>> {
+/// from the socket.
+pub(super) async fn opening(stream: &TcpStream) -> Opening {
+    // No buffer while waiting: a storm of connections that have not yet written costs
+    // their sockets only.
+    match tokio::time::timeout(super::HEADER_TIMEOUT, stream.readable()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) | Err(_) => return Opening::Gone,
+    }
     let mut head = vec![0; PEEKED];
-    let peeked = tokio::time::timeout(super::HEADER_TIMEOUT, stream.peek(&mut head))
-        .await
-        .ok()?
-        .ok()?;
+    let peeked = match stream.peek(&mut head).await {
+        Ok(0) | Err(_) => return Opening::Gone,
+        Ok(peeked) => peeked,
+    };
     head.truncate(peeked);
-    let request = live_stream_request(&head)?;
+    let Some(request) = live_stream_request(&head) else {
+        return Opening::Other;
+    };
     // Those bytes are in the socket's buffer: the read takes exactly them at once.
     let mut taken = 0;
     while taken < peeked {
-        stream.readable().await.ok()?;
+        if stream.readable().await.is_err() {
+            return Opening::Gone;
+        }
         match stream.try_read(&mut head[taken..]) {
-            Ok(0) => return None,
+            Ok(0) => return Opening::Gone,
             Ok(read) => taken += read,
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return None,
+            Err(_) => return Opening::Gone,
         }
     }
-    Some(request)
+    Opening::LiveStream(Box::new(request))
 }
 
 /// Answers `request` through `app` and writes the response to `stream`, then closes it.

@@ -149,22 +149,25 @@ pub async fn serve(
                 let serving = live_streams.serving();
                 let mut closing = closing_heard.clone();
                 tokio::spawn(async move {
-                    let taken = tokio::select! {
-                        taken = live_connections::take_live_stream_request(&stream) => taken,
+                    let opening = tokio::select! {
+                        opening = live_connections::opening(&stream) => opening,
                         _ = closing.wait_for(|closing| *closing) => return,
                     };
-                    if let Some(request) = taken {
-                        live_connections::serve_live_stream(
-                            stream,
-                            remote,
-                            live_stream_app,
-                            request,
-                        )
-                        .await;
-                        drop(serving);
-                        return;
+                    match opening {
+                        live_connections::Opening::LiveStream(request) => {
+                            live_connections::serve_live_stream(
+                                stream,
+                                remote,
+                                live_stream_app,
+                                *request,
+                            )
+                            .await;
+                            drop(serving);
+                            return;
+                        }
+                        live_connections::Opening::Gone => return,
+                        live_connections::Opening::Other => drop(serving),
                     }
-                    drop(serving);
                     let connection =
                         http1.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                     if let Err(error) = watcher.watch(connection).await {
