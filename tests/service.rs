@@ -559,7 +559,8 @@ async fn the_hub_serialises_each_message_once_for_every_stream_that_may_read_it(
 
 /// The hub wakes a stream only for the batches that may concern it: a post in a room of one
 /// member reaches that member's stream, and another user's stream hears only the stretch of
-/// the log it passed over; a post in an open room reaches both.
+/// the log it passed over (unless the stretch passes the end of its finite mode); a post in an
+/// open room reaches both.
 #[tokio::test]
 async fn the_hub_wakes_only_the_streams_a_batch_concerns() {
     let fixture = Fixture::new().await;
@@ -582,9 +583,13 @@ async fn the_hub_wakes_only_the_streams_a_batch_concerns() {
     let bob = fixture.user("sip:bob@contoso.com").await;
     let service = &fixture.service;
     let live_after = service.last_message_id().await.unwrap();
+    // Bob's second stream is finite: it ends once past the next message, whatever it holds.
+    let mut finite = service.event_filter(&bob, live_after);
+    finite.ends_after(Some(live_after + 1));
     let mut filters = [
         service.event_filter(&ana, live_after),
         service.event_filter(&bob, live_after),
+        finite,
     ];
     let mut logs = Vec::new();
     for filter in &mut filters {
@@ -596,11 +601,11 @@ async fn the_hub_wakes_only_the_streams_a_batch_concerns() {
             .expect("a first read");
     }
 
-    let [for_ana, for_bob] = &logs[..] else {
-        unreachable!("two streams")
+    let [for_ana, for_bob, for_bob_until] = &logs[..] else {
+        unreachable!("three streams")
     };
     // The hub announces where it starts reading before anything is posted.
-    for log in [for_ana, for_bob] {
+    for log in &logs {
         tokio::time::timeout(std::time::Duration::from_secs(10), log.recv())
             .await
             .expect("the hub started");
@@ -614,6 +619,11 @@ async fn the_hub_wakes_only_the_streams_a_batch_concerns() {
         heard_through(for_bob, secret.id).await,
         Heard::PassedOver,
         "a post bob may not read does not wake his stream"
+    );
+    assert_eq!(
+        heard_through(for_bob_until, secret.id).await,
+        Heard::Handed,
+        "a finite stream is woken at its end, to end"
     );
     let (open, _) = service
         .post_message(&ana, "open", "for all", None)

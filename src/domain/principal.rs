@@ -218,23 +218,50 @@ impl Directory {
     /// A group is covered when the list names it (directly or through an enclosing group) or
     /// when the list covers every one of its members; an empty group is not covered.
     pub fn covers(&self, list: &[Principal], principal: &Principal) -> bool {
-        self.covers_inner(
-            Listed::AsGiven(list),
-            principal,
-            &mut BTreeSet::new(),
-            false,
-        )
+        self.covers_expanding(list, principal, &mut BTreeSet::new(), false)
     }
 
-    fn covers_inner<'a>(
+    /// [`Directory::covers`]; `expanding` holds the groups whose members are being checked, so
+    /// that a group is never covered through itself (a cycle ends the walk).
+    fn covers_expanding<'a>(
         &'a self,
-        list: Listed<'a>,
+        list: &[Principal],
         principal: &Principal,
-        visited: &mut BTreeSet<&'a str>,
+        expanding: &mut BTreeSet<&'a str>,
         empty_groups_covered: bool,
     ) -> bool {
-        // The entries that may take `principal` in other than by naming it: in a sorted list,
-        // the domains and groups, which sort before every user.
+        if self.names(Listed::AsGiven(list), principal, &mut BTreeSet::new()) {
+            return true;
+        }
+        let Principal::Group(name) = principal else {
+            return false;
+        };
+        let Some((key, members)) = self.groups.get_key_value(name) else {
+            return false;
+        };
+        if members.is_empty() {
+            return empty_groups_covered;
+        }
+        if !expanding.insert(key.as_str()) {
+            return false;
+        }
+        let covered = members
+            .iter()
+            .all(|member| self.covers_expanding(list, member, expanding, empty_groups_covered));
+        expanding.remove(key.as_str());
+        covered
+    }
+
+    /// Whether `list` names `principal`: the principal itself, a domain that takes in a user,
+    /// or a group whose members name it (`visited`: the groups already walked).
+    fn names<'a>(
+        &'a self,
+        list: Listed<'_>,
+        principal: &Principal,
+        visited: &mut BTreeSet<&'a str>,
+    ) -> bool {
+        // The entries that may name `principal` other than by being it: in a sorted list, the
+        // domains and groups, which sort before every user.
         let walked = match list {
             Listed::AsGiven(list) => list,
             Listed::Sorted(list) => {
@@ -252,26 +279,17 @@ impl Directory {
                 Principal::Domain(domain) if principal.user_domain() == Some(domain.as_str()) => {
                     return true;
                 }
-                Principal::Group(name) if visited.insert(name.as_str()) => {
-                    let members = self.groups.get(name).map(Vec::as_slice).unwrap_or_default();
-                    let members = Listed::Sorted(members);
-                    if self.covers_inner(members, principal, visited, empty_groups_covered) {
+                Principal::Group(name) => {
+                    let Some((key, members)) = self.groups.get_key_value(name) else {
+                        continue;
+                    };
+                    if visited.insert(key.as_str())
+                        && self.names(Listed::Sorted(members), principal, visited)
+                    {
                         return true;
                     }
                 }
                 _ => {}
-            }
-        }
-        if let Principal::Group(name) = principal {
-            if let Some((key, members)) = self.groups.get_key_value(name) {
-                if members.is_empty() {
-                    return empty_groups_covered;
-                }
-                if visited.insert(key.as_str()) {
-                    return members.iter().all(|member| {
-                        self.covers_inner(list, member, &mut visited.clone(), empty_groups_covered)
-                    });
-                }
             }
         }
         false
@@ -287,16 +305,12 @@ impl Directory {
     ) -> bool {
         // An empty group grants nobody anything, so it is within any scope; it is denied only
         // when the denied list names it.
-        self.covers_inner(
-            Listed::AsGiven(allowed),
-            principal,
-            &mut BTreeSet::new(),
-            true,
-        ) && !self.covers(denied, principal)
+        self.covers_expanding(allowed, principal, &mut BTreeSet::new(), true)
+            && !self.covers(denied, principal)
     }
 }
 
-/// A list of principals as [`Directory::covers_inner`] walks it.
+/// A list of principals as [`Directory::names`] walks it.
 #[derive(Clone, Copy)]
 enum Listed<'a> {
     /// In any order, perhaps with duplicates: every entry is looked at.
@@ -402,6 +416,29 @@ mod tests {
                 covered,
                 "{principal}"
             );
+        }
+    }
+
+    /// A group is covered when the list covers each of its members, through whichever groups
+    /// they sit in and in whatever order those were given.
+    #[test]
+    fn a_group_is_covered_by_covering_its_members_in_any_order() {
+        for enclosing in [
+            vec![p("group:Z"), p("group:Y")],
+            vec![p("group:Y"), p("group:Z")],
+        ] {
+            let directory = Directory::new([
+                ("A".to_owned(), enclosing.clone()),
+                ("Z".to_owned(), vec![p("sip:u@x.com")]),
+                ("Y".to_owned(), vec![p("sip:v@x.com")]),
+                ("G".to_owned(), vec![p("sip:u@x.com")]),
+                ("H".to_owned(), vec![p("sip:u@x.com"), p("sip:w@x.com")]),
+                ("Loop".to_owned(), vec![p("group:Loop")]),
+            ]);
+            let list = [p("group:A")];
+            assert!(directory.covers(&list, &p("group:G")), "{enclosing:?}");
+            assert!(!directory.covers(&list, &p("group:H")), "{enclosing:?}");
+            assert!(!directory.covers(&list, &p("group:Loop")), "{enclosing:?}");
         }
     }
 

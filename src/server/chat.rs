@@ -285,6 +285,7 @@ async fn stream(
             Some((room_id, _)) => service.room_event_filter(&caller, live_after, *room_id),
             None => service.event_filter(&caller, live_after),
         };
+        filter.ends_after(finite.until);
         let room_name = room.as_ref().map(|(_, name)| name.as_str());
         let mut outlet = Outlet {
             queue: outlet_queue,

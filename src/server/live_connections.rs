@@ -9,11 +9,13 @@
 //!
 //! # Guarantees
 //! - **Only the plainest request is taken**, judged on the bytes the connection's first read
-//!   would get, looked at without taking them (`peek`): a complete head of at most
+//!   would get, looked at without taking them (`peek`): a complete head of fewer than
 //!   [`PEEKED`] bytes and nothing after it, `GET`, HTTP/1.1, a live stream's path, no body
 //!   (no `Content-Length` but 0, no `Transfer-Encoding`), no `Upgrade` or `Expect`, every
-//!   header well formed. Anything else (another request, a head split over two reads, one a
-//!   proxy pipelined behind) goes to hyper untouched, which answers it exactly as it did.
+//!   header well formed. Anything else (another request, HTTP/1.0, a head split over two
+//!   reads, one a proxy pipelined behind) goes to hyper untouched, which answers it exactly
+//!   as it did. A connection that sends nothing within the header timeout is dropped, as
+//!   hyper drops one. Responses here have bodies (the routes never answer 1xx, 204 or 304).
 //! - **The same router answers**: every layer (request log, metrics, limits, the bearer token)
 //!   sees the request as it would from hyper, with the peer's address.
 //! - **One response, then the connection closes** (`Connection: close`): a stream ends only
@@ -22,7 +24,11 @@
 //!   `401`, a `404`) is written whole, with its length, before the close.
 //! - **A client that goes away ends its stream at once**: the socket is watched for end of
 //!   file, an error or any byte the client sends after its request, and the body is dropped
-//!   then, as hyper drops it (which records PART for a room's stream).
+//!   then, as hyper drops it (which records PART for a room's stream). Pipelining is not
+//!   served here: a request sent behind a live stream's ends the stream (an EventSource never
+//!   sends one). A whole response is followed by closing the write side and reading what the
+//!   client still sends for a moment, so that the close does not reset the connection under
+//!   an answer not yet read.
 //! - **Shutdown waits for them**: [`Open`] counts these connections, and `serve` returns only
 //!   once the last has written its end.
 
@@ -112,7 +118,8 @@ pub(super) async fn opening(stream: &TcpStream) -> Opening {
         Ok(peeked) => peeked,
     };
     head.truncate(peeked);
-    let Some(request) = live_stream_request(&head) else {
+    // A full look may have left bytes unseen behind the head: hyper reads those.
+    let Some(request) = live_stream_request(&head).filter(|_| peeked < PEEKED) else {
         return Opening::Other;
     };
     // Those bytes are in the socket's buffer: the read takes exactly them at once.
@@ -143,9 +150,28 @@ pub(super) async fn serve_live_stream(
         .extensions_mut()
         .insert(axum::extract::ConnectInfo::<SocketAddr>(remote));
     let Ok(response) = tower::ServiceExt::oneshot(app, request).await;
-    if let Err(error) = write_response(&stream, response).await {
-        tracing::debug!(%error, %remote, "live stream connection ended");
+    match write_response(&stream, response).await {
+        Ok(()) => close_after_response(stream).await,
+        Err(error) => tracing::debug!(%error, %remote, "live stream connection ended"),
     }
+}
+
+/// How long a closed response waits for the client to close its side.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ends the connection after a whole response: the write side first, then whatever the
+/// client still sends is read and dropped for a moment, so that closing with unread bytes
+/// does not reset the connection under a response the client has not read yet.
+async fn close_after_response(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0; 256];
+    let _ = tokio::time::timeout(LINGER, async {
+        while matches!(stream.read(&mut sink).await, Ok(read) if read > 0) {}
+    })
+    .await;
 }
 
 /// Why writing a response stopped early.

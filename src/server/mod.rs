@@ -89,7 +89,8 @@ pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 /// still open (live streams end when the service drains). With `tls`, connections speak
 /// HTTPS, HTTP/2 or HTTP/1.1 as the client offers (ALPN); without, HTTP/1.1.
 ///
-/// The loop axum's `serve` has, over hyper's connections with a header read timeout.
+/// The loop axum's `serve` has, over hyper's connections with a header read timeout; a plain
+/// connection that opens with a live stream is written to by `live_connections` instead.
 ///
 /// # Errors
 /// None today: a failed accept is logged and the loop goes on.
@@ -155,6 +156,9 @@ pub async fn serve(
                     };
                     match opening {
                         live_connections::Opening::LiveStream(request) => {
+                            // Only hyper's connections need these; the stream is counted by
+                            // `serving` instead.
+                            drop((http1, service, watcher, closing));
                             live_connections::serve_live_stream(
                                 stream,
                                 remote,

@@ -10,14 +10,19 @@
 //!   the stretch of the log it covers ([`Heard::Nothing`], one for a run of such batches). A
 //!   stream whose cursor is behind either's start reads the gap from the database itself, so
 //!   no stream depends on having heard every batch.
-//! - **Woken only when concerned**: the hub judges each batch for every stream with the rule
-//!   the stream applies ([`StreamScope::may_deliver`], then the room's rights on the inputs the
-//!   node's streams share for the batch's generation), and wakes only the streams it may
-//!   deliver something to, or that must look again themselves: their judged generation is not
-//!   the batch's (access may have changed, the token must be checked), their token expired, or
-//!   the batch has room changes. A batch of a room of two wakes two streams, not the node's
-//!   fifteen thousand. The stream then judges the batch itself as before
-//!   ([`Service::events_in_batch`]); the hub's judgment only spares the others.
+//! - **Woken only when concerned, never stricter than the stream**: the hub judges each batch
+//!   for every stream with the rule the stream applies ([`StreamScope::may_deliver`], then the
+//!   room's rights on the inputs the node's streams share, loaded for exactly the batch's
+//!   generation, which is the generation the stream judges the batch at), and wakes only the
+//!   streams it may deliver something to, or that must look again themselves: their judged
+//!   generation is not the batch's (access may have changed, the token must be checked), their
+//!   token expired, the batch has room changes, or it passes the end of a finite stream. A
+//!   batch of a room of two wakes two streams, not the node's fifteen thousand. A stream that
+//!   is woken judges the batch itself ([`Service::events_in_batch`]); one that is not moves
+//!   its cursor past it unjudged, so the hub's "not concerned" is final for that stretch: it
+//!   must hold wherever the stream's own judgment would deliver nothing, and it does because
+//!   both read the same inputs at the same generation, and any room the hub cannot judge so
+//!   (unreadable, or loaded for a later generation) concerns every stream.
 //! - **Judged per stream, after the read**: a batch carries the configuration generation read
 //!   after its rows; each stream refreshes its access decisions when it moved, as it does
 //!   after a read of its own.
@@ -37,7 +42,7 @@ use crate::store::{MessageRow, RoomChangeRow};
 /// Rows of each kind read at once.
 const BATCH: i64 = 1_000;
 /// Entries a stream may leave untaken before it reads from the database instead.
-const INBOX_CAPACITY: usize = 512;
+const INBOX_CAPACITY: usize = 256;
 
 /// A message as the hub read it, with its JSON for every stream that delivers it.
 #[derive(Debug)]
@@ -220,20 +225,33 @@ fn concerns(
     if judged.generation != Some(batch.generation)
         || !crate::domain::tokens::is_current(judged.token_expires_at.as_deref(), now)
         || !batch.changes.is_empty()
+        || listening.scope.ends_by(batch.messages_through)
     {
         return true;
     }
+    // Rights are the same for every message of a room: judged once per run of them.
+    let mut last_judged: Option<(i64, bool)> = None;
     batch.messages.iter().any(|message| {
         let row = &message.row;
-        message.json.is_some()
-            && listening
+        if message.json.is_none()
+            || !listening
                 .scope
                 .may_deliver(row.room_id, row.in_history, row.id)
-            && rooms.get(&row.room_id).is_none_or(|inputs| {
-                inputs
-                    .as_ref()
-                    .is_some_and(|inputs| inputs.rights(&listening.caller).reads)
-            })
+        {
+            return false;
+        }
+        if let Some((room_id, reads)) = last_judged {
+            if room_id == row.room_id {
+                return reads;
+            }
+        }
+        let reads = rooms.get(&row.room_id).is_none_or(|inputs| {
+            inputs
+                .as_ref()
+                .is_some_and(|inputs| inputs.rights(&listening.caller).reads)
+        });
+        last_judged = Some((row.room_id, reads));
+        reads
     })
 }
 
@@ -250,7 +268,7 @@ impl Service {
                 ..Inbox::default()
             }),
         });
-        filter.publish_to(listening.clone());
+        filter.publish_to(&listening);
         self.hub.listeners().push(listening.clone());
         self.hub.started.call_once(|| {
             let service = self.clone();
@@ -271,10 +289,13 @@ impl Service {
                 continue;
             }
             match self.stream_room_inputs(room_id, batch.generation).await {
-                Ok(inputs) => {
+                Ok((inputs, loaded_for)) if loaded_for == batch.generation => {
                     rooms.insert(room_id, inputs);
                 }
-                // Left out: every stream judges that room itself.
+                // Loaded for a later generation (the node's streams moved on): a stream
+                // judging this batch may hold a decision made at the batch's, so the room is
+                // left out and every stream judges it itself.
+                Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "live events: the hub cannot read a room"),
             }
         }

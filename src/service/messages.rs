@@ -141,12 +141,13 @@ impl std::fmt::Debug for StreamRooms {
 pub(super) type SharedInputs = Option<std::sync::Arc<super::access::RoomInputs>>;
 
 impl StreamRooms {
-    /// The cell that holds (or will hold) the room's inputs at `generation` or later.
+    /// The cell that holds (or will hold) the room's inputs at `generation` or later, and the
+    /// generation it was made for.
     fn cell(
         &self,
         room_id: i64,
         generation: i64,
-    ) -> std::sync::Arc<tokio::sync::OnceCell<SharedInputs>> {
+    ) -> (std::sync::Arc<tokio::sync::OnceCell<SharedInputs>>, i64) {
         let mut inner = self
             .inner
             .lock()
@@ -155,7 +156,10 @@ impl StreamRooms {
             inner.by_id.clear();
             inner.generation = generation;
         }
-        inner.by_id.entry(room_id).or_default().clone()
+        (
+            inner.by_id.entry(room_id).or_default().clone(),
+            inner.generation,
+        )
     }
 }
 
@@ -1004,8 +1008,9 @@ pub struct EventFilter {
     /// When the caller's token expires, as last read: a stream ends then without waiting for
     /// any change.
     token_expires_at: Option<String>,
-    /// The stream's place at the node's hub, told what the filter judged at.
-    published: Option<std::sync::Arc<super::hub::Listening>>,
+    /// The stream's place at the node's hub, told what the filter judged at (weak: the hub
+    /// forgets a stream once its [`super::LogListener`] is dropped).
+    published: Option<std::sync::Weak<super::hub::Listening>>,
 }
 
 /// Which messages a live stream may deliver at all, before access: the part of its judgment
@@ -1017,6 +1022,8 @@ pub(crate) struct StreamScope {
     live_after: i64,
     /// Deliver this room's messages only (a room's live stream).
     only_room: Option<i64>,
+    /// The stream ends once it has passed this message id.
+    until: Option<i64>,
 }
 
 impl StreamScope {
@@ -1025,6 +1032,11 @@ impl StreamScope {
     pub(crate) fn may_deliver(self, room_id: i64, in_history: bool, id: i64) -> bool {
         self.only_room.is_none_or(|only| only == room_id)
             && access::stream_delivers(in_history, id > self.live_after)
+    }
+
+    /// Whether a stream that has read the log through message `through` has reached its end.
+    pub(crate) fn ends_by(self, through: i64) -> bool {
+        self.until.is_some_and(|until| through >= until)
     }
 }
 
@@ -1046,9 +1058,15 @@ impl EventFilter {
     }
 
     /// Tells `listening` what the filter judges at, now and after every change.
-    pub(super) fn publish_to(&mut self, listening: std::sync::Arc<super::hub::Listening>) {
+    pub(super) fn publish_to(&mut self, listening: &std::sync::Arc<super::hub::Listening>) {
         listening.publish(self.judged());
-        self.published = Some(listening);
+        self.published = Some(std::sync::Arc::downgrade(listening));
+    }
+
+    /// Ends the stream's delivery once it has passed message `until` (the finite mode): the
+    /// hub then hands it the batch that passes it, whatever it holds.
+    pub fn ends_after(&mut self, until: Option<i64>) {
+        self.scope.until = until;
     }
 }
 
@@ -1069,6 +1087,7 @@ impl Service {
             scope: StreamScope {
                 live_after,
                 only_room: None,
+                until: None,
             },
             generation: None,
             readable: std::collections::HashMap::new(),
@@ -1102,7 +1121,9 @@ impl Service {
     async fn refresh_at(&self, filter: &mut EventFilter, generation: i64) -> Result<(), StreamEnd> {
         if filter.generation != Some(generation) {
             filter.readable.clear();
-            filter.generation = Some(generation);
+            // Set only once the token is known to stand at `generation`: a failed look-up
+            // leaves the check to be made again, never skipped.
+            filter.generation = None;
             if let Some(hash) = &filter.caller.token_hash {
                 match self.token_expiry(hash).await? {
                     Some(expires_at) => filter.token_expires_at = expires_at,
@@ -1117,9 +1138,9 @@ impl Service {
                     None => return Err(StreamEnd::Revoked),
                 }
             }
-            // Only once the token is known to stand: until then the hub wakes the stream for
-            // every batch of the new generation, so it ends on its own judgment.
-            if let Some(listening) = &filter.published {
+            filter.generation = Some(generation);
+            // Until then the hub hands the stream every batch, which it judges itself.
+            if let Some(listening) = filter.published.as_ref().and_then(std::sync::Weak::upgrade) {
                 listening.publish(filter.judged());
             }
         }
@@ -1295,7 +1316,7 @@ impl Service {
         let Some(generation) = generation else {
             return self.readable_room(caller, room_id).await;
         };
-        let inputs = self.stream_room_inputs(room_id, generation).await?;
+        let (inputs, _) = self.stream_room_inputs(room_id, generation).await?;
         Ok(inputs.and_then(|inputs| {
             inputs
                 .rights(caller)
@@ -1305,14 +1326,15 @@ impl Service {
     }
 
     /// The inputs of room `room_id` at `generation` or later, as the node's streams (and its
-    /// hub) share them.
+    /// hub) share them, and the generation they were loaded for (later than `generation` once
+    /// the node's streams moved on).
     pub(super) async fn stream_room_inputs(
         &self,
         room_id: i64,
         generation: i64,
-    ) -> Result<SharedInputs> {
-        let cell = self.stream_rooms.cell(room_id, generation);
-        Ok(cell
+    ) -> Result<(SharedInputs, i64)> {
+        let (cell, loaded_for) = self.stream_rooms.cell(room_id, generation);
+        let inputs = cell
             .get_or_try_init(|| async {
                 Ok::<_, ServiceError>(
                     super::access::RoomInputs::load(self.store(), room_id)
@@ -1321,7 +1343,8 @@ impl Service {
                 )
             })
             .await?
-            .clone())
+            .clone();
+        Ok((inputs, loaded_for))
     }
 
     async fn readable_room(&self, caller: &Caller, room_id: i64) -> Result<Option<String>> {
