@@ -633,6 +633,31 @@ async fn the_hub_wakes_only_the_streams_a_batch_concerns() {
     assert_eq!(heard_through(for_bob, open.id).await, Heard::Handed);
 }
 
+/// The first batch a stream hears is handed over even when it holds nothing for it: the hub
+/// may start reading after messages the stream has not read yet, and only a handed batch
+/// shows the stream that it is behind (it then reads the gap from the database).
+#[tokio::test]
+async fn the_first_batch_a_stream_hears_wakes_it() {
+    let fixture = Fixture::new().await;
+    let service = &fixture.service;
+    let bob = fixture.user("sip:bob@contoso.com").await;
+    let live_after = service.last_message_id().await.unwrap();
+    let mut filter = service.event_filter(&bob, live_after);
+    // Judged before it listens, as a stream whose first read came before the hub started.
+    service
+        .events_after(&mut filter, live_after, 10)
+        .await
+        .expect("a first read");
+    let log = service.subscribe_log(&mut filter);
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), log.recv())
+        .await
+        .expect("the hub started");
+    assert!(
+        matches!(first, perch::service::Heard::Batch(_)),
+        "heard {first:?}"
+    );
+}
+
 /// How a stream heard of a message.
 #[derive(Debug, PartialEq)]
 enum Heard {

@@ -458,6 +458,7 @@ async fn deliver(
         }
         if from_database {
             let start = *cursor;
+            let mut read_failed = false;
             // Boxed: rare reads, whose futures would otherwise make every idle stream larger.
             match Box::pin(service.events_after(filter, cursor.message, 500)).await {
                 Ok((messages, last)) => {
@@ -472,6 +473,7 @@ async fn deliver(
                 Err(StreamEnd::Revoked) => return,
                 Err(StreamEnd::Failed(error)) => {
                     tracing::warn!(%error, "live events: cannot read messages");
+                    read_failed = true;
                 }
             }
             match Box::pin(service.room_changes_after(caller, cursor.change, 500)).await {
@@ -483,7 +485,19 @@ async fn deliver(
                     }
                     cursor.change = cursor.change.max(last);
                 }
-                Err(error) => tracing::warn!(%error, "live events: cannot read room changes"),
+                Err(error) => {
+                    tracing::warn!(%error, "live events: cannot read room changes");
+                    read_failed = true;
+                }
+            }
+            if read_failed {
+                // The cursor may be behind what the hub hands on, which would not wake the
+                // stream for it: read again after a while.
+                tokio::select! {
+                    _ = draining.changed() => return,
+                    () = tokio::time::sleep(service.events_poll_interval()) => {}
+                }
+                continue;
             }
             // Read again at once while there was something to read: batches are bounded.
             if *cursor != start {

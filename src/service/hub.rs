@@ -7,9 +7,10 @@
 //!   `messages_through` (and the same for room changes), in id order, which is commit order
 //!   (see `store::messages`). A stream hears, in order, every batch read after it subscribed:
 //!   each either handed over ([`Heard::Batch`]) or, when it holds nothing for the stream, as
-//!   the stretch of the log it covers ([`Heard::Nothing`], one for a run of such batches). A
-//!   stream whose cursor is behind either's start reads the gap from the database itself, so
-//!   no stream depends on having heard every batch.
+//!   the stretch of the log it covers ([`Heard::Nothing`], one for a run of such batches). The
+//!   first batch a stream hears, and any that does not start where the last one it heard
+//!   ended, is always handed over, so that a stream whose cursor is behind it is woken and
+//!   reads the gap from the database itself: no stream depends on having heard every batch.
 //! - **Woken only when concerned, never stricter than the stream**: the hub judges each batch
 //!   for every stream with the rule the stream applies ([`StreamScope::may_deliver`], then the
 //!   room's rights on the inputs the node's streams share, loaded for exactly the batch's
@@ -117,6 +118,10 @@ struct Inbox {
     lagged: bool,
     waker: Option<Waker>,
     judged: Judged,
+    /// Where the last batch handed or passed over ended: a batch that does not start there
+    /// (the first one the stream hears, the first after the hub started again) is handed
+    /// over, so that a stream behind its start reads the gap.
+    heard_through: Option<(i64, i64)>,
 }
 
 impl Listening {
@@ -307,7 +312,9 @@ impl Service {
             forget_ended(&mut listeners);
             for listening in listeners.iter() {
                 let mut inbox = listening.inbox();
-                if concerns(listening, &inbox.judged, &batch, &rooms, &now) {
+                let continues = inbox.heard_through == Some(batch.starts_after());
+                inbox.heard_through = Some(batch.ends_at());
+                if !continues || concerns(listening, &inbox.judged, &batch, &rooms, &now) {
                     if let Some((after, through)) = inbox.passed.take() {
                         inbox.heard.push_back(Heard::Nothing { after, through });
                     }
