@@ -221,19 +221,23 @@ async fn write_response(stream: &TcpStream, response: Response<Body>) -> Result<
 
     let chunked = length.is_none();
     let mut data = body.into_data_stream();
+    // One watch on the socket for the whole response, not one registered anew per event.
+    let left = client_left(stream);
+    tokio::pin!(left);
     loop {
         let next = tokio::select! {
             next = data.next() => next,
-            left = client_left(stream) => return Err(left),
+            left = &mut left => return Err(left),
         };
         match next {
             Some(Ok(bytes)) if bytes.is_empty() => {}
             Some(Ok(bytes)) if chunked => {
-                let size = format!("{:x}\r\n", bytes.len());
+                let mut size = [0; 20];
+                let size = chunk_size_line(bytes.len(), &mut size);
                 write_all(
                     stream,
                     &mut [
-                        IoSlice::new(size.as_bytes()),
+                        IoSlice::new(size),
                         IoSlice::new(&bytes),
                         IoSlice::new(b"\r\n"),
                     ],
@@ -250,6 +254,16 @@ async fn write_response(stream: &TcpStream, response: Response<Body>) -> Result<
         write_all(stream, &mut [IoSlice::new(b"0\r\n\r\n")]).await?;
     }
     Ok(())
+}
+
+/// `SIZE\r\n` of a chunk of `length` bytes, in hexadecimal, written into `buffer`.
+fn chunk_size_line(length: usize, buffer: &mut [u8; 20]) -> &[u8] {
+    let digits = (usize::BITS - length.leading_zeros()).div_ceil(4).max(1) as usize;
+    for (place, byte) in buffer[..digits].iter_mut().rev().enumerate() {
+        *byte = b"0123456789abcdef"[(length >> (4 * place)) & 0xf];
+    }
+    buffer[digits..digits + 2].copy_from_slice(b"\r\n");
+    &buffer[..digits + 2]
 }
 
 /// Completes when the client closes its side, resets, or sends anything after its request
@@ -396,6 +410,18 @@ mod tests {
         assert_eq!(request.uri().query(), Some("maxEvents=3"));
         assert_eq!(request.headers()["authorization"], "Bearer t");
         assert_eq!(request.headers().get_all("x-a").iter().count(), 2);
+    }
+
+    #[test]
+    fn a_chunk_size_is_its_length_in_hexadecimal() {
+        for length in [0, 1, 9, 10, 15, 16, 255, 4096, 65_535, usize::MAX] {
+            let mut buffer = [0; 20];
+            assert_eq!(
+                chunk_size_line(length, &mut buffer),
+                format!("{length:x}\r\n").as_bytes(),
+                "{length}"
+            );
+        }
     }
 
     #[test]
