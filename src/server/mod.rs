@@ -7,7 +7,6 @@ mod chat;
 mod compliance;
 mod error;
 pub mod limits;
-mod live_connections;
 pub mod metrics;
 mod request_log;
 mod routes;
@@ -89,8 +88,7 @@ pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 /// still open (live streams end when the service drains). With `tls`, connections speak
 /// HTTPS, HTTP/2 or HTTP/1.1 as the client offers (ALPN); without, HTTP/1.1.
 ///
-/// The loop axum's `serve` has, over hyper's connections with a header read timeout; a plain
-/// connection that opens with a live stream is written to by `live_connections` instead.
+/// The loop axum's `serve` has, over hyper's connections with a header read timeout.
 ///
 /// # Errors
 /// None today: a failed accept is logged and the loop goes on.
@@ -113,9 +111,6 @@ pub async fn serve(
         .header_read_timeout(HEADER_TIMEOUT);
     negotiated.http2().timer(hyper_util::rt::TokioTimer::new());
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let live_streams = live_connections::Open::new();
-    // Tells connections still waiting for their first request that the server is stopping.
-    let (closing, closing_heard) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -131,7 +126,6 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let app = app.clone();
-        let live_stream_app = app.clone();
         let per_request = tower::service_fn(
             move |mut request: axum::extract::Request<hyper::body::Incoming>| {
                 request
@@ -143,38 +137,11 @@ pub async fn serve(
         let service = hyper_util::service::TowerToHyperService::new(per_request);
         match &acceptor {
             None => {
-                // A connection that opens with a live stream is served without hyper's
-                // buffers (see `live_connections`); every other one by hyper, as it came.
-                let http1 = http1.clone();
-                let watcher = graceful.watcher();
-                let serving = live_streams.serving();
-                let mut closing = closing_heard.clone();
+                let connection =
+                    http1.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let watched = graceful.watch(connection);
                 tokio::spawn(async move {
-                    let opening = tokio::select! {
-                        opening = live_connections::opening(&stream) => opening,
-                        _ = closing.wait_for(|closing| *closing) => return,
-                    };
-                    match opening {
-                        live_connections::Opening::LiveStream(request) => {
-                            // Only hyper's connections need these; the stream is counted by
-                            // `serving` instead.
-                            drop((http1, service, watcher, closing));
-                            live_connections::serve_live_stream(
-                                stream,
-                                remote,
-                                live_stream_app,
-                                *request,
-                            )
-                            .await;
-                            drop(serving);
-                            return;
-                        }
-                        live_connections::Opening::Gone => return,
-                        live_connections::Opening::Other => drop(serving),
-                    }
-                    let connection =
-                        http1.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                    if let Err(error) = watcher.watch(connection).await {
+                    if let Err(error) = watched.await {
                         tracing::debug!(%error, "connection ended with an error");
                     }
                 });
@@ -208,9 +175,7 @@ pub async fn serve(
         }
     }
     drop(listener);
-    let _ = closing.send(true);
     graceful.shutdown().await;
-    live_streams.all_ended().await;
     Ok(())
 }
 
