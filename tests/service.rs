@@ -476,14 +476,7 @@ async fn after_a_migration_new_events_are_still_archived() {
 async fn the_hub_serialises_each_message_once_for_every_stream_that_may_read_it() {
     let fixture = Fixture::new().await;
     let admin = &fixture.admin;
-    fixture
-        .create(
-            admin,
-            Kind::Category,
-            json!({"name": "Eng", "allowedMembers": ["domain:contoso.com"]}),
-        )
-        .await
-        .unwrap();
+    create_eng_for_contoso(&fixture).await;
     fixture
         .create(
             admin,
@@ -565,14 +558,7 @@ async fn the_hub_serialises_each_message_once_for_every_stream_that_may_read_it(
 async fn the_hub_wakes_only_the_streams_a_batch_concerns() {
     let fixture = Fixture::new().await;
     let admin = &fixture.admin;
-    fixture
-        .create(
-            admin,
-            Kind::Category,
-            json!({"name": "Eng", "allowedMembers": ["domain:contoso.com"]}),
-        )
-        .await
-        .unwrap();
+    create_eng_for_contoso(&fixture).await;
     for room in [
         json!({"name": "ana-only", "category": "Eng", "privacy": "closed", "members": ["sip:ana@contoso.com"]}),
         json!({"name": "open", "category": "Eng", "privacy": "open"}),
@@ -656,6 +642,18 @@ async fn the_first_batch_a_stream_hears_wakes_it() {
         matches!(first, perch::service::Heard::Batch(_)),
         "heard {first:?}"
     );
+}
+
+/// A category `Eng` whose scope is every user of contoso.com.
+async fn create_eng_for_contoso(fixture: &Fixture) {
+    fixture
+        .create(
+            &fixture.admin,
+            Kind::Category,
+            json!({"name": "Eng", "allowedMembers": ["domain:contoso.com"]}),
+        )
+        .await
+        .unwrap();
 }
 
 /// How a stream heard of a message.
