@@ -33,9 +33,11 @@ stop() {
 trap stop EXIT
 
 port="$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"$venv/bin/python" -m synapse.app.homeserver --server-name localhost \
+# In its data directory too: generating the configuration already writes homeserver.log
+# to the working directory.
+(cd "$data" && "$venv/bin/python" -m synapse.app.homeserver --server-name localhost \
     --config-path "$data/homeserver.yaml" --data-directory "$data" \
-    --generate-config --report-stats=no >/dev/null
+    --generate-config --report-stats=no >/dev/null)
 "$venv/bin/python" - "$data/homeserver.yaml" "$port" <<'PY'
 import sys, yaml
 path, port = sys.argv[1], int(sys.argv[2])

@@ -166,6 +166,18 @@ impl Cursor {
     fn id(self) -> String {
         format!("{}:{}", self.message, self.change)
     }
+
+    /// Whether a stretch of the log that starts after `(message, change)` leaves a gap
+    /// behind this cursor, to be read from the database.
+    fn is_behind(self, (message, change): (i64, i64)) -> bool {
+        message > self.message || change > self.change
+    }
+
+    /// Moves past a stretch of the log that ends at `(message, change)`.
+    fn pass(&mut self, (message, change): (i64, i64)) {
+        self.message = self.message.max(message);
+        self.change = self.change.max(change);
+    }
 }
 
 fn parse_cursor(text: &str) -> Option<(i64, Option<i64>)> {
@@ -513,11 +525,10 @@ async fn deliver(
             Heard::Batch(batch) => batch,
             Heard::Nothing { after, through } => {
                 // Nothing for this stream there: past it, unless the cursor is short of it.
-                if after.0 > cursor.message || after.1 > cursor.change {
+                if cursor.is_behind(after) {
                     from_database = true;
                 } else {
-                    cursor.message = cursor.message.max(through.0);
-                    cursor.change = cursor.change.max(through.1);
+                    cursor.pass(through);
                 }
                 continue;
             }
@@ -526,8 +537,7 @@ async fn deliver(
                 continue;
             }
         };
-        let (messages_after, changes_after) = batch.starts_after();
-        if messages_after > cursor.message || changes_after > cursor.change {
+        if cursor.is_behind(batch.starts_after()) {
             from_database = true;
             continue;
         }
@@ -564,9 +574,7 @@ async fn deliver(
                 continue;
             }
         }
-        let (messages_through, changes_through) = batch.ends_at();
-        cursor.message = cursor.message.max(messages_through);
-        cursor.change = cursor.change.max(changes_through);
+        cursor.pass(batch.ends_at());
     }
 }
 

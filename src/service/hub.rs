@@ -268,10 +268,7 @@ impl Service {
         let listening = Arc::new(Listening {
             caller: filter.caller().clone(),
             scope: filter.scope(),
-            inbox: Mutex::new(Inbox {
-                judged: filter.judged(),
-                ..Inbox::default()
-            }),
+            inbox: Mutex::default(),
         });
         filter.publish_to(&listening);
         self.hub.listeners().push(listening.clone());
