@@ -156,9 +156,21 @@ impl Caller {
     }
 }
 
-/// The service: cheap to clone, shared by every request.
+/// The service: shared by every request, and cloned by each (one reference count).
 #[derive(Clone, Debug)]
-pub struct Service {
+pub struct Service(std::sync::Arc<ServiceState>);
+
+impl std::ops::Deref for Service {
+    type Target = ServiceState;
+
+    fn deref(&self) -> &ServiceState {
+        &self.0
+    }
+}
+
+/// What every clone of a [`Service`] shares.
+#[derive(Debug)]
+pub struct ServiceState {
     store: Store,
     /// Tells live-event streams that a message with this id was committed.
     messages_posted: tokio::sync::watch::Sender<i64>,
@@ -202,7 +214,7 @@ impl Service {
         let _ = getrandom::fill(&mut nonce);
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         let node = format!("{}:{}:{}", host.trim(), std::process::id(), hex(&nonce));
-        Service {
+        Service(std::sync::Arc::new(ServiceState {
             store,
             messages_posted: tokio::sync::watch::channel(0).0,
             node: node.into(),
@@ -216,7 +228,7 @@ impl Service {
             posts: std::sync::Arc::default(),
             stream_rooms: std::sync::Arc::default(),
             token_lookups: std::sync::Arc::default(),
-        }
+        }))
     }
 
     /// On PostgreSQL, starts hearing every commit the other nodes make that live streams care

@@ -206,6 +206,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0009_web_sessions_applied.sql"),
         postgres: include_str!("migrations/postgres/0009_web_sessions_applied.sql"),
     },
+    Migration {
+        version: 10,
+        sqlite: include_str!("migrations/sqlite/0010_partial_idempotency_index.sql"),
+        postgres: include_str!("migrations/postgres/0010_partial_idempotency_index.sql"),
+    },
 ];
 
 mod audit;
@@ -240,15 +245,149 @@ pub struct PoolStatus {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite: the one connection this process writes through (see [`SqliteWriter`]).
+    writer: Option<SqliteWriter>,
     backend: Backend,
     url: ConnectUrl,
     /// The SQLite file this store created when it opened, if it did.
     created: Option<std::path::PathBuf>,
 }
 
+/// The one connection a SQLite store writes through, outside the pool, held by one write
+/// transaction at a time.
+///
+/// The process's writers queue in order for it rather than meet on SQLite's write lock,
+/// whose busy handler sleeps a millisecond or more before it tries again; the connection
+/// keeps its page cache between writes; and handing it on costs nothing, where the pool
+/// returns a connection through a task of its own and a round trip to the connection's
+/// worker thread (a ping), which the next writer waited for.
+#[derive(Clone, Debug)]
+struct SqliteWriter(std::sync::Arc<tokio::sync::Mutex<Option<WriterSlot>>>);
+
+#[derive(Debug)]
+struct WriterSlot {
+    connection: AnyConnection,
+    /// A transaction began and was neither committed nor rolled back (its [`Tx`] was
+    /// dropped, or its commit failed): the next writer rolls it back first.
+    open: bool,
+}
+
+/// The connection a write transaction runs on.
+enum TxConnection {
+    /// PostgreSQL: a transaction on a connection of the pool.
+    Pooled(sqlx::Transaction<'static, sqlx::Any>),
+    /// SQLite: the store's writer, `BEGIN IMMEDIATE` sent.
+    Writer(WriterGuard),
+}
+
+/// The writer, held by one transaction.
+struct WriterGuard {
+    slot: tokio::sync::OwnedMappedMutexGuard<Option<WriterSlot>, WriterSlot>,
+    writer: SqliteWriter,
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        if !self.slot.open {
+            return;
+        }
+        // Dropped without a commit: roll back now, not at this process's next write. Until
+        // then SQLite's write lock stays taken, and other processes (a `perch ... --db`
+        // beside the server) wait for it. Without a runtime, the next writer rolls back.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let writer = self.writer.clone();
+            runtime.spawn(async move { writer.roll_back_if_open().await });
+        }
+    }
+}
+
+impl std::ops::Deref for TxConnection {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            TxConnection::Pooled(transaction) => transaction,
+            TxConnection::Writer(guard) => &guard.slot.connection,
+        }
+    }
+}
+
+impl std::ops::DerefMut for TxConnection {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            TxConnection::Pooled(transaction) => transaction,
+            TxConnection::Writer(guard) => &mut guard.slot.connection,
+        }
+    }
+}
+
+impl SqliteWriter {
+    async fn begin(&self) -> Result<TxConnection, StoreError> {
+        let slot = self.0.clone().lock_owned().await;
+        let Ok(mut slot) = tokio::sync::OwnedMutexGuard::try_map(slot, Option::as_mut) else {
+            return Err(sqlx::Error::PoolClosed.into());
+        };
+        slot.roll_back_if_open().await;
+        slot.connection.execute("BEGIN IMMEDIATE").await?;
+        slot.open = true;
+        Ok(TxConnection::Writer(WriterGuard {
+            slot,
+            writer: self.clone(),
+        }))
+    }
+
+    async fn roll_back_if_open(&self) {
+        if let Some(slot) = self.0.lock().await.as_mut() {
+            slot.roll_back_if_open().await;
+        }
+    }
+
+    async fn close(&self) {
+        if let Some(mut slot) = self.0.lock().await.take() {
+            slot.roll_back_if_open().await;
+            let _ = slot.connection.close().await;
+        }
+    }
+}
+
+impl WriterSlot {
+    async fn roll_back_if_open(&mut self) {
+        if self.open {
+            // SQLite may have ended it already (some errors roll back on their own); then
+            // there is nothing to roll back and the error says so.
+            let _ = self.connection.execute("ROLLBACK").await;
+            self.open = false;
+        }
+    }
+}
+
+impl TxConnection {
+    async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            TxConnection::Pooled(transaction) => transaction.commit().await?,
+            TxConnection::Writer(mut guard) => {
+                guard.slot.connection.execute("COMMIT").await?;
+                guard.slot.open = false;
+            }
+        }
+        Ok(())
+    }
+
+    async fn rollback(self) -> Result<(), StoreError> {
+        match self {
+            TxConnection::Pooled(transaction) => transaction.rollback().await?,
+            TxConnection::Writer(mut guard) => {
+                guard.slot.connection.execute("ROLLBACK").await?;
+                guard.slot.open = false;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// An open write transaction; dropped without [`Tx::commit`] it rolls back.
 pub struct Tx {
-    inner: sqlx::Transaction<'static, sqlx::Any>,
+    inner: TxConnection,
     backend: Backend,
     /// Set by every write of an object or a token; [`Tx::commit`] then bumps the generation,
     /// so no writer can forget to.
@@ -315,19 +454,8 @@ impl Store {
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the writer; NORMAL syncs the WAL at
-                        // checkpoints rather than every commit. A crash of the process loses
-                        // nothing; a power cut may lose the last commits, never corrupt.
-                        // `?synchronous=full` syncs every commit.
                         connection
-                            .execute(
-                                format!(
-                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
-                                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                                    synchronous.pragma()
-                                )
-                                .as_str(),
-                            )
+                            .execute(sqlite_pragmas(synchronous).as_str())
                             .await?;
                     }
                     Ok(())
@@ -340,12 +468,29 @@ impl Store {
             Backend::Sqlite => pool_options.max_connections(4).test_before_acquire(false),
             Backend::Postgres => pool_options.max_connections(16),
         };
+        let writer = match backend {
+            Backend::Sqlite => {
+                let mut connection = options.connect().await.map_err(open_error)?;
+                connection
+                    .execute(sqlite_pragmas(synchronous).as_str())
+                    .await
+                    .map_err(open_error)?;
+                Some(SqliteWriter(std::sync::Arc::new(tokio::sync::Mutex::new(
+                    Some(WriterSlot {
+                        connection,
+                        open: false,
+                    }),
+                ))))
+            }
+            Backend::Postgres => None,
+        };
         let pool = pool_options
             .connect_with(options)
             .await
             .map_err(open_error)?;
         let store = Store {
             pool,
+            writer,
             backend,
             url: ConnectUrl(url.into()),
             created,
@@ -370,6 +515,13 @@ impl Store {
             {
                 tracing::debug!(%error, "could not checkpoint the write-ahead log on close");
             }
+        }
+        self.close_connections().await;
+    }
+
+    async fn close_connections(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close().await;
         }
         self.pool.close().await;
     }
@@ -438,7 +590,7 @@ impl Store {
     /// a command that failed and should leave nothing new behind. A store that opened an
     /// existing database only closes.
     pub async fn close_and_discard_if_new(&self) {
-        self.pool.close().await;
+        self.close_connections().await;
         if let Some(path) = &self.created {
             for suffix in ["", "-wal", "-shm"] {
                 let mut file = path.clone().into_os_string();
@@ -489,9 +641,14 @@ impl Store {
     /// Opens a write transaction. Only `service/` can make the [`WriteAccess`] it takes, so
     /// every write of the store goes through the service (ARCHITECTURE.md, invariant 1).
     pub async fn begin(&self, _access: WriteAccess) -> Result<Tx, StoreError> {
-        let tx = self.pool.begin_with(self.backend.begin_statement()).await?;
+        let inner = match &self.writer {
+            Some(writer) => writer.begin().await?,
+            None => {
+                TxConnection::Pooled(self.pool.begin_with(self.backend.begin_statement()).await?)
+            }
+        };
         Ok(Tx {
-            inner: tx,
+            inner,
             backend: self.backend,
             changes_access: false,
             wakes_streams: false,
@@ -518,6 +675,18 @@ impl Store {
             .await?;
         Ok(row.try_get(0)?)
     }
+}
+
+/// What every SQLite connection sets first. WAL lets readers run beside the writer; NORMAL
+/// syncs the WAL at checkpoints rather than every commit: a crash of the process loses
+/// nothing; a power cut may lose the last commits, never corrupt. `?synchronous=full` syncs
+/// every commit.
+fn sqlite_pragmas(synchronous: SqliteSynchronous) -> String {
+    format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; \
+         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+        synchronous.pragma()
+    )
 }
 
 /// How often SQLite syncs its write-ahead log to disk: `?synchronous=normal` (the default) or
