@@ -2,7 +2,8 @@
 //! clients; messages stored per second, p50/p99 post latency, p99 from post to delivery on an
 //! SSE stream; and p99 for reading a 50-message page of a 1,000,000-message room.
 //!
-//! Run: `cargo bench --bench chat` (`PERCH_BENCH_MESSAGES`, `PERCH_BENCH_BIG_ROOM` to resize).
+//! Run: `cargo bench --bench chat` (`PERCH_BENCH_MESSAGES`, `PERCH_BENCH_BIG_ROOM` to resize;
+//! `PERCH_BENCH_WARM_UP`, 10 by default, is how many posts each client makes unmeasured first).
 //! With `PERCH_TEST_BACKEND=postgres` it runs on a throwaway PostgreSQL cluster, and with
 //! `PERCH_BENCH_NODES=2` the posting clients are spread over two server nodes on it (the SSE
 //! reader listens on the second node).
@@ -68,6 +69,27 @@ fn posting_run(
         admin.post("/v1/rooms", json!({"name": "busy", "category": "Bench", "privacy": "open"})).await.expect(201);
         admin.post("/v1/rooms", json!({"name": "archive", "category": "Bench", "privacy": "open"})).await.expect(201);
 
+        // Every client posts a few times first, so that the figures are of the steady state:
+        // not of connections being opened, nor of each token's first use (which the server
+        // records, a write of its own).
+        let clients: Vec<_> = tokens
+            .iter()
+            .enumerate()
+            .map(|(index, token)| if index % nodes == 0 { &server } else { listening }.client(token))
+            .collect();
+        let warm_up = env_number("PERCH_BENCH_WARM_UP", 10);
+        let mut warming = Vec::new();
+        for client in clients.iter().cloned() {
+            warming.push(tokio::spawn(async move {
+                for number in 0..warm_up {
+                    client.post("/v1/rooms/archive/messages", json!({"body": format!("warming up {number}")})).await.expect(201);
+                }
+            }));
+        }
+        for task in warming {
+            task.await.expect("warm-up");
+        }
+
         // The SSE reader records when each message arrives.
         let arrivals: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
         let marker = server
@@ -119,9 +141,7 @@ fn posting_run(
         let cpu_before = server.cpu_time();
         let started = Instant::now();
         let mut tasks = Vec::new();
-        for (index, token) in tokens.iter().enumerate() {
-            let node = if index % nodes == 0 { &server } else { listening };
-            let client = node.client(token);
+        for (index, client) in clients.into_iter().enumerate() {
             let sent = sent.clone();
             tasks.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();

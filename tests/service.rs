@@ -892,3 +892,35 @@ async fn rooms_created_together_end_as_created_one_by_one() {
         outside, then taken        1 done, then `sip:eve@fabrikam.com` is not within category `c`'s allowed members (or is denied)"]]
     .assert_eq(&lines.join("\n"));
 }
+
+/// The writer never checkpoints its own commits (a post would wait for the file's sync): the
+/// store's checkpointer moves them into the database file soon after. Without it the file
+/// would stay as it was however much is written.
+#[tokio::test]
+async fn commits_reach_the_sqlite_file_through_the_checkpointer() {
+    let db = common::TestDb::sqlite();
+    let service = Service::new(Store::open(&db.url).await.expect("store"));
+    let operator = Caller::local_operator();
+    let file = db.path().join("perch.db");
+    let before = std::fs::metadata(&file).expect("the database file").len();
+    for number in 0..20 {
+        let category = Object::from_json(
+            Kind::Category,
+            json!({"name": format!("c{number}"), "description": "x".repeat(1000)}),
+        )
+        .expect("a well-formed category");
+        service
+            .create(&operator, category, Ownership::Keep)
+            .await
+            .expect("created");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::metadata(&file).expect("the database file").len() <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing was checkpointed into {} in 30 s",
+            file.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
