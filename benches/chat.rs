@@ -79,7 +79,8 @@ fn posting_run(
             .collect();
         let warm_up = env_number("PERCH_BENCH_WARM_UP", 10);
         let mut warming = Vec::new();
-        for client in clients.iter().cloned() {
+        for client in &clients {
+            let client = client.clone();
             warming.push(tokio::spawn(async move {
                 for number in 0..warm_up {
                     client.post("/v1/rooms/archive/messages", json!({"body": format!("warming up {number}")})).await.expect(201);
