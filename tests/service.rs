@@ -924,3 +924,38 @@ async fn commits_reach_the_sqlite_file_through_the_checkpointer() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Objects without a name key (restored from a backup older than the keys) get theirs when the
+/// store opens, found through the index of such objects: a name differing only in case is then
+/// the same name.
+#[tokio::test]
+async fn a_store_keys_the_names_of_objects_restored_without_keys_when_it_opens() {
+    let db = common::TestDb::new();
+    let operator = Caller::local_operator();
+    let category = |name: &str| {
+        Object::from_json(Kind::Category, json!({"name": name})).expect("a well-formed category")
+    };
+    let store = Store::open(&db.url).await.expect("store");
+    Service::new(store.clone())
+        .create(&operator, category("Eng"), Ownership::Keep)
+        .await
+        .expect("created");
+    store.close().await;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db.url).await.expect("the database");
+    sqlx::query("UPDATE objects SET name_key = NULL")
+        .execute(&pool)
+        .await
+        .expect("keys removed");
+    pool.close().await;
+
+    let service = Service::new(Store::open(&db.url).await.expect("store"));
+    let again = service
+        .create(&operator, category("ENG"), Ownership::Keep)
+        .await;
+    let outcome = outcome(again);
+    assert!(
+        outcome.starts_with("already_exists"),
+        "a name differing only in case was taken as another: {outcome}"
+    );
+}

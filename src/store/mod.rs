@@ -211,6 +211,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0010_partial_idempotency_index.sql"),
         postgres: include_str!("migrations/postgres/0010_partial_idempotency_index.sql"),
     },
+    Migration {
+        version: 11,
+        sqlite: include_str!("migrations/sqlite/0011_objects_without_name_key.sql"),
+        postgres: include_str!("migrations/postgres/0011_objects_without_name_key.sql"),
+    },
 ];
 
 mod audit;
