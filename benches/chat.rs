@@ -101,11 +101,19 @@ fn posting_run(
             .body["id"]
             .as_i64()
             .unwrap();
+        // The reader has a thread and a runtime of its own, as a real reader has its own
+        // process: a task among the 50 posting ones waited for them to wake it, and that wait
+        // counted as delivery.
         let listener = {
             let arrivals = arrivals.clone();
             let base = listening.base.clone();
             let token = reader_token.clone();
-            tokio::spawn(async move {
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("the reader's runtime");
+                runtime.block_on(async move {
                 let client = reqwest::Client::new();
                 let mut response = client
                     .get(format!("{base}/v1/events"))
@@ -135,6 +143,7 @@ fn posting_run(
                         }
                     }
                 }
+                });
             })
         };
 
@@ -162,7 +171,8 @@ fn posting_run(
         }
         let elapsed = started.elapsed();
         let cpu = server.cpu_time().zip(cpu_before).and_then(|(after, before)| after.checked_sub(before));
-        let _ = tokio::time::timeout(Duration::from_secs(30), listener).await;
+        // The reader ends by itself: when it has seen every message, or after 30 s without one.
+        let _ = tokio::task::spawn_blocking(move || listener.join()).await;
         latencies.sort();
         let sent = sent.lock().unwrap();
         let arrivals = arrivals.lock().unwrap();
