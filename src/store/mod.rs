@@ -273,9 +273,14 @@ pub struct Store {
 #[derive(Clone, Debug)]
 struct SqliteWriter {
     slot: std::sync::Arc<tokio::sync::Mutex<Option<WriterSlot>>>,
-    /// Told of every commit; the checkpointer waits for it.
-    committed: std::sync::Arc<tokio::sync::Notify>,
+    /// Told of every commit; the checkpointer waits for it, and ends when every clone of the
+    /// writer is gone (the store was dropped) or the pool is closed.
+    committed: tokio::sync::mpsc::Sender<()>,
 }
+
+/// How long a writer waits for the writer connection before it is told the database is busy
+/// (the pool's wait for a connection).
+const WRITER_WAIT: Duration = Duration::from_secs(30);
 
 /// How long the checkpointer lets commits gather before it moves them into the database file:
 /// about as often as SQLite would (every 1,000 pages) under a steady load of posts.
@@ -355,25 +360,31 @@ impl SqliteWriter {
                 .as_str(),
             )
             .await?;
+        let (committed, commits) = tokio::sync::mpsc::channel(1);
         let writer = SqliteWriter {
             slot: std::sync::Arc::new(tokio::sync::Mutex::new(Some(WriterSlot {
                 connection,
                 open: false,
             }))),
-            committed: std::sync::Arc::default(),
+            committed,
         };
-        tokio::spawn(checkpoint_behind(pool.clone(), writer.committed.clone()));
+        tokio::spawn(checkpoint_behind(pool.clone(), commits));
         Ok(writer)
     }
 
     async fn begin(&self) -> Result<TxConnection, StoreError> {
-        let slot = self.slot.clone().lock_owned().await;
+        // As long as the pool would wait for a connection: then busy, never a hang.
+        let slot = tokio::time::timeout(WRITER_WAIT, self.slot.clone().lock_owned())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?;
         let Ok(mut slot) = tokio::sync::OwnedMutexGuard::try_map(slot, Option::as_mut) else {
             return Err(sqlx::Error::PoolClosed.into());
         };
         slot.roll_back_if_open().await;
-        slot.connection.execute("BEGIN IMMEDIATE").await?;
+        // Marked before it is sent: SQLite runs it even if this future is dropped meanwhile
+        // (a client that went away), and the next writer must then roll it back.
         slot.open = true;
+        slot.connection.execute("BEGIN IMMEDIATE").await?;
         Ok(TxConnection::Writer(WriterGuard {
             slot,
             writer: self.clone(),
@@ -392,16 +403,15 @@ impl SqliteWriter {
             let _ = slot.connection.close().await;
         }
         // The checkpointer wakes, finds the pool closed, and ends.
-        self.committed.notify_one();
+        let _ = self.committed.try_send(());
     }
 }
 
 /// Checkpoints the write-ahead log a while after the writer commits, until `pool` closes.
 /// `PASSIVE` waits for nobody: the writer appends to the log meanwhile, and what a reader
 /// still needs stays in it for the next checkpoint.
-async fn checkpoint_behind(pool: AnyPool, committed: std::sync::Arc<tokio::sync::Notify>) {
-    loop {
-        committed.notified().await;
+async fn checkpoint_behind(pool: AnyPool, mut commits: tokio::sync::mpsc::Receiver<()>) {
+    while commits.recv().await.is_some() {
         if pool.is_closed() {
             return;
         }
@@ -436,7 +446,8 @@ impl TxConnection {
             TxConnection::Writer(mut guard) => {
                 guard.slot.connection.execute("COMMIT").await?;
                 guard.slot.open = false;
-                guard.writer.committed.notify_one();
+                // Full: a checkpoint is due already.
+                let _ = guard.writer.committed.try_send(());
             }
         }
         Ok(())
@@ -569,6 +580,11 @@ impl Store {
     /// file, so that the next process to open it (a `plan` after an `apply`) reads the file
     /// rather than a large log.
     pub async fn close(&self) {
+        // The writer first: it waits for the transaction that holds it, rolls back one left
+        // open, and nothing is written after the checkpoint.
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
         if self.backend == Backend::Sqlite {
             if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(&self.pool)
@@ -977,6 +993,29 @@ mod tests {
         let url = format!("sqlite://{}?synchronous=off", path.display());
         assert!(Store::open(&url).await.is_err());
         assert!(!path.exists(), "a refused URL made {}", path.display());
+    }
+
+    /// A `begin` dropped once its `BEGIN IMMEDIATE` is on its way (the request of a client
+    /// that went away): SQLite begins all the same, and the next writer rolls that back rather
+    /// than fail "within a transaction" (or keep the write lock) for good.
+    #[tokio::test]
+    async fn a_begin_dropped_on_its_way_leaves_the_writer_usable() {
+        use std::future::Future as _;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}/writer.db", dir.path().display());
+        let store = Store::open(&url).await.expect("store");
+        let writer = store.writer.clone().expect("a SQLite store has a writer");
+        {
+            let mut begin = std::pin::pin!(writer.begin());
+            let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(
+                begin.as_mut().poll(&mut context).is_pending(),
+                "the first poll sends BEGIN and waits for SQLite's answer"
+            );
+        }
+        let transaction = writer.begin().await.expect("the writer begins again");
+        transaction.commit().await.expect("and commits");
+        store.close().await;
     }
 
     #[tokio::test]
