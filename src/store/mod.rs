@@ -1005,14 +1005,21 @@ mod tests {
         let url = format!("sqlite://{}/writer.db", dir.path().display());
         let store = Store::open(&url).await.expect("store");
         let writer = store.writer.clone().expect("a SQLite store has a writer");
+        // Another connection holds the write lock, so that the writer's BEGIN waits in SQLite
+        // (its busy handler) until the test lets it through, after the begin was dropped.
+        let mut holder = AnyConnection::connect(&url)
+            .await
+            .expect("a second connection");
+        holder.execute("BEGIN IMMEDIATE").await.expect("the lock");
         {
             let mut begin = std::pin::pin!(writer.begin());
             let mut context = std::task::Context::from_waker(std::task::Waker::noop());
             assert!(
                 begin.as_mut().poll(&mut context).is_pending(),
-                "the first poll sends BEGIN and waits for SQLite's answer"
+                "the first poll sends BEGIN, which waits for the lock"
             );
         }
+        holder.execute("COMMIT").await.expect("the lock released");
         let transaction = writer.begin().await.expect("the writer begins again");
         transaction.commit().await.expect("and commits");
         store.close().await;
