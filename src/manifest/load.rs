@@ -95,8 +95,8 @@ pub fn load_with(paths: &[PathBuf], options: LoadOptions) -> Result<Desired, Vec
 }
 
 /// A digest of the manifest files under `paths` as [`load_with`] would read them: each file's
-/// path and the SHA-256 of its text, in order. `None` when a path has a problem or a file cannot be read (what
-/// fails is then never cached). What `perch plan`'s cache is keyed by.
+/// path and the SHA-256 of its text, in order. `None` when a path has a problem or a file
+/// cannot be read (what fails is then never cached). What `perch plan`'s cache is keyed by.
 pub fn fingerprint(paths: &[PathBuf], options: LoadOptions) -> Option<String> {
     use sha2::Digest;
     let (files, path_problems) = source::collect(paths, options);

@@ -429,6 +429,14 @@ async fn checkpoint_behind(pool: AnyPool, mut commits: tokio::sync::mpsc::Receiv
 }
 
 impl WriterSlot {
+    /// Ends the open transaction with `statement` (`COMMIT` or `ROLLBACK`); if that fails it
+    /// stays open, for the next writer to roll back.
+    async fn end(&mut self, statement: &str) -> Result<(), sqlx::Error> {
+        self.connection.execute(statement).await?;
+        self.open = false;
+        Ok(())
+    }
+
     async fn roll_back_if_open(&mut self) {
         if self.open {
             // SQLite may have ended it already (some errors roll back on their own); then
@@ -444,8 +452,7 @@ impl TxConnection {
         match self {
             TxConnection::Pooled(transaction) => transaction.commit().await?,
             TxConnection::Writer(mut guard) => {
-                guard.slot.connection.execute("COMMIT").await?;
-                guard.slot.open = false;
+                guard.slot.end("COMMIT").await?;
                 // Full: a checkpoint is due already.
                 let _ = guard.writer.committed.try_send(());
             }
@@ -456,10 +463,7 @@ impl TxConnection {
     async fn rollback(self) -> Result<(), StoreError> {
         match self {
             TxConnection::Pooled(transaction) => transaction.rollback().await?,
-            TxConnection::Writer(mut guard) => {
-                guard.slot.connection.execute("ROLLBACK").await?;
-                guard.slot.open = false;
-            }
+            TxConnection::Writer(mut guard) => guard.slot.end("ROLLBACK").await?,
         }
         Ok(())
     }
@@ -593,7 +597,7 @@ impl Store {
                 tracing::debug!(%error, "could not checkpoint the write-ahead log on close");
             }
         }
-        self.close_connections().await;
+        self.pool.close().await;
     }
 
     async fn close_connections(&self) {
