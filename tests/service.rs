@@ -644,6 +644,57 @@ async fn the_first_batch_a_stream_hears_wakes_it() {
     );
 }
 
+/// The node's poster hands what it commits to the hub, which then need not read it back; a
+/// message committed beside it (another process on the same SQLite file, another node) is
+/// between the hub's cursor and the handed group, and the hub reads it from the database
+/// rather than hand the group on and skip it.
+#[tokio::test]
+async fn the_hub_never_skips_a_message_committed_beside_the_poster() {
+    let fixture = Fixture::new().await;
+    let admin = &fixture.admin;
+    create_eng_for_contoso(&fixture).await;
+    fixture
+        .create(
+            admin,
+            Kind::Room,
+            json!({"name": "r", "category": "Eng", "privacy": "open"}),
+        )
+        .await
+        .unwrap();
+    let ana = fixture.user("sip:ana@contoso.com").await;
+    let mut watching = fixture
+        .service
+        .event_filter(&perch::service::Caller::local_operator(), 0);
+    let mut log = fixture.service.subscribe_log(&mut watching);
+    let live_after = next_batch(&mut log).await.ends_at().0;
+    // Another writer of the same database, whose commits this node is not told of.
+    let beside = Service::new(Store::open(&fixture.db.url).await.expect("a second store"));
+    let mut posted = Vec::new();
+    for (service, text) in [
+        (&fixture.service, "one"),
+        (&beside, "two, beside"),
+        (&fixture.service, "three"),
+    ] {
+        let (message, _) = service.post_message(&ana, "r", text, None).await.unwrap();
+        posted.push(message.id);
+    }
+    let mut filter = fixture.service.event_filter(&ana, live_after);
+    let mut delivered = Vec::new();
+    let mut through = live_after;
+    while through < *posted.last().unwrap() {
+        let batch = next_batch(&mut log).await;
+        assert_eq!(batch.starts_after().0, through, "batches are contiguous");
+        through = batch.ends_at().0;
+        let events = fixture
+            .service
+            .events_in_batch(&mut filter, &batch, live_after)
+            .await
+            .unwrap();
+        delivered.extend(events.into_iter().map(|(id, _)| id));
+    }
+    assert_eq!(delivered, posted, "every message, in commit order, once");
+}
+
 /// A category `Eng` whose scope is every user of contoso.com.
 async fn create_eng_for_contoso(fixture: &Fixture) {
     fixture

@@ -38,7 +38,7 @@ use std::task::{Poll, Waker};
 use super::messages::{Message, SharedInputs, StreamScope};
 use super::{Caller, Service};
 use crate::clock;
-use crate::store::{MessageRow, RoomChangeRow};
+use crate::store::{LogPosition, MessageRow, RoomChangeRow};
 
 /// Rows of each kind read at once.
 const BATCH: i64 = 1_000;
@@ -174,10 +174,36 @@ impl LogListener {
     }
 }
 
+/// Messages the node's poster committed, handed to the hub so that it need not read them
+/// back (see [`Service::hand_to_hub`]).
+#[derive(Debug)]
+pub(crate) struct Committed {
+    /// Where the log stood when the poster's transaction began to write.
+    pub(crate) position: LogPosition,
+    /// The rows it inserted, in id order, each with its room's name at the commit.
+    pub(crate) messages: Vec<(MessageRow, String)>,
+}
+
+impl Committed {
+    fn through(&self) -> i64 {
+        self.messages
+            .last()
+            .map_or(self.position.messages_through, |(row, _)| row.id)
+    }
+}
+
+/// Committed groups the hub has not taken yet; past this it reads them from the database.
+const FED_CAPACITY: usize = 64;
+
 /// The node's hub: started by the first stream that listens.
 pub(crate) struct Hub {
     listeners: Mutex<Vec<Arc<Listening>>>,
     started: std::sync::Once,
+    /// What the poster committed since the hub last looked, oldest first.
+    fed: Mutex<VecDeque<Committed>>,
+    /// Something was committed that only a read of the database shows: a message not handed
+    /// over, a room change, a change of access, another node's commit.
+    must_read: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Hub {
@@ -185,6 +211,8 @@ impl Default for Hub {
         Hub {
             listeners: Mutex::default(),
             started: std::sync::Once::new(),
+            fed: Mutex::default(),
+            must_read: std::sync::atomic::AtomicBool::new(true),
         }
     }
 }
@@ -208,6 +236,21 @@ impl Hub {
         let mut listeners = self.listeners();
         forget_ended(&mut listeners);
         !listeners.is_empty()
+    }
+
+    fn fed(&self) -> std::sync::MutexGuard<'_, VecDeque<Committed>> {
+        self.fed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Asks the hub to read the database at its next turn.
+    pub(crate) fn read_at_next_turn(&self) {
+        self.must_read
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the hub runs, and so whether the poster hands it what it commits.
+    pub(crate) fn is_running(&self) -> bool {
+        self.started.is_completed()
     }
 }
 
@@ -334,6 +377,22 @@ impl Service {
         }
     }
 
+    /// Hands what the poster just committed to the hub, if it runs: returns whether it took
+    /// it (the poster then wakes it without asking for a read). Groups the hub has not taken
+    /// are dropped past [`FED_CAPACITY`]: the hub finds the gap and reads the database.
+    pub(super) fn hand_to_hub(&self, committed: Committed) -> bool {
+        if !self.hub.is_running() {
+            return false;
+        }
+        let mut fed = self.hub.fed();
+        if fed.len() >= FED_CAPACITY {
+            fed.clear();
+            return false;
+        }
+        fed.push_back(committed);
+        true
+    }
+
     async fn run_hub(&self) {
         let mut woken = self.watch_messages();
         let mut cursors: Option<(i64, i64)> = None;
@@ -341,35 +400,102 @@ impl Service {
         let mut ticked = false;
         loop {
             if self.hub.has_listeners() {
-                // A batch goes out even with nothing new when the hub (re)starts, so that a
-                // stream behind its start reads the gap, and on every tick, so that streams
-                // judge their tokens' expiry and any change of access without a post (the
-                // hand-out wakes only those for whom either is due).
-                let announce = ticked || cursors.is_none();
-                match self.read_log(&mut cursors, &mut names, announce).await {
-                    Ok(Some(batch)) => {
-                        let full = i64::try_from(batch.messages.len()).unwrap_or(i64::MAX) >= BATCH
-                            || i64::try_from(batch.changes.len()).unwrap_or(i64::MAX) >= BATCH;
-                        self.hand_out(batch).await;
-                        if full {
-                            continue;
+                // The database first, when something only it shows was committed: handed
+                // groups it covers are then passed over, and a room change committed before a
+                // handed group goes out before it.
+                let must_read = self
+                    .hub
+                    .must_read
+                    .swap(false, std::sync::atomic::Ordering::SeqCst);
+                if must_read || ticked || cursors.is_none() {
+                    // A batch goes out even with nothing new when the hub (re)starts, so that
+                    // a stream behind its start reads the gap, and on every tick, so that
+                    // streams judge their tokens' expiry and any change of access without a
+                    // post (the hand-out wakes only those for whom either is due).
+                    let announce = ticked || cursors.is_none();
+                    match self.read_log(&mut cursors, &mut names, announce).await {
+                        Ok(Some(batch)) => {
+                            let full = i64::try_from(batch.messages.len()).unwrap_or(i64::MAX)
+                                >= BATCH
+                                || i64::try_from(batch.changes.len()).unwrap_or(i64::MAX) >= BATCH;
+                            self.hand_out(batch).await;
+                            if full {
+                                self.hub.read_at_next_turn();
+                                ticked = false;
+                                continue;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::warn!(%error, "live events: the hub cannot read the log");
                         }
                     }
-                    Ok(None) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, "live events: the hub cannot read the log");
-                    }
+                }
+                if self.hand_out_fed(&mut cursors).await {
+                    // A handed group does not continue what the hub read: the database has it.
+                    self.hub.read_at_next_turn();
+                    ticked = false;
+                    continue;
                 }
             } else {
                 // Nobody listens: start again from the end of the log once someone does
                 // (streams behind it read the gap themselves).
                 cursors = None;
+                self.hub.fed().clear();
             }
             ticked = tokio::select! {
                 _ = woken.changed() => false,
                 () = tokio::time::sleep(self.events_poll_interval()) => true,
             };
         }
+    }
+
+    /// Hands out, as batches, the groups the poster committed that continue `cursors`, and
+    /// passes over those the hub already read; returns whether one left a gap (a message
+    /// committed between the cursor and the group, which only the database holds), dropping
+    /// it and those after it, which the read will cover.
+    async fn hand_out_fed(&self, cursors: &mut Option<(i64, i64)>) -> bool {
+        let fed = std::mem::take(&mut *self.hub.fed());
+        for committed in fed {
+            let Some((messages_after, changes_after)) = *cursors else {
+                return false;
+            };
+            let through = committed.through();
+            if through <= messages_after {
+                // Read from the database already: one read holds the whole of a commit.
+                continue;
+            }
+            if committed.position.messages_through > messages_after {
+                return true;
+            }
+            // Nothing was committed after the cursor and before the group: it continues the
+            // log as the hub holds it.
+            let messages: Vec<LoggedMessage> = committed
+                .messages
+                .into_iter()
+                .filter(|(row, _)| row.id > messages_after)
+                .map(|(row, room)| {
+                    let json = serde_json::to_string(&Message::from_row(row.clone(), &room))
+                        .unwrap_or_default();
+                    LoggedMessage {
+                        row,
+                        json: Some(Arc::from(json)),
+                    }
+                })
+                .collect();
+            *cursors = Some((through, changes_after));
+            self.hand_out(LogBatch {
+                messages_after,
+                messages,
+                messages_through: through,
+                changes_after,
+                changes: Vec::new(),
+                changes_through: changes_after,
+                generation: committed.position.generation,
+            })
+            .await;
+        }
+        false
     }
 
     /// Reads what was committed after `cursors` (from the end of the log if unset), as a batch

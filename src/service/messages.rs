@@ -13,7 +13,7 @@ use serde_json::json;
 use super::WriteAccess;
 use super::access::{Remembered, RoomAccess, Source, rights_in_room, room_access};
 use super::compliance::{capture, capturing as compliance_capturing, record, refuse_if_held};
-use super::hub::LogBatch;
+use super::hub::{self, LogBatch};
 use super::{Caller, Result, Service, ServiceError, caller_principal, require_admin};
 use crate::clock;
 use crate::domain::access::{self, PostRefusal};
@@ -293,6 +293,8 @@ struct GroupTx<'t> {
     remembered: Remembered,
     /// Whether compliance captures posts, read once per group.
     capturing: Option<bool>,
+    /// The rows stored, each with its room's name, when the hub is to be handed them.
+    stored: Option<Vec<(MessageRow, String)>>,
 }
 
 impl GroupTx<'_> {
@@ -398,6 +400,9 @@ impl GroupTx<'_> {
                 .await?;
         }
         for (row, (index, access)) in rows.into_iter().zip(accepted.drain(..)) {
+            if let Some(stored) = &mut self.stored {
+                stored.push((row.clone(), access.room.name.clone()));
+            }
             outcomes[index] = Some(Ok((Message::from_row(row, &access.room.name), true)));
         }
         Ok(())
@@ -436,6 +441,9 @@ impl GroupTx<'_> {
                 .insert_compliance_event(&chat_event(&access, &row), &clock::now())
                 .await
                 .map_err(written)?;
+        }
+        if let (true, Some(stored)) = (fresh, &mut self.stored) {
+            stored.push((row.clone(), access.room.name.clone()));
         }
         Ok((Message::from_row(row, &access.room.name), fresh))
     }
@@ -531,7 +539,7 @@ impl Service {
         };
         let mut group: Vec<PendingPost> = Vec::with_capacity(POST_GROUP);
         while waiting.recv_many(&mut group, POST_GROUP).await > 0 {
-            let outcomes = self.post_group(&group).await;
+            let (outcomes, handed) = self.post_group(&group).await;
             let mut newest = None;
             for (post, outcome) in group.drain(..).zip(outcomes) {
                 if let Ok((message, true)) = &outcome {
@@ -541,27 +549,43 @@ impl Service {
                 }
                 let _ = post.reply.send(outcome);
             }
-            if let Some(id) = newest {
-                self.notify_message(id);
+            match newest {
+                Some(id) if handed => self.notify_handed(id),
+                Some(id) => self.notify_message(id),
+                None => {}
             }
         }
     }
 
-    async fn post_group(&self, group: &[PendingPost]) -> Vec<Result<(Message, bool)>> {
-        let failed_all = |error: &ServiceError| -> Vec<Result<(Message, bool)>> {
-            group
+    /// Stores a group of posts (see [`Service::run_poster`]) and returns their outcomes, and
+    /// whether everything it stored was handed to the node's hub (which then need not read
+    /// it back from the database).
+    async fn post_group(&self, group: &[PendingPost]) -> (Vec<Result<(Message, bool)>>, bool) {
+        let failed_all = |error: &ServiceError| -> (Vec<Result<(Message, bool)>>, bool) {
+            let outcomes = group
                 .iter()
                 .map(|_| Err(shared_failure(error, "the post was not stored")))
-                .collect()
+                .collect();
+            (outcomes, false)
         };
         let mut tx = match self.store().begin(WriteAccess::new()).await {
             Ok(tx) => tx,
             Err(error) => return failed_all(&ServiceError::from(error)),
         };
+        // Where the log stands, for the hub (SQLite only: see `Tx::log_position`).
+        let position = if self.hub.is_running() {
+            match tx.log_position().await {
+                Ok(position) => position,
+                Err(error) => return failed_all(&ServiceError::from(error)),
+            }
+        } else {
+            None
+        };
         let mut group_tx = GroupTx {
             tx: &mut tx,
             remembered: Remembered::default(),
             capturing: None,
+            stored: position.map(|_| Vec::with_capacity(group.len())),
         };
         // Every post is judged before anything is written, on rows locked before any of them
         // is judged: the row locks are all held before the first insert takes the turn for ids
@@ -613,15 +637,25 @@ impl Service {
         if let Err(error) = group_tx.store(group, &mut accepted, &mut outcomes).await {
             return failed_all(&error);
         }
+        let stored = group_tx.stored.take();
+        // A group that moved the generation itself would commit at another than the one read.
+        let committed = position.zip(stored).filter(|_| !tx.changes_access()).map(
+            |(position, mut messages)| {
+                messages.sort_by_key(|(row, _)| row.id);
+                hub::Committed { position, messages }
+            },
+        );
         if let Err(error) = tx.commit().await {
             return failed_all(&ServiceError::from(error));
         }
-        outcomes
+        let handed = committed.is_some_and(|committed| self.hand_to_hub(committed));
+        let outcomes = outcomes
             .into_iter()
             .map(|outcome| {
                 outcome.unwrap_or_else(|| Err(ServiceError::internal("a post was not stored")))
             })
-            .collect()
+            .collect();
+        (outcomes, handed)
     }
 
     /// Reads a page of a room's history; members (and administrators) only.

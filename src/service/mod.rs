@@ -307,8 +307,16 @@ impl Service {
         &self.node
     }
 
-    /// Tells live streams that messages up to `id` are committed.
+    /// Tells live streams that messages up to `id` are committed, and the hub that it reads
+    /// them from the database.
     fn notify_message(&self, id: i64) {
+        self.hub.read_at_next_turn();
+        self.notify_handed(id);
+    }
+
+    /// Tells live streams that messages up to `id` are committed, all of them handed to the
+    /// hub ([`Service::hand_to_hub`]).
+    fn notify_handed(&self, id: i64) {
         self.messages_posted.send_if_modified(|latest| {
             let newer = id > *latest;
             if newer {
@@ -320,6 +328,7 @@ impl Service {
 
     /// Tells live streams that a room changed through this node.
     fn notify_change(&self) {
+        self.hub.read_at_next_turn();
         self.messages_posted.send_modify(|_| {});
     }
 

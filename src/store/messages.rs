@@ -283,7 +283,39 @@ impl Store {
     }
 }
 
+/// Where the message log stood when a transaction began to write: see [`Tx::log_position`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogPosition {
+    /// The highest message id committed before the transaction's own.
+    pub messages_through: i64,
+    /// The configuration generation its writes commit at, unless it changes access itself.
+    pub generation: i64,
+}
+
 impl Tx {
+    /// Where the message log stands for this transaction's writes: the highest message id
+    /// and the generation, read in one statement. `Some` only on SQLite, whose one writer
+    /// holds the whole transaction from `BEGIN IMMEDIATE`: nothing else commits between this
+    /// read and the commit, so the messages this transaction inserts are exactly the ones
+    /// after `messages_through`, up to its last, and (unless it changes access itself, see
+    /// [`Tx::changes_access`]) they commit at `generation`. On PostgreSQL other transactions
+    /// commit meanwhile and the read could not say so: `None`, with no statement sent.
+    pub async fn log_position(&mut self) -> Result<Option<LogPosition>, StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM messages), \
+             (SELECT value FROM generation WHERE id = 1)",
+        )
+        .fetch_one(&mut *self.inner)
+        .await?;
+        Ok(Some(LogPosition {
+            messages_through: row.try_get(0)?,
+            generation: row.try_get(1)?,
+        }))
+    }
+
     /// Stores a message. With an idempotency key already used by the same author, stores
     /// nothing and returns the message stored the first time.
     pub async fn insert_message(

@@ -231,7 +231,7 @@ pub use audit::{AuditQuery, AuditRow};
 pub use backup::{Cell, ColumnType, Snapshot, Table};
 pub use compliance::{ComplianceEventRow, NewComplianceEvent};
 pub use leases::{Checkpoint, LockRow};
-pub use messages::{MessageQuery, MessageRow, NewMessage, RoomChangeRow};
+pub use messages::{LogPosition, MessageQuery, MessageRow, NewMessage, RoomChangeRow};
 pub use objects::{ObjectRow, ObjectWrite, RoomReference, RoomScan, RowLock};
 pub use sessions::{AppliedRow, SessionRow};
 pub use tokens::TokenRow;
@@ -854,6 +854,11 @@ fn create_private_database(url: &str) -> Option<std::path::PathBuf> {
 }
 
 impl Tx {
+    /// Whether this transaction wrote an object or a token: its commit moves the generation.
+    pub fn changes_access(&self) -> bool {
+        self.changes_access
+    }
+
     pub async fn commit(mut self) -> Result<(), StoreError> {
         if self.changes_access {
             sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
