@@ -695,6 +695,128 @@ async fn the_hub_never_skips_a_message_committed_beside_the_poster() {
     assert_eq!(delivered, posted, "every message, in commit order, once");
 }
 
+/// A room change committed beside the poster, between two of its groups, reaches streams no
+/// later than the group after it: the handed group does not continue the hub's cursor in the
+/// room-change log, so the hub reads the database first.
+#[tokio::test]
+async fn the_hub_never_hands_a_post_on_ahead_of_a_room_change_committed_before_it() {
+    let fixture = Fixture::new().await;
+    let admin = &fixture.admin;
+    create_eng_for_contoso(&fixture).await;
+    fixture
+        .create(
+            admin,
+            Kind::Room,
+            json!({"name": "r", "category": "Eng", "privacy": "open"}),
+        )
+        .await
+        .unwrap();
+    let ana = fixture.user("sip:ana@contoso.com").await;
+    let mut watching = fixture
+        .service
+        .event_filter(&perch::service::Caller::local_operator(), 0);
+    let mut log = fixture.service.subscribe_log(&mut watching);
+    let start = next_batch(&mut log).await.ends_at();
+    let service = &fixture.service;
+    service.post_message(&ana, "r", "one", None).await.unwrap();
+    let beside = Service::new(Store::open(&fixture.db.url).await.expect("a second store"));
+    beside
+        .patch(
+            admin,
+            Kind::Room,
+            "r",
+            json!({"description": "changed beside"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            perch::service::Precondition::None,
+        )
+        .await
+        .unwrap();
+    let change = beside.last_room_change_id().await.unwrap();
+    assert!(change > start.1, "the patch recorded a room change");
+    let (two, _) = service.post_message(&ana, "r", "two", None).await.unwrap();
+    let mut through = start;
+    while through.0 < two.id {
+        let batch = next_batch(&mut log).await;
+        assert_eq!(batch.starts_after(), through, "batches are contiguous");
+        through = batch.ends_at();
+    }
+    assert!(
+        through.1 >= change,
+        "the batch with `two` ends at room change {}, before {change}, committed ahead of it",
+        through.1
+    );
+}
+
+/// A handed group is judged at the generation it committed at: a member removed beside the
+/// poster (another process) before a post does not receive it.
+#[tokio::test]
+async fn a_handed_group_is_judged_at_the_generation_it_committed_at() {
+    let fixture = Fixture::new().await;
+    let admin = &fixture.admin;
+    create_eng_for_contoso(&fixture).await;
+    fixture
+        .create(
+            admin,
+            Kind::Room,
+            json!({"name": "pair", "category": "Eng", "privacy": "closed",
+                   "members": ["sip:ana@contoso.com", "sip:bob@contoso.com"]}),
+        )
+        .await
+        .unwrap();
+    let ana = fixture.user("sip:ana@contoso.com").await;
+    let bob = fixture.user("sip:bob@contoso.com").await;
+    let service = &fixture.service;
+    let mut watching = service.event_filter(&perch::service::Caller::local_operator(), 0);
+    let mut log = service.subscribe_log(&mut watching);
+    let live_after = next_batch(&mut log).await.ends_at().0;
+    // Bob's stream judged the room while he was a member.
+    let mut for_bob = service.event_filter(&bob, live_after);
+    let (first, _) = service
+        .post_message(&ana, "pair", "bob is here", None)
+        .await
+        .unwrap();
+    let (seen, _) = service
+        .events_after(&mut for_bob, live_after, 10)
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 1, "bob reads the room while a member");
+    let beside = Service::new(Store::open(&fixture.db.url).await.expect("a second store"));
+    beside
+        .patch(
+            admin,
+            Kind::Room,
+            "pair",
+            json!({"members": {"remove": ["sip:bob@contoso.com"]}})
+                .as_object()
+                .unwrap()
+                .clone(),
+            perch::service::Precondition::None,
+        )
+        .await
+        .unwrap();
+    let (after, _) = service
+        .post_message(&ana, "pair", "bob left", None)
+        .await
+        .unwrap();
+    let mut through = live_after;
+    let mut delivered = Vec::new();
+    while through < after.id {
+        let batch = next_batch(&mut log).await;
+        through = batch.ends_at().0;
+        delivered.extend(
+            service
+                .events_in_batch(&mut for_bob, &batch, first.id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(id, _)| id),
+        );
+    }
+    assert!(delivered.is_empty(), "bob, removed, received {delivered:?}");
+}
+
 /// A category `Eng` whose scope is every user of contoso.com.
 async fn create_eng_for_contoso(fixture: &Fixture) {
     fixture

@@ -1,11 +1,16 @@
 //! One reader of the log per node: the messages and room changes committed after its cursors,
 //! read once however many live streams are open, each message serialised once, and handed to
-//! the streams on the node it concerns.
+//! the streams on the node it concerns. On SQLite the node's poster hands the hub what it
+//! commits ([`Committed`]), so that posts reach streams without a read of the database.
 //!
 //! # Guarantees
 //! - **Contiguous**: a [`LogBatch`] holds everything committed after `messages_after` through
 //!   `messages_through` (and the same for room changes), in id order, which is commit order
-//!   (see `store::messages`). A stream hears, in order, every batch read after it subscribed:
+//!   (see `store::messages`). A group the poster handed over goes out as a batch only when
+//!   nothing was committed between the hub's cursors and it (its [`LogPosition`], read in the
+//!   group's transaction, is where the cursors stand); on any gap the hub reads the database,
+//!   and so does it on every commit of anything else it is told of (a room change, a change of
+//!   access, another node's commit). A stream hears, in order, every batch read after it subscribed:
 //!   each either handed over ([`Heard::Batch`]) or, when it holds nothing for the stream, as
 //!   the stretch of the log it covers ([`Heard::Nothing`], one for a run of such batches). The
 //!   first batch a stream hears, and any that does not start where the last one it heard
@@ -24,9 +29,11 @@
 //!   must hold wherever the stream's own judgment would deliver nothing, and it does because
 //!   both read the same inputs at the same generation, and any room the hub cannot judge so
 //!   (unreadable, or loaded for a later generation) concerns every stream.
-//! - **Judged per stream, after the read**: a batch carries the configuration generation read
-//!   after its rows; each stream refreshes its access decisions when it moved, as it does
-//!   after a read of its own.
+//! - **Judged per stream, at or after the commit**: a batch carries a configuration generation
+//!   at or after the one each of its rows committed at (read after the rows, or in a handed
+//!   group's transaction, and never before one the hub handed out already); each stream
+//!   refreshes its access decisions when it moved, as it does after a read of its own. So no
+//!   message is judged under access from before a change committed ahead of it.
 //! - **Bounded**: a batch is at most [`BATCH`] rows of each; a stream holds at most
 //!   [`INBOX_CAPACITY`] entries not yet taken, and one that falls behind that is told so
 //!   ([`Heard::Lagged`]) and reads from the database.
@@ -62,7 +69,7 @@ pub struct LogBatch {
     pub(crate) changes_after: i64,
     pub(crate) changes: Vec<RoomChangeRow>,
     pub(crate) changes_through: i64,
-    /// The configuration generation, read after the rows.
+    /// The configuration generation the batch is judged at: at or after its rows' commits.
     pub(crate) generation: i64,
 }
 
@@ -248,8 +255,9 @@ impl Hub {
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Whether the hub runs, and so whether the poster hands it what it commits.
-    pub(crate) fn is_running(&self) -> bool {
+    /// Whether the hub started (it runs from then on, listened to or not), and so whether
+    /// the poster hands it what it commits.
+    pub(crate) fn has_started(&self) -> bool {
         self.started.is_completed()
     }
 }
@@ -377,11 +385,12 @@ impl Service {
         }
     }
 
-    /// Hands what the poster just committed to the hub, if it runs: returns whether it took
-    /// it (the poster then wakes it without asking for a read). Groups the hub has not taken
-    /// are dropped past [`FED_CAPACITY`]: the hub finds the gap and reads the database.
+    /// Hands what the poster just committed to the hub, once it has started: returns whether
+    /// it took it (the poster then wakes it without asking for a read). Past [`FED_CAPACITY`]
+    /// groups not taken, the hub is behind: they are dropped and it is asked to read the
+    /// database, which holds them.
     pub(super) fn hand_to_hub(&self, committed: Committed) -> bool {
-        if !self.hub.is_running() {
+        if !self.hub.has_started() || committed.messages.is_empty() {
             return false;
         }
         let mut fed = self.hub.fed();
@@ -395,25 +404,25 @@ impl Service {
 
     async fn run_hub(&self) {
         let mut woken = self.watch_messages();
-        let mut cursors: Option<(i64, i64)> = None;
-        let mut names = RoomNames::default();
+        let mut at = HubPlace::default();
         let mut ticked = false;
+        let mut next_tick = tokio::time::Instant::now() + self.events_poll_interval();
         loop {
             if self.hub.has_listeners() {
-                // The database first, when something only it shows was committed: handed
-                // groups it covers are then passed over, and a room change committed before a
-                // handed group goes out before it.
+                // The database first, when something only it shows was committed: groups
+                // handed meanwhile that it covers are then passed over.
                 let must_read = self
                     .hub
                     .must_read
                     .swap(false, std::sync::atomic::Ordering::SeqCst);
-                if must_read || ticked || cursors.is_none() {
+                if must_read || ticked || at.cursors.is_none() {
                     // A batch goes out even with nothing new when the hub (re)starts, so that
                     // a stream behind its start reads the gap, and on every tick, so that
                     // streams judge their tokens' expiry and any change of access without a
                     // post (the hand-out wakes only those for whom either is due).
-                    let announce = ticked || cursors.is_none();
-                    match self.read_log(&mut cursors, &mut names, announce).await {
+                    let announce = ticked || at.cursors.is_none();
+                    ticked = false;
+                    match self.read_log(&mut at, announce).await {
                         Ok(Some(batch)) => {
                             let full = i64::try_from(batch.messages.len()).unwrap_or(i64::MAX)
                                 >= BATCH
@@ -421,55 +430,66 @@ impl Service {
                             self.hand_out(batch).await;
                             if full {
                                 self.hub.read_at_next_turn();
-                                ticked = false;
                                 continue;
                             }
                         }
                         Ok(None) => {}
                         Err(error) => {
+                            // Read again at the next turn: handed groups alone would go on
+                            // past what the read was for.
+                            self.hub.read_at_next_turn();
                             tracing::warn!(%error, "live events: the hub cannot read the log");
                         }
                     }
                 }
-                if self.hand_out_fed(&mut cursors).await {
-                    // A handed group does not continue what the hub read: the database has it.
+                if self.hand_out_fed(&mut at).await {
+                    // A handed group does not continue what the hub read: the database has
+                    // what lies between.
                     self.hub.read_at_next_turn();
-                    ticked = false;
                     continue;
                 }
             } else {
                 // Nobody listens: start again from the end of the log once someone does
                 // (streams behind it read the gap themselves).
-                cursors = None;
+                at.cursors = None;
                 self.hub.fed().clear();
             }
-            ticked = tokio::select! {
-                _ = woken.changed() => false,
-                () = tokio::time::sleep(self.events_poll_interval()) => true,
-            };
+            // Ticks keep their pace however often posts wake the hub: handed groups need no
+            // read, and a token's expiry or another process's change of access shows only in
+            // one.
+            tokio::select! {
+                _ = woken.changed() => {}
+                () = tokio::time::sleep_until(next_tick) => {
+                    ticked = true;
+                    next_tick = tokio::time::Instant::now() + self.events_poll_interval();
+                }
+            }
         }
     }
 
-    /// Hands out, as batches, the groups the poster committed that continue `cursors`, and
-    /// passes over those the hub already read; returns whether one left a gap (a message
-    /// committed between the cursor and the group, which only the database holds), dropping
-    /// it and those after it, which the read will cover.
-    async fn hand_out_fed(&self, cursors: &mut Option<(i64, i64)>) -> bool {
+    /// Hands out, as batches, the groups the poster committed that continue the hub's
+    /// cursors, and passes over those the database read held; returns whether one left a gap
+    /// (a message or a room change committed between the cursors and the group, which only
+    /// the database holds), dropping it and those after it, which that read will cover.
+    async fn hand_out_fed(&self, at: &mut HubPlace) -> bool {
         let fed = std::mem::take(&mut *self.hub.fed());
         for committed in fed {
-            let Some((messages_after, changes_after)) = *cursors else {
+            let Some((messages_after, changes_after)) = at.cursors else {
                 return false;
             };
             let through = committed.through();
             if through <= messages_after {
-                // Read from the database already: one read holds the whole of a commit.
+                // Read from the database already.
                 continue;
             }
-            if committed.position.messages_through > messages_after {
+            if committed.position.messages_through > messages_after
+                || committed.position.changes_through > changes_after
+            {
                 return true;
             }
-            // Nothing was committed after the cursor and before the group: it continues the
-            // log as the hub holds it.
+            // Nothing was committed after the cursors and before the group: it continues the
+            // logs as the hub holds them. (A read that stopped at `BATCH` may have ended
+            // inside it: what it delivered is left out.)
             let messages: Vec<LoggedMessage> = committed
                 .messages
                 .into_iter()
@@ -483,7 +503,8 @@ impl Service {
                     }
                 })
                 .collect();
-            *cursors = Some((through, changes_after));
+            at.cursors = Some((through, changes_after));
+            let generation = at.generation_for(committed.position.generation);
             self.hand_out(LogBatch {
                 messages_after,
                 messages,
@@ -491,7 +512,7 @@ impl Service {
                 changes_after,
                 changes: Vec::new(),
                 changes_through: changes_after,
-                generation: committed.position.generation,
+                generation,
             })
             .await;
         }
@@ -502,10 +523,14 @@ impl Service {
     /// if there was anything or `announce` asks for one anyway.
     async fn read_log(
         &self,
-        cursors: &mut Option<(i64, i64)>,
-        names: &mut RoomNames,
+        at: &mut HubPlace,
         announce: bool,
     ) -> Result<Option<LogBatch>, super::ServiceError> {
+        let HubPlace {
+            cursors,
+            names,
+            generation: handed_generation,
+        } = at;
         let (messages_after, changes_after) = if let Some(cursors) = *cursors {
             cursors
         } else {
@@ -525,6 +550,7 @@ impl Service {
             return Ok(None);
         }
         let generation = self.store().generation().await?;
+        *handed_generation = (*handed_generation).max(Some(generation));
         if names.generation != Some(generation) {
             names.by_id.clear();
             names.generation = Some(generation);
@@ -561,6 +587,28 @@ impl Service {
             changes_through,
             generation,
         }))
+    }
+}
+
+/// Where the hub is: its cursors in the two logs (unset until it first reads), the latest
+/// generation it handed out, and the room names it read.
+#[derive(Default)]
+struct HubPlace {
+    cursors: Option<(i64, i64)>,
+    generation: Option<i64>,
+    names: RoomNames,
+}
+
+impl HubPlace {
+    /// The generation to hand a group out at that committed at `committed_at`: never before
+    /// one the hub handed out already (a read may have seen a later one), as judging later is
+    /// what a read of the database does, and streams would otherwise look again for nothing.
+    fn generation_for(&mut self, committed_at: i64) -> i64 {
+        let generation = self
+            .generation
+            .map_or(committed_at, |handed| handed.max(committed_at));
+        self.generation = Some(generation);
+        generation
     }
 }
 

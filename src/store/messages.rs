@@ -283,21 +283,25 @@ impl Store {
     }
 }
 
-/// Where the message log stood when a transaction began to write: see [`Tx::log_position`].
+/// Where the logs stood when a transaction began to write: see [`Tx::log_position`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogPosition {
-    /// The highest message id committed before the transaction's own.
+    /// The highest id of the messages that exist before the transaction's own (deleted ones
+    /// aside: AUTOINCREMENT may have handed out higher ones).
     pub messages_through: i64,
+    /// The same of room changes.
+    pub changes_through: i64,
     /// The configuration generation its writes commit at, unless it changes access itself.
     pub generation: i64,
 }
 
 impl Tx {
-    /// Where the message log stands for this transaction's writes: the highest message id
-    /// and the generation, read in one statement. `Some` only on SQLite, whose one writer
-    /// holds the whole transaction from `BEGIN IMMEDIATE`: nothing else commits between this
-    /// read and the commit, so the messages this transaction inserts are exactly the ones
-    /// after `messages_through`, up to its last, and (unless it changes access itself, see
+    /// Where the logs stand for this transaction's writes: the highest message and room
+    /// change ids and the generation, read in one statement, before the transaction's first
+    /// insert. `Some` only on SQLite: a transaction there holds the database's write lock from
+    /// `BEGIN IMMEDIATE` to its end, against every connection of every process, so nothing
+    /// else commits between this read and the commit. The messages it then inserts are
+    /// exactly those after `messages_through`, and (unless it changes access itself, see
     /// [`Tx::changes_access`]) they commit at `generation`. On PostgreSQL other transactions
     /// commit meanwhile and the read could not say so: `None`, with no statement sent.
     pub async fn log_position(&mut self) -> Result<Option<LogPosition>, StoreError> {
@@ -306,13 +310,15 @@ impl Tx {
         }
         let row = sqlx::query(
             "SELECT (SELECT COALESCE(MAX(id), 0) FROM messages), \
+             (SELECT COALESCE(MAX(id), 0) FROM room_changes), \
              (SELECT value FROM generation WHERE id = 1)",
         )
         .fetch_one(&mut *self.inner)
         .await?;
         Ok(Some(LogPosition {
             messages_through: row.try_get(0)?,
-            generation: row.try_get(1)?,
+            changes_through: row.try_get(1)?,
+            generation: row.try_get(2)?,
         }))
     }
 
