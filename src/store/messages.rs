@@ -381,6 +381,12 @@ impl Tx {
             push_placeholders(&mut sql, chunk.len(), 5);
             sql.push_str(" RETURNING ");
             sql.push_str(MESSAGE_COLUMNS);
+            if self.backend == Backend::Postgres {
+                // Announced with the rows rather than by a statement of its own at commit.
+                sql.push_str(", ");
+                sql.push_str(super::ANNOUNCE);
+                sql.push_str(" AS announced");
+            }
             let mut statement = sqlx::query(&sql);
             for message in chunk {
                 statement = statement
@@ -411,6 +417,7 @@ impl Tx {
             }
             stored.extend(rows);
         }
+        self.announced |= self.backend == Backend::Postgres;
         Ok(stored)
     }
 

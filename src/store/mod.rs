@@ -278,6 +278,10 @@ struct SqliteWriter {
     committed: tokio::sync::mpsc::Sender<()>,
 }
 
+/// How long a PostgreSQL connection may sit in the pool before it is tested again as it is
+/// handed out (see `Store::open`).
+const RETEST_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// How long a writer waits for the writer connection before it is told the database is busy
 /// (the pool's wait for a connection).
 const WRITER_WAIT: Duration = Duration::from_secs(30);
@@ -482,11 +486,31 @@ pub struct Tx {
     /// This transaction holds the turn for message ids (PostgreSQL): see
     /// [`Tx::take_message_id_turn`].
     holds_message_id_turn: bool,
+    /// A statement of this transaction already announced it on [`CHANGES_CHANNEL`]
+    /// (PostgreSQL): see [`ANNOUNCE`].
+    announced: bool,
+}
+
+/// [`CHANGES_CHANNEL`]'s name, for the SQL text that must spell it.
+macro_rules! changes_channel {
+    () => {
+        "perch_changes"
+    };
 }
 
 /// The PostgreSQL channel on which a commit that live streams care about is announced: a
 /// message, a room change, or a change of an object or token (access is judged anew).
-pub(crate) const CHANGES_CHANNEL: &str = "perch_changes";
+pub(crate) const CHANGES_CHANNEL: &str = changes_channel!();
+
+/// A scalar subquery that announces the transaction on [`CHANGES_CHANNEL`], for a statement's
+/// `RETURNING` list (PostgreSQL): evaluated once per statement, and delivered to every
+/// listening node when, and only if, the transaction commits, as a `NOTIFY` of its own would
+/// be; it saves that statement's round trip.
+pub(crate) const ANNOUNCE: &str = concat!(
+    "(SELECT CAST(pg_notify('",
+    changes_channel!(),
+    "', '') AS TEXT))"
+);
 
 /// A database URL, kept to open the notification connection, never printed (it may hold a
 /// password).
@@ -550,7 +574,22 @@ impl Store {
             // break it, and the ping sqlx sends before handing one out cost a round trip to
             // its worker thread (two context switches) for every statement on the pool.
             Backend::Sqlite => pool_options.max_connections(4).test_before_acquire(false),
-            Backend::Postgres => pool_options.max_connections(16),
+            // sqlx pings a connection as the pool takes it back; pinging it again as it is
+            // handed out cost every transaction a round trip (a tenth of a group of posts'
+            // time). Only a connection that sat idle a while is tested again: one that broke
+            // since it came back moments ago fails its first statement, as it would have
+            // failed had it broken just after the ping.
+            Backend::Postgres => pool_options
+                .max_connections(16)
+                .test_before_acquire(false)
+                .before_acquire(|connection, metadata| {
+                    Box::pin(async move {
+                        if metadata.idle_for >= RETEST_IDLE_AFTER {
+                            connection.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                }),
         };
         let pool = pool_options
             .connect_with(options.clone())
@@ -734,6 +773,7 @@ impl Store {
             changes_access: false,
             wakes_streams: false,
             holds_message_id_turn: false,
+            announced: false,
         })
     }
 
@@ -861,11 +901,23 @@ impl Tx {
 
     pub async fn commit(mut self) -> Result<(), StoreError> {
         if self.changes_access {
-            sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
-                .execute(&mut *self.inner)
+            if self.backend == Backend::Postgres {
+                sqlx::query(&format!(
+                    "UPDATE generation SET value = value + 1 WHERE id = 1 RETURNING {ANNOUNCE}"
+                ))
+                .fetch_one(&mut *self.inner)
                 .await?;
+                self.announced = true;
+            } else {
+                sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
+                    .execute(&mut *self.inner)
+                    .await?;
+            }
         }
-        if self.backend == Backend::Postgres && (self.changes_access || self.wakes_streams) {
+        if self.backend == Backend::Postgres
+            && (self.changes_access || self.wakes_streams)
+            && !self.announced
+        {
             // Delivered to every listening node when, and only if, this transaction commits;
             // PostgreSQL folds a transaction's identical notifications into one.
             sqlx::query("SELECT CAST(pg_notify($1, '') AS TEXT)")
