@@ -871,6 +871,31 @@ async fn next_batch(
     }
 }
 
+/// A text PostgreSQL cannot hold (a NUL) is refused before it joins a group of posts: stored
+/// with the others, it failed the whole group, the posts of everyone who posted meanwhile.
+#[tokio::test]
+async fn a_text_the_database_cannot_hold_is_refused_alone() {
+    let fixture = Fixture::new().await;
+    create_eng_for_contoso(&fixture).await;
+    fixture
+        .create(
+            &fixture.admin,
+            Kind::Room,
+            json!({"name": "r", "category": "Eng", "privacy": "open"}),
+        )
+        .await
+        .unwrap();
+    let ana = fixture.user("sip:ana@contoso.com").await;
+    let service = &fixture.service;
+    let (refused, first, second) = tokio::join!(
+        service.post_message(&ana, "r", "nul \u{0} inside", None),
+        service.post_message(&ana, "r", "fine", None),
+        service.post_message(&ana, "r", "also fine", None),
+    );
+    assert_eq!(outcome(refused.map(drop)), "invalid_field body");
+    assert!(first.is_ok() && second.is_ok(), "{first:?} {second:?}");
+}
+
 /// An unreadable stored room refuses the posts to it, not the posts of the same group to
 /// healthy rooms: only a failure of the database ends a group.
 #[tokio::test]

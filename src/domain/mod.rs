@@ -23,6 +23,41 @@ pub use compliance::{ComplianceEventType, Hold, Retention};
 pub use filter::RoomFilter;
 pub use principal::{Directory, MAX_PRINCIPAL_LEN, Principal, PrincipalError, normalise_list};
 
+/// Longest message text, in characters.
+pub const MAX_MESSAGE_LEN: usize = 16_384;
+
+/// Why a text cannot be a message's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageTextRefusal {
+    /// Empty, or only white space.
+    Blank,
+    /// It holds U+0000, which PostgreSQL's text cannot store: refused on SQLite as well, so
+    /// that both backends keep the same texts (and so that a post never reaches the group of
+    /// posts it would fail, everyone's with it).
+    Nul,
+    /// Longer than [`MAX_MESSAGE_LEN`]: it holds this many characters.
+    TooLong(usize),
+}
+
+/// Whether `text` can be a message's text, posted, imported, or replacing one (a replacement
+/// may be blank: the caller leaves that refusal aside).
+///
+/// # Errors
+/// The first rule it breaks.
+pub fn check_message_text(text: &str) -> Result<(), MessageTextRefusal> {
+    if text.contains('\0') {
+        return Err(MessageTextRefusal::Nul);
+    }
+    let characters = text.chars().count();
+    if characters > MAX_MESSAGE_LEN {
+        return Err(MessageTextRefusal::TooLong(characters));
+    }
+    if text.trim().is_empty() {
+        return Err(MessageTextRefusal::Blank);
+    }
+    Ok(())
+}
+
 /// Longest category, room, add-in or group name, in characters.
 pub const MAX_NAME_LEN: usize = 256;
 /// Longest description, in characters.
@@ -670,6 +705,27 @@ impl ComplianceConfiguration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_text_is_not_blank_holds_no_nul_and_is_not_too_long() {
+        let longest = "x".repeat(MAX_MESSAGE_LEN);
+        let too_long = "é".repeat(MAX_MESSAGE_LEN + 1);
+        let cases: [(&str, Result<(), MessageTextRefusal>); 7] = [
+            ("hello", Ok(())),
+            (&longest, Ok(())),
+            ("", Err(MessageTextRefusal::Blank)),
+            (" \t\n", Err(MessageTextRefusal::Blank)),
+            ("a\0b", Err(MessageTextRefusal::Nul)),
+            ("\0", Err(MessageTextRefusal::Nul)),
+            (
+                &too_long,
+                Err(MessageTextRefusal::TooLong(MAX_MESSAGE_LEN + 1)),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(check_message_text(text), expected, "{:?}", text.get(..20));
+        }
+    }
 
     #[test]
     fn run_interval_round_trips_and_checks_range() {

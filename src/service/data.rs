@@ -300,13 +300,19 @@ impl Service {
             }
         }
         for message in &messages {
-            let length = message.body.chars().count();
-            if message.body.trim().is_empty() || length > super::messages::MAX_MESSAGE_LEN {
-                return Err(corrupt(format!(
-                    "message {} holds {length} characters; a message holds 1 to {}",
-                    message.id,
-                    super::messages::MAX_MESSAGE_LEN
-                )));
+            if let Err(refusal) = crate::domain::check_message_text(&message.body) {
+                let why = match refusal {
+                    crate::domain::MessageTextRefusal::Nul => {
+                        "holds the character U+0000 (NUL), which no message holds".to_owned()
+                    }
+                    crate::domain::MessageTextRefusal::Blank
+                    | crate::domain::MessageTextRefusal::TooLong(_) => format!(
+                        "holds {} characters; a message holds 1 to {}",
+                        message.body.chars().count(),
+                        crate::domain::MAX_MESSAGE_LEN
+                    ),
+                };
+                return Err(corrupt(format!("message {} {why}", message.id)));
             }
             if crate::domain::Principal::parse(&message.author)
                 .map(|principal| principal.to_string())

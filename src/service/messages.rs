@@ -19,13 +19,12 @@ use crate::clock;
 use crate::domain::access::{self, PostRefusal};
 use crate::domain::audit::AuditAction;
 use crate::domain::compliance::HeldAct;
-use crate::domain::{ComplianceEventType, Kind, Room};
+use crate::domain::{ComplianceEventType, Kind, MessageTextRefusal, Room};
 use crate::store::{
     MessageQuery, MessageRow, NewComplianceEvent, NewMessage, RoomChangeRow, RowLock,
 };
 
-/// Longest message text, in characters.
-pub const MAX_MESSAGE_LEN: usize = 16_384;
+pub use crate::domain::MAX_MESSAGE_LEN;
 /// Largest page of history.
 pub const MAX_PAGE: i64 = 500;
 /// The replacement text of `Remove-CsPersistentChatMessage` when none is given.
@@ -449,6 +448,25 @@ impl GroupTx<'_> {
     }
 }
 
+/// The error of a message text (in `field`) that `refusal` refuses.
+fn text_refused(field: &str, refusal: MessageTextRefusal) -> ServiceError {
+    match refusal {
+        MessageTextRefusal::Blank => {
+            ServiceError::invalid(field, ErrorCode::InvalidField, "a message cannot be empty")
+        }
+        MessageTextRefusal::Nul => ServiceError::invalid(
+            field,
+            ErrorCode::InvalidField,
+            "a message cannot hold the character U+0000 (NUL)",
+        ),
+        MessageTextRefusal::TooLong(_) => ServiceError::invalid(
+            field,
+            ErrorCode::MessageTooLong,
+            format!("a message holds at most {MAX_MESSAGE_LEN} characters"),
+        ),
+    }
+}
+
 /// Whether the database failed (the transaction may be aborted), rather than a rule refusing
 /// or a stored object being unreadable (which concerns only the posts to it).
 fn is_database_failure(error: &ServiceError) -> bool {
@@ -485,19 +503,8 @@ impl Service {
         body: &str,
         idempotency_key: Option<&str>,
     ) -> Result<(Message, bool)> {
-        if body.trim().is_empty() {
-            return Err(ServiceError::invalid(
-                "body",
-                ErrorCode::InvalidField,
-                "a message cannot be empty",
-            ));
-        }
-        if body.chars().count() > MAX_MESSAGE_LEN {
-            return Err(ServiceError::invalid(
-                "body",
-                ErrorCode::MessageTooLong,
-                format!("a message holds at most {MAX_MESSAGE_LEN} characters"),
-            ));
+        if let Err(refusal) = crate::domain::check_message_text(body) {
+            return Err(text_refused("body", refusal));
         }
         if idempotency_key.is_some_and(|key| key.is_empty() || key.len() > 256) {
             return Err(ServiceError::invalid(
@@ -959,16 +966,11 @@ impl Service {
                     })
             })
             .transpose()?;
-        if filter
-            .replacement
-            .as_deref()
-            .is_some_and(|text| text.chars().count() > MAX_MESSAGE_LEN)
-        {
-            return Err(ServiceError::invalid(
-                "replace",
-                ErrorCode::MessageTooLong,
-                "the replacement text is too long",
-            ));
+        if let Some(text) = &filter.replacement {
+            match crate::domain::check_message_text(text) {
+                Ok(()) | Err(MessageTextRefusal::Blank) => {}
+                Err(refusal) => return Err(text_refused("replace", refusal)),
+            }
         }
         let mut tx = self.store().begin(WriteAccess::new()).await?;
         let access = room_access(&mut Source::Tx(&mut tx), caller, room_name).await?;
