@@ -76,6 +76,14 @@ async fn populate(fixture: &Fixture) {
         )
         .await
         .expect(200);
+    // A text replaced with nothing is exported so, and imported again.
+    admin
+        .post(
+            "/v1/rooms/general/messages/remove",
+            json!({"filter": "hello 4", "match": "exact", "replace": ""}),
+        )
+        .await
+        .expect(200);
 }
 
 fn objects(state: &Value) -> Vec<Value> {

@@ -418,6 +418,23 @@ async fn migrate_moves_a_whole_server_and_verifies_counts() {
     );
 }
 
+/// How many notifications of commits the node whose `/metrics` is at `metrics` heard (0 where
+/// it hears none: SQLite).
+async fn notifications_heard(http: &reqwest::Client, metrics: &str) -> u64 {
+    let text = http
+        .get(metrics)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("perch_change_notifications_heard_total "))
+        .and_then(|count| count.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
 /// Reads `count` message events from an open stream: each event's id, in order.
 async fn message_ids(
     stream: &mut reqwest::Response,
@@ -481,13 +498,14 @@ async fn a_cut_notification_connection_loses_and_repeats_no_event() {
         .unwrap();
     assert_eq!(stream.status(), 200);
     let mut buffer = String::new();
+    let metrics_of_b = format!("{}/metrics", cluster.b.base);
+    let heard_before = notifications_heard(&http, &metrics_of_b).await;
     let mut posted = Vec::new();
     for index in 0..10 {
         posted.push(post(format!("before {index}")).await);
     }
     let mut received = message_ids(&mut stream, &mut buffer, 10).await;
 
-    let metrics_of_b = format!("{}/metrics", cluster.b.base);
     let hears = |text: &str| text.contains("perch_hears_other_nodes 1");
     if common::postgres_wanted() {
         let text = http
@@ -499,16 +517,24 @@ async fn a_cut_notification_connection_loses_and_repeats_no_event() {
             .await
             .unwrap();
         assert!(hears(&text), "node B listens on PostgreSQL: {text}");
-        // Pushed, not polled: node B heard node A's commits.
-        let notifications = text
-            .lines()
-            .find_map(|line| line.strip_prefix("perch_change_notifications_heard_total "))
-            .and_then(|count| count.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no notification count: {text}"));
+        // Pushed, not polled: node B heard each of node A's ten commits (each post was
+        // answered before the next was sent, so each is a transaction of its own).
+        let heard_of_posts = notifications_heard(&http, &metrics_of_b).await - heard_before;
         assert!(
-            notifications >= 10,
-            "node B heard {notifications} of the 10 posts on node A"
+            heard_of_posts >= 10,
+            "node B heard {heard_of_posts} of the 10 posts on node A"
         );
+        // A change of access alone (a token, made by another process) is announced too.
+        let heard_before = notifications_heard(&http, &metrics_of_b).await;
+        common::create_token(&cluster.db.url, "sip:zed@contoso.com", "user");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while notifications_heard(&http, &metrics_of_b).await == heard_before {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node B never heard of the new token"
+            );
+            tokio::task::yield_now().await;
+        }
         // Cut every node's notification connection, and post while they are down.
         let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&cluster.db.url)
             .await

@@ -887,12 +887,14 @@ async fn a_text_the_database_cannot_hold_is_refused_alone() {
         .unwrap();
     let ana = fixture.user("sip:ana@contoso.com").await;
     let service = &fixture.service;
-    let (refused, first, second) = tokio::join!(
+    let (refused, no_room, first, second) = tokio::join!(
         service.post_message(&ana, "r", "nul \u{0} inside", None),
+        service.post_message(&ana, "r\u{0}", "to a room named with a NUL", None),
         service.post_message(&ana, "r", "fine", None),
         service.post_message(&ana, "r", "also fine", None),
     );
     assert_eq!(outcome(refused.map(drop)), "invalid_field body");
+    assert_eq!(outcome(no_room.map(drop)), "not_found name");
     assert!(first.is_ok() && second.is_ok(), "{first:?} {second:?}");
 }
 

@@ -300,7 +300,11 @@ impl Service {
             }
         }
         for message in &messages {
-            if let Err(refusal) = crate::domain::check_message_text(&message.body) {
+            let checked = crate::domain::check_message_text(&message.body);
+            // An administrator may replace a text with nothing (and export keeps it so).
+            let blank_replacement =
+                message.replaced && checked == Err(crate::domain::MessageTextRefusal::Blank);
+            if let (Err(refusal), false) = (checked, blank_replacement) {
                 let why = match refusal {
                     crate::domain::MessageTextRefusal::Nul => {
                         "holds the character U+0000 (NUL), which no message holds".to_owned()

@@ -24,7 +24,7 @@ use crate::store::{
     MessageQuery, MessageRow, NewComplianceEvent, NewMessage, RoomChangeRow, RowLock,
 };
 
-pub use crate::domain::MAX_MESSAGE_LEN;
+use crate::domain::MAX_MESSAGE_LEN;
 /// Largest page of history.
 pub const MAX_PAGE: i64 = 500;
 /// The replacement text of `Remove-CsPersistentChatMessage` when none is given.
@@ -505,6 +505,11 @@ impl Service {
     ) -> Result<(Message, bool)> {
         if let Err(refusal) = crate::domain::check_message_text(body) {
             return Err(text_refused("body", refusal));
+        }
+        // No room is named with a NUL, and PostgreSQL refuses one in the group's lock of its
+        // rooms, which would fail every post of the group: not found here, alone.
+        if room_name.contains('\0') {
+            return Err(ServiceError::not_found(Kind::Room, room_name));
         }
         if idempotency_key.is_some_and(|key| key.is_empty() || key.len() > 256) {
             return Err(ServiceError::invalid(

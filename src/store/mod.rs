@@ -278,10 +278,6 @@ struct SqliteWriter {
     committed: tokio::sync::mpsc::Sender<()>,
 }
 
-/// How long a PostgreSQL connection may sit in the pool before it is tested again as it is
-/// handed out (see `Store::open`).
-const RETEST_IDLE_AFTER: Duration = Duration::from_secs(1);
-
 /// How long a writer waits for the writer connection before it is told the database is busy
 /// (the pool's wait for a connection).
 const WRITER_WAIT: Duration = Duration::from_secs(30);
@@ -502,14 +498,28 @@ macro_rules! changes_channel {
 /// message, a room change, or a change of an object or token (access is judged anew).
 pub(crate) const CHANGES_CHANNEL: &str = changes_channel!();
 
+/// [`ANNOUNCE`]'s text, for the SQL that holds it.
+macro_rules! announce {
+    () => {
+        concat!(
+            "(SELECT CAST(pg_notify('",
+            changes_channel!(),
+            "', '') AS TEXT))"
+        )
+    };
+}
+
 /// A scalar subquery that announces the transaction on [`CHANGES_CHANNEL`], for a statement's
-/// `RETURNING` list (PostgreSQL): evaluated once per statement, and delivered to every
-/// listening node when, and only if, the transaction commits, as a `NOTIFY` of its own would
-/// be; it saves that statement's round trip.
-pub(crate) const ANNOUNCE: &str = concat!(
-    "(SELECT CAST(pg_notify('",
-    changes_channel!(),
-    "', '') AS TEXT))"
+/// `RETURNING` list (PostgreSQL): evaluated once, with the first row the statement returns (a
+/// statement that returns none announces nothing), and delivered to every listening node
+/// when, and only if, the transaction commits, as a `NOTIFY` of its own would be; it saves
+/// that statement's round trip.
+pub(crate) const ANNOUNCE: &str = announce!();
+
+/// The commit's bump of the generation, announcing the transaction (PostgreSQL).
+const BUMP_GENERATION_AND_ANNOUNCE: &str = concat!(
+    "UPDATE generation SET value = value + 1 WHERE id = 1 RETURNING ",
+    announce!()
 );
 
 /// A database URL, kept to open the notification connection, never printed (it may hold a
@@ -574,22 +584,7 @@ impl Store {
             // break it, and the ping sqlx sends before handing one out cost a round trip to
             // its worker thread (two context switches) for every statement on the pool.
             Backend::Sqlite => pool_options.max_connections(4).test_before_acquire(false),
-            // sqlx pings a connection as the pool takes it back; pinging it again as it is
-            // handed out cost every transaction a round trip (a tenth of a group of posts'
-            // time). Only a connection that sat idle a while is tested again: one that broke
-            // since it came back moments ago fails its first statement, as it would have
-            // failed had it broken just after the ping.
-            Backend::Postgres => pool_options
-                .max_connections(16)
-                .test_before_acquire(false)
-                .before_acquire(|connection, metadata| {
-                    Box::pin(async move {
-                        if metadata.idle_for >= RETEST_IDLE_AFTER {
-                            connection.ping().await?;
-                        }
-                        Ok(true)
-                    })
-                }),
+            Backend::Postgres => pool_options.max_connections(16),
         };
         let pool = pool_options
             .connect_with(options.clone())
@@ -902,11 +897,9 @@ impl Tx {
     pub async fn commit(mut self) -> Result<(), StoreError> {
         if self.changes_access {
             if self.backend == Backend::Postgres {
-                sqlx::query(&format!(
-                    "UPDATE generation SET value = value + 1 WHERE id = 1 RETURNING {ANNOUNCE}"
-                ))
-                .fetch_one(&mut *self.inner)
-                .await?;
+                sqlx::query(BUMP_GENERATION_AND_ANNOUNCE)
+                    .fetch_one(&mut *self.inner)
+                    .await?;
                 self.announced = true;
             } else {
                 sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
@@ -970,6 +963,10 @@ impl Tx {
         sqlx::query("ROLLBACK TO SAVEPOINT step")
             .execute(&mut *self.inner)
             .await?;
+        // PostgreSQL forgets what the step queued and took: its notification, and a lock
+        // taken in it (the turn for ids). Taken or sent again if needed.
+        self.announced = false;
+        self.holds_message_id_turn = false;
         sqlx::query("RELEASE SAVEPOINT step")
             .execute(&mut *self.inner)
             .await?;
