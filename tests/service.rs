@@ -817,6 +817,94 @@ async fn a_handed_group_is_judged_at_the_generation_it_committed_at() {
     assert!(delivered.is_empty(), "bob, removed, received {delivered:?}");
 }
 
+/// On PostgreSQL every commit that live streams care about is announced once on
+/// `perch_changes` (some in their own `RETURNING`, see `store::ANNOUNCE`), and a transaction
+/// that wrote nothing of the kind is not. Counted up to a sentinel sent after them all:
+/// notifications arrive in commit order.
+#[tokio::test]
+async fn every_commit_streams_care_about_is_announced_once() {
+    if !common::postgres_wanted() {
+        return;
+    }
+    let fixture = Fixture::new().await;
+    let admin = &fixture.admin;
+    create_eng_for_contoso(&fixture).await;
+    fixture
+        .create(
+            admin,
+            Kind::Room,
+            json!({"name": "r", "category": "Eng", "privacy": "open"}),
+        )
+        .await
+        .unwrap();
+    let ana = fixture.user("sip:ana@contoso.com").await;
+    let service = &fixture.service;
+    let mut listener = sqlx::postgres::PgListener::connect(&fixture.db.url)
+        .await
+        .expect("a listener");
+    listener.listen("perch_changes").await.expect("listening");
+
+    // Announced: a group of posts, a keyed post, a room's change (access and a room change in
+    // one transaction), a token.
+    service
+        .post_message(&ana, "r", "plain", None)
+        .await
+        .unwrap();
+    service
+        .post_message(&ana, "r", "keyed", Some("key-1"))
+        .await
+        .unwrap();
+    service
+        .patch(
+            admin,
+            Kind::Room,
+            "r",
+            json!({"description": "changed"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            Precondition::None,
+        )
+        .await
+        .unwrap();
+    service
+        .create_token("sip:bob@contoso.com", Role::User)
+        .await
+        .unwrap();
+    // Not announced: a post the rules refuse, and a keyed post that finds the one stored.
+    assert!(
+        service
+            .post_message(&ana, "nowhere", "lost", None)
+            .await
+            .is_err()
+    );
+    service
+        .post_message(&ana, "r", "keyed", Some("key-1"))
+        .await
+        .unwrap();
+
+    let mut sender = <sqlx::PgConnection as sqlx::Connection>::connect(&fixture.db.url)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_notify('perch_changes', 'sentinel')")
+        .execute(&mut sender)
+        .await
+        .unwrap();
+    let mut announced = 0;
+    loop {
+        let notification =
+            tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv())
+                .await
+                .expect("the sentinel arrives")
+                .expect("a notification");
+        if notification.payload() == "sentinel" {
+            break;
+        }
+        announced += 1;
+    }
+    assert_eq!(announced, 4, "one notification per announced commit");
+}
+
 /// A category `Eng` whose scope is every user of contoso.com.
 async fn create_eng_for_contoso(fixture: &Fixture) {
     fixture

@@ -334,7 +334,6 @@ impl Tx {
         idempotency_key: Option<&str>,
     ) -> Result<(MessageRow, bool), StoreError> {
         self.take_message_id_turn().await?;
-        self.wakes_streams = true;
         if let Some(key) = idempotency_key {
             let existing = sqlx::query(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE author = $1 AND idempotency_key = $2"
@@ -347,6 +346,8 @@ impl Tx {
                 return Ok((message_from_row(&row)?, false));
             }
         }
+        // Only a message stored wakes streams: a key that found the first one stores nothing.
+        self.wakes_streams = true;
         let row = sqlx::query(&format!(
             "INSERT INTO messages (room_id, author, body, posted_at, in_history, idempotency_key) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING {MESSAGE_COLUMNS}"
