@@ -418,18 +418,23 @@ async fn migrate_moves_a_whole_server_and_verifies_counts() {
     );
 }
 
-/// How many notifications of commits the node whose `/metrics` is at `metrics` heard (0 where
-/// it hears none: SQLite).
-async fn notifications_heard(http: &reqwest::Client, metrics: &str) -> u64 {
-    let text = http
-        .get(metrics)
+/// A node's `/metrics` page, at `metrics`.
+async fn metrics_text(http: &reqwest::Client, metrics: &str) -> String {
+    http.get(metrics)
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    text.lines()
+        .unwrap()
+}
+
+/// How many notifications of commits the node whose `/metrics` is at `metrics` heard (0 where
+/// it hears none: SQLite).
+async fn notifications_heard(http: &reqwest::Client, metrics: &str) -> u64 {
+    metrics_text(http, metrics)
+        .await
+        .lines()
         .find_map(|line| line.strip_prefix("perch_change_notifications_heard_total "))
         .and_then(|count| count.parse::<u64>().ok())
         .unwrap_or(0)
@@ -508,14 +513,7 @@ async fn a_cut_notification_connection_loses_and_repeats_no_event() {
 
     let hears = |text: &str| text.contains("perch_hears_other_nodes 1");
     if common::postgres_wanted() {
-        let text = http
-            .get(&metrics_of_b)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(&http, &metrics_of_b).await;
         assert!(hears(&text), "node B listens on PostgreSQL: {text}");
         // Pushed, not polled: node B heard each of node A's ten commits (each post was
         // answered before the next was sent, so each is a transaction of its own).
@@ -556,14 +554,7 @@ async fn a_cut_notification_connection_loses_and_repeats_no_event() {
         // Node B listens again.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let text = http
-                .get(&metrics_of_b)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = metrics_text(&http, &metrics_of_b).await;
             if hears(&text) {
                 break;
             }

@@ -475,24 +475,11 @@ async fn after_a_migration_new_events_are_still_archived() {
 #[tokio::test]
 async fn the_hub_serialises_each_message_once_for_every_stream_that_may_read_it() {
     let fixture = Fixture::new().await;
-    let admin = &fixture.admin;
-    create_eng_for_contoso(&fixture).await;
-    fixture
-        .create(
-            admin,
-            Kind::Room,
-            json!({"name": "r", "category": "Eng", "privacy": "open"}),
-        )
-        .await
-        .unwrap();
-    let ana = fixture.user("sip:ana@contoso.com").await;
+    let ana = open_room_with_ana(&fixture).await;
     let bob = fixture.user("sip:bob@contoso.com").await;
     let outsider = fixture.user("sip:zed@fabrikam.com").await;
     // An administrator's filter that never judges: the hub hands it every batch.
-    let mut watching = fixture
-        .service
-        .event_filter(&perch::service::Caller::local_operator(), 0);
-    let mut log = fixture.service.subscribe_log(&mut watching);
+    let (_watching, mut log) = watch_everything(&fixture);
     // The hub announces where it starts, before anything is posted.
     let start = next_batch(&mut log).await;
     let live_after = start.ends_at().0;
@@ -651,21 +638,8 @@ async fn the_first_batch_a_stream_hears_wakes_it() {
 #[tokio::test]
 async fn the_hub_never_skips_a_message_committed_beside_the_poster() {
     let fixture = Fixture::new().await;
-    let admin = &fixture.admin;
-    create_eng_for_contoso(&fixture).await;
-    fixture
-        .create(
-            admin,
-            Kind::Room,
-            json!({"name": "r", "category": "Eng", "privacy": "open"}),
-        )
-        .await
-        .unwrap();
-    let ana = fixture.user("sip:ana@contoso.com").await;
-    let mut watching = fixture
-        .service
-        .event_filter(&perch::service::Caller::local_operator(), 0);
-    let mut log = fixture.service.subscribe_log(&mut watching);
+    let ana = open_room_with_ana(&fixture).await;
+    let (_watching, mut log) = watch_everything(&fixture);
     let live_after = next_batch(&mut log).await.ends_at().0;
     // Another writer of the same database, whose commits this node is not told of.
     let beside = Service::new(Store::open(&fixture.db.url).await.expect("a second store"));
@@ -702,37 +676,19 @@ async fn the_hub_never_skips_a_message_committed_beside_the_poster() {
 async fn the_hub_never_hands_a_post_on_ahead_of_a_room_change_committed_before_it() {
     let fixture = Fixture::new().await;
     let admin = &fixture.admin;
-    create_eng_for_contoso(&fixture).await;
-    fixture
-        .create(
-            admin,
-            Kind::Room,
-            json!({"name": "r", "category": "Eng", "privacy": "open"}),
-        )
-        .await
-        .unwrap();
-    let ana = fixture.user("sip:ana@contoso.com").await;
-    let mut watching = fixture
-        .service
-        .event_filter(&perch::service::Caller::local_operator(), 0);
-    let mut log = fixture.service.subscribe_log(&mut watching);
+    let ana = open_room_with_ana(&fixture).await;
+    let (_watching, mut log) = watch_everything(&fixture);
     let start = next_batch(&mut log).await.ends_at();
     let service = &fixture.service;
     service.post_message(&ana, "r", "one", None).await.unwrap();
     let beside = Service::new(Store::open(&fixture.db.url).await.expect("a second store"));
-    beside
-        .patch(
-            admin,
-            Kind::Room,
-            "r",
-            json!({"description": "changed beside"})
-                .as_object()
-                .unwrap()
-                .clone(),
-            perch::service::Precondition::None,
-        )
-        .await
-        .unwrap();
+    patch_room(
+        &beside,
+        admin,
+        "r",
+        json!({"description": "changed beside"}),
+    )
+    .await;
     let change = beside.last_room_change_id().await.unwrap();
     assert!(change > start.1, "the patch recorded a room change");
     let (two, _) = service.post_message(&ana, "r", "two", None).await.unwrap();
@@ -783,19 +739,13 @@ async fn a_handed_group_is_judged_at_the_generation_it_committed_at() {
         .unwrap();
     assert_eq!(seen.len(), 1, "bob reads the room while a member");
     let beside = Service::new(Store::open(&fixture.db.url).await.expect("a second store"));
-    beside
-        .patch(
-            admin,
-            Kind::Room,
-            "pair",
-            json!({"members": {"remove": ["sip:bob@contoso.com"]}})
-                .as_object()
-                .unwrap()
-                .clone(),
-            perch::service::Precondition::None,
-        )
-        .await
-        .unwrap();
+    patch_room(
+        &beside,
+        admin,
+        "pair",
+        json!({"members": {"remove": ["sip:bob@contoso.com"]}}),
+    )
+    .await;
     let (after, _) = service
         .post_message(&ana, "pair", "bob left", None)
         .await
@@ -828,16 +778,7 @@ async fn every_commit_streams_care_about_is_announced_once() {
     }
     let fixture = Fixture::new().await;
     let admin = &fixture.admin;
-    create_eng_for_contoso(&fixture).await;
-    fixture
-        .create(
-            admin,
-            Kind::Room,
-            json!({"name": "r", "category": "Eng", "privacy": "open"}),
-        )
-        .await
-        .unwrap();
-    let ana = fixture.user("sip:ana@contoso.com").await;
+    let ana = open_room_with_ana(&fixture).await;
     let service = &fixture.service;
     let mut listener = sqlx::postgres::PgListener::connect(&fixture.db.url)
         .await
@@ -854,19 +795,7 @@ async fn every_commit_streams_care_about_is_announced_once() {
         .post_message(&ana, "r", "keyed", Some("key-1"))
         .await
         .unwrap();
-    service
-        .patch(
-            admin,
-            Kind::Room,
-            "r",
-            json!({"description": "changed"})
-                .as_object()
-                .unwrap()
-                .clone(),
-            Precondition::None,
-        )
-        .await
-        .unwrap();
+    patch_room(service, admin, "r", json!({"description": "changed"})).await;
     service
         .create_token("sip:bob@contoso.com", Role::User)
         .await
@@ -903,6 +832,41 @@ async fn every_commit_streams_care_about_is_announced_once() {
         announced += 1;
     }
     assert_eq!(announced, 4, "one notification per announced commit");
+}
+
+/// Changes room `room` by a JSON merge, as `caller`, through `service`.
+async fn patch_room(service: &Service, caller: &Caller, room: &str, patch: Value) {
+    let patch = patch.as_object().expect("a JSON object").clone();
+    service
+        .patch(caller, Kind::Room, room, patch, Precondition::None)
+        .await
+        .expect("the room changed");
+}
+
+/// `Eng` for contoso.com, an open room `r` in it, and ana, who may post there.
+async fn open_room_with_ana(fixture: &Fixture) -> Caller {
+    create_eng_for_contoso(fixture).await;
+    fixture
+        .create(
+            &fixture.admin,
+            Kind::Room,
+            json!({"name": "r", "category": "Eng", "privacy": "open"}),
+        )
+        .await
+        .unwrap();
+    fixture.user("sip:ana@contoso.com").await
+}
+
+/// A stream's place at the hub that is handed every batch (an administrator's, never
+/// judged), with the filter it judges by, kept alive while it listens.
+fn watch_everything(
+    fixture: &Fixture,
+) -> (perch::service::EventFilter, perch::service::LogListener) {
+    let mut watching = fixture
+        .service
+        .event_filter(&perch::service::Caller::local_operator(), 0);
+    let log = fixture.service.subscribe_log(&mut watching);
+    (watching, log)
 }
 
 /// A category `Eng` whose scope is every user of contoso.com.
@@ -964,16 +928,7 @@ async fn next_batch(
 #[tokio::test]
 async fn a_text_the_database_cannot_hold_is_refused_alone() {
     let fixture = Fixture::new().await;
-    create_eng_for_contoso(&fixture).await;
-    fixture
-        .create(
-            &fixture.admin,
-            Kind::Room,
-            json!({"name": "r", "category": "Eng", "privacy": "open"}),
-        )
-        .await
-        .unwrap();
-    let ana = fixture.user("sip:ana@contoso.com").await;
+    let ana = open_room_with_ana(&fixture).await;
     let service = &fixture.service;
     let (refused, no_room, first, second) = tokio::join!(
         service.post_message(&ana, "r", "nul \u{0} inside", None),
