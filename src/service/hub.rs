@@ -60,6 +60,17 @@ pub struct LoggedMessage {
     pub(crate) json: Option<Arc<str>>,
 }
 
+impl LoggedMessage {
+    /// `row` of room `room` (`None`: the room is gone), serialised once.
+    fn new(row: MessageRow, room: Option<&str>) -> LoggedMessage {
+        let json = room.map(|room| {
+            let message = Message::from_row(row.clone(), room);
+            Arc::from(serde_json::to_string(&message).unwrap_or_default())
+        });
+        LoggedMessage { row, json }
+    }
+}
+
 /// What the hub read in one go.
 #[derive(Debug)]
 pub struct LogBatch {
@@ -494,14 +505,7 @@ impl Service {
                 .messages
                 .into_iter()
                 .filter(|(row, _)| row.id > messages_after)
-                .map(|(row, room)| {
-                    let json = serde_json::to_string(&Message::from_row(row.clone(), &room))
-                        .unwrap_or_default();
-                    LoggedMessage {
-                        row,
-                        json: Some(Arc::from(json)),
-                    }
-                })
+                .map(|(row, room)| LoggedMessage::new(row, Some(&room)))
                 .collect();
             at.cursors = Some((through, changes_after));
             let generation = at.generation_for(committed.position.generation);
@@ -571,11 +575,7 @@ impl Service {
                 names.by_id.insert(row.room_id, name.clone());
                 name
             };
-            let json = name.map(|name| {
-                let message = Message::from_row(row.clone(), &name);
-                Arc::from(serde_json::to_string(&message).unwrap_or_default())
-            });
-            messages.push(LoggedMessage { row, json });
+            messages.push(LoggedMessage::new(row, name.as_deref()));
         }
         *cursors = Some((messages_through, changes_through));
         Ok(Some(LogBatch {
