@@ -9,6 +9,8 @@
     reason = "each bench uses its part; figures are small and positive"
 )]
 
+pub mod http;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A number from the environment, or `default`.
