@@ -4,6 +4,7 @@
 mod common;
 
 use expect_test::expect;
+use perch::api::ErrorCode;
 use perch::domain::Kind;
 use perch::service::{Caller, Object, Ownership, Precondition, Role, Service, ServiceError};
 use perch::store::Store;
@@ -667,6 +668,74 @@ async fn the_hub_never_skips_a_message_committed_beside_the_poster() {
         delivered.extend(events.into_iter().map(|(id, _)| id));
     }
     assert_eq!(delivered, posted, "every message, in commit order, once");
+}
+
+/// A post by a token this node remembers skips the token's read, and the poster confirms the
+/// token in the transaction that stores the post: revoked since, by another process on the
+/// same database or on this node, the token posts nothing more (401). A change of anything
+/// else meanwhile makes the poster read the token again, and the post goes in.
+#[tokio::test]
+async fn a_remembered_token_revoked_since_posts_nothing() {
+    let fixture = Fixture::new().await;
+    open_room_with_ana(&fixture).await;
+    let service = &fixture.service;
+    let beside = Service::new(Store::open(&fixture.db.url).await.expect("a second store"));
+    for (round, revoker) in [&beside, service].into_iter().enumerate() {
+        let token = service
+            .create_token("sip:ana@contoso.com", Role::User)
+            .await
+            .unwrap();
+        let read = service.authenticate_to_post(&token).await.unwrap().unwrap();
+        assert!(!read.remembered(), "the first use reads the token");
+        service
+            .post_message_as(&read, "r", "read", None)
+            .await
+            .unwrap();
+        let remembered = service.authenticate_to_post(&token).await.unwrap().unwrap();
+        assert!(remembered.remembered(), "the second use remembers it");
+        service
+            .post_message_as(&remembered, "r", "remembered", None)
+            .await
+            .unwrap();
+        // Something else changes: the generation moves, the token is read again, and holds.
+        let description = format!("moved {round}");
+        patch_room(
+            &beside,
+            &fixture.admin,
+            "r",
+            json!({"description": description}),
+        )
+        .await;
+        service
+            .post_message_as(&remembered, "r", "after another change", None)
+            .await
+            .unwrap();
+
+        revoker
+            .revoke_token(&Caller::local_operator(), &token)
+            .await
+            .unwrap()
+            .expect("revoked");
+        let last = service.last_message_id().await.unwrap();
+        let refused = service
+            .post_message_as(&remembered, "r", "after the revocation", None)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::Unauthorized, "{refused}");
+        assert_eq!(
+            service.last_message_id().await.unwrap(),
+            last,
+            "nothing stored"
+        );
+        assert!(
+            service
+                .authenticate_to_post(&token)
+                .await
+                .unwrap()
+                .is_none(),
+            "the revoked token is forgotten, and read as revoked"
+        );
+    }
 }
 
 /// A room change committed beside the poster, between two of its groups, reaches streams no

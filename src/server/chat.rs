@@ -15,7 +15,9 @@ use super::routes::JsonObject;
 use super::{ApiError, AppState};
 use crate::api::wire::{ClearReply, ClearRequest, RemoveReply, RemoveRequest};
 use crate::domain::ComplianceEventType;
-use crate::service::{Caller, Heard, PageRequest, RemoveFilter, ServiceError, StreamEnd};
+use crate::service::{
+    Caller, Heard, PageRequest, PostingCaller, RemoveFilter, ServiceError, StreamEnd,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,7 +27,7 @@ struct PostBody {
 
 pub async fn post_message(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: PostingCaller,
     Path(room): Path<String>,
     headers: HeaderMap,
     JsonObject(body): JsonObject,
@@ -37,7 +39,7 @@ pub async fn post_message(
         .and_then(|value| value.to_str().ok());
     let (message, fresh) = state
         .service
-        .post_message(&caller, &room, &request.body, key)
+        .post_message_as(&caller, &room, &request.body, key)
         .await?;
     let status = if fresh {
         StatusCode::CREATED

@@ -16,7 +16,9 @@ use crate::api::wire::{
     ExportOptions, Level, LockRequest, collection_of, percent_decode, percent_encode,
 };
 use crate::domain::{ComplianceConfiguration, Kind};
-use crate::service::{Caller, Object, Ownership, Precondition, ServiceError, Stored};
+use crate::service::{
+    Caller, Object, Ownership, PostingCaller, Precondition, ServiceError, Stored,
+};
 
 pub fn router(app_state: AppState, metrics_route: bool) -> Router<AppState> {
     let metrics = app_state.metrics.clone();
@@ -134,6 +136,28 @@ fn kind_of(collection: &str) -> Result<Kind, ApiError> {
         })
 }
 
+/// The bearer token a request carries: `None` without an `Authorization` header.
+fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    // The scheme is case-insensitive (RFC 9110, section 11.1).
+    header
+        .to_str()
+        .ok()
+        .and_then(|value| value.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| Some(token.trim()))
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer TOKEN`"))
+}
+
+/// Without a bearer token: the caller the session cookie signs in (the chat client's script).
+async fn cookie_caller(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+    super::web::api_caller_from_cookie(parts, state)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("this endpoint needs `Authorization: Bearer TOKEN`"))
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -141,28 +165,32 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
-            // The chat client's script: signed in by the session cookie.
-            if let Some(caller) = super::web::api_caller_from_cookie(parts, state).await? {
-                return Ok(caller);
-            }
-            return Err(ApiError::unauthorized(
-                "this endpoint needs `Authorization: Bearer TOKEN`",
-            ));
+        let Some(token) = bearer_token(parts)? else {
+            return cookie_caller(parts, state).await;
         };
-        // The scheme is case-insensitive (RFC 9110, section 11.1).
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be `Bearer TOKEN`")
-            })?;
         state
             .service
             .authenticate(token)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("the bearer token is not valid"))
+    }
+}
+
+/// A post's caller: as [`Caller`], but a token this node remembers is not read again here;
+/// the poster confirms it as it stores the post (see [`PostingCaller`]).
+impl FromRequestParts<AppState> for PostingCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(token) = bearer_token(parts)? else {
+            return cookie_caller(parts, state).await.map(PostingCaller::from);
+        };
+        state
+            .service
+            .authenticate_to_post(token)
             .await?
             .ok_or_else(|| ApiError::unauthorized("the bearer token is not valid"))
     }

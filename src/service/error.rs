@@ -22,6 +22,10 @@ pub enum ServiceError {
     },
     #[error("{kind} `{name}` does not exist")]
     NotFound { kind: Kind, name: String },
+    /// The caller's bearer token no longer works (401): found revoked or expired where a
+    /// write confirmed it (see `PostingCaller`).
+    #[error("{message}")]
+    Unauthenticated { message: String },
     #[error("the caller may not do this: {message}")]
     Forbidden { message: String },
     /// The object is not at the version the caller expected (412).
@@ -52,6 +56,7 @@ impl ServiceError {
             | ServiceError::Rule { code, .. }
             | ServiceError::Conflict { code, .. } => *code,
             ServiceError::NotFound { .. } => ErrorCode::NotFound,
+            ServiceError::Unauthenticated { .. } => ErrorCode::Unauthorized,
             ServiceError::Forbidden { .. } => ErrorCode::Forbidden,
             ServiceError::VersionMismatch { .. } => ErrorCode::VersionMismatch,
             ServiceError::LockHeld { .. } => ErrorCode::LockHeld,

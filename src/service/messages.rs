@@ -14,7 +14,9 @@ use super::WriteAccess;
 use super::access::{Remembered, RoomAccess, Source, rights_in_room, room_access};
 use super::compliance::{capture, capturing as compliance_capturing, record, refuse_if_held};
 use super::hub::{self, LogBatch};
-use super::{Caller, Result, Service, ServiceError, caller_principal, require_admin};
+use super::{
+    Caller, PostingCaller, Result, Service, ServiceError, caller_principal, require_admin,
+};
 use crate::clock;
 use crate::domain::access::{self, PostRefusal};
 use crate::domain::audit::AuditAction;
@@ -85,10 +87,24 @@ const POST_GROUP: usize = 256;
 /// A post waiting for the node's poster, with where its answer goes.
 pub(crate) struct PendingPost {
     caller: Caller,
+    /// The generation the caller's token was read at, when it was not read for this post:
+    /// the poster confirms it (see [`PostingCaller`]).
+    remembered_at: Option<i64>,
     room: String,
     body: String,
     idempotency_key: Option<String>,
     reply: tokio::sync::oneshot::Sender<Result<(Message, bool)>>,
+}
+
+impl PendingPost {
+    /// The hash of the caller's token if the poster must read it again: remembered at
+    /// another generation than `generation`, the one the group's transaction sees (`None`
+    /// when it did not read it).
+    fn token_to_confirm(&self, generation: Option<i64>) -> Option<&str> {
+        self.remembered_at
+            .filter(|read_at| Some(*read_at) != generation)
+            .and(self.caller.token_hash.as_deref())
+    }
 }
 
 /// The node's posts, queued for its one poster (see [`Service::post_message`]).
@@ -503,6 +519,25 @@ impl Service {
         body: &str,
         idempotency_key: Option<&str>,
     ) -> Result<(Message, bool)> {
+        let caller = PostingCaller::from(caller.clone());
+        self.post_message_as(&caller, room_name, body, idempotency_key)
+            .await
+    }
+
+    /// [`Service::post_message`] by a caller whose token may be remembered rather than read
+    /// for this request: the poster confirms it in the transaction that stores the post.
+    ///
+    /// # Errors
+    /// Those of [`Service::post_message`], and a remembered token since revoked or expired
+    /// (unauthenticated).
+    pub async fn post_message_as(
+        &self,
+        posting: &PostingCaller,
+        room_name: &str,
+        body: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<(Message, bool)> {
+        let caller = &posting.caller;
         if let Err(refusal) = crate::domain::check_message_text(body) {
             return Err(text_refused("body", refusal));
         }
@@ -523,6 +558,7 @@ impl Service {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let post = PendingPost {
             caller: caller.clone(),
+            remembered_at: posting.remembered_at,
             room: room_name.to_owned(),
             body: body.to_owned(),
             idempotency_key: idempotency_key.map(str::to_owned),
@@ -594,6 +630,15 @@ impl Service {
         } else {
             None
         };
+        // Tokens remembered rather than read for their posts are confirmed before anything
+        // of the group is judged: a post by one revoked since learns nothing of its room.
+        let mut unconfirmed = match self
+            .confirm_remembered_tokens(&mut tx, group, position.map(|at| at.generation))
+            .await
+        {
+            Ok(unconfirmed) => unconfirmed,
+            Err(error) => return failed_all(&ServiceError::from(error)),
+        };
         let mut group_tx = GroupTx {
             tx: &mut tx,
             remembered: Remembered::default(),
@@ -609,7 +654,12 @@ impl Service {
         }
         let mut outcomes: Vec<Option<Result<(Message, bool)>>> = Vec::with_capacity(group.len());
         let mut judged: Vec<Option<RoomAccess>> = Vec::with_capacity(group.len());
-        for post in group {
+        for (post, unconfirmed) in group.iter().zip(&mut unconfirmed) {
+            if let Some(refusal) = unconfirmed.take() {
+                judged.push(None);
+                outcomes.push(Some(Err(refusal)));
+                continue;
+            }
             match group_tx.judge(post).await {
                 Ok(access) => {
                     judged.push(Some(access));
@@ -669,6 +719,53 @@ impl Service {
             })
             .collect();
         (outcomes, handed)
+    }
+
+    /// Confirms, in the group's transaction, the tokens of its posts whose callers were
+    /// remembered rather than read ([`PostingCaller`]). One read at the generation this
+    /// transaction sees (`generation`, when it read it) is as it was, since every write of a
+    /// token moves the generation; the others are read again, in one statement. Returns, by
+    /// post, the refusal of each whose token no longer works.
+    async fn confirm_remembered_tokens(
+        &self,
+        tx: &mut crate::store::Tx,
+        group: &[PendingPost],
+        generation: Option<i64>,
+    ) -> std::result::Result<Vec<Option<ServiceError>>, crate::store::StoreError> {
+        let mut refusals: Vec<Option<ServiceError>> = group.iter().map(|_| None).collect();
+        let mut hashes: Vec<&str> = group
+            .iter()
+            .filter_map(|post| post.token_to_confirm(generation))
+            .collect();
+        if hashes.is_empty() {
+            return Ok(refusals);
+        }
+        hashes.sort_unstable();
+        hashes.dedup();
+        let found = tx.tokens_by_hash(&hashes).await?;
+        let now = crate::clock::now();
+        for (post, refusal) in group.iter().zip(&mut refusals) {
+            let Some(hash) = post.token_to_confirm(generation) else {
+                continue;
+            };
+            // A token's user and role are never rewritten: one that is still there, and
+            // current, is the one the caller was made from.
+            let current = found
+                .iter()
+                .find(|(row, _)| row.hash == hash)
+                .filter(|(row, _)| {
+                    crate::domain::tokens::is_current(row.expires_at.as_deref(), &now)
+                });
+            if let Some((_, read_at)) = current {
+                self.remembered_tokens.confirmed(hash, *read_at);
+            } else {
+                self.remembered_tokens.forget(hash);
+                *refusal = Some(ServiceError::Unauthenticated {
+                    message: "the bearer token is not valid".to_owned(),
+                });
+            }
+        }
+        Ok(refusals)
     }
 
     /// Reads a page of a room's history; members (and administrators) only.

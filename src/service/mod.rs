@@ -42,6 +42,7 @@ pub use messages::{
 };
 pub use object::{Object, Stored};
 pub use sessions::{OpenedSession, SESSION_LIFETIME_SECONDS, SessionCaller};
+pub use tokens::PostingCaller;
 
 /// The right to open a write transaction on the store.
 ///
@@ -196,6 +197,7 @@ pub struct ServiceState {
     stream_rooms: std::sync::Arc<messages::StreamRooms>,
     /// The node's token lookups, read together.
     token_lookups: std::sync::Arc<tokens::TokenLookups>,
+    remembered_tokens: std::sync::Arc<tokens::RememberedTokens>,
 }
 
 /// How often a live stream reads the database unasked, when this node hears the other nodes'
@@ -228,6 +230,7 @@ impl Service {
             posts: std::sync::Arc::default(),
             stream_rooms: std::sync::Arc::default(),
             token_lookups: std::sync::Arc::default(),
+            remembered_tokens: std::sync::Arc::default(),
         }))
     }
 

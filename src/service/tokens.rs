@@ -43,13 +43,97 @@ impl LastUse {
     }
 }
 
+/// The most tokens a node remembers for posts; past it, it starts afresh.
+const REMEMBERED_TOKENS: usize = 65_536;
+
+/// The tokens this node has read, each with the caller it makes and the generation it was
+/// read at: a post by a remembered token skips the read, and the poster confirms the token in
+/// the transaction that stores the post ([`PostingCaller`]).
+#[derive(Debug, Default)]
+pub(super) struct RememberedTokens(Mutex<HashMap<String, RememberedToken>>);
+
+#[derive(Clone, Debug)]
+struct RememberedToken {
+    caller: Caller,
+    expires_at: Option<String>,
+    generation: i64,
+}
+
+impl RememberedTokens {
+    fn remember(&self, hash: &str, token: RememberedToken) {
+        let Ok(mut remembered) = self.0.lock() else {
+            return;
+        };
+        if remembered.len() >= REMEMBERED_TOKENS && !remembered.contains_key(hash) {
+            remembered.clear();
+        }
+        remembered.insert(hash.to_owned(), token);
+    }
+
+    /// The token, if remembered and not expired at `now`.
+    fn recall(&self, hash: &str, now: &str) -> Option<RememberedToken> {
+        let remembered = self.0.lock().ok()?;
+        let token = remembered.get(hash)?;
+        tokens::is_current(token.expires_at.as_deref(), now).then(|| token.clone())
+    }
+
+    /// Notes that the token with `hash` was read again, in a transaction, at `generation`.
+    pub(super) fn confirmed(&self, hash: &str, generation: i64) {
+        if let Ok(mut remembered) = self.0.lock() {
+            if let Some(token) = remembered.get_mut(hash) {
+                token.generation = token.generation.max(generation);
+            }
+        }
+    }
+
+    pub(super) fn forget(&self, hash: &str) {
+        if let Ok(mut remembered) = self.0.lock() {
+            remembered.remove(hash);
+        }
+    }
+}
+
+/// Who posts a message: a caller whose token was read for this request, or one whose token
+/// this node remembers from an earlier read ([`Service::authenticate_to_post`]). The poster
+/// confirms a remembered token in the transaction that stores the post: when that
+/// transaction sees the generation the token was read at, the token is as it was (every
+/// write of a token moves the generation); otherwise it reads the group's tokens again, in
+/// one statement. A post by a token revoked since is refused (401), as a read of its own
+/// would have refused it.
+///
+/// Only posting takes one: every other call of the service wants a [`Caller`] whose token
+/// was read for its request, and nothing turns a remembered one into that.
+#[derive(Clone, Debug)]
+pub struct PostingCaller {
+    pub(super) caller: Caller,
+    /// The generation the token was read at, when it was not read for this request.
+    pub(super) remembered_at: Option<i64>,
+}
+
+impl PostingCaller {
+    /// Whether the token was remembered rather than read for this request.
+    pub fn remembered(&self) -> bool {
+        self.remembered_at.is_some()
+    }
+}
+
+impl From<Caller> for PostingCaller {
+    /// A caller authenticated for this request: nothing to confirm.
+    fn from(caller: Caller) -> PostingCaller {
+        PostingCaller {
+            caller,
+            remembered_at: None,
+        }
+    }
+}
+
 /// The largest number of token lookups read together.
 const LOOKUPS_PER_READ: usize = 256;
 
 /// One request's wish to know its token.
 struct Lookup {
     hash: String,
-    reply: tokio::sync::oneshot::Sender<Result<Option<TokenRow>>>,
+    reply: tokio::sync::oneshot::Sender<Result<Option<(TokenRow, i64)>>>,
 }
 
 /// The node's token lookups, read together by its one looker: the requests that arrive at the
@@ -98,7 +182,7 @@ impl Service {
     /// [`Service::authenticate`] by the token's hash (a session keeps only the hash).
     pub(super) async fn authenticate_hash(&self, hash: &str) -> Result<Option<Caller>> {
         let hash = hash.to_owned();
-        let Some(row) = self.look_up_token(&hash).await? else {
+        let Some((row, generation)) = self.look_up_token(&hash).await? else {
             return Ok(None);
         };
         let now = clock::now();
@@ -109,12 +193,8 @@ impl Service {
             ServiceError::internal(format!("token with unknown role `{}`", row.role))
         })?;
         let principal = Principal::parse(&row.user).map_err(ServiceError::internal)?;
-        if self.last_use.due(&hash) {
-            let mut tx = self.store.begin(WriteAccess::new()).await?;
-            tx.touch_token(&hash, &now).await?;
-            tx.commit().await?;
-        }
-        Ok(Some(Caller {
+        self.record_use(&hash, &now).await?;
+        let caller = Caller {
             name: principal.to_string(),
             identity: match role {
                 Role::Admin => Identity::Admin(Some(principal)),
@@ -122,11 +202,50 @@ impl Service {
             },
             token_hash: Some(hash),
             session_hash: None,
-        }))
+        };
+        if let Some(hash) = &caller.token_hash {
+            self.remembered_tokens.remember(
+                hash,
+                RememberedToken {
+                    caller: caller.clone(),
+                    expires_at: row.expires_at,
+                    generation,
+                },
+            );
+        }
+        Ok(Some(caller))
+    }
+
+    /// Resolves a bearer token for a post: from what this node remembers of it when it can
+    /// (the poster then confirms it, see [`PostingCaller`]), else as [`Service::authenticate`].
+    pub async fn authenticate_to_post(&self, token: &str) -> Result<Option<PostingCaller>> {
+        let hash = hash_token(token);
+        let now = clock::now();
+        if let Some(remembered) = self.remembered_tokens.recall(&hash, &now) {
+            self.record_use(&hash, &now).await?;
+            return Ok(Some(PostingCaller {
+                caller: remembered.caller,
+                remembered_at: Some(remembered.generation),
+            }));
+        }
+        Ok(self
+            .authenticate_hash(&hash)
+            .await?
+            .map(PostingCaller::from))
+    }
+
+    /// Records a token's use, at most once a minute per node ([`LAST_USE_EVERY`]).
+    async fn record_use(&self, hash: &str, now: &str) -> Result<()> {
+        if self.last_use.due(hash) {
+            let mut tx = self.store.begin(WriteAccess::new()).await?;
+            tx.touch_token(hash, now).await?;
+            tx.commit().await?;
+        }
+        Ok(())
     }
 
     /// The token with this hash, read with the lookups of the requests beside this one.
-    async fn look_up_token(&self, hash: &str) -> Result<Option<TokenRow>> {
+    async fn look_up_token(&self, hash: &str) -> Result<Option<(TokenRow, i64)>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let lookup = Lookup {
             hash: hash.to_owned(),
@@ -166,7 +285,10 @@ impl Service {
                 .map_err(ServiceError::from);
             for lookup in lookups.drain(..) {
                 let answer = match &found {
-                    Ok(rows) => Ok(rows.iter().find(|row| row.hash == lookup.hash).cloned()),
+                    Ok(rows) => Ok(rows
+                        .iter()
+                        .find(|(row, _)| row.hash == lookup.hash)
+                        .cloned()),
                     Err(error) => Err(super::messages::shared_failure(
                         error,
                         "the token was not read",
@@ -309,6 +431,7 @@ impl Service {
         )
         .await?;
         tx.commit().await?;
+        self.remembered_tokens.forget(&hash);
         self.notify_change();
         Ok(Some(info(&row)))
     }

@@ -20,6 +20,16 @@ pub struct TokenRow {
 
 const TOKEN_COLUMNS: &str = "hash, user_uri, role, created_at, expires_at, last_used_at";
 
+/// The tokens with `count` hashes (`$1` to `$count`), each with the generation.
+fn tokens_by_hash_sql(count: usize) -> String {
+    let placeholders: Vec<String> = (1..=count).map(|n| format!("${n}")).collect();
+    format!(
+        "SELECT {TOKEN_COLUMNS}, (SELECT value FROM generation WHERE id = 1) AS generation \
+         FROM tokens WHERE hash IN ({})",
+        placeholders.join(", ")
+    )
+}
+
 fn token_from_row(row: &AnyRow) -> Result<TokenRow, StoreError> {
     Ok(TokenRow {
         hash: row.try_get("hash")?,
@@ -42,21 +52,22 @@ impl Store {
         row.as_ref().map(token_from_row).transpose()
     }
 
-    /// The tokens with these hashes (those that exist), in one read per 500.
-    pub async fn tokens_by_hash(&self, hashes: &[&str]) -> Result<Vec<TokenRow>, StoreError> {
+    /// The tokens with these hashes (those that exist), in one read per 500, each with the
+    /// generation read in the same statement: a token read at generation G is as it was for
+    /// as long as the generation stays G, since every write of a token moves it.
+    pub async fn tokens_by_hash(
+        &self,
+        hashes: &[&str],
+    ) -> Result<Vec<(TokenRow, i64)>, StoreError> {
         let mut found = Vec::with_capacity(hashes.len());
         for chunk in hashes.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-            let sql = format!(
-                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash IN ({})",
-                placeholders.join(", ")
-            );
+            let sql = tokens_by_hash_sql(chunk.len());
             let mut statement = sqlx::query(&sql);
             for hash in chunk {
                 statement = statement.bind(*hash);
             }
             for row in statement.fetch_all(&self.pool).await? {
-                found.push(token_from_row(&row)?);
+                found.push((token_from_row(&row)?, row.try_get("generation")?));
             }
         }
         Ok(found)
@@ -99,6 +110,22 @@ impl Tx {
             .execute(&mut *self.inner)
             .await?;
         Ok(())
+    }
+
+    /// [`Store::tokens_by_hash`] inside this transaction (at most 500 hashes).
+    pub async fn tokens_by_hash(
+        &mut self,
+        hashes: &[&str],
+    ) -> Result<Vec<(TokenRow, i64)>, StoreError> {
+        let sql = tokens_by_hash_sql(hashes.len());
+        let mut statement = sqlx::query(&sql);
+        for hash in hashes {
+            statement = statement.bind(*hash);
+        }
+        let rows = statement.fetch_all(&mut *self.inner).await?;
+        rows.iter()
+            .map(|row| Ok((token_from_row(row)?, row.try_get("generation")?)))
+            .collect()
     }
 
     /// The tokens whose hash starts with `prefix` (a token's id).
