@@ -38,7 +38,14 @@ impl RateLimit {
 #[derive(Debug)]
 pub struct RateLimiter {
     limit: Option<RateLimit>,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<HashMap<CallerKey, Bucket>>,
+}
+
+/// Whose bucket: an address's, or a bearer token's (by the token's SHA-256, never the token).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum CallerKey {
+    Address(Option<std::net::IpAddr>),
+    Token([u8; 32]),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -66,7 +73,7 @@ impl RateLimiter {
 
     /// Takes one request from `caller`'s bucket, whose rate and burst are the limit's times
     /// `scale`: `Ok`, or how long until one is free.
-    pub fn take(&self, caller: &str, scale: f64, now: Instant) -> Result<(), Duration> {
+    pub fn take(&self, caller: CallerKey, scale: f64, now: Instant) -> Result<(), Duration> {
         let Some(limit) = self.limit else {
             return Ok(());
         };
@@ -84,7 +91,7 @@ impl RateLimiter {
                 buckets.clear();
             }
         }
-        let bucket = buckets.entry(caller.to_owned()).or_insert(Bucket {
+        let bucket = buckets.entry(caller).or_insert(Bucket {
             tokens: limit.burst,
             at: now,
         });
@@ -103,18 +110,17 @@ impl RateLimiter {
 }
 
 /// The address a request came from.
-fn address_key(request: &Request) -> String {
-    request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(
-            || "address:unknown".to_owned(),
-            |info| format!("address:{}", info.0.ip()),
-        )
+fn address_key(request: &Request) -> CallerKey {
+    CallerKey::Address(
+        request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip()),
+    )
 }
 
 /// The bearer token a request carries, however its scheme is spelled, as a key.
-fn token_key(request: &Request) -> Option<String> {
+fn token_key(request: &Request) -> Option<CallerKey> {
     use sha2::Digest;
     let value = request
         .headers()
@@ -125,8 +131,9 @@ fn token_key(request: &Request) -> Option<String> {
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
-    let digest = sha2::Sha256::digest(token.trim().as_bytes());
-    Some(format!("token:{digest:x}"))
+    Some(CallerKey::Token(
+        sha2::Sha256::digest(token.trim().as_bytes()).into(),
+    ))
 }
 
 fn too_many(wait: Duration) -> Response {
@@ -148,12 +155,12 @@ pub async fn limit_rate(State(state): State<AppState>, request: Request, next: N
     let now = Instant::now();
     if let Err(wait) = state
         .limiter
-        .take(&address_key(&request), ADDRESS_SCALE, now)
+        .take(address_key(&request), ADDRESS_SCALE, now)
     {
         return too_many(wait);
     }
     if let Some(token) = token_key(&request) {
-        if let Err(wait) = state.limiter.take(&token, 1.0, now) {
+        if let Err(wait) = state.limiter.take(token, 1.0, now) {
             return too_many(wait);
         }
     }
@@ -164,6 +171,10 @@ pub async fn limit_rate(State(state): State<AppState>, request: Request, next: N
 mod tests {
     use super::*;
 
+    fn key(n: u8) -> CallerKey {
+        CallerKey::Token([n; 32])
+    }
+
     #[test]
     fn a_bucket_allows_its_burst_then_its_rate() {
         let limiter = RateLimiter::new(Some(RateLimit {
@@ -172,21 +183,21 @@ mod tests {
         }));
         let start = Instant::now();
         for _ in 0..3 {
-            assert!(limiter.take("a", 1.0, start).is_ok());
+            assert!(limiter.take(key(1), 1.0, start).is_ok());
         }
-        let wait = limiter.take("a", 1.0, start).unwrap_err();
+        let wait = limiter.take(key(1), 1.0, start).unwrap_err();
         assert!(wait <= Duration::from_millis(100), "{wait:?}");
         // Another caller has its own bucket.
-        assert!(limiter.take("b", 1.0, start).is_ok());
+        assert!(limiter.take(key(2), 1.0, start).is_ok());
         // A tenth of a second later, one more.
         let later = start + Duration::from_millis(100);
-        assert!(limiter.take("a", 1.0, later).is_ok());
-        assert!(limiter.take("a", 1.0, later).is_err());
+        assert!(limiter.take(key(1), 1.0, later).is_ok());
+        assert!(limiter.take(key(1), 1.0, later).is_err());
         // A scaled bucket holds more.
         for _ in 0..6 {
-            assert!(limiter.take("c", 2.0, start).is_ok());
+            assert!(limiter.take(key(3), 2.0, start).is_ok());
         }
-        assert!(limiter.take("c", 2.0, start).is_err());
-        assert!(RateLimiter::new(None).take("a", 1.0, start).is_ok());
+        assert!(limiter.take(key(3), 2.0, start).is_err());
+        assert!(RateLimiter::new(None).take(key(1), 1.0, start).is_ok());
     }
 }
