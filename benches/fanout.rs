@@ -23,6 +23,7 @@ use std::io::{BufRead, Write as _};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::http::Connection;
 use support::{
     cpu_ms, env_number, percentile, raise_open_files, rss_kib, unix_micros, wait_until_ready,
 };
@@ -251,59 +252,53 @@ fn client() {
         .build()
         .expect("runtime");
     let results = runtime.block_on(async move {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("client");
         let mut opened = Vec::with_capacity(tokens.len());
         let (ready_sender, mut ready) = tokio::sync::mpsc::channel::<()>(tokens.len());
         let (warm_sender, mut warm) = tokio::sync::mpsc::channel::<()>(tokens.len());
         for token in tokens {
-            let http = http.clone();
-            let url = format!("{base}/v1/events");
+            let base = base.clone();
             let ready_sender = ready_sender.clone();
             let warm_sender = warm_sender.clone();
             opened.push(tokio::spawn(async move {
-                let mut response = None;
+                let mut events = None;
                 for _attempt in 0..20 {
-                    match http.get(&url).bearer_auth(&token).send().await {
-                        Ok(reply) if reply.status() == 200 => {
-                            response = Some(reply);
+                    let opening = async {
+                        Connection::connect(&base)
+                            .await?
+                            .open_events("/v1/events", &token, None)
+                            .await
+                    };
+                    match opening.await {
+                        Ok(opened) => {
+                            events = Some(opened);
                             break;
                         }
-                        _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
                     }
                 }
-                let mut response = response.expect("a live stream opened");
+                let mut events = events.expect("a live stream opened");
                 let _ = ready_sender.send(()).await;
-                let mut buffer = Vec::new();
                 let mut arrivals: Vec<(usize, u64)> = Vec::new();
+                let mut told_warm = false;
                 while arrivals.len() < messages {
-                    let Ok(Ok(Some(chunk))) =
-                        tokio::time::timeout(Duration::from_secs(60), response.chunk()).await
+                    let Ok(Ok(true)) =
+                        tokio::time::timeout(Duration::from_secs(60), events.fill()).await
                     else {
                         break;
                     };
                     let now = unix_micros();
-                    buffer.extend_from_slice(&chunk);
                     // Each message's body is `fanout NUMBER SENT_MICROS`.
-                    let text = String::from_utf8_lossy(&buffer).into_owned();
-                    let mut consumed = 0;
-                    for (start, _) in text.match_indices("\"body\":\"fanout ") {
-                        let rest = &text[start + 15..];
-                        let Some(end) = rest.find('"') else {
-                            break;
-                        };
-                        let mut parts = rest[..end].split(' ');
+                    events.take_marked(b"\"body\":\"fanout ", |text| {
+                        let mut parts = text.split(' ');
                         let number: usize = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
                         let sent: u64 = parts.next().and_then(|n| n.parse().ok()).unwrap_or(now);
-                        if number == 0 {
-                            let _ = warm_sender.send(()).await;
-                        }
                         arrivals.push((number, now.saturating_sub(sent)));
-                        consumed = start + 15 + end;
+                    });
+                    // Message 0 warms the stream's access cache; the bench waits for all.
+                    if !told_warm && arrivals.iter().any(|(number, _)| *number == 0) {
+                        told_warm = true;
+                        let _ = warm_sender.send(()).await;
                     }
-                    buffer.drain(..consumed.min(buffer.len()));
                 }
                 arrivals
             }));

@@ -26,6 +26,7 @@ use std::io::{BufRead, Write as _};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::http::Connection;
 use support::{env_number, percentile, raise_open_files, rss_kib, unix_micros, wait_until_ready};
 
 use perch::domain::Kind;
@@ -380,59 +381,50 @@ fn client() {
         let _ = stop_sender.send(true);
     });
     let results = runtime.block_on(async move {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("client");
         let mut opened = Vec::with_capacity(tokens.len());
         let (ready_sender, mut ready) = tokio::sync::mpsc::channel::<()>(tokens.len());
         for token in tokens {
-            let http = http.clone();
-            let url = format!("{base}/v1/events");
+            let base = base.clone();
             let ready_sender = ready_sender.clone();
             let mut stop = stop.clone();
             opened.push(tokio::spawn(async move {
-                let mut response = None;
+                let mut events = None;
                 for _attempt in 0..50 {
-                    match http.get(&url).bearer_auth(&token).send().await {
-                        Ok(reply) if reply.status() == 200 => {
-                            response = Some(reply);
+                    let opening = async {
+                        Connection::connect(&base)
+                            .await?
+                            .open_events("/v1/events", &token, None)
+                            .await
+                    };
+                    match opening.await {
+                        Ok(opened) => {
+                            events = Some(opened);
                             break;
                         }
-                        _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
                     }
                 }
-                let mut response = response.expect("a live stream opened");
+                let mut events = events.expect("a live stream opened");
                 let _ = ready_sender.send(()).await;
-                let mut buffer = Vec::new();
                 let mut arrivals: Vec<u64> = Vec::new();
                 loop {
-                    let chunk = tokio::select! {
+                    let filled = tokio::select! {
                         _ = stop.changed() => break,
-                        chunk = response.chunk() => chunk,
+                        filled = events.fill() => filled,
                     };
-                    let Ok(Some(chunk)) = chunk else {
+                    let Ok(true) = filled else {
                         break;
                     };
                     let now = unix_micros();
-                    buffer.extend_from_slice(&chunk);
                     // Each message's body is `pool NUMBER SENT_MICROS`.
-                    let text = String::from_utf8_lossy(&buffer).into_owned();
-                    let mut consumed = 0;
-                    for (start, _) in text.match_indices("\"body\":\"pool ") {
-                        let rest = &text[start + 13..];
-                        let Some(end) = rest.find('"') else {
-                            break;
-                        };
-                        let sent: u64 = rest[..end]
+                    events.take_marked(b"\"body\":\"pool ", |text| {
+                        let sent: u64 = text
                             .split(' ')
                             .nth(1)
                             .and_then(|n| n.parse().ok())
                             .unwrap_or(now);
                         arrivals.push(now.saturating_sub(sent));
-                        consumed = start + 13 + end;
-                    }
-                    buffer.drain(..consumed.min(buffer.len()));
+                    });
                 }
                 arrivals
             }));
