@@ -673,11 +673,14 @@ async fn the_hub_never_skips_a_message_committed_beside_the_poster() {
 /// A post by a token this node remembers skips the token's read, and the poster confirms the
 /// token in the transaction that stores the post: revoked since, by another process on the
 /// same database or on this node, the token posts nothing more (401). A change of anything
-/// else meanwhile makes the poster read the token again, and the post goes in.
+/// else meanwhile makes the poster read the token again, and the post goes in. With a stream
+/// listening, as here, the poster's transaction reads the generation on SQLite and reads a
+/// token again only when it moved; without one, and on PostgreSQL, it always reads it.
 #[tokio::test]
 async fn a_remembered_token_revoked_since_posts_nothing() {
     let fixture = Fixture::new().await;
     open_room_with_ana(&fixture).await;
+    let (_watching, _log) = watch_everything(&fixture);
     let service = &fixture.service;
     let beside = Service::new(Store::open(&fixture.db.url).await.expect("a second store"));
     for (round, revoker) in [&beside, service].into_iter().enumerate() {
@@ -736,6 +739,45 @@ async fn a_remembered_token_revoked_since_posts_nothing() {
             "the revoked token is forgotten, and read as revoked"
         );
     }
+}
+
+/// A restore brings back the backup's generation, which may be older than the one the
+/// database's nodes have seen (an emptied database restored into); the generation never goes
+/// back, or a node could take a remembered token at a generation it saw before.
+#[tokio::test]
+async fn a_restore_never_takes_the_generation_back() {
+    let source = Fixture::new().await;
+    let operator = Caller::local_operator();
+    let mut backup = Vec::new();
+    source
+        .service
+        .backup(&operator, &mut backup, &mut |_| {})
+        .await
+        .unwrap();
+    let empty = common::TestDb::new();
+    let restored_into = Service::new(Store::open(&empty.url).await.expect("an empty store"));
+    let store = restored_into.store();
+    let seen = store.generation().await.unwrap() + 100;
+    // The database's nodes saw generation `seen`, and then it was emptied.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&empty.url)
+        .await
+        .expect("the database");
+    sqlx::query("UPDATE generation SET value = $1 WHERE id = 1")
+        .bind(seen)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    restored_into
+        .restore(&operator, &mut backup.as_slice(), &mut |_| {})
+        .await
+        .unwrap();
+    let after = store.generation().await.unwrap();
+    assert!(
+        after > seen,
+        "generation {after} after a restore, {seen} seen before"
+    );
 }
 
 /// A room change committed beside the poster, between two of its groups, reaches streams no

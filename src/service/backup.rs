@@ -268,6 +268,7 @@ impl Service {
     ) -> Result<BackupReport> {
         require_admin(caller, "restore a backup")?;
         let mut tx = self.store().begin(WriteAccess::new()).await?;
+        let generation_before = tx.generation().await?;
         let schema = tx.schema_version().await?;
         let target_tables = tx.tables().await?;
         let mut occupied = Vec::new();
@@ -435,6 +436,8 @@ impl Service {
                 )));
             }
         }
+        // The restored generation may be older than this database's: it never goes back.
+        tx.raise_generation_to(generation_before).await?;
         tx.commit().await?;
         report.sha256 = end.sha256;
         Ok(report)

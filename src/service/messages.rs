@@ -103,7 +103,9 @@ impl PendingPost {
     fn token_to_confirm(&self, generation: Option<i64>) -> Option<&str> {
         self.remembered_at
             .filter(|read_at| Some(*read_at) != generation)
-            .and(self.caller.token_hash.as_deref())
+            // A remembered caller always has its token's hash; without one, an empty hash
+            // reads no token and the post is refused.
+            .map(|_| self.caller.token_hash.as_deref().unwrap_or_default())
     }
 }
 

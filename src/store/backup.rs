@@ -182,6 +182,29 @@ impl Tx {
         for_each_row(&mut self.inner, table, each).await
     }
 
+    /// The generation as it stands (0 without its row).
+    pub async fn generation(&mut self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT value FROM generation WHERE id = 1")
+            .fetch_optional(&mut *self.inner)
+            .await?;
+        Ok(row.map(|row| row.try_get(0)).transpose()?.unwrap_or(0))
+    }
+
+    /// Raises the generation to `floor` if it is below, and moves it on at commit: a restore
+    /// brings back a backup's generation, which may be older than the one this database's
+    /// nodes have seen, and a node must never see a generation again with other tokens or
+    /// objects behind it (see `PostingCaller`).
+    pub async fn raise_generation_to(&mut self, floor: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE generation SET value = CASE WHEN value < $1 THEN $1 ELSE value END WHERE id = 1",
+        )
+        .bind(floor)
+        .execute(&mut *self.inner)
+        .await?;
+        self.changes_access = true;
+        Ok(())
+    }
+
     /// Empties `table`: a fresh database holds a few rows of its own (the generation counter).
     pub async fn delete_all_rows(&mut self, table: &Table) -> Result<(), StoreError> {
         let sql = format!("DELETE FROM {}", table.name);
