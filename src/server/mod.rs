@@ -239,11 +239,16 @@ fn own_head<B>(request: &mut axum::http::Request<B>) {
     let headers = request.headers_mut();
     headers.reserve(shared.len());
     for (name, value) in &shared {
-        // `from_bytes` copies; a value hyper accepted is a valid one.
-        if let Ok(mut owned) = axum::http::HeaderValue::from_bytes(value.as_bytes()) {
-            owned.set_sensitive(value.is_sensitive());
-            headers.append(name.clone(), owned);
-        }
+        // `from_bytes` copies. It accepts what hyper's parser accepts; were it ever to refuse
+        // a value, the request keeps the shared one rather than lose the header.
+        let owned = axum::http::HeaderValue::from_bytes(value.as_bytes()).map_or_else(
+            |_| value.clone(),
+            |mut owned| {
+                owned.set_sensitive(value.is_sensitive());
+                owned
+            },
+        );
+        headers.append(name.clone(), owned);
     }
 }
 
