@@ -84,6 +84,29 @@ pub fn app_serving(
 /// client that sends them a byte at a time cannot hold a connection open for ever.
 pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How many connections the kernel completes for the server before it accepts them. tokio's
+/// default, 1,024, overflowed when 16,000 live streams connected at once (as after a node's
+/// restart, and in `cargo bench --bench fanout`): the kernel then drops the SYNs past it, and
+/// their clients try again after 1, 3, 7... seconds (one bench run took 209 s to connect).
+/// Linux caps it at `net.core.somaxconn` (4,096 by default).
+pub const LISTEN_BACKLOG: u32 = 65_535;
+
+/// A listener on `address` with [`LISTEN_BACKLOG`], reusing the address as
+/// `TcpListener::bind` does (a restarted node binds while its old connections linger).
+///
+/// # Errors
+/// The address cannot be bound (in use, not this machine's, a privileged port).
+pub fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// The next connection, sent without Nagle's algorithm: a live stream writes an event at a
 /// time, and with it each write waited for the peer's ACK of the one before, which the peer
 /// delays (on 2026-12-06 `cargo bench --bench chat`'s post-to-SSE p99 fell from 23-35 ms to
@@ -268,6 +291,49 @@ mod tests {
         connected.expect("connected");
         let (stream, _) = accepted.expect("accepted");
         assert!(stream.nodelay().expect("TCP_NODELAY"));
+    }
+
+    /// More connections than tokio's default backlog (1,024) arrive at once, before any is
+    /// accepted: the kernel completes every one (with 1,024 the rest wait for an accept
+    /// that never comes, and time out).
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_backlog() {
+        const BURST: usize = 1_500;
+        // Both ends of every connection are this process's: 3,000 files, past a soft limit of
+        // 1,024 on some machines.
+        // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+        unsafe {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit);
+            }
+        }
+        let listener =
+            super::listen("127.0.0.1:0".parse().expect("an address")).expect("listening");
+        let address = listener.local_addr().expect("its address");
+        let mut connecting = tokio::task::JoinSet::new();
+        for _ in 0..BURST {
+            connecting.spawn(tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                tokio::net::TcpStream::connect(address),
+            ));
+        }
+        let mut connected = Vec::with_capacity(BURST);
+        while let Some(outcome) = connecting.join_next().await {
+            if let Ok(Ok(Ok(stream))) = outcome {
+                connected.push(stream);
+            }
+        }
+        assert_eq!(
+            connected.len(),
+            BURST,
+            "connections completed without an accept"
+        );
+        drop(listener);
     }
 
     /// A live stream's request says the same once its head is copied out of hyper's buffer:

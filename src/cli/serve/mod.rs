@@ -39,8 +39,7 @@ pub async fn run(config: ServeConfig) -> miette::Result<u8> {
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot open the database {shown_db}"))?;
     let listen = config.listen.value;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    let listener = crate::server::listen(listen)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr().into_diagnostic()?;
