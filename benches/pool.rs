@@ -26,7 +26,7 @@ use std::io::{BufRead, Write as _};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::http::Connection;
+use support::http::open_events_retrying;
 use support::{env_number, percentile, raise_open_files, rss_kib, unix_micros, wait_until_ready};
 
 use perch::domain::Kind;
@@ -388,23 +388,9 @@ fn client() {
             let ready_sender = ready_sender.clone();
             let mut stop = stop.clone();
             opened.push(tokio::spawn(async move {
-                let mut events = None;
-                for _attempt in 0..50 {
-                    let opening = async {
-                        Connection::connect(&base)
-                            .await?
-                            .open_events("/v1/events", &token, None)
-                            .await
-                    };
-                    match opening.await {
-                        Ok(opened) => {
-                            events = Some(opened);
-                            break;
-                        }
-                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-                    }
-                }
-                let mut events = events.expect("a live stream opened");
+                let mut events = open_events_retrying(&base, &token, 50)
+                    .await
+                    .expect("a live stream opened");
                 let _ = ready_sender.send(()).await;
                 let mut arrivals: Vec<u64> = Vec::new();
                 loop {

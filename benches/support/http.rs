@@ -130,6 +130,28 @@ impl Connection {
     }
 }
 
+/// Opens `/v1/events` as the bearer of `token`, trying up to `attempts` times 200 ms apart: a
+/// server taking thousands of connections at once refuses some for a moment.
+pub async fn open_events_retrying(base: &str, token: &str, attempts: usize) -> io::Result<Events> {
+    let mut last = io::Error::other("no attempt made");
+    for _attempt in 0..attempts {
+        let opening = async {
+            Connection::connect(base)
+                .await?
+                .open_events("/v1/events", token, None)
+                .await
+        };
+        match opening.await {
+            Ok(events) => return Ok(events),
+            Err(error) => {
+                last = error;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+    Err(last)
+}
+
 /// Where the chunked decoder stands.
 enum Chunk {
     /// Reading a chunk's size line.
