@@ -780,6 +780,38 @@ async fn a_restore_never_takes_the_generation_back() {
     );
 }
 
+/// A text PostgreSQL cannot store (one holding a NUL) is refused by the rule of its field (a
+/// description, an add-in's URL), with the field, on both backends; anywhere no rule covers
+/// (a name looked up) it is the request's fault, never an internal error.
+#[tokio::test]
+async fn a_nul_in_a_text_is_the_requests_fault() {
+    let fixture = Fixture::new().await;
+    create_eng_for_contoso(&fixture).await;
+    let admin = &fixture.admin;
+    let room = json!({"name": "r", "category": "Eng", "privacy": "open", "description": "a\u{0}b"});
+    let refused = fixture.create(admin, Kind::Room, room).await.unwrap_err();
+    assert_eq!(
+        (refused.code(), refused.field()),
+        (ErrorCode::InvalidField, Some("description")),
+        "{refused}"
+    );
+    let add_in = json!({"name": "a", "url": "https://a.example/\u{0}"});
+    let refused = fixture.create(admin, Kind::Addin, add_in).await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::InvalidUrl, "{refused}");
+    let looked_up = fixture
+        .service
+        .get(admin, Kind::Room, "a\u{0}b")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            looked_up.code(),
+            ErrorCode::NotFound | ErrorCode::InvalidField
+        ),
+        "{looked_up:?}"
+    );
+}
+
 /// A room change committed beside the poster, between two of its groups, reaches streams no
 /// later than the group after it: the handed group does not continue the hub's cursor in the
 /// room-change log, so the hub reads the database first.

@@ -560,6 +560,14 @@ fn check_description(description: &str, problems: &mut Vec<FieldProblem>) {
             ErrorCode::DescriptionTooLong,
             format!("description is longer than {MAX_DESCRIPTION_LEN} characters"),
         ));
+    } else if description.contains('\0') {
+        // PostgreSQL cannot store it; refused on both backends, so that they keep the same
+        // texts and a SQLite database moves to PostgreSQL whole.
+        problems.push(FieldProblem::new(
+            "description",
+            ErrorCode::InvalidField,
+            "a description cannot hold the character U+0000 (NUL)",
+        ));
     }
 }
 
@@ -586,7 +594,9 @@ pub fn check_url(url: &str, problems: &mut Vec<FieldProblem>) {
             format!("url is longer than {MAX_URL_LEN} characters"),
         ));
     } else if rest.is_none_or(|rest| {
-        rest.is_empty() || rest.starts_with('/') || url.contains(char::is_whitespace)
+        rest.is_empty()
+            || rest.starts_with('/')
+            || url.contains(|c: char| c.is_whitespace() || c.is_control())
     }) {
         problems.push(FieldProblem::new(
             "url",

@@ -103,7 +103,12 @@ pub(crate) fn rejected(error: ServiceError) -> TargetError {
     match error {
         ServiceError::LockHeld { holder, since } => TargetError::LockHeld { holder, since },
         // A name in use is the target refusing, not failing to answer.
-        ServiceError::Store(store) if !matches!(store, StoreError::Duplicate { .. }) => {
+        ServiceError::Store(store)
+            if !matches!(
+                store,
+                StoreError::Duplicate { .. } | StoreError::UnstorableText(_)
+            ) =>
+        {
             TargetError::Unreachable(format!("{store}: {}", source_chain(&store)))
         }
         other => TargetError::Rejected {

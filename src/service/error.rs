@@ -62,6 +62,7 @@ impl ServiceError {
             ServiceError::LockHeld { .. } => ErrorCode::LockHeld,
             ServiceError::Store(StoreError::Duplicate { .. }) => ErrorCode::AlreadyExists,
             ServiceError::Store(StoreError::Busy(_)) => ErrorCode::Busy,
+            ServiceError::Store(StoreError::UnstorableText(_)) => ErrorCode::InvalidField,
             ServiceError::Store(_) | ServiceError::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -40,6 +40,9 @@ pub enum StoreError {
     Duplicate { kind: Kind, name: String },
     #[error("the database is busy; try again")]
     Busy(#[source] sqlx::Error),
+    /// A text held a character the database cannot store: PostgreSQL refuses NUL (U+0000).
+    #[error("a text holds a NUL character (U+0000), which the database cannot store")]
+    UnstorableText(#[source] sqlx::Error),
     #[error("database error")]
     Other(#[source] sqlx::Error),
     #[error("{0}")]
@@ -62,6 +65,11 @@ impl From<sqlx::Error> for StoreError {
             // deadlock failures are transient: the caller may retry.
             if matches!(db.code().as_deref(), Some("5" | "6" | "40001" | "40P01")) {
                 return StoreError::Busy(error);
+            }
+            // PostgreSQL's character_not_in_repertoire: a NUL in a bound text (a name looked
+            // up, a field no rule covers). The request was at fault, not the server.
+            if db.code().as_deref() == Some("22021") {
+                return StoreError::UnstorableText(error);
             }
         }
         if matches!(error, sqlx::Error::PoolTimedOut) {
