@@ -796,7 +796,10 @@ async fn a_nul_in_a_text_is_the_requests_fault() {
         "{refused}"
     );
     let add_in = json!({"name": "a", "url": "https://a.example/\u{0}"});
-    let refused = fixture.create(admin, Kind::Addin, add_in).await.unwrap_err();
+    let refused = fixture
+        .create(admin, Kind::Addin, add_in)
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), ErrorCode::InvalidUrl, "{refused}");
     let looked_up = fixture
         .service
