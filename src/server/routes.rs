@@ -172,7 +172,7 @@ impl FromRequestParts<AppState> for Caller {
             .service
             .authenticate(token)
             .await?
-            .ok_or_else(|| ApiError::unauthorized("the bearer token is not valid"))
+            .ok_or_else(|| ApiError::unauthorized(crate::service::TOKEN_NOT_VALID))
     }
 }
 
@@ -192,7 +192,7 @@ impl FromRequestParts<AppState> for PostingCaller {
             .service
             .authenticate_to_post(token)
             .await?
-            .ok_or_else(|| ApiError::unauthorized("the bearer token is not valid"))
+            .ok_or_else(|| ApiError::unauthorized(crate::service::TOKEN_NOT_VALID))
     }
 }
 

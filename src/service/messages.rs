@@ -763,7 +763,7 @@ impl Service {
             } else {
                 self.remembered_tokens.forget(hash);
                 *refusal = Some(ServiceError::Unauthenticated {
-                    message: "the bearer token is not valid".to_owned(),
+                    message: super::tokens::TOKEN_NOT_VALID.to_owned(),
                 });
             }
         }

@@ -42,7 +42,7 @@ pub use messages::{
 };
 pub use object::{Object, Stored};
 pub use sessions::{OpenedSession, SESSION_LIFETIME_SECONDS, SessionCaller};
-pub use tokens::PostingCaller;
+pub use tokens::{PostingCaller, TOKEN_NOT_VALID};
 
 /// The right to open a write transaction on the store.
 ///

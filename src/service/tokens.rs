@@ -43,6 +43,9 @@ impl LastUse {
     }
 }
 
+/// What a request whose bearer token does not work is told, wherever that is found.
+pub const TOKEN_NOT_VALID: &str = "the bearer token is not valid";
+
 /// The most tokens a node remembers for posts; past it, it starts afresh.
 const REMEMBERED_TOKENS: usize = 65_536;
 

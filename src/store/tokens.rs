@@ -30,6 +30,11 @@ fn tokens_by_hash_sql(count: usize) -> String {
     )
 }
 
+/// A row of [`tokens_by_hash_sql`]: the token and the generation read with it.
+fn token_and_generation(row: &AnyRow) -> Result<(TokenRow, i64), StoreError> {
+    Ok((token_from_row(row)?, row.try_get("generation")?))
+}
+
 fn token_from_row(row: &AnyRow) -> Result<TokenRow, StoreError> {
     Ok(TokenRow {
         hash: row.try_get("hash")?,
@@ -67,7 +72,7 @@ impl Store {
                 statement = statement.bind(*hash);
             }
             for row in statement.fetch_all(&self.pool).await? {
-                found.push((token_from_row(&row)?, row.try_get("generation")?));
+                found.push(token_and_generation(&row)?);
             }
         }
         Ok(found)
@@ -123,9 +128,7 @@ impl Tx {
             statement = statement.bind(*hash);
         }
         let rows = statement.fetch_all(&mut *self.inner).await?;
-        rows.iter()
-            .map(|row| Ok((token_from_row(row)?, row.try_get("generation")?)))
-            .collect()
+        rows.iter().map(token_and_generation).collect()
     }
 
     /// The tokens whose hash starts with `prefix` (a token's id).
