@@ -23,7 +23,7 @@ use std::io::{BufRead, Write as _};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::http::open_events_retrying;
+use support::http::{Connection, open_events_retrying};
 use support::{
     cpu_ms, env_number, percentile, raise_open_files, rss_kib, unix_micros, wait_until_ready,
 };
@@ -36,6 +36,10 @@ use serde_json::json;
 fn main() {
     if std::env::var_os("PERCH_FANOUT_CLIENT").is_some() {
         client();
+        return;
+    }
+    if std::env::var_os("PERCH_FANOUT_FLOOR").is_some() {
+        floor_server();
         return;
     }
     let streams = env_number("PERCH_BENCH_STREAMS", 16_000);
@@ -108,126 +112,200 @@ fn main() {
         ],
         &[("PERCH_LOG", "error")],
     );
-    let baseline_kib = rss_kib(server.pid());
-
-    // The client processes, each with its share of the streams.
     let token_file = db.path().join("tokens.txt");
     std::fs::write(&token_file, tokens.join("\n")).expect("tokens written");
-    let per_process = streams.div_ceil(processes);
-    let mut children = Vec::new();
-    for process in 0..processes {
-        let first = process * per_process;
-        let last = ((process + 1) * per_process).min(streams);
-        if first >= last {
-            break;
-        }
-        let child = Command::new(std::env::current_exe().expect("this bench"))
-            .env("PERCH_FANOUT_CLIENT", "1")
-            .env("PERCH_FANOUT_BASE", &server.base)
-            .env("PERCH_FANOUT_TOKENS", &token_file)
-            .env("PERCH_FANOUT_RANGE", format!("{first}..{last}"))
-            .env("PERCH_FANOUT_MESSAGES", (posts + 1).to_string())
+    let load = Load {
+        token_file: &token_file,
+        poster: &poster,
+        streams,
+        posts,
+        processes,
+    };
+    let perch = load.run(&server.base, server.pid(), &runtime);
+    let mut server = server;
+    server.stop();
+    println!(
+        "live fan-out on {backend}: one room of {streams} members (two groups), {streams} live streams over {processes} client processes (open-file limit {open_files})"
+    );
+    println!("  set-up in process: {:.1} s", setup.as_secs_f64());
+    perch.print(&load);
+
+    // The same clients and posts against the least a server can do (see `floor_server`).
+    if env_number("PERCH_BENCH_FLOOR", 1) != 0 {
+        let mut floor = Command::new(std::env::current_exe().expect("this bench"))
+            .env("PERCH_FANOUT_FLOOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("a client process");
-        children.push(child);
+            .expect("the floor server");
+        let mut address = String::new();
+        std::io::BufReader::new(floor.stdout.take().expect("stdout"))
+            .read_line(&mut address)
+            .expect("the floor's address");
+        let base = format!("http://{}", address.trim());
+        let measured = load.run(&base, floor.id(), &runtime);
+        let _ = floor.kill();
+        let _ = floor.wait();
+        println!(
+            "floor, for comparison: a bare tokio server (as many workers as cores, as `perch serve`) that writes one pre-framed buffer to every stream, with the same clients and posts"
+        );
+        measured.print(&load);
     }
-    let (mut outputs, connected) = wait_until_ready(&mut children);
-    // The streams are open and idle: what they cost the server.
-    std::thread::sleep(Duration::from_secs(1));
-    let idle_kib = rss_kib(server.pid());
-    let per_stream_kib = idle_kib.saturating_sub(baseline_kib) as f64 / streams as f64;
+}
 
-    let client = server.client(&poster);
-    let post = |number: usize| {
-        runtime.block_on(async {
-            let sent = unix_micros();
-            client
-                .post(
-                    "/v1/rooms/all-hands/messages",
-                    json!({"body": format!("fanout {number} {sent}")}),
-                )
-                .await
-                .expect(201);
-        });
-    };
-    // The first post: every stream judges its access to the room once. The measured posts
-    // follow once it reached every stream.
-    post(0);
-    for output in &mut outputs {
-        let mut line = String::new();
-        output.read_line(&mut line).expect("warm line");
-        assert!(
-            line.starts_with("warm"),
-            "a client did not warm up: {line:?}"
+/// The load both servers get: streams spread over client processes, and posts.
+struct Load<'a> {
+    token_file: &'a std::path::Path,
+    poster: &'a str,
+    streams: usize,
+    posts: usize,
+    processes: usize,
+}
+
+/// What one server did under [`Load`].
+struct Measured {
+    connected: Duration,
+    baseline_kib: u64,
+    idle_kib: u64,
+    /// Microseconds from the first post (every stream judges its access once) to arrival.
+    cold: Vec<u64>,
+    /// Microseconds from each later post to arrival.
+    latencies: Vec<u64>,
+    server_cpu_ms: f64,
+    clients_cpu_ms: f64,
+}
+
+impl Load<'_> {
+    fn run(&self, base: &str, server_pid: u32, runtime: &tokio::runtime::Runtime) -> Measured {
+        let baseline_kib = rss_kib(server_pid);
+        let per_process = self.streams.div_ceil(self.processes);
+        let mut children = Vec::new();
+        for process in 0..self.processes {
+            let first = process * per_process;
+            let last = ((process + 1) * per_process).min(self.streams);
+            if first >= last {
+                break;
+            }
+            let child = Command::new(std::env::current_exe().expect("this bench"))
+                .env("PERCH_FANOUT_CLIENT", "1")
+                .env("PERCH_FANOUT_BASE", base)
+                .env("PERCH_FANOUT_TOKENS", self.token_file)
+                .env("PERCH_FANOUT_RANGE", format!("{first}..{last}"))
+                .env("PERCH_FANOUT_MESSAGES", (self.posts + 1).to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("a client process");
+            children.push(child);
+        }
+        let (mut outputs, connected) = wait_until_ready(&mut children);
+        // The streams are open and idle: what they cost the server.
+        std::thread::sleep(Duration::from_secs(1));
+        let idle_kib = rss_kib(server_pid);
+
+        let mut poster = runtime
+            .block_on(Connection::connect(base))
+            .expect("the poster connected");
+        let mut post = |number: usize| {
+            runtime.block_on(async {
+                let sent = unix_micros();
+                let body = json!({"body": format!("fanout {number} {sent}")}).to_string();
+                let reply = poster
+                    .post_json("/v1/rooms/all-hands/messages", self.poster, &body)
+                    .await
+                    .expect("posted");
+                assert_eq!(reply.status, 201, "a post was refused");
+            });
+        };
+        // The first post: every stream judges its access to the room once. The measured
+        // posts follow once it reached every stream.
+        post(0);
+        for output in &mut outputs {
+            let mut line = String::new();
+            output.read_line(&mut line).expect("warm line");
+            assert!(
+                line.starts_with("warm"),
+                "a client did not warm up: {line:?}"
+            );
+        }
+        // Where the CPU goes while the measured posts fan out: the server's and the clients'.
+        let client_pids: Vec<u32> = children.iter().map(std::process::Child::id).collect();
+        let clients_cpu = || client_pids.iter().map(|pid| cpu_ms(*pid)).sum::<f64>();
+        let (server_cpu_before, clients_cpu_before) = (cpu_ms(server_pid), clients_cpu());
+        for number in 1..=self.posts {
+            post(number);
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let server_cpu_ms = cpu_ms(server_pid) - server_cpu_before;
+        let clients_cpu_ms = clients_cpu() - clients_cpu_before;
+
+        let mut latencies: Vec<u64> = Vec::new();
+        let mut cold: Vec<u64> = Vec::new();
+        for output in &mut outputs {
+            let mut line = String::new();
+            output.read_line(&mut line).expect("results line");
+            let results: serde_json::Value = serde_json::from_str(line.trim()).expect("results");
+            for value in results["measured"].as_array().into_iter().flatten() {
+                latencies.push(value.as_u64().unwrap_or(u64::MAX));
+            }
+            for value in results["cold"].as_array().into_iter().flatten() {
+                cold.push(value.as_u64().unwrap_or(u64::MAX));
+            }
+        }
+        for mut child in children {
+            let _ = child.wait();
+        }
+        latencies.sort_unstable();
+        cold.sort_unstable();
+        Measured {
+            connected,
+            baseline_kib,
+            idle_kib,
+            cold,
+            latencies,
+            server_cpu_ms,
+            clients_cpu_ms,
+        }
+    }
+}
+
+impl Measured {
+    fn print(&self, load: &Load<'_>) {
+        let (streams, posts) = (load.streams, load.posts);
+        let expected = streams * posts;
+        let per_stream_kib =
+            self.idle_kib.saturating_sub(self.baseline_kib) as f64 / streams as f64;
+        println!(
+            "  streams connected in {:.1} s",
+            self.connected.as_secs_f64()
+        );
+        println!(
+            "  server memory: {:.1} MiB before the streams, {:.1} MiB with them idle: {per_stream_kib:.1} KiB per idle stream",
+            self.baseline_kib as f64 / 1024.0,
+            self.idle_kib as f64 / 1024.0
+        );
+        println!(
+            "  first post (every stream judges its access once): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            percentile(&self.cold, 0.50),
+            percentile(&self.cold, 0.99),
+            percentile(&self.cold, 1.0)
+        );
+        println!(
+            "  {posts} posts, 250 ms apart, post -> arrival on every stream: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} of {expected} deliveries arrived",
+            percentile(&self.latencies, 0.50),
+            percentile(&self.latencies, 0.99),
+            percentile(&self.latencies, 1.0),
+            self.latencies.len()
+        );
+        println!(
+            "  CPU per post ({streams} deliveries each): server {:.1} ms ({:.1} us a delivery), client processes {:.1} ms; the machine has 2 cores",
+            self.server_cpu_ms / posts as f64,
+            self.server_cpu_ms * 1000.0 / expected as f64,
+            self.clients_cpu_ms / posts as f64
         );
     }
-    // Where the CPU goes while the measured posts fan out: the server's and the clients'.
-    let client_pids: Vec<u32> = children.iter().map(std::process::Child::id).collect();
-    let clients_cpu = || client_pids.iter().map(|pid| cpu_ms(*pid)).sum::<f64>();
-    let (server_cpu_before, clients_cpu_before) = (cpu_ms(server.pid()), clients_cpu());
-    for number in 1..=posts {
-        post(number);
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    let server_cpu = cpu_ms(server.pid()) - server_cpu_before;
-    let clients_cpu = clients_cpu() - clients_cpu_before;
-
-    let mut latencies: Vec<u64> = Vec::new();
-    let mut cold: Vec<u64> = Vec::new();
-    for output in &mut outputs {
-        let mut line = String::new();
-        output.read_line(&mut line).expect("results line");
-        let results: serde_json::Value = serde_json::from_str(line.trim()).expect("results");
-        for value in results["measured"].as_array().into_iter().flatten() {
-            latencies.push(value.as_u64().unwrap_or(u64::MAX));
-        }
-        for value in results["cold"].as_array().into_iter().flatten() {
-            cold.push(value.as_u64().unwrap_or(u64::MAX));
-        }
-    }
-    for mut child in children {
-        let _ = child.wait();
-    }
-    latencies.sort_unstable();
-    cold.sort_unstable();
-    let expected = streams * posts;
-    println!(
-        "live fan-out on {backend}: one room of {streams} members (two groups), {streams} live streams over {processes} client processes (open-file limit {open_files})"
-    );
-    println!(
-        "  set-up in process: {:.1} s; streams connected in {:.1} s",
-        setup.as_secs_f64(),
-        connected.as_secs_f64()
-    );
-    println!(
-        "  server memory: {:.1} MiB before the streams, {:.1} MiB with them idle: {per_stream_kib:.1} KiB per idle stream",
-        baseline_kib as f64 / 1024.0,
-        idle_kib as f64 / 1024.0
-    );
-    println!(
-        "  first post (every stream judges its access once): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        percentile(&cold, 0.50),
-        percentile(&cold, 0.99),
-        percentile(&cold, 1.0)
-    );
-    println!(
-        "  {posts} posts, 250 ms apart, post -> arrival on every stream: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} of {expected} deliveries arrived",
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0),
-        latencies.len()
-    );
-    println!(
-        "  CPU per post ({streams} deliveries each): server {:.1} ms ({:.1} us a delivery), client processes {:.1} ms; the machine has 2 cores",
-        server_cpu / posts as f64,
-        server_cpu * 1000.0 / expected as f64,
-        clients_cpu / posts as f64
-    );
-    let mut server = server;
-    server.stop();
 }
 
 /// A client process: opens its streams, says `ready`, and reports, as one JSON line, the
@@ -323,4 +401,107 @@ fn client() {
         json!({"measured": measured, "cold": cold})
     });
     println!("{results}");
+}
+
+/// The floor the fan-out figures are read against: the least a server can do for this load on
+/// this machine. One task per connection (as `perch serve` has), woken through a broadcast
+/// channel, writes one buffer framed once for every stream: no tokens, access, database, hyper
+/// or SSE encoder. What Perch spends above it is its own; what this spends is the kernel's and
+/// tokio's, and no server on this machine goes below it.
+fn floor_server() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("address"))
+            .expect("bound");
+        let listener = socket.listen(65_535).expect("listening");
+        println!("{}", listener.local_addr().expect("address"));
+        let _ = std::io::stdout().flush();
+        let (frames, _) = tokio::sync::broadcast::channel::<std::sync::Arc<[u8]>>(64);
+        let ids = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(serve_floor(stream, frames.clone(), ids.clone()));
+        }
+    });
+}
+
+/// One connection to the floor: `GET` is a live stream of every framed message; `POST` frames
+/// its body's text as a message of about Perch's size, once, and hands it to every stream.
+async fn serve_floor(
+    mut stream: tokio::net::TcpStream,
+    frames: tokio::sync::broadcast::Sender<std::sync::Arc<[u8]>>,
+    ids: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    stream.set_nodelay(true)?;
+    let mut read = Vec::with_capacity(1024);
+    loop {
+        let (is_get, head_length, content_length) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut request = httparse::Request::new(&mut headers);
+            match request.parse(&read) {
+                Ok(httparse::Status::Complete(length)) => {
+                    let content_length = request
+                        .headers
+                        .iter()
+                        .find(|header| header.name.eq_ignore_ascii_case("content-length"))
+                        .and_then(|header| std::str::from_utf8(header.value).ok()?.parse().ok())
+                        .unwrap_or(0usize);
+                    break (request.method == Some("GET"), length, content_length);
+                }
+                Ok(httparse::Status::Partial) => {
+                    read.reserve(4096);
+                    if stream.read_buf(&mut read).await? == 0 {
+                        return Ok(());
+                    }
+                }
+                Err(_) => return Ok(()),
+            }
+        };
+        if is_get {
+            let mut heard = frames.subscribe();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await?;
+            loop {
+                match heard.recv().await {
+                    Ok(frame) => stream.write_all(&frame).await?,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                }
+            }
+        }
+        while read.len() < head_length + content_length {
+            read.reserve(4096);
+            if stream.read_buf(&mut read).await? == 0 {
+                return Ok(());
+            }
+        }
+        let body: serde_json::Value =
+            serde_json::from_slice(&read[head_length..head_length + content_length])
+                .unwrap_or_default();
+        read.drain(..head_length + content_length);
+        let id = ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let message = json!({
+            "id": id,
+            "room": "all-hands",
+            "author": "sip:member0@contoso.com",
+            "body": body["body"],
+            "postedAt": "2026-12-06T09:00:00.000000Z",
+            "replaced": false,
+        });
+        let event = format!("id: {id}\nevent: message\ndata: {message}\n\n");
+        let frame = format!("{:x}\r\n{event}\r\n", event.len());
+        let _ = frames.send(std::sync::Arc::from(frame.into_bytes()));
+        let reply = format!("{{\"id\":{id}}}");
+        let head = format!(
+            "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply}",
+            reply.len()
+        );
+        stream.write_all(head.as_bytes()).await?;
+    }
 }
