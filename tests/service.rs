@@ -1003,6 +1003,36 @@ async fn open_room_with_ana(fixture: &Fixture) -> Caller {
     fixture.user("sip:ana@contoso.com").await
 }
 
+/// Draining reaches every live stream through the hub: those listening when it begins, woken
+/// from their wait, and those that subscribe afterwards, at once.
+#[tokio::test]
+async fn draining_reaches_every_stream_through_the_hub() {
+    let fixture = Fixture::new().await;
+    open_room_with_ana(&fixture).await;
+    let (_watching, before) = watch_everything(&fixture);
+    assert!(!before.is_draining());
+    let waiting =
+        tokio::spawn(async move { matches!(before.recv().await, perch::service::Heard::Draining) });
+    fixture.service.begin_drain();
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+            .await
+            .expect("the waiting stream was woken")
+            .unwrap(),
+        "a listening stream hears Draining"
+    );
+    let (_after, after) = watch_everything(&fixture);
+    assert!(
+        after.is_draining(),
+        "a stream subscribing afterwards drains"
+    );
+    assert!(matches!(
+        after.recv().await,
+        perch::service::Heard::Draining
+    ));
+    after.drained().await;
+}
+
 /// A stream's place at the hub that is handed every batch (an administrator's, never
 /// judged), with the filter it judges by, kept alive while it listens.
 fn watch_everything(
@@ -1050,6 +1080,7 @@ async fn heard_through(log: &perch::service::LogListener, id: i64) -> Heard {
                 (after.0, through.0, Heard::PassedOver)
             }
             perch::service::Heard::Lagged => panic!("a stream of a few batches lagged"),
+            perch::service::Heard::Draining => panic!("the node drained"),
         };
         if after < id && id <= through {
             return how;

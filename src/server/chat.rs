@@ -460,13 +460,12 @@ async fn deliver(
 ) {
     // Subscribed before the first read, so that nothing committed meanwhile goes unheard.
     let log = service.subscribe_log(filter);
-    let mut draining = service.watch_drain();
     let mut from_database = true;
     loop {
         if outlet.done(cursor) {
             return;
         }
-        if *draining.borrow_and_update() {
+        if log.is_draining() {
             // The server is stopping: end the stream; the client resumes by Last-Event-ID.
             return;
         }
@@ -508,7 +507,7 @@ async fn deliver(
                 // The cursor may be behind what the hub hands on, which would not wake the
                 // stream for it: read again after a while.
                 tokio::select! {
-                    _ = draining.changed() => return,
+                    () = log.drained() => return,
                     () = tokio::time::sleep(service.events_poll_interval()) => {}
                 }
                 continue;
@@ -519,11 +518,7 @@ async fn deliver(
             }
             from_database = false;
         }
-        let heard = tokio::select! {
-            _ = draining.changed() => return,
-            heard = log.recv() => heard,
-        };
-        let batch = match heard {
+        let batch = match log.recv().await {
             Heard::Batch(batch) => batch,
             Heard::Nothing { after, through } => {
                 // Nothing for this stream there: past it, unless the cursor is short of it.
@@ -538,6 +533,7 @@ async fn deliver(
                 from_database = true;
                 continue;
             }
+            Heard::Draining => return,
         };
         if cursor.is_behind(batch.starts_after()) {
             from_database = true;

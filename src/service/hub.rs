@@ -110,6 +110,8 @@ pub enum Heard {
     /// The stream left more than [`INBOX_CAPACITY`] entries untaken; those were dropped and it
     /// reads the database after its cursor.
     Lagged,
+    /// The node began draining: the stream ends (its client resumes elsewhere by its cursor).
+    Draining,
 }
 
 /// What a stream's filter last judged at, published for the hub: the generation and, at it,
@@ -134,6 +136,8 @@ struct Inbox {
     /// stream holds no queue).
     passed: Option<((i64, i64), (i64, i64))>,
     lagged: bool,
+    /// The node began draining (see [`Service::begin_drain`]).
+    draining: bool,
     waker: Option<Waker>,
     judged: Judged,
     /// Where the last batch handed or passed over ended: a batch that does not start there
@@ -165,10 +169,36 @@ impl std::fmt::Debug for LogListener {
 }
 
 impl LogListener {
+    /// Whether the node began draining.
+    pub fn is_draining(&self) -> bool {
+        self.listening.inbox().draining
+    }
+
+    /// Completes once the node began draining.
+    pub async fn drained(&self) {
+        std::future::poll_fn(|context| {
+            let mut inbox = self.listening.inbox();
+            if inbox.draining {
+                return Poll::Ready(());
+            }
+            inbox.wait_with(context.waker());
+            Poll::Pending
+        })
+        .await;
+    }
+
     /// The next thing heard from the hub, waiting for it.
+    ///
+    /// Draining is heard here rather than through a watch of the node's state beside it: a
+    /// watch's `changed()` registers with the one notifier every stream of the node shares,
+    /// and unregisters, at every event, which was two locks of it per delivery in the fan-out
+    /// bench's profile.
     pub async fn recv(&self) -> Heard {
         std::future::poll_fn(|context| {
             let mut inbox = self.listening.inbox();
+            if inbox.draining {
+                return Poll::Ready(Heard::Draining);
+            }
             if inbox.lagged {
                 inbox.lagged = false;
                 return Poll::Ready(Heard::Lagged);
@@ -179,16 +209,23 @@ impl LogListener {
             if let Some((after, through)) = inbox.passed.take() {
                 return Poll::Ready(Heard::Nothing { after, through });
             }
-            if !inbox
-                .waker
-                .as_ref()
-                .is_some_and(|waker| waker.will_wake(context.waker()))
-            {
-                inbox.waker = Some(context.waker().clone());
-            }
+            inbox.wait_with(context.waker());
             Poll::Pending
         })
         .await
+    }
+}
+
+impl Inbox {
+    /// Wakes `waker` at the next entry, or when the node drains.
+    fn wait_with(&mut self, waker: &Waker) {
+        if !self
+            .waker
+            .as_ref()
+            .is_some_and(|current| current.will_wake(waker))
+        {
+            self.waker = Some(waker.clone());
+        }
     }
 }
 
@@ -222,6 +259,9 @@ pub(crate) struct Hub {
     /// Something was committed that only a read of the database shows: a message not handed
     /// over, a room change, a change of access, another node's commit.
     must_read: std::sync::atomic::AtomicBool,
+    /// The node began draining: set before the listeners are told, and read by a stream that
+    /// subscribes under the lock of `listeners`, so that none misses it.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Hub {
@@ -231,6 +271,7 @@ impl Default for Hub {
             started: std::sync::Once::new(),
             fed: Mutex::default(),
             must_read: std::sync::atomic::AtomicBool::new(true),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -264,6 +305,22 @@ impl Hub {
     pub(crate) fn read_at_next_turn(&self) {
         self.must_read
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Tells every stream, and every stream that subscribes from now on, that the node began
+    /// draining.
+    pub(crate) fn drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut woken = Vec::new();
+        for listening in self.listeners().iter() {
+            let mut inbox = listening.inbox();
+            inbox.draining = true;
+            woken.extend(inbox.waker.take());
+        }
+        for waker in woken {
+            waker.wake();
+        }
     }
 
     /// Whether the hub started (it runs from then on, listened to or not), and so whether
@@ -333,7 +390,12 @@ impl Service {
             inbox: Mutex::default(),
         });
         filter.publish_to(&listening);
-        self.hub.listeners().push(listening.clone());
+        {
+            let mut listeners = self.hub.listeners();
+            listening.inbox().draining =
+                self.hub.draining.load(std::sync::atomic::Ordering::SeqCst);
+            listeners.push(listening.clone());
+        }
         self.hub.started.call_once(|| {
             let service = self.clone();
             tokio::spawn(async move { service.run_hub().await });

@@ -343,6 +343,7 @@ impl Service {
     /// Begins draining: every live stream ends at its next turn.
     pub fn begin_drain(&self) {
         self.draining.send_replace(true);
+        self.hub.drain();
     }
 
     /// Whether the server began draining.
