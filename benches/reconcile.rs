@@ -105,6 +105,7 @@ fn main() {
         "no-op cached",
         "cached HTTP"
     );
+    let mut floors = Vec::new();
     for rooms in sizes {
         let db = common::TestDb::new();
         let dir_buf = db.path();
@@ -113,6 +114,8 @@ fn main() {
         write_manifests(&manifests, rooms);
         let m = manifests.to_str().unwrap();
         let db_args = ["--db", db.url.as_str()];
+        let validate = median_of_three(&["validate", m], dir, &[]);
+        floors.push((rooms, parser_alone(&manifests), validate.0));
         let cell = |(seconds, rss, code): (f64, Option<f64>, i32), expected: &[i32]| {
             assert!(
                 expected.contains(&code),
@@ -217,4 +220,49 @@ fn main() {
             "{rooms:>8} | {plan_empty:>15} | {apply:>15} | {noop:>15} | {one_change:>15} | {export:>15} | {http:>15} | {noop_cached:>15} | {http_cached:>15}"
         );
     }
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    println!(
+        "the floor of an uncached plan: the YAML parser alone (libyaml through serde_yaml_ng, into JSON values, the files read beforehand, on {threads} threads as perch's validation runs), beside `perch validate` (median of three)"
+    );
+    for (rooms, parse, validate) in floors {
+        println!("{rooms:>8} rooms: parser alone {parse:.2} s; perch validate {validate:.2} s");
+    }
+}
+
+/// Seconds (median of three) that the YAML parser alone takes over every file under `dir`,
+/// read beforehand, on as many threads as `perch validate` uses: no budgets, schema, rules or
+/// plan. No uncached plan can be faster than this with this parser.
+fn parser_alone(dir: &Path) -> f64 {
+    use serde::Deserialize as _;
+    let texts: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(8);
+    let mut runs: Vec<f64> = (0..3)
+        .map(|_| {
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let started = Instant::now();
+            std::thread::scope(|scope| {
+                for _ in 0..threads {
+                    scope.spawn(|| {
+                        loop {
+                            let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(text) = texts.get(index) else { break };
+                            for document in serde_yaml_ng::Deserializer::from_str(text) {
+                                std::hint::black_box(
+                                    serde_json::Value::deserialize(document).expect("YAML"),
+                                );
+                            }
+                        }
+                    });
+                }
+            });
+            started.elapsed().as_secs_f64()
+        })
+        .collect();
+    runs.sort_by(f64::total_cmp);
+    runs[1]
 }
