@@ -37,7 +37,8 @@ pub fn format(at: OffsetDateTime) -> String {
     put(14, 2, u32::from(minute));
     put(17, 2, u32::from(second));
     put(20, 6, micro);
-    text.iter().map(|&byte| char::from(byte)).collect()
+    // ASCII digits and separators only: the lossy conversion never replaces anything.
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// Parses RFC 3339, or a bare date (`2016-01-31`, taken as the end of that day in UTC when

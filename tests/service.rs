@@ -607,6 +607,87 @@ async fn the_hub_wakes_only_the_streams_a_batch_concerns() {
     assert_eq!(heard_through(for_bob, open.id).await, Heard::Handed);
 }
 
+/// The hub remembers, for each stream, whether its caller reads the room it last judged; once
+/// access changes (the generation moves), that answer is no longer used: bob, judged unable to
+/// read a room, is added to it and is woken for every message posted there from then on.
+#[tokio::test]
+async fn the_hub_judges_a_room_again_once_access_changed() {
+    let fixture = Fixture::new().await;
+    let admin = &fixture.admin;
+    create_eng_for_contoso(&fixture).await;
+    fixture
+        .create(
+            admin,
+            Kind::Room,
+            json!({"name": "ana-only", "category": "Eng", "privacy": "closed", "members": ["sip:ana@contoso.com"]}),
+        )
+        .await
+        .unwrap();
+    let ana = fixture.user("sip:ana@contoso.com").await;
+    let bob = fixture.user("sip:bob@contoso.com").await;
+    let service = &fixture.service;
+    let live_after = service.last_message_id().await.unwrap();
+    let mut filter = service.event_filter(&bob, live_after);
+    let log = service.subscribe_log(&mut filter);
+    service
+        .events_after(&mut filter, live_after, 10)
+        .await
+        .expect("a first read");
+    tokio::time::timeout(std::time::Duration::from_secs(10), log.recv())
+        .await
+        .expect("the hub started");
+    let post = |text: &'static str| {
+        let ana = ana.clone();
+        async move {
+            service
+                .post_message(&ana, "ana-only", text, None)
+                .await
+                .unwrap()
+                .0
+                .id
+        }
+    };
+    // An administrator's stream is handed every batch: once it heard a post, the hub has
+    // judged bob's stream for it too (a stream passed over is not woken to be told).
+    let (_watching, everything) = watch_everything(&fixture);
+    let before = post("before bob").await;
+    assert_eq!(heard_through(&everything, before).await, Heard::Handed);
+    assert_eq!(heard_through(&log, before).await, Heard::PassedOver);
+    patch_room(
+        service,
+        admin,
+        "ana-only",
+        json!({"members": ["sip:ana@contoso.com", "sip:bob@contoso.com"]}),
+    )
+    .await;
+    // The first post after the change reaches bob's stream, which judges it at the new
+    // generation (and tells the hub so).
+    let first = post("bob is in").await;
+    let reached = async {
+        loop {
+            if let perch::service::Heard::Batch(batch) = log.recv().await {
+                let delivered = service
+                    .events_in_batch(&mut filter, &batch, before)
+                    .await
+                    .unwrap();
+                if delivered.iter().any(|(id, _)| *id == first) {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), reached)
+        .await
+        .expect("the first post after the change reached bob's stream");
+    let second = post("and stays in").await;
+    assert_eq!(heard_through(&everything, second).await, Heard::Handed);
+    assert_eq!(
+        heard_through(&log, second).await,
+        Heard::Handed,
+        "the hub judged the room again at the new generation"
+    );
+}
+
 /// The first batch a stream hears is handed over even when it holds nothing for it: the hub
 /// may start reading after messages the stream has not read yet, and only a handed batch
 /// shows the stream that it is behind (it then reads the gap from the database).

@@ -140,10 +140,22 @@ struct Inbox {
     draining: bool,
     waker: Option<Waker>,
     judged: Judged,
+    /// Whether the caller reads the room the hub last judged for the stream, at a generation:
+    /// the same answer while neither changes (a room's inputs at a generation never do), so a
+    /// room posted in again and again (a big room's fan-out) is judged once per stream.
+    last_read: Option<LastRead>,
     /// Where the last batch handed or passed over ended: a batch that does not start there
     /// (the first one the stream hears, the first after the hub started again) is handed
     /// over, so that a stream behind its start reads the gap.
     heard_through: Option<(i64, i64)>,
+}
+
+/// See [`Inbox::last_read`].
+#[derive(Clone, Copy)]
+struct LastRead {
+    room_id: i64,
+    generation: i64,
+    reads: bool,
 }
 
 impl Listening {
@@ -342,6 +354,7 @@ fn forget_ended(listeners: &mut Vec<Arc<Listening>>) {
 fn concerns(
     listening: &Listening,
     judged: &Judged,
+    last_read: &mut Option<LastRead>,
     batch: &LogBatch,
     rooms: &HashMap<i64, SharedInputs>,
     now: &str,
@@ -353,8 +366,6 @@ fn concerns(
     {
         return true;
     }
-    // Rights are the same for every message of a room: judged once per run of them.
-    let mut last_judged: Option<(i64, bool)> = None;
     batch.messages.iter().any(|message| {
         let row = &message.row;
         if message.json.is_none()
@@ -364,17 +375,22 @@ fn concerns(
         {
             return false;
         }
-        if let Some((room_id, reads)) = last_judged {
-            if room_id == row.room_id {
-                return reads;
+        if let Some(judged) = *last_read {
+            if judged.room_id == row.room_id && judged.generation == batch.generation {
+                return judged.reads;
             }
         }
-        let reads = rooms.get(&row.room_id).is_none_or(|inputs| {
-            inputs
-                .as_ref()
-                .is_some_and(|inputs| inputs.rights(&listening.caller).reads)
+        let Some(inputs) = rooms.get(&row.room_id) else {
+            return true;
+        };
+        let reads = inputs
+            .as_ref()
+            .is_some_and(|inputs| inputs.rights(&listening.caller).reads);
+        *last_read = Some(LastRead {
+            room_id: row.room_id,
+            generation: batch.generation,
+            reads,
         });
-        last_judged = Some((row.room_id, reads));
         reads
     })
 }
@@ -435,7 +451,17 @@ impl Service {
                 let mut inbox = listening.inbox();
                 let continues = inbox.heard_through == Some(batch.starts_after());
                 inbox.heard_through = Some(batch.ends_at());
-                if !continues || concerns(listening, &inbox.judged, &batch, &rooms, &now) {
+                let inbox = &mut *inbox;
+                if !continues
+                    || concerns(
+                        listening,
+                        &inbox.judged,
+                        &mut inbox.last_read,
+                        &batch,
+                        &rooms,
+                        &now,
+                    )
+                {
                     if let Some((after, through)) = inbox.passed.take() {
                         inbox.heard.push_back(Heard::Nothing { after, through });
                     }
