@@ -143,6 +143,7 @@ fn main() {
         std::io::BufReader::new(floor.stdout.take().expect("stdout"))
             .read_line(&mut address)
             .expect("the floor's address");
+        assert!(!address.trim().is_empty(), "the floor server did not start");
         let base = format!("http://{}", address.trim());
         let measured = load.run(&base, floor.id(), &runtime);
         let _ = floor.kill();

@@ -27,7 +27,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::http::open_events_retrying;
-use support::{env_number, percentile, raise_open_files, rss_kib, unix_micros, wait_until_ready};
+use support::{
+    cpu_ms, env_number, percentile, raise_open_files, rss_kib, unix_micros, wait_until_ready,
+};
 
 use perch::domain::Kind;
 use perch::service::{Caller, Object, Ownership, Role, Service};
@@ -223,6 +225,18 @@ fn main() {
     let (mut outputs, connected) = wait_until_ready(&mut children);
     let idle: Vec<f64> = servers.iter().map(|server| rss_mib(server.pid())).collect();
 
+    // Where the machine's CPU goes during the load: each node, the client processes,
+    // PostgreSQL, and this process (which posts and joins).
+    let client_pids: Vec<u32> = children.iter().map(std::process::Child::id).collect();
+    let cpu_now = || CpuSpent {
+        nodes: servers.iter().map(|server| cpu_ms(server.pid())).collect(),
+        clients: client_pids.iter().map(|pid| cpu_ms(*pid)).sum(),
+        postgres: postgres_pids().into_iter().map(cpu_ms).sum(),
+        poster: cpu_ms(std::process::id()),
+    };
+    let cpu_before = cpu_now();
+    let load_started = Instant::now();
+
     // The load: posts and joins, each through the next node.
     let bases: Vec<String> = servers.iter().map(|server| server.base.clone()).collect();
     let (posted, expected, joins, failures) = runtime.block_on(async {
@@ -302,6 +316,8 @@ fn main() {
     let loaded: Vec<f64> = servers.iter().map(|server| rss_mib(server.pid())).collect();
     // Time for the last posts to arrive, then the clients report.
     std::thread::sleep(Duration::from_secs(3));
+    let cpu_after = cpu_now();
+    let load_wall = load_started.elapsed().as_secs_f64();
     let mut latencies: Vec<u64> = Vec::new();
     for (child, output) in children.iter_mut().zip(&mut outputs) {
         if let Some(stdin) = child.stdin.as_mut() {
@@ -348,9 +364,52 @@ fn main() {
             "  node {node}: {before:.0} MiB before its streams, {idle:.0} MiB with them idle, {loaded:.0} MiB at the end of the load"
         );
     }
+    let node_seconds: Vec<f64> = cpu_after
+        .nodes
+        .iter()
+        .zip(&cpu_before.nodes)
+        .map(|(after, before)| (after - before) / 1000.0)
+        .collect();
+    let clients = (cpu_after.clients - cpu_before.clients) / 1000.0;
+    let postgres = (cpu_after.postgres - cpu_before.postgres) / 1000.0;
+    let this_process = (cpu_after.poster - cpu_before.poster) / 1000.0;
+    let total = node_seconds.iter().sum::<f64>() + clients + postgres + this_process;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as f64;
+    println!(
+        "  CPU over the load and the 3 s after ({load_wall:.1} s on {cores:.0} cores): nodes {} s, client processes {clients:.1} s, PostgreSQL {postgres:.1} s, this process (posts, joins) {this_process:.1} s: {:.0}% of the machine",
+        node_seconds
+            .iter()
+            .map(|seconds| format!("{seconds:.1}"))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        100.0 * total / (load_wall * cores)
+    );
     for mut server in servers {
         server.stop();
     }
+}
+
+/// CPU milliseconds spent so far, by part of the bench.
+struct CpuSpent {
+    nodes: Vec<f64>,
+    clients: f64,
+    postgres: f64,
+    poster: f64,
+}
+
+/// Every `postgres` process on the machine: the bench's throwaway cluster, and any other
+/// cluster's too (idle ones add next to nothing). A backend that exits during the load takes
+/// its CPU time with it, but the nodes keep their connections.
+fn postgres_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|name| name.trim() == "postgres")
+        })
+        .collect()
 }
 
 /// A client process: opens its users' streams, says `ready`, and on `stop` (a line on its

@@ -114,8 +114,9 @@ fn main() {
         write_manifests(&manifests, rooms);
         let m = manifests.to_str().unwrap();
         let db_args = ["--db", db.url.as_str()];
-        let validate = median_of_three(&["validate", m], dir, &[]);
-        floors.push((rooms, parser_alone(&manifests), validate.0));
+        let (validate, _, code) = median_of_three(&["validate", m], dir, &[]);
+        assert_eq!(code, 0, "perch validate failed on the generated manifests");
+        floors.push((rooms, parser_alone(&manifests), validate));
         let cell = |(seconds, rss, code): (f64, Option<f64>, i32), expected: &[i32]| {
             assert!(
                 expected.contains(&code),
@@ -220,7 +221,9 @@ fn main() {
             "{rooms:>8} | {plan_empty:>15} | {apply:>15} | {noop:>15} | {one_change:>15} | {export:>15} | {http:>15} | {noop_cached:>15} | {http_cached:>15}"
         );
     }
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(8);
     println!(
         "the floor of an uncached plan: the YAML parser alone (libyaml through serde_yaml_ng, into JSON values, the files read beforehand, on {threads} threads as perch's validation runs), beside `perch validate` (median of three)"
     );

@@ -1094,9 +1094,16 @@ async fn draining_reaches_every_stream_through_the_hub() {
     assert!(!before.is_draining());
     let waiting =
         tokio::spawn(async move { matches!(before.recv().await, perch::service::Heard::Draining) });
+    // The test's runtime has one thread: yielding lets the spawned stream wait (its waker
+    // registered) before the drain begins, so that only a wake can end its wait.
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiting.is_finished(), "the stream waits before the drain");
     fixture.service.begin_drain();
+    let within = std::time::Duration::from_secs(10);
     assert!(
-        tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        tokio::time::timeout(within, waiting)
             .await
             .expect("the waiting stream was woken")
             .unwrap(),
@@ -1107,11 +1114,11 @@ async fn draining_reaches_every_stream_through_the_hub() {
         after.is_draining(),
         "a stream subscribing afterwards drains"
     );
-    assert!(matches!(
-        after.recv().await,
-        perch::service::Heard::Draining
-    ));
-    after.drained().await;
+    let heard = tokio::time::timeout(within, after.recv()).await;
+    assert!(matches!(heard, Ok(perch::service::Heard::Draining)));
+    tokio::time::timeout(within, after.drained())
+        .await
+        .expect("drained() completes once draining began");
 }
 
 /// A stream's place at the hub that is handed every batch (an administrator's, never

@@ -85,6 +85,27 @@ pub fn room_rights(
     }
 }
 
+/// The only users, other than administrators, who may read `room`, when its lists say so
+/// without the directory: the room is not open, and its members are users only (no group or
+/// domain). `None` when anyone might (an open room admits its whole scope; a group or domain
+/// takes in users the list does not name).
+///
+/// # Guarantees
+/// For every caller who is not an administrator and whose principal is a user, with any
+/// category and directory: `room_rights(..).reads` implies the caller is in the list returned
+/// (reading needs membership, and a closed or secret room's members are those its list names).
+/// A judge that must never be stricter than [`room_rights`] (the node's hub, choosing which
+/// streams to wake) may pass over everyone else without judging them.
+/// `only_named_users_read_matches_room_rights` checks it against `room_rights`.
+pub fn readers_if_named_only(room: &Room) -> Option<&[Principal]> {
+    (room.privacy != Privacy::Open
+        && room
+            .members
+            .iter()
+            .all(|member| matches!(member, Principal::User(_))))
+    .then_some(room.members.as_slice())
+}
+
 /// Why a post is refused, for a caller that sees the room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PostRefusal {
@@ -246,6 +267,65 @@ mod tests {
             managers: vec![p("sip:max@contoso.com")],
             presenters: vec![p("sip:mia@contoso.com")],
         }
+    }
+
+    /// [`readers_if_named_only`] never leaves out a reader: over rooms of every privacy,
+    /// disabled or not, whose lists name the caller, a group or domain holding it, or neither,
+    /// and callers in and out of scope, denied, managers and presenters not members, whoever
+    /// `room_rights` lets read is named (administrators aside).
+    #[test]
+    fn only_named_users_read_matches_room_rights() {
+        let directory = Directory::new([
+            ("team".to_owned(), vec![p("sip:ivan@contoso.com")]),
+            ("empty".to_owned(), Vec::new()),
+        ]);
+        let category = category();
+        let callers = [
+            "sip:mia@contoso.com",
+            "sip:ivan@contoso.com",
+            "sip:max@contoso.com",
+            "sip:mallory@contoso.com",
+            "sip:olga@fabrikam.com",
+        ]
+        .map(p);
+        let lists: [Vec<Principal>; 6] = [
+            Vec::new(),
+            vec![p("sip:mia@contoso.com")],
+            vec![p("sip:mia@contoso.com"), p("sip:mallory@contoso.com")],
+            vec![p("group:team")],
+            vec![p("domain:contoso.com"), p("sip:olga@fabrikam.com")],
+            vec![p("group:empty"), p("sip:max@contoso.com")],
+        ];
+        let mut judged = 0;
+        let mut named_only = 0;
+        for privacy in [Privacy::Open, Privacy::Closed, Privacy::Secret] {
+            for disabled in [false, true] {
+                for members in &lists {
+                    for others in &lists {
+                        let mut room = room(privacy, RoomType::Normal, disabled);
+                        room.members.clone_from(members);
+                        room.managers.clone_from(others);
+                        room.presenters.clone_from(others);
+                        let named = readers_if_named_only(&room);
+                        named_only += usize::from(named.is_some());
+                        for caller in &callers {
+                            judged += 1;
+                            let reads =
+                                room_rights(Viewer::User(caller), &room, &category, &directory)
+                                    .reads;
+                            if let Some(named) = named {
+                                assert!(
+                                    !reads || named.contains(caller),
+                                    "{caller} reads {room:?} without being named"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // The matrix judged something on both sides of the condition.
+        assert_eq!((judged, named_only), (1080, 72));
     }
 
     /// One row per caller: `sees member presenter manager reads post`.

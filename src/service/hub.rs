@@ -45,6 +45,8 @@ use std::task::{Poll, Waker};
 use super::messages::{Message, SharedInputs, StreamScope};
 use super::{Caller, Service};
 use crate::clock;
+use crate::domain::Principal;
+use crate::domain::access::{self, Viewer};
 use crate::store::{LogPosition, MessageRow, RoomChangeRow};
 
 /// Rows of each kind read at once.
@@ -125,8 +127,50 @@ pub(crate) struct Judged {
 /// A stream's place at the hub: who it is for and what it was handed.
 pub(crate) struct Listening {
     caller: Caller,
+    /// [`named_as`] of the caller, kept beside the inbox: see [`RoomAtBatch::named`].
+    named_as: Option<u64>,
     scope: StreamScope,
     inbox: Mutex<Inbox>,
+}
+
+/// A user principal as a number the hub compares without reading the principal's text: a
+/// node's fifteen thousand callers' texts are as many places in memory, and touching each of
+/// them for every batch was most of a pool node's CPU. Equal principals hash equal; a
+/// collision only makes the hub judge a stream it could have passed over.
+fn principal_hash(principal: &Principal) -> u64 {
+    std::hash::BuildHasher::hash_one(
+        &std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default(),
+        principal,
+    )
+}
+
+/// The caller's [`principal_hash`], when [`access::readers_if_named_only`] speaks of it: a
+/// user who is not an administrator.
+fn named_as(caller: &Caller) -> Option<u64> {
+    match caller.viewer() {
+        Viewer::User(principal @ Principal::User(_)) => Some(principal_hash(principal)),
+        _ => None,
+    }
+}
+
+/// A room with a message in a batch, as the hub judges it for every stream.
+pub(crate) struct RoomAtBatch {
+    /// Its inputs at exactly the batch's generation.
+    inputs: SharedInputs,
+    /// The [`principal_hash`]es of the only users other than administrators who may read it,
+    /// when its lists say so ([`access::readers_if_named_only`]): a stream whose caller is
+    /// none of them is passed over without judging its rights.
+    named: Option<Vec<u64>>,
+}
+
+impl RoomAtBatch {
+    fn new(inputs: SharedInputs) -> RoomAtBatch {
+        let named = inputs.as_ref().and_then(|inputs| {
+            access::readers_if_named_only(&inputs.room)
+                .map(|readers| readers.iter().map(principal_hash).collect())
+        });
+        RoomAtBatch { inputs, named }
+    }
 }
 
 #[derive(Default)]
@@ -141,8 +185,9 @@ struct Inbox {
     waker: Option<Waker>,
     judged: Judged,
     /// Whether the caller reads the room the hub last judged for the stream, at a generation:
-    /// the same answer while neither changes (a room's inputs at a generation never do), so a
-    /// room posted in again and again (a big room's fan-out) is judged once per stream.
+    /// consulted only for a room whose inputs the hub holds for exactly the batch's generation
+    /// (as they were when it was remembered), so the answer is the same, and a room posted in
+    /// again and again (a big room's fan-out) is judged once per stream.
     last_read: Option<LastRead>,
     /// Where the last batch handed or passed over ended: a batch that does not start there
     /// (the first one the stream hears, the first after the hub started again) is handed
@@ -186,7 +231,8 @@ impl LogListener {
         self.listening.inbox().draining
     }
 
-    /// Completes once the node began draining.
+    /// Completes once the node began draining. It shares the stream's one waker with
+    /// [`LogListener::recv`]: a listener is polled by one task, one of the two at a time.
     pub async fn drained(&self) {
         std::future::poll_fn(|context| {
             let mut inbox = self.listening.inbox();
@@ -345,7 +391,12 @@ impl Hub {
 /// Drops the listeners of streams that ended: a stream drops its [`LogListener`], so only
 /// the hub holds them.
 fn forget_ended(listeners: &mut Vec<Arc<Listening>>) {
-    listeners.retain(|listening| Arc::strong_count(listening) > 1);
+    listeners.retain(|listening| !has_ended(listening));
+}
+
+/// Whether the stream of `listening` ended: it dropped its [`LogListener`].
+fn has_ended(listening: &Arc<Listening>) -> bool {
+    Arc::strong_count(listening) <= 1
 }
 
 /// Whether `batch` may concern the stream that `listening` is, judged as the stream would
@@ -356,7 +407,7 @@ fn concerns(
     judged: &Judged,
     last_read: &mut Option<LastRead>,
     batch: &LogBatch,
-    rooms: &HashMap<i64, SharedInputs>,
+    rooms: &HashMap<i64, RoomAtBatch>,
     now: &str,
 ) -> bool {
     if judged.generation != Some(batch.generation)
@@ -375,15 +426,24 @@ fn concerns(
         {
             return false;
         }
+        // A room the hub has no inputs for at exactly the batch's generation concerns every
+        // stream, whatever was remembered: a stream still at that generation may judge it on
+        // inputs loaded since.
+        let Some(room) = rooms.get(&row.room_id) else {
+            return true;
+        };
+        if let (Some(named), Some(caller)) = (&room.named, listening.named_as) {
+            if !named.contains(&caller) {
+                return false;
+            }
+        }
         if let Some(judged) = *last_read {
             if judged.room_id == row.room_id && judged.generation == batch.generation {
                 return judged.reads;
             }
         }
-        let Some(inputs) = rooms.get(&row.room_id) else {
-            return true;
-        };
-        let reads = inputs
+        let reads = room
+            .inputs
             .as_ref()
             .is_some_and(|inputs| inputs.rights(&listening.caller).reads);
         *last_read = Some(LastRead {
@@ -402,6 +462,7 @@ impl Service {
     pub fn subscribe_log(&self, filter: &mut super::EventFilter) -> LogListener {
         let listening = Arc::new(Listening {
             caller: filter.caller().clone(),
+            named_as: named_as(filter.caller()),
             scope: filter.scope(),
             inbox: Mutex::default(),
         });
@@ -432,7 +493,7 @@ impl Service {
             }
             match self.stream_room_inputs(room_id, batch.generation).await {
                 Ok((inputs, loaded_for)) if loaded_for == batch.generation => {
-                    rooms.insert(room_id, inputs);
+                    rooms.insert(room_id, RoomAtBatch::new(inputs));
                 }
                 // Loaded for a later generation (the node's streams moved on): a stream
                 // judging this batch may hold a decision made at the batch's, so the room is
@@ -446,8 +507,11 @@ impl Service {
         let mut woken = Vec::new();
         {
             let mut listeners = self.hub.listeners();
-            forget_ended(&mut listeners);
-            for listening in listeners.iter() {
+            // One pass over the node's streams: the ended ones are forgotten in it.
+            listeners.retain(|listening| {
+                if has_ended(listening) {
+                    return false;
+                }
                 let mut inbox = listening.inbox();
                 let continues = inbox.heard_through == Some(batch.starts_after());
                 inbox.heard_through = Some(batch.ends_at());
@@ -477,7 +541,8 @@ impl Service {
                         .map_or(batch.starts_after(), |(after, _)| after);
                     inbox.passed = Some((after, batch.ends_at()));
                 }
-            }
+                true
+            });
         }
         for waker in woken {
             waker.wake();
