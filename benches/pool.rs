@@ -8,7 +8,9 @@
 //! and each node's memory.
 //!
 //! Run: `PERCH_TEST_BACKEND=postgres cargo bench --bench pool` (`PERCH_BENCH_STREAMS`,
-//! `PERCH_BENCH_ROOMS`, `PERCH_BENCH_SECONDS`, `PERCH_BENCH_NODES` to resize). The bench runs
+//! `PERCH_BENCH_ROOMS`, `PERCH_BENCH_SECONDS`, `PERCH_BENCH_NODES` to resize;
+//! `PERCH_BENCH_SPREAD=interleaved` gives node `i` every user `u` with `u % nodes == i`, as a
+//! load balancer would, instead of a run of consecutive users). The bench runs
 //! itself as the client processes (`PERCH_POOL_CLIENT`).
 
 #![allow(
@@ -199,14 +201,25 @@ fn main() {
     });
     let baseline: Vec<f64> = servers.iter().map(|server| rss_mib(server.pid())).collect();
 
-    // One client process per node, each with the streams of its share of the users.
+    // One client process per node, each with the streams of its share of the users: a run
+    // of consecutive users (the default, and the figures before 2026-12-06 were made so:
+    // node 0 then holds 15,000 of the big room's 16,000 members), or every `nodes`-th user,
+    // as a load balancer that knows nothing of rooms spreads them.
+    let interleaved = match std::env::var("PERCH_BENCH_SPREAD").as_deref() {
+        Ok("interleaved") => true,
+        Ok("contiguous") | Err(_) => false,
+        Ok(other) => panic!("PERCH_BENCH_SPREAD is contiguous or interleaved, not {other}"),
+    };
     let token_file = db.path().join("tokens.txt");
     std::fs::write(&token_file, tokens.join("\n")).expect("tokens written");
     let per_node = users.div_ceil(nodes);
     let mut children = Vec::new();
     for (node, server) in servers.iter().enumerate() {
-        let first = node * per_node;
-        let last = ((node + 1) * per_node).min(users);
+        let (first, last, step) = if interleaved {
+            (node, users, nodes)
+        } else {
+            (node * per_node, ((node + 1) * per_node).min(users), 1)
+        };
         if first >= last {
             break;
         }
@@ -215,6 +228,7 @@ fn main() {
             .env("PERCH_POOL_BASE", &server.base)
             .env("PERCH_POOL_TOKENS", &token_file)
             .env("PERCH_POOL_RANGE", format!("{first}..{last}"))
+            .env("PERCH_POOL_STEP", step.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -335,7 +349,12 @@ fn main() {
     }
     latencies.sort_unstable();
     println!(
-        "the pool: {nodes} nodes on one PostgreSQL, {users} live streams over {nodes} client processes (open-file limit {open_files}), {rooms} rooms (one of {BIG_ROOM_MEMBERS} members)"
+        "the pool: {nodes} nodes on one PostgreSQL, {users} live streams over {nodes} client processes (open-file limit {open_files}; users {}), {rooms} rooms (one of {BIG_ROOM_MEMBERS} members)",
+        if interleaved {
+            "interleaved over the nodes"
+        } else {
+            "in runs, one per node"
+        }
     );
     println!(
         "  set-up in process {:.1} s; streams connected in {:.1} s",
@@ -422,10 +441,12 @@ fn client() {
     let range = std::env::var("PERCH_POOL_RANGE").expect("range");
     let (first, last) = range.split_once("..").expect("a range");
     let (first, last): (usize, usize) = (first.parse().unwrap(), last.parse().unwrap());
+    let every = env_number("PERCH_POOL_STEP", 1).max(1);
     let tokens: Vec<String> = tokens
         .lines()
         .skip(first)
         .take(last - first)
+        .step_by(every)
         .map(str::to_owned)
         .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
