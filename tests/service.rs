@@ -688,6 +688,48 @@ async fn the_hub_judges_a_room_again_once_access_changed() {
     );
 }
 
+/// An administrator reads every room, named in it or not: the hub's shortcut for rooms whose
+/// lists alone name their readers never passes over an administrator's stream, even one whose
+/// token names a user principal (`sip:admin@contoso.com`, in no room's list here).
+#[tokio::test]
+async fn an_administrators_stream_is_handed_rooms_it_is_not_named_in() {
+    let fixture = Fixture::new().await;
+    let admin = &fixture.admin;
+    create_eng_for_contoso(&fixture).await;
+    fixture
+        .create(
+            admin,
+            Kind::Room,
+            json!({"name": "ana-only", "category": "Eng", "privacy": "secret", "members": ["sip:ana@contoso.com"]}),
+        )
+        .await
+        .unwrap();
+    let ana = fixture.user("sip:ana@contoso.com").await;
+    let service = &fixture.service;
+    let live_after = service.last_message_id().await.unwrap();
+    let mut filter = service.event_filter(admin, live_after);
+    let log = service.subscribe_log(&mut filter);
+    // Judged at the current generation, so that only the room's judgment decides.
+    service
+        .events_after(&mut filter, live_after, 10)
+        .await
+        .expect("a first read");
+    tokio::time::timeout(std::time::Duration::from_secs(10), log.recv())
+        .await
+        .expect("the hub started");
+    let (_watching, everything) = watch_everything(&fixture);
+    let (message, _) = service
+        .post_message(&ana, "ana-only", "for ana and the administrators", None)
+        .await
+        .unwrap();
+    assert_eq!(heard_through(&everything, message.id).await, Heard::Handed);
+    assert_eq!(
+        heard_through(&log, message.id).await,
+        Heard::Handed,
+        "an administrator's stream is handed a room it is not named in"
+    );
+}
+
 /// The first batch a stream hears is handed over even when it holds nothing for it: the hub
 /// may start reading after messages the stream has not read yet, and only a handed batch
 /// shows the stream that it is behind (it then reads the gap from the database).

@@ -132,6 +132,18 @@ pub(crate) struct RoomInputs {
     pub room: Room,
     pub category: Category,
     pub directory: Directory,
+    /// [`RoomInputs::named_reader_hashes`], made once for every stream that asks.
+    named_readers: std::sync::OnceLock<Option<Vec<u64>>>,
+}
+
+/// A user principal as a number the node's hub compares without reading the principal's text
+/// (see [`RoomInputs::named_reader_hashes`]). Equal principals hash equal (fixed keys, never a
+/// per-process seed); a collision only makes the hub judge a stream it could have passed over.
+pub(super) fn principal_hash(principal: &Principal) -> u64 {
+    std::hash::BuildHasher::hash_one(
+        &std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default(),
+        principal,
+    )
 }
 
 impl RoomInputs {
@@ -159,7 +171,24 @@ impl RoomInputs {
             room,
             category,
             directory,
+            named_readers: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The [`principal_hash`]es, sorted, of the only users other than administrators who may
+    /// read the room, when its lists say so ([`access::readers_if_named_only`]); made once per
+    /// loaded inputs (a generation), so that a room listing thousands of users one by one is
+    /// not hashed again at every post.
+    pub(super) fn named_reader_hashes(&self) -> Option<&[u64]> {
+        self.named_readers
+            .get_or_init(|| {
+                access::readers_if_named_only(&self.room).map(|readers| {
+                    let mut hashes: Vec<u64> = readers.iter().map(principal_hash).collect();
+                    hashes.sort_unstable();
+                    hashes
+                })
+            })
+            .as_deref()
     }
 
     pub(super) fn rights(&self, caller: &Caller) -> RoomRights {

@@ -46,7 +46,7 @@ use super::messages::{Message, SharedInputs, StreamScope};
 use super::{Caller, Service};
 use crate::clock;
 use crate::domain::Principal;
-use crate::domain::access::{self, Viewer};
+use crate::domain::access::Viewer;
 use crate::store::{LogPosition, MessageRow, RoomChangeRow};
 
 /// Rows of each kind read at once.
@@ -127,54 +127,23 @@ pub(crate) struct Judged {
 /// A stream's place at the hub: who it is for and what it was handed.
 pub(crate) struct Listening {
     caller: Caller,
-    /// [`named_as`] of the caller, kept beside the inbox: see [`RoomAtBatch::named`].
+    /// [`named_as`] of the caller, kept beside the inbox: a node's fifteen thousand callers'
+    /// texts are as many places in memory, and touching each of them for every batch was
+    /// most of a pool node's CPU (see [`super::access::RoomInputs::named_reader_hashes`]).
     named_as: Option<u64>,
     scope: StreamScope,
     inbox: Mutex<Inbox>,
 }
 
-/// A user principal as a number the hub compares without reading the principal's text: a
-/// node's fifteen thousand callers' texts are as many places in memory, and touching each of
-/// them for every batch was most of a pool node's CPU. Equal principals hash equal; a
-/// collision only makes the hub judge a stream it could have passed over.
-fn principal_hash(principal: &Principal) -> u64 {
-    std::hash::BuildHasher::hash_one(
-        &std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default(),
-        principal,
-    )
-}
-
-/// The caller's [`principal_hash`], when [`access::readers_if_named_only`] speaks of it: a
-/// user who is not an administrator.
+/// The caller's [`super::access::principal_hash`], when
+/// [`crate::domain::access::readers_if_named_only`] speaks of it: a user who is not an
+/// administrator.
 fn named_as(caller: &Caller) -> Option<u64> {
     match caller.viewer() {
-        Viewer::User(principal @ Principal::User(_)) => Some(principal_hash(principal)),
+        Viewer::User(principal @ Principal::User(_)) => {
+            Some(super::access::principal_hash(principal))
+        }
         _ => None,
-    }
-}
-
-/// A room with a message in a batch, as the hub judges it for every stream.
-pub(crate) struct RoomAtBatch {
-    /// Its inputs at exactly the batch's generation.
-    inputs: SharedInputs,
-    /// The [`principal_hash`]es (sorted) of the only users other than administrators who may read it,
-    /// when its lists say so ([`access::readers_if_named_only`]): a stream whose caller is
-    /// none of them is passed over without judging its rights.
-    named: Option<Vec<u64>>,
-}
-
-impl RoomAtBatch {
-    fn new(inputs: SharedInputs) -> RoomAtBatch {
-        let named = inputs.as_ref().and_then(|inputs| {
-            access::readers_if_named_only(&inputs.room).map(|readers| {
-                // Sorted, so that a room listing thousands of users one by one costs each
-                // stream a binary search.
-                let mut hashes: Vec<u64> = readers.iter().map(principal_hash).collect();
-                hashes.sort_unstable();
-                hashes
-            })
-        });
-        RoomAtBatch { inputs, named }
     }
 }
 
@@ -412,7 +381,7 @@ fn concerns(
     judged: &Judged,
     last_read: &mut Option<LastRead>,
     batch: &LogBatch,
-    rooms: &HashMap<i64, RoomAtBatch>,
+    rooms: &HashMap<i64, SharedInputs>,
     now: &str,
 ) -> bool {
     if judged.generation != Some(batch.generation)
@@ -434,10 +403,15 @@ fn concerns(
         // A room the hub has no inputs for at exactly the batch's generation concerns every
         // stream, whatever was remembered: a stream still at that generation may judge it on
         // inputs loaded since.
-        let Some(room) = rooms.get(&row.room_id) else {
+        let Some(inputs) = rooms.get(&row.room_id) else {
             return true;
         };
-        if let (Some(named), Some(caller)) = (&room.named, listening.named_as) {
+        // A room whose lists alone name its readers passes over everyone else unjudged
+        // (administrators have no `named_as`).
+        let named = inputs
+            .as_ref()
+            .and_then(|inputs| inputs.named_reader_hashes());
+        if let (Some(named), Some(caller)) = (named, listening.named_as) {
             if named.binary_search(&caller).is_err() {
                 return false;
             }
@@ -447,8 +421,7 @@ fn concerns(
                 return judged.reads;
             }
         }
-        let reads = room
-            .inputs
+        let reads = inputs
             .as_ref()
             .is_some_and(|inputs| inputs.rights(&listening.caller).reads);
         *last_read = Some(LastRead {
@@ -498,7 +471,7 @@ impl Service {
             }
             match self.stream_room_inputs(room_id, batch.generation).await {
                 Ok((inputs, loaded_for)) if loaded_for == batch.generation => {
-                    rooms.insert(room_id, RoomAtBatch::new(inputs));
+                    rooms.insert(room_id, inputs);
                 }
                 // Loaded for a later generation (the node's streams moved on): a stream
                 // judging this batch may hold a decision made at the batch's, so the room is
