@@ -614,28 +614,11 @@ async fn the_hub_wakes_only_the_streams_a_batch_concerns() {
 async fn the_hub_judges_a_room_again_once_access_changed() {
     let fixture = Fixture::new().await;
     let admin = &fixture.admin;
-    create_eng_for_contoso(&fixture).await;
-    fixture
-        .create(
-            admin,
-            Kind::Room,
-            json!({"name": "ana-only", "category": "Eng", "privacy": "closed", "members": ["sip:ana@contoso.com"]}),
-        )
-        .await
-        .unwrap();
+    create_ana_only(&fixture, "closed").await;
     let ana = fixture.user("sip:ana@contoso.com").await;
     let bob = fixture.user("sip:bob@contoso.com").await;
     let service = &fixture.service;
-    let live_after = service.last_message_id().await.unwrap();
-    let mut filter = service.event_filter(&bob, live_after);
-    let log = service.subscribe_log(&mut filter);
-    service
-        .events_after(&mut filter, live_after, 10)
-        .await
-        .expect("a first read");
-    tokio::time::timeout(std::time::Duration::from_secs(10), log.recv())
-        .await
-        .expect("the hub started");
+    let (mut filter, log) = listen_judged(&fixture, &bob).await;
     let post = |text: &'static str| {
         let ana = ana.clone();
         async move {
@@ -695,28 +678,11 @@ async fn the_hub_judges_a_room_again_once_access_changed() {
 async fn an_administrators_stream_is_handed_rooms_it_is_not_named_in() {
     let fixture = Fixture::new().await;
     let admin = &fixture.admin;
-    create_eng_for_contoso(&fixture).await;
-    fixture
-        .create(
-            admin,
-            Kind::Room,
-            json!({"name": "ana-only", "category": "Eng", "privacy": "secret", "members": ["sip:ana@contoso.com"]}),
-        )
-        .await
-        .unwrap();
+    create_ana_only(&fixture, "secret").await;
     let ana = fixture.user("sip:ana@contoso.com").await;
     let service = &fixture.service;
-    let live_after = service.last_message_id().await.unwrap();
-    let mut filter = service.event_filter(admin, live_after);
-    let log = service.subscribe_log(&mut filter);
     // Judged at the current generation, so that only the room's judgment decides.
-    service
-        .events_after(&mut filter, live_after, 10)
-        .await
-        .expect("a first read");
-    tokio::time::timeout(std::time::Duration::from_secs(10), log.recv())
-        .await
-        .expect("the hub started");
+    let (_filter, log) = listen_judged(&fixture, admin).await;
     let (_watching, everything) = watch_everything(&fixture);
     let (message, _) = service
         .post_message(&ana, "ana-only", "for ana and the administrators", None)
@@ -1161,6 +1127,39 @@ async fn draining_reaches_every_stream_through_the_hub() {
     tokio::time::timeout(within, after.drained())
         .await
         .expect("drained() completes once draining began");
+}
+
+/// `Eng` for contoso.com and a room `ana-only` in it of this privacy, listing ana alone.
+async fn create_ana_only(fixture: &Fixture, privacy: &str) {
+    create_eng_for_contoso(fixture).await;
+    fixture
+        .create(
+            &fixture.admin,
+            Kind::Room,
+            json!({"name": "ana-only", "category": "Eng", "privacy": privacy, "members": ["sip:ana@contoso.com"]}),
+        )
+        .await
+        .unwrap();
+}
+
+/// A live stream of `caller` from now on, at the hub, as a stream's first read leaves it:
+/// judged at the current generation (which the hub is told), past the hub's first batch.
+async fn listen_judged(
+    fixture: &Fixture,
+    caller: &Caller,
+) -> (perch::service::EventFilter, perch::service::LogListener) {
+    let service = &fixture.service;
+    let live_after = service.last_message_id().await.unwrap();
+    let mut filter = service.event_filter(caller, live_after);
+    let log = service.subscribe_log(&mut filter);
+    service
+        .events_after(&mut filter, live_after, 10)
+        .await
+        .expect("a first read");
+    tokio::time::timeout(std::time::Duration::from_secs(10), log.recv())
+        .await
+        .expect("the hub started");
+    (filter, log)
 }
 
 /// A stream's place at the hub that is handed every batch (an administrator's, never
