@@ -10,6 +10,7 @@ mod load;
 pub mod settings;
 pub mod source;
 pub mod yaml;
+mod yaml_subset;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

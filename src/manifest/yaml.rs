@@ -236,20 +236,43 @@ pub fn options() -> serde_saphyr::Options {
 
 /// Parses every document of a YAML stream into JSON values, without positions: the fast path.
 ///
-/// It uses libyaml's parser (through `serde_yaml_ng`), about twice as fast as the spanned
-/// parser on large manifests; documents that are empty are skipped, as the spanned parser
-/// skips them, so that document numbers agree between the two.
+/// Text within the subset manifests are written in is read by [`super::yaml_subset`]; any
+/// other by libyaml's parser (through `serde_yaml_ng`), about twice as fast as the spanned
+/// parser on large manifests. Documents that are empty are skipped, as the spanned parser
+/// skips them, so that document numbers agree between the three.
 ///
 /// # Errors
 /// The parser's message and position.
 pub fn parse_values(text: &str) -> Result<Vec<serde_json::Value>, (Position, String)> {
+    match super::yaml_subset::parse(text, value_limits(text), super::source::LIMITS.documents) {
+        Some(values) => Ok(values),
+        None => parse_values_fully(text),
+    }
+}
+
+/// What one file's values may cost: [`super::source::LIMITS`], nodes in proportion to its size.
+pub(super) fn value_limits(text: &str) -> crate::strict::Limits {
     let limits = super::source::LIMITS;
-    let budget = crate::strict::Budget::new(crate::strict::Limits {
+    crate::strict::Limits {
         nodes: super::source::node_limit(text.len()),
         depth: limits.depth,
         scalar_bytes: limits.scalar_bytes,
         mapping: "mapping",
-    });
+    }
+}
+
+/// [`parse_values`] through libyaml alone, whatever the text.
+pub(super) fn parse_values_fully(text: &str) -> Result<Vec<serde_json::Value>, (Position, String)> {
+    parse_values_within(text, value_limits(text))
+}
+
+/// [`parse_values_fully`] within other limits than a manifest's.
+pub(super) fn parse_values_within(
+    text: &str,
+    value_limits: crate::strict::Limits,
+) -> Result<Vec<serde_json::Value>, (Position, String)> {
+    let limits = super::source::LIMITS;
+    let budget = crate::strict::Budget::new(value_limits);
     let mut values = Vec::new();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         if index >= limits.documents {
