@@ -799,8 +799,9 @@ fn normalise_fields(
         if let Value::Array(items) = value {
             for (index, item) in items.iter_mut().enumerate() {
                 let text = item.as_str().unwrap_or_default();
-                match Principal::parse(text) {
-                    Ok(principal) => *item = Value::String(principal.into_text()),
+                match Principal::normalised_text(text) {
+                    Ok(std::borrow::Cow::Borrowed(_)) => {}
+                    Ok(std::borrow::Cow::Owned(text)) => *item = Value::String(text),
                     Err(error) => {
                         report(
                             Locator::Value(format!("/{field}/{index}")),

@@ -89,7 +89,9 @@ fn document_lines<'a>(
     lines.clear();
     let mut rest = text;
     while !rest.is_empty() {
-        let (line, after) = rest.split_once('\n').unwrap_or((rest, ""));
+        // Lines are short: a plain loop finds their ends sooner than a searcher is set up.
+        let end = rest.bytes().position(|b| b == b'\n');
+        let (line, after) = end.map_or((rest, ""), |end| (&rest[..end], &rest[end + 1..]));
         let content = line.trim_start_matches(' ');
         let indent = line.len() - content.len();
         let content = content.trim_end_matches(' ');
@@ -176,10 +178,10 @@ impl<'a> Reader<'a> {
                 return None;
             };
             let value = self.value_after(rest, indent, depth + 1, true)?;
-            if entries.contains_key(&key) {
-                return None;
-            }
-            entries.insert(key, value);
+            match entries.entry(key) {
+                serde_json::map::Entry::Vacant(entry) => entry.insert(value),
+                serde_json::map::Entry::Occupied(_) => return None,
+            };
         }
         Some(Value::Object(entries))
     }
@@ -253,13 +255,7 @@ impl<'a> Reader<'a> {
                 (self.string(text)?, after)
             }
             _ => {
-                let (plain, after) = match text.find(" #") {
-                    Some(at) => (text[..at].trim_end_matches(' '), &text[at..]),
-                    None => (text, ""),
-                };
-                if plain.contains(": ") || plain.ends_with(':') {
-                    return None;
-                }
+                let (plain, after) = block_plain(text)?;
                 (self.plain(plain)?, after)
             }
         };
@@ -346,6 +342,22 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A plain scalar in block context and what follows it (a comment, or nothing); `None` where
+/// a `:` would make it a key.
+fn block_plain(text: &str) -> Option<(&str, &str)> {
+    let bytes = text.as_bytes();
+    for (at, &byte) in bytes.iter().enumerate() {
+        match byte {
+            b':' if bytes.get(at + 1).is_none_or(|&next| next == b' ') => return None,
+            b'#' if at > 0 && bytes[at - 1] == b' ' => {
+                return Some((text[..at].trim_end_matches(' '), &text[at - 1..]));
+            }
+            _ => {}
+        }
+    }
+    Some((text, ""))
+}
+
 /// Whether a plain scalar is, in any case, a word that some YAML reads as a boolean, a null
 /// or a float.
 fn is_word_of_another_type(text: &str) -> bool {
@@ -363,16 +375,15 @@ fn is_sequence_entry(content: &str) -> bool {
 /// `key: rest` or `key:` with a key of letters, digits, `_` and `-` that begins with a letter
 /// and reads as no other scalar.
 fn split_key(content: &str) -> Option<(&str, &str)> {
-    let (key, rest) = content.split_once(':')?;
-    if !rest.is_empty() && !rest.starts_with(' ') {
+    let bytes = content.as_bytes();
+    if !bytes.first()?.is_ascii_alphabetic() {
         return None;
     }
-    let mut bytes = key.bytes();
-    let starts_with_letter = bytes.next().is_some_and(|b| b.is_ascii_alphabetic());
-    if !starts_with_letter
-        || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        || is_word_of_another_type(key)
-    {
+    let end = bytes
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))?;
+    let (key, rest) = (&content[..end], content[end..].strip_prefix(':')?);
+    if !(rest.is_empty() || rest.starts_with(' ')) || is_word_of_another_type(key) {
         return None;
     }
     Some((key, rest))
