@@ -49,6 +49,10 @@ pub(super) fn parse(text: &str, limits: Limits, documents_limit: usize) -> Optio
                 return None;
             }
             values.push(value);
+        } else if !(documents == 1 && next.is_some()) {
+            // An empty document is a null to the full parser, counted as a node; what stands
+            // before a first `---` is a document only if it holds something.
+            reader.charge()?;
         }
         match next {
             Some(after_marker) => rest = after_marker,
@@ -372,6 +376,9 @@ fn is_sequence_entry(content: &str) -> bool {
     content == "-" || content.starts_with("- ")
 }
 
+/// The longest key libyaml takes as a plain key (keys here are ASCII: bytes are characters).
+const MAX_KEY_BYTES: usize = 1024;
+
 /// `key: rest` or `key:` with a key of letters, digits, `_` and `-` that begins with a letter
 /// and reads as no other scalar.
 fn split_key(content: &str) -> Option<(&str, &str)> {
@@ -383,14 +390,18 @@ fn split_key(content: &str) -> Option<(&str, &str)> {
         .iter()
         .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))?;
     let (key, rest) = (&content[..end], content[end..].strip_prefix(':')?);
-    if !(rest.is_empty() || rest.starts_with(' ')) || is_word_of_another_type(key) {
+    // libyaml forgets a possible key whose `:` comes more than 1,024 characters after it.
+    if !(rest.is_empty() || rest.starts_with(' '))
+        || key.len() > MAX_KEY_BYTES
+        || is_word_of_another_type(key)
+    {
         return None;
     }
     Some((key, rest))
 }
 
-/// `word:rest`, as principals are written: letters before the colon, then no space, colon
-/// or flow punctuation.
+/// `word:rest`, as principals are written: letters before the colon, then no space, colon,
+/// `?` or flow punctuation (libyaml refuses a `:` followed by `?` in a flow sequence).
 fn is_principal_like(text: &str) -> bool {
     let Some((scheme, rest)) = text.split_once(':') else {
         return false;
@@ -398,7 +409,7 @@ fn is_principal_like(text: &str) -> bool {
     !scheme.is_empty()
         && scheme.bytes().all(|b| b.is_ascii_alphabetic())
         && !rest.is_empty()
-        && !rest.contains([':', '#', '[', ']', '{', '}', '"', '\'', ' '])
+        && !rest.contains([':', '?', '#', '[', ']', '{', '}', '"', '\'', ' '])
 }
 
 /// A double-quoted scalar closed on this line; `text` follows the opening quote. Only the
@@ -556,8 +567,18 @@ mod tests {
             ("an indicator first", "a: @b\n"),
             ("a colon in a flow item", "a: [b: c]\n"),
             ("two colons in a flow item", "a: [sip:b:c]\n"),
+            (
+                "a question mark after a colon in a flow item",
+                "a: [sip:?x]\n",
+            ),
             ("a quote in a flow item", "a: [it's]\n"),
         ];
+        let long_key = |bytes: usize| format!("b: 1\n{}: 1\n", "k".repeat(bytes));
+        let (longest_key, too_long_key) = (long_key(MAX_KEY_BYTES), long_key(MAX_KEY_BYTES + 1));
+        let cases = cases.into_iter().chain([
+            ("the longest key libyaml takes", longest_key.as_str()),
+            ("a key too long for libyaml", too_long_key.as_str()),
+        ]);
         let mut shown = String::new();
         for (what, text) in cases {
             match compare(text) {
@@ -630,7 +651,10 @@ mod tests {
             declined: an indicator first
             declined: a colon in a flow item
             declined: two colons in a flow item
+            declined: a question mark after a colon in a flow item
             declined: a quote in a flow item
+            read: the longest key libyaml takes
+            declined: a key too long for libyaml
         "]]
         .assert_eq(&shown);
     }
@@ -679,6 +703,12 @@ mod tests {
             "a: 1\nb: [x, 'y']\nc:\n  - d\n  -\n  -\n    e: {}\n",
             "a:\n  b:\n    c: []\n---\nd: xyzzy\n",
             "- [a, b]\n- c\n",
+            "a: 1\n---\n",
+            "a: 1\n---\n---\n# c\n",
+            "# c\n---\na: 1\n",
+            "---\n",
+            "# c\n",
+            "",
         ];
         let mut compared = 0;
         for text in texts {
@@ -706,7 +736,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(compared, 3 * 16 * 5 * 5);
+        assert_eq!(compared, texts.len() * 16 * 5 * 5);
     }
 
     /// Lines put together from manifest fragments and YAML's edges: whatever the subset reads,
@@ -744,6 +774,7 @@ mod tests {
             Just("\"a\\\"b\\\\c\\n\""),
             Just("\"unclosed"),
             Just("[a, sip:b@c.d, 'e', \"f\"]"),
+            Just("[sip:?x, sip:a@b.c]"),
             Just("[ ]"),
             Just("[a,b]"),
             Just("[a, ]"),
