@@ -811,8 +811,11 @@ fn normalise_fields(
                     }
                 }
             }
-            // Principals sort as their text, so this is the order the server stores them in.
-            items.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            // Principals sort as their text, so this is the order the server stores them in
+            // (and the order `perch export` writes them in: checked before sorting).
+            if !items.is_sorted_by(|a, b| a.as_str() <= b.as_str()) {
+                items.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            }
             items.dedup();
         }
     }
