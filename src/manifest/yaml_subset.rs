@@ -143,9 +143,11 @@ impl<'a> Reader<'a> {
         (self.nodes <= self.limits.nodes).then_some(())
     }
 
-    fn string(&mut self, text: String) -> Option<Value> {
+    /// A scalar's text, counted as `strict` counts it: a node, within the bytes one scalar may
+    /// hold.
+    fn text(&mut self, text: String) -> Option<String> {
         self.charge()?;
-        (text.len() <= self.limits.scalar_bytes).then_some(Value::String(text))
+        (text.len() <= self.limits.scalar_bytes).then_some(text)
     }
 
     /// A sequence or mapping at `depth`, whose children are one level deeper: `None` where
@@ -177,10 +179,7 @@ impl<'a> Reader<'a> {
             }
             let (key, rest) = split_key(line.content)?;
             self.at += 1;
-            let key = self.string(key.to_owned())?;
-            let Value::String(key) = key else {
-                return None;
-            };
+            let key = self.text(key.to_owned())?;
             let value = self.value_after(rest, indent, depth + 1, true)?;
             match entries.entry(key) {
                 serde_json::map::Entry::Vacant(entry) => entry.insert(value),
@@ -252,11 +251,11 @@ impl<'a> Reader<'a> {
             }
             b'"' => {
                 let (text, after) = double_quoted(&text[1..])?;
-                (self.string(text)?, after)
+                (Value::String(self.text(text)?), after)
             }
             b'\'' => {
                 let (text, after) = single_quoted(&text[1..])?;
-                (self.string(text)?, after)
+                (Value::String(self.text(text)?), after)
             }
             _ => {
                 let (plain, after) = block_plain(text)?;
@@ -278,11 +277,11 @@ impl<'a> Reader<'a> {
             let (item, after) = match rest.as_bytes().first()? {
                 b'"' => {
                     let (text, after) = double_quoted(&rest[1..])?;
-                    (self.string(text)?, after)
+                    (Value::String(self.text(text)?), after)
                 }
                 b'\'' => {
                     let (text, after) = single_quoted(&rest[1..])?;
-                    (self.string(text)?, after)
+                    (Value::String(self.text(text)?), after)
                 }
                 _ => {
                     let end = rest.find([',', ']'])?;
@@ -342,7 +341,7 @@ impl<'a> Reader<'a> {
                 _ => None,
             };
         }
-        self.string(text.to_owned())
+        Some(Value::String(self.text(text.to_owned())?))
     }
 }
 
