@@ -249,20 +249,23 @@ impl<'a> Reader<'a> {
                 self.collection(depth)?;
                 (Value::Object(Map::new()), after)
             }
-            b'"' => {
-                let (text, after) = double_quoted(&text[1..])?;
-                (Value::String(self.text(text)?), after)
-            }
-            b'\'' => {
-                let (text, after) = single_quoted(&text[1..])?;
-                (Value::String(self.text(text)?), after)
-            }
+            b'"' | b'\'' => self.quoted(text)?,
             _ => {
                 let (plain, after) = block_plain(text)?;
                 (self.plain(plain)?, after)
             }
         };
         is_comment(after).then_some(value)
+    }
+
+    /// A one-line quoted scalar at the start of `text`, and the rest after its closing quote.
+    fn quoted(&mut self, text: &'a str) -> Option<(Value, &'a str)> {
+        let (value, after) = match text.as_bytes().first()? {
+            b'"' => double_quoted(&text[1..])?,
+            b'\'' => single_quoted(&text[1..])?,
+            _ => return None,
+        };
+        Some((Value::String(self.text(value)?), after))
     }
 
     /// `[a, "b", c]` on one line; `text` follows the `[`. Returns the rest after the `]`.
@@ -275,14 +278,7 @@ impl<'a> Reader<'a> {
         }
         loop {
             let (item, after) = match rest.as_bytes().first()? {
-                b'"' => {
-                    let (text, after) = double_quoted(&rest[1..])?;
-                    (Value::String(self.text(text)?), after)
-                }
-                b'\'' => {
-                    let (text, after) = single_quoted(&rest[1..])?;
-                    (Value::String(self.text(text)?), after)
-                }
+                b'"' | b'\'' => self.quoted(rest)?,
                 _ => {
                     let end = rest.find([',', ']'])?;
                     let plain = rest[..end].trim_end_matches(' ');
