@@ -62,3 +62,57 @@ fn manual_pages_are_written_for_every_command() {
     let plan = std::fs::read_to_string(dir.path().join("perch-plan.1")).unwrap();
     assert!(plan.contains("max\\-remove"), "the page lists plan's flags");
 }
+
+/// A reader that leaves a pipe early (`perch plan --json | head`) is no error and no panic:
+/// the command does its work and exits with its own code. A full disk behind `>` is an
+/// error that says so, never a cut-short output taken for a whole one.
+#[test]
+fn output_to_a_reader_that_left_or_to_a_full_disk() {
+    let db = common::TestDb::new();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let examples = examples.to_str().unwrap();
+    let plan = [
+        "plan",
+        examples,
+        "--db",
+        db.url.as_str(),
+        "--json",
+        "--detailed-exitcode",
+        "--no-cache",
+    ];
+    let cases: [(&[&str], i32); 4] = [
+        (&plan, 2),
+        (&["schema"], 0),
+        (&["completions", "bash"], 0),
+        (&["man"], 0),
+    ];
+    let run = |args: &[&str], stdout: std::process::Stdio| {
+        std::process::Command::new(common::BIN)
+            .args(args)
+            .env("PERCH_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(stdout)
+            .output()
+            .expect("run perch")
+    };
+    for (args, code) in cases {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = run(args, writer.into());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let output = run(args, full.into());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("error: cannot write the output: No space left on device"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

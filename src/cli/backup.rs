@@ -108,7 +108,7 @@ pub async fn backup(args: BackupArgs) -> miette::Result<u8> {
     out.commit()
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot write {}", args.out.display()))?;
-    println!(
+    outln!(
         "backed up {} to {}: {}",
         args.db,
         args.out.display(),
@@ -130,7 +130,7 @@ pub async fn restore(args: RestoreArgs) -> miette::Result<u8> {
     match outcome {
         Ok(report) => {
             target.close().await;
-            println!(
+            outln!(
                 "restored {} into {}: {}; counts and checksums verified",
                 args.file.display(),
                 args.db,

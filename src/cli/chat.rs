@@ -162,11 +162,9 @@ pub async fn room(command: RoomCommand) -> miette::Result<u8> {
     let removed = outcome.into_diagnostic()?;
     let room = crate::text::terminal_safe(&room);
     if dry_run {
-        println!(
-            "dry run: clearing room {room} would remove {removed} message(s); nothing changed"
-        );
+        outln!("dry run: clearing room {room} would remove {removed} message(s); nothing changed");
     } else {
-        println!("cleared room {room}: {removed} message(s) removed");
+        outln!("cleared room {room}: {removed} message(s) removed");
     }
     Ok(EXIT_OK)
 }
@@ -211,9 +209,9 @@ pub async fn messages(command: MessagesCommand) -> miette::Result<u8> {
     let touched = outcome.into_diagnostic()?;
     let room = crate::text::terminal_safe(&room);
     if dry_run {
-        println!("dry run: room {room}: {touched} message(s) would be {verb}; nothing changed");
+        outln!("dry run: room {room}: {touched} message(s) would be {verb}; nothing changed");
     } else {
-        println!("room {room}: {touched} message(s) {verb}");
+        outln!("room {room}: {touched} message(s) {verb}");
     }
     Ok(EXIT_OK)
 }
@@ -237,7 +235,7 @@ async fn list_rooms(mut query: RoomQuery, json: bool, target: &TargetArgs) -> mi
     target.close().await;
     outcome.into_diagnostic()?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&rooms).into_diagnostic()?
         );
@@ -248,7 +246,7 @@ async fn list_rooms(mut query: RoomQuery, json: bool, target: &TargetArgs) -> mi
     };
     for room in &rooms {
         let members = room["members"].as_array().map_or(0, Vec::len);
-        println!(
+        outln!(
             "{}  category {}  {} {}{}  {members} member(s)",
             text(room, "name"),
             text(room, "category"),
@@ -261,7 +259,7 @@ async fn list_rooms(mut query: RoomQuery, json: bool, target: &TargetArgs) -> mi
             }
         );
     }
-    println!("{} room(s)", rooms.len());
+    outln!("{} room(s)", rooms.len());
     Ok(EXIT_OK)
 }
 
@@ -271,19 +269,19 @@ fn confirm_every_message(room: &str) -> miette::Result<bool> {
     use std::io::{IsTerminal, Write};
     let room = crate::text::terminal_safe(room);
     if !std::io::stdin().is_terminal() {
-        eprintln!(
+        errln!(
             "error: with no --user, --start-date, --end-date or --filter this removes every message of room {room}; pass --all to mean it (or --dry-run to count them)"
         );
         return Ok(false);
     }
-    eprint!("Remove every message of room {room}? Only 'yes' is accepted: ");
+    err!("Remove every message of room {room}? Only 'yes' is accepted: ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer).into_diagnostic()?;
     if answer.trim() == "yes" {
         Ok(true)
     } else {
-        eprintln!("nothing was removed");
+        errln!("nothing was removed");
         Ok(false)
     }
 }

@@ -120,11 +120,11 @@ pub async fn audit(args: AuditArgs) -> miette::Result<u8> {
     target.close().await;
     let page = outcome.into_diagnostic()?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&page).into_diagnostic()?);
+        outln!("{}", serde_json::to_string_pretty(&page).into_diagnostic()?);
         return Ok(EXIT_OK);
     }
     if page.items.is_empty() {
-        println!("No audit entries match.");
+        outln!("No audit entries match.");
     }
     for entry in &page.items {
         let on = if entry.name.is_empty() {
@@ -133,7 +133,7 @@ pub async fn audit(args: AuditArgs) -> miette::Result<u8> {
             format!("{} {}", entry.kind, entry.name)
         };
         // Names, actors and details come from requests: print them inert.
-        println!(
+        outln!(
             "{:>8}  {}  {:<16} {}  by {}  {}",
             entry.id,
             terminal_safe(&entry.at),
@@ -145,7 +145,7 @@ pub async fn audit(args: AuditArgs) -> miette::Result<u8> {
         );
     }
     if let Some(next) = page.next {
-        println!("(more: --before {next})");
+        outln!("(more: --before {next})");
     }
     Ok(EXIT_OK)
 }
@@ -161,7 +161,7 @@ pub async fn hold(command: HoldCommand) -> miette::Result<u8> {
             let outcome = target.place_hold(kind, &name, &reason).await;
             target.close().await;
             let hold = outcome.into_diagnostic()?;
-            println!(
+            outln!(
                 "hold placed on {} {}: {}",
                 kind.as_str().to_lowercase(),
                 terminal_safe(&hold.name),
@@ -176,7 +176,7 @@ pub async fn hold(command: HoldCommand) -> miette::Result<u8> {
             let outcome = target.release_hold(kind, &name).await;
             target.close().await;
             let hold = outcome.into_diagnostic()?;
-            println!(
+            outln!(
                 "hold released on {} {} (placed by {} at {})",
                 kind.as_str().to_lowercase(),
                 terminal_safe(&hold.name),
@@ -190,16 +190,16 @@ pub async fn hold(command: HoldCommand) -> miette::Result<u8> {
             target.close().await;
             let holds = outcome.into_diagnostic()?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({"items": holds}))
                         .into_diagnostic()?
                 );
             } else if holds.is_empty() {
-                println!("No legal holds.");
+                outln!("No legal holds.");
             } else {
                 for hold in holds {
-                    println!(
+                    outln!(
                         "{} {}  by {} at {}: {}",
                         hold.kind.as_str().to_lowercase(),
                         hold.name,

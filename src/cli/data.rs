@@ -102,7 +102,7 @@ pub async fn run(command: DataCommand) -> miette::Result<u8> {
                 .and_then(|line| serde_json::from_slice::<EndLine>(line).ok());
             let (objects, messages) =
                 end.map_or((0, 0), |line| (line.end.objects, line.end.messages));
-            println!(
+            outln!(
                 "exported {objects} object(s) and {messages} message(s) to {}",
                 out.display()
             );
@@ -147,7 +147,7 @@ pub async fn run(command: DataCommand) -> miette::Result<u8> {
             } else {
                 "imported"
             };
-            println!(
+            outln!(
                 "{verb} {} object(s) and {} message(s) from {}{}",
                 report.objects,
                 report.messages,
@@ -199,9 +199,9 @@ fn read_sfb_export(zip: &std::path::Path, category: String) -> miette::Result<Ve
             .unwrap_or_default(),
     );
     if !translation.not_imported.is_empty() {
-        eprintln!("not imported, not in the export's known format:");
+        errln!("not imported, not in the export's known format:");
         for (what, count) in &translation.not_imported {
-            eprintln!("  {} ({count}x)", crate::text::terminal_safe(what));
+            errln!("  {} ({count}x)", crate::text::terminal_safe(what));
         }
     }
     translation

@@ -38,9 +38,13 @@ pub async fn run(args: MigrateArgs) -> miette::Result<u8> {
     target.close().await;
     let report =
         outcome.map_err(|error| miette!("cannot migrate {} to {}: {error}", args.from, args.to))?;
-    println!(
+    outln!(
         "migrated {} object(s), {} message(s) and {} token(s) from {} to {}; counts verified",
-        report.objects, report.messages, report.tokens, args.from, args.to
+        report.objects,
+        report.messages,
+        report.tokens,
+        args.from,
+        args.to
     );
     Ok(EXIT_OK)
 }

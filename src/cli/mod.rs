@@ -4,11 +4,42 @@
 //! failed action); 2 "there are changes" where a command says so (`plan --detailed-exitcode`,
 //! `drift`).
 
+/// Prints on stdout, like `print!`, but never panics: see [`output`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::stdout(format_args!($($arg)*))
+    };
+}
+
+/// Prints a line on stdout, like `println!`, but never panics: see [`output`].
+macro_rules! outln {
+    () => {
+        $crate::cli::output::stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Prints on stderr, like `eprint!`, but never panics: see [`output`].
+macro_rules! err {
+    ($($arg:tt)*) => {
+        $crate::cli::output::stderr(format_args!($($arg)*))
+    };
+}
+
+/// Prints a line on stderr, like `eprintln!`, but never panics: see [`output`].
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::cli::output::stderr(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 /// Writes a note or a progress line on stderr, unless `--quiet` asked for none.
 macro_rules! note {
     ($($arg:tt)*) => {
         if !$crate::cli::quiet() {
-            eprintln!($($arg)*);
+            errln!($($arg)*);
         }
     };
 }
@@ -20,6 +51,7 @@ mod data;
 mod export;
 mod migrate;
 mod objects;
+mod output;
 mod plan_cache;
 mod policy;
 mod reconcile;
@@ -173,7 +205,7 @@ pub fn main() -> ExitCode {
             match serve::config::resolve(flags, &log_flags, &sources) {
                 Ok(config) => Some(config),
                 Err(report) => {
-                    eprintln!("{report:?}");
+                    errln!("{report:?}");
                     return ExitCode::from(EXIT_ERROR);
                 }
             }
@@ -203,7 +235,7 @@ pub fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
+            errln!("error: cannot start the async runtime: {error}");
             return ExitCode::from(EXIT_ERROR);
         }
     };
@@ -241,13 +273,18 @@ pub fn main() -> ExitCode {
 }
 
 fn finish(outcome: miette::Result<u8>) -> ExitCode {
-    match outcome {
-        Ok(code) => ExitCode::from(code),
+    let code = match outcome {
+        Ok(code) => code,
         Err(report) => {
-            eprintln!("{report:?}");
-            ExitCode::from(EXIT_ERROR)
+            errln!("{report:?}");
+            EXIT_ERROR
         }
+    };
+    if let Some(error) = output::finish() {
+        errln!("error: cannot write the output: {error}");
+        return ExitCode::from(EXIT_ERROR);
     }
+    ExitCode::from(code)
 }
 
 /// Set by `--quiet`: progress lines and notes stay unwritten.
@@ -271,7 +308,9 @@ fn init_tracing(filter: &str, format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Its own report of a failed write is an `eprintln!`, which panics on a closed stderr.
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color())

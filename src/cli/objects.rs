@@ -141,15 +141,15 @@ pub async fn run(kind: Kind, command: ObjectCommand) -> miette::Result<u8> {
             })
             .await?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&objects).into_diagnostic()?
                 );
             } else {
                 for object in &objects {
-                    println!("{}", list_line(kind, object));
+                    outln!("{}", list_line(kind, object));
                 }
-                println!("{} {}(s)", objects.len(), kind.as_str().to_lowercase());
+                outln!("{} {}(s)", objects.len(), kind.as_str().to_lowercase());
             }
             Ok(EXIT_OK)
         }
@@ -164,16 +164,16 @@ pub async fn show(kind: Kind, args: &ShowArgs) -> miette::Result<u8> {
     })
     .await?;
     let Some(object) = found else {
-        eprintln!("error: there is no {kind} \"{}\"", safe(name));
+        errln!("error: there is no {kind} \"{}\"", safe(name));
         return Ok(EXIT_ERROR);
     };
     if *json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&object).into_diagnostic()?
         );
     } else {
-        print!("{}", show_text(&object));
+        out!("{}", show_text(&object));
     }
     Ok(EXIT_OK)
 }
@@ -206,7 +206,7 @@ pub async fn change_list(field: &str, command: ListCommand) -> miette::Result<u8
         .get(field)
         .and_then(Value::as_array)
         .map_or(0, Vec::len);
-    println!(
+    outln!(
         "{} principal(s) {done} the {field} of room {}; it lists {count} now",
         principals.len(),
         safe(&room)
@@ -236,7 +236,7 @@ pub async fn forget(args: ForgetArgs) -> miette::Result<u8> {
     with_target(&args.target, async |target| {
         let live = target.live().await.into_diagnostic()?;
         let Some(current) = live.objects.get(&(kind, name.to_owned())) else {
-            eprintln!(
+            errln!(
                 "error: there is no {kind} \"{}\" on {}",
                 safe(name),
                 target.describe()
@@ -244,7 +244,7 @@ pub async fn forget(args: ForgetArgs) -> miette::Result<u8> {
             return Ok(EXIT_ERROR);
         };
         if !current.meta.managed && !current.meta.protect {
-            println!(
+            outln!(
                 "{kind} \"{}\" is not managed by perch; nothing to forget",
                 safe(name)
             );
@@ -255,7 +255,7 @@ pub async fn forget(args: ForgetArgs) -> miette::Result<u8> {
         if let Some((action, error)) = report.failed {
             return Err(miette!("{}", safe(&format!("`{action}`: {error}"))));
         }
-        println!(
+        outln!(
             "forgot {kind} \"{}\": it stays on {} and perch no longer manages it; remove its manifest, or keep a `kind: Forget` document for it",
             safe(name),
             target.describe()

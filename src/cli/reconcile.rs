@@ -183,12 +183,23 @@ pub struct PlanArgs {
     cache: CacheArgs,
 }
 
+/// The manifests' fingerprint (see `manifest::fingerprint`), made on blocking threads so
+/// that it runs while the target opens: on a cached plan it is most of the time.
+fn start_fingerprint(args: &PlanArgs) -> tokio::task::JoinHandle<Option<String>> {
+    let paths = args.paths.clone();
+    let options = manifest::LoadOptions {
+        follow_symlinks: args.follow_symlinks,
+    };
+    tokio::task::spawn_blocking(move || manifest::fingerprint(&paths, options))
+}
+
 /// The key `plan`'s cache is looked up by, when the target has a change counter and the
-/// manifests can be read. The counter is read first: see `plan_cache`.
+/// manifests can be read. The counter is read before the live state: see `plan_cache`.
 async fn plan_cache_key(
     args: &PlanArgs,
     target: &dyn Target,
     settings: &manifest::settings::Settings,
+    fingerprint: tokio::task::JoinHandle<Option<String>>,
 ) -> Option<Key> {
     let counter = match target.change_counter().await {
         Ok(counter) => counter?,
@@ -197,13 +208,7 @@ async fn plan_cache_key(
             return None;
         }
     };
-    let paths = args.paths.clone();
-    let options = manifest::LoadOptions {
-        follow_symlinks: args.follow_symlinks,
-    };
-    let fingerprint = tokio::task::spawn_blocking(move || manifest::fingerprint(&paths, options))
-        .await
-        .ok()??;
+    let fingerprint = fingerprint.await.ok()??;
     let settings = format!("{settings:?}");
     let part = format!("{:?}", args.part);
     Some(Key::new(
@@ -291,8 +296,8 @@ fn load_manifests_with_sources(
             Ok((desired, sources))
         }
         Err(problems) => {
-            eprint!("{}", manifest::render_problems(&problems));
-            eprintln!("error: {} problem(s) in the manifests", problems.len());
+            err!("{}", manifest::render_problems(&problems));
+            errln!("error: {} problem(s) in the manifests", problems.len());
             Err(EXIT_ERROR)
         }
     }
@@ -310,12 +315,12 @@ pub fn validate(args: ValidateArgs) -> miette::Result<u8> {
     match manifest::load_with(&args.paths, options) {
         Ok(desired) => {
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     json!({"valid": true, "objects": desired.len(), "problems": []})
                 );
             } else {
-                println!("valid: {} object(s)", desired.len());
+                outln!("valid: {} object(s)", desired.len());
             }
             Ok(EXIT_OK)
         }
@@ -328,10 +333,10 @@ pub fn validate(args: ValidateArgs) -> miette::Result<u8> {
                                "column": p.position.column, "message": p.message})
                     })
                     .collect();
-                println!("{}", json!({"valid": false, "problems": items}));
+                outln!("{}", json!({"valid": false, "problems": items}));
             } else {
-                print!("{}", manifest::render_problems(&problems));
-                println!("invalid: {} problem(s)", problems.len());
+                out!("{}", manifest::render_problems(&problems));
+                outln!("invalid: {} problem(s)", problems.len());
             }
             Ok(EXIT_ERROR)
         }
@@ -410,7 +415,7 @@ async fn make_plan(
     if !removed_rooms.is_empty() {
         match target.message_counts(&removed_rooms).await {
             Ok(counts) => plan.count_removed_messages(live, &counts),
-            Err(error) => eprintln!(
+            Err(error) => errln!(
                 "warning: {} cannot count the messages of the rooms the plan removes: {}",
                 target.describe(),
                 crate::text::terminal_safe(&error.to_string())
@@ -423,26 +428,29 @@ async fn make_plan(
 /// The repository's perch.yaml, or the error that names what is wrong with it.
 fn read_settings(paths: &[PathBuf]) -> Result<manifest::settings::Settings, u8> {
     manifest::settings::read(paths).map_err(|why| {
-        eprintln!("error: {}", crate::text::terminal_safe(&why));
+        errln!("error: {}", crate::text::terminal_safe(&why));
         EXIT_ERROR
     })
 }
 
 pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
+    // A policy reads the whole desired state, which a cached plan does not load.
+    let cache = if args.policy.is_empty() {
+        PlanCache::open(&args.cache)
+    } else {
+        None
+    };
+    let fingerprint = cache.as_ref().map(|_| start_fingerprint(&args));
     let target = open_target(&args.target).await?;
     let outcome = async {
         let settings = match read_settings(&args.paths) {
             Ok(settings) => settings,
             Err(code) => return Ok(code),
         };
-        // A policy reads the whole desired state, which a cached plan does not load.
-        let cache = if args.policy.is_empty() {
-            PlanCache::open(&args.cache)
-        } else {
-            None
-        };
-        let key = match &cache {
-            Some(_) => plan_cache_key(&args, target.as_ref(), &settings).await,
+        let key = match fingerprint {
+            Some(fingerprint) => {
+                plan_cache_key(&args, target.as_ref(), &settings, fingerprint).await
+            }
             None => None,
         };
         let cached = cache
@@ -486,7 +494,7 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
             let policy = match policy::check_files(&args.policy, &desired, &plan) {
                 Ok(report) => report,
                 Err(why) => {
-                    eprintln!("error: {}", crate::text::lines_safe(&why));
+                    errln!("error: {}", crate::text::lines_safe(&why));
                     leave_for_exit((desired, live, plan));
                     return Ok(EXIT_ERROR);
                 }
@@ -505,32 +513,32 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
         }
         let described = target.describe();
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&plan).into_diagnostic()?);
+            outln!("{}", serde_json::to_string_pretty(&plan).into_diagnostic()?);
         } else if args.markdown {
-            print!("{}", render::markdown(&plan, &described));
+            out!("{}", render::markdown(&plan, &described));
         } else {
-            print!(
+            out!(
                 "{}",
                 render::human_with(&plan, &described, args.detail.detail())
             );
         }
         if !policy.violations.is_empty() {
-            eprint!("{}", crate::text::lines_safe(&policy.render()));
+            err!("{}", crate::text::lines_safe(&policy.render()));
         }
         if let Some(out) = &args.out {
-            eprintln!(
+            errln!(
                 "saved the plan to {}; carry it out with `perch apply --plan {}`",
                 out.display(),
                 out.display()
             );
         }
         if let Err(refusal) = guard_removals(&plan, args.max_remove, &settings) {
-            eprintln!("{refusal}");
+            errln!("{refusal}");
             leave_for_exit((kept, plan));
             return Ok(EXIT_ERROR);
         }
         if policy.denies() {
-            eprintln!(
+            errln!(
                 "error: the plan breaks {} deny rule(s) of the policy",
                 policy.denied()
             );
@@ -670,7 +678,7 @@ fn write_script(target: &dyn Target, plan: &Plan, args: &ApplyArgs) -> miette::R
         .lines()
         .filter(|line| !line.is_empty() && !line.starts_with('#') && !line.starts_with('$'))
         .count();
-    println!(
+    outln!(
         "Wrote {} ({cmdlets} cmdlet(s)): review it, then run it in the Skype for Business Server Management Shell.",
         out.display()
     );
@@ -695,7 +703,7 @@ async fn record_applied(
         files,
     };
     if let Err(error) = target.record_applied(&request).await {
-        eprintln!(
+        errln!(
             "warning: the apply is done, but {} did not record its manifests for the Git view: {}",
             target.describe(),
             crate::text::terminal_safe(&error.to_string())
@@ -817,11 +825,11 @@ async fn apply_locked(
         (Some(plan), _) => {
             let stale = plan::stale_reads(&plan, &live);
             if !stale.is_empty() {
-                eprintln!("error: the saved plan is stale; the server changed since it was made:");
+                errln!("error: the saved plan is stale; the server changed since it was made:");
                 for line in &stale {
-                    eprintln!("  {}", crate::text::terminal_safe(line));
+                    errln!("  {}", crate::text::terminal_safe(line));
                 }
-                eprintln!("make a new plan with `perch plan --out`");
+                errln!("make a new plan with `perch plan --out`");
                 return Ok(EXIT_ERROR);
             }
             plan
@@ -839,13 +847,13 @@ async fn apply_locked(
         }
         (None, None) => return Err(miette!("nothing to apply")),
     };
-    print!(
+    out!(
         "{}",
         render::human_with(&plan, &target.describe(), args.detail.detail())
     );
     if let Err(refusal) = guard_removals(&plan, args.max_remove, &settings) {
-        eprintln!("{refusal}");
-        eprintln!("nothing was changed");
+        errln!("{refusal}");
+        errln!("nothing was changed");
         return Ok(EXIT_ERROR);
     }
     let offline = args.out.is_some();
@@ -859,10 +867,10 @@ async fn apply_locked(
     // A script changes nothing until someone runs it: no question to ask.
     if plan.has_changes() && !args.yes && !offline {
         if !std::io::stdin().is_terminal() {
-            eprintln!("error: refusing to apply without --yes: there is no terminal to ask on");
+            errln!("error: refusing to apply without --yes: there is no terminal to ask on");
             return Ok(EXIT_ERROR);
         }
-        eprint!(
+        err!(
             "\nApply these changes to {}? Only 'yes' is accepted: ",
             target.describe()
         );
@@ -870,7 +878,7 @@ async fn apply_locked(
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer).into_diagnostic()?;
         if answer.trim() != "yes" {
-            eprintln!("apply cancelled; nothing was changed");
+            errln!("apply cancelled; nothing was changed");
             return Ok(EXIT_ERROR);
         }
     }
@@ -906,17 +914,20 @@ async fn apply_locked(
             } else {
                 String::new()
             };
-            println!(
+            outln!(
                 "Apply complete: {} created, {} changed, {} removed, {} adopted{forgotten}.",
-                plan.summary.create, plan.summary.change, plan.summary.remove, plan.summary.adopt
+                plan.summary.create,
+                plan.summary.change,
+                plan.summary.remove,
+                plan.summary.adopt
             );
             Ok(EXIT_OK)
         }
         Some((action, error)) if offline => {
             let failure = format!("error: no script was written: `{action}`: {error}");
-            eprintln!("{}", crate::text::terminal_safe(&failure));
+            errln!("{}", crate::text::terminal_safe(&failure));
             if let Some(out) = args.out.as_ref().filter(|out| out.exists()) {
-                eprintln!(
+                errln!(
                     "note: {} is from an earlier run, not this plan",
                     crate::text::terminal_safe(&out.display().to_string())
                 );
@@ -929,26 +940,26 @@ async fn apply_locked(
             let stopped = format!("stopped at `{action}`: {error}");
             record_applied(target, sources, args.revision.as_deref(), Some(stopped)).await;
             let failure = format!("error: apply stopped at `{action}`: {error}");
-            eprintln!("{}", crate::text::terminal_safe(&failure));
-            eprintln!("done ({}):", report.done.len());
+            errln!("{}", crate::text::terminal_safe(&failure));
+            errln!("done ({}):", report.done.len());
             for line in report.done.iter().rev().take(20).rev() {
-                eprintln!("  {}", crate::text::terminal_safe(line));
+                errln!("  {}", crate::text::terminal_safe(line));
             }
             if report.done.len() > 20 {
-                eprintln!("  (and {} earlier)", report.done.len() - 20);
+                errln!("  (and {} earlier)", report.done.len() - 20);
             }
-            eprintln!(
+            errln!(
                 "not done ({}): `{}` and",
                 report.not_done.len() + 1,
                 crate::text::terminal_safe(&action)
             );
             for line in report.not_done.iter().take(20) {
-                eprintln!("  {}", crate::text::terminal_safe(line));
+                errln!("  {}", crate::text::terminal_safe(line));
             }
             if report.not_done.len() > 20 {
-                eprintln!("  (and {} more)", report.not_done.len() - 20);
+                errln!("  (and {} more)", report.not_done.len() - 20);
             }
-            eprintln!("run `perch plan` to see what is left");
+            errln!("run `perch plan` to see what is left");
             Ok(EXIT_ERROR)
         }
     }
@@ -1035,7 +1046,7 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
                     })
                 })
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(
                     &json!({"drifted": !drifted.is_empty(), "objects": objects})
@@ -1043,13 +1054,13 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
                 .into_diagnostic()?
             );
         } else if drifted.is_empty() {
-            println!(
+            outln!(
                 "No drift: {} matches the manifests ({} object(s)).",
                 target.describe(),
                 desired.len()
             );
         } else {
-            println!(
+            outln!(
                 "Drift on {}: {} object(s) differ from the manifests.\n",
                 target.describe(),
                 drifted.len()
@@ -1070,7 +1081,7 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
                     plan::Verb::Create | plan::Verb::Set => action.reason.to_string(),
                 };
                 let report = format!("  {}: {what}{who}", action.subject());
-                println!("{}", crate::text::terminal_safe(&report));
+                outln!("{}", crate::text::terminal_safe(&report));
             }
         }
         Ok::<_, miette::Report>(if drifted.is_empty() {
@@ -1129,7 +1140,7 @@ pub async fn export(args: ExportArgs) -> miette::Result<u8> {
         } else {
             String::new()
         };
-        println!(
+        outln!(
             "exported {total} object(s) from {} to {}{stale_note}",
             target.describe(),
             args.out.display()
@@ -1159,7 +1170,7 @@ pub fn schema(of: SchemaOf) -> miette::Result<u8> {
         SchemaOf::Openapi => crate::api::openapi::document(),
     };
     let schema = serde_json::to_string_pretty(&schema).into_diagnostic()?;
-    println!("{schema}");
+    outln!("{schema}");
     Ok(EXIT_OK)
 }
 
@@ -1186,12 +1197,12 @@ pub async fn unlock(args: UnlockArgs) -> miette::Result<u8> {
     let described = target.describe();
     target.close().await;
     match broken.into_diagnostic()? {
-        Some(holder) => println!(
+        Some(holder) => outln!(
             "broke the {} lock on {described}, held by {}",
             args.name,
             crate::text::terminal_safe(&holder)
         ),
-        None => println!("nobody holds the {} lock on {described}", args.name),
+        None => outln!("nobody holds the {} lock on {described}", args.name),
     }
     Ok(EXIT_OK)
 }

@@ -30,7 +30,10 @@ pub struct ManArgs {
 )]
 pub fn completions(args: CompletionsArgs) -> miette::Result<u8> {
     let mut command = Cli::command();
-    clap_complete::generate(args.shell, &mut command, "perch", &mut std::io::stdout());
+    // Written into memory first: `generate` panics when it cannot write.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "perch", &mut script);
+    out!("{}", String::from_utf8_lossy(&script));
     Ok(EXIT_OK)
 }
 
@@ -43,9 +46,11 @@ pub fn man(args: ManArgs) -> miette::Result<u8> {
     let command = Cli::command();
     match args.out {
         None => {
+            let mut page = Vec::new();
             clap_mangen::Man::new(command)
-                .render(&mut std::io::stdout())
+                .render(&mut page)
                 .into_diagnostic()?;
+            out!("{}", String::from_utf8_lossy(&page));
         }
         Some(dir) => {
             std::fs::create_dir_all(&dir)
@@ -59,7 +64,7 @@ pub fn man(args: ManArgs) -> miette::Result<u8> {
                 .filter_map(Result::ok)
                 .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "1"))
                 .count();
-            println!("wrote {pages} manual page(s) into {}", dir.display());
+            outln!("wrote {pages} manual page(s) into {}", dir.display());
         }
     }
     Ok(EXIT_OK)

@@ -66,14 +66,14 @@ pub async fn run(command: TokenCommand) -> miette::Result<u8> {
             target.close().await;
             let created = created.into_diagnostic()?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&created).into_diagnostic()?
                 );
             } else {
                 // Alone on stdout, so that `$(perch token create ...)` is the token.
-                println!("{}", created.token);
-                eprintln!(
+                outln!("{}", created.token);
+                errln!(
                     "token {} for {} ({}){}; it is shown this once",
                     created.info.id,
                     created.info.user,
@@ -93,7 +93,7 @@ pub async fn run(command: TokenCommand) -> miette::Result<u8> {
             target.close().await;
             let tokens = tokens.into_diagnostic()?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({"items": tokens}))
                         .into_diagnostic()?
@@ -101,7 +101,7 @@ pub async fn run(command: TokenCommand) -> miette::Result<u8> {
                 return Ok(EXIT_OK);
             }
             if tokens.is_empty() {
-                println!("No tokens.");
+                outln!("No tokens.");
             }
             for token in tokens {
                 let line = format!(
@@ -113,7 +113,7 @@ pub async fn run(command: TokenCommand) -> miette::Result<u8> {
                     token.expires_at.as_deref().unwrap_or("never"),
                     token.last_used_at.as_deref().unwrap_or("never"),
                 );
-                println!("{}", terminal_safe(&line));
+                outln!("{}", terminal_safe(&line));
             }
             Ok(EXIT_OK)
         }
@@ -127,7 +127,7 @@ pub async fn run(command: TokenCommand) -> miette::Result<u8> {
             target.close().await;
             match revoked.into_diagnostic()? {
                 Some(token) => {
-                    println!("revoked {} ({}, {})", token.id, token.user, token.role);
+                    outln!("revoked {} ({}, {})", token.id, token.user, token.role);
                     Ok(EXIT_OK)
                 }
                 None => Err(miette::miette!("no such token on {described}")),

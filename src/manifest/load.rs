@@ -95,7 +95,7 @@ pub fn load_with(paths: &[PathBuf], options: LoadOptions) -> Result<Desired, Vec
 }
 
 /// A digest of the manifest files under `paths` as [`load_with`] would read them: each file's
-/// path and the SHA-256 of its text, in order. `None` when a path has a problem or a file
+/// path and the SHA-256 of its bytes, in order. `None` when a path has a problem or a file
 /// cannot be read (what fails is then never cached). What `perch plan`'s cache is keyed by.
 pub fn fingerprint(paths: &[PathBuf], options: LoadOptions) -> Option<String> {
     use sha2::Digest;
@@ -105,9 +105,11 @@ pub fn fingerprint(paths: &[PathBuf], options: LoadOptions) -> Option<String> {
     }
     // Each file is read and hashed on its own, on every core (a cached plan's time is mostly
     // this), and then the paths with their digests, in order.
+    // The bytes as they are: a file that is not text makes the plan fail, and a failed plan
+    // is never stored, so its key is never found.
     let digest_of = |path: &PathBuf| -> Option<[u8; 32]> {
-        let text = source::read(path).ok()?;
-        Some(sha2::Sha256::digest(text.as_bytes()).into())
+        let bytes = source::read_bytes(path).ok()?;
+        Some(sha2::Sha256::digest(&bytes).into())
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)

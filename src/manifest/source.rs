@@ -213,24 +213,7 @@ impl Walk {
 /// # Errors
 /// A message for the person, which never quotes the content.
 pub fn read(path: &Path) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|error| format!("cannot read: {error}"))?;
-    let metadata = file
-        .metadata()
-        .map_err(|error| format!("cannot read: {error}"))?;
-    if !metadata.is_file() {
-        return Err(NOT_REGULAR.to_owned());
-    }
-    let mut bytes = Vec::new();
-    file.take(LIMITS.file_bytes + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|error| format!("cannot read: {error}"))?;
-    if bytes.len() as u64 > LIMITS.file_bytes {
-        return Err(format!(
-            "is larger than the limit of {} bytes for one manifest file",
-            LIMITS.file_bytes
-        ));
-    }
-    let text = String::from_utf8(bytes).map_err(|error| {
+    let text = String::from_utf8(read_bytes(path)?).map_err(|error| {
         format!(
             "is not UTF-8 text (invalid byte at offset {})",
             error.utf8_error().valid_up_to()
@@ -240,4 +223,33 @@ pub fn read(path: &Path) -> Result<String, String> {
         Some(rest) => rest.to_owned(),
         None => text,
     })
+}
+
+/// The bytes of one manifest file, as [`read`] reads them before it checks that they are
+/// text: a regular file within [`Limits::file_bytes`].
+///
+/// # Errors
+/// A message for the person, which never quotes the content.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
+    let file = std::fs::File::open(path).map_err(|error| format!("cannot read: {error}"))?;
+    let metadata = file
+        .metadata()
+        .map_err(|error| format!("cannot read: {error}"))?;
+    if !metadata.is_file() {
+        return Err(NOT_REGULAR.to_owned());
+    }
+    // Sized once (one byte more, to see the end): growing it by doubling copied every file
+    // several times over.
+    let expected = metadata.len().min(LIMITS.file_bytes) + 1;
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+    file.take(LIMITS.file_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| format!("cannot read: {error}"))?;
+    if bytes.len() as u64 > LIMITS.file_bytes {
+        return Err(format!(
+            "is larger than the limit of {} bytes for one manifest file",
+            LIMITS.file_bytes
+        ));
+    }
+    Ok(bytes)
 }

@@ -784,7 +784,11 @@ impl Store {
     /// read: see `api::wire::ChangeCounter`.
     pub async fn change_counter(&self) -> Result<(i64, i64, i64), StoreError> {
         let row = sqlx::query(
-            "SELECT (SELECT value FROM generation WHERE id = 1), COUNT(*), COALESCE(MAX(id), 0) FROM objects",
+            // Three subqueries, each answered its own fastest way: together, MAX(id) made
+            // SQLite read an index to the end beside the count (16 ms against 3 at 100,000
+            // objects).
+            "SELECT (SELECT value FROM generation WHERE id = 1), \
+             (SELECT COUNT(*) FROM objects), (SELECT COALESCE(MAX(id), 0) FROM objects)",
         )
         .fetch_one(&self.pool)
         .await?;

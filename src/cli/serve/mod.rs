@@ -20,8 +20,8 @@ pub fn check(config: &ServeConfig) -> miette::Result<u8> {
     if let Some(tls) = &config.tls {
         crate::server::tls::server_config(&tls.value.cert, &tls.value.key).into_diagnostic()?;
     }
-    print!("{}", config.describe());
-    println!("the configuration is valid");
+    out!("{}", config.describe());
+    outln!("the configuration is valid");
     Ok(EXIT_OK)
 }
 
