@@ -9,6 +9,10 @@
 //!
 //! `ARCHITECTURE.md` at the top of the repository has the code map and its invariants.
 
+// Everything the program prints goes through `cli::output` (`out!`, `outln!`, `errln!`):
+// `println!` and `eprintln!` panic when their reader has gone.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
+
 pub mod api;
 pub mod atomic_file;
 pub mod cli;
