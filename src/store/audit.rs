@@ -137,7 +137,7 @@ impl Tx {
         for chunk in entries.chunks(AUDITS_PER_INSERT) {
             let mut sql =
                 String::from("INSERT INTO audit (at, actor, action, kind, name, detail) VALUES ");
-            super::messages::push_placeholders(&mut sql, chunk.len(), 6);
+            self.backend.push_placeholders(&mut sql, chunk.len(), 6);
             let mut statement = sqlx::query(&sql);
             for entry in chunk {
                 statement = statement
@@ -164,6 +164,5 @@ pub struct NewAuditEntry<'a> {
     pub detail: serde_json::Value,
 }
 
-/// Rows per statement of a multi-row audit insert (6 values each; small for the reason
-/// `OBJECTS_PER_INSERT` gives).
+/// Rows per statement of a multi-row audit insert (6 values each).
 const AUDITS_PER_INSERT: usize = 64;

@@ -228,21 +228,8 @@ impl Tx {
             .collect();
         for chunk in rows.chunks(per_statement) {
             let mut sql = format!("INSERT INTO {} ({}) VALUES ", table.name, names.join(", "));
-            let mut parameter = 0;
-            for (index, _) in chunk.iter().enumerate() {
-                if index > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                for column in 0..names.len() {
-                    if column > 0 {
-                        sql.push_str(", ");
-                    }
-                    parameter += 1;
-                    sql.push_str(&format!("${parameter}"));
-                }
-                sql.push(')');
-            }
+            self.backend
+                .push_placeholders(&mut sql, chunk.len(), names.len());
             let mut query = sqlx::query(&sql);
             for row in chunk {
                 for (cell, (_, kind)) in row.iter().zip(&table.columns) {

@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::messages::{MESSAGES_PER_INSERT, push_placeholders};
+use super::messages::MESSAGES_PER_INSERT;
 use super::{Backend, Store, StoreError, Tx};
 use crate::domain::{ComplianceEventType, Hold, Kind};
 
@@ -137,7 +137,7 @@ impl Tx {
             let mut sql = String::from(
                 "INSERT INTO compliance_events (event_type, room_id, room_name, sender, content, message_id, at) VALUES ",
             );
-            push_placeholders(&mut sql, chunk.len(), 7);
+            self.backend.push_placeholders(&mut sql, chunk.len(), 7);
             let mut statement = sqlx::query(&sql);
             for event in chunk {
                 statement = statement

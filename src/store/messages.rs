@@ -59,24 +59,8 @@ pub struct NewMessage<'a> {
 /// (SQLite 32,766, PostgreSQL 65,535), and a group of posts in one or two statements.
 pub(crate) const MESSAGES_PER_INSERT: usize = 256;
 
-/// Rows per statement of a multi-row room change insert (5 values each; small for the reason
-/// `OBJECTS_PER_INSERT` gives).
+/// Rows per statement of a multi-row room change insert (5 values each).
 const ROOM_CHANGES_PER_INSERT: usize = 64;
-
-/// Appends `(?, ?, ...), (...)` for `rows` rows of `columns` values, numbered `$1` on.
-pub(crate) fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
-    use std::fmt::Write as _;
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            let _ = write!(sql, "${}", row * columns + column + 1);
-        }
-        sql.push(')');
-    }
-}
 
 const MESSAGE_COLUMNS: &str =
     "id, room_id, author, body, posted_at, in_history, replaced, idempotency_key";
@@ -199,11 +183,10 @@ impl Store {
     ) -> Result<std::collections::BTreeMap<i64, u64>, StoreError> {
         let mut counts = std::collections::BTreeMap::new();
         for chunk in room_ids.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-            let sql = format!(
-                "SELECT room_id, COUNT(*) AS n FROM messages WHERE room_id IN ({}) GROUP BY room_id",
-                placeholders.join(",")
-            );
+            let mut sql =
+                String::from("SELECT room_id, COUNT(*) AS n FROM messages WHERE room_id IN ");
+            self.backend.push_placeholders(&mut sql, 1, chunk.len());
+            sql.push_str(" GROUP BY room_id");
             let mut statement = sqlx::query(&sql);
             for id in chunk {
                 statement = statement.bind(*id);
@@ -379,7 +362,7 @@ impl Tx {
             let mut sql = String::from(
                 "INSERT INTO messages (room_id, author, body, posted_at, in_history) VALUES ",
             );
-            push_placeholders(&mut sql, chunk.len(), 5);
+            self.backend.push_placeholders(&mut sql, chunk.len(), 5);
             sql.push_str(" RETURNING ");
             sql.push_str(MESSAGE_COLUMNS);
             if self.backend == Backend::Postgres {
@@ -432,7 +415,7 @@ impl Tx {
             let mut sql = String::from(
                 "INSERT INTO messages (id, room_id, author, body, posted_at, in_history, replaced, idempotency_key) VALUES ",
             );
-            push_placeholders(&mut sql, chunk.len(), 8);
+            self.backend.push_placeholders(&mut sql, chunk.len(), 8);
             let mut statement = sqlx::query(&sql);
             for message in chunk {
                 statement = statement
@@ -454,11 +437,8 @@ impl Tx {
     pub async fn rooms_of_messages(&mut self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
         let mut rooms = std::collections::BTreeSet::new();
         for chunk in ids.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-            let sql = format!(
-                "SELECT DISTINCT room_id FROM messages WHERE id IN ({})",
-                placeholders.join(",")
-            );
+            let mut sql = String::from("SELECT DISTINCT room_id FROM messages WHERE id IN ");
+            self.backend.push_placeholders(&mut sql, 1, chunk.len());
             let mut statement = sqlx::query(&sql);
             for id in chunk {
                 statement = statement.bind(*id);
@@ -474,11 +454,8 @@ impl Tx {
     pub async fn existing_message_ids(&mut self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
         let mut taken = Vec::new();
         for chunk in ids.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-            let sql = format!(
-                "SELECT id FROM messages WHERE id IN ({})",
-                placeholders.join(",")
-            );
+            let mut sql = String::from("SELECT id FROM messages WHERE id IN ");
+            self.backend.push_placeholders(&mut sql, 1, chunk.len());
             let mut statement = sqlx::query(&sql);
             for id in chunk {
                 statement = statement.bind(*id);
@@ -492,11 +469,8 @@ impl Tx {
 
     pub async fn delete_messages(&mut self, ids: &[i64]) -> Result<(), StoreError> {
         for chunk in ids.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-            let sql = format!(
-                "DELETE FROM messages WHERE id IN ({})",
-                placeholders.join(",")
-            );
+            let mut sql = String::from("DELETE FROM messages WHERE id IN ");
+            self.backend.push_placeholders(&mut sql, 1, chunk.len());
             let mut statement = sqlx::query(&sql);
             for id in chunk {
                 statement = statement.bind(*id);
@@ -636,7 +610,7 @@ impl Tx {
             let mut sql = String::from(
                 "INSERT INTO room_changes (room_id, room_name, change, version, changed_at) VALUES ",
             );
-            push_placeholders(&mut sql, chunk.len(), 5);
+            self.backend.push_placeholders(&mut sql, chunk.len(), 5);
             let mut statement = sqlx::query(&sql);
             for (room_id, room_name) in chunk {
                 statement = statement

@@ -87,6 +87,31 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Appends `(.., ..), (.., ..)`: `rows` rows of `columns` placeholders each, for values
+    /// bound in that order, and they must be the statement's first placeholders. On
+    /// PostgreSQL they are `$1, $2, ...`. On SQLite they are `?`: there a `$N` is a name,
+    /// which binding looks up by a walk over all of the statement's names, so a multi-row
+    /// statement of `$N`s cost the square of its values to bind (a tenth of a large apply
+    /// at 32 rows of 12). A `$N` after them (N counting on from them) still works on both.
+    pub(crate) fn push_placeholders(self, sql: &mut String, rows: usize, columns: usize) {
+        use std::fmt::Write as _;
+        for row in 0..rows {
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            for column in 0..columns {
+                if column > 0 {
+                    sql.push_str(", ");
+                }
+                match self {
+                    Backend::Sqlite => sql.push('?'),
+                    Backend::Postgres => {
+                        let _ = write!(sql, "${}", row * columns + column + 1);
+                    }
+                }
+            }
+            sql.push(')');
+        }
+    }
+
     pub fn from_url(url: &str) -> Option<Backend> {
         if url.starts_with("sqlite:") {
             Some(Backend::Sqlite)
@@ -1028,6 +1053,22 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_on_postgresql_and_anonymous_on_sqlite() {
+        let written = [Backend::Postgres, Backend::Sqlite].map(|backend| {
+            let mut sql = String::from("VALUES ");
+            backend.push_placeholders(&mut sql, 2, 3);
+            sql
+        });
+        expect_test::expect![[r#"
+            [
+                "VALUES ($1, $2, $3), ($4, $5, $6)",
+                "VALUES (?, ?, ?), (?, ?, ?)",
+            ]
+        "#]]
+        .assert_debug_eq(&written);
+    }
 
     #[test]
     fn the_synchronous_parameter_is_perchs_and_leaves_the_rest_to_sqlite() {

@@ -115,9 +115,7 @@ fn like_pattern(needle: &str) -> String {
     pattern
 }
 
-/// Rows per statement of a multi-row object insert (12 values each). Small, because SQLite
-/// finds each `$N` by a walk over all of a statement's parameter names: binding costs the
-/// square of the values per statement (at 256 rows it was a third of a large apply).
+/// Rows per statement of a multi-row object insert (12 values each).
 const OBJECTS_PER_INSERT: usize = 32;
 
 const OBJECT_COLUMNS: &str =
@@ -385,7 +383,7 @@ impl Tx {
         }
         // The kind is bound last, after the names' `$1..$n`.
         let mut sql = format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE name IN ");
-        super::messages::push_placeholders(&mut sql, 1, names.len());
+        self.backend.push_placeholders(&mut sql, 1, names.len());
         sql.push_str(&format!(
             " AND kind = ${} ORDER BY name{}",
             names.len() + 1,
@@ -428,7 +426,8 @@ impl Tx {
         }
         let mut sql =
             format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE kind = 'Room' AND category IN ");
-        super::messages::push_placeholders(&mut sql, 1, categories.len());
+        self.backend
+            .push_placeholders(&mut sql, 1, categories.len());
         sql.push_str(" ORDER BY name");
         sql.push_str(self.backend.lock_clause());
         let mut statement = sqlx::query(&sql);
@@ -562,7 +561,7 @@ impl Tx {
                 let mut sql = String::from(
                     "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(hashtext(k)) FROM (SELECT k FROM (VALUES ",
                 );
-                super::messages::push_placeholders(&mut sql, chunk.len(), 1);
+                self.backend.push_placeholders(&mut sql, chunk.len(), 1);
                 sql.push_str(") AS keys (k) ORDER BY k) AS sorted) AS turn");
                 let mut statement = sqlx::query(&sql);
                 for key in chunk {
@@ -570,17 +569,9 @@ impl Tx {
                 }
                 statement.fetch_one(&mut *self.inner).await?;
             }
-            let mut sql = format!(
-                "SELECT COUNT(*) FROM objects WHERE kind = ${} AND name_key IN (",
-                chunk.len() + 1
-            );
-            for index in 1..=chunk.len() {
-                if index > 1 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("${index}"));
-            }
-            sql.push(')');
+            let mut sql = String::from("SELECT COUNT(*) FROM objects WHERE name_key IN ");
+            self.backend.push_placeholders(&mut sql, 1, chunk.len());
+            sql.push_str(&format!(" AND kind = ${}", chunk.len() + 1));
             let mut statement = sqlx::query(&sql);
             for key in chunk {
                 statement = statement.bind(key.as_str());
@@ -598,7 +589,7 @@ impl Tx {
             let mut sql = String::from(
                 "INSERT INTO objects (kind, name, category, addin, body, version, managed, protected, created_at, updated_by, updated_at, name_key) VALUES ",
             );
-            super::messages::push_placeholders(&mut sql, chunk.len(), 12);
+            self.backend.push_placeholders(&mut sql, chunk.len(), 12);
             sql.push_str(&format!(
                 " ON CONFLICT (kind, name) DO NOTHING RETURNING {OBJECT_COLUMNS}"
             ));
