@@ -165,4 +165,4 @@ pub struct NewAuditEntry<'a> {
 }
 
 /// Rows per statement of a multi-row audit insert (6 values each).
-const AUDITS_PER_INSERT: usize = 64;
+const AUDITS_PER_INSERT: usize = 250;

@@ -60,7 +60,7 @@ pub struct NewMessage<'a> {
 pub(crate) const MESSAGES_PER_INSERT: usize = 256;
 
 /// Rows per statement of a multi-row room change insert (5 values each).
-const ROOM_CHANGES_PER_INSERT: usize = 64;
+const ROOM_CHANGES_PER_INSERT: usize = 250;
 
 const MESSAGE_COLUMNS: &str =
     "id, room_id, author, body, posted_at, in_history, replaced, idempotency_key";

@@ -116,7 +116,7 @@ fn like_pattern(needle: &str) -> String {
 }
 
 /// Rows per statement of a multi-row object insert (12 values each).
-const OBJECTS_PER_INSERT: usize = 32;
+const OBJECTS_PER_INSERT: usize = 125;
 
 const OBJECT_COLUMNS: &str =
     "id, kind, name, body, version, managed, protected, created_at, updated_by, updated_at";
