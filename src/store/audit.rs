@@ -146,7 +146,7 @@ impl Tx {
                     .bind(entry.action.as_str())
                     .bind(entry.kind)
                     .bind(entry.name)
-                    .bind(entry.detail.to_string());
+                    .bind(entry.detail.as_str());
             }
             statement.execute(&mut *self.inner).await?;
         }
@@ -161,7 +161,8 @@ pub struct NewAuditEntry<'a> {
     pub action: AuditAction,
     pub kind: &'a str,
     pub name: &'a str,
-    pub detail: serde_json::Value,
+    /// The detail as JSON text.
+    pub detail: String,
 }
 
 /// Rows per statement of a multi-row audit insert (6 values each).
