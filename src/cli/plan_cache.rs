@@ -6,7 +6,9 @@
 //! and bytes (`manifest::fingerprint`), the repository's settings and the part asked for.
 //! The counter is read **before** the live state: a change that lands between the two reads
 //! is stored under the older counter, which the server never reports again, so an entry can
-//! never stand for a state other than the one its key names.
+//! never stand for a state other than the one its key names. Likewise the files are hashed
+//! before they are read, and again after the plan is made: a plan is stored only if both
+//! digests agree.
 //!
 //! Not cached: a plan made with `--policy` (the policy reads the whole desired state), a plan
 //! that removes rooms (it counts their messages, which change without the counter), a target
@@ -65,6 +67,7 @@ pub struct PlanCache {
 pub struct Key {
     digest: String,
     counter: ChangeCounter,
+    fingerprint: String,
 }
 
 impl Key {
@@ -85,11 +88,17 @@ impl Key {
         Key {
             digest: crate::text::hex(&hash.finalize()),
             counter,
+            fingerprint: fingerprint.to_owned(),
         }
     }
 
     pub fn counter(&self) -> &ChangeCounter {
         &self.counter
+    }
+
+    /// The manifests' fingerprint the key was made with.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 }
 

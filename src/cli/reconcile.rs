@@ -500,8 +500,12 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
                 }
             };
             // Removals count messages, which change without the configuration changing.
+            // The files are hashed again: one edited while they were read would otherwise
+            // leave this plan under the key of what they held before.
             if let (Some(cache), Some(key)) = (&cache, &key)
                 && plan.removed_room_ids(&live).is_empty()
+                && start_fingerprint(&args).await.ok().flatten().as_deref()
+                    == Some(key.fingerprint())
             {
                 cache.put(key, &plan, &notes);
             }
