@@ -159,11 +159,10 @@ fn main() {
                     .expect("token");
                 (index, token)
             });
-            if issued.len() >= 16 {
-                if let Some(Ok((index, token))) = issued.join_next().await {
+            if issued.len() >= 16
+                && let Some(Ok((index, token))) = issued.join_next().await {
                     tokens[index] = token;
                 }
-            }
         }
         while let Some(Ok((index, token))) = issued.join_next().await {
             tokens[index] = token;

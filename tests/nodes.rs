@@ -276,11 +276,11 @@ async fn killing_a_node_under_load_loses_no_acknowledged_post() {
                     .json(&json!({"body": body}))
                     .send()
                     .await;
-                if let Ok(reply) = reply {
-                    if reply.status().is_success() {
-                        let message: Value = reply.json().await.unwrap();
-                        acknowledged.push((message["id"].as_i64().unwrap(), body));
-                    }
+                if let Ok(reply) = reply
+                    && reply.status().is_success()
+                {
+                    let message: Value = reply.json().await.unwrap();
+                    acknowledged.push((message["id"].as_i64().unwrap(), body));
                 }
             }
             acknowledged

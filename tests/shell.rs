@@ -67,6 +67,7 @@ fn manual_pages_are_written_for_every_command() {
 /// the command does its work and exits with its own code. A full disk behind `>` is an
 /// error that says so, never a cut-short output taken for a whole one.
 #[test]
+#[cfg(target_os = "linux")] // `/dev/full`
 fn output_to_a_reader_that_left_or_to_a_full_disk() {
     let db = common::TestDb::new();
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");

@@ -174,8 +174,11 @@ pub fn main() -> ExitCode {
     let (cli, matches) = match parsed {
         Ok(parsed) => parsed,
         Err(error) => {
-            let _ = error.print();
-            return ExitCode::from(if error.use_stderr() {
+            // `--help` and `--version` print on stdout: a full disk there is an error too.
+            let printed = error.print();
+            let unwritten =
+                printed.is_err_and(|failure| failure.kind() != std::io::ErrorKind::BrokenPipe);
+            return ExitCode::from(if error.use_stderr() || unwritten {
                 EXIT_ERROR
             } else {
                 EXIT_OK
@@ -224,10 +227,10 @@ pub fn main() -> ExitCode {
         ),
     };
     init_tracing(&log, log_format);
-    if let (Command::Serve(flags), Some(config)) = (&cli.command, &serve_config) {
-        if flags.check_config {
-            return finish(serve::check(config));
-        }
+    if let (Command::Serve(flags), Some(config)) = (&cli.command, &serve_config)
+        && flags.check_config
+    {
+        return finish(serve::check(config));
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -183,14 +183,20 @@ pub struct PlanArgs {
     cache: CacheArgs,
 }
 
-/// The manifests' fingerprint (see `manifest::fingerprint`), made on blocking threads so
-/// that it runs while the target opens: on a cached plan it is most of the time.
-fn start_fingerprint(args: &PlanArgs) -> tokio::task::JoinHandle<Option<String>> {
+/// The manifests' fingerprint (see `manifest::fingerprint`), made on a thread of its own so
+/// that it runs while the target opens: on a cached plan it is most of the time. A plain
+/// thread rather than the runtime's blocking pool, which an exit would wait for when the
+/// fingerprint is no longer wanted (the target failed to open, or has no change counter).
+fn start_fingerprint(args: &PlanArgs) -> tokio::sync::oneshot::Receiver<Option<String>> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
     let paths = args.paths.clone();
     let options = manifest::LoadOptions {
         follow_symlinks: args.follow_symlinks,
     };
-    tokio::task::spawn_blocking(move || manifest::fingerprint(&paths, options))
+    std::thread::spawn(move || {
+        let _ = sender.send(manifest::fingerprint(&paths, options));
+    });
+    receiver
 }
 
 /// The key `plan`'s cache is looked up by, when the target has a change counter and the
@@ -199,7 +205,7 @@ async fn plan_cache_key(
     args: &PlanArgs,
     target: &dyn Target,
     settings: &manifest::settings::Settings,
-    fingerprint: tokio::task::JoinHandle<Option<String>>,
+    fingerprint: tokio::sync::oneshot::Receiver<Option<String>>,
 ) -> Option<Key> {
     let counter = match target.change_counter().await {
         Ok(counter) => counter?,
@@ -440,7 +446,9 @@ pub async fn plan(args: PlanArgs) -> miette::Result<u8> {
     } else {
         None
     };
-    let fingerprint = cache.as_ref().map(|_| start_fingerprint(&args));
+    // A Skype for Business snapshot has no change counter: nothing of it is cached.
+    let fingerprint =
+        (cache.is_some() && args.target.sfb_snapshot.is_none()).then(|| start_fingerprint(&args));
     let target = open_target(&args.target).await?;
     let outcome = async {
         let settings = match read_settings(&args.paths) {

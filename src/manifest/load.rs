@@ -752,14 +752,14 @@ fn field_problems(fields: &Map<String, Value>) -> Vec<FieldProblem> {
         domain::check_url(url, &mut problems);
     }
     for (field, value) in fields {
-        if let Value::Array(items) = value {
-            if items.len() > domain::MAX_LIST_LEN {
-                problems.push(FieldProblem {
-                    field: field.clone(),
-                    code: crate::api::ErrorCode::ListTooLong,
-                    message: format!("{field} has more than {} entries", domain::MAX_LIST_LEN),
-                });
-            }
+        if let Value::Array(items) = value
+            && items.len() > domain::MAX_LIST_LEN
+        {
+            problems.push(FieldProblem {
+                field: field.clone(),
+                code: crate::api::ErrorCode::ListTooLong,
+                message: format!("{field} has more than {} entries", domain::MAX_LIST_LEN),
+            });
         }
     }
     problems
@@ -821,11 +821,11 @@ fn normalise_fields(
             items.dedup();
         }
     }
-    if let Some(Value::String(interval)) = fields.get("runInterval") {
-        if let Err(message) = crate::domain::RunInterval::parse(interval) {
-            report(Locator::Value("/runInterval".to_owned()), message);
-            valid = false;
-        }
+    if let Some(Value::String(interval)) = fields.get("runInterval")
+        && let Err(message) = crate::domain::RunInterval::parse(interval)
+    {
+        report(Locator::Value("/runInterval".to_owned()), message);
+        valid = false;
     }
     let name = match kind {
         Kind::ComplianceConfiguration => String::new(),
@@ -954,16 +954,16 @@ fn assemble(documents: Vec<Checked>, pending: &mut Vec<Pending>) -> Desired {
         for (field, value) in &object.fields {
             let Value::Array(items) = value else { continue };
             for item in items {
-                if let Some(group) = item.as_str().and_then(|text| text.strip_prefix("group:")) {
-                    if !groups.contains_key(group) {
-                        report(
-                            Locator::ListItem {
-                                field: field.clone(),
-                                normalised: format!("group:{group}"),
-                            },
-                            format!("group `{group}` is not defined in the manifests"),
-                        );
-                    }
+                if let Some(group) = item.as_str().and_then(|text| text.strip_prefix("group:"))
+                    && !groups.contains_key(group)
+                {
+                    report(
+                        Locator::ListItem {
+                            field: field.clone(),
+                            normalised: format!("group:{group}"),
+                        },
+                        format!("group `{group}` is not defined in the manifests"),
+                    );
                 }
             }
         }
@@ -1001,13 +1001,13 @@ fn assemble(documents: Vec<Checked>, pending: &mut Vec<Pending>) -> Desired {
                         }
                     }
                 }
-                if let Some(Value::String(addin)) = object.fields.get("addin") {
-                    if !desired.objects.contains_key(&(Kind::Addin, addin.clone())) {
-                        report(
-                            Locator::Value("/addin".to_owned()),
-                            format!("add-in `{addin}` is not defined in the manifests"),
-                        );
-                    }
+                if let Some(Value::String(addin)) = object.fields.get("addin")
+                    && !desired.objects.contains_key(&(Kind::Addin, addin.clone()))
+                {
+                    report(
+                        Locator::Value("/addin".to_owned()),
+                        format!("add-in `{addin}` is not defined in the manifests"),
+                    );
                 }
             }
             Kind::Category => {

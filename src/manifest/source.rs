@@ -125,10 +125,10 @@ impl Walk {
     }
 
     fn directory(&mut self, path: &Path) {
-        if let Ok(canonical) = std::fs::canonicalize(path) {
-            if !self.visited.insert(canonical) {
-                return;
-            }
+        if let Ok(canonical) = std::fs::canonicalize(path)
+            && !self.visited.insert(canonical)
+        {
+            return;
         }
         let entries = match std::fs::read_dir(path) {
             Ok(entries) => entries,

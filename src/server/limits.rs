@@ -159,10 +159,10 @@ pub async fn limit_rate(State(state): State<AppState>, request: Request, next: N
     {
         return too_many(wait);
     }
-    if let Some(token) = token_key(&request) {
-        if let Err(wait) = state.limiter.take(token, 1.0, now) {
-            return too_many(wait);
-        }
+    if let Some(token) = token_key(&request)
+        && let Err(wait) = state.limiter.take(token, 1.0, now)
+    {
+        return too_many(wait);
     }
     next.run(request).await
 }

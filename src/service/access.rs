@@ -280,10 +280,10 @@ pub(super) async fn sees(
                 let Some(row) = source.get(Kind::Room, &room_name).await? else {
                     continue;
                 };
-                if let Some(room) = rights_in_room(source, caller, &row).await? {
-                    if access::sees_addin(viewer, [room.rights]) {
-                        return Ok(true);
-                    }
+                if let Some(room) = rights_in_room(source, caller, &row).await?
+                    && access::sees_addin(viewer, [room.rights])
+                {
+                    return Ok(true);
                 }
             }
             false

@@ -415,17 +415,17 @@ impl Service {
             if replace_existing {
                 // Replacing messages deletes what users read: not in a held room.
                 for room_id in tx.rooms_of_messages(&taken).await? {
-                    if let Some(row) = tx.object_by_id(room_id).await? {
-                        if row.kind == Kind::Room {
-                            let room: crate::domain::Room = super::decode(&row)?;
-                            refuse_if_held(
-                                &mut tx,
-                                HeldAct::RemoveMessages,
-                                &room.name,
-                                &room.category,
-                            )
-                            .await?;
-                        }
+                    if let Some(row) = tx.object_by_id(room_id).await?
+                        && row.kind == Kind::Room
+                    {
+                        let room: crate::domain::Room = super::decode(&row)?;
+                        refuse_if_held(
+                            &mut tx,
+                            HeldAct::RemoveMessages,
+                            &room.name,
+                            &room.category,
+                        )
+                        .await?;
                     }
                 }
                 tx.delete_messages(&taken).await?;

@@ -411,15 +411,16 @@ fn concerns(
         let named = inputs
             .as_ref()
             .and_then(|inputs| inputs.named_reader_hashes());
-        if let (Some(named), Some(caller)) = (named, listening.named_as) {
-            if named.binary_search(&caller).is_err() {
-                return false;
-            }
+        if let (Some(named), Some(caller)) = (named, listening.named_as)
+            && named.binary_search(&caller).is_err()
+        {
+            return false;
         }
-        if let Some(judged) = *last_read {
-            if judged.room_id == row.room_id && judged.generation == batch.generation {
-                return judged.reads;
-            }
+        if let Some(judged) = *last_read
+            && judged.room_id == row.room_id
+            && judged.generation == batch.generation
+        {
+            return judged.reads;
         }
         let reads = inputs
             .as_ref()

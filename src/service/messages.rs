@@ -1316,11 +1316,10 @@ impl Service {
             if self
                 .stream_delivers(filter, row.room_id, row.in_history, row.id)
                 .await?
+                && let Some(Some(room)) = filter.readable.get(&row.room_id)
             {
-                if let Some(Some(room)) = filter.readable.get(&row.room_id) {
-                    let room = room.clone();
-                    visible.push(Message::from_row(row, &room));
-                }
+                let room = room.clone();
+                visible.push(Message::from_row(row, &room));
             }
         }
         Ok((visible, last))

@@ -82,10 +82,10 @@ impl RememberedTokens {
 
     /// Notes that the token with `hash` was read again, in a transaction, at `generation`.
     pub(super) fn confirmed(&self, hash: &str, generation: i64) {
-        if let Ok(mut remembered) = self.0.lock() {
-            if let Some(token) = remembered.get_mut(hash) {
-                token.generation = token.generation.max(generation);
-            }
+        if let Ok(mut remembered) = self.0.lock()
+            && let Some(token) = remembered.get_mut(hash)
+        {
+            token.generation = token.generation.max(generation);
         }
     }
 

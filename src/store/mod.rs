@@ -656,13 +656,12 @@ impl Store {
         if let Some(writer) = &self.writer {
             writer.close().await;
         }
-        if self.backend == Backend::Sqlite {
-            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        if self.backend == Backend::Sqlite
+            && let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(&self.pool)
                 .await
-            {
-                tracing::debug!(%error, "could not checkpoint the write-ahead log on close");
-            }
+        {
+            tracing::debug!(%error, "could not checkpoint the write-ahead log on close");
         }
         self.pool.close().await;
     }

@@ -282,10 +282,10 @@ impl Store {
             let page: Option<String> = row.try_get("page")?;
             let last: Option<i64> = row.try_get("last_id")?;
             let count: i64 = row.try_get("row_count")?;
-            if let Some(page) = page {
-                if pages.send(page).is_err() {
-                    break;
-                }
+            if let Some(page) = page
+                && pages.send(page).is_err()
+            {
+                break;
             }
             match last {
                 Some(last) if count == PAGE => after = last,

@@ -281,13 +281,14 @@ pub fn resolve(
         (Some(_), None) => return Err(miette!("tls-cert is set but tls-key is not: give both")),
         (None, Some(_)) => return Err(miette!("tls-key is set but tls-cert is not: give both")),
     };
-    if let Some(metrics) = &metrics_listen {
-        if metrics.value == listen.value && listen.value.port() != 0 {
-            return Err(miette!(
-                "metrics-listen and listen are both {}: give metrics its own address, or leave metrics-listen out to serve /metrics with the API",
-                listen.value
-            ));
-        }
+    if let Some(metrics) = &metrics_listen
+        && metrics.value == listen.value
+        && listen.value.port() != 0
+    {
+        return Err(miette!(
+            "metrics-listen and listen are both {}: give metrics its own address, or leave metrics-listen out to serve /metrics with the API",
+            listen.value
+        ));
     }
     Ok(ServeConfig {
         file: flags.config.clone(),

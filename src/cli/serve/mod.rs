@@ -57,10 +57,10 @@ pub async fn run(config: ServeConfig) -> miette::Result<u8> {
     // Tests and scripts read these lines to learn the ports.
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "perch listening on {scheme}://{address}");
-    if let Some(metrics_listener) = &metrics_listener {
-        if let Ok(metrics_address) = metrics_listener.local_addr() {
-            let _ = writeln!(stdout, "perch metrics on http://{metrics_address}/metrics");
-        }
+    if let Some(metrics_listener) = &metrics_listener
+        && let Ok(metrics_address) = metrics_listener.local_addr()
+    {
+        let _ = writeln!(stdout, "perch metrics on http://{metrics_address}/metrics");
     }
     let _ = stdout.flush();
     let service = Service::new(store.clone());

@@ -558,12 +558,11 @@ pub fn translate(
             .map(|group| Principal::Group(group.name.clone()))
             .collect();
         for principal in principals.values() {
-            if let Principal::User(address) = principal {
-                if let Some((_, domain)) = address.rsplit_once('@') {
-                    if let Ok(domain) = Principal::parse(&format!("domain:{domain}")) {
-                        allowed.insert(domain);
-                    }
-                }
+            if let Principal::User(address) = principal
+                && let Some((_, domain)) = address.rsplit_once('@')
+                && let Ok(domain) = Principal::parse(&format!("domain:{domain}"))
+            {
+                allowed.insert(domain);
             }
         }
         let mut category = Category {

@@ -196,7 +196,7 @@ pub const XML_ADAPTER: &str = "Microsoft.Rtc.Internal.Chat.Server.Compliance.Xml
 /// Bytes that are none of these.
 pub fn decode(bytes: &[u8]) -> Result<String, String> {
     let utf16 = |little: bool, body: &[u8]| {
-        if body.len() % 2 != 0 {
+        if !body.len().is_multiple_of(2) {
             return Err("is UTF-16 with an odd number of bytes".to_owned());
         }
         let units: Vec<u16> = body
