@@ -59,6 +59,18 @@ fn every_broken_manifest_names_file_line_and_column() {
             "7:7: Category `C` is defined twice; the first is at",
         ),
         (
+            "duplicate-case.yaml",
+            "7:7: Group `ENG` is defined twice, also as `eng`: names differ by more than case; the first is at",
+        ),
+        (
+            "bad-retention.yaml",
+            "4:12: retention `P0D` must be between one day and 36525 days",
+        ),
+        (
+            "bad-retention-text.yaml",
+            "4:12: retention `5 days` is not a duration in days or weeks, such as P365D or P52W",
+        ),
+        (
             "group-cycle.yaml",
             "4:10: groups contain each other in a cycle: a -> b -> a",
         ),

@@ -499,6 +499,10 @@ pub fn normalise_name(name: &mut String) {
 /// this key, as the original's were case-insensitive, and keep the case they were given.
 pub fn name_key(name: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
+    // ASCII is its own NFC.
+    if name.is_ascii() {
+        return name.to_ascii_lowercase();
+    }
     name.nfc().collect::<String>().to_lowercase()
 }
 

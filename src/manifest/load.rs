@@ -535,11 +535,19 @@ fn check_document(
                         .unwrap_or_default();
                     let message = if field == "runInterval" {
                         crate::domain::RunInterval::parse(text).err()
+                    } else if field == "retention" {
+                        crate::domain::compliance::Retention::parse(text).err()
                     } else {
                         Principal::parse(text).err().map(|error| error.to_string())
                     };
                     let message = message.unwrap_or_else(|| schema_message(&error));
-                    (Locator::Value(pointer), format!("{field}: {message}"))
+                    // A retention's message names its field already.
+                    let message = if message.starts_with(&format!("{field} ")) {
+                        message
+                    } else {
+                        format!("{field}: {message}")
+                    };
+                    (Locator::Value(pointer), message)
                 }
                 jsonschema::error::ValidationErrorKind::AnyOf { .. }
                     if crate::domain::spelling::refusal(
@@ -827,6 +835,14 @@ fn normalise_fields(
         report(Locator::Value("/runInterval".to_owned()), message);
         valid = false;
     }
+    // Checked here, as the server checks it, rather than found out by `apply`.
+    if kind == Kind::Category
+        && let Some(Value::String(retention)) = fields.get("retention")
+        && let Err(message) = crate::domain::compliance::Retention::parse(retention)
+    {
+        report(Locator::Value("/retention".to_owned()), message);
+        valid = false;
+    }
     let name = match kind {
         Kind::ComplianceConfiguration => String::new(),
         _ => fields
@@ -851,6 +867,7 @@ fn assemble(documents: Vec<Checked>, pending: &mut Vec<Pending>) -> Desired {
             }
         }
     }
+    let mut folded_names: HashMap<(Kind, String), String> = HashMap::with_capacity(objects.len());
     for object in objects {
         if object.kind == Kind::ComplianceConfiguration {
             if let Some(first) = &desired.compliance {
@@ -866,6 +883,27 @@ fn assemble(documents: Vec<Checked>, pending: &mut Vec<Pending>) -> Desired {
             }
             continue;
         }
+        // Names are one whatever their case (the store keeps them unique by this key).
+        let folded = (object.kind, crate::domain::name_key(&object.name));
+        if let Some(first_name) = folded_names.get(&folded)
+            && *first_name != object.name
+        {
+            let mut problem = Pending::in_document(
+                &object.origin,
+                Locator::Value("/name".to_owned()),
+                format!(
+                    "{} `{}` is defined twice, also as `{first_name}`: names differ by more than case;",
+                    object.kind, object.name
+                ),
+            );
+            problem.first_at = desired
+                .objects
+                .get(&(object.kind, first_name.clone()))
+                .map(|first| first.origin.clone());
+            pending.push(problem);
+            continue;
+        }
+        folded_names.insert(folded, object.name.clone());
         let key = (object.kind, object.name.clone());
         if let Some(first) = desired.objects.get(&key) {
             let mut problem = Pending::in_document(
