@@ -289,14 +289,20 @@ async fn truncated_or_corrupted_imports_change_nothing() {
         assert_eq!(code, 1, "{stderr}");
         assert!(stderr.contains(expected), "{}: {stderr}", file.display());
     }
-    let (code, stdout, _) = common::perch(&[
+    // On SQLite the refused imports did not even create the file; either way the target
+    // holds nothing but what a new database holds.
+    let file = target.path().join("perch.db");
+    if !common::postgres_wanted() && !file.exists() {
+        return;
+    }
+    let (code, stdout, stderr) = common::perch(&[
         "export",
         "--out",
         target.path().join("state").to_str().unwrap(),
         "--db",
         &target.url,
     ]);
-    assert_eq!(code, 0);
+    assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.starts_with("exported 1 object(s)"),
         "only the default compliance configuration: {stdout}"

@@ -487,3 +487,53 @@ async fn readiness_fails_once_the_node_drains_and_liveness_does_not() {
     assert_eq!(status("/readyz").await, 503);
     assert_eq!(status("/healthz").await, 200);
 }
+
+/// A mistyped `--db` names a file that does not exist: a command that does not bring a
+/// database into being refuses it, rather than creating an empty one and backing up,
+/// exporting or listing nothing with success. `plan` and `apply` still start from nothing.
+#[test]
+fn a_command_that_creates_no_database_refuses_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo.db");
+    let url = format!("sqlite://{}", missing.display());
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let examples = examples.to_str().unwrap();
+    let elsewhere = format!("sqlite://{}", dir.path().join("elsewhere.db").display());
+    let refusing: [&[&str]; 10] = [
+        &[
+            "migrate",
+            "--to",
+            elsewhere.as_str(),
+            "--from",
+            url.as_str(),
+        ],
+        &["backup", "--out", out],
+        &["drift", examples],
+        &["export", "--out", out],
+        &["room", "list"],
+        &["category", "show", "x"],
+        &["token", "list"],
+        &["audit"],
+        &["data", "export", "--out", out],
+        &["unlock", "apply"],
+    ];
+    for args in refusing {
+        let db: &[&str] = if args[0] == "migrate" {
+            &[]
+        } else {
+            &["--db", url.as_str()]
+        };
+        let args = [args, db].concat();
+        let (code, stdout, stderr) = common::perch(&args);
+        assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("no database at") && stderr.contains("typo.db"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!missing.exists(), "{args:?} created the database");
+    }
+    let (code, _, stderr) = common::perch(&["plan", examples, "--db", &url, "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{stderr}");
+}

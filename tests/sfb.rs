@@ -748,11 +748,14 @@ fn the_export_zip_imports_into_an_empty_server_and_exports_stably() {
         assert_eq!(code, 0, "{stdout}{stderr}");
         serde_json::from_str(&stdout).unwrap()
     };
-    assert_eq!(
-        rooms(&db.url),
-        serde_json::json!([]),
-        "a dry run changes nothing"
-    );
+    // A dry run changes nothing: on SQLite it does not even create the file.
+    if common::postgres_wanted() || db.path().join("perch.db").exists() {
+        assert_eq!(
+            rooms(&db.url),
+            serde_json::json!([]),
+            "a dry run changes nothing"
+        );
+    }
 
     let (code, stdout, stderr) =
         common::perch(&["data", "import", "--sfb", &zip_text, "--db", &db.url]);

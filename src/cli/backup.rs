@@ -89,6 +89,9 @@ async fn open(url: &str) -> miette::Result<EmbeddedTarget> {
 }
 
 pub async fn backup(args: BackupArgs) -> miette::Result<u8> {
+    // A backup of a database that a mistyped --db brought into being would be empty, and
+    // look like success.
+    super::reconcile::require_existing_database(&args.db)?;
     let source = open(&args.db).await?;
     let mut out = match crate::atomic_file::Staged::create(&args.out) {
         Ok(out) => out,

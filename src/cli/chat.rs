@@ -3,7 +3,7 @@
 use miette::IntoDiagnostic;
 
 use super::EXIT_OK;
-use super::reconcile::{TargetArgs, open_target};
+use super::reconcile::{TargetArgs, open_existing_target};
 use crate::api::wire::{ClearRequest, RemoveRequest, RoomQuery};
 
 #[derive(Debug, clap::Subcommand)]
@@ -154,7 +154,7 @@ pub async fn room(command: RoomCommand) -> miette::Result<u8> {
             return super::objects::change_list("presenters", command).await;
         }
     };
-    let target = open_target(&target).await?;
+    let target = open_existing_target(&target).await?;
     let outcome = target
         .clear_room(&room, &ClearRequest { end_date, dry_run })
         .await;
@@ -203,7 +203,7 @@ pub async fn messages(command: MessagesCommand) -> miette::Result<u8> {
         replace,
         dry_run,
     };
-    let target = open_target(&target).await?;
+    let target = open_existing_target(&target).await?;
     let outcome = target.remove_messages(&room, &request).await;
     target.close().await;
     let touched = outcome.into_diagnostic()?;
@@ -218,7 +218,7 @@ pub async fn messages(command: MessagesCommand) -> miette::Result<u8> {
 
 /// Every room that matches, page after page, as a table or one JSON array.
 async fn list_rooms(mut query: RoomQuery, json: bool, target: &TargetArgs) -> miette::Result<u8> {
-    let target = open_target(target).await?;
+    let target = open_existing_target(target).await?;
     let mut rooms = Vec::new();
     let outcome = loop {
         match target.rooms(&query, 500).await {

@@ -3,7 +3,7 @@
 use miette::IntoDiagnostic;
 
 use super::EXIT_OK;
-use super::reconcile::{TargetArgs, open_target};
+use super::reconcile::{TargetArgs, open_existing_target};
 use crate::api::wire::AuditFilter;
 use crate::domain::Kind;
 use crate::domain::audit::AuditAction;
@@ -115,7 +115,7 @@ pub async fn audit(args: AuditArgs) -> miette::Result<u8> {
         before: args.before,
         limit: Some(args.limit),
     };
-    let target = open_target(&args.target).await?;
+    let target = open_existing_target(&args.target).await?;
     let outcome = target.audit(&filter).await;
     target.close().await;
     let page = outcome.into_diagnostic()?;
@@ -157,7 +157,7 @@ pub async fn hold(command: HoldCommand) -> miette::Result<u8> {
             reason,
             target,
         } => {
-            let target = open_target(&target).await?;
+            let target = open_existing_target(&target).await?;
             let outcome = target.place_hold(kind, &name, &reason).await;
             target.close().await;
             let hold = outcome.into_diagnostic()?;
@@ -172,7 +172,7 @@ pub async fn hold(command: HoldCommand) -> miette::Result<u8> {
             on: (kind, name),
             target,
         } => {
-            let target = open_target(&target).await?;
+            let target = open_existing_target(&target).await?;
             let outcome = target.release_hold(kind, &name).await;
             target.close().await;
             let hold = outcome.into_diagnostic()?;
@@ -185,7 +185,7 @@ pub async fn hold(command: HoldCommand) -> miette::Result<u8> {
             );
         }
         HoldCommand::List { json, target } => {
-            let target = open_target(&target).await?;
+            let target = open_existing_target(&target).await?;
             let outcome = target.holds().await;
             target.close().await;
             let holds = outcome.into_diagnostic()?;

@@ -81,7 +81,7 @@ pub async fn run(command: DataCommand) -> miette::Result<u8> {
                 since,
                 disable_exported,
             };
-            let target = open_target(&target).await?;
+            let target = super::reconcile::open_existing_target(&target).await?;
             let progress = spinner("exporting");
             let bar = progress.clone();
             let mut report = move |lines: usize| {

@@ -25,6 +25,8 @@ async fn open(url: &str) -> miette::Result<EmbeddedTarget> {
 }
 
 pub async fn run(args: MigrateArgs) -> miette::Result<u8> {
+    // A source that a mistyped --from brought into being would migrate nothing, and verify.
+    super::reconcile::require_existing_database(&args.from)?;
     let source = open(&args.from).await?;
     let target = match open(&args.to).await {
         Ok(target) => target,

@@ -5,7 +5,7 @@
 use miette::{IntoDiagnostic, miette};
 use serde_json::{Map, Value, json};
 
-use super::reconcile::{TargetArgs, open_target};
+use super::reconcile::{TargetArgs, open_existing_target};
 use super::{EXIT_ERROR, EXIT_OK};
 use crate::domain::Kind;
 use crate::live::Target;
@@ -71,7 +71,7 @@ async fn with_target<T>(
     args: &TargetArgs,
     body: impl AsyncFnOnce(&dyn Target) -> miette::Result<T>,
 ) -> miette::Result<T> {
-    let target = open_target(args).await?;
+    let target = open_existing_target(args).await?;
     let outcome = body(target.as_ref()).await;
     target.close().await;
     outcome

@@ -55,6 +55,27 @@ impl TargetArgs {
 
 /// Opens the target the flags name: the server at `--server`, or the embedded store at `--db`.
 /// Call [`Target::close`] when done.
+/// [`open_target`] for a command that does not bring a database into being: an embedded
+/// store whose SQLite file does not exist is an error rather than a new, empty database (a
+/// mistyped `--db` would otherwise back up, export or list nothing, and succeed).
+pub async fn open_existing_target(args: &TargetArgs) -> miette::Result<Arc<dyn Target>> {
+    if args.server.is_none() && args.sfb_snapshot.is_none() {
+        require_existing_database(&args.db)?;
+    }
+    open_target(args).await
+}
+
+/// Refuses a SQLite URL whose file does not exist.
+pub fn require_existing_database(url: &str) -> miette::Result<()> {
+    match EmbeddedTarget::database_file(url) {
+        Some(path) if !path.exists() => Err(miette!(
+            "no database at {}: this command creates none (check --db or PERCH_DB; `perch apply` or `perch serve` creates one)",
+            crate::text::terminal_safe(&path.display().to_string())
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub async fn open_target(args: &TargetArgs) -> miette::Result<Arc<dyn Target>> {
     if let Some(dir) = &args.sfb_snapshot {
         let target = SfbTarget::open(dir, args.sfb_pool.as_deref(), args.principal_map.as_deref())
@@ -1011,7 +1032,7 @@ impl ProgressLog {
 }
 
 pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
-    let target = open_target(&args.target).await?;
+    let target = open_existing_target(&args.target).await?;
     let outcome = async {
         let (desired, live) = match load_and_read(
             &args.paths,
@@ -1108,7 +1129,7 @@ pub async fn drift(args: DriftArgs) -> miette::Result<u8> {
 }
 
 pub async fn export(args: ExportArgs) -> miette::Result<u8> {
-    let target = open_target(&args.target).await?;
+    let target = open_existing_target(&args.target).await?;
     let outcome = async {
         let live = read_live(target.as_ref()).await?;
         let files = super::export::manifests(&live)?;
@@ -1204,7 +1225,7 @@ pub struct UnlockArgs {
 
 /// `perch unlock`: breaks a lock on purpose, whoever holds it, naming the holder it had.
 pub async fn unlock(args: UnlockArgs) -> miette::Result<u8> {
-    let target = open_target(&args.target).await?;
+    let target = open_existing_target(&args.target).await?;
     let broken = target.break_lock(&args.name).await;
     let described = target.describe();
     target.close().await;

@@ -88,7 +88,7 @@ pub async fn run(command: TokenCommand) -> miette::Result<u8> {
             Ok(EXIT_OK)
         }
         TokenCommand::List { json, target } => {
-            let target = open_target(&target).await?;
+            let target = super::reconcile::open_existing_target(&target).await?;
             let tokens = target.tokens().await;
             target.close().await;
             let tokens = tokens.into_diagnostic()?;
@@ -121,7 +121,7 @@ pub async fn run(command: TokenCommand) -> miette::Result<u8> {
             token_or_id,
             target,
         } => {
-            let target = open_target(&target).await?;
+            let target = super::reconcile::open_existing_target(&target).await?;
             let revoked = target.revoke_token(&token_or_id).await;
             let described = target.describe();
             target.close().await;

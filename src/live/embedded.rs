@@ -23,6 +23,11 @@ pub struct EmbeddedTarget {
 }
 
 impl EmbeddedTarget {
+    /// The file a SQLite URL names; none for PostgreSQL or an in-memory database.
+    pub fn database_file(url: &str) -> Option<&std::path::Path> {
+        crate::store::sqlite_file(url)
+    }
+
     /// Opens (and migrates) the database at `url`, acting as the local operator.
     pub async fn open(url: &str) -> Result<EmbeddedTarget, TargetError> {
         let store = Store::open(url).await.map_err(|error| {

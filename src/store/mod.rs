@@ -895,7 +895,11 @@ fn sqlite_synchronous(url: &str) -> Result<(String, SqliteSynchronous), StoreErr
 /// with the process's umask; its write-ahead log and shared-memory files take the same mode.
 /// An existing file is left as it is; a failure here leaves the creation to SQLite. Returns the
 /// file when it created one.
-fn create_private_database(url: &str) -> Option<std::path::PathBuf> {
+/// The file of a SQLite URL; none for another backend or an in-memory database.
+pub fn sqlite_file(url: &str) -> Option<&std::path::Path> {
+    if Backend::from_url(url) != Some(Backend::Sqlite) {
+        return None;
+    }
     let path = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -904,7 +908,11 @@ fn create_private_database(url: &str) -> Option<std::path::PathBuf> {
     if path.is_empty() || path == ":memory:" {
         return None;
     }
-    let path = std::path::Path::new(path);
+    Some(std::path::Path::new(path))
+}
+
+fn create_private_database(url: &str) -> Option<std::path::PathBuf> {
+    let path = sqlite_file(url)?;
     if path.exists() {
         return None;
     }
