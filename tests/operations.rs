@@ -537,3 +537,15 @@ fn a_command_that_creates_no_database_refuses_a_missing_one() {
     let (code, _, stderr) = common::perch(&["plan", examples, "--db", &url, "--detailed-exitcode"]);
     assert_eq!(code, 2, "{stderr}");
 }
+
+/// `perch unlock` names one of the locks there are: a typo (`archivr`) is a usage error, not
+/// "nobody holds the archivr lock" and success.
+#[test]
+fn unlock_refuses_a_lock_that_does_not_exist() {
+    let (code, stdout, stderr) = common::perch(&["unlock", "archivr"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("invalid value 'archivr'") && stderr.contains("apply, archiver"),
+        "{stderr}"
+    );
+}

@@ -1217,7 +1217,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> miette::Result<()> {
 #[derive(Debug, clap::Args)]
 pub struct UnlockArgs {
     /// The lock to break: `apply` (default), or `archiver`.
-    #[arg(default_value = crate::service::APPLY_LOCK)]
+    #[arg(
+        default_value = crate::service::APPLY_LOCK,
+        value_parser = clap::builder::PossibleValuesParser::new([
+            crate::service::APPLY_LOCK,
+            crate::service::ARCHIVER,
+        ]),
+    )]
     name: String,
     #[command(flatten)]
     target: TargetArgs,
