@@ -95,16 +95,16 @@ pub struct ObjectWrite<'a> {
 
 /// One page of the state as JSON (see [`Store::state_json_pages`]). Bodies are JSON objects
 /// written by this program, never empty; only `updated_by` can hold characters to escape.
-const STATE_PAGE_SQL: &str = r#"SELECT '[' || string_agg(
-    substr(body, 1, length(body) - 1)
-    || ',"kind":"' || kind || '"'
-    || ',"id":' || CAST(id AS TEXT)
-    || ',"version":' || CAST(version AS TEXT)
-    || ',"managed":' || CASE WHEN managed <> 0 THEN 'true' ELSE 'false' END
-    || ',"protect":' || CASE WHEN protected <> 0 THEN 'true' ELSE 'false' END
-    || ',"createdAt":"' || created_at || '"'
-    || ',"updatedBy":"' || replace(replace(updated_by, '\', '\\'), '"', '\"') || '"'
-    || ',"updatedAt":"' || updated_at || '"}', ',') || ']' AS page, MAX(id) AS last_id, COUNT(*) AS row_count
+const STATE_PAGE_SQL: &str = r#"SELECT '[' || string_agg(concat(
+    '{"kind":"', kind,
+    '","id":', id,
+    ',"version":', version,
+    ',"managed":', CASE WHEN managed <> 0 THEN 'true' ELSE 'false' END,
+    ',"protect":', CASE WHEN protected <> 0 THEN 'true' ELSE 'false' END,
+    ',"createdAt":"', created_at,
+    '","updatedBy":"', replace(replace(updated_by, '\', '\\'), '"', '\"'),
+    '","updatedAt":"', updated_at,
+    '",', substr(body, 2)), ',') || ']' AS page, MAX(id) AS last_id, COUNT(*) AS row_count
 FROM (SELECT * FROM objects WHERE id > $1 ORDER BY id LIMIT $2) AS slice"#;
 
 /// A slice of rooms to read (see [`Store::scan_rooms`]).
