@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod json;
+mod live_fields;
 pub mod openapi;
 pub mod wire;
 

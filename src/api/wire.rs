@@ -4,8 +4,14 @@
 use std::collections::BTreeMap;
 
 use crate::domain::audit::AuditAction;
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+pub use super::live_fields::LiveFields;
+use super::live_fields::{self, FieldsText};
 
 pub use crate::domain::Marks;
 use crate::domain::{ComplianceConfiguration, Kind};
@@ -68,7 +74,8 @@ impl Envelope {
 pub struct LiveObject {
     pub kind: Kind,
     pub name: String,
-    pub fields: Map<String, Value>,
+    /// Its own fields; read from the state, they stay JSON text until a path reads them.
+    pub fields: LiveFields,
     pub meta: Envelope,
 }
 
@@ -110,17 +117,18 @@ impl LiveObject {
         Ok(LiveObject {
             kind,
             name,
-            fields,
+            fields: fields.into(),
             meta,
         })
     }
 }
 
 /// An object as every path shows it, read straight into a [`LiveObject`]: `kind` and the
-/// envelope's fields go to their places as the parser meets them, so that the object's own
-/// fields are the only map built (reading a hundred thousand objects through one map of
-/// eighteen keys each, then taking eight out, cost a third of a no-op plan's memory). Reads
-/// what [`LiveObject::from_shown`] reads, with the same refusals.
+/// envelope's fields go to their places as the parser meets them, and the object's own fields
+/// are kept as the text they were sent as ([`LiveFields`]), so that no map is built for
+/// them until a path reads them (reading a hundred thousand objects into maps of owned keys
+/// was a third of a no-op plan's memory). Reads what [`LiveObject::from_shown`] reads, with
+/// the same refusals.
 #[derive(Debug)]
 pub struct ShownObject(pub LiveObject);
 
@@ -139,31 +147,42 @@ impl<'de> Deserialize<'de> for ShownObject {
                 mut map: A,
             ) -> Result<ShownObject, A::Error> {
                 use serde::de::Error as _;
-                let mut kind: Option<Value> = None;
-                let mut envelope = Map::new();
-                let mut fields = Map::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    let value: Value = map.next_value()?;
+                let mut kind = None;
+                let mut name = None;
+                let mut envelope: Vec<(&'static str, &'de RawValue)> = Vec::with_capacity(7);
+                let mut fields = FieldsText::default();
+                while let Some(key) = map.next_key_seed(live_fields::Key)? {
+                    let value: &'de RawValue = map.next_value()?;
                     if key == "kind" {
-                        kind = Some(value);
-                    } else if Envelope::FIELDS[1..].contains(&key.as_str()) {
-                        envelope.insert(key, value);
+                        kind = serde_json::from_str::<String>(value.get()).ok();
+                    } else if let Some(field) = Envelope::FIELDS[1..].iter().find(|f| **f == key) {
+                        envelope.push((field, value));
                     } else {
-                        fields.insert(key, value);
+                        if key == "name" {
+                            name = serde_json::from_str::<String>(value.get()).ok();
+                        }
+                        fields.push(&key, matches!(key, Cow::Owned(_)), value);
                     }
                 }
                 let kind = kind
-                    .as_ref()
-                    .and_then(Value::as_str)
+                    .as_deref()
                     .and_then(Kind::parse)
                     .ok_or_else(|| A::Error::custom("an object without a known kind"))?;
-                let meta: Envelope =
-                    serde_json::from_value(Value::Object(envelope)).map_err(|error| {
-                        A::Error::custom(format!("a {kind}'s bookkeeping: {error}"))
-                    })?;
-                LiveObject::from_parts(kind, fields, meta)
-                    .map(ShownObject)
-                    .map_err(A::Error::custom)
+                let meta = Envelope::deserialize(serde::de::value::MapDeserializer::<
+                    _,
+                    serde_json::Error,
+                >::new(envelope.into_iter()))
+                .map_err(|error| A::Error::custom(format!("a {kind}'s bookkeeping: {error}")))?;
+                let name = match kind {
+                    Kind::ComplianceConfiguration => COMPLIANCE_NAME.to_owned(),
+                    _ => name.ok_or_else(|| A::Error::custom(format!("a {kind} has no name")))?,
+                };
+                Ok(ShownObject(LiveObject {
+                    kind,
+                    name,
+                    fields: fields.finish(),
+                    meta,
+                }))
             }
         }
         deserializer.deserialize_map(Fields)
@@ -213,7 +232,7 @@ impl Live {
             live.compliance = Some(LiveObject {
                 kind: Kind::ComplianceConfiguration,
                 name: COMPLIANCE_NAME.to_owned(),
-                fields: defaults,
+                fields: defaults.into(),
                 meta: Envelope::default(),
             });
         }

@@ -142,7 +142,7 @@ fn file_stem(name: &str) -> String {
 }
 
 fn document(object: &LiveObject) -> miette::Result<String> {
-    let mut fields: Map<String, Value> = object.fields.clone();
+    let mut fields: Map<String, Value> = object.fields.to_map();
     fields.insert(
         "apiVersion".to_owned(),
         Value::String(crate::manifest::API_VERSION.to_owned()),

@@ -316,7 +316,7 @@ fn still_named(
         let fields = written.get(&(*kind, name.as_str())).copied().or_else(|| {
             view.objects
                 .get(&(*kind, name.clone()))
-                .map(|object| &object.fields)
+                .map(|object| &*object.fields)
         });
         let Some(fields) = fields else { continue };
         for (referenced, referenced_name) in select::references(*kind, fields) {
@@ -556,7 +556,7 @@ pub fn forget(kind: Kind, name: &str, current: &LiveObject) -> Action {
         name: name.to_owned(),
         reason: Reason::Forgotten,
         expected_version: Some(current.meta.version),
-        object: Some(current.fields.clone()),
+        object: Some(current.fields.to_map()),
         changes: Vec::new(),
         protect: false,
         adopt_only: false,
@@ -862,7 +862,7 @@ fn upsert(
     if changes.is_empty() && !adopt {
         return None;
     }
-    let mut merged = current.fields.clone();
+    let mut merged = current.fields.to_map();
     for (field, value) in managed {
         merged.insert(field, value);
     }
@@ -924,18 +924,17 @@ fn value_text(value: &Value) -> String {
 }
 
 /// Whether every field the manifest manages of `current` holds, as stored, what the manifest
-/// says: the common case of a no-op plan, told without building the managed fields. (An
-/// additive list equal to the live one is unchanged too: their union is the live list.) A
-/// value equal only once normalised is left to [`field_changes`].
+/// says: the common case of a no-op plan, told without building the managed fields, nor the
+/// live object's map when it is still the text the server sent. (An additive list equal to
+/// the live one is unchanged too: their union is the live list.) A value equal only once
+/// normalised is left to [`field_changes`].
 fn same_managed_fields(
     wanted: &DesiredObject,
     current: &LiveObject,
     ignored: &BTreeSet<String>,
 ) -> bool {
-    wanted.fields.iter().all(|(field, value)| {
-        ignored.contains(field)
-            || wanted.ignore_fields.contains(field)
-            || current.fields.get(field).unwrap_or(&Value::Null) == value
+    current.fields.holds(&wanted.fields, |field| {
+        ignored.contains(field) || wanted.ignore_fields.iter().any(|ignore| ignore == field)
     })
 }
 

@@ -361,7 +361,7 @@ impl Service {
                 return Err(corrupt(format!("{kind} `{name}` has a negative id")));
             }
             // Check the object is one this server accepts.
-            let fields = Value::Object(object.fields.clone());
+            let fields = Value::Object(object.fields.to_map());
             // Every rule the API applies to a value on its own applies to an imported one:
             // a valid checksum says the file is whole, not that what it holds is sound.
             let shown_name = crate::text::excerpt(name, 80);
@@ -455,7 +455,7 @@ impl Service {
                 (None, None)
             };
             let meta = &object.meta;
-            let body = Value::Object(object.fields.clone()).to_string();
+            let body = Value::Object(object.fields.to_map()).to_string();
             if meta.id == 0 {
                 // Created now, by the importer, and on the record as every creation is.
                 let write = ObjectWrite {

@@ -98,7 +98,7 @@ impl SfbTarget {
                     LiveObject {
                         kind: Kind::Group,
                         name: name.clone(),
-                        fields,
+                        fields: fields.into(),
                         meta: Envelope {
                             version: 1,
                             managed: false,
@@ -340,7 +340,7 @@ impl Target for SfbTarget {
 
 /// A snapshot's object as the other targets show one: its fields and `kind`.
 fn snapshot_shown(object: &LiveObject) -> Map<String, Value> {
-    let mut fields = object.fields.clone();
+    let mut fields = object.fields.to_map();
     fields.insert(
         "kind".to_owned(),
         Value::String(object.kind.as_str().to_owned()),

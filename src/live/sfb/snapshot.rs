@@ -488,7 +488,7 @@ fn object_of(kind: Kind, name: String, fields: Map<String, Value>) -> LiveObject
     LiveObject {
         kind,
         name,
-        fields,
+        fields: fields.into(),
         meta: Envelope {
             id: 0,
             version: version.max(1),
