@@ -703,9 +703,10 @@ async fn every_documented_operation_is_routed() {
     assert_eq!(served, perch::api::openapi::document());
 }
 
-/// `GET /v1/state` is sent in parts as the database writes its pages (5,000 objects each):
+/// `GET /v1/state` is sent in parts as the database writes its pages (1,000 objects each):
 /// over an empty store, one page and several, the document is byte for byte the one the
-/// service writes whole, and a user is refused with a JSON error before any part is sent.
+/// service writes whole, the embedded target reads every object of it, and a user is refused
+/// with a JSON error before any part is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_state_sent_in_parts_is_the_state_written_whole() {
     use perch::domain::Kind;
@@ -761,6 +762,19 @@ async fn the_state_sent_in_parts_is_the_state_written_whole() {
         );
         let document: Value = serde_json::from_str(&sent).expect("a JSON document");
         assert_eq!(document["objects"].as_array().map(Vec::len), Some(total));
+        // `perch plan --db` reads the same pages, without the document around them.
+        let embedded =
+            perch::live::embedded::EmbeddedTarget::serving(service.clone(), operator.clone());
+        let live = perch::live::Target::live(&embedded)
+            .await
+            .expect("the live state");
+        assert_eq!(live.objects.len(), total, "{total} objects read embedded");
+        let last = format!("group-{:05}", total.saturating_sub(1));
+        assert_eq!(
+            live.objects.contains_key(&(Kind::Group, last)),
+            total > 0,
+            "{total} objects: the last one read embedded"
+        );
     }
     let (status, refused) = get_state(api.user.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);

@@ -312,7 +312,7 @@ pub(crate) fn live_from_state(json: &[u8]) -> Result<Live, TargetError> {
     ))
 }
 
-/// Builds the live state from pages that are JSON arrays of objects (the embedded target's
+/// Builds the live state from pages of comma-separated JSON objects (the embedded target's
 /// read, which skips joining them into one document), taking each as it comes and letting
 /// it go once read. Blocks: run it where blocking is allowed. A page that is not the JSON
 /// expected ends the read (the sender then sees the receiver gone).
@@ -320,8 +320,14 @@ pub(crate) fn live_from_pages(
     mut pages: tokio::sync::mpsc::UnboundedReceiver<String>,
 ) -> Result<Live, TargetError> {
     let mut objects = Vec::new();
+    let mut array = String::new();
     while let Some(page) = pages.blocking_recv() {
-        let page_objects: Vec<ShownObject> = serde_json::from_str(&page).map_err(|error| {
+        array.clear();
+        array.push('[');
+        array.push_str(&page);
+        array.push(']');
+        drop(page);
+        let page_objects: Vec<ShownObject> = serde_json::from_str(&array).map_err(|error| {
             TargetError::Unreadable(format!(
                 "the stored state is not the JSON expected: {error}"
             ))

@@ -453,7 +453,7 @@ impl Service {
             if index > 0 {
                 json.push(',');
             }
-            json.push_str(page_elements(page));
+            json.push_str(page);
         }
         json.push_str(STATE_CLOSING);
         Ok(json)
@@ -491,7 +491,7 @@ impl Service {
         })
     }
 
-    /// Every configuration object in one snapshot, as pages that are JSON arrays of objects
+    /// Every configuration object in one snapshot, as pages of comma-separated JSON objects
     /// shaped as in [`Service::state_json`]; administrators only.
     pub async fn state_pages(&self, caller: &Caller) -> Result<Vec<String>> {
         require_admin(caller, "read the whole configuration")?;
@@ -1418,11 +1418,6 @@ const STATE_OPENING: &str = "{\"formatVersion\":1,\"objects\":[";
 const STATE_CLOSING: &str = "]}";
 
 /// A state page's objects as the document holds them: the elements of the page's array.
-fn page_elements(page: &str) -> &str {
-    page.get(1..page.len().saturating_sub(1))
-        .unwrap_or_default()
-}
-
 /// How a state read ended, as [`Service::state_json_stream`] hears it.
 async fn read_end(
     end: Option<tokio::sync::oneshot::Receiver<std::result::Result<(), StoreError>>>,
@@ -1461,7 +1456,7 @@ impl tokio_stream::Stream for StateJsonStream {
             self.opened = true;
             let mut part = String::from(STATE_OPENING);
             if let Some(page) = self.first.take() {
-                part.push_str(page_elements(&page));
+                part.push_str(&page);
             }
             return Poll::Ready(Some(Ok(part)));
         }
@@ -1469,7 +1464,7 @@ impl tokio_stream::Stream for StateJsonStream {
             Poll::Ready(Some(page)) => {
                 let mut part = String::with_capacity(page.len());
                 part.push(',');
-                part.push_str(page_elements(&page));
+                part.push_str(&page);
                 return Poll::Ready(Some(Ok(part)));
             }
             Poll::Pending => return Poll::Pending,

@@ -93,9 +93,13 @@ pub struct ObjectWrite<'a> {
     pub updated_at: &'a str,
 }
 
-/// One page of the state as JSON (see [`Store::state_json_pages`]). Bodies are JSON objects
-/// written by this program, never empty; only `updated_by` can hold characters to escape.
-const STATE_PAGE_SQL: &str = r#"SELECT '[' || string_agg(concat(
+/// One page of the state as JSON (see [`Store::state_json_pages`]): the objects, each one
+/// JSON object, joined by commas, with no brackets around them (a reader that wants an array
+/// adds them; `GET /v1/state` joins the pages into its own). Bodies are JSON objects written
+/// by this program (`{"` and never empty, so `ltrim` takes exactly their opening brace); only
+/// `updated_by` can hold characters to escape. One `concat` a row: a chain of `||` copied
+/// each body once for every operator.
+const STATE_PAGE_SQL: &str = r#"SELECT string_agg(concat(
     '{"kind":"', kind,
     '","id":', id,
     ',"version":', version,
@@ -104,7 +108,7 @@ const STATE_PAGE_SQL: &str = r#"SELECT '[' || string_agg(concat(
     ',"createdAt":"', created_at,
     '","updatedBy":"', replace(replace(updated_by, '\', '\\'), '"', '\"'),
     '","updatedAt":"', updated_at,
-    '",', substr(body, 2)), ',') || ']' AS page, MAX(id) AS last_id, COUNT(*) AS row_count
+    '",', ltrim(body, '{')), ',') AS page, MAX(id) AS last_id, COUNT(*) AS row_count
 FROM (SELECT * FROM objects WHERE id > $1 ORDER BY id LIMIT $2) AS slice"#;
 
 /// A slice of rooms to read (see [`Store::scan_rooms`]).
@@ -236,8 +240,9 @@ impl Store {
         list_objects(&mut connection, kind).await
     }
 
-    /// Reads every configuration object in one consistent snapshot, as JSON text: pages that
-    /// are JSON arrays of objects, each the stored body with `kind` and the bookkeeping fields
+    /// Reads every configuration object in one consistent snapshot, as JSON text: pages of
+    /// comma-separated JSON objects (no brackets), each the stored body with `kind` and the
+    /// bookkeeping fields
     /// (`id`, `version`, `managed`, `protect`, `createdAt`, `updatedBy`, `updatedAt`) added.
     ///
     /// The database writes the JSON itself, a page of rows at a time, so that reading a
@@ -263,7 +268,9 @@ impl Store {
         &self,
         pages: &tokio::sync::mpsc::UnboundedSender<String>,
     ) -> Result<(), StoreError> {
-        const PAGE: i64 = 5_000;
+        // Small enough that SQLite builds each page in cache, rather than growing a string of
+        // megabytes by copies.
+        const PAGE: i64 = 1_000;
         let mut tx = match self.backend {
             Backend::Sqlite => self.pool.begin().await?,
             Backend::Postgres => {
