@@ -349,6 +349,7 @@ pub fn validate(args: ValidateArgs) -> miette::Result<u8> {
             } else {
                 outln!("valid: {} object(s)", desired.len());
             }
+            leave_for_exit(desired);
             Ok(EXIT_OK)
         }
         Err(problems) => {
