@@ -156,6 +156,8 @@ impl<'de> Deserialize<'de> for ShownObject {
                     if key == "kind" {
                         kind = serde_json::from_str::<String>(value.get()).ok();
                     } else if let Some(field) = Envelope::FIELDS[1..].iter().find(|f| **f == key) {
+                        // Given twice, the last counts, as in a map.
+                        envelope.retain(|(given, _)| given != field);
                         envelope.push((field, value));
                     } else {
                         if key == "name" {
@@ -177,10 +179,13 @@ impl<'de> Deserialize<'de> for ShownObject {
                     Kind::ComplianceConfiguration => COMPLIANCE_NAME.to_owned(),
                     _ => name.ok_or_else(|| A::Error::custom(format!("a {kind} has no name")))?,
                 };
+                let fields = fields
+                    .finish()
+                    .map_err(|error| A::Error::custom(format!("a {kind}'s fields: {error}")))?;
                 Ok(ShownObject(LiveObject {
                     kind,
                     name,
-                    fields: fields.finish(),
+                    fields,
                     meta,
                 }))
             }

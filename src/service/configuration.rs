@@ -1417,7 +1417,6 @@ const STATE_OPENING: &str = "{\"formatVersion\":1,\"objects\":[";
 /// Its closing, after them.
 const STATE_CLOSING: &str = "]}";
 
-/// A state page's objects as the document holds them: the elements of the page's array.
 /// How a state read ended, as [`Service::state_json_stream`] hears it.
 async fn read_end(
     end: Option<tokio::sync::oneshot::Receiver<std::result::Result<(), StoreError>>>,
@@ -1462,7 +1461,7 @@ impl tokio_stream::Stream for StateJsonStream {
         }
         match self.pages.poll_recv(context) {
             Poll::Ready(Some(page)) => {
-                let mut part = String::with_capacity(page.len());
+                let mut part = String::with_capacity(page.len() + 1);
                 part.push(',');
                 part.push_str(&page);
                 return Poll::Ready(Some(Ok(part)));
