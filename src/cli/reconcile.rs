@@ -307,8 +307,17 @@ pub struct ExportArgs {
     target: TargetArgs,
 }
 
+/// The manifests, each file read by the thread that checks it and its text let go once
+/// checked (the freed memory then holds the next files' objects, rather than fresh pages).
 fn load_manifests(paths: &[PathBuf], options: manifest::LoadOptions) -> Result<Desired, u8> {
-    load_manifests_with_sources(paths, options).map(|(desired, _)| desired)
+    let started = std::time::Instant::now();
+    match manifest::load_with(paths, options) {
+        Ok(desired) => {
+            tracing::debug!(objects = desired.len(), elapsed = ?started.elapsed(), "loaded the manifests");
+            Ok(desired)
+        }
+        Err(problems) => Err(report_problems(&problems)),
+    }
 }
 
 /// The manifests and the files' texts as checked (what `apply` records for the Git view).
@@ -322,12 +331,14 @@ fn load_manifests_with_sources(
             tracing::debug!(objects = desired.len(), elapsed = ?started.elapsed(), "loaded the manifests");
             Ok((desired, sources))
         }
-        Err(problems) => {
-            err!("{}", manifest::render_problems(&problems));
-            errln!("error: {} problem(s) in the manifests", problems.len());
-            Err(EXIT_ERROR)
-        }
+        Err(problems) => Err(report_problems(&problems)),
     }
+}
+
+fn report_problems(problems: &[manifest::Problem]) -> u8 {
+    err!("{}", manifest::render_problems(problems));
+    errln!("error: {} problem(s) in the manifests", problems.len());
+    EXIT_ERROR
 }
 
 #[allow(
