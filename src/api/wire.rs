@@ -98,28 +98,27 @@ impl LiveObject {
         }
         let meta: Envelope = serde_json::from_value(Value::Object(envelope))
             .map_err(|error| format!("a {kind}'s bookkeeping: {error}"))?;
-        LiveObject::from_parts(kind, fields, meta)
-    }
-
-    fn from_parts(
-        kind: Kind,
-        fields: Map<String, Value>,
-        meta: Envelope,
-    ) -> Result<LiveObject, String> {
-        let name = match kind {
-            Kind::ComplianceConfiguration => COMPLIANCE_NAME.to_owned(),
-            _ => fields
+        let name = object_name(
+            kind,
+            fields
                 .get("name")
                 .and_then(Value::as_str)
-                .ok_or_else(|| format!("a {kind} has no name"))?
-                .to_owned(),
-        };
+                .map(str::to_owned),
+        )?;
         Ok(LiveObject {
             kind,
             name,
             fields: fields.into(),
             meta,
         })
+    }
+}
+
+/// An object's name: the compliance configuration's own, or the `name` its fields give.
+fn object_name(kind: Kind, name: Option<String>) -> Result<String, String> {
+    match kind {
+        Kind::ComplianceConfiguration => Ok(COMPLIANCE_NAME.to_owned()),
+        _ => name.ok_or_else(|| format!("a {kind} has no name")),
     }
 }
 
@@ -175,10 +174,7 @@ impl<'de> Deserialize<'de> for ShownObject {
                     serde_json::Error,
                 >::new(envelope.into_iter()))
                 .map_err(|error| A::Error::custom(format!("a {kind}'s bookkeeping: {error}")))?;
-                let name = match kind {
-                    Kind::ComplianceConfiguration => COMPLIANCE_NAME.to_owned(),
-                    _ => name.ok_or_else(|| A::Error::custom(format!("a {kind} has no name")))?,
-                };
+                let name = object_name(kind, name).map_err(A::Error::custom)?;
                 let fields = fields
                     .finish()
                     .map_err(|error| A::Error::custom(format!("a {kind}'s fields: {error}")))?;

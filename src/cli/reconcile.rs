@@ -310,14 +310,7 @@ pub struct ExportArgs {
 /// The manifests, each file read by the thread that checks it and its text let go once
 /// checked (the freed memory then holds the next files' objects, rather than fresh pages).
 fn load_manifests(paths: &[PathBuf], options: manifest::LoadOptions) -> Result<Desired, u8> {
-    let started = std::time::Instant::now();
-    match manifest::load_with(paths, options) {
-        Ok(desired) => {
-            tracing::debug!(objects = desired.len(), elapsed = ?started.elapsed(), "loaded the manifests");
-            Ok(desired)
-        }
-        Err(problems) => Err(report_problems(&problems)),
-    }
+    loading(|| manifest::load_with(paths, options), Desired::len)
 }
 
 /// The manifests and the files' texts as checked (what `apply` records for the Git view).
@@ -325,20 +318,29 @@ fn load_manifests_with_sources(
     paths: &[PathBuf],
     options: manifest::LoadOptions,
 ) -> Result<(Desired, Vec<manifest::SourceFile>), u8> {
-    let started = std::time::Instant::now();
-    match manifest::load_with_sources(paths, options) {
-        Ok((desired, sources)) => {
-            tracing::debug!(objects = desired.len(), elapsed = ?started.elapsed(), "loaded the manifests");
-            Ok((desired, sources))
-        }
-        Err(problems) => Err(report_problems(&problems)),
-    }
+    loading(
+        || manifest::load_with_sources(paths, options),
+        |(desired, _)| desired.len(),
+    )
 }
 
-fn report_problems(problems: &[manifest::Problem]) -> u8 {
-    err!("{}", manifest::render_problems(problems));
-    errln!("error: {} problem(s) in the manifests", problems.len());
-    EXIT_ERROR
+/// Runs a load of the manifests, logging how long it took, or prints its problems.
+fn loading<T>(
+    load: impl FnOnce() -> Result<T, Vec<manifest::Problem>>,
+    objects: impl Fn(&T) -> usize,
+) -> Result<T, u8> {
+    let started = std::time::Instant::now();
+    match load() {
+        Ok(loaded) => {
+            tracing::debug!(objects = objects(&loaded), elapsed = ?started.elapsed(), "loaded the manifests");
+            Ok(loaded)
+        }
+        Err(problems) => {
+            err!("{}", manifest::render_problems(&problems));
+            errln!("error: {} problem(s) in the manifests", problems.len());
+            Err(EXIT_ERROR)
+        }
+    }
 }
 
 #[allow(
