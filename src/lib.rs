@@ -20,6 +20,7 @@ pub mod clock;
 pub mod domain;
 pub mod live;
 pub mod manifest;
+pub mod parallel;
 pub mod plan;
 pub mod server;
 pub mod service;

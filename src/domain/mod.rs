@@ -498,12 +498,21 @@ pub fn normalise_name(name: &mut String) {
 /// What makes two names of one kind the same name: NFC, then lower case. Names are unique by
 /// this key, as the original's were case-insensitive, and keep the case they were given.
 pub fn name_key(name: &str) -> String {
+    folded_name(name).into_owned()
+}
+
+/// [`name_key`], borrowed from `name` when the name is its own key (ASCII without capitals,
+/// as most names are): joining a hundred thousand objects then folds none of them.
+pub fn folded_name(name: &str) -> std::borrow::Cow<'_, str> {
     use unicode_normalization::UnicodeNormalization;
     // ASCII is its own NFC.
     if name.is_ascii() {
-        return name.to_ascii_lowercase();
+        if name.bytes().any(|byte| byte.is_ascii_uppercase()) {
+            return std::borrow::Cow::Owned(name.to_ascii_lowercase());
+        }
+        return std::borrow::Cow::Borrowed(name);
     }
-    name.nfc().collect::<String>().to_lowercase()
+    std::borrow::Cow::Owned(name.nfc().collect::<String>().to_lowercase())
 }
 
 /// Characters a name may not hold: they are invisible or reorder what is shown, so two names

@@ -281,9 +281,16 @@ impl<'a> Reader<'a> {
             let (item, after) = match rest.as_bytes().first()? {
                 b'"' | b'\'' => self.quoted(rest)?,
                 _ => {
-                    let end = rest.find([',', ']'])?;
+                    // One pass over the bytes (items are short; the bytes sought are ASCII)
+                    // finds the item's end and whether it holds a flow indicator.
+                    let mut indicator = false;
+                    let end = rest.bytes().position(|byte| {
+                        indicator |=
+                            matches!(byte, b':' | b'#' | b'[' | b'{' | b'}' | b'"' | b'\'');
+                        matches!(byte, b',' | b']')
+                    })?;
                     let plain = rest[..end].trim_end_matches(' ');
-                    if plain.contains([':', '#', '[', ']', '{', '}', '"', '\'']) {
+                    if indicator {
                         // `sip:a@x` is a plain scalar in a flow sequence, but a `:` is
                         // where flow plain scalars differ most between parsers: only the
                         // principals' shape (`word:rest`, no space) is taken.
@@ -399,13 +406,20 @@ fn split_key(content: &str) -> Option<(&str, &str)> {
 /// `word:rest`, as principals are written: letters before the colon, then no space, colon,
 /// `?` or flow punctuation (libyaml refuses a `:` followed by `?` in a flow sequence).
 fn is_principal_like(text: &str) -> bool {
-    let Some((scheme, rest)) = text.split_once(':') else {
+    let bytes = text.as_bytes();
+    let Some(colon) = bytes.iter().position(|&byte| byte == b':') else {
         return false;
     };
+    let (scheme, rest) = (&bytes[..colon], &bytes[colon + 1..]);
     !scheme.is_empty()
-        && scheme.bytes().all(|b| b.is_ascii_alphabetic())
+        && scheme.iter().all(u8::is_ascii_alphabetic)
         && !rest.is_empty()
-        && !rest.contains([':', '?', '#', '[', ']', '{', '}', '"', '\'', ' '])
+        && !rest.iter().any(|byte| {
+            matches!(
+                byte,
+                b':' | b'?' | b'#' | b'[' | b']' | b'{' | b'}' | b'"' | b'\'' | b' '
+            )
+        })
 }
 
 /// A double-quoted scalar closed on this line; `text` follows the opening quote. Only the

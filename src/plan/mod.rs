@@ -385,15 +385,28 @@ pub fn plan_with(desired: &Desired, live: &Live, options: &PlanOptions) -> Resul
     // Both sides are in key order: walked side by side, each object is found without a
     // lookup (a hundred thousand lookups of a cloned key were a tenth of a no-op plan).
     let mut live_objects = view.objects.iter().peekable();
-    for (key, wanted) in desired.objects() {
+    let pairs: Vec<(&(Kind, String), &DesiredObject, Option<&LiveObject>)> = desired
+        .objects()
+        .iter()
+        .map(|(key, wanted)| {
+            while live_objects
+                .next_if(|(live_key, _)| *live_key < key)
+                .is_some()
+            {}
+            let current = live_objects
+                .next_if(|(live_key, _)| *live_key == key)
+                .map(|(_, object)| object);
+            (key, wanted, current)
+        })
+        .collect();
+    // Whether each live object holds the fields its manifest gives, judged on every core:
+    // reading a hundred thousand objects' text is most of a no-op plan's own time.
+    let fields_held = crate::parallel::map(&pairs, |(key, wanted, current)| {
+        let ignored = options.ignore_fields.get(&key.0).unwrap_or(&no_fields);
+        current.is_some_and(|current| same_managed_fields(wanted, current, ignored))
+    });
+    for ((key, wanted, current), fields_held) in pairs.into_iter().zip(fields_held) {
         let (kind, name) = key;
-        while live_objects
-            .next_if(|(live_key, _)| *live_key < key)
-            .is_some()
-        {}
-        let current = live_objects
-            .next_if(|(live_key, _)| *live_key == key)
-            .map(|(_, object)| object);
         let renamed_from = if renames.is_empty() {
             None
         } else {
@@ -418,7 +431,14 @@ pub fn plan_with(desired: &Desired, live: &Live, options: &PlanOptions) -> Resul
             });
         }
         let ignored = options.ignore_fields.get(kind).unwrap_or(&no_fields);
-        if let Some(action) = upsert(wanted, current, ignored, renamed_from, &mut summary) {
+        if let Some(action) = upsert(
+            wanted,
+            current,
+            ignored,
+            renamed_from,
+            fields_held,
+            &mut summary,
+        ) {
             upserts.push(action);
         }
     }
@@ -432,13 +452,11 @@ pub fn plan_with(desired: &Desired, live: &Live, options: &PlanOptions) -> Resul
             .ignore_fields
             .get(&Kind::ComplianceConfiguration)
             .unwrap_or(&no_fields);
-        if let Some(mut action) = upsert(
-            wanted,
-            live.compliance.as_ref(),
-            ignored,
-            None,
-            &mut summary,
-        ) {
+        let current = live.compliance.as_ref();
+        let fields_held =
+            current.is_some_and(|current| same_managed_fields(wanted, current, ignored));
+        if let Some(mut action) = upsert(wanted, current, ignored, None, fields_held, &mut summary)
+        {
             COMPLIANCE_NAME.clone_into(&mut action.name);
             upserts.push(action);
         }
@@ -788,11 +806,14 @@ fn group_ranks(desired: &Desired, live: &Live) -> HashMap<String, usize> {
 /// The create or set action for one desired object, if any. `ignored` are the kind's fields
 /// left alone beside the object's own; a rename (`renamed_from`) is an action even when
 /// nothing else differs.
+/// `fields_held`: whether `current` holds the fields `wanted` manages
+/// ([`same_managed_fields`]), judged by the caller.
 fn upsert(
     wanted: &DesiredObject,
     current: Option<&LiveObject>,
     ignored: &BTreeSet<String>,
     renamed_from: Option<&str>,
+    fields_held: bool,
     summary: &mut Summary,
 ) -> Option<Action> {
     let Some(current) = current else {
@@ -822,7 +843,7 @@ fn upsert(
         });
     };
     let adopt = !current.meta.managed || current.meta.protect != wanted.protect;
-    if renamed_from.is_none() && !adopt && same_managed_fields(wanted, current, ignored) {
+    if renamed_from.is_none() && !adopt && fields_held {
         return None;
     }
     // What the manifest manages of a live object: not the fields left alone, and for an
