@@ -97,7 +97,7 @@ impl Principal {
     /// The SIP domain a user belongs to; `None` for groups and domains.
     pub fn user_domain(&self) -> Option<&str> {
         match self {
-            Principal::User(address) => address.split_once('@').map(|(_, domain)| domain),
+            Principal::User(address) => split_at_byte(address, b'@').map(|(_, domain)| domain),
             _ => None,
         }
     }
