@@ -80,6 +80,28 @@ impl Principal {
         }
     }
 
+    /// The principal whose text [`Principal::normalised_text`] or [`Principal::into_text`]
+    /// gave, split at its scheme rather than checked again: the scope checks of a manifest
+    /// read its million principals a second time. `None` for a text no principal writes.
+    /// Debug builds (the tests) check that `text` parses to the same principal.
+    pub(crate) fn from_normalised_text(text: &str) -> Option<Principal> {
+        let principal = if let Some(address) = text.strip_prefix("sip:") {
+            Principal::User(address.to_owned())
+        } else if let Some(name) = text.strip_prefix("group:") {
+            Principal::Group(name.to_owned())
+        } else if let Some(domain) = text.strip_prefix("domain:") {
+            Principal::Domain(domain.to_owned())
+        } else {
+            return None;
+        };
+        debug_assert_eq!(
+            Principal::parse(text).as_ref(),
+            Ok(&principal),
+            "not a normalised principal"
+        );
+        Some(principal)
+    }
+
     /// The principal as text, as [`fmt::Display`] writes it, built without the formatting
     /// machinery.
     pub fn into_text(self) -> String {
@@ -523,6 +545,34 @@ mod tests {
             "{accepted} of {}",
             texts.len()
         );
+    }
+
+    /// The text a principal is normalised to splits back into the principal it parses to.
+    #[test]
+    fn normalised_text_splits_back_into_its_principal() {
+        for input in [
+            "SIP:Ana@Contoso.com",
+            "ana@contoso.com",
+            " sip:ärne@x.com ",
+            "group:Eng",
+            "group:a:b",
+            "Domain:Contoso.com",
+        ] {
+            let text = Principal::normalised_text(input).unwrap();
+            assert_eq!(
+                Principal::from_normalised_text(&text),
+                Principal::parse(input).ok(),
+                "{input:?}"
+            );
+        }
+        assert_eq!(Principal::from_normalised_text("teams:ana"), None);
+    }
+
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "not a normalised principal")]
+    fn a_text_not_normalised_is_caught_in_tests() {
+        let _ = Principal::from_normalised_text("sip:Ana@contoso.com");
     }
 
     #[test]

@@ -1178,6 +1178,7 @@ fn assemble(documents: Vec<Checked>, pending: &mut Vec<Pending>) -> Desired {
     desired
 }
 
+/// The principals of a list of fields [`normalise_fields`] normalised.
 fn principals(fields: &Map<String, Value>, field: &str) -> Vec<Principal> {
     fields
         .get(field)
@@ -1185,7 +1186,7 @@ fn principals(fields: &Map<String, Value>, field: &str) -> Vec<Principal> {
         .map(|items| {
             items
                 .iter()
-                .filter_map(|item| item.as_str().and_then(|text| Principal::parse(text).ok()))
+                .filter_map(|item| item.as_str().and_then(Principal::from_normalised_text))
                 .collect()
         })
         .unwrap_or_default()
