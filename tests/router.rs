@@ -705,8 +705,9 @@ async fn every_documented_operation_is_routed() {
 
 /// `GET /v1/state` is sent in parts as the database writes its pages (1,000 objects each):
 /// over an empty store, one page and several, the document is byte for byte the one the
-/// service writes whole, the embedded target reads every object of it, and a user is refused
-/// with a JSON error before any part is sent.
+/// service writes whole, the embedded target reads every object of it, so does the HTTP
+/// target (which splits the document into pages of its own as it arrives) from the router
+/// served on a socket, and a user is refused with a JSON error before any part is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_state_sent_in_parts_is_the_state_written_whole() {
     use perch::domain::Kind;
@@ -731,6 +732,12 @@ async fn the_state_sent_in_parts_is_the_state_written_whole() {
             (status, String::from_utf8(bytes.to_vec()).expect("UTF-8"))
         }
     };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let base = format!("http://{}", listener.local_addr().expect("its address"));
+    let served = tokio::spawn(axum::serve(listener, api.app.clone()).into_future());
+    let over_http = perch::live::http::HttpTarget::new(&base, &api.admin).expect("an HTTP target");
     let mut created = 0;
     for total in [0, 1, 5_000, 12_345] {
         let groups = (created..total)
@@ -775,7 +782,30 @@ async fn the_state_sent_in_parts_is_the_state_written_whole() {
             total > 0,
             "{total} objects: the last one read embedded"
         );
+        let read_over_http = perch::live::Target::live(&over_http)
+            .await
+            .expect("the live state over HTTP");
+        let names = |live: &perch::api::Live| -> Vec<(Kind, String)> {
+            live.objects.keys().cloned().collect()
+        };
+        assert_eq!(
+            names(&read_over_http),
+            names(&live),
+            "{total} objects read over HTTP"
+        );
+        assert!(
+            read_over_http
+                .objects
+                .values()
+                .zip(live.objects.values())
+                .all(
+                    |(http, embedded)| http.fields.to_map() == embedded.fields.to_map()
+                        && http.meta.version == embedded.meta.version
+                ),
+            "{total} objects: the fields read over HTTP"
+        );
     }
+    served.abort();
     let (status, refused) = get_state(api.user.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let refused: Value = serde_json::from_str(&refused).expect("a JSON error");

@@ -272,6 +272,13 @@ pub struct ChangeCounter {
 /// The state format this build reads and writes.
 pub const STATE_FORMAT_VERSION: u32 = 1;
 
+/// How a Perch server begins the document of `GET /v1/state`, before its objects: what a
+/// reader may take its objects as they arrive after (`live::state_pages`). A test checks it
+/// names [`STATE_FORMAT_VERSION`].
+pub const STATE_OPENING: &str = "{\"formatVersion\":1,\"objects\":[";
+/// How it ends, after them.
+pub const STATE_CLOSING: &str = "]}";
+
 /// `POST /v1/rooms/{name}/clear` (`Clear-CsPersistentChatRoom`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -2,12 +2,12 @@
 
 use reqwest::Method;
 
-use super::{BoxFuture, Target, TargetError, live_from_state};
+use super::{BoxFuture, Target, TargetError, live_from_pages, live_from_state, state_pages};
 use crate::api::wire::{
     AppliedRequest, AuditFilter, AuditPage, ChangeCounter, ClearReply, ClearRequest, ExportOptions,
     HoldRequest, ImportReport, LockRequest, MessageCounts, MessageCountsRequest, RemoveReply,
-    RemoveRequest, RoomListPage, RoomQuery, TokenCreated, TokenInfo, TokenRequest, collection_of,
-    percent_encode,
+    RemoveRequest, RoomListPage, RoomQuery, STATE_OPENING, TokenCreated, TokenInfo, TokenRequest,
+    collection_of, percent_encode,
 };
 use crate::api::{Body, Client, ClientError, ErrorCode, Live};
 use crate::domain::{Hold, Kind};
@@ -26,6 +26,63 @@ impl HttpTarget {
             client: Client::new(base, token)?,
         })
     }
+}
+
+/// The live state from the answer to `GET /v1/state`: its objects read as they arrive when
+/// the document is as Perch writes it ([`state_pages`]), the whole document read at its end
+/// otherwise.
+async fn read_state(mut response: reqwest::Response) -> Result<Live, TargetError> {
+    let cut_short = |error: reqwest::Error| {
+        TargetError::Unreadable(format!("the state did not arrive whole: {error}"))
+    };
+    let mut start = Vec::new();
+    let streamed = loop {
+        match state_pages::begins_as_perch_writes(&start) {
+            Some(streamed) => break streamed,
+            None => match response.chunk().await.map_err(cut_short)? {
+                Some(part) => start.extend_from_slice(&part),
+                None => break false,
+            },
+        }
+    };
+    if !streamed {
+        while let Some(part) = response.chunk().await.map_err(cut_short)? {
+            start.extend_from_slice(&part);
+        }
+        return live_from_state(&start);
+    }
+    let (pages, read) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::task::spawn_blocking(move || live_from_pages(read));
+    let split = async {
+        let mut splitter = state_pages::Splitter::default();
+        let mut page = splitter.push(&start[STATE_OPENING.len()..])?;
+        drop(start);
+        loop {
+            // A reader that stopped has its own error to tell.
+            if let Some(page) = page
+                && pages.send(page).is_err()
+            {
+                return Ok(());
+            }
+            match response.chunk().await.map_err(cut_short)? {
+                Some(part) => page = splitter.push(&part)?,
+                None => break,
+            }
+        }
+        if let Some(page) = splitter.finish()? {
+            let _ = pages.send(page);
+        }
+        Ok::<(), TargetError>(())
+    };
+    let split = split.await;
+    drop(pages);
+    let read = reader
+        .await
+        .map_err(|_| TargetError::Unreadable("the state's reader stopped".to_owned()))?;
+    // The reader's error comes first: the splitter may only have seen the reader go.
+    let live = read?;
+    split?;
+    Ok(live)
 }
 
 /// `/v1/rooms/{room}/{rest}`, the room's name encoded.
@@ -51,9 +108,9 @@ impl Target for HttpTarget {
 
     fn live(&self) -> BoxFuture<'_, Result<Live, TargetError>> {
         Box::pin(async move {
-            let body = self
+            let response = self
                 .client
-                .bytes(Method::GET, "/v1/state", Body::NONE)
+                .send(Method::GET, "/v1/state", Body::NONE, None)
                 .await
                 .map_err(|error| match TargetError::from(error) {
                     TargetError::Rejected { code, message } => {
@@ -61,7 +118,7 @@ impl Target for HttpTarget {
                     }
                     other => other,
                 })?;
-            live_from_state(&body)
+            read_state(response).await
         })
     }
 

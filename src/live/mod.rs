@@ -12,6 +12,7 @@
 pub mod embedded;
 pub mod http;
 pub mod sfb;
+mod state_pages;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -12,7 +12,7 @@ use super::{
     Caller, Object, Result, Service, ServiceError, Stored, WriteAccess, decode, require_admin,
 };
 use crate::api::ErrorCode;
-use crate::api::wire::ChangeCounter;
+use crate::api::wire::{ChangeCounter, STATE_CLOSING, STATE_OPENING};
 use crate::clock;
 use crate::domain::RoomFilter;
 use crate::domain::access::{ChangeRefusal, Viewer};
@@ -1411,11 +1411,6 @@ async fn group_references(tx: &mut Tx, name: &str) -> Result<Vec<String>> {
     }
     Ok(users)
 }
-
-/// The opening of the document of `GET /v1/state`, before its objects.
-const STATE_OPENING: &str = "{\"formatVersion\":1,\"objects\":[";
-/// Its closing, after them.
-const STATE_CLOSING: &str = "]}";
 
 /// How a state read ended, as [`Service::state_json_stream`] hears it.
 async fn read_end(

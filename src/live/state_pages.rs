@@ -1,0 +1,246 @@
+//! The objects of `GET /v1/state` taken as they arrive: the document a Perch server sends is
+//! split into pages of whole objects while it downloads, and each page is read on another
+//! thread ([`super::live_from_pages`]) while the next arrives, rather than holding the whole
+//! document (sixty megabytes for a hundred thousand objects, held twice while collected) and
+//! reading it when the last byte is in.
+//!
+//! # Guarantees
+//! - **Only a document as Perch writes it is split**: one that does not begin with
+//!   [`STATE_OPENING`] (another format, another writer) is left for the reader of whole
+//!   documents, which says what it is.
+//! - **A split never changes what is read.** Objects are split at the commas between them,
+//!   found by following strings and nesting; the pages are then parsed in full. Text that is
+//!   not one array of elements followed by [`STATE_CLOSING`] is an error, never a shorter
+//!   state: a document cut short names that it was.
+
+use crate::api::wire::{STATE_CLOSING, STATE_OPENING};
+
+/// The size a page reaches before it is handed on: large enough that its parse is not
+/// dwarfed by handing it over, small enough that the reader starts early.
+const PAGE_BYTES: usize = 512 * 1024;
+
+/// Splits the text after [`STATE_OPENING`] into pages of comma-separated elements.
+#[derive(Debug, Default)]
+pub(crate) struct Splitter {
+    /// The text not yet handed on.
+    pending: Vec<u8>,
+    /// How much of `pending` has been followed.
+    followed: usize,
+    /// Where in `pending` the last comma between elements is.
+    last_comma: Option<usize>,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+    /// Where in `pending` the array closed, and how much of the closing has been met.
+    closed_at: Option<usize>,
+    closing_met: usize,
+}
+
+/// Why the text is not a state document as Perch writes it.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SplitError {
+    #[error("the state document was cut short")]
+    CutShort,
+    #[error("the state document goes on after its objects")]
+    TrailingText,
+    #[error("the state document is not the JSON expected (a bracket closes what was not open)")]
+    Unbalanced,
+    #[error("the state document is not UTF-8")]
+    NotUtf8,
+}
+
+impl From<SplitError> for super::TargetError {
+    fn from(error: SplitError) -> Self {
+        super::TargetError::Unreadable(error.to_string())
+    }
+}
+
+impl Splitter {
+    /// Takes the next part of the text; returns a page when one has filled.
+    pub(crate) fn push(&mut self, part: &[u8]) -> Result<Option<String>, SplitError> {
+        self.pending.extend_from_slice(part);
+        self.follow()?;
+        let Some(comma) = self.last_comma.filter(|comma| *comma >= PAGE_BYTES) else {
+            return Ok(None);
+        };
+        let mut page: Vec<u8> = self.pending.drain(..=comma).collect();
+        self.followed -= page.len();
+        if let Some(closed_at) = &mut self.closed_at {
+            *closed_at -= page.len();
+        }
+        self.last_comma = None;
+        page.pop(); // the comma
+        String::from_utf8(page)
+            .map(Some)
+            .map_err(|_| SplitError::NotUtf8)
+    }
+
+    /// The last page, once the text has ended: `None` when no element is left.
+    pub(crate) fn finish(mut self) -> Result<Option<String>, SplitError> {
+        let Some(closed_at) = self.closed_at else {
+            return Err(SplitError::CutShort);
+        };
+        if self.closing_met < STATE_CLOSING.len() {
+            return Err(SplitError::CutShort);
+        }
+        self.pending.truncate(closed_at);
+        if self.pending.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        String::from_utf8(self.pending)
+            .map(Some)
+            .map_err(|_| SplitError::NotUtf8)
+    }
+
+    /// Follows the text not yet followed: strings, nesting, commas between elements, and
+    /// the closing.
+    fn follow(&mut self) -> Result<(), SplitError> {
+        let closing = STATE_CLOSING.as_bytes();
+        for at in self.followed..self.pending.len() {
+            let byte = self.pending[at];
+            if self.closed_at.is_some() {
+                // After the array's `]`: the rest of the closing, then only white space.
+                if self.closing_met < closing.len() && byte == closing[self.closing_met] {
+                    self.closing_met += 1;
+                } else if self.closing_met < closing.len() || !byte.is_ascii_whitespace() {
+                    return Err(SplitError::TrailingText);
+                }
+            } else if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if byte == b'\\' {
+                    self.escaped = true;
+                } else if byte == b'"' {
+                    self.in_string = false;
+                }
+            } else {
+                match byte {
+                    b'"' => self.in_string = true,
+                    b'{' | b'[' => self.depth += 1,
+                    b']' if self.depth == 0 => {
+                        self.closed_at = Some(at);
+                        self.closing_met = 1;
+                    }
+                    b'}' | b']' => {
+                        self.depth = self.depth.checked_sub(1).ok_or(SplitError::Unbalanced)?;
+                    }
+                    b',' if self.depth == 0 => self.last_comma = Some(at),
+                    _ => {}
+                }
+            }
+        }
+        self.followed = self.pending.len();
+        Ok(())
+    }
+}
+
+/// Whether a document begins as Perch writes it, so that [`Splitter`] may take what follows
+/// [`STATE_OPENING`]. `None` while too little has arrived to say.
+pub(crate) fn begins_as_perch_writes(start: &[u8]) -> Option<bool> {
+    let opening = STATE_OPENING.as_bytes();
+    if start.len() >= opening.len() {
+        Some(start.starts_with(opening))
+    } else if opening.starts_with(start) {
+        None
+    } else {
+        Some(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A document's pages, its text given `part` bytes at a time.
+    fn pages_of(document: &str, part: usize) -> Result<Vec<String>, SplitError> {
+        let body = document
+            .strip_prefix(STATE_OPENING)
+            .expect("a document as Perch writes it");
+        let mut splitter = Splitter::default();
+        let mut pages = Vec::new();
+        for part in body.as_bytes().chunks(part.max(1)) {
+            pages.extend(splitter.push(part)?);
+        }
+        pages.extend(splitter.finish()?);
+        Ok(pages)
+    }
+
+    /// Objects with the text that could mislead a split: commas, brackets and quotes in
+    /// strings, escapes, nesting, text that is not ASCII.
+    fn objects(count: usize) -> Vec<serde_json::Value> {
+        (0..count)
+            .map(|index| {
+                serde_json::json!({
+                    "kind": "Room",
+                    "name": format!("room-{index}"),
+                    "description": format!("a, \"}}],\" ] }} [{{ \\ ü {index}"),
+                    "members": ["sip:a@x.com", "sip:b@x.com"],
+                    "nested": {"list": [[], [{}], {"a,b": "]"}]},
+                    "filler": "x".repeat(index % 700),
+                })
+            })
+            .collect()
+    }
+
+    fn document(objects: &[serde_json::Value]) -> String {
+        let elements: Vec<String> = objects.iter().map(ToString::to_string).collect();
+        format!("{STATE_OPENING}{}{STATE_CLOSING}\n", elements.join(","))
+    }
+
+    #[test]
+    fn the_pages_hold_every_object_whatever_the_parts() {
+        for count in [0, 1, 2, 3_000] {
+            let objects = objects(count);
+            let document = document(&objects);
+            for part in [1, 7, 4096, 1 << 20, document.len()] {
+                if count == 3_000 && part < 4096 {
+                    continue; // a byte at a time through 1.2 MB is slow in a debug build
+                }
+                let pages = pages_of(&document, part).expect("a whole document");
+                let read: Vec<serde_json::Value> = pages
+                    .iter()
+                    .flat_map(|page| {
+                        serde_json::from_str::<Vec<serde_json::Value>>(&format!("[{page}]"))
+                            .expect("a page of whole objects")
+                    })
+                    .collect();
+                assert_eq!(read, objects, "{count} objects in parts of {part}");
+                if count == 3_000 && part >= 4096 {
+                    assert!(pages.len() > 1, "a large document is handed on in pages");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_document_not_whole_is_an_error() {
+        let whole = document(&objects(2));
+        let cut = &whole[..whole.len() - 3];
+        assert_eq!(pages_of(cut, 5), Err(SplitError::CutShort));
+        let before_closing = &whole[..whole.len() - 2];
+        assert_eq!(pages_of(before_closing, 5), Err(SplitError::CutShort));
+        let trailing = format!("{}x", whole.trim_end());
+        assert_eq!(pages_of(&trailing, 5), Err(SplitError::TrailingText));
+        let second = format!("{}{STATE_CLOSING}", whole.trim_end());
+        assert_eq!(pages_of(&second, 5), Err(SplitError::TrailingText));
+        let unbalanced = format!("{STATE_OPENING}{{}}}},{{}}{STATE_CLOSING}");
+        assert_eq!(pages_of(&unbalanced, 5), Err(SplitError::Unbalanced));
+    }
+
+    #[test]
+    fn only_the_opening_perch_writes_is_split() {
+        let opening = STATE_OPENING.as_bytes();
+        assert_eq!(begins_as_perch_writes(b""), None);
+        assert_eq!(begins_as_perch_writes(&opening[..5]), None);
+        assert_eq!(begins_as_perch_writes(opening), Some(true));
+        assert_eq!(begins_as_perch_writes(b"{\"formatVersion\":2"), Some(false));
+        assert_eq!(begins_as_perch_writes(b"{ \"formatVersion\""), Some(false));
+        // The opening names the format this build reads.
+        let opened: serde_json::Value =
+            serde_json::from_str(&format!("{STATE_OPENING}{STATE_CLOSING}")).expect("JSON");
+        assert_eq!(
+            opened["formatVersion"],
+            crate::api::wire::STATE_FORMAT_VERSION
+        );
+    }
+}
