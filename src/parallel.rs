@@ -11,8 +11,13 @@ pub fn map<T: Sync, R: Send>(items: &[T], judge: impl Fn(&T) -> R + Sync) -> Vec
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
         .min(8)
-        .min(items.len().div_ceil(MIN_ITEMS_PER_THREAD))
-        .max(1);
+        .min(items.len().div_ceil(MIN_ITEMS_PER_THREAD));
+    map_on(threads, items, judge)
+}
+
+/// [`map`] on `threads` threads.
+fn map_on<T: Sync, R: Send>(threads: usize, items: &[T], judge: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = threads.min(items.len()).max(1);
     if threads == 1 {
         return items.iter().map(judge).collect();
     }
@@ -37,27 +42,26 @@ pub fn map<T: Sync, R: Send>(items: &[T], judge: impl Fn(&T) -> R + Sync) -> Vec
 
 #[cfg(test)]
 mod tests {
+    /// On any number of threads (this machine's cores may be one), the results keep the
+    /// items' order.
     #[test]
     fn results_keep_the_items_order() {
-        for len in [
-            0,
-            1,
-            super::MIN_ITEMS_PER_THREAD,
-            5 * super::MIN_ITEMS_PER_THREAD + 7,
-        ] {
-            let items: Vec<usize> = (0..len).collect();
-            let doubled = super::map(&items, |item| item * 2);
-            assert_eq!(
-                doubled,
-                items.iter().map(|item| item * 2).collect::<Vec<_>>()
-            );
+        for threads in [1, 2, 3, 8] {
+            for len in [0, 1, 2, 1000, 5 * super::MIN_ITEMS_PER_THREAD + 7] {
+                let items: Vec<usize> = (0..len).collect();
+                let doubled = super::map_on(threads, &items, |item| item * 2);
+                let expected: Vec<usize> = items.iter().map(|item| item * 2).collect();
+                assert_eq!(doubled, expected, "{len} items on {threads} threads");
+            }
         }
+        let items: Vec<usize> = (0..3 * super::MIN_ITEMS_PER_THREAD).collect();
+        assert_eq!(super::map(&items, |item| item + 1)[5000], 5001);
     }
 
     #[test]
     #[should_panic(expected = "item 3000")]
     fn a_panic_in_a_thread_is_raised_again() {
         let items: Vec<usize> = (0..3 * super::MIN_ITEMS_PER_THREAD).collect();
-        super::map(&items, |&item| assert!(item != 3000, "item {item}"));
+        super::map_on(3, &items, |&item| assert!(item != 3000, "item {item}"));
     }
 }

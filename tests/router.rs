@@ -703,6 +703,49 @@ async fn every_documented_operation_is_routed() {
     assert_eq!(served, perch::api::openapi::document());
 }
 
+/// A state document cut short over HTTP (a server or proxy that ends the answer cleanly in
+/// the middle of the objects) is an error, never a shorter state.
+#[tokio::test]
+async fn a_state_cut_short_over_http_is_an_error() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let base = format!("http://{}", listener.local_addr().expect("its address"));
+    let object = r#"{"kind":"Group","name":"g","version":1,"managed":true,"protect":false,"createdAt":"2026-01-01T00:00:00Z","updatedAt":"2026-01-01T00:00:00Z","updatedBy":"sip:a@x.com"}"#;
+    for body in [
+        format!("{}{object},", perch::api::wire::STATE_OPENING),
+        format!("{}{object},{object}", perch::api::wire::STATE_OPENING),
+        format!("{}{object}]", perch::api::wire::STATE_OPENING),
+    ] {
+        let answer = async {
+            let (mut socket, _) = listener.accept().await.expect("the target's request");
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                socket
+                    .read_exact(&mut byte)
+                    .await
+                    .expect("the request's head");
+                head.push(byte[0]);
+            }
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            socket
+                .write_all(answer.as_bytes())
+                .await
+                .expect("the answer");
+        };
+        let target = perch::live::http::HttpTarget::new(&base, "token").expect("an HTTP target");
+        let ((), read) = tokio::join!(answer, perch::live::Target::live(&target));
+        let error = read.expect_err("a document cut short");
+        assert!(error.to_string().contains("cut short"), "{error}");
+    }
+}
+
 /// `GET /v1/state` is sent in parts as the database writes its pages (1,000 objects each):
 /// over an empty store, one page and several, the document is byte for byte the one the
 /// service writes whole, the embedded target reads every object of it, so does the HTTP

@@ -82,8 +82,9 @@ impl Principal {
 
     /// The principal whose text [`Principal::normalised_text`] or [`Principal::into_text`]
     /// gave, split at its scheme rather than checked again: the scope checks of a manifest
-    /// read its million principals a second time. `None` for a text no principal writes.
-    /// Debug builds (the tests) check that `text` parses to the same principal.
+    /// read its million principals a second time. `None` without a known scheme; nothing
+    /// else is checked, except in debug builds (the tests), which check that `text` parses to
+    /// the same principal.
     pub(crate) fn from_normalised_text(text: &str) -> Option<Principal> {
         let principal = if let Some(address) = text.strip_prefix("sip:") {
             Principal::User(address.to_owned())

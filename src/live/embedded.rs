@@ -239,8 +239,9 @@ impl Target for EmbeddedTarget {
     fn live(&self) -> BoxFuture<'_, Result<Live, TargetError>> {
         Box::pin(async move {
             // The database writes the next page while another thread parses this one.
-            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-            let parsing = tokio::task::spawn_blocking(move || live_from_pages(receiver));
+            let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+            let parsing =
+                tokio::task::spawn_blocking(move || live_from_pages(|| receiver.blocking_recv()));
             let read = self.service.state_pages_to(&self.caller, &sender).await;
             drop(sender);
             let parsed = parsing.await.map_err(|error| {

@@ -51,8 +51,9 @@ async fn read_state(mut response: reqwest::Response) -> Result<Live, TargetError
         }
         return live_from_state(&start);
     }
-    let (pages, read) = tokio::sync::mpsc::unbounded_channel();
-    let reader = tokio::task::spawn_blocking(move || live_from_pages(read));
+    // Two pages in hand at most: a download faster than the parse waits for it.
+    let (pages, mut read) = tokio::sync::mpsc::channel(2);
+    let reader = tokio::task::spawn_blocking(move || live_from_pages(|| read.blocking_recv()));
     let split = async {
         let mut splitter = state_pages::Splitter::default();
         let mut page = splitter.push(&start[STATE_OPENING.len()..])?;
@@ -60,7 +61,7 @@ async fn read_state(mut response: reqwest::Response) -> Result<Live, TargetError
         loop {
             // A reader that stopped has its own error to tell.
             if let Some(page) = page
-                && pages.send(page).is_err()
+                && pages.send(page).await.is_err()
             {
                 return Ok(());
             }
@@ -70,15 +71,21 @@ async fn read_state(mut response: reqwest::Response) -> Result<Live, TargetError
             }
         }
         if let Some(page) = splitter.finish()? {
-            let _ = pages.send(page);
+            let _ = pages.send(page).await;
         }
         Ok::<(), TargetError>(())
     };
     let split = split.await;
     drop(pages);
-    let read = reader
-        .await
-        .map_err(|_| TargetError::Unreadable("the state's reader stopped".to_owned()))?;
+    let read = match reader.await {
+        Ok(read) => read,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => {
+            return Err(TargetError::Unreadable(
+                "the state's reader stopped".to_owned(),
+            ));
+        }
+    };
     // The reader's error comes first: the splitter may only have seen the reader go.
     let live = read?;
     split?;

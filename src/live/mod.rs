@@ -314,24 +314,23 @@ pub(crate) fn live_from_state(json: &[u8]) -> Result<Live, TargetError> {
 }
 
 /// Builds the live state from pages of comma-separated JSON objects (the embedded target's
-/// read, which skips joining them into one document), taking each as it comes and letting
-/// it go once read. Blocks: run it where blocking is allowed. A page that is not the JSON
-/// expected ends the read (the sender then sees the receiver gone).
+/// read, which skips joining them into one document, and the HTTP target's, which splits the
+/// document it downloads), taking each as `next_page` gives it and letting it go once read.
+/// Blocks: run it where blocking is allowed. A page that is not the JSON expected ends the
+/// read (the sender then sees the receiver gone).
 pub(crate) fn live_from_pages(
-    mut pages: tokio::sync::mpsc::UnboundedReceiver<String>,
+    mut next_page: impl FnMut() -> Option<String>,
 ) -> Result<Live, TargetError> {
     let mut objects = Vec::new();
     let mut array = String::new();
-    while let Some(page) = pages.blocking_recv() {
+    while let Some(page) = next_page() {
         array.clear();
         array.push('[');
         array.push_str(&page);
         array.push(']');
         drop(page);
         let page_objects: Vec<ShownObject> = serde_json::from_str(&array).map_err(|error| {
-            TargetError::Unreadable(format!(
-                "the stored state is not the JSON expected: {error}"
-            ))
+            TargetError::Unreadable(format!("the state is not the JSON expected: {error}"))
         })?;
         objects.extend(page_objects.into_iter().map(|ShownObject(object)| object));
     }

@@ -31,9 +31,10 @@ pub(crate) struct Splitter {
     depth: usize,
     in_string: bool,
     escaped: bool,
-    /// Where in `pending` the array closed, and how much of the closing has been met.
+    /// Where in `pending` the array closed: what follows it is the document's tail.
     closed_at: Option<usize>,
-    closing_met: usize,
+    /// Whether a page was handed on: then the text left at the end must hold an element.
+    handed_on: bool,
 }
 
 /// Why the text is not a state document as Perch writes it.
@@ -41,13 +42,18 @@ pub(crate) struct Splitter {
 pub(crate) enum SplitError {
     #[error("the state document was cut short")]
     CutShort,
-    #[error("the state document goes on after its objects")]
-    TrailingText,
+    #[error("the state document is not the JSON expected after its objects")]
+    BadTail,
     #[error("the state document is not the JSON expected (a bracket closes what was not open)")]
     Unbalanced,
+    #[error("the state document is not the JSON expected (an empty element)")]
+    EmptyElement,
     #[error("the state document is not UTF-8")]
     NotUtf8,
 }
+
+/// The most text a document may hold after its objects (fields a later format might add).
+const MAX_TAIL_BYTES: usize = 64 * 1024;
 
 impl From<SplitError> for super::TargetError {
     fn from(error: SplitError) -> Self {
@@ -70,42 +76,51 @@ impl Splitter {
         }
         self.last_comma = None;
         page.pop(); // the comma
+        // A page of nothing would read as no objects where the document holds an empty
+        // element, which the whole document's parse refuses.
+        if is_blank(&page) {
+            return Err(SplitError::EmptyElement);
+        }
+        self.handed_on = true;
         String::from_utf8(page)
             .map(Some)
             .map_err(|_| SplitError::NotUtf8)
     }
 
-    /// The last page, once the text has ended: `None` when no element is left.
+    /// The last page, once the text has ended: `None` when the document holds no object.
     pub(crate) fn finish(mut self) -> Result<Option<String>, SplitError> {
         let Some(closed_at) = self.closed_at else {
             return Err(SplitError::CutShort);
         };
-        if self.closing_met < STATE_CLOSING.len() {
-            return Err(SplitError::CutShort);
-        }
+        let tail = self.pending.split_off(closed_at + 1);
+        check_tail(&tail)?;
         self.pending.truncate(closed_at);
-        if self.pending.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
+        if is_blank(&self.pending) {
+            // After a page, the text before the `]` followed a comma: a trailing comma.
+            return if self.handed_on {
+                Err(SplitError::EmptyElement)
+            } else {
+                Ok(None)
+            };
         }
         String::from_utf8(self.pending)
             .map(Some)
             .map_err(|_| SplitError::NotUtf8)
     }
 
-    /// Follows the text not yet followed: strings, nesting, commas between elements, and
-    /// the closing.
+    /// Follows the text not yet followed: strings, nesting, and the commas between elements,
+    /// up to the array's `]`.
     fn follow(&mut self) -> Result<(), SplitError> {
-        let closing = STATE_CLOSING.as_bytes();
+        if let Some(closed_at) = self.closed_at {
+            if self.pending.len() - closed_at > MAX_TAIL_BYTES {
+                return Err(SplitError::BadTail);
+            }
+            self.followed = self.pending.len();
+            return Ok(());
+        }
         for at in self.followed..self.pending.len() {
             let byte = self.pending[at];
-            if self.closed_at.is_some() {
-                // After the array's `]`: the rest of the closing, then only white space.
-                if self.closing_met < closing.len() && byte == closing[self.closing_met] {
-                    self.closing_met += 1;
-                } else if self.closing_met < closing.len() || !byte.is_ascii_whitespace() {
-                    return Err(SplitError::TrailingText);
-                }
-            } else if self.in_string {
+            if self.in_string {
                 if self.escaped {
                     self.escaped = false;
                 } else if byte == b'\\' {
@@ -113,25 +128,55 @@ impl Splitter {
                 } else if byte == b'"' {
                     self.in_string = false;
                 }
-            } else {
-                match byte {
-                    b'"' => self.in_string = true,
-                    b'{' | b'[' => self.depth += 1,
-                    b']' if self.depth == 0 => {
-                        self.closed_at = Some(at);
-                        self.closing_met = 1;
-                    }
-                    b'}' | b']' => {
-                        self.depth = self.depth.checked_sub(1).ok_or(SplitError::Unbalanced)?;
-                    }
-                    b',' if self.depth == 0 => self.last_comma = Some(at),
-                    _ => {}
+                continue;
+            }
+            match byte {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b']' if self.depth == 0 => {
+                    self.closed_at = Some(at);
+                    self.followed = at + 1;
+                    // What follows the array is the tail, checked whole at the end.
+                    return self.follow();
                 }
+                b'}' | b']' => {
+                    self.depth = self.depth.checked_sub(1).ok_or(SplitError::Unbalanced)?;
+                }
+                b',' if self.depth == 0 => self.last_comma = Some(at),
+                _ => {}
             }
         }
         self.followed = self.pending.len();
         Ok(())
     }
+}
+
+/// JSON's white space only.
+fn is_blank(text: &[u8]) -> bool {
+    text.iter()
+        .all(|byte| matches!(byte, b' ' | b'\t' | b'\n' | b'\r'))
+}
+
+/// What follows the objects' `]`: [`STATE_CLOSING`]'s `}` as Perch writes it, or the rest of
+/// a document in this format with more fields after its objects, read as the whole-document
+/// reader reads them.
+fn check_tail(tail: &[u8]) -> Result<(), SplitError> {
+    let closing = &STATE_CLOSING.as_bytes()[1..];
+    if tail.starts_with(closing) && is_blank(&tail[closing.len()..]) {
+        return Ok(());
+    }
+    let mut document = STATE_OPENING.as_bytes().to_vec();
+    document.push(b']');
+    document.extend_from_slice(tail);
+    serde_json::from_slice::<crate::api::wire::StateDocumentRead>(&document)
+        .map(drop)
+        .map_err(|_| {
+            if tail.is_empty() {
+                SplitError::CutShort
+            } else {
+                SplitError::BadTail
+            }
+        })
 }
 
 /// Whether a document begins as Perch writes it, so that [`Splitter`] may take what follows
@@ -165,6 +210,17 @@ mod tests {
         Ok(pages)
     }
 
+    /// The objects of a document as split and then parsed page by page.
+    fn read(document: &str, part: usize) -> Result<Vec<serde_json::Value>, String> {
+        let mut objects = Vec::new();
+        for page in pages_of(document, part).map_err(|error| error.to_string())? {
+            let page: Vec<serde_json::Value> =
+                serde_json::from_str(&format!("[{page}]")).map_err(|error| error.to_string())?;
+            objects.extend(page);
+        }
+        Ok(objects)
+    }
+
     /// Objects with the text that could mislead a split: commas, brackets and quotes in
     /// strings, escapes, nesting, text that is not ASCII.
     fn objects(count: usize) -> Vec<serde_json::Value> {
@@ -182,6 +238,16 @@ mod tests {
             .collect()
     }
 
+    /// `document` with its closing `]}` written as `closing`.
+    fn closed_as(document: &str, closing: &str) -> String {
+        let at = document.rfind(STATE_CLOSING).expect("a closing");
+        format!(
+            "{}{closing}{}",
+            &document[..at],
+            &document[at + STATE_CLOSING.len()..]
+        )
+    }
+
     fn document(objects: &[serde_json::Value]) -> String {
         let elements: Vec<String> = objects.iter().map(ToString::to_string).collect();
         format!("{STATE_OPENING}{}{STATE_CLOSING}\n", elements.join(","))
@@ -196,16 +262,10 @@ mod tests {
                 if count == 3_000 && part < 4096 {
                     continue; // a byte at a time through 1.2 MB is slow in a debug build
                 }
-                let pages = pages_of(&document, part).expect("a whole document");
-                let read: Vec<serde_json::Value> = pages
-                    .iter()
-                    .flat_map(|page| {
-                        serde_json::from_str::<Vec<serde_json::Value>>(&format!("[{page}]"))
-                            .expect("a page of whole objects")
-                    })
-                    .collect();
+                let read = read(&document, part).expect("a whole document");
                 assert_eq!(read, objects, "{count} objects in parts of {part}");
-                if count == 3_000 && part >= 4096 {
+                if count == 3_000 {
+                    let pages = pages_of(&document, part).expect("a whole document");
                     assert!(pages.len() > 1, "a large document is handed on in pages");
                 }
             }
@@ -220,11 +280,51 @@ mod tests {
         let before_closing = &whole[..whole.len() - 2];
         assert_eq!(pages_of(before_closing, 5), Err(SplitError::CutShort));
         let trailing = format!("{}x", whole.trim_end());
-        assert_eq!(pages_of(&trailing, 5), Err(SplitError::TrailingText));
+        assert_eq!(pages_of(&trailing, 5), Err(SplitError::BadTail));
         let second = format!("{}{STATE_CLOSING}", whole.trim_end());
-        assert_eq!(pages_of(&second, 5), Err(SplitError::TrailingText));
+        assert_eq!(pages_of(&second, 5), Err(SplitError::BadTail));
         let unbalanced = format!("{STATE_OPENING}{{}}}},{{}}{STATE_CLOSING}");
         assert_eq!(pages_of(&unbalanced, 5), Err(SplitError::Unbalanced));
+        // Empty elements, which the whole document's parse refuses, refused whether they fall
+        // where a page ends or within one: a trailing comma, and nothing between two commas.
+        let large = document(&objects(3_000));
+        let blank = " ".repeat(PAGE_BYTES + 10);
+        let big = serde_json::json!({ "filler": "x".repeat(PAGE_BYTES + 10) });
+        for refused in [
+            closed_as(&large, ",]}"),
+            format!("{STATE_OPENING}{{}},{blank},{{}}{STATE_CLOSING}"),
+            format!("{STATE_OPENING}{{}},{blank}{STATE_CLOSING}"),
+            // A page of nothing but white space between two pages.
+            format!("{STATE_OPENING}{big},{blank},{{}}{STATE_CLOSING}"),
+        ] {
+            assert!(serde_json::from_str::<serde_json::Value>(&refused).is_err());
+            for part in [4096, refused.len()] {
+                assert!(read(&refused, part).is_err(), "in parts of {part}");
+            }
+        }
+        assert_eq!(
+            pages_of(&closed_as(&large, ",]}"), large.len() + 1),
+            Err(SplitError::EmptyElement)
+        );
+    }
+
+    /// A document of this format with fields after its objects (which a later server may
+    /// add) reads as the whole-document reader reads it.
+    #[test]
+    fn fields_after_the_objects_are_read_as_a_whole_document_would_be() {
+        let objects = objects(2);
+        let base = document(&objects);
+        let with_field = closed_as(&base, "], \"generation\": 7 }");
+        let pages = pages_of(&with_field, 3).expect("a document with a field after its objects");
+        assert_eq!(pages.len(), 1);
+        for refused in ["], \"objects\": []}", "], 7}", "]} {}"] {
+            let document = closed_as(&base, refused);
+            assert_eq!(
+                pages_of(&document, 3),
+                Err(SplitError::BadTail),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

@@ -806,6 +806,7 @@ fn group_ranks(desired: &Desired, live: &Live) -> HashMap<String, usize> {
 /// The create or set action for one desired object, if any. `ignored` are the kind's fields
 /// left alone beside the object's own; a rename (`renamed_from`) is an action even when
 /// nothing else differs.
+///
 /// `fields_held`: whether `current` holds the fields `wanted` manages
 /// ([`same_managed_fields`]), judged by the caller.
 fn upsert(
