@@ -118,19 +118,28 @@ impl Splitter {
             self.followed = self.pending.len();
             return Ok(());
         }
-        for at in self.followed..self.pending.len() {
-            let byte = self.pending[at];
+        let mut at = self.followed;
+        while at < self.pending.len() {
             if self.in_string {
                 if self.escaped {
                     self.escaped = false;
-                } else if byte == b'\\' {
+                    at += 1;
+                    continue;
+                }
+                // Strings are most of the text: skip to the next quote or backslash.
+                let Some(found) = memchr::memchr2(b'"', b'\\', &self.pending[at..]) else {
+                    break;
+                };
+                at += found;
+                if self.pending[at] == b'\\' {
                     self.escaped = true;
-                } else if byte == b'"' {
+                } else {
                     self.in_string = false;
                 }
+                at += 1;
                 continue;
             }
-            match byte {
+            match self.pending[at] {
                 b'"' => self.in_string = true,
                 b'{' | b'[' => self.depth += 1,
                 b']' if self.depth == 0 => {
@@ -145,6 +154,7 @@ impl Splitter {
                 b',' if self.depth == 0 => self.last_comma = Some(at),
                 _ => {}
             }
+            at += 1;
         }
         self.followed = self.pending.len();
         Ok(())
