@@ -69,7 +69,10 @@ impl Splitter {
         let Some(comma) = self.last_comma.filter(|comma| *comma >= PAGE_BYTES) else {
             return Ok(None);
         };
-        let mut page: Vec<u8> = self.pending.drain(..=comma).collect();
+        // The page keeps the buffer, and only what follows the comma (less than a part) is
+        // copied into a new one.
+        let rest = self.pending.split_off(comma + 1);
+        let mut page = std::mem::replace(&mut self.pending, rest);
         self.followed -= page.len();
         if let Some(closed_at) = &mut self.closed_at {
             *closed_at -= page.len();

@@ -485,6 +485,7 @@ impl Service {
         Ok(StateJsonStream {
             opened: false,
             first,
+            after_comma: None,
             pages,
             closing_due: end.is_none(),
             end,
@@ -1430,6 +1431,9 @@ pub struct StateJsonStream {
     /// Whether the document's opening was sent, with `first`, the first page (if any).
     opened: bool,
     first: Option<String>,
+    /// A page whose separating comma was sent, to send next as it is (not copied behind the
+    /// comma: a hundred thousand objects are sixty megabytes).
+    after_comma: Option<String>,
     pages: tokio::sync::mpsc::UnboundedReceiver<String>,
     /// How the read ended, until heard.
     end: Option<tokio::sync::oneshot::Receiver<std::result::Result<(), StoreError>>>,
@@ -1454,12 +1458,13 @@ impl tokio_stream::Stream for StateJsonStream {
             }
             return Poll::Ready(Some(Ok(part)));
         }
+        if let Some(page) = self.after_comma.take() {
+            return Poll::Ready(Some(Ok(page)));
+        }
         match self.pages.poll_recv(context) {
             Poll::Ready(Some(page)) => {
-                let mut part = String::with_capacity(page.len() + 1);
-                part.push(',');
-                part.push_str(&page);
-                return Poll::Ready(Some(Ok(part)));
+                self.after_comma = Some(page);
+                return Poll::Ready(Some(Ok(",".to_owned())));
             }
             Poll::Pending => return Poll::Pending,
             // Closed: the reader sent every page (it drops its sender before it says how the
