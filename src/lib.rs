@@ -28,6 +28,27 @@ pub mod store;
 pub mod strict;
 pub mod text;
 
+/// What the unit tests of several modules share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// Every text of up to `most` pieces, each piece taken from `pieces`, once each: inputs
+    /// at the edges of a rule, made exhaustively rather than picked.
+    pub(crate) fn texts_of_pieces(pieces: &[&str], most: usize) -> Vec<String> {
+        let mut texts = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..most {
+            last = last
+                .iter()
+                .flat_map(|text| pieces.iter().map(move |piece| format!("{text}{piece}")))
+                .collect();
+            texts.extend(last.iter().cloned());
+        }
+        texts.sort();
+        texts.dedup();
+        texts
+    }
+}
+
 /// The layering ARCHITECTURE.md promises, checked on the source: a module that reaches past
 /// its layer fails here, naming the file and the word.
 #[cfg(test)]

@@ -518,18 +518,9 @@ mod tests {
                             .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 })
         }
-        let alphabet = ["a", "Z", "0", "-", ".", "_", "ä", " "];
-        let mut texts = vec![String::new()];
         // Every text of up to four pieces of the alphabet, and labels around the limits.
-        for _ in 0..4 {
-            let longer: Vec<String> = texts
-                .iter()
-                .flat_map(|text| alphabet.iter().map(move |piece| format!("{text}{piece}")))
-                .collect();
-            texts.extend(longer);
-        }
-        texts.sort();
-        texts.dedup();
+        let alphabet = ["a", "Z", "0", "-", ".", "_", "ä", " "];
+        let mut texts = crate::test_support::texts_of_pieces(&alphabet, 4);
         for label in [62, 63, 64] {
             texts.push("a".repeat(label));
             texts.push(format!("x.{}.com", "b".repeat(label)));

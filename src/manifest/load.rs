@@ -1446,14 +1446,7 @@ mod principal_pattern_tests {
             "sip:", "SIP:", "group:", "domain:", "ana", "B", "@", ".", "-", " ", ":", "x.com",
             "\n", "\r", "\u{2028}", "\u{feff}", "\u{85}", "é",
         ];
-        let mut texts = vec![String::new()];
-        for _ in 0..4 {
-            let longer: Vec<String> = texts
-                .iter()
-                .flat_map(|text| pieces.iter().map(move |piece| format!("{text}{piece}")))
-                .collect();
-            texts.extend(longer);
-        }
+        let texts = crate::test_support::texts_of_pieces(&pieces, 4);
         let mut written = 0;
         for text in &texts {
             if written_normalised(text) {
