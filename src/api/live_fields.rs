@@ -124,9 +124,17 @@ impl LiveFields {
 
 /// Writes an object's fields as one JSON object's text, field by field as a parser meets
 /// them, each value as it stood in the source.
-#[derive(Default)]
 pub(crate) struct FieldsText {
     text: String,
+}
+
+impl Default for FieldsText {
+    /// Room for a room's fields of a few members, so that most texts are allocated once.
+    fn default() -> FieldsText {
+        FieldsText {
+            text: String::with_capacity(512),
+        }
+    }
 }
 
 impl FieldsText {

@@ -21,6 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use compliance::{ComplianceEventType, Hold, Retention};
 pub use filter::RoomFilter;
+pub(crate) use principal::is_plain_stored_sip_address;
 pub use principal::{Directory, MAX_PRINCIPAL_LEN, Principal, PrincipalError, normalise_list};
 
 /// Longest message text, in characters.

@@ -488,11 +488,12 @@ fn validators() -> &'static Validators {
 /// break or U+2028 inside a group's name, U+FEFF at its start): such a name meets the whole
 /// schema.
 fn written_normalised(text: &str) -> bool {
-    text.bytes().all(|byte| (0x20..0x7f).contains(&byte))
-        && matches!(
-            Principal::normalised_text(text),
-            Ok(std::borrow::Cow::Borrowed(_))
-        )
+    crate::domain::is_plain_stored_sip_address(text)
+        || text.bytes().all(|byte| (0x20..0x7f).contains(&byte))
+            && matches!(
+                Principal::normalised_text(text),
+                Ok(std::borrow::Cow::Borrowed(_))
+            )
 }
 
 /// Whether every principal in the document's principal lists is [`written_normalised`].
@@ -916,11 +917,12 @@ fn normalise_fields(
                 }
             }
             // Principals sort as their text, so this is the order the server stores them in
-            // (and the order `perch export` writes them in: checked before sorting).
-            if !items.is_sorted_by(|a, b| a.as_str() <= b.as_str()) {
+            // (and the order `perch export` writes them in: checked before sorting). A list
+            // in strictly rising order has nothing to sort or remove.
+            if !items.is_sorted_by(|a, b| a.as_str() < b.as_str()) {
                 items.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+                items.dedup();
             }
-            items.dedup();
         }
     }
     if let Some(Value::String(interval)) = fields.get("runInterval")

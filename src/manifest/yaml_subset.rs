@@ -66,12 +66,15 @@ pub(super) fn parse(text: &str, limits: Limits, documents_limit: usize) -> Optio
 /// other controls, and nothing YAML does not print or reads as a line break (NEL, U+2028,
 /// U+2029) or a byte order mark.
 fn printable(text: &str) -> bool {
-    // One count without an early exit, which the compiler turns into vector instructions.
-    let controls = text
-        .bytes()
-        .filter(|&byte| (byte < 0x20 && byte != b'\n') || byte == 0x7f)
-        .count();
-    if controls > 0 {
+    // Each block of bytes is judged without an early exit and folded into one byte, which the
+    // compiler turns into vector instructions (a count would widen every byte to a word).
+    let is_control = |byte: u8| u8::from(byte < 0x20 && byte != b'\n') | u8::from(byte == 0x7f);
+    let mut blocks = text.as_bytes().chunks_exact(64);
+    let has_control = blocks
+        .by_ref()
+        .any(|block| block.iter().fold(0, |any, &byte| any | is_control(byte)) != 0)
+        || blocks.remainder().iter().any(|&byte| is_control(byte) != 0);
+    if has_control {
         return false;
     }
     text.is_ascii()
@@ -277,31 +280,25 @@ impl<'a> Reader<'a> {
     /// `[a, "b", c]` on one line; `text` follows the `[`. Returns the rest after the `]`.
     fn flow_sequence(&mut self, text: &'a str, depth: usize) -> Option<(Value, &'a str)> {
         self.collection(depth)?;
-        let mut items = Vec::new();
         let mut rest = text.trim_start_matches(' ');
         if let Some(after) = rest.strip_prefix(']') {
-            return Some((Value::Array(items), after));
+            return Some((Value::Array(Vec::new()), after));
         }
+        // No more items than commas on the line, and one: one allocation for the list.
+        let mut items = Vec::with_capacity(memchr::memchr_iter(b',', rest.as_bytes()).count() + 1);
         loop {
             let (item, after) = match rest.as_bytes().first()? {
                 b'"' | b'\'' => self.quoted(rest)?,
                 _ => {
-                    // One pass over the bytes (items are short; the bytes sought are ASCII)
-                    // finds the item's end and whether it holds a flow indicator.
-                    let mut indicator = false;
-                    let end = rest.bytes().position(|byte| {
-                        indicator |=
-                            matches!(byte, b':' | b'#' | b'[' | b'{' | b'}' | b'"' | b'\'');
-                        matches!(byte, b',' | b']')
-                    })?;
+                    let end = memchr::memchr2(b',', b']', rest.as_bytes())?;
                     let plain = rest[..end].trim_end_matches(' ');
-                    if indicator {
-                        // `sip:a@x` is a plain scalar in a flow sequence, but a `:` is
-                        // where flow plain scalars differ most between parsers: only the
-                        // principals' shape (`word:rest`, no space) is taken.
-                        if !is_principal_like(plain) {
-                            return None;
-                        }
+                    // `sip:a@x` is a plain scalar in a flow sequence, but a `:` is where flow
+                    // plain scalars differ most between parsers: only the principals' shape
+                    // (`word:rest`, no space) may hold a flow indicator.
+                    let indicator =
+                        |byte: &u8| matches!(byte, b':' | b'#' | b'[' | b'{' | b'}' | b'"' | b'\'');
+                    if !is_principal_like(plain) && plain.as_bytes().iter().any(indicator) {
+                        return None;
                     }
                     (self.plain(plain)?, &rest[end..])
                 }
