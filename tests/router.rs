@@ -781,6 +781,44 @@ async fn the_state_sent_in_parts_is_the_state_written_whole() {
     let base = format!("http://{}", listener.local_addr().expect("its address"));
     let served = tokio::spawn(axum::serve(listener, api.app.clone()).into_future());
     let over_http = perch::live::http::HttpTarget::new(&base, &api.admin).expect("an HTTP target");
+    // Objects of every kind, written by an administrator whose name needs escaping in JSON,
+    // with text that does too: the embedded target reads the store's rows, the HTTP target
+    // the objects as shown, and both must read the same.
+    let quoted_admin = service
+        .create_token("sip:o\"brien\\x@contoso.com", Role::Admin)
+        .await
+        .expect("a token for a name with a quote and a backslash");
+    let tricky = "é\n\"quoted\" \\ \u{1F600} </script>";
+    for (path, body) in [
+        (
+            "/v1/categories",
+            json!({"name": "cat \"one\"", "description": tricky, "allowedMembers": ["domain:contoso.com"]}),
+        ),
+        (
+            "/v1/addins",
+            json!({"name": "addin-1", "url": "https://example.com/addin?a=1&b=\"2\""}),
+        ),
+        (
+            "/v1/rooms",
+            json!({"name": "room \\ one", "category": "cat \"one\"", "description": tricky, "members": ["sip:ana@contoso.com"], "addin": "addin-1"}),
+        ),
+    ] {
+        let (status, answer) = api
+            .call(Some(&quoted_admin), "POST", path, &[], &body.to_string())
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{path}: {answer}");
+    }
+    let (status, answer) = api
+        .call(
+            Some(&quoted_admin),
+            "PUT",
+            "/v1/compliance",
+            &[],
+            &json!({"enabled": true, "adapterOutputDirectory": "/tmp/perch-archive"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "compliance: {answer}");
+    let others = 3;
     let mut created = 0;
     for total in [0, 1, 5_000, 12_345] {
         let groups = (created..total)
@@ -788,7 +826,13 @@ async fn the_state_sent_in_parts_is_the_state_written_whole() {
                 let object =
                     Object::from_json(Kind::Group, json!({"name": format!("group-{index:05}")}))
                         .expect("a group");
-                (object, Ownership::Keep)
+                // Each pair of marks, so that a column read in another's place shows.
+                let ownership = match index % 3 {
+                    0 => Ownership::Keep,
+                    1 => Ownership::Managed { protect: false },
+                    _ => Ownership::Managed { protect: true },
+                };
+                (object, ownership)
             })
             .collect();
         let mut batch = service.batch().await.expect("batch");
@@ -800,8 +844,22 @@ async fn the_state_sent_in_parts_is_the_state_written_whole() {
         batch.commit().await.expect("commit");
         created = total;
 
+        if total == 5_000 {
+            // Changed well after it was made: its `createdAt` and `updatedAt` differ.
+            let (status, answer) = api
+                .call(
+                    Some(&quoted_admin),
+                    "PATCH",
+                    "/v1/categories/cat%20%22one%22",
+                    &[],
+                    &json!({"description": "changed"}).to_string(),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "the category changed: {answer}");
+        }
         let (status, sent) = get_state(api.admin.clone()).await;
         assert_eq!(status, StatusCode::OK, "{total} objects: {sent}");
+        let total = total + others;
         let whole = service
             .state_json(&operator)
             .await
@@ -811,7 +869,10 @@ async fn the_state_sent_in_parts_is_the_state_written_whole() {
             "{total} objects: the parts differ from the whole"
         );
         let document: Value = serde_json::from_str(&sent).expect("a JSON document");
-        assert_eq!(document["objects"].as_array().map(Vec::len), Some(total));
+        assert_eq!(
+            document["objects"].as_array().map(Vec::len),
+            Some(total + 1)
+        );
         // `perch plan --db` reads the same pages, without the document around them.
         let embedded =
             perch::live::embedded::EmbeddedTarget::serving(service.clone(), operator.clone());
@@ -819,11 +880,17 @@ async fn the_state_sent_in_parts_is_the_state_written_whole() {
             .await
             .expect("the live state");
         assert_eq!(live.objects.len(), total, "{total} objects read embedded");
-        let last = format!("group-{:05}", total.saturating_sub(1));
+        let last = format!("group-{:05}", created.saturating_sub(1));
         assert_eq!(
             live.objects.contains_key(&(Kind::Group, last)),
-            total > 0,
+            created > 0,
             "{total} objects: the last one read embedded"
+        );
+        assert!(
+            live.compliance
+                .as_ref()
+                .is_some_and(|compliance| compliance.meta.version > 0),
+            "the compliance configuration read embedded"
         );
         let read_over_http = perch::live::Target::live(&over_http)
             .await
@@ -836,17 +903,30 @@ async fn the_state_sent_in_parts_is_the_state_written_whole() {
             names(&live),
             "{total} objects read over HTTP"
         );
-        assert!(
-            read_over_http
-                .objects
-                .values()
-                .zip(live.objects.values())
-                .all(
-                    |(http, embedded)| http.fields.to_map() == embedded.fields.to_map()
-                        && http.meta.version == embedded.meta.version
-                ),
-            "{total} objects: the fields read over HTTP"
-        );
+        let same = |http: &perch::api::LiveObject, embedded: &perch::api::LiveObject| {
+            http.fields.to_map() == embedded.fields.to_map()
+                && http.meta == embedded.meta
+                && http.kind == embedded.kind
+                && http.name == embedded.name
+        };
+        for (http, embedded) in read_over_http.objects.values().zip(live.objects.values()) {
+            assert!(
+                same(http, embedded),
+                "{total} objects: read over HTTP {http:?}, embedded {embedded:?}"
+            );
+        }
+        let (Some(http), Some(embedded)) = (&read_over_http.compliance, &live.compliance) else {
+            panic!("the compliance configuration read both ways");
+        };
+        assert!(same(http, embedded), "{http:?} against {embedded:?}");
+        if total > 5_000 {
+            let category = &live.objects[&(Kind::Category, "cat \"one\"".to_owned())];
+            assert_eq!(category.meta.version, 2);
+            assert_ne!(category.meta.created_at, category.meta.updated_at);
+        }
+        let room = &live.objects[&(Kind::Room, "room \\ one".to_owned())];
+        assert_eq!(room.fields["description"], tricky);
+        assert_eq!(room.meta.updated_by, "sip:o\"brien\\x@contoso.com");
     }
     served.abort();
     let (status, refused) = get_state(api.user.clone()).await;

@@ -175,6 +175,54 @@ impl FieldsText {
     }
 }
 
+impl LiveFields {
+    /// An object's fields from the one JSON object's text they are stored as, checked as
+    /// [`FieldsText::finish`] checks a text it built, and their `name` read on the way: the
+    /// last given, as a map keeps it, and `None` unless it is a string.
+    ///
+    /// # Errors
+    /// The parser's refusal, or a text that is not one object.
+    pub(crate) fn from_object_text(
+        text: &str,
+    ) -> Result<(LiveFields, Option<String>), serde_json::Error> {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let name = serde::Deserializer::deserialize_map(&mut deserializer, ReadableNamed)?;
+        deserializer.end()?;
+        let fields = LiveFields(Fields::Text {
+            text: text.into(),
+            parsed: OnceLock::new(),
+        });
+        Ok((fields, name))
+    }
+}
+
+/// Reads an object whole, as [`Readable`] does, keeping only its `name` when that is a
+/// string.
+struct ReadableNamed;
+
+impl<'de> Visitor<'de> for ReadableNamed {
+    type Value = Option<String>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an object's fields")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+        let mut name = None;
+        while let Some(key) = map.next_key_seed(Key)? {
+            if key == "name" {
+                name = match map.next_value::<Value>()? {
+                    Value::String(text) => Some(text),
+                    _ => None,
+                };
+            } else {
+                map.next_value_seed(Readable)?;
+            }
+        }
+        Ok(name)
+    }
+}
+
 /// Reads a value whole, as a `Value` would be read, keeping nothing.
 struct Readable;
 

@@ -115,7 +115,7 @@ impl LiveObject {
 }
 
 /// An object's name: the compliance configuration's own, or the `name` its fields give.
-fn object_name(kind: Kind, name: Option<String>) -> Result<String, String> {
+pub(crate) fn object_name(kind: Kind, name: Option<String>) -> Result<String, String> {
     match kind {
         Kind::ComplianceConfiguration => Ok(COMPLIANCE_NAME.to_owned()),
         _ => name.ok_or_else(|| format!("a {kind} has no name")),
@@ -187,6 +187,12 @@ impl<'de> Deserialize<'de> for ShownObject {
             }
         }
         deserializer.deserialize_map(Fields)
+    }
+}
+
+impl From<ShownObject> for LiveObject {
+    fn from(ShownObject(object): ShownObject) -> LiveObject {
+        object
     }
 }
 

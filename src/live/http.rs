@@ -53,7 +53,9 @@ async fn read_state(mut response: reqwest::Response) -> Result<Live, TargetError
     }
     // Two pages in hand at most: a download faster than the parse waits for it.
     let (pages, mut read) = tokio::sync::mpsc::channel(2);
-    let reader = tokio::task::spawn_blocking(move || live_from_pages(|| read.blocking_recv()));
+    let reader = tokio::task::spawn_blocking(move || {
+        live_from_pages::<crate::api::wire::ShownObject>(|| read.blocking_recv())
+    });
     let split = async {
         let mut splitter = state_pages::Splitter::default();
         let mut page = splitter.push(&start[STATE_OPENING.len()..])?;

@@ -19,8 +19,8 @@ use std::pin::Pin;
 
 use crate::api::wire::{
     AppliedRequest, AuditEntry, AuditFilter, AuditPage, ChangeCounter, ClearRequest, ExportOptions,
-    ImportReport, RemoveRequest, RoomListPage, RoomQuery, STATE_FORMAT_VERSION, ShownObject,
-    StateDocumentRead, TokenCreated, TokenInfo, TokenRequest,
+    ImportReport, LiveObject, RemoveRequest, RoomListPage, RoomQuery, STATE_FORMAT_VERSION,
+    ShownObject, StateDocumentRead, TokenCreated, TokenInfo, TokenRequest,
 };
 use crate::api::{ClientError, ErrorCode, Live};
 use crate::domain::audit::AuditAction;
@@ -313,14 +313,18 @@ pub(crate) fn live_from_state(json: &[u8]) -> Result<Live, TargetError> {
     ))
 }
 
-/// Builds the live state from pages of comma-separated JSON objects (the embedded target's
-/// read, which skips joining them into one document, and the HTTP target's, which splits the
-/// document it downloads), taking each as `next_page` gives it and letting it go once read.
-/// Blocks: run it where blocking is allowed. A page that is not the JSON expected ends the
-/// read (the sender then sees the receiver gone).
-pub(crate) fn live_from_pages(
+/// Builds the live state from pages of comma-separated JSON values, each read as an
+/// `Element`: objects as shown ([`ShownObject`]; the HTTP target's read, which splits the
+/// document it downloads) or the store's rows (the embedded target's). Takes each page as
+/// `next_page` gives it and lets it go once read. Blocks: run it where blocking is allowed.
+/// A page that is not the JSON expected ends the read (the sender then sees the receiver
+/// gone).
+pub(crate) fn live_from_pages<Element>(
     mut next_page: impl FnMut() -> Option<String>,
-) -> Result<Live, TargetError> {
+) -> Result<Live, TargetError>
+where
+    Element: for<'de> serde::Deserialize<'de> + Into<LiveObject>,
+{
     let mut objects = Vec::new();
     let mut array = String::new();
     while let Some(page) = next_page() {
@@ -329,10 +333,10 @@ pub(crate) fn live_from_pages(
         array.push_str(&page);
         array.push(']');
         drop(page);
-        let page_objects: Vec<ShownObject> = serde_json::from_str(&array).map_err(|error| {
+        let page_objects: Vec<Element> = serde_json::from_str(&array).map_err(|error| {
             TargetError::Unreadable(format!("the state is not the JSON expected: {error}"))
         })?;
-        objects.extend(page_objects.into_iter().map(|ShownObject(object)| object));
+        objects.extend(page_objects.into_iter().map(Into::into));
     }
     Ok(Live::from_objects(objects))
 }

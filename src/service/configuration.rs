@@ -499,15 +499,16 @@ impl Service {
         Ok(self.store.state_json_pages().await?)
     }
 
-    /// The pages of [`Service::state_pages`], each sent as soon as it is read (see
-    /// [`crate::store::Store::state_json_pages_to`]); administrators only.
-    pub async fn state_pages_to(
+    /// The objects of [`Service::state_pages`] as rows, a page sent as soon as it is read
+    /// (see [`crate::store::Store::state_row_pages_to`]), for the embedded target;
+    /// administrators only.
+    pub async fn state_row_pages_to(
         &self,
         caller: &Caller,
         pages: &tokio::sync::mpsc::UnboundedSender<String>,
     ) -> Result<()> {
         require_admin(caller, "read the whole configuration")?;
-        Ok(self.store.state_json_pages_to(pages).await?)
+        Ok(self.store.state_row_pages_to(pages).await?)
     }
 
     /// Where the configuration stands (see [`ChangeCounter`]); administrators only, as the

@@ -114,6 +114,24 @@ const STATE_PAGE_SQL: &str = r#"SELECT string_agg(concat(
     ), ',') AS page, MAX(id) AS last_id, COUNT(*) AS row_count
 FROM (SELECT * FROM objects WHERE id > $1 ORDER BY id LIMIT $2) AS slice"#;
 
+/// One page of the state as rows (see [`Store::state_row_pages_to`]): each object one JSON
+/// array, `[kind, id, version, managed, protect, createdAt, updatedBy, updatedAt, body]`,
+/// joined by commas, with no brackets around them. The same columns as [`STATE_PAGE_SQL`]
+/// writes, by position rather than by name, and the body whole rather than merged: a reader
+/// in this program parses no key of the envelope, and takes the body as one value.
+const STATE_ROWS_PAGE_SQL: &str = r#"SELECT string_agg(concat(
+    '["', kind,
+    '",', id,
+    ',', version,
+    ',', CASE WHEN managed <> 0 THEN 'true' ELSE 'false' END,
+    ',', CASE WHEN protected <> 0 THEN 'true' ELSE 'false' END,
+    ',"', created_at,
+    '","', replace(replace(updated_by, '\', '\\'), '"', '\"'),
+    '","', updated_at,
+    '",', body, ']'
+    ), ',') AS page, MAX(id) AS last_id, COUNT(*) AS row_count
+FROM (SELECT * FROM objects WHERE id > $1 ORDER BY id LIMIT $2) AS slice"#;
+
 /// A slice of rooms to read (see [`Store::scan_rooms`]).
 #[derive(Clone, Debug, Default)]
 pub struct RoomScan<'a> {
@@ -271,6 +289,24 @@ impl Store {
         &self,
         pages: &tokio::sync::mpsc::UnboundedSender<String>,
     ) -> Result<(), StoreError> {
+        self.state_pages_to(STATE_PAGE_SQL, pages).await
+    }
+
+    /// The state of [`Store::state_json_pages_to`], in one snapshot and as its pages are
+    /// written, each object as a row rather than as it is shown (see [`STATE_ROWS_PAGE_SQL`]):
+    /// for a reader in this program (the embedded target).
+    pub async fn state_row_pages_to(
+        &self,
+        pages: &tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<(), StoreError> {
+        self.state_pages_to(STATE_ROWS_PAGE_SQL, pages).await
+    }
+
+    async fn state_pages_to(
+        &self,
+        page_sql: &'static str,
+        pages: &tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<(), StoreError> {
         // Small enough that SQLite builds each page in cache, rather than growing a string of
         // megabytes by copies.
         const PAGE: i64 = 1_000;
@@ -284,7 +320,7 @@ impl Store {
         };
         let mut after = 0_i64;
         loop {
-            let row = sqlx::query(STATE_PAGE_SQL)
+            let row = sqlx::query(page_sql)
                 .bind(after)
                 .bind(PAGE)
                 .fetch_one(&mut *tx)
