@@ -254,12 +254,23 @@ impl<'de> Deserialize<'de> for RoomInvitations {
             Text(String),
         }
         match Raw::deserialize(deserializer)? {
-            Raw::Flag(false) => Ok(RoomInvitations::Disabled),
-            Raw::Text(text) if text.eq_ignore_ascii_case("false") => Ok(RoomInvitations::Disabled),
-            Raw::Text(text) if text.eq_ignore_ascii_case("inherit") => Ok(RoomInvitations::Inherit),
-            _ => Err(serde::de::Error::custom(
-                "invitations takes `inherit` or `false`",
-            )),
+            Raw::Flag(false) => Some(RoomInvitations::Disabled),
+            Raw::Text(text) => RoomInvitations::parse(&text),
+            Raw::Flag(true) => None,
+        }
+        .ok_or_else(|| serde::de::Error::custom("invitations takes `inherit` or `false`"))
+    }
+}
+
+impl RoomInvitations {
+    /// `inherit` or `false` written as text, in any case.
+    pub fn parse(text: &str) -> Option<RoomInvitations> {
+        if text.eq_ignore_ascii_case("false") {
+            Some(RoomInvitations::Disabled)
+        } else if text.eq_ignore_ascii_case("inherit") {
+            Some(RoomInvitations::Inherit)
+        } else {
+            None
         }
     }
 }

@@ -190,22 +190,22 @@ pub fn canonical(kind: Kind, field: &str, value: &Value) -> Option<Value> {
     let Value::String(text) = value else {
         return None;
     };
-    let canonical = if is_bool_field(kind, field) {
-        Value::Bool(parse_bool(text)?)
-    } else {
-        match (kind, field) {
-            (Kind::Room, "privacy") => super::Privacy::parse(text)?.as_str().into(),
-            (Kind::Room, "type") => super::RoomType::parse(text)?.as_str().into(),
-            (Kind::Room, "invitations") => {
-                serde_json::to_value(super::RoomInvitations::deserialize(value).ok()?).ok()?
-            }
-            (Kind::ComplianceConfiguration, "adapterType") => {
-                super::AdapterType::parse(text)?.as_str().into()
-            }
-            _ => return None,
-        }
+    if is_bool_field(kind, field) {
+        return parse_bool(text).map(Value::Bool);
+    }
+    // Told on the text, so that a value already canonical (as exports write every one) costs
+    // no allocation.
+    let canonical = match (kind, field) {
+        (Kind::Room, "privacy") => super::Privacy::parse(text)?.as_str(),
+        (Kind::Room, "type") => super::RoomType::parse(text)?.as_str(),
+        (Kind::Room, "invitations") => match super::RoomInvitations::parse(text)? {
+            super::RoomInvitations::Inherit => "inherit",
+            super::RoomInvitations::Disabled => return Some(Value::Bool(false)),
+        },
+        (Kind::ComplianceConfiguration, "adapterType") => super::AdapterType::parse(text)?.as_str(),
+        _ => return None,
     };
-    (canonical != *value).then_some(canonical)
+    (canonical != text).then(|| Value::String(canonical.to_owned()))
 }
 
 #[cfg(test)]
