@@ -707,43 +707,53 @@ async fn every_documented_operation_is_routed() {
 /// the middle of the objects) is an error, never a shorter state.
 #[tokio::test]
 async fn a_state_cut_short_over_http_is_an_error() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a loopback port");
     let base = format!("http://{}", listener.local_addr().expect("its address"));
     let object = r#"{"kind":"Group","name":"g","version":1,"managed":true,"protect":false,"createdAt":"2026-01-01T00:00:00Z","updatedAt":"2026-01-01T00:00:00Z","updatedBy":"sip:a@x.com"}"#;
+    let row = r#"["Group",1,1,true,false,"2026-01-01T00:00:00Z","sip:a@x.com","2026-01-01T00:00:00Z",{"name":"g"}]"#;
     for body in [
         format!("{}{object},", perch::api::wire::STATE_OPENING),
         format!("{}{object},{object}", perch::api::wire::STATE_OPENING),
         format!("{}{object}]", perch::api::wire::STATE_OPENING),
+        format!("{}{row},", perch::api::wire::STATE_ROWS_OPENING),
+        format!("{}{row},{row}", perch::api::wire::STATE_ROWS_OPENING),
+        format!("{}{row}]", perch::api::wire::STATE_ROWS_OPENING),
     ] {
-        let answer = async {
-            let (mut socket, _) = listener.accept().await.expect("the target's request");
-            let mut head = Vec::new();
-            while !head.ends_with(b"\r\n\r\n") {
-                let mut byte = [0u8; 1];
-                socket
-                    .read_exact(&mut byte)
-                    .await
-                    .expect("the request's head");
-                head.push(byte[0]);
-            }
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            socket
-                .write_all(answer.as_bytes())
-                .await
-                .expect("the answer");
-        };
         let target = perch::live::http::HttpTarget::new(&base, "token").expect("an HTTP target");
-        let ((), read) = tokio::join!(answer, perch::live::Target::live(&target));
+        let ((), read) = tokio::join!(
+            answer_once(&listener, &body),
+            perch::live::Target::live(&target)
+        );
         let error = read.expect_err("a document cut short");
         assert!(error.to_string().contains("cut short"), "{error}");
     }
+}
+
+/// Answers one request on `listener` with `body` as JSON, whatever was asked, then closes:
+/// a server as a test wants it, down to the bytes.
+async fn answer_once(listener: &tokio::net::TcpListener, body: &str) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let (mut socket, _) = listener.accept().await.expect("the target's request");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        socket
+            .read_exact(&mut byte)
+            .await
+            .expect("the request's head");
+        head.push(byte[0]);
+    }
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    socket
+        .write_all(answer.as_bytes())
+        .await
+        .expect("the answer");
 }
 
 /// `GET /v1/state` is sent in parts as the database writes its pages (1,000 objects each):
@@ -892,33 +902,49 @@ async fn the_state_sent_in_parts_is_the_state_written_whole() {
                 .is_some_and(|compliance| compliance.meta.version > 0),
             "the compliance configuration read embedded"
         );
-        let read_over_http = perch::live::Target::live(&over_http)
+        // The HTTP target asks for rows; a server that does not know the layout sends the
+        // objects as shown (here the document written whole, from a socket of the test's).
+        let in_rows = perch::live::Target::live(&over_http)
             .await
             .expect("the live state over HTTP");
+        let older = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let older_base = format!("http://{}", older.local_addr().expect("its address"));
+        let from_older =
+            perch::live::http::HttpTarget::new(&older_base, &api.admin).expect("an HTTP target");
+        let ((), as_shown) = tokio::join!(
+            answer_once(&older, &whole),
+            perch::live::Target::live(&from_older)
+        );
+        let as_shown = as_shown.expect("the live state from a server that sends objects");
         let names = |live: &perch::api::Live| -> Vec<(Kind, String)> {
             live.objects.keys().cloned().collect()
         };
-        assert_eq!(
-            names(&read_over_http),
-            names(&live),
-            "{total} objects read over HTTP"
-        );
         let same = |http: &perch::api::LiveObject, embedded: &perch::api::LiveObject| {
             http.fields.to_map() == embedded.fields.to_map()
                 && http.meta == embedded.meta
                 && http.kind == embedded.kind
                 && http.name == embedded.name
         };
-        for (http, embedded) in read_over_http.objects.values().zip(live.objects.values()) {
-            assert!(
-                same(http, embedded),
-                "{total} objects: read over HTTP {http:?}, embedded {embedded:?}"
+        for (how, read_over_http) in [("in rows", &in_rows), ("as shown", &as_shown)] {
+            assert_eq!(
+                names(read_over_http),
+                names(&live),
+                "{total} objects read over HTTP {how}"
             );
+            for (http, embedded) in read_over_http.objects.values().zip(live.objects.values()) {
+                assert!(
+                    same(http, embedded),
+                    "{total} objects: read over HTTP {how} {http:?}, embedded {embedded:?}"
+                );
+            }
+            let (Some(http), Some(embedded)) = (&read_over_http.compliance, &live.compliance)
+            else {
+                panic!("the compliance configuration read both ways");
+            };
+            assert!(same(http, embedded), "{how}: {http:?} against {embedded:?}");
         }
-        let (Some(http), Some(embedded)) = (&read_over_http.compliance, &live.compliance) else {
-            panic!("the compliance configuration read both ways");
-        };
-        assert!(same(http, embedded), "{http:?} against {embedded:?}");
         if total > 5_000 {
             let category = &live.objects[&(Kind::Category, "cat \"one\"".to_owned())];
             assert_eq!(category.meta.version, 2);
@@ -933,4 +959,13 @@ async fn the_state_sent_in_parts_is_the_state_written_whole() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let refused: Value = serde_json::from_str(&refused).expect("a JSON error");
     assert_eq!(refused["code"], "forbidden");
+    let (status, refused) = api
+        .call(Some(&api.admin), "GET", "/v1/state?layout=columns", &[], "")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        (refused["code"].as_str(), refused["field"].as_str()),
+        (Some("invalid_query"), Some("layout")),
+        "{refused}"
+    );
 }

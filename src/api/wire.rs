@@ -196,6 +196,77 @@ impl From<ShownObject> for LiveObject {
     }
 }
 
+/// An object as a row (`GET /v1/state?layout=rows`, and the store's rows the embedded target
+/// reads, [`crate::store::Store::state_row_pages_to`]):
+/// `[kind, id, version, managed, protect, createdAt, updatedBy, updatedAt, body]`, read by
+/// position, the body checked whole and kept as its text. Reads what [`ShownObject`] reads of
+/// the same object shown, with no key of the envelope to parse and the body taken as one
+/// value (`stored_rows_read_as_the_objects_shown`; `tests/router.rs`
+/// `the_state_sent_in_parts_is_the_state_written_whole` compares the targets).
+#[derive(Debug)]
+pub struct StoredRow(pub LiveObject);
+
+impl From<StoredRow> for LiveObject {
+    fn from(StoredRow(object): StoredRow) -> LiveObject {
+        object
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StoredRow {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Row;
+        impl<'de> serde::de::Visitor<'de> for Row {
+            type Value = StoredRow;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a stored object's row")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut row: A,
+            ) -> Result<StoredRow, A::Error> {
+                use serde::de::Error as _;
+                fn next<'de, T: serde::Deserialize<'de>, A: serde::de::SeqAccess<'de>>(
+                    row: &mut A,
+                    column: &str,
+                ) -> Result<T, A::Error> {
+                    row.next_element()?
+                        .ok_or_else(|| A::Error::custom(format!("a row without its {column}")))
+                }
+                let kind: std::borrow::Cow<'de, str> = next(&mut row, "kind")?;
+                let kind = Kind::parse(&kind)
+                    .ok_or_else(|| A::Error::custom("an object without a known kind"))?;
+                let meta = Envelope {
+                    id: next(&mut row, "id")?,
+                    version: next(&mut row, "version")?,
+                    managed: next(&mut row, "managed")?,
+                    protect: next(&mut row, "protect")?,
+                    created_at: next(&mut row, "createdAt")?,
+                    updated_by: next(&mut row, "updatedBy")?,
+                    updated_at: next(&mut row, "updatedAt")?,
+                };
+                let body: &'de RawValue = next(&mut row, "body")?;
+                if row.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::custom(
+                        "a row of more columns than a stored object's",
+                    ));
+                }
+                let (fields, name) = LiveFields::from_object_text(body.get())
+                    .map_err(|error| A::Error::custom(format!("a {kind}'s fields: {error}")))?;
+                let name = object_name(kind, name).map_err(A::Error::custom)?;
+                Ok(StoredRow(LiveObject {
+                    kind,
+                    name,
+                    fields,
+                    meta,
+                }))
+            }
+        }
+        deserializer.deserialize_seq(Row)
+    }
+}
+
 /// Everything the server holds, as the plan engine compares it.
 #[derive(Clone, Debug, Default)]
 pub struct Live {
@@ -247,12 +318,66 @@ impl Live {
     }
 }
 
-/// The document of `GET /v1/state` as a client reads it: each object straight into its parts.
+/// The document of `GET /v1/state` as a client reads it: its objects read in its layout
+/// ([`StateDocumentRead::objects`]).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct StateDocumentRead {
+pub struct StateDocumentRead<'a> {
     pub format_version: u32,
-    pub objects: Vec<ShownObject>,
+    #[serde(default)]
+    pub layout: StateLayout,
+    #[serde(borrow)]
+    objects: &'a RawValue,
+}
+
+impl StateDocumentRead<'_> {
+    /// The objects, each straight into its parts.
+    ///
+    /// # Errors
+    /// Objects that are not the JSON of the document's layout.
+    pub fn objects(&self) -> Result<Vec<LiveObject>, serde_json::Error> {
+        let objects = self.objects.get();
+        Ok(match self.layout {
+            StateLayout::Objects => serde_json::from_str::<Vec<ShownObject>>(objects)?
+                .into_iter()
+                .map(LiveObject::from)
+                .collect(),
+            StateLayout::Rows => serde_json::from_str::<Vec<StoredRow>>(objects)?
+                .into_iter()
+                .map(LiveObject::from)
+                .collect(),
+        })
+    }
+}
+
+/// How `GET /v1/state` writes each object (`?layout=`): as every path shows it
+/// ([`ShownObject`], the default), or as a row ([`StoredRow`]), which a reader in this
+/// program parses in about half the work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateLayout {
+    #[default]
+    Objects,
+    Rows,
+}
+
+impl StateLayout {
+    /// The layout a `layout` query value names.
+    pub fn parse(text: &str) -> Option<StateLayout> {
+        match text {
+            "objects" => Some(StateLayout::Objects),
+            "rows" => Some(StateLayout::Rows),
+            _ => None,
+        }
+    }
+
+    /// How a Perch server begins a document of this layout, before its objects.
+    pub fn opening(self) -> &'static str {
+        match self {
+            StateLayout::Objects => STATE_OPENING,
+            StateLayout::Rows => STATE_ROWS_OPENING,
+        }
+    }
 }
 
 /// The document of `GET /v1/state`.
@@ -282,7 +407,9 @@ pub const STATE_FORMAT_VERSION: u32 = 1;
 /// reader may take its objects as they arrive after (`live::state_pages`). A test checks it
 /// names [`STATE_FORMAT_VERSION`].
 pub const STATE_OPENING: &str = "{\"formatVersion\":1,\"objects\":[";
-/// How it ends, after them.
+/// How it begins with `?layout=rows` ([`StateLayout::Rows`]).
+pub const STATE_ROWS_OPENING: &str = "{\"formatVersion\":1,\"layout\":\"rows\",\"objects\":[";
+/// How it ends, after them, in either layout.
 pub const STATE_CLOSING: &str = "]}";
 
 /// `POST /v1/rooms/{name}/clear` (`Clear-CsPersistentChatRoom`).
@@ -865,6 +992,113 @@ mod tests {
                 (split, straight) => panic!("{case}: split {split:?}, straight {straight:?}"),
             }
         }
+    }
+
+    /// A row reads as the same object shown reads; a row that cannot be read is an error
+    /// naming why, never a panic, and never a text kept that a later read could not parse.
+    #[test]
+    fn stored_rows_read_as_the_objects_shown() {
+        let row = |kind: &str, body: &str| {
+            format!(
+                r#"["{kind}",7,3,true,false,"2026-01-01T00:00:00Z","sip:\"odd\"\\admin@contoso.com","2026-01-02T00:00:00Z",{body}]"#
+            )
+        };
+        let shown = |kind: &str, body: &str| {
+            let envelope = r#""id":7,"version":3,"managed":true,"protect":false,"createdAt":"2026-01-01T00:00:00Z","updatedBy":"sip:\"odd\"\\admin@contoso.com","updatedAt":"2026-01-02T00:00:00Z""#;
+            let fields = &body[1..body.len() - 1];
+            let comma = if fields.is_empty() { "" } else { "," };
+            format!(r#"{{"kind":"{kind}",{envelope}{comma}{fields}}}"#)
+        };
+        for (kind, body) in [
+            (
+                "Room",
+                r#"{"name":"room-1","category":"Eng","members":["sip:a@contoso.com"]}"#,
+            ),
+            (
+                "Room",
+                r#"{"name":"r\u00e9\"1\"","description":"a\nb \ud83d\ude00"}"#,
+            ),
+            (
+                "Category",
+                r#"{"name":"Eng","description":{"nested":["kept",1,null,1.5]}}"#,
+            ),
+            ("ComplianceConfiguration", r#"{"enabled":true}"#),
+            ("ComplianceConfiguration", "{}"),
+            ("Group", r#"{"name":"first","name":"last"}"#),
+        ] {
+            let read = serde_json::from_str::<StoredRow>(&row(kind, body))
+                .map(|StoredRow(object)| object)
+                .expect(body);
+            let as_shown = serde_json::from_str::<ShownObject>(&shown(kind, body))
+                .map(|ShownObject(object)| object)
+                .expect(body);
+            assert_eq!(read, as_shown, "{body}");
+            assert_eq!(read.name, as_shown.name, "{body}");
+        }
+        let refused: Vec<String> = [
+            row("Planet", r#"{"name":"x"}"#),
+            row("Room", r#"{"category":"Eng"}"#),
+            row("Room", r#"{"name":7}"#),
+            row("Room", r#"["name","x"]"#),
+            row("Room", r#"{"name":"x","size":1e400}"#),
+            row("Room", r#"{"name":"x","note":"\ud800"}"#),
+            row(
+                "Room",
+                &format!(
+                    r#"{{"name":"x","deep":{}{}}}"#,
+                    "[".repeat(200),
+                    "]".repeat(200)
+                ),
+            ),
+            r#"["Room",7,3,true,false,"a","b","c"]"#.to_owned(),
+            r#"["Room",7,3,true,false,"a","b","c",{"name":"x"},1]"#.to_owned(),
+            r#"["Room","7",3,true,false,"a","b","c",{"name":"x"}]"#.to_owned(),
+        ]
+        .iter()
+        .map(|text| match serde_json::from_str::<StoredRow>(text) {
+            Ok(StoredRow(object)) => panic!("{text} read as {object:?}"),
+            Err(error) => error.to_string(),
+        })
+        .collect();
+        expect_test::expect![[r#"
+            [
+                "an object without a known kind at line 1 column 10",
+                "a Room has no name at line 1 column 121",
+                "a Room has no name at line 1 column 113",
+                "a Room's fields: invalid type: sequence, expected an object's fields at line 1 column 0",
+                "a Room's fields: number out of range at line 1 column 24",
+                "a Room's fields: unexpected end of hex escape at line 1 column 27",
+                "a Room's fields: recursion limit exceeded at line 1 column 146",
+                "a row without its body at line 1 column 35",
+                "a row of more columns than a stored object's at line 1 column 50",
+                "invalid type: string \"7\", expected i64 at line 1 column 11",
+            ]
+        "#]].assert_debug_eq(&refused);
+    }
+
+    /// A document read whole (one not begun exactly as Perch writes it) is read in the layout
+    /// it names: rows and objects give the same objects, and an unknown layout is refused.
+    #[test]
+    fn whole_documents_are_read_in_their_layout() {
+        let rows = r#"{ "formatVersion": 1, "layout": "rows", "objects": [
+            ["Group", 7, 3, true, false, "2026-01-01T00:00:00Z", "sip:a@x.com", "2026-01-02T00:00:00Z", {"name": "g", "members": []}]
+        ] }"#;
+        let objects = r#"{ "objects": [
+            {"kind": "Group", "name": "g", "members": [], "id": 7, "version": 3, "managed": true, "protect": false, "createdAt": "2026-01-01T00:00:00Z", "updatedBy": "sip:a@x.com", "updatedAt": "2026-01-02T00:00:00Z"}
+        ], "formatVersion": 1 }"#;
+        let read = |text: &str| {
+            serde_json::from_str::<StateDocumentRead>(text)
+                .and_then(|document| document.objects())
+                .map_err(|error| error.to_string())
+        };
+        let in_rows = read(rows).expect("rows");
+        assert_eq!(in_rows.len(), 1);
+        assert_eq!(in_rows, read(objects).expect("objects"));
+        assert!(read(&rows.replace("\"rows\"", "\"columns\"")).is_err());
+        assert!(
+            read(&objects.replace("\"objects\": [", "\"layout\": \"rows\", \"objects\": ["))
+                .is_err()
+        );
     }
 
     /// `FIELDS` names exactly what the envelope serialises, plus `kind`.

@@ -3,12 +3,11 @@
 use serde_json::{Map, Value};
 
 use super::{ApplyReport, BoxFuture, Target, TargetError, live_from_pages};
-use crate::api::wire::LiveFields;
+use crate::api::wire::StoredRow;
 use crate::api::wire::{
     AppliedRequest, AuditFilter, AuditPage, ChangeCounter, ClearRequest, ExportOptions,
     ImportReport, RemoveRequest, RoomListPage, RoomQuery, TokenCreated, TokenInfo, TokenRequest,
 };
-use crate::api::wire::{Envelope, LiveObject, object_name};
 use crate::api::{ErrorCode, Live};
 use crate::domain::{ComplianceConfiguration, Hold, Kind};
 use crate::plan::{Action, Verb};
@@ -17,76 +16,6 @@ use crate::service::{
     Ownership, Precondition, RemoveFilter, Role, Service, ServiceError,
 };
 use crate::store::{Store, StoreError};
-
-/// An object as the store's state rows give it ([`crate::store::Store::state_row_pages_to`]):
-/// `[kind, id, version, managed, protect, createdAt, updatedBy, updatedAt, body]`, read by
-/// position, the body checked and kept as its text. Reads what [`ShownObject`] reads of the
-/// same object shown (`tests/router.rs`
-/// `the_state_sent_in_parts_is_the_state_written_whole` compares them).
-///
-/// [`ShownObject`]: crate::api::wire::ShownObject
-struct StoredRow(LiveObject);
-
-impl From<StoredRow> for LiveObject {
-    fn from(StoredRow(object): StoredRow) -> LiveObject {
-        object
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for StoredRow {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Row;
-        impl<'de> serde::de::Visitor<'de> for Row {
-            type Value = StoredRow;
-
-            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-                formatter.write_str("a stored object's row")
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut row: A,
-            ) -> Result<StoredRow, A::Error> {
-                use serde::de::Error as _;
-                fn next<'de, T: serde::Deserialize<'de>, A: serde::de::SeqAccess<'de>>(
-                    row: &mut A,
-                    column: &str,
-                ) -> Result<T, A::Error> {
-                    row.next_element()?
-                        .ok_or_else(|| A::Error::custom(format!("a row without its {column}")))
-                }
-                let kind: std::borrow::Cow<'de, str> = next(&mut row, "kind")?;
-                let kind = Kind::parse(&kind)
-                    .ok_or_else(|| A::Error::custom("an object without a known kind"))?;
-                let meta = Envelope {
-                    id: next(&mut row, "id")?,
-                    version: next(&mut row, "version")?,
-                    managed: next(&mut row, "managed")?,
-                    protect: next(&mut row, "protect")?,
-                    created_at: next(&mut row, "createdAt")?,
-                    updated_by: next(&mut row, "updatedBy")?,
-                    updated_at: next(&mut row, "updatedAt")?,
-                };
-                let body: &'de serde_json::value::RawValue = next(&mut row, "body")?;
-                if row.next_element::<serde::de::IgnoredAny>()?.is_some() {
-                    return Err(A::Error::custom(
-                        "a row of more columns than a stored object's",
-                    ));
-                }
-                let (fields, name) = LiveFields::from_object_text(body.get())
-                    .map_err(|error| A::Error::custom(format!("a {kind}'s fields: {error}")))?;
-                let name = object_name(kind, name).map_err(A::Error::custom)?;
-                Ok(StoredRow(LiveObject {
-                    kind,
-                    name,
-                    fields,
-                    meta,
-                }))
-            }
-        }
-        deserializer.deserialize_seq(Row)
-    }
-}
 
 pub struct EmbeddedTarget {
     service: Service,
@@ -738,93 +667,5 @@ fn shown(
         _ => Err(TargetError::Unreadable(
             "an object that cannot be shown as JSON".to_owned(),
         )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::StoredRow;
-    use crate::api::wire::ShownObject;
-
-    /// A row reads as the same object shown reads; a row that cannot be read is an error
-    /// naming why, never a panic, and never a text kept that a later read could not parse.
-    #[test]
-    fn stored_rows_read_as_the_objects_shown() {
-        let row = |kind: &str, body: &str| {
-            format!(
-                r#"["{kind}",7,3,true,false,"2026-01-01T00:00:00Z","sip:\"odd\"\\admin@contoso.com","2026-01-02T00:00:00Z",{body}]"#
-            )
-        };
-        let shown = |kind: &str, body: &str| {
-            let envelope = r#""id":7,"version":3,"managed":true,"protect":false,"createdAt":"2026-01-01T00:00:00Z","updatedBy":"sip:\"odd\"\\admin@contoso.com","updatedAt":"2026-01-02T00:00:00Z""#;
-            let fields = &body[1..body.len() - 1];
-            let comma = if fields.is_empty() { "" } else { "," };
-            format!(r#"{{"kind":"{kind}",{envelope}{comma}{fields}}}"#)
-        };
-        for (kind, body) in [
-            (
-                "Room",
-                r#"{"name":"room-1","category":"Eng","members":["sip:a@contoso.com"]}"#,
-            ),
-            (
-                "Room",
-                r#"{"name":"r\u00e9\"1\"","description":"a\nb \ud83d\ude00"}"#,
-            ),
-            (
-                "Category",
-                r#"{"name":"Eng","description":{"nested":["kept",1,null,1.5]}}"#,
-            ),
-            ("ComplianceConfiguration", r#"{"enabled":true}"#),
-            ("ComplianceConfiguration", "{}"),
-            ("Group", r#"{"name":"first","name":"last"}"#),
-        ] {
-            let read = serde_json::from_str::<StoredRow>(&row(kind, body))
-                .map(|StoredRow(object)| object)
-                .expect(body);
-            let as_shown = serde_json::from_str::<ShownObject>(&shown(kind, body))
-                .map(|ShownObject(object)| object)
-                .expect(body);
-            assert_eq!(read, as_shown, "{body}");
-            assert_eq!(read.name, as_shown.name, "{body}");
-        }
-        let refused: Vec<String> = [
-            row("Planet", r#"{"name":"x"}"#),
-            row("Room", r#"{"category":"Eng"}"#),
-            row("Room", r#"{"name":7}"#),
-            row("Room", r#"["name","x"]"#),
-            row("Room", r#"{"name":"x","size":1e400}"#),
-            row("Room", r#"{"name":"x","note":"\ud800"}"#),
-            row(
-                "Room",
-                &format!(
-                    r#"{{"name":"x","deep":{}{}}}"#,
-                    "[".repeat(200),
-                    "]".repeat(200)
-                ),
-            ),
-            r#"["Room",7,3,true,false,"a","b","c"]"#.to_owned(),
-            r#"["Room",7,3,true,false,"a","b","c",{"name":"x"},1]"#.to_owned(),
-            r#"["Room","7",3,true,false,"a","b","c",{"name":"x"}]"#.to_owned(),
-        ]
-        .iter()
-        .map(|text| match serde_json::from_str::<StoredRow>(text) {
-            Ok(StoredRow(object)) => panic!("{text} read as {object:?}"),
-            Err(error) => error.to_string(),
-        })
-        .collect();
-        expect_test::expect![[r#"
-            [
-                "an object without a known kind at line 1 column 10",
-                "a Room has no name at line 1 column 121",
-                "a Room has no name at line 1 column 113",
-                "a Room's fields: invalid type: sequence, expected an object's fields at line 1 column 0",
-                "a Room's fields: number out of range at line 1 column 24",
-                "a Room's fields: unexpected end of hex escape at line 1 column 27",
-                "a Room's fields: recursion limit exceeded at line 1 column 146",
-                "a row without its body at line 1 column 35",
-                "a row of more columns than a stored object's at line 1 column 50",
-                "invalid type: string \"7\", expected i64 at line 1 column 11",
-            ]
-        "#]].assert_debug_eq(&refused);
     }
 }

@@ -20,8 +20,10 @@ use std::pin::Pin;
 use crate::api::wire::{
     AppliedRequest, AuditEntry, AuditFilter, AuditPage, ChangeCounter, ClearRequest, ExportOptions,
     ImportReport, LiveObject, RemoveRequest, RoomListPage, RoomQuery, STATE_FORMAT_VERSION,
-    ShownObject, StateDocumentRead, TokenCreated, TokenInfo, TokenRequest,
+    StateDocumentRead, TokenCreated, TokenInfo, TokenRequest,
 };
+#[cfg(doc)]
+use crate::api::wire::{ShownObject, StoredRow};
 use crate::api::{ClientError, ErrorCode, Live};
 use crate::domain::audit::AuditAction;
 use crate::domain::{Hold, Kind};
@@ -305,17 +307,16 @@ pub(crate) fn live_from_state(json: &[u8]) -> Result<Live, TargetError> {
     if document.format_version != STATE_FORMAT_VERSION {
         return Err(wrong_format(document.format_version));
     }
-    Ok(Live::from_objects(
-        document
-            .objects
-            .into_iter()
-            .map(|ShownObject(object)| object),
-    ))
+    let objects = document.objects().map_err(|error| {
+        TargetError::Unreadable(format!("the state is not the JSON expected: {error}"))
+    })?;
+    Ok(Live::from_objects(objects))
 }
 
 /// Builds the live state from pages of comma-separated JSON values, each read as an
-/// `Element`: objects as shown ([`ShownObject`]; the HTTP target's read, which splits the
-/// document it downloads) or the store's rows (the embedded target's). Takes each page as
+/// `Element`: objects as shown ([`ShownObject`]) or rows ([`StoredRow`]); the embedded
+/// target's read of the store's rows, and the HTTP target's, which splits the document it
+/// downloads. Takes each page as
 /// `next_page` gives it and lets it go once read. Blocks: run it where blocking is allowed.
 /// A page that is not the JSON expected ends the read (the sender then sees the receiver
 /// gone).

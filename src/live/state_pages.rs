@@ -5,21 +5,23 @@
 //! reading it when the last byte is in.
 //!
 //! # Guarantees
-//! - **Only a document as Perch writes it is split**: one that does not begin with
-//!   [`STATE_OPENING`] (another format, another writer) is left for the reader of whole
-//!   documents, which says what it is.
+//! - **Only a document as Perch writes it is split**: one that does not begin with the
+//!   opening of a layout ([`StateLayout::opening`]: objects as shown, or rows) is left for
+//!   the reader of whole documents (another format, another writer), which says what it is.
 //! - **A split never changes what is read.** Objects are split at the commas between them,
 //!   found by following strings and nesting; the pages are then parsed in full. Text that is
 //!   not one array of elements followed by [`STATE_CLOSING`] is an error, never a shorter
 //!   state: a document cut short names that it was.
 
-use crate::api::wire::{STATE_CLOSING, STATE_OPENING};
+#[cfg(test)]
+use crate::api::wire::STATE_ROWS_OPENING;
+use crate::api::wire::{STATE_CLOSING, STATE_OPENING, StateLayout};
 
 /// The size a page reaches before it is handed on: large enough that its parse is not
 /// dwarfed by handing it over, small enough that the reader starts early.
 const PAGE_BYTES: usize = 512 * 1024;
 
-/// Splits the text after [`STATE_OPENING`] into pages of comma-separated elements.
+/// Splits the text after a document's opening into pages of comma-separated elements.
 #[derive(Debug, Default)]
 pub(crate) struct Splitter {
     /// The text not yet handed on.
@@ -192,16 +194,32 @@ fn check_tail(tail: &[u8]) -> Result<(), SplitError> {
         })
 }
 
-/// Whether a document begins as Perch writes it, so that [`Splitter`] may take what follows
-/// [`STATE_OPENING`]. `None` while too little has arrived to say.
-pub(crate) fn begins_as_perch_writes(start: &[u8]) -> Option<bool> {
-    let opening = STATE_OPENING.as_bytes();
-    if start.len() >= opening.len() {
-        Some(start.starts_with(opening))
-    } else if opening.starts_with(start) {
-        None
+/// How a document's first bytes begin it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Opening {
+    /// Too few have arrived to say.
+    Undecided,
+    /// As Perch writes a document of this layout: [`Splitter`] may take what follows its
+    /// opening ([`StateLayout::opening`]).
+    Perch(StateLayout),
+    /// Otherwise: for the reader of whole documents.
+    Other,
+}
+
+/// How a document whose first bytes are `start` begins.
+pub(crate) fn opening_of(start: &[u8]) -> Opening {
+    let mut undecided = false;
+    for layout in [StateLayout::Objects, StateLayout::Rows] {
+        let opening = layout.opening().as_bytes();
+        if start.starts_with(opening) {
+            return Opening::Perch(layout);
+        }
+        undecided |= opening.starts_with(start);
+    }
+    if undecided {
+        Opening::Undecided
     } else {
-        Some(false)
+        Opening::Other
     }
 }
 
@@ -343,17 +361,25 @@ mod tests {
     #[test]
     fn only_the_opening_perch_writes_is_split() {
         let opening = STATE_OPENING.as_bytes();
-        assert_eq!(begins_as_perch_writes(b""), None);
-        assert_eq!(begins_as_perch_writes(&opening[..5]), None);
-        assert_eq!(begins_as_perch_writes(opening), Some(true));
-        assert_eq!(begins_as_perch_writes(b"{\"formatVersion\":2"), Some(false));
-        assert_eq!(begins_as_perch_writes(b"{ \"formatVersion\""), Some(false));
-        // The opening names the format this build reads.
-        let opened: serde_json::Value =
-            serde_json::from_str(&format!("{STATE_OPENING}{STATE_CLOSING}")).expect("JSON");
+        let rows = STATE_ROWS_OPENING.as_bytes();
+        assert_eq!(opening_of(b""), Opening::Undecided);
+        assert_eq!(opening_of(&opening[..5]), Opening::Undecided);
+        assert_eq!(opening_of(&rows[..20]), Opening::Undecided);
+        assert_eq!(opening_of(opening), Opening::Perch(StateLayout::Objects));
+        assert_eq!(opening_of(rows), Opening::Perch(StateLayout::Rows));
+        assert_eq!(opening_of(b"{\"formatVersion\":2"), Opening::Other);
+        assert_eq!(opening_of(b"{ \"formatVersion\""), Opening::Other);
         assert_eq!(
-            opened["formatVersion"],
-            crate::api::wire::STATE_FORMAT_VERSION
+            opening_of(b"{\"formatVersion\":1,\"layout\":\"cols\""),
+            Opening::Other
         );
+        // Each opening names the format this build reads, and its own layout.
+        for layout in [StateLayout::Objects, StateLayout::Rows] {
+            let document = format!("{}{STATE_CLOSING}", layout.opening());
+            let read: crate::api::wire::StateDocumentRead =
+                serde_json::from_str(&document).expect("JSON");
+            assert_eq!(read.format_version, crate::api::wire::STATE_FORMAT_VERSION);
+            assert_eq!(read.layout, layout);
+        }
     }
 }

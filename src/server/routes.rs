@@ -588,10 +588,27 @@ async fn run_archiver(State(state): State<AppState>, caller: Caller) -> Result<R
     Ok(Json(run).into_response())
 }
 
-async fn state(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+async fn state(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
     use tokio_stream::StreamExt as _;
+    let layout = match query_values(query.as_deref(), "layout").into_iter().next() {
+        None => crate::api::wire::StateLayout::Objects,
+        Some(text) => crate::api::wire::StateLayout::parse(&text).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!(
+                    "`layout` takes objects or rows, not `{}`",
+                    crate::text::excerpt(&text, 40)
+                ),
+            )
+            .with_field("layout")
+        })?,
+    };
     // Sent as the database writes it: a hundred thousand objects are sixty megabytes.
-    let parts = state.service.state_json_stream(&caller).await?;
+    let parts = state.service.state_json_stream(&caller, layout).await?;
     let body = axum::body::Body::from_stream(parts.map(|part| {
         part.map_err(|error| {
             tracing::error!(%error, "GET /v1/state: the read failed; the document is cut short");

@@ -12,7 +12,7 @@ use super::{
     Caller, Object, Result, Service, ServiceError, Stored, WriteAccess, decode, require_admin,
 };
 use crate::api::ErrorCode;
-use crate::api::wire::{ChangeCounter, STATE_CLOSING, STATE_OPENING};
+use crate::api::wire::{ChangeCounter, STATE_CLOSING, STATE_OPENING, StateLayout};
 use crate::clock;
 use crate::domain::RoomFilter;
 use crate::domain::access::{ChangeRefusal, Viewer};
@@ -465,13 +465,21 @@ impl Service {
     /// returns; a read that fails later ends the stream with the error (a cut document,
     /// never a whole-looking one). The read goes on at the database's pace whatever the
     /// client's (see [`crate::store::Store::state_json_pages_to`]); dropping the stream ends it.
-    pub async fn state_json_stream(&self, caller: &Caller) -> Result<StateJsonStream> {
+    /// Each object is written in `layout`: as shown, or as a row.
+    pub async fn state_json_stream(
+        &self,
+        caller: &Caller,
+        layout: StateLayout,
+    ) -> Result<StateJsonStream> {
         require_admin(caller, "read the whole configuration")?;
         let (sender, mut pages) = tokio::sync::mpsc::unbounded_channel();
         let (finished, end) = tokio::sync::oneshot::channel();
         let store = self.store.clone();
         tokio::spawn(async move {
-            let read = store.state_json_pages_to(&sender).await;
+            let read = match layout {
+                StateLayout::Objects => store.state_json_pages_to(&sender).await,
+                StateLayout::Rows => store.state_row_pages_to(&sender).await,
+            };
             drop(sender);
             let _ = finished.send(read);
         });
@@ -483,6 +491,7 @@ impl Service {
             read_end(end.take()).await?;
         }
         Ok(StateJsonStream {
+            opening: layout.opening(),
             opened: false,
             first,
             after_comma: None,
@@ -1429,6 +1438,8 @@ async fn read_end(
 
 /// The parts of the document of `GET /v1/state` (see [`Service::state_json_stream`]).
 pub struct StateJsonStream {
+    /// How the document begins, in its layout.
+    opening: &'static str,
     /// Whether the document's opening was sent, with `first`, the first page (if any).
     opened: bool,
     first: Option<String>,
@@ -1453,7 +1464,7 @@ impl tokio_stream::Stream for StateJsonStream {
         use std::task::Poll;
         if !self.opened {
             self.opened = true;
-            let mut part = String::from(STATE_OPENING);
+            let mut part = String::from(self.opening);
             if let Some(page) = self.first.take() {
                 part.push_str(&page);
             }
