@@ -769,11 +769,11 @@ async fn the_state_sent_in_parts_is_the_state_written_whole() {
     let api = Api::new().await;
     let service = &api.service;
     let operator = Caller::local_operator();
-    let get_state = |token: String| {
+    let get_state_at = |uri: &'static str, token: String| {
         let app = api.app.clone();
         async move {
             let request = Request::builder()
-                .uri("/v1/state")
+                .uri(uri)
                 .header("authorization", format!("Bearer {token}"))
                 .body(Body::empty())
                 .expect("request");
@@ -785,6 +785,7 @@ async fn the_state_sent_in_parts_is_the_state_written_whole() {
             (status, String::from_utf8(bytes.to_vec()).expect("UTF-8"))
         }
     };
+    let get_state = |token: String| get_state_at("/v1/state", token);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a loopback port");
@@ -883,6 +884,33 @@ async fn the_state_sent_in_parts_is_the_state_written_whole() {
             document["objects"].as_array().map(Vec::len),
             Some(total + 1)
         );
+        // The same objects as rows, under the rows' opening, each of the envelope's fields in
+        // its column.
+        let (status, in_rows) = get_state_at("/v1/state?layout=rows", api.admin.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{total} objects in rows: {in_rows}");
+        assert!(in_rows.starts_with(perch::api::wire::STATE_ROWS_OPENING));
+        let rows: Value = serde_json::from_str(&in_rows).expect("a JSON document");
+        let rows = rows["objects"].as_array().expect("rows");
+        assert_eq!(rows.len(), total + 1);
+        // Matched by id: the order within a page is the database's.
+        let by_id: std::collections::BTreeMap<i64, &Value> = document["objects"]
+            .as_array()
+            .expect("objects")
+            .iter()
+            .map(|object| (object["id"].as_i64().expect("an id"), object))
+            .collect();
+        for row in rows {
+            let object = by_id[&row[1].as_i64().expect("an id in the second column")];
+            let columns = ["kind", "id", "version", "managed", "protect", "createdAt"]
+                .into_iter()
+                .chain(["updatedBy", "updatedAt"]);
+            for (index, field) in columns.enumerate() {
+                assert_eq!(row[index], object[field], "{field} of {object}");
+            }
+            let mut fields = object.as_object().expect("an object").clone();
+            fields.retain(|field, _| !Envelope::FIELDS.contains(&field.as_str()));
+            assert_eq!(row[8], Value::Object(fields), "the fields of {object}");
+        }
         // `perch plan --db` reads the same pages, without the document around them.
         let embedded =
             perch::live::embedded::EmbeddedTarget::serving(service.clone(), operator.clone());

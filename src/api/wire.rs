@@ -246,7 +246,7 @@ impl<'de> serde::Deserialize<'de> for StoredRow {
                     updated_by: next(&mut row, "updatedBy")?,
                     updated_at: next(&mut row, "updatedAt")?,
                 };
-                let body: &'de RawValue = next(&mut row, "body")?;
+                let body: &'de RawValue = next(&mut row, "fields")?;
                 if row.next_element::<serde::de::IgnoredAny>()?.is_some() {
                     return Err(A::Error::custom(
                         "a row of more columns than a stored object's",
@@ -1069,7 +1069,7 @@ mod tests {
                 "a Room's fields: number out of range at line 1 column 24",
                 "a Room's fields: unexpected end of hex escape at line 1 column 27",
                 "a Room's fields: recursion limit exceeded at line 1 column 146",
-                "a row without its body at line 1 column 35",
+                "a row without its fields at line 1 column 35",
                 "a row of more columns than a stored object's at line 1 column 50",
                 "invalid type: string \"7\", expected i64 at line 1 column 11",
             ]

@@ -198,10 +198,11 @@ pub fn canonical(kind: Kind, field: &str, value: &Value) -> Option<Value> {
     let canonical = match (kind, field) {
         (Kind::Room, "privacy") => super::Privacy::parse(text)?.as_str(),
         (Kind::Room, "type") => super::RoomType::parse(text)?.as_str(),
-        (Kind::Room, "invitations") => match super::RoomInvitations::parse(text)? {
-            super::RoomInvitations::Inherit => "inherit",
-            super::RoomInvitations::Disabled => return Some(Value::Bool(false)),
-        },
+        (Kind::Room, "invitations") => {
+            // Written as its serialisation writes it (`inherit`, or the boolean `false`).
+            let canonical = serde_json::to_value(super::RoomInvitations::parse(text)?).ok()?;
+            return (canonical != *value).then_some(canonical);
+        }
         (Kind::ComplianceConfiguration, "adapterType") => super::AdapterType::parse(text)?.as_str(),
         _ => return None,
     };

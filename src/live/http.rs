@@ -58,7 +58,7 @@ async fn read_state(mut response: reqwest::Response) -> Result<Live, TargetError
         StateLayout::Rows => live_from_pages::<StoredRow>(|| read.blocking_recv()),
     });
     let split = async {
-        let mut splitter = state_pages::Splitter::default();
+        let mut splitter = state_pages::Splitter::new(layout);
         let mut page = splitter.push(&start[layout.opening().len()..])?;
         drop(start);
         loop {

@@ -13,9 +13,9 @@
 //!   not one array of elements followed by [`STATE_CLOSING`] is an error, never a shorter
 //!   state: a document cut short names that it was.
 
+use crate::api::wire::{STATE_CLOSING, StateLayout};
 #[cfg(test)]
-use crate::api::wire::STATE_ROWS_OPENING;
-use crate::api::wire::{STATE_CLOSING, STATE_OPENING, StateLayout};
+use crate::api::wire::{STATE_OPENING, STATE_ROWS_OPENING};
 
 /// The size a page reaches before it is handed on: large enough that its parse is not
 /// dwarfed by handing it over, small enough that the reader starts early.
@@ -24,6 +24,9 @@ const PAGE_BYTES: usize = 512 * 1024;
 /// Splits the text after a document's opening into pages of comma-separated elements.
 #[derive(Debug, Default)]
 pub(crate) struct Splitter {
+    /// The layout the document's opening named: what follows its elements must be read in it
+    /// too.
+    layout: StateLayout,
     /// The text not yet handed on.
     pending: Vec<u8>,
     /// How much of `pending` has been followed.
@@ -64,6 +67,14 @@ impl From<SplitError> for super::TargetError {
 }
 
 impl Splitter {
+    /// A splitter for the text after the opening of a document in `layout`.
+    pub(crate) fn new(layout: StateLayout) -> Splitter {
+        Splitter {
+            layout,
+            ..Splitter::default()
+        }
+    }
+
     /// Takes the next part of the text; returns a page when one has filled.
     pub(crate) fn push(&mut self, part: &[u8]) -> Result<Option<String>, SplitError> {
         self.pending.extend_from_slice(part);
@@ -98,7 +109,7 @@ impl Splitter {
             return Err(SplitError::CutShort);
         };
         let tail = self.pending.split_off(closed_at + 1);
-        check_tail(&tail)?;
+        check_tail(&tail, self.layout)?;
         self.pending.truncate(closed_at);
         if is_blank(&self.pending) {
             // After a page, the text before the `]` followed a comma: a trailing comma.
@@ -174,24 +185,21 @@ fn is_blank(text: &[u8]) -> bool {
 
 /// What follows the objects' `]`: [`STATE_CLOSING`]'s `}` as Perch writes it, or the rest of
 /// a document in this format with more fields after its objects, read as the whole-document
-/// reader reads them.
-fn check_tail(tail: &[u8]) -> Result<(), SplitError> {
+/// reader reads them, which must find the layout the opening named (a `layout` given again
+/// after the objects is refused, as a field given twice).
+fn check_tail(tail: &[u8], layout: StateLayout) -> Result<(), SplitError> {
     let closing = &STATE_CLOSING.as_bytes()[1..];
     if tail.starts_with(closing) && is_blank(&tail[closing.len()..]) {
         return Ok(());
     }
-    let mut document = STATE_OPENING.as_bytes().to_vec();
+    let mut document = layout.opening().as_bytes().to_vec();
     document.push(b']');
     document.extend_from_slice(tail);
-    serde_json::from_slice::<crate::api::wire::StateDocumentRead>(&document)
-        .map(drop)
-        .map_err(|_| {
-            if tail.is_empty() {
-                SplitError::CutShort
-            } else {
-                SplitError::BadTail
-            }
-        })
+    match serde_json::from_slice::<crate::api::wire::StateDocumentRead>(&document) {
+        Ok(read) if read.layout == layout => Ok(()),
+        Err(_) if tail.is_empty() => Err(SplitError::CutShort),
+        Ok(_) | Err(_) => Err(SplitError::BadTail),
+    }
 }
 
 /// How a document's first bytes begin it.
@@ -232,7 +240,7 @@ mod tests {
         let body = document
             .strip_prefix(STATE_OPENING)
             .expect("a document as Perch writes it");
-        let mut splitter = Splitter::default();
+        let mut splitter = Splitter::new(StateLayout::Objects);
         let mut pages = Vec::new();
         for part in body.as_bytes().chunks(part.max(1)) {
             pages.extend(splitter.push(part)?);
@@ -348,7 +356,14 @@ mod tests {
         let with_field = closed_as(&base, "], \"generation\": 7 }");
         let pages = pages_of(&with_field, 3).expect("a document with a field after its objects");
         assert_eq!(pages.len(), 1);
-        for refused in ["], \"objects\": []}", "], 7}", "]} {}"] {
+        // A layout named after the objects, where the opening named none (objects as
+        // shown), would have the whole document read in another layout.
+        for refused in [
+            "], \"objects\": []}",
+            "], 7}",
+            "]} {}",
+            "], \"layout\": \"rows\"}",
+        ] {
             let document = closed_as(&base, refused);
             assert_eq!(
                 pages_of(&document, 3),
@@ -358,13 +373,32 @@ mod tests {
         }
     }
 
+    /// After rows, the tail is read in the rows' layout: another field is taken, the layout
+    /// given again is a field given twice.
+    #[test]
+    fn the_tail_of_rows_is_read_as_rows() {
+        assert_eq!(
+            check_tail(br#","generation":7}"#, StateLayout::Rows),
+            Ok(())
+        );
+        assert_eq!(
+            check_tail(br#","layout":"objects"}"#, StateLayout::Rows),
+            Err(SplitError::BadTail)
+        );
+        assert_eq!(
+            check_tail(br#","layout":"rows"}"#, StateLayout::Rows),
+            Err(SplitError::BadTail)
+        );
+    }
+
     #[test]
     fn only_the_opening_perch_writes_is_split() {
         let opening = STATE_OPENING.as_bytes();
         let rows = STATE_ROWS_OPENING.as_bytes();
         assert_eq!(opening_of(b""), Opening::Undecided);
         assert_eq!(opening_of(&opening[..5]), Opening::Undecided);
-        assert_eq!(opening_of(&rows[..20]), Opening::Undecided);
+        assert_eq!(opening_of(&rows[..25]), Opening::Undecided);
+        assert!(!opening.starts_with(&rows[..25]));
         assert_eq!(opening_of(opening), Opening::Perch(StateLayout::Objects));
         assert_eq!(opening_of(rows), Opening::Perch(StateLayout::Rows));
         assert_eq!(opening_of(b"{\"formatVersion\":2"), Opening::Other);

@@ -284,8 +284,15 @@ impl<'a> Reader<'a> {
         if let Some(after) = rest.strip_prefix(']') {
             return Some((Value::Array(Vec::new()), after));
         }
-        // No more items than commas on the line, and one: one allocation for the list.
-        let mut items = Vec::with_capacity(memchr::memchr_iter(b',', rest.as_bytes()).count() + 1);
+        // One allocation for the list: as many items as commas before the first `]`, and one
+        // (a comma inside a quoted item counts one too many, a `]` inside one ends the count
+        // early), and never more than the nodes left may make, so that a line of commas in a
+        // comment or a string reserves nothing the text could not have cost.
+        let bytes = rest.as_bytes();
+        let list = &bytes[..memchr::memchr(b']', bytes).unwrap_or(bytes.len())];
+        let commas = memchr::memchr_iter(b',', list).count();
+        let left = self.limits.nodes.saturating_sub(self.nodes);
+        let mut items = Vec::with_capacity((commas + 1).min(left));
         loop {
             let (item, after) = match rest.as_bytes().first()? {
                 b'"' | b'\'' => self.quoted(rest)?,

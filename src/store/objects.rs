@@ -93,6 +93,23 @@ pub struct ObjectWrite<'a> {
     pub updated_at: &'a str,
 }
 
+/// `updated_by` as the text of a JSON string: the one column of the envelope that can hold
+/// characters to escape (a macro, so that both layouts' statements are literals).
+macro_rules! updated_by_in_json {
+    () => {
+        r#"replace(replace(updated_by, '\', '\\'), '"', '\"')"#
+    };
+}
+
+/// What every page of the state reads: the next slice of rows after `$1`, `$2` of them, and
+/// where the slice ends.
+macro_rules! state_page_slice {
+    () => {
+        "MAX(id) AS last_id, COUNT(*) AS row_count
+FROM (SELECT * FROM objects WHERE id > $1 ORDER BY id LIMIT $2) AS slice"
+    };
+}
+
 /// One page of the state as JSON (see [`Store::state_json_pages`]): the objects, each one
 /// JSON object, joined by commas, with no brackets around them (a reader that wants an array
 /// adds them; `GET /v1/state` joins the pages into its own). Their order within a page is
@@ -101,36 +118,44 @@ pub struct ObjectWrite<'a> {
 /// Bodies are JSON objects written by this program, so a body other than `{}` begins with
 /// `{"` and `ltrim` takes exactly its opening brace; only `updated_by` can hold characters to
 /// escape. One `concat` a row: a chain of `||` copied each body once for every operator.
-const STATE_PAGE_SQL: &str = r#"SELECT string_agg(concat(
+const STATE_PAGE_SQL: &str = concat!(
+    r#"SELECT string_agg(concat(
     '{"kind":"', kind,
     '","id":', id,
     ',"version":', version,
     ',"managed":', CASE WHEN managed <> 0 THEN 'true' ELSE 'false' END,
     ',"protect":', CASE WHEN protected <> 0 THEN 'true' ELSE 'false' END,
     ',"createdAt":"', created_at,
-    '","updatedBy":"', replace(replace(updated_by, '\', '\\'), '"', '\"'),
+    '","updatedBy":"', "#,
+    updated_by_in_json!(),
+    r#",
     '","updatedAt":"', updated_at, '"',
     CASE WHEN body = '{}' THEN '' ELSE ',' END, ltrim(body, '{')
-    ), ',') AS page, MAX(id) AS last_id, COUNT(*) AS row_count
-FROM (SELECT * FROM objects WHERE id > $1 ORDER BY id LIMIT $2) AS slice"#;
+    ), ',') AS page, "#,
+    state_page_slice!()
+);
 
 /// One page of the state as rows (see [`Store::state_row_pages_to`]): each object one JSON
 /// array, `[kind, id, version, managed, protect, createdAt, updatedBy, updatedAt, body]`,
 /// joined by commas, with no brackets around them. The same columns as [`STATE_PAGE_SQL`]
 /// writes, by position rather than by name, and the body whole rather than merged: a reader
 /// in this program parses no key of the envelope, and takes the body as one value.
-const STATE_ROWS_PAGE_SQL: &str = r#"SELECT string_agg(concat(
+const STATE_ROWS_PAGE_SQL: &str = concat!(
+    r#"SELECT string_agg(concat(
     '["', kind,
     '",', id,
     ',', version,
     ',', CASE WHEN managed <> 0 THEN 'true' ELSE 'false' END,
     ',', CASE WHEN protected <> 0 THEN 'true' ELSE 'false' END,
     ',"', created_at,
-    '","', replace(replace(updated_by, '\', '\\'), '"', '\"'),
+    '","', "#,
+    updated_by_in_json!(),
+    r#",
     '","', updated_at,
     '",', body, ']'
-    ), ',') AS page, MAX(id) AS last_id, COUNT(*) AS row_count
-FROM (SELECT * FROM objects WHERE id > $1 ORDER BY id LIMIT $2) AS slice"#;
+    ), ',') AS page, "#,
+    state_page_slice!()
+);
 
 /// A slice of rooms to read (see [`Store::scan_rooms`]).
 #[derive(Clone, Debug, Default)]
