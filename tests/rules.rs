@@ -513,17 +513,18 @@ async fn every_path_applies_the_same_access_rules() {
     "]]
     .assert_eq(&table);
 
-    // Exports and the state are administrators' alone.
+    // Exports and the state, in either layout, are administrators' alone.
     for caller in CALLERS {
         let client = &clients[caller];
         let export = client.get("/v1/data/export").await.status.as_u16();
         let state = client.get("/v1/state").await.status.as_u16();
+        let rows = client.get("/v1/state?layout=rows").await.status.as_u16();
         let expected = match caller {
-            "admin" => (200, 200),
-            "anonymous" | "revoked" => (401, 401),
-            _ => (403, 403),
+            "admin" => (200, 200, 200),
+            "anonymous" | "revoked" => (401, 401, 401),
+            _ => (403, 403, 403),
         };
-        assert_eq!((export, state), expected, "{caller}");
+        assert_eq!((export, state, rows), expected, "{caller}");
     }
 }
 
