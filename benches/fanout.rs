@@ -173,6 +173,8 @@ struct Measured {
     cold: Vec<u64>,
     /// Microseconds from each later post to arrival.
     latencies: Vec<u64>,
+    /// For each later post, microseconds from it to its last arrival, fastest first.
+    last_arrivals: Vec<u64>,
     server_cpu_ms: f64,
     clients_cpu_ms: f64,
 }
@@ -193,7 +195,8 @@ impl Load<'_> {
                 .env("PERCH_FANOUT_BASE", base)
                 .env("PERCH_FANOUT_TOKENS", self.token_file)
                 .env("PERCH_FANOUT_RANGE", format!("{first}..{last}"))
-                .env("PERCH_FANOUT_MESSAGES", (self.posts + 1).to_string())
+                // The warming post, the measured ones, and the closing one.
+                .env("PERCH_FANOUT_MESSAGES", (self.posts + 2).to_string())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -241,15 +244,31 @@ impl Load<'_> {
         }
         let server_cpu_ms = cpu_ms(server_pid) - server_cpu_before;
         let clients_cpu_ms = clients_cpu() - clients_cpu_before;
+        // A closing post, not measured: each client closes a stream once it has had every
+        // message, and 16,000 connections closing beside the last measured post's deliveries
+        // made its last arrival two and a half times the others' (339 against a median of
+        // 131 ms on 2026-12-06).
+        post(self.posts + 1);
 
         let mut latencies: Vec<u64> = Vec::new();
+        let mut last_arrivals = vec![0_u64; self.posts];
         let mut cold: Vec<u64> = Vec::new();
         for output in &mut outputs {
             let mut line = String::new();
             output.read_line(&mut line).expect("results line");
             let results: serde_json::Value = serde_json::from_str(line.trim()).expect("results");
             for value in results["measured"].as_array().into_iter().flatten() {
-                latencies.push(value.as_u64().unwrap_or(u64::MAX));
+                let micros = value[1].as_u64().unwrap_or(u64::MAX);
+                let number = value[0].as_u64().unwrap_or(u64::MAX) as usize;
+                // Posts 1 to `posts`; the closing post is not measured.
+                let Some(last) = number
+                    .checked_sub(1)
+                    .and_then(|at| last_arrivals.get_mut(at))
+                else {
+                    continue;
+                };
+                *last = (*last).max(micros);
+                latencies.push(micros);
             }
             for value in results["cold"].as_array().into_iter().flatten() {
                 cold.push(value.as_u64().unwrap_or(u64::MAX));
@@ -259,6 +278,7 @@ impl Load<'_> {
             let _ = child.wait();
         }
         latencies.sort_unstable();
+        last_arrivals.sort_unstable();
         cold.sort_unstable();
         Measured {
             connected,
@@ -266,6 +286,7 @@ impl Load<'_> {
             idle_kib,
             cold,
             latencies,
+            last_arrivals,
             server_cpu_ms,
             clients_cpu_ms,
         }
@@ -300,6 +321,13 @@ impl Measured {
             percentile(&self.latencies, 1.0),
             self.latencies.len()
         );
+        // Whether the tail is every post's last streams or a few posts late for all.
+        println!(
+            "  each post's last arrival: fastest {:.1} ms, median {:.1} ms, slowest {:.1} ms",
+            percentile(&self.last_arrivals, 0.0),
+            percentile(&self.last_arrivals, 0.5),
+            percentile(&self.last_arrivals, 1.0)
+        );
         println!(
             "  CPU per post ({streams} deliveries each): server {:.1} ms ({:.1} us a delivery), client processes {:.1} ms; the machine has 2 cores",
             self.server_cpu_ms / posts as f64,
@@ -318,7 +346,7 @@ fn client() {
     let range = std::env::var("PERCH_FANOUT_RANGE").expect("range");
     let (first, last) = range.split_once("..").expect("a range");
     let (first, last): (usize, usize) = (first.parse().unwrap(), last.parse().unwrap());
-    let messages = env_number("PERCH_FANOUT_MESSAGES", 21);
+    let messages = env_number("PERCH_FANOUT_MESSAGES", 22);
     let tokens: Vec<String> = tokens
         .lines()
         .skip(first)
@@ -395,7 +423,7 @@ fn client() {
                 if number == 0 {
                     cold.push(micros);
                 } else {
-                    measured.push(micros);
+                    measured.push((number, micros));
                 }
             }
         }

@@ -518,8 +518,8 @@ async fn the_hub_serialises_each_message_once_for_every_stream_that_may_read_it(
         }
         delivered.push(events);
     }
-    let ids = |events: &[(i64, std::sync::Arc<str>)]| -> Vec<i64> {
-        events.iter().map(|(id, _)| *id).collect()
+    let ids = |events: &[perch::service::BatchMessage<'_>]| -> Vec<i64> {
+        events.iter().map(|message| message.id).collect()
     };
     assert_eq!(ids(&delivered[0]), posted, "the author's stream");
     assert_eq!(ids(&delivered[1]), posted, "a reader's stream");
@@ -527,13 +527,27 @@ async fn the_hub_serialises_each_message_once_for_every_stream_that_may_read_it(
         delivered[2].is_empty(),
         "a caller outside the scope hears nothing"
     );
-    for ((_, for_ana), (_, for_bob)) in delivered[0].iter().zip(&delivered[1]) {
+    let frame = |json: &str| bytes::Bytes::copy_from_slice(json.as_bytes());
+    for (for_ana, for_bob) in delivered[0].iter().zip(&delivered[1]) {
         assert!(
-            std::sync::Arc::ptr_eq(for_ana, for_bob),
+            std::ptr::eq(for_ana.json(), for_bob.json()),
             "one serialisation for every recipient"
         );
+        let for_ana = for_ana.framed(7, frame);
+        assert_eq!(
+            for_ana.as_ptr(),
+            for_bob.framed(7, frame).as_ptr(),
+            "one framing for every stream whose cursor stands at the same room change"
+        );
+        let elsewhere = for_bob.framed(8, frame);
+        assert_ne!(
+            for_ana.as_ptr(),
+            elsewhere.as_ptr(),
+            "a stream elsewhere frames its own"
+        );
+        assert_eq!(for_ana, elsewhere, "of the same message");
     }
-    let first: Value = serde_json::from_str(&delivered[0][0].1).unwrap();
+    let first: Value = serde_json::from_str(delivered[0][0].json()).unwrap();
     assert_eq!(first["room"], "r");
     assert_eq!(first["body"], "one");
 }
@@ -653,7 +667,7 @@ async fn the_hub_judges_a_room_again_once_access_changed() {
                     .events_in_batch(&mut filter, &batch, before)
                     .await
                     .unwrap();
-                if delivered.iter().any(|(id, _)| *id == first) {
+                if delivered.iter().any(|message| message.id == first) {
                     return;
                 }
             }
@@ -754,7 +768,7 @@ async fn the_hub_never_skips_a_message_committed_beside_the_poster() {
             .events_in_batch(&mut filter, &batch, live_after)
             .await
             .unwrap();
-        delivered.extend(events.into_iter().map(|(id, _)| id));
+        delivered.extend(events.into_iter().map(|message| message.id));
     }
     assert_eq!(delivered, posted, "every message, in commit order, once");
 }
@@ -996,7 +1010,7 @@ async fn a_handed_group_is_judged_at_the_generation_it_committed_at() {
                 .await
                 .unwrap()
                 .into_iter()
-                .map(|(id, _)| id),
+                .map(|message| message.id),
         );
     }
     assert!(delivered.is_empty(), "bob, removed, received {delivered:?}");

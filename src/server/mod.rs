@@ -10,6 +10,7 @@ pub mod limits;
 pub mod metrics;
 mod request_log;
 mod routes;
+mod sse;
 pub mod tls;
 mod tokens;
 pub mod web;

@@ -60,16 +60,65 @@ pub struct LoggedMessage {
     pub(crate) row: MessageRow,
     /// `None` when its room no longer exists: no stream delivers it.
     pub(crate) json: Option<Arc<str>>,
+    /// The message as the server first framed it for a stream, and the room-change id the
+    /// stream's cursor stood at (see [`BatchMessage::framed`]).
+    framed: std::sync::OnceLock<(i64, bytes::Bytes)>,
+}
+
+/// A message of a hub's batch that a stream delivers ([`Service::events_in_batch`]).
+#[derive(Clone, Copy, Debug)]
+pub struct BatchMessage<'b> {
+    pub id: i64,
+    json: &'b str,
+    framed: &'b std::sync::OnceLock<(i64, bytes::Bytes)>,
+}
+
+impl<'b> BatchMessage<'b> {
+    /// Its JSON as the hub serialised it.
+    pub fn json(self) -> &'b str {
+        self.json
+    }
+
+    /// The bytes `frame` makes of the message for a stream whose room-change cursor stands at
+    /// `change`, made once for every stream at the first such cursor: in a batch that is every
+    /// stream caught up with the log, so a message the hub hands to thousands of streams is
+    /// framed once. `frame` must depend on nothing but the message and `change`.
+    pub fn framed(self, change: i64, frame: impl FnOnce(&str) -> bytes::Bytes) -> bytes::Bytes {
+        if let Some((framed_at, framed)) = self.framed.get() {
+            return if *framed_at == change {
+                framed.clone()
+            } else {
+                frame(self.json)
+            };
+        }
+        let framed = frame(self.json);
+        // Another stream may have framed it meanwhile, for its own cursor: either is kept.
+        let _ = self.framed.set((change, framed.clone()));
+        framed
+    }
 }
 
 impl LoggedMessage {
+    /// The message as a stream delivers it; `None` when its room is gone.
+    pub(crate) fn deliverable(&self) -> Option<BatchMessage<'_>> {
+        Some(BatchMessage {
+            id: self.row.id,
+            json: self.json.as_deref()?,
+            framed: &self.framed,
+        })
+    }
+
     /// `row` of room `room` (`None`: the room is gone), serialised once.
     fn new(row: MessageRow, room: Option<&str>) -> LoggedMessage {
         let json = room.map(|room| {
             let message = Message::from_row(row.clone(), room);
             Arc::from(serde_json::to_string(&message).unwrap_or_default())
         });
-        LoggedMessage { row, json }
+        LoggedMessage {
+            row,
+            json,
+            framed: std::sync::OnceLock::new(),
+        }
     }
 }
 
@@ -95,6 +144,11 @@ impl LogBatch {
     /// Where the batch ends.
     pub fn ends_at(&self) -> (i64, i64) {
         (self.messages_through, self.changes_through)
+    }
+
+    /// Whether the batch holds room changes after `change`.
+    pub fn has_changes_after(&self, change: i64) -> bool {
+        self.changes.last().is_some_and(|row| row.id > change)
     }
 }
 

@@ -1259,34 +1259,48 @@ impl Service {
     }
 
     /// [`Service::refresh`] to a generation already read.
+    ///
+    /// Every live delivery calls it: when the generation did not move it reads nothing, and
+    /// the reads it makes otherwise are boxed, so that a delivery's future stays small enough
+    /// to hold inline (see [`Service::events_in_batch`]).
     async fn refresh_at(&self, filter: &mut EventFilter, generation: i64) -> Result<(), StreamEnd> {
         if filter.generation != Some(generation) {
-            filter.readable.clear();
-            // Set only once the token is known to stand at `generation`: a failed look-up
-            // leaves the check to be made again, never skipped.
-            filter.generation = None;
-            if let Some(hash) = &filter.caller.token_hash {
-                match self.token_expiry(hash).await? {
-                    Some(expires_at) => filter.token_expires_at = expires_at,
-                    None => return Err(StreamEnd::Revoked),
-                }
-            }
-            if let Some(hash) = &filter.caller.session_hash {
-                // A session never outlives its token (see `open_session`), so its expiry is
-                // the stream's.
-                match self.session_expiry(hash).await? {
-                    Some(expires_at) => filter.token_expires_at = Some(expires_at),
-                    None => return Err(StreamEnd::Revoked),
-                }
-            }
-            filter.generation = Some(generation);
-            // Until then the hub hands the stream every batch, which it judges itself.
-            if let Some(listening) = filter.published.as_ref().and_then(std::sync::Weak::upgrade) {
-                listening.publish(filter.judged());
+            Box::pin(self.rejudge_at(filter, generation)).await?;
+        }
+        // The clock is read only for a token that expires.
+        if let Some(expires_at) = filter.token_expires_at.as_deref()
+            && !crate::domain::tokens::is_current(Some(expires_at), &clock::now())
+        {
+            return Err(StreamEnd::Revoked);
+        }
+        Ok(())
+    }
+
+    /// Forgets the filter's decisions and checks that the caller's token stands at
+    /// `generation`.
+    async fn rejudge_at(&self, filter: &mut EventFilter, generation: i64) -> Result<(), StreamEnd> {
+        filter.readable.clear();
+        // Set only once the token is known to stand at `generation`: a failed look-up
+        // leaves the check to be made again, never skipped.
+        filter.generation = None;
+        if let Some(hash) = &filter.caller.token_hash {
+            match self.token_expiry(hash).await? {
+                Some(expires_at) => filter.token_expires_at = expires_at,
+                None => return Err(StreamEnd::Revoked),
             }
         }
-        if !crate::domain::tokens::is_current(filter.token_expires_at.as_deref(), &clock::now()) {
-            return Err(StreamEnd::Revoked);
+        if let Some(hash) = &filter.caller.session_hash {
+            // A session never outlives its token (see `open_session`), so its expiry is
+            // the stream's.
+            match self.session_expiry(hash).await? {
+                Some(expires_at) => filter.token_expires_at = Some(expires_at),
+                None => return Err(StreamEnd::Revoked),
+            }
+        }
+        filter.generation = Some(generation);
+        // Until then the hub hands the stream every batch, which it judges itself.
+        if let Some(listening) = filter.published.as_ref().and_then(std::sync::Weak::upgrade) {
+            listening.publish(filter.judged());
         }
         Ok(())
     }
@@ -1330,12 +1344,12 @@ impl Service {
     ///
     /// # Errors
     /// [`StreamEnd::Revoked`] once the caller's token is gone; a store failure.
-    pub async fn events_in_batch(
+    pub async fn events_in_batch<'b>(
         &self,
         filter: &mut EventFilter,
-        batch: &LogBatch,
+        batch: &'b LogBatch,
         after: i64,
-    ) -> Result<Vec<(i64, std::sync::Arc<str>)>, StreamEnd> {
+    ) -> Result<Vec<super::BatchMessage<'b>>, StreamEnd> {
         // A generation at or after these rows' commits: judged as a stream's own read is.
         self.refresh_at(filter, batch.generation).await?;
         let mut visible = Vec::new();
@@ -1344,14 +1358,14 @@ impl Service {
             if row.id <= after {
                 continue;
             }
-            let Some(json) = &message.json else {
+            let Some(deliverable) = message.deliverable() else {
                 continue;
             };
             if self
                 .stream_delivers(filter, row.room_id, row.in_history, row.id)
                 .await?
             {
-                visible.push((row.id, json.clone()));
+                visible.push(deliverable);
             }
         }
         Ok(visible)
@@ -1373,9 +1387,9 @@ impl Service {
         if let Some(room) = filter.readable.get(&room_id) {
             return Ok(room.is_some());
         }
-        let room = self
-            .stream_readable_room(&filter.caller, room_id, filter.generation)
-            .await?;
+        // Boxed as `refresh_at`'s reads are: rare, and large.
+        let room =
+            Box::pin(self.stream_readable_room(&filter.caller, room_id, filter.generation)).await?;
         let delivers = room.is_some();
         filter.readable.insert(room_id, room);
         Ok(delivers)

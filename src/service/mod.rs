@@ -35,7 +35,7 @@ pub use configuration::{
 };
 pub use data::MigrateReport;
 pub use error::ServiceError;
-pub use hub::{Heard, LogBatch, LogListener};
+pub use hub::{BatchMessage, Heard, LogBatch, LogListener};
 pub use messages::{
     DEFAULT_REPLACEMENT, EventFilter, MAX_COUNTED_ROOMS, Match, Message, Page, PageRequest,
     RemoveFilter, RoomChange, RoomView, StreamEnd,

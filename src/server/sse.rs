@@ -1,0 +1,200 @@
+//! Server-Sent Events as live streams send them: each event framed into bytes that every
+//! response sending it shares, and the response body that writes them, with a keep-alive
+//! comment after [`KEEP_ALIVE`] of quiet.
+//!
+//! axum's `Sse` builds every event per response: a message the node's hub hands to 16,000
+//! streams was copied into 16,000 buffers of its own, and each stream's keep-alive timer was
+//! taken out of tokio's timer wheel and put back at every event. Here the hub's message is
+//! framed once for every stream whose cursor stands at the same place (see
+//! `service::BatchMessage::framed`), and the timer moves only when it fires.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{BufMut as _, Bytes, BytesMut};
+use http_body::Frame;
+use tokio::time::{Instant, Sleep};
+use tokio_stream::Stream;
+
+/// How long a stream stays quiet before it sends a comment, so that proxies and clients see
+/// it alive and a departed client is noticed by the write.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The comment a quiet stream sends: ignored by every client.
+const KEEP_ALIVE_COMMENT: &[u8] = b":\n\n";
+
+/// An event: `id: ID`, `event: NAME`, a `data: ` line for each line of `data`, and the blank
+/// line that ends it. `data`'s line breaks (`\n`, `\r\n` or `\r`) start new `data:` lines,
+/// which a client joins again with `\n`; JSON as serde_json writes it has none.
+///
+/// `id` and `event` are the server's own (a cursor, a fixed name) and hold no line break.
+pub fn frame(id: impl std::fmt::Display, event: &str, data: &str) -> Bytes {
+    use std::fmt::Write as _;
+    let mut buffer = BytesMut::with_capacity(data.len() + event.len() + 48);
+    // Writing to a `BytesMut` cannot fail.
+    let _ = write!(buffer, "id: {id}\nevent: {event}\n");
+    debug_assert_eq!(
+        memchr::memchr2_iter(b'\n', b'\r', &buffer).count(),
+        2,
+        "an event's id and name are one line each"
+    );
+    let mut rest = data.as_bytes();
+    loop {
+        buffer.put_slice(b"data: ");
+        match memchr::memchr2(b'\n', b'\r', rest) {
+            None => {
+                buffer.put_slice(rest);
+                buffer.put_u8(b'\n');
+                break;
+            }
+            Some(at) => {
+                buffer.put_slice(&rest[..at]);
+                buffer.put_u8(b'\n');
+                let crlf = rest[at] == b'\r' && rest.get(at + 1) == Some(&b'\n');
+                rest = &rest[at + if crlf { 2 } else { 1 }..];
+            }
+        }
+    }
+    buffer.put_u8(b'\n');
+    buffer.freeze()
+}
+
+/// A live stream's response body: the framed events of `events` as they come, and a comment
+/// once nothing was sent for [`KEEP_ALIVE`]. Ends when `events` ends.
+pub struct LiveBody<S> {
+    events: S,
+    /// Fires at or before the next keep-alive is due; moved on only when it fires.
+    keep_alive: Pin<Box<Sleep>>,
+    last_sent: Instant,
+}
+
+impl<S> LiveBody<S> {
+    pub fn new(events: S) -> LiveBody<S> {
+        let now = Instant::now();
+        LiveBody {
+            events,
+            keep_alive: Box::pin(tokio::time::sleep_until(now + KEEP_ALIVE)),
+            last_sent: now,
+        }
+    }
+}
+
+impl<S: Stream<Item = Bytes> + Unpin> http_body::Body for LiveBody<S> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.events).poll_next(context) {
+            Poll::Ready(Some(event)) => {
+                // A clock read rather than re-arming the timer: the timer catches up when it
+                // fires (below).
+                this.last_sent = Instant::now();
+                return Poll::Ready(Some(Ok(Frame::data(event))));
+            }
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+        loop {
+            if this.keep_alive.as_mut().poll(context).is_pending() {
+                return Poll::Pending;
+            }
+            let due = this.last_sent + KEEP_ALIVE;
+            let now = Instant::now();
+            if due > now {
+                // Something was sent since the timer was set: wait out the rest of the quiet.
+                this.keep_alive.as_mut().reset(due);
+                continue;
+            }
+            this.last_sent = now;
+            this.keep_alive.as_mut().reset(now + KEEP_ALIVE);
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+                KEEP_ALIVE_COMMENT,
+            )))));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+    use http_body::Body as _;
+
+    fn shown(bytes: &Bytes) -> String {
+        String::from_utf8(bytes.to_vec()).expect("UTF-8")
+    }
+
+    #[test]
+    fn events_are_framed_a_data_line_for_each_line() {
+        let framed = [
+            frame("12:3", "message", r#"{"id":12,"body":"a\nb"}"#),
+            frame("12:3", "room", ""),
+            frame(7, "message", "one\ntwo\r\nthree\rfour\n"),
+        ]
+        .iter()
+        .map(shown)
+        .collect::<Vec<_>>()
+        .join("|");
+        expect![[r#"
+            id: 12:3
+            event: message
+            data: {"id":12,"body":"a\nb"}
+
+            |id: 12:3
+            event: room
+            data: 
+
+            |id: 7
+            event: message
+            data: one
+            data: two
+            data: three
+            data: four
+            data: 
+
+        "#]]
+        .assert_eq(&framed);
+    }
+
+    /// Reads what the body sends, as a client would see it: events and comments in order.
+    async fn next_frame<S: Stream<Item = Bytes> + Unpin>(body: &mut LiveBody<S>) -> Option<String> {
+        std::future::poll_fn(|context| Pin::new(&mut *body).poll_frame(context))
+            .await
+            .map(|frame| shown(&frame.expect("infallible").into_data().expect("data")))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_comment_follows_only_a_quiet_keep_alive_interval() {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let mut body = LiveBody::new(tokio_stream::wrappers::UnboundedReceiverStream::new(
+            receiver,
+        ));
+        let opened = Instant::now();
+        // Quiet from the start: a comment once the interval has passed, not before.
+        assert_eq!(next_frame(&mut body).await.as_deref(), Some(":\n\n"));
+        assert_eq!(opened.elapsed(), KEEP_ALIVE);
+
+        // An event part-way through the next interval puts the comment off until the
+        // interval has passed since the event.
+        tokio::time::sleep(KEEP_ALIVE / 3).await;
+        sender.send(frame(1, "message", "{}")).expect("sent");
+        let sent = Instant::now();
+        assert!(
+            next_frame(&mut body)
+                .await
+                .is_some_and(|event| event.starts_with("id: 1"))
+        );
+        assert_eq!(next_frame(&mut body).await.as_deref(), Some(":\n\n"));
+        assert_eq!(sent.elapsed(), KEEP_ALIVE);
+
+        // The stream's end ends the body.
+        drop(sender);
+        assert_eq!(next_frame(&mut body).await, None);
+    }
+}
