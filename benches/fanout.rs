@@ -173,7 +173,8 @@ struct Measured {
     cold: Vec<u64>,
     /// Microseconds from each later post to arrival.
     latencies: Vec<u64>,
-    /// For each later post, microseconds from it to its last arrival, fastest first.
+    /// For each later post that arrived anywhere, microseconds from it to its last arrival,
+    /// fastest first.
     last_arrivals: Vec<u64>,
     server_cpu_ms: f64,
     clients_cpu_ms: f64,
@@ -244,14 +245,16 @@ impl Load<'_> {
         }
         let server_cpu_ms = cpu_ms(server_pid) - server_cpu_before;
         let clients_cpu_ms = clients_cpu() - clients_cpu_before;
-        // A closing post, not measured: each client closes a stream once it has had every
-        // message, and 16,000 connections closing beside the last measured post's deliveries
-        // made its last arrival two and a half times the others' (339 against a median of
-        // 131 ms on 2026-12-06).
+        // A closing post, not measured, once the last measured one has had time to arrive
+        // everywhere: each client closes a stream once it has had every message, and 16,000
+        // connections closing beside the last measured post's deliveries made its last
+        // arrival two and a half times the others' (339 against a median of 131 ms on
+        // 2026-12-06).
+        std::thread::sleep(Duration::from_secs(1));
         post(self.posts + 1);
 
         let mut latencies: Vec<u64> = Vec::new();
-        let mut last_arrivals = vec![0_u64; self.posts];
+        let mut last_arrivals: Vec<Option<u64>> = vec![None; self.posts];
         let mut cold: Vec<u64> = Vec::new();
         for output in &mut outputs {
             let mut line = String::new();
@@ -267,7 +270,7 @@ impl Load<'_> {
                 else {
                     continue;
                 };
-                *last = (*last).max(micros);
+                *last = Some(last.map_or(micros, |last| last.max(micros)));
                 latencies.push(micros);
             }
             for value in results["cold"].as_array().into_iter().flatten() {
@@ -278,6 +281,7 @@ impl Load<'_> {
             let _ = child.wait();
         }
         latencies.sort_unstable();
+        let mut last_arrivals: Vec<u64> = last_arrivals.into_iter().flatten().collect();
         last_arrivals.sort_unstable();
         cold.sort_unstable();
         Measured {

@@ -332,6 +332,9 @@ fn main() {
     let cpu_after = cpu_now();
     let load_wall = load_started.elapsed().as_secs_f64();
     let mut latencies: Vec<u64> = Vec::new();
+    // The big room's posts apart: their deliveries are most of the load.
+    let mut big_room: Vec<u64> = Vec::new();
+    let mut big_room_last = std::collections::BTreeMap::<u64, u64>::new();
     for (child, output) in children.iter_mut().zip(&mut outputs) {
         if let Some(stdin) = child.stdin.as_mut() {
             let _ = writeln!(stdin, "stop");
@@ -340,9 +343,19 @@ fn main() {
         output.read_line(&mut line).expect("results line");
         let results: serde_json::Value = serde_json::from_str(line.trim()).expect("results");
         for value in results["measured"].as_array().into_iter().flatten() {
-            latencies.push(value.as_u64().unwrap_or(u64::MAX));
+            let micros = value[1].as_u64().unwrap_or(u64::MAX);
+            latencies.push(micros);
+            let number = value[0].as_u64().unwrap_or(u64::MAX);
+            if number % 24 == 0 {
+                big_room.push(micros);
+                let last = big_room_last.entry(number).or_default();
+                *last = (*last).max(micros);
+            }
         }
     }
+    big_room.sort_unstable();
+    let mut big_room_last: Vec<u64> = big_room_last.into_values().collect();
+    big_room_last.sort_unstable();
     for mut child in children {
         let _ = child.wait();
     }
@@ -376,6 +389,15 @@ fn main() {
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0),
         latencies.len()
+    );
+    println!(
+        "  of which the big room's {} posts: p50 {:.1} ms, p99 {:.1} ms; each one's last arrival: fastest {:.1} ms, median {:.1} ms, slowest {:.1} ms",
+        big_room_last.len(),
+        percentile(&big_room, 0.50),
+        percentile(&big_room, 0.99),
+        percentile(&big_room_last, 0.0),
+        percentile(&big_room_last, 0.5),
+        percentile(&big_room_last, 1.0)
     );
     for (node, ((before, idle), loaded)) in baseline.iter().zip(&idle).zip(&loaded).enumerate() {
         println!(
@@ -471,7 +493,7 @@ fn client() {
                     .await
                     .expect("a live stream opened");
                 let _ = ready_sender.send(()).await;
-                let mut arrivals: Vec<u64> = Vec::new();
+                let mut arrivals: Vec<(u64, u64)> = Vec::new();
                 loop {
                     let filled = tokio::select! {
                         _ = stop.changed() => break,
@@ -483,12 +505,10 @@ fn client() {
                     let now = unix_micros();
                     // Each message's body is `pool NUMBER SENT_MICROS`.
                     events.take_marked(b"\"body\":\"pool ", |text| {
-                        let sent: u64 = text
-                            .split(' ')
-                            .nth(1)
-                            .and_then(|n| n.parse().ok())
-                            .unwrap_or(now);
-                        arrivals.push(now.saturating_sub(sent));
+                        let mut parts = text.split(' ');
+                        let number: u64 = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                        let sent: u64 = parts.next().and_then(|n| n.parse().ok()).unwrap_or(now);
+                        arrivals.push((number, now.saturating_sub(sent)));
                     });
                 }
                 arrivals

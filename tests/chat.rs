@@ -360,6 +360,16 @@ async fn read_events_from(
     }
     let mut response = request.send().await.expect("events stream");
     assert_eq!(response.status(), 200);
+    // What EventSource and proxies go by: the type, and that nothing caches the stream.
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(header("content-type").as_deref(), Some("text/event-stream"));
+    assert_eq!(header("cache-control").as_deref(), Some("no-cache"));
     let mut buffer = String::new();
     let mut events = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -527,25 +527,26 @@ async fn the_hub_serialises_each_message_once_for_every_stream_that_may_read_it(
         delivered[2].is_empty(),
         "a caller outside the scope hears nothing"
     );
-    let frame = |json: &str| bytes::Bytes::copy_from_slice(json.as_bytes());
+    // A frame names the room change its stream's cursor stands at, as an event's id does.
+    let frame_at = |change: i64| move |json: &str| bytes::Bytes::from(format!("{change} {json}"));
     for (for_ana, for_bob) in delivered[0].iter().zip(&delivered[1]) {
         assert!(
             std::ptr::eq(for_ana.json(), for_bob.json()),
             "one serialisation for every recipient"
         );
-        let for_ana = for_ana.framed(7, frame);
+        let at_7 = for_ana.framed(7, frame_at(7));
+        assert_eq!(at_7, format!("7 {}", for_ana.json()).as_bytes());
         assert_eq!(
-            for_ana.as_ptr(),
-            for_bob.framed(7, frame).as_ptr(),
+            at_7.as_ptr(),
+            for_bob.framed(7, frame_at(7)).as_ptr(),
             "one framing for every stream whose cursor stands at the same room change"
         );
-        let elsewhere = for_bob.framed(8, frame);
-        assert_ne!(
-            for_ana.as_ptr(),
-            elsewhere.as_ptr(),
-            "a stream elsewhere frames its own"
+        let at_8 = for_bob.framed(8, frame_at(8));
+        assert_eq!(
+            at_8,
+            format!("8 {}", for_bob.json()).as_bytes(),
+            "a stream elsewhere gets its own frame, never the one made for another cursor"
         );
-        assert_eq!(for_ana, elsewhere, "of the same message");
     }
     let first: Value = serde_json::from_str(delivered[0][0].json()).unwrap();
     assert_eq!(first["room"], "r");

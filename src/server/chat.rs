@@ -549,9 +549,9 @@ async fn deliver(
         }
         // Held inline, unlike the reads above: judging a batch reads the database only on
         // a miss (a stream's first event in a room, a new generation), and boxes those reads
-        // itself, so its future is small and a delivery allocates nothing for it. Those reads
-        // held inline would make every idle stream's state as large as the largest of them
-        // (measured: 4,032 bytes a stream; `an_idle_stream_holds_a_small_delivery`).
+        // itself, so its future is small and a delivery allocates no box for it (848 bytes
+        // a stream idle; with those reads inline it was 3,120 to 4,032:
+        // `an_idle_stream_holds_a_small_delivery`).
         match service
             .events_in_batch(filter, &batch, cursor.message)
             .await

@@ -5,7 +5,8 @@
 //! axum's `Sse` builds every event per response: a message the node's hub hands to 16,000
 //! streams was copied into 16,000 buffers of its own, and each stream's keep-alive timer was
 //! taken out of tokio's timer wheel and put back at every event. Here the hub's message is
-//! framed once for every stream whose cursor stands at the same place (see
+//! framed once, for the cursor of the first stream that sends it, and shared by every stream
+//! whose cursor stands at the same place (in a batch, every stream caught up with the log; see
 //! `service::BatchMessage::framed`), and the timer moves only when it fires.
 
 use std::convert::Infallible;
@@ -65,6 +66,8 @@ pub fn frame(id: impl std::fmt::Display, event: &str, data: &str) -> Bytes {
 /// once nothing was sent for [`KEEP_ALIVE`]. Ends when `events` ends.
 pub struct LiveBody<S> {
     events: S,
+    /// How long the stream stays quiet before a comment: [`KEEP_ALIVE`].
+    interval: Duration,
     /// Fires at or before the next keep-alive is due; moved on only when it fires.
     keep_alive: Pin<Box<Sleep>>,
     last_sent: Instant,
@@ -72,10 +75,16 @@ pub struct LiveBody<S> {
 
 impl<S> LiveBody<S> {
     pub fn new(events: S) -> LiveBody<S> {
+        LiveBody::with_keep_alive(events, KEEP_ALIVE)
+    }
+
+    /// A body that sends a comment after `interval` of quiet.
+    fn with_keep_alive(events: S, interval: Duration) -> LiveBody<S> {
         let now = Instant::now();
         LiveBody {
             events,
-            keep_alive: Box::pin(tokio::time::sleep_until(now + KEEP_ALIVE)),
+            interval,
+            keep_alive: Box::pin(tokio::time::sleep_until(now + interval)),
             last_sent: now,
         }
     }
@@ -104,7 +113,7 @@ impl<S: Stream<Item = Bytes> + Unpin> http_body::Body for LiveBody<S> {
             if this.keep_alive.as_mut().poll(context).is_pending() {
                 return Poll::Pending;
             }
-            let due = this.last_sent + KEEP_ALIVE;
+            let due = this.last_sent + this.interval;
             let now = Instant::now();
             if due > now {
                 // Something was sent since the timer was set: wait out the rest of the quiet.
@@ -112,7 +121,7 @@ impl<S: Stream<Item = Bytes> + Unpin> http_body::Body for LiveBody<S> {
                 continue;
             }
             this.last_sent = now;
-            this.keep_alive.as_mut().reset(now + KEEP_ALIVE);
+            this.keep_alive.as_mut().reset(now + this.interval);
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
                 KEEP_ALIVE_COMMENT,
             )))));
@@ -169,29 +178,37 @@ mod tests {
             .map(|frame| shown(&frame.expect("infallible").into_data().expect("data")))
     }
 
-    #[tokio::test(start_paused = true)]
+    /// Real time, with a short interval: the bounds asserted are ones no scheduling delay can
+    /// break (a comment never comes early; it does come), and a body that sent its comment
+    /// when the timer fired, whatever it sent since, breaks the first of them.
+    #[tokio::test]
     async fn a_comment_follows_only_a_quiet_keep_alive_interval() {
+        const INTERVAL: Duration = Duration::from_millis(300);
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
-        let mut body = LiveBody::new(tokio_stream::wrappers::UnboundedReceiverStream::new(
-            receiver,
-        ));
         let opened = Instant::now();
+        let mut body = LiveBody::with_keep_alive(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(receiver),
+            INTERVAL,
+        );
         // Quiet from the start: a comment once the interval has passed, not before.
         assert_eq!(next_frame(&mut body).await.as_deref(), Some(":\n\n"));
-        assert_eq!(opened.elapsed(), KEEP_ALIVE);
+        assert!(opened.elapsed() >= INTERVAL, "a comment came early");
 
-        // An event part-way through the next interval puts the comment off until the
-        // interval has passed since the event.
-        tokio::time::sleep(KEEP_ALIVE / 3).await;
-        sender.send(frame(1, "message", "{}")).expect("sent");
-        let sent = Instant::now();
-        assert!(
-            next_frame(&mut body)
-                .await
-                .is_some_and(|event| event.starts_with("id: 1"))
-        );
+        // Events a third of an interval apart, for three intervals: the timer set at the
+        // comment fires meanwhile, unpolled.
+        let mut last_polled = Instant::now();
+        for id in 1..=9 {
+            tokio::time::sleep(INTERVAL / 3).await;
+            sender.send(frame(id, "message", "{}")).expect("sent");
+            last_polled = Instant::now();
+            let event = next_frame(&mut body).await.expect("an event");
+            assert!(event.starts_with(&format!("id: {id}\n")), "{event:?}");
+        }
+
+        // Then quiet: the comment comes an interval after the last event (which the body sent
+        // after `last_polled`), not at once because its timer has fired.
         assert_eq!(next_frame(&mut body).await.as_deref(), Some(":\n\n"));
-        assert_eq!(sent.elapsed(), KEEP_ALIVE);
+        assert!(last_polled.elapsed() >= INTERVAL, "a comment came early");
 
         // The stream's end ends the body.
         drop(sender);
