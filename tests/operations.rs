@@ -181,6 +181,12 @@ async fn metrics_count_real_requests_messages_streams_and_the_apply_lock() {
     assert_eq!(sample(&text, latency), Some(3.0), "{text}");
     assert_eq!(sample(&text, "perch_messages_posted_total"), Some(2.0));
     assert_eq!(sample(&text, "perch_live_streams_open"), Some(1.0));
+    for hub in [
+        "perch_hub_hand_outs_total",
+        "perch_hub_streams_looked_at_total",
+    ] {
+        assert!(sample(&text, hub).is_some(), "{hub}: {text}");
+    }
     assert_eq!(
         sample(&text, r#"perch_apply_lock_held{holder="ci \"42\""}"#),
         Some(1.0),

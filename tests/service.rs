@@ -622,6 +622,188 @@ async fn the_hub_wakes_only_the_streams_a_batch_concerns() {
     assert_eq!(heard_through(for_bob, open.id).await, Heard::Handed);
 }
 
+/// A batch of a room whose lists alone name its readers looks at the streams of the users
+/// named there, not at every stream of the node, and every other stream still hears the
+/// stretch it was passed over; a post in an open room looks at every stream, and a stream
+/// that ended is looked at no more.
+#[tokio::test]
+async fn a_post_in_a_room_of_one_looks_at_one_stream() {
+    let fixture = Fixture::new().await;
+    let admin = &fixture.admin;
+    create_ana_only(&fixture, "closed").await;
+    fixture
+        .create(
+            admin,
+            Kind::Room,
+            json!({"name": "open", "category": "Eng", "privacy": "open"}),
+        )
+        .await
+        .unwrap();
+    let service = &fixture.service;
+    let ana = fixture.user("sip:ana@contoso.com").await;
+    // Every caller first, then every stream: each judges at the generation it opens at.
+    let mut users = Vec::new();
+    for index in 0..50 {
+        users.push(fixture.user(&format!("sip:user{index}@contoso.com")).await);
+    }
+    let (mut ana_filter, for_ana) = listen_judged(&fixture, &ana).await;
+    // Opened together, as `listen_judged` opens one: each hears the hub's next batch.
+    let live_after = service.last_message_id().await.unwrap();
+    let mut others = Vec::new();
+    for user in &users {
+        let mut filter = service.event_filter(user, live_after);
+        let log = service.subscribe_log(&mut filter);
+        service
+            .events_after(&mut filter, live_after, 10)
+            .await
+            .expect("a first read");
+        others.push((filter, log));
+    }
+    for (_, log) in &others {
+        tokio::time::timeout(std::time::Duration::from_secs(10), log.recv())
+            .await
+            .expect("the hub went on");
+    }
+    let post = |room: &'static str, text: &'static str| {
+        let ana = ana.clone();
+        async move {
+            service
+                .post_message(&ana, room, text, None)
+                .await
+                .unwrap()
+                .0
+                .id
+        }
+    };
+    // Streams looked at for one post since `before`, less `per_tick` for each other
+    // hand-out in between: a tick of the hub's, which looks only at the streams it must.
+    let looks = || (service.hub_streams_looked_at(), service.hub_hand_outs());
+    let looked_for_post = |before: (u64, u64), per_tick: u64| {
+        let (looked, hand_outs) = looks();
+        looked - before.0 - per_tick * (hand_outs - before.1 - 1)
+    };
+    // The hub looks at every stream once after it published its judgment.
+    let settling = post("ana-only", "settling").await;
+    assert_eq!(heard_through(&for_ana, settling).await, Heard::Handed);
+    for (_, log) in &others {
+        assert_eq!(heard_through(log, settling).await, Heard::PassedOver);
+    }
+
+    let before = looks();
+    let secret = post("ana-only", "for ana").await;
+    assert_eq!(heard_through(&for_ana, secret).await, Heard::Handed);
+    assert_eq!(
+        looked_for_post(before, 0),
+        1,
+        "a post in a room of one looks at its one reader's stream, of 51"
+    );
+    for (_, log) in &others {
+        assert_eq!(
+            heard_through(log, secret).await,
+            Heard::PassedOver,
+            "a stream passed over without a look hears the stretch"
+        );
+    }
+
+    let before = looks();
+    let open = post("open", "for all").await;
+    assert_eq!(heard_through(&for_ana, open).await, Heard::Handed);
+    assert_eq!(looked_for_post(before, 0), 51);
+    for (_, log) in &others {
+        assert_eq!(heard_through(log, open).await, Heard::Handed);
+    }
+
+    // Forty streams end: the next post in the open room looks at the eleven left.
+    others.truncate(10);
+    let before = looks();
+    let after_ending = post("open", "for those left").await;
+    assert_eq!(heard_through(&for_ana, after_ending).await, Heard::Handed);
+    assert_eq!(looked_for_post(before, 0), 11);
+    for (_, log) in &others {
+        assert_eq!(heard_through(log, after_ending).await, Heard::Handed);
+    }
+
+    // Access changes (user0 joins ana's room): the first batch at the new generation looks
+    // at every stream and hands it to each, and the hub goes on looking at a stream until
+    // it judged again; then a post in the room looks at its two readers' streams.
+    patch_room(
+        service,
+        admin,
+        "ana-only",
+        json!({"members": ["sip:ana@contoso.com", "sip:user0@contoso.com"]}),
+    )
+    .await;
+    // The room's change is handed to every stream (here seen by ana's).
+    loop {
+        let heard = tokio::time::timeout(std::time::Duration::from_secs(10), for_ana.recv())
+            .await
+            .expect("the hub went on");
+        if let perch::service::Heard::Batch(batch) = heard
+            && batch.has_changes_after(0)
+        {
+            break;
+        }
+    }
+    // The next post continues at the new generation, which no stream judged at yet.
+    let before = looks();
+    let changed = post("ana-only", "user0 is in").await;
+    assert_eq!(heard_through(&for_ana, changed).await, Heard::Handed);
+    assert_eq!(looked_for_post(before, 11), 11);
+    // Each stream judges again as it delivers, but the second, which is not run.
+    let mut delivered_to = Vec::new();
+    for (index, (filter, log)) in others.iter_mut().enumerate() {
+        if index == 1 {
+            continue;
+        }
+        let batch = next_batch_through(log, changed).await;
+        let delivered = service
+            .events_in_batch(filter, &batch, after_ending)
+            .await
+            .expect("judged");
+        if delivered.iter().any(|message| message.id == changed) {
+            delivered_to.push(index);
+        }
+    }
+    assert_eq!(delivered_to, [0], "user0 alone reads the room");
+    service
+        .events_after(&mut ana_filter, after_ending, 10)
+        .await
+        .expect("ana's stream judged again");
+    // The hub looks once at each stream that judged again, then only at the room's readers'
+    // and at the one stream that has not judged at the new generation: that one is handed
+    // every batch, to look itself.
+    let published = post("ana-only", "judged again").await;
+    assert_eq!(heard_through(&for_ana, published).await, Heard::Handed);
+    let before = looks();
+    let settled = post("ana-only", "settled").await;
+    assert_eq!(heard_through(&for_ana, settled).await, Heard::Handed);
+    assert_eq!(looked_for_post(before, 1), 3);
+    assert_eq!(heard_through(&others[0].1, settled).await, Heard::Handed);
+    assert_eq!(heard_through(&others[1].1, settled).await, Heard::Handed);
+    assert_eq!(
+        heard_through(&others[2].1, settled).await,
+        Heard::PassedOver
+    );
+}
+
+/// The batch `log` is handed that holds message `id`, past what it heard before.
+async fn next_batch_through(
+    log: &perch::service::LogListener,
+    id: i64,
+) -> std::sync::Arc<perch::service::LogBatch> {
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), log.recv())
+            .await
+            .expect("the hub went on")
+        {
+            perch::service::Heard::Batch(batch) if batch.ends_at().0 >= id => return batch,
+            perch::service::Heard::Lagged => panic!("a stream of a few batches lagged"),
+            perch::service::Heard::Draining => panic!("the node drained"),
+            _ => {}
+        }
+    }
+}
+
 /// The hub remembers, for each stream, whether its caller reads the room it last judged; once
 /// access changes (the generation moves), that answer is no longer used: bob, judged unable to
 /// read a room, is added to it and is woken for every message posted there from then on.

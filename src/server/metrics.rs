@@ -193,6 +193,20 @@ async fn scraped(service: &Service) -> Registry {
         "Notifications of commits (any node's) this node heard over LISTEN",
         heard,
     );
+    let hand_outs = Counter::<u64>::default();
+    hand_outs.inc_by(service.hub_hand_outs());
+    registry.register(
+        "hub_hand_outs",
+        "Batches of the log this node's hub handed to its live streams",
+        hand_outs,
+    );
+    let looked_at = Counter::<u64>::default();
+    looked_at.inc_by(service.hub_streams_looked_at());
+    registry.register(
+        "hub_streams_looked_at",
+        "Live streams this node's hub looked at over those batches: a batch of a room whose lists name its readers looks at theirs alone",
+        looked_at,
+    );
     let pool = service.store().pool_status();
     let connections = Family::<PoolLabels, Gauge>::default();
     connections

@@ -29,6 +29,14 @@
 //!   must hold wherever the stream's own judgment would deliver nothing, and it does because
 //!   both read the same inputs at the same generation, and any room the hub cannot judge so
 //!   (unreadable, or loaded for a later generation) concerns every stream.
+//! - **Looked at only when it may be concerned**: a batch whose rooms' lists alone name their
+//!   readers, at the generation of the batch before it and continuing it, is judged only for
+//!   the streams of the users named there and the streams the hub must always look at
+//!   (administrators', finite ones, those whose judgment does not stand at the batch's
+//!   generation or changed since the hub last looked, and all of them once a token may have
+//!   expired); the others are passed over without a look, which they hear when they next look
+//!   at the hub or are handed a batch (see [`Listeners`]). Every other batch is looked at for
+//!   every stream.
 //! - **Judged per stream, at or after the commit**: a batch carries a configuration generation
 //!   at or after the one each of its rows committed at (read after the rows, or in a handed
 //!   group's transaction, and never before one the hub handed out already); each stream
@@ -187,6 +195,11 @@ pub(crate) struct Listening {
     named_as: Option<u64>,
     scope: StreamScope,
     inbox: Mutex<Inbox>,
+    /// The stream dropped its [`LogListener`]: the hub forgets it at its next clean-up.
+    ended: std::sync::atomic::AtomicBool,
+    /// What the stream shares with its hub: where the hand-outs stand, and the streams that
+    /// published a judgment since the hub last looked at them.
+    shared: Arc<Shared>,
 }
 
 /// The caller's [`super::access::principal_hash`], when
@@ -217,10 +230,16 @@ struct Inbox {
     /// (as they were when it was remembered), so the answer is the same, and a room posted in
     /// again and again (a big room's fan-out) is judged once per stream.
     last_read: Option<LastRead>,
-    /// Where the last batch handed or passed over ended: a batch that does not start there
-    /// (the first one the stream hears, the first after the hub started again) is handed
-    /// over, so that a stream behind its start reads the gap.
+    /// Where the last batch handed or passed over ended, as the hub last looked at the
+    /// stream (the batches since, up to [`Shared::position`], were passed over without a
+    /// look: see [`Listeners`]); with the era it belongs to. A batch of another era (the first
+    /// one the stream hears, the first after the hub started again) is handed over, so that
+    /// a stream behind its start reads the gap.
     heard_through: Option<(i64, i64)>,
+    era: u64,
+    /// The hand-out ([`Position::hand_out`]) the stream's inbox accounts for: when it is the
+    /// hub's, there is nothing passed over that the stream has not heard.
+    seen: u64,
 }
 
 /// See [`Inbox::last_read`].
@@ -236,10 +255,27 @@ impl Listening {
         self.inbox.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records what the stream's filter judged at (see [`Judged`]).
-    pub(crate) fn publish(&self, judged: Judged) {
+    /// Records what the stream's filter judged at (see [`Judged`]), for the hub to look at
+    /// with the next batch.
+    pub(crate) fn publish(self: &Arc<Self>, judged: Judged) {
         self.inbox().judged = judged;
+        lock(&self.shared.published).push(Arc::downgrade(self));
     }
+
+    /// Whether the stream dropped its [`LogListener`].
+    fn has_ended(&self) -> bool {
+        self.ended.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether a batch of a room whose lists alone name its readers may pass over the stream
+    /// without a look when it is not named there (see [`Listeners`]).
+    fn is_named_only(&self) -> bool {
+        self.named_as.is_some() && !self.scope.is_finite()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A live stream's subscription to the node's hub.
@@ -250,6 +286,20 @@ pub struct LogListener {
 impl std::fmt::Debug for LogListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LogListener")
+    }
+}
+
+impl Drop for LogListener {
+    fn drop(&mut self) {
+        // Counted before it is marked, so that the hub never forgets more streams than it
+        // counted (see `Hub::has_listeners`).
+        self.listening
+            .shared
+            .ended
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.listening
+            .ended
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -295,6 +345,9 @@ impl LogListener {
             if let Some((after, through)) = inbox.passed.take() {
                 return Poll::Ready(Heard::Nothing { after, through });
             }
+            if let Some(passed) = inbox.passed_unlooked(&self.listening.shared) {
+                return Poll::Ready(passed);
+            }
             inbox.wait_with(context.waker());
             Poll::Pending
         })
@@ -303,6 +356,31 @@ impl LogListener {
 }
 
 impl Inbox {
+    /// The stretch of the log the hub passed over without looking at the stream since it
+    /// last did, once the hub's hand-outs moved past what the inbox accounts for: read only
+    /// then, so that a stream's wait costs no lock that every stream shares.
+    fn passed_unlooked(&mut self, shared: &Shared) -> Option<Heard> {
+        if shared.hand_out.load(std::sync::atomic::Ordering::Acquire) <= self.seen {
+            return None;
+        }
+        let position = (*lock(&shared.position))?;
+        self.seen = self.seen.max(position.hand_out);
+        let after = self.heard_through?;
+        // Another era's stretch is not this stream's: the era's first batch is handed to it.
+        // The hub may have looked at the stream for a hand-out it has not finished (its
+        // position still short of where the stream stands): nothing is passed then.
+        let through = position.through;
+        if position.era != self.era
+            || through.0 < after.0
+            || through.1 < after.1
+            || through == after
+        {
+            return None;
+        }
+        self.heard_through = Some(through);
+        Some(Heard::Nothing { after, through })
+    }
+
     /// Wakes `waker` at the next entry, or when the node drains.
     fn wait_with(&mut self, waker: &Waker) {
         if !self
@@ -336,9 +414,97 @@ impl Committed {
 /// Committed groups the hub has not taken yet; past this it reads them from the database.
 const FED_CAPACITY: usize = 64;
 
+/// The streams listening to a hub, and what lets a batch pass over most of them without a
+/// look.
+///
+/// A batch whose messages are all in rooms whose lists alone name their readers concerns, of
+/// the users' unbounded streams, only those of the users named there
+/// ([`crate::domain::access::readers_if_named_only`]): the hub looks at those (`by_name`), at
+/// every other stream (`always`), at those whose judgment does not stand at the batch's
+/// generation (`unsettled`) or was published since it last looked (`Shared::published`), and
+/// passes over the rest without touching them, each stream learning of the stretch when it
+/// next hears the hub ([`Inbox::passed_unlooked`]) or is handed a batch. Any other batch (room
+/// changes, a new generation or era, a token that may have expired, a room the lists do not
+/// close) is looked at for every stream, as before: a post in a room of two on a node of
+/// fifteen thousand streams touches two of them, not fifteen thousand.
+#[derive(Default)]
+struct Listeners {
+    /// Every stream listening, ended ones among them until [`Listeners::forget_ended`].
+    all: Vec<Arc<Listening>>,
+    /// Streams of a user with no end ([`Listening::is_named_only`]), by [`named_as`].
+    by_name: HashMap<u64, Vec<Arc<Listening>>>,
+    /// The other streams: looked at for every batch.
+    always: Vec<Arc<Listening>>,
+    /// Streams whose judgment, when the hub last looked, did not stand at that batch's
+    /// generation: looked at for every batch until it does.
+    unsettled: Vec<Arc<Listening>>,
+    /// The earliest expiry of a token among the streams as the hub last looked at them: past
+    /// it, every stream is looked at, so that one whose token expired is woken.
+    earliest_expiry: Option<String>,
+}
+
+impl Listeners {
+    fn add(&mut self, listening: Arc<Listening>) {
+        if listening.is_named_only()
+            && let Some(name) = listening.named_as
+        {
+            self.by_name
+                .entry(name)
+                .or_default()
+                .push(listening.clone());
+        } else {
+            self.always.push(listening.clone());
+        }
+        self.all.push(listening);
+    }
+
+    /// Drops the streams that ended from every list; returns how many.
+    fn forget_ended(&mut self) -> usize {
+        let before = self.all.len();
+        self.all.retain(|listening| !listening.has_ended());
+        self.always.retain(|listening| !listening.has_ended());
+        self.unsettled.retain(|listening| !listening.has_ended());
+        self.by_name.retain(|_, streams| {
+            streams.retain(|listening| !listening.has_ended());
+            !streams.is_empty()
+        });
+        before - self.all.len()
+    }
+}
+
+/// What a hub shares with its streams.
+#[derive(Default)]
+struct Shared {
+    /// Where the hand-outs stand; `None` before the first.
+    position: Mutex<Option<Position>>,
+    /// [`Position::hand_out`] of `position`, read without its lock.
+    hand_out: std::sync::atomic::AtomicU64,
+    /// Streams that published a judgment since the hub last looked at them.
+    published: Mutex<Vec<std::sync::Weak<Listening>>>,
+    /// Streams that ended and are not yet forgotten.
+    ended: std::sync::atomic::AtomicUsize,
+    /// Streams looked at over every hand-out (written by the hub alone).
+    looked_at: std::sync::atomic::AtomicU64,
+}
+
+/// Where a hub's hand-outs stand.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Position {
+    /// A run of batches each starting where the last ended: a batch that does not (the
+    /// hub started again from the end of the log, past what it had read) begins a new one.
+    era: u64,
+    /// The hand-outs so far.
+    hand_out: u64,
+    /// Where the last batch ended.
+    through: (i64, i64),
+    /// The last batch's generation.
+    generation: i64,
+}
+
 /// The node's hub: started by the first stream that listens.
 pub(crate) struct Hub {
-    listeners: Mutex<Vec<Arc<Listening>>>,
+    listeners: Mutex<Listeners>,
+    shared: Arc<Shared>,
     started: std::sync::Once,
     /// What the poster committed since the hub last looked, oldest first.
     fed: Mutex<VecDeque<Committed>>,
@@ -354,6 +520,7 @@ impl Default for Hub {
     fn default() -> Hub {
         Hub {
             listeners: Mutex::default(),
+            shared: Arc::default(),
             started: std::sync::Once::new(),
             fed: Mutex::default(),
             must_read: std::sync::atomic::AtomicBool::new(true),
@@ -369,18 +536,24 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// The streams listening, ended ones among them until [`forget_ended`] drops them.
-    fn listeners(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Listening>>> {
-        self.listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// The streams listening, ended ones among them until they are forgotten.
+    fn listeners(&self) -> std::sync::MutexGuard<'_, Listeners> {
+        lock(&self.listeners)
     }
 
-    /// Whether any stream listens, forgetting those that ended.
+    /// Whether any stream listens. Those that ended are forgotten once they are an eighth
+    /// of the streams (or all of them): a pass over every stream at each turn of the hub was
+    /// a third of a pool node's CPU.
     fn has_listeners(&self) -> bool {
         let mut listeners = self.listeners();
-        forget_ended(&mut listeners);
-        !listeners.is_empty()
+        let ended = self.shared.ended.load(std::sync::atomic::Ordering::Acquire);
+        if ended > 0 && ended * 8 >= listeners.all.len() {
+            let forgotten = listeners.forget_ended();
+            self.shared
+                .ended
+                .fetch_sub(forgotten, std::sync::atomic::Ordering::AcqRel);
+        }
+        listeners.all.len() > self.shared.ended.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn fed(&self) -> std::sync::MutexGuard<'_, VecDeque<Committed>> {
@@ -399,7 +572,7 @@ impl Hub {
         self.draining
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let mut woken = Vec::new();
-        for listening in self.listeners().iter() {
+        for listening in &self.listeners().all {
             let mut inbox = listening.inbox();
             inbox.draining = true;
             woken.extend(inbox.waker.take());
@@ -414,17 +587,6 @@ impl Hub {
     pub(crate) fn has_started(&self) -> bool {
         self.started.is_completed()
     }
-}
-
-/// Drops the listeners of streams that ended: a stream drops its [`LogListener`], so only
-/// the hub holds them.
-fn forget_ended(listeners: &mut Vec<Arc<Listening>>) {
-    listeners.retain(|listening| !has_ended(listening));
-}
-
-/// Whether the stream of `listening` ended: it dropped its [`LogListener`].
-fn has_ended(listening: &Arc<Listening>) -> bool {
-    Arc::strong_count(listening) <= 1
 }
 
 /// Whether `batch` may concern the stream that `listening` is, judged as the stream would
@@ -488,7 +650,133 @@ fn concerns(
     })
 }
 
+/// One hand-out's look at the streams: a batch, the inputs of its rooms at its generation
+/// (see [`concerns`]), and where the hand-outs will stand after it.
+struct Look<'a> {
+    batch: &'a Arc<LogBatch>,
+    rooms: &'a HashMap<i64, SharedInputs>,
+    now: &'a str,
+    position: Position,
+}
+
+/// What a hand-out learnt of the streams it looked at.
+#[derive(Default)]
+struct Seen {
+    /// The users' streams whose judgment does not stand at the batch's generation.
+    unsettled: Vec<Arc<Listening>>,
+    earliest_expiry: Option<String>,
+    looked_at: u64,
+}
+
+/// The earlier of two expiries (`None`: none).
+fn earlier(one: Option<String>, other: Option<String>) -> Option<String> {
+    match (one, other) {
+        (Some(one), Some(other)) => Some(one.min(other)),
+        (one, other) => one.or(other),
+    }
+}
+
+impl Look<'_> {
+    /// Hands the batch to `listening` if it may concern it (or it does not continue the
+    /// stream's era), or passes it over, with the stretch passed over without a look since
+    /// the hub last looked at it. A stream already looked at for this hand-out is left alone.
+    fn at(&self, listening: &Arc<Listening>, woken: &mut Vec<Waker>, seen: &mut Seen) {
+        if listening.has_ended() {
+            return;
+        }
+        let batch = self.batch;
+        let mut inbox = listening.inbox();
+        if inbox.seen == self.position.hand_out && inbox.era == self.position.era {
+            return;
+        }
+        let inbox = &mut *inbox;
+        seen.looked_at += 1;
+        let continues = inbox.era == self.position.era && inbox.heard_through.is_some();
+        if continues
+            && let Some(heard_through) = inbox.heard_through
+            && heard_through != batch.starts_after()
+        {
+            // Passed over without a look: the stretch joins what the stream was passed.
+            let after = inbox.passed.map_or(heard_through, |(after, _)| after);
+            inbox.passed = Some((after, batch.starts_after()));
+        }
+        inbox.heard_through = Some(batch.ends_at());
+        inbox.era = self.position.era;
+        inbox.seen = self.position.hand_out;
+        if !continues
+            || concerns(
+                listening,
+                &inbox.judged,
+                &mut inbox.last_read,
+                batch,
+                self.rooms,
+                self.now,
+            )
+        {
+            if let Some((after, through)) = inbox.passed.take() {
+                inbox.heard.push_back(Heard::Nothing { after, through });
+            }
+            if inbox.heard.len() >= INBOX_CAPACITY {
+                inbox.heard.clear();
+                inbox.lagged = true;
+            }
+            inbox.heard.push_back(Heard::Batch(batch.clone()));
+            woken.extend(inbox.waker.take());
+        } else {
+            let after = inbox
+                .passed
+                .map_or(batch.starts_after(), |(after, _)| after);
+            inbox.passed = Some((after, batch.ends_at()));
+        }
+        if listening.is_named_only() && inbox.judged.generation != Some(batch.generation) {
+            seen.unsettled.push(listening.clone());
+        }
+        seen.earliest_expiry = earlier(
+            seen.earliest_expiry.take(),
+            inbox.judged.token_expires_at.clone(),
+        );
+    }
+}
+
+/// The users named in the lists of every room of `batch` with a message, when those lists
+/// alone name the rooms' readers (a room gone, or not readable, names nobody); `None` when
+/// a room's are not so, or its inputs are not held for exactly the batch's generation: the
+/// batch must then be looked at for every stream (see [`concerns`], whose judgment this
+/// follows).
+fn named_readers(batch: &LogBatch, rooms: &HashMap<i64, SharedInputs>) -> Option<Vec<u64>> {
+    let mut named = Vec::new();
+    for message in &batch.messages {
+        if message.json.is_none() {
+            continue;
+        }
+        // A room gone, or one the caller may not read, names nobody.
+        if let Some(inputs) = rooms.get(&message.row.room_id)? {
+            named.extend_from_slice(inputs.named_reader_hashes()?);
+        }
+    }
+    named.sort_unstable();
+    named.dedup();
+    Some(named)
+}
+
 impl Service {
+    /// Batches the node's hub handed out since the node started.
+    pub fn hub_hand_outs(&self) -> u64 {
+        self.hub
+            .shared
+            .hand_out
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Live streams the node's hub looked at, over all its hand-outs: a batch of a room whose
+    /// lists name its readers looks at their streams, not at every stream of the node.
+    pub fn hub_streams_looked_at(&self) -> u64 {
+        self.hub
+            .shared
+            .looked_at
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Hears every batch the node's hub reads from now on that concerns the stream `filter`
     /// judges for (starting the hub if it is not); the filter publishes what it judged at to
     /// the hub from now on.
@@ -498,13 +786,17 @@ impl Service {
             named_as: named_as(filter.caller()),
             scope: filter.scope(),
             inbox: Mutex::default(),
+            ended: std::sync::atomic::AtomicBool::new(false),
+            shared: self.hub.shared.clone(),
         });
         filter.publish_to(&listening);
         {
             let mut listeners = self.hub.listeners();
             listening.inbox().draining =
                 self.hub.draining.load(std::sync::atomic::Ordering::SeqCst);
-            listeners.push(listening.clone());
+            // Its first batch is handed to it: the hub looks at it then, as at any stream
+            // that published a judgment (`publish_to` above).
+            listeners.add(listening.clone());
         }
         self.hub.started.call_once(|| {
             let service = self.clone();
@@ -540,42 +832,74 @@ impl Service {
         let mut woken = Vec::new();
         {
             let mut listeners = self.hub.listeners();
-            // One pass over the node's streams: the ended ones are forgotten in it.
-            listeners.retain(|listening| {
-                if has_ended(listening) {
-                    return false;
-                }
-                let mut inbox = listening.inbox();
-                let continues = inbox.heard_through == Some(batch.starts_after());
-                inbox.heard_through = Some(batch.ends_at());
-                let inbox = &mut *inbox;
-                if !continues
-                    || concerns(
-                        listening,
-                        &inbox.judged,
-                        &mut inbox.last_read,
-                        &batch,
-                        &rooms,
-                        &now,
-                    )
+            let listeners = &mut *listeners;
+            let last = *lock(&self.hub.shared.position);
+            let continues = last.is_some_and(|last| last.through == batch.starts_after());
+            let position = Position {
+                era: match last {
+                    Some(last) if continues => last.era,
+                    Some(last) => last.era + 1,
+                    None => 1,
+                },
+                hand_out: last.map_or(1, |last| last.hand_out + 1),
+                through: batch.ends_at(),
+                generation: batch.generation,
+            };
+            let published: Vec<Arc<Listening>> =
+                std::mem::take(&mut *lock(&self.hub.shared.published))
+                    .iter()
+                    .filter_map(std::sync::Weak::upgrade)
+                    .collect();
+            let look = Look {
+                batch: &batch,
+                rooms: &rooms,
+                now: &now,
+                position,
+            };
+            let named = (continues
+                && last.is_some_and(|last| last.generation == batch.generation)
+                && batch.changes.is_empty()
+                && crate::domain::tokens::is_current(listeners.earliest_expiry.as_deref(), &now))
+            .then(|| named_readers(&batch, &rooms))
+            .flatten();
+            let mut seen = Seen::default();
+            if let Some(named) = named {
+                // Only the streams the batch may concern are looked at (see `Listeners`).
+                let unsettled = std::mem::take(&mut listeners.unsettled);
+                let named_streams = named
+                    .iter()
+                    .filter_map(|name| listeners.by_name.get(name))
+                    .flatten();
+                for listening in listeners
+                    .always
+                    .iter()
+                    .chain(&unsettled)
+                    .chain(&published)
+                    .chain(named_streams)
                 {
-                    if let Some((after, through)) = inbox.passed.take() {
-                        inbox.heard.push_back(Heard::Nothing { after, through });
-                    }
-                    if inbox.heard.len() >= INBOX_CAPACITY {
-                        inbox.heard.clear();
-                        inbox.lagged = true;
-                    }
-                    inbox.heard.push_back(Heard::Batch(batch.clone()));
-                    woken.extend(inbox.waker.take());
-                } else {
-                    let after = inbox
-                        .passed
-                        .map_or(batch.starts_after(), |(after, _)| after);
-                    inbox.passed = Some((after, batch.ends_at()));
+                    look.at(listening, &mut woken, &mut seen);
                 }
-                true
-            });
+                listeners.unsettled = seen.unsettled;
+                listeners.earliest_expiry =
+                    earlier(listeners.earliest_expiry.take(), seen.earliest_expiry);
+            } else {
+                // The streams that published are looked at too: one that subscribes
+                // publishes before it joins the lists.
+                for listening in listeners.all.iter().chain(&published) {
+                    look.at(listening, &mut woken, &mut seen);
+                }
+                listeners.unsettled = seen.unsettled;
+                listeners.earliest_expiry = seen.earliest_expiry;
+            }
+            self.hub
+                .shared
+                .looked_at
+                .fetch_add(seen.looked_at, std::sync::atomic::Ordering::Relaxed);
+            *lock(&self.hub.shared.position) = Some(position);
+            self.hub
+                .shared
+                .hand_out
+                .store(position.hand_out, std::sync::atomic::Ordering::Release);
         }
         for waker in woken {
             waker.wake();

@@ -1175,6 +1175,11 @@ impl StreamScope {
             && access::stream_delivers(in_history, id > self.live_after)
     }
 
+    /// Whether the stream ends at a message id (its finite mode).
+    pub(crate) fn is_finite(self) -> bool {
+        self.until.is_some()
+    }
+
     /// Whether a stream that has read the log through message `through` has reached its end.
     pub(crate) fn ends_by(self, through: i64) -> bool {
         self.until.is_some_and(|until| through >= until)
