@@ -5,7 +5,8 @@
 //! room) and 10 joins a second (a room's live stream opened, which compliance records, and
 //! closed 5 s later), each through a node picked in turn. Prints p50/p99/max from post to
 //! arrival on every member's stream, deliveries expected and arrived (nothing may be lost),
-//! and each node's memory.
+//! and each node's memory. A first post in the big room, before the load, is reported
+//! apart: at it every stream judges its access to the room once (as in the fan-out bench).
 //!
 //! Run: `PERCH_TEST_BACKEND=postgres cargo bench --bench pool` (`PERCH_BENCH_STREAMS`,
 //! `PERCH_BENCH_ROOMS`, `PERCH_BENCH_SECONDS`, `PERCH_BENCH_NODES` to resize;
@@ -39,6 +40,10 @@ use perch::store::Store;
 use serde_json::json;
 
 const BIG_ROOM_MEMBERS: usize = 16_000;
+/// The number of the big room's post made once the streams opened, before the load: every
+/// stream judges its access to the room once at its first message there, as in the fan-out
+/// bench, and that post is reported apart.
+const FIRST_POST: u64 = 999_999;
 const POSTS_PER_SECOND: u64 = 24;
 const JOINS_PER_SECOND: u64 = 10;
 /// How long a joined room stream stays open.
@@ -247,6 +252,24 @@ fn main() {
         postgres: postgres_pids().into_iter().map(cpu_ms).sum(),
         poster: cpu_ms(std::process::id()),
     };
+    // The first post in the big room, before the load (see FIRST_POST).
+    runtime.block_on(async {
+        let reply = reqwest::Client::new()
+            .post(format!(
+                "{}/v1/rooms/{}/messages",
+                servers[0].base,
+                room_name(0)
+            ))
+            .bearer_auth(&tokens[0])
+            .json(&json!({"body": format!("pool {FIRST_POST} {}", unix_micros())}))
+            .send()
+            .await
+            .expect("the first post");
+        assert_eq!(reply.status(), 201, "the first post");
+    });
+    // Time for it to reach every stream before the load begins.
+    std::thread::sleep(Duration::from_secs(3));
+
     let cpu_before = cpu_now();
     let load_started = Instant::now();
 
@@ -332,9 +355,11 @@ fn main() {
     let cpu_after = cpu_now();
     let load_wall = load_started.elapsed().as_secs_f64();
     let mut latencies: Vec<u64> = Vec::new();
+    let mut first_post: Vec<u64> = Vec::new();
     // The big room's posts apart: their deliveries are most of the load.
     let mut big_room: Vec<u64> = Vec::new();
-    let mut big_room_last = std::collections::BTreeMap::<u64, u64>::new();
+    // Each big-room post's first and last arrival, by its number.
+    let mut big_room_last = std::collections::BTreeMap::<u64, (u64, u64)>::new();
     for (child, output) in children.iter_mut().zip(&mut outputs) {
         if let Some(stdin) = child.stdin.as_mut() {
             let _ = writeln!(stdin, "stop");
@@ -344,22 +369,38 @@ fn main() {
         let results: serde_json::Value = serde_json::from_str(line.trim()).expect("results");
         for value in results["measured"].as_array().into_iter().flatten() {
             let micros = value[1].as_u64().unwrap_or(u64::MAX);
-            latencies.push(micros);
             let number = value[0].as_u64().unwrap_or(u64::MAX);
+            if number == FIRST_POST {
+                first_post.push(micros);
+                continue;
+            }
+            latencies.push(micros);
             if number % 24 == 0 {
                 big_room.push(micros);
-                let last = big_room_last.entry(number).or_default();
+                let (first, last) = big_room_last.entry(number).or_insert((u64::MAX, 0));
+                *first = (*first).min(micros);
                 *last = (*last).max(micros);
             }
         }
     }
     big_room.sort_unstable();
-    let mut big_room_last: Vec<u64> = big_room_last.into_values().collect();
+    // The slowest posts, to tell a slow start (the post, its notification, the node's read)
+    // from a slow fan-out, and to see when in the load they came.
+    let mut slowest: Vec<(u64, u64, u64)> = big_room_last
+        .iter()
+        .map(|(number, (first, last))| (*last, *first, *number))
+        .collect();
+    slowest.sort_unstable_by(|one, other| other.cmp(one));
+    slowest.truncate(5);
+    let mut big_room_first: Vec<u64> = big_room_last.values().map(|(first, _)| *first).collect();
+    big_room_first.sort_unstable();
+    let mut big_room_last: Vec<u64> = big_room_last.into_values().map(|(_, last)| last).collect();
     big_room_last.sort_unstable();
     for mut child in children {
         let _ = child.wait();
     }
     latencies.sort_unstable();
+    first_post.sort_unstable();
     println!(
         "the pool: {nodes} nodes on one PostgreSQL, {users} live streams over {nodes} client processes (open-file limit {open_files}; users {}), {rooms} rooms (one of {BIG_ROOM_MEMBERS} members)",
         if interleaved {
@@ -372,6 +413,13 @@ fn main() {
         "  set-up in process {:.1} s; streams connected in {:.1} s",
         setup.as_secs_f64(),
         connected.as_secs_f64()
+    );
+    println!(
+        "  first post in the big room once the streams opened, before the load (every stream judges its access to the room once; not in the figures below): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} of {BIG_ROOM_MEMBERS} arrived",
+        percentile(&first_post, 0.50),
+        percentile(&first_post, 0.99),
+        percentile(&first_post, 1.0),
+        first_post.len()
     );
     println!(
         "  {seconds} s at {POSTS_PER_SECOND} posts/s and {JOINS_PER_SECOND} joins/s: {posted} posts, {joins} joins sent"
@@ -391,13 +439,28 @@ fn main() {
         latencies.len()
     );
     println!(
-        "  of which the big room's {} posts: p50 {:.1} ms, p99 {:.1} ms; each one's last arrival: fastest {:.1} ms, median {:.1} ms, slowest {:.1} ms",
+        "  of which the big room's {} posts: p50 {:.1} ms, p99 {:.1} ms; each one's first arrival: median {:.1} ms, slowest {:.1} ms; each one's last arrival: fastest {:.1} ms, median {:.1} ms, slowest {:.1} ms",
         big_room_last.len(),
         percentile(&big_room, 0.50),
         percentile(&big_room, 0.99),
+        percentile(&big_room_first, 0.5),
+        percentile(&big_room_first, 1.0),
         percentile(&big_room_last, 0.0),
         percentile(&big_room_last, 0.5),
         percentile(&big_room_last, 1.0)
+    );
+    println!(
+        "  the big room's slowest posts (number, seconds into the load, first and last arrival): {}",
+        slowest
+            .iter()
+            .map(|(last, first, number)| format!(
+                "{number} at {:.1} s: {:.0} / {:.0} ms",
+                *number as f64 / POSTS_PER_SECOND as f64,
+                *first as f64 / 1000.0,
+                *last as f64 / 1000.0
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
     );
     for (node, ((before, idle), loaded)) in baseline.iter().zip(&idle).zip(&loaded).enumerate() {
         println!(
@@ -471,7 +534,7 @@ fn client() {
         .map(str::to_owned)
         .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(env_number("PERCH_BENCH_CLIENT_THREADS", 1).max(1))
         .enable_all()
         .build()
         .expect("runtime");

@@ -680,17 +680,22 @@ impl Look<'_> {
     /// Hands the batch to `listening` if it may concern it (or it does not continue the
     /// stream's era), or passes it over, with the stretch passed over without a look since
     /// the hub last looked at it. A stream already looked at for this hand-out is left alone.
-    fn at(&self, listening: &Arc<Listening>, woken: &mut Vec<Waker>, seen: &mut Seen) {
+    /// Returns the stream's waker when it was handed the batch, to be woken at once (its
+    /// inbox unlocked): a stream woken while the hub looks at the others delivers meanwhile
+    /// on another thread, where waking them all after the look made the first wait for the
+    /// last (15,000 streams judged for the first time in a room took 80 ms).
+    fn at(&self, listening: &Arc<Listening>, seen: &mut Seen) -> Option<Waker> {
         if listening.has_ended() {
-            return;
+            return None;
         }
         let batch = self.batch;
         let mut inbox = listening.inbox();
         if inbox.seen == self.position.hand_out && inbox.era == self.position.era {
-            return;
+            return None;
         }
         let inbox = &mut *inbox;
         seen.looked_at += 1;
+        let mut woken = None;
         let continues = inbox.era == self.position.era && inbox.heard_through.is_some();
         if continues
             && let Some(heard_through) = inbox.heard_through
@@ -721,7 +726,7 @@ impl Look<'_> {
                 inbox.lagged = true;
             }
             inbox.heard.push_back(Heard::Batch(batch.clone()));
-            woken.extend(inbox.waker.take());
+            woken = inbox.waker.take();
         } else {
             let after = inbox
                 .passed
@@ -735,6 +740,7 @@ impl Look<'_> {
             seen.earliest_expiry.take(),
             inbox.judged.token_expires_at.clone(),
         );
+        woken
     }
 }
 
@@ -829,7 +835,6 @@ impl Service {
         }
         let now = clock::now();
         let batch = Arc::new(batch);
-        let mut woken = Vec::new();
         {
             let mut listeners = self.hub.listeners();
             let listeners = &mut *listeners;
@@ -877,7 +882,9 @@ impl Service {
                     .chain(&published)
                     .chain(named_streams)
                 {
-                    look.at(listening, &mut woken, &mut seen);
+                    if let Some(waker) = look.at(listening, &mut seen) {
+                        waker.wake();
+                    }
                 }
                 listeners.unsettled = seen.unsettled;
                 listeners.earliest_expiry =
@@ -886,7 +893,9 @@ impl Service {
                 // The streams that published are looked at too: one that subscribes
                 // publishes before it joins the lists.
                 for listening in listeners.all.iter().chain(&published) {
-                    look.at(listening, &mut woken, &mut seen);
+                    if let Some(waker) = look.at(listening, &mut seen) {
+                        waker.wake();
+                    }
                 }
                 listeners.unsettled = seen.unsettled;
                 listeners.earliest_expiry = seen.earliest_expiry;
@@ -900,9 +909,6 @@ impl Service {
                 .shared
                 .hand_out
                 .store(position.hand_out, std::sync::atomic::Ordering::Release);
-        }
-        for waker in woken {
-            waker.wake();
         }
     }
 
