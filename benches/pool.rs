@@ -11,7 +11,9 @@
 //! Run: `PERCH_TEST_BACKEND=postgres cargo bench --bench pool` (`PERCH_BENCH_STREAMS`,
 //! `PERCH_BENCH_ROOMS`, `PERCH_BENCH_SECONDS`, `PERCH_BENCH_NODES` to resize;
 //! `PERCH_BENCH_SPREAD=interleaved` gives node `i` every user `u` with `u % nodes == i`, as a
-//! load balancer would, instead of a run of consecutive users). The bench runs
+//! load balancer would, instead of a run of consecutive users;
+//! `PERCH_BENCH_CLIENT_THREADS`, 1 by default, the worker threads of each client process:
+//! 2 made the clients' CPU and the figures worse on 2026-12-07). The bench runs
 //! itself as the client processes (`PERCH_POOL_CLIENT`).
 
 #![allow(
