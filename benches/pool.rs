@@ -12,8 +12,9 @@
 //! `PERCH_BENCH_ROOMS`, `PERCH_BENCH_SECONDS`, `PERCH_BENCH_NODES` to resize;
 //! `PERCH_BENCH_SPREAD=interleaved` gives node `i` every user `u` with `u % nodes == i`, as a
 //! load balancer would, instead of a run of consecutive users;
-//! `PERCH_BENCH_CLIENT_THREADS`, 1 by default, the worker threads of each client process:
-//! 2 made the clients' CPU and the figures worse on 2026-12-07). The bench runs
+//! `PERCH_BENCH_CLIENT_THREADS`, 1 by default, the worker threads of each client process;
+//! one run of 2 beside one of 1 on 2026-12-07, p99 237 against 284 ms, the clients' CPU 7.8
+//! against 7.5 s, settled nothing on this VM). The bench runs
 //! itself as the client processes (`PERCH_POOL_CLIENT`).
 
 #![allow(
