@@ -252,7 +252,7 @@ struct LastRead {
 
 impl Listening {
     fn inbox(&self) -> std::sync::MutexGuard<'_, Inbox> {
-        self.inbox.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inbox)
     }
 
     /// Records what the stream's filter judged at (see [`Judged`]), for the hub to look at
@@ -274,6 +274,7 @@ impl Listening {
     }
 }
 
+/// Locks `mutex`, going on past a holder's panic, as every lock of the hub does.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -557,7 +558,7 @@ impl Hub {
     }
 
     fn fed(&self) -> std::sync::MutexGuard<'_, VecDeque<Committed>> {
-        self.fed.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.fed)
     }
 
     /// Asks the hub to read the database at its next turn.
