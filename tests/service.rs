@@ -1137,6 +1137,85 @@ async fn the_hub_never_hands_a_post_on_ahead_of_a_room_change_committed_before_i
     );
 }
 
+/// The hub's one read of the log ([`Store::log_after`]): the messages after a cursor with
+/// their rooms' names, bounded and in order; room changes only past their own cursor; and
+/// the generation, never older than the changes it holds.
+#[tokio::test]
+async fn the_hubs_read_of_the_log_holds_names_changes_and_the_generation() {
+    let fixture = Fixture::new().await;
+    let admin = &fixture.admin;
+    let ana = open_room_with_ana(&fixture).await;
+    for room in ["other", "gone"] {
+        fixture
+            .create(
+                admin,
+                Kind::Room,
+                json!({"name": room, "category": "Eng", "privacy": "open"}),
+            )
+            .await
+            .unwrap();
+    }
+    let store = fixture.service.store();
+    let (messages_start, changes_start) = (
+        store.last_message_id().await.unwrap(),
+        store.last_room_change_id().await.unwrap(),
+    );
+    let empty = store
+        .log_after(messages_start, changes_start, 10)
+        .await
+        .unwrap();
+    assert!(empty.messages.is_empty() && empty.changes.is_empty());
+    assert_eq!(empty.generation, store.generation().await.unwrap());
+
+    let service = &fixture.service;
+    for (room, body) in [("r", "one"), ("other", "two"), ("r", "three")] {
+        service.post_message(&ana, room, body, None).await.unwrap();
+    }
+    service
+        .remove(admin, Kind::Room, "gone", Precondition::None, false)
+        .await
+        .unwrap();
+    patch_room(service, admin, "r", json!({"description": "changed"})).await;
+    let read = store
+        .log_after(messages_start, changes_start, 2)
+        .await
+        .unwrap();
+    let summary = |read: &perch::store::LogRead| {
+        let messages: Vec<String> = read
+            .messages
+            .iter()
+            .map(|(row, room)| format!("{} in {room:?}", row.body))
+            .collect();
+        let changes: Vec<String> = read
+            .changes
+            .iter()
+            .map(|change| format!("{} {:?}", change.room_name, change.change))
+            .collect();
+        format!("messages: {messages:?}\nchanges: {changes:?}")
+    };
+    expect![[r#"
+        messages: ["one in Some(\"r\")", "two in Some(\"other\")"]
+        changes: ["gone Removed", "r Changed"]"#]]
+    .assert_eq(&summary(&read));
+    assert_eq!(
+        read.generation,
+        store.generation().await.unwrap(),
+        "read after the changes it holds"
+    );
+    let rest = store
+        .log_after(
+            read.messages.last().unwrap().0.id,
+            read.changes.last().unwrap().id,
+            2,
+        )
+        .await
+        .unwrap();
+    expect![[r#"
+        messages: ["three in Some(\"r\")"]
+        changes: []"#]]
+    .assert_eq(&summary(&rest));
+}
+
 /// A handed group is judged at the generation it committed at: a member removed beside the
 /// poster (another process) before a post does not receive it.
 #[tokio::test]

@@ -1071,7 +1071,6 @@ impl Service {
     ) -> Result<Option<LogBatch>, super::ServiceError> {
         let HubPlace {
             cursors,
-            names,
             generation: handed_generation,
         } = at;
         let (messages_after, changes_after) = if let Some(cursors) = *cursors {
@@ -1084,58 +1083,44 @@ impl Service {
             *cursors = Some(start);
             start
         };
-        let rows = self.store().messages_after(messages_after, BATCH).await?;
-        let changes = self
+        let read = self
             .store()
-            .room_changes_after(changes_after, BATCH)
+            .log_after(messages_after, changes_after, BATCH)
             .await?;
-        if rows.is_empty() && changes.is_empty() && !announce {
+        if read.messages.is_empty() && read.changes.is_empty() && !announce {
             return Ok(None);
         }
-        let generation = self.store().generation().await?;
+        let generation = read.generation;
         *handed_generation = (*handed_generation).max(Some(generation));
-        if names.generation != Some(generation) {
-            names.by_id.clear();
-            names.generation = Some(generation);
-        }
-        let messages_through = rows.last().map_or(messages_after, |row| row.id);
-        let changes_through = changes.last().map_or(changes_after, |row| row.id);
-        let mut messages = Vec::with_capacity(rows.len());
-        for row in rows {
-            let name = if let Some(name) = names.by_id.get(&row.room_id) {
-                name.clone()
-            } else {
-                let name = self
-                    .store()
-                    .get_by_id(row.room_id)
-                    .await?
-                    .filter(|object| object.kind == crate::domain::Kind::Room)
-                    .map(|object| object.name);
-                names.by_id.insert(row.room_id, name.clone());
-                name
-            };
-            messages.push(LoggedMessage::new(row, name.as_deref()));
-        }
+        let messages_through = read
+            .messages
+            .last()
+            .map_or(messages_after, |(row, _)| row.id);
+        let changes_through = read.changes.last().map_or(changes_after, |row| row.id);
+        let messages = read
+            .messages
+            .into_iter()
+            .map(|(row, room)| LoggedMessage::new(row, room.as_deref()))
+            .collect();
         *cursors = Some((messages_through, changes_through));
         Ok(Some(LogBatch {
             messages_after,
             messages,
             messages_through,
             changes_after,
-            changes,
+            changes: read.changes,
             changes_through,
             generation,
         }))
     }
 }
 
-/// Where the hub is: its cursors in the two logs (unset until it first reads), the latest
-/// generation it handed out, and the room names it read.
+/// Where the hub is: its cursors in the two logs (unset until it first reads) and the latest
+/// generation it handed out.
 #[derive(Default)]
 struct HubPlace {
     cursors: Option<(i64, i64)>,
     generation: Option<i64>,
-    names: RoomNames,
 }
 
 impl HubPlace {
@@ -1149,11 +1134,4 @@ impl HubPlace {
         self.generation = Some(generation);
         generation
     }
-}
-
-/// Room names by id, while the generation they were read at stands (a rename bumps it).
-#[derive(Default)]
-struct RoomNames {
-    generation: Option<i64>,
-    by_id: HashMap<i64, Option<String>>,
 }

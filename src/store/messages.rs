@@ -65,6 +65,35 @@ const ROOM_CHANGES_PER_INSERT: usize = 250;
 const MESSAGE_COLUMNS: &str =
     "id, room_id, author, body, posted_at, in_history, replaced, idempotency_key";
 
+const ROOM_CHANGE_COLUMNS: &str = "id, room_id, room_name, change, version, changed_at";
+
+fn room_change_from_row(row: &AnyRow) -> Result<RoomChangeRow, StoreError> {
+    Ok(RoomChangeRow {
+        id: row.try_get("id")?,
+        room_id: row.try_get("room_id")?,
+        room_name: row.try_get("room_name")?,
+        change: {
+            let text: String = row.try_get("change")?;
+            RoomChangeKind::parse(&text).ok_or_else(|| StoreError::Corrupt {
+                kind: Kind::Room,
+                name: row.try_get("room_name").unwrap_or_default(),
+                message: format!("unknown room change `{text}`"),
+            })?
+        },
+        version: row.try_get("version")?,
+        changed_at: row.try_get("changed_at")?,
+    })
+}
+
+/// What [`Store::log_after`] read.
+#[derive(Debug)]
+pub struct LogRead {
+    /// Each message with its room's name (`None`: the room is gone).
+    pub messages: Vec<(MessageRow, Option<String>)>,
+    pub changes: Vec<RoomChangeRow>,
+    pub generation: i64,
+}
+
 fn message_from_row(row: &AnyRow) -> Result<MessageRow, StoreError> {
     Ok(MessageRow {
         id: row.try_get("id")?,
@@ -221,32 +250,85 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<RoomChangeRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, room_id, room_name, change, version, changed_at FROM room_changes WHERE id > $1 ORDER BY id LIMIT $2",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {ROOM_CHANGE_COLUMNS} FROM room_changes WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(RoomChangeRow {
-                    id: row.try_get("id")?,
-                    room_id: row.try_get("room_id")?,
-                    room_name: row.try_get("room_name")?,
-                    change: {
-                        let text: String = row.try_get("change")?;
-                        RoomChangeKind::parse(&text).ok_or_else(|| StoreError::Corrupt {
-                            kind: Kind::Room,
-                            name: row.try_get("room_name").unwrap_or_default(),
-                            message: format!("unknown room change `{text}`"),
-                        })?
-                    },
-                    version: row.try_get("version")?,
-                    changed_at: row.try_get("changed_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(room_change_from_row).collect()
+    }
+
+    /// What a node's hub reads when it hears a commit: the messages after `messages_after`
+    /// and the room changes after `changes_after`, at most `limit` of each, oldest first;
+    /// each message with its room's name; and the generation, read after both (in the same
+    /// statement, or the later one), so that a batch is never judged at a generation older
+    /// than what it holds.
+    ///
+    /// One statement when no room changed, as most commits (posts) change none; two
+    /// otherwise. It was three statements, and a fourth for each room whose name the hub had
+    /// not yet read, at every commit on any node, on every node: the most of PostgreSQL's
+    /// round trips under the pool's load (`benches/pool.rs`).
+    pub async fn log_after(
+        &self,
+        messages_after: i64,
+        changes_after: i64,
+        limit: i64,
+    ) -> Result<LogRead, StoreError> {
+        // A one-row table joined to at most `limit` messages: the row is there, with NULL
+        // message columns, when there are none. `changes_last` says whether to read changes.
+        let rows = sqlx::query(
+            "SELECT g.value AS generation, \
+             (SELECT COALESCE(MAX(id), 0) FROM room_changes) AS changes_last, \
+             m.id, m.room_id, m.author, m.body, m.posted_at, m.in_history, m.replaced, \
+             m.idempotency_key, o.name AS room_name \
+             FROM generation g \
+             LEFT JOIN (SELECT id, room_id, author, body, posted_at, in_history, replaced, \
+             idempotency_key FROM messages WHERE id > $1 ORDER BY id LIMIT $2) m ON 1 = 1 \
+             LEFT JOIN objects o ON o.id = m.room_id AND o.kind = $3 \
+             WHERE g.id = 1 ORDER BY m.id",
+        )
+        .bind(messages_after)
+        .bind(limit)
+        .bind(Kind::Room.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(first) = rows.first() else {
+            return Err(StoreError::Inconsistent(
+                "the generation row is missing".to_owned(),
+            ));
+        };
+        let mut generation: i64 = first.try_get("generation")?;
+        let changes_last: i64 = first.try_get("changes_last")?;
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<Option<i64>, _>("id")?.is_none() {
+                continue;
+            }
+            messages.push((message_from_row(row)?, row.try_get("room_name")?));
+        }
+        let mut changes = Vec::new();
+        if changes_last > changes_after {
+            let rows = sqlx::query(&format!(
+                "SELECT {ROOM_CHANGE_COLUMNS}, \
+                 (SELECT value FROM generation WHERE id = 1) AS generation \
+                 FROM room_changes WHERE id > $1 ORDER BY id LIMIT $2"
+            ))
+            .bind(changes_after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            for row in &rows {
+                generation = generation.max(row.try_get("generation")?);
+                changes.push(room_change_from_row(row)?);
+            }
+        }
+        Ok(LogRead {
+            messages,
+            changes,
+            generation,
+        })
     }
 
     /// The highest room change id, 0 when there are none.

@@ -264,7 +264,7 @@ pub use audit::{AuditQuery, AuditRow};
 pub use backup::{Cell, ColumnType, Snapshot, Table};
 pub use compliance::{ComplianceEventRow, NewComplianceEvent};
 pub use leases::{Checkpoint, LockRow};
-pub use messages::{LogPosition, MessageQuery, MessageRow, NewMessage, RoomChangeRow};
+pub use messages::{LogPosition, LogRead, MessageQuery, MessageRow, NewMessage, RoomChangeRow};
 pub use objects::{ObjectRow, ObjectWrite, RoomReference, RoomScan, RowLock};
 pub use sessions::{AppliedRow, SessionRow};
 pub use tokens::TokenRow;
