@@ -1139,9 +1139,10 @@ async fn the_hub_never_hands_a_post_on_ahead_of_a_room_change_committed_before_i
 
 /// The hub's one read of the log ([`Store::log_after`]): the messages after a cursor with
 /// their rooms' names, bounded and in order; room changes only past their own cursor; and
-/// the generation, never older than the changes it holds.
+/// the generation, never older than the changes it holds. And its read of a room it judges
+/// ([`Store::room_and_category`]): the room with its category.
 #[tokio::test]
-async fn the_hubs_read_of_the_log_holds_names_changes_and_the_generation() {
+async fn the_hubs_reads_of_the_log_and_of_a_room() {
     let fixture = Fixture::new().await;
     let admin = &fixture.admin;
     let ana = open_room_with_ana(&fixture).await;
@@ -1214,6 +1215,30 @@ async fn the_hubs_read_of_the_log_holds_names_changes_and_the_generation() {
         messages: ["three in Some(\"r\")"]
         changes: []"#]]
     .assert_eq(&summary(&rest));
+
+    // What streams judge a room by, read with it: the room and its category; nothing for an
+    // id that is no room.
+    let room_id = rest.messages[0].0.room_id;
+    let names = |(room, category): (
+        Option<perch::store::ObjectRow>,
+        Option<perch::store::ObjectRow>,
+    )| (room.map(|row| row.name), category.map(|row| row.name));
+    assert_eq!(
+        names(store.room_and_category(room_id).await.unwrap()),
+        (Some("r".to_owned()), Some("Eng".to_owned()))
+    );
+    let category_id = store
+        .get(Kind::Category, "Eng")
+        .await
+        .unwrap()
+        .expect("the category")
+        .id;
+    for no_room in [category_id, i64::MAX] {
+        assert_eq!(
+            names(store.room_and_category(no_room).await.unwrap()),
+            (None, None)
+        );
+    }
 }
 
 /// A handed group is judged at the generation it committed at: a member removed beside the

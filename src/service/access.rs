@@ -150,15 +150,19 @@ impl RoomInputs {
     /// Loads them for the room with this id; `None` when it is no room, or its category is
     /// gone.
     pub(super) async fn load(store: &Store, room_id: i64) -> Result<Option<RoomInputs>> {
-        let Some(row) = store
-            .get_by_id(room_id)
-            .await?
-            .filter(|row| row.kind == Kind::Room)
-        else {
+        let (Some(row), joined_category) = store.room_and_category(room_id).await? else {
             return Ok(None);
         };
         let room: Room = decode(&row)?;
-        let Some(category_row) = store.get(Kind::Category, &room.category).await? else {
+        // The category the room's own field names: the one read beside it, unless the
+        // room's `category` column disagreed with the field (never written so; read again).
+        let mut category_name = room.category.clone();
+        crate::domain::normalise_name(&mut category_name);
+        let category_row = match joined_category {
+            Some(category) if category.name == category_name => Some(category),
+            _ => store.get(Kind::Category, &room.category).await?,
+        };
+        let Some(category_row) = category_row else {
             return Ok(None);
         };
         let category: Category = decode(&category_row)?;

@@ -442,6 +442,35 @@ impl Store {
         .await?;
         row.as_ref().map(object_from_row).transpose()
     }
+
+    /// The room with this id and the category its `category` column names, in one read:
+    /// what a node's streams judge a room by, loaded by every node at a post in a room new
+    /// to it. `(None, None)` when the id is no room; the category `None` when it is gone.
+    /// The caller checks the category against the room's own field.
+    pub async fn room_and_category(
+        &self,
+        room_id: i64,
+    ) -> Result<(Option<ObjectRow>, Option<ObjectRow>), StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {OBJECT_COLUMNS}, 0 AS part FROM objects WHERE id = $1 AND kind = $2 \
+             UNION ALL \
+             SELECT {OBJECT_COLUMNS}, 1 AS part FROM objects WHERE kind = $3 AND name = \
+             (SELECT category FROM objects WHERE id = $1 AND kind = $2) \
+             ORDER BY part"
+        ))
+        .bind(room_id)
+        .bind(Kind::Room.as_str())
+        .bind(Kind::Category.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut objects = rows.iter().map(object_from_row);
+        let room = objects.next().transpose()?;
+        let category = objects.next().transpose()?;
+        Ok(match room {
+            Some(room) if room.kind == Kind::Room => (Some(room), category),
+            _ => (None, None),
+        })
+    }
 }
 
 impl Tx {
