@@ -3,13 +3,25 @@
 
 use std::borrow::Cow;
 
-/// Whether a terminal would obey `c` rather than show it: control characters (ESC, CR, BEL,
-/// ...) and the bidirectional controls that reorder a line.
+/// Whether a terminal would obey `c` rather than show it, or show nothing for it: control
+/// characters (ESC, CR, BEL, ...), the bidirectional controls that reorder a line, the line
+/// and paragraph separators (U+2028, U+2029) that some viewers break a line at, and the
+/// invisible characters that make two different names print alike (soft hyphen, zero-width
+/// space, word joiner, the byte-order mark U+FEFF). The zero-width joiners stay: scripts and
+/// emoji sequences need them.
 pub fn is_unsafe_for_terminal(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{200B}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
         )
 }
 
@@ -69,7 +81,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn terminal_safe_escapes_controls_and_bidi_overrides_only() {
+    fn terminal_safe_escapes_controls_bidi_overrides_separators_and_invisibles_only() {
         let cases = [
             ("plain é 😀", "plain é 😀"),
             ("clear\u{1b}[2J", "clear\\u{1b}[2J"),
@@ -79,6 +91,18 @@ mod tests {
             ),
             ("\u{202E}gnp.exe", "\\u{202e}gnp.exe"),
             ("tab\tnewline\n", "tab\\u{9}newline\\u{a}"),
+            (
+                "line\u{2028}Plan: 0 to create\u{2029}",
+                "line\\u{2028}Plan: 0 to create\\u{2029}",
+            ),
+            (
+                "\u{feff}eng\u{200b}\u{ad}\u{2060}",
+                "\\u{feff}eng\\u{200b}\\u{ad}\\u{2060}",
+            ),
+            (
+                "👨\u{200d}👩\u{200d}👧 नि\u{200c}",
+                "👨\u{200d}👩\u{200d}👧 नि\u{200c}",
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(terminal_safe(input), expected, "{input:?}");

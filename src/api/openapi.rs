@@ -644,7 +644,15 @@ pub fn document() -> Value {
             .query
             .iter()
             .map(|(name, place, kind)| {
-                json!({"name": name, "in": place, "required": *place == "path", "schema": {"type": kind}})
+                let mut schema = json!({"type": kind});
+                // `layout` (of `GET /v1/state`) takes the names its parser knows, and no other.
+                if *name == "layout" {
+                    schema["enum"] = crate::api::wire::StateLayout::ALL
+                        .map(crate::api::wire::StateLayout::name)
+                        .into_iter()
+                        .collect();
+                }
+                json!({"name": name, "in": place, "required": *place == "path", "schema": schema})
             })
             .collect();
         if !parameters.is_empty() {

@@ -362,13 +362,21 @@ pub enum StateLayout {
 }
 
 impl StateLayout {
+    pub const ALL: [StateLayout; 2] = [StateLayout::Objects, StateLayout::Rows];
+
+    /// The `layout` query value that names this layout.
+    pub fn name(self) -> &'static str {
+        match self {
+            StateLayout::Objects => "objects",
+            StateLayout::Rows => "rows",
+        }
+    }
+
     /// The layout a `layout` query value names.
     pub fn parse(text: &str) -> Option<StateLayout> {
-        match text {
-            "objects" => Some(StateLayout::Objects),
-            "rows" => Some(StateLayout::Rows),
-            _ => None,
-        }
+        StateLayout::ALL
+            .into_iter()
+            .find(|layout| layout.name() == text)
     }
 
     /// How a Perch server begins a document of this layout, before its objects.

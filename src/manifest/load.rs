@@ -1514,8 +1514,8 @@ mod principal_pattern_tests {
             [
                 "4:28 members: ` sip:ana@x.com` may not have white space around it or a line break in it",
                 "9:11 members: `group:a\\u{a}b` may not have white space around it or a line break in it",
-                "14:11 members: `group:a\u{2028}b` may not have white space around it or a line break in it",
-                "14:29 members: `group:\u{feff}b` may not have white space around it or a line break in it",
+                "14:11 members: `group:a\\u{2028}b` may not have white space around it or a line break in it",
+                "14:29 members: `group:\\u{feff}b` may not have white space around it or a line break in it",
                 "14:46 members: `group:a\\u{d}b` may not have white space around it or a line break in it",
             ]
         "#]].assert_debug_eq(&messages);

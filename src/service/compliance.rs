@@ -191,7 +191,7 @@ impl Service {
             ));
         }
         // Reasons are printed by `perch hold list` and in refusals: no control characters,
-        // which a terminal would obey.
+        // which a terminal would obey, and no invisible ones.
         if reason.trim().is_empty()
             || reason.chars().count() > MAX_REASON_LEN
             || reason.chars().any(crate::text::is_unsafe_for_terminal)
@@ -200,7 +200,7 @@ impl Service {
                 "reason",
                 ErrorCode::InvalidField,
                 format!(
-                    "a hold needs a reason of 1 to {MAX_REASON_LEN} characters, without control or bidirectional-control characters"
+                    "a hold needs a reason of 1 to {MAX_REASON_LEN} characters, without control, bidirectional-control or invisible characters"
                 ),
             ));
         }
