@@ -72,8 +72,9 @@ fn room_name(room: usize) -> String {
 
 /// How one post or join of the load went.
 enum Outcome {
-    /// Stored: owed to this many members' streams.
-    Posted(usize),
+    /// Stored: owed to this many members' streams, answered after this many microseconds,
+    /// and whether it went to the big room.
+    Posted(usize, u64, bool),
     Joined,
     Failed(String),
 }
@@ -278,7 +279,7 @@ fn main() {
 
     // The load: posts and joins, each through the next node.
     let bases: Vec<String> = servers.iter().map(|server| server.base.clone()).collect();
-    let (posted, expected, joins, failures) = runtime.block_on(async {
+    let (posted, expected, joins, failures, (mut small_replies, mut big_replies)) = runtime.block_on(async {
         let http = reqwest::Client::new();
         let mut choices = Choices(0x9e37_79b9_7f4a_7c15);
         let mut posting = tokio::time::interval(Duration::from_micros(1_000_000 / POSTS_PER_SECOND));
@@ -307,10 +308,15 @@ fn main() {
                         .post(url)
                         .bearer_auth(&tokens[author])
                         .json(&json!({"body": format!("pool {posted} {}", unix_micros())}));
+                    let big = room == 0;
                     sent.spawn(async move {
+                        let sending = Instant::now();
                         // Only a stored post is owed to its members' streams.
                         match request.send().await {
-                            Ok(reply) if reply.status() == 201 => Outcome::Posted(members),
+                            Ok(reply) if reply.status() == 201 => {
+                                let micros = u64::try_from(sending.elapsed().as_micros()).unwrap_or(u64::MAX);
+                                Outcome::Posted(members, micros, big)
+                            }
                             Ok(reply) => Outcome::Failed(format!("post: {}", reply.status())),
                             Err(error) => Outcome::Failed(format!("post: {error}")),
                         }
@@ -343,14 +349,18 @@ fn main() {
             }
         }
         let mut failures = Vec::new();
+        let mut replies = (Vec::new(), Vec::new());
         while let Some(done) = sent.join_next().await {
             match done.expect("a post or join") {
-                Outcome::Posted(members) => expected += members,
+                Outcome::Posted(members, micros, big) => {
+                    expected += members;
+                    if big { &mut replies.1 } else { &mut replies.0 }.push(micros);
+                }
                 Outcome::Joined => {}
                 Outcome::Failed(why) => failures.push(why),
             }
         }
-        (posted, expected, joins, failures)
+        (posted, expected, joins, failures, replies)
     });
     let loaded: Vec<f64> = servers.iter().map(|server| rss_mib(server.pid())).collect();
     // Time for the last posts to arrive, then the clients report.
@@ -451,6 +461,16 @@ fn main() {
         percentile(&big_room_last, 0.0),
         percentile(&big_room_last, 0.5),
         percentile(&big_room_last, 1.0)
+    );
+    small_replies.sort_unstable();
+    big_replies.sort_unstable();
+    // What the first arrival spends before the hand-out: the post itself, as its author waits.
+    println!(
+        "  the post's own reply: big room p50 {:.1} ms, p99 {:.1} ms; other rooms p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&big_replies, 0.50),
+        percentile(&big_replies, 0.99),
+        percentile(&small_replies, 0.50),
+        percentile(&small_replies, 0.99)
     );
     println!(
         "  the big room's slowest posts (number, seconds into the load, first and last arrival): {}",
