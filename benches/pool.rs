@@ -302,6 +302,8 @@ fn main() {
                         }
                         (room, members[choices.below(members.len())], members.len())
                     };
+                    // The reply's clock starts where the arrivals' does, as the body is made.
+                    let sending = Instant::now();
                     let url = format!("{}/v1/rooms/{}/messages", bases[node % bases.len()], room_name(room));
                     node += 1;
                     let request = http
@@ -310,7 +312,6 @@ fn main() {
                         .json(&json!({"body": format!("pool {posted} {}", unix_micros())}));
                     let big = room == 0;
                     sent.spawn(async move {
-                        let sending = Instant::now();
                         // Only a stored post is owed to its members' streams.
                         match request.send().await {
                             Ok(reply) if reply.status() == 201 => {

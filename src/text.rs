@@ -7,8 +7,8 @@ use std::borrow::Cow;
 /// characters (ESC, CR, BEL, ...), the bidirectional controls that reorder a line, the line
 /// and paragraph separators (U+2028, U+2029) that some viewers break a line at, and the
 /// invisible characters that make two different names print alike (soft hyphen, zero-width
-/// space, word joiner, the byte-order mark U+FEFF). The zero-width joiners stay: scripts and
-/// emoji sequences need them.
+/// space, word joiner and invisible operators, the byte-order mark U+FEFF). The zero-width
+/// joiners stay: scripts and emoji sequences need them.
 pub fn is_unsafe_for_terminal(c: char) -> bool {
     c.is_control()
         || matches!(
@@ -19,7 +19,7 @@ pub fn is_unsafe_for_terminal(c: char) -> bool {
                 | '\u{200E}'
                 | '\u{200F}'
                 | '\u{2028}'..='\u{202E}'
-                | '\u{2060}'
+                | '\u{2060}'..='\u{2064}'
                 | '\u{2066}'..='\u{2069}'
                 | '\u{FEFF}'
         )
