@@ -1146,16 +1146,7 @@ async fn the_hubs_reads_of_the_log_and_of_a_room() {
     let fixture = Fixture::new().await;
     let admin = &fixture.admin;
     let ana = open_room_with_ana(&fixture).await;
-    for room in ["other", "gone"] {
-        fixture
-            .create(
-                admin,
-                Kind::Room,
-                json!({"name": room, "category": "Eng", "privacy": "open"}),
-            )
-            .await
-            .unwrap();
-    }
+    create_open_rooms_in_eng(&fixture, &["other", "gone"]).await;
     let store = fixture.service.store();
     let (messages_start, changes_start) = (
         store.last_message_id().await.unwrap(),
@@ -1379,6 +1370,20 @@ async fn patch_room(service: &Service, caller: &Caller, room: &str, patch: Value
         .expect("the room changed");
 }
 
+/// Open rooms of these names in `Eng`, created by the administrator.
+async fn create_open_rooms_in_eng(fixture: &Fixture, rooms: &[&str]) {
+    for room in rooms {
+        fixture
+            .create(
+                &fixture.admin,
+                Kind::Room,
+                json!({"name": room, "category": "Eng", "privacy": "open"}),
+            )
+            .await
+            .unwrap();
+    }
+}
+
 /// `Eng` for contoso.com, an open room `r` in it, and ana, who may post there.
 async fn open_room_with_ana(fixture: &Fixture) -> Caller {
     create_eng_for_contoso(fixture).await;
@@ -1562,16 +1567,7 @@ async fn an_unreadable_room_refuses_only_its_own_posts() {
         )
         .await
         .unwrap();
-    for room in ["fine", "broken"] {
-        fixture
-            .create(
-                admin,
-                Kind::Room,
-                json!({"name": room, "category": "Eng", "privacy": "open"}),
-            )
-            .await
-            .unwrap();
-    }
+    create_open_rooms_in_eng(&fixture, &["fine", "broken"]).await;
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&fixture.db.url)
         .await
