@@ -278,17 +278,16 @@ impl Store {
     ) -> Result<LogRead, StoreError> {
         // A one-row table joined to at most `limit` messages: the row is there, with NULL
         // message columns, when there are none. `changes_last` says whether to read changes.
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT g.value AS generation, \
              (SELECT COALESCE(MAX(id), 0) FROM room_changes) AS changes_last, \
-             m.id, m.room_id, m.author, m.body, m.posted_at, m.in_history, m.replaced, \
-             m.idempotency_key, o.name AS room_name \
+             m.*, o.name AS room_name \
              FROM generation g \
-             LEFT JOIN (SELECT id, room_id, author, body, posted_at, in_history, replaced, \
-             idempotency_key FROM messages WHERE id > $1 ORDER BY id LIMIT $2) m ON 1 = 1 \
+             LEFT JOIN (SELECT {MESSAGE_COLUMNS} FROM messages WHERE id > $1 ORDER BY id LIMIT $2) m \
+             ON 1 = 1 \
              LEFT JOIN objects o ON o.id = m.room_id AND o.kind = $3 \
-             WHERE g.id = 1 ORDER BY m.id",
-        )
+             WHERE g.id = 1 ORDER BY m.id"
+        ))
         .bind(messages_after)
         .bind(limit)
         .bind(Kind::Room.as_str())
