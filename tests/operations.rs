@@ -184,6 +184,7 @@ async fn metrics_count_real_requests_messages_streams_and_the_apply_lock() {
     for hub in [
         "perch_hub_hand_outs_total",
         "perch_hub_streams_looked_at_total",
+        "perch_posts_judged_on_shared_inputs_total",
     ] {
         assert!(sample(&text, hub).is_some(), "{hub}: {text}");
     }

@@ -868,6 +868,89 @@ async fn the_hub_judges_a_room_again_once_access_changed() {
     );
 }
 
+/// A post is judged on the room inputs the node's streams share (its room's groups not read
+/// and decoded again) only when they were loaded at the generation its transaction reads or
+/// later: after a member leaves the room's group, inputs loaded before would let him post
+/// (fails with `StreamRooms::loaded` ignoring the generation), and after a room change they
+/// would judge by the old room's lists.
+#[tokio::test]
+async fn a_post_is_judged_on_shared_room_inputs_only_at_their_generation() {
+    let fixture = Fixture::new().await;
+    let (admin, service) = (&fixture.admin, &fixture.service);
+    create_eng_for_contoso(&fixture).await;
+    let crew = |members: &[&str]| json!({"name": "crew", "members": members});
+    fixture
+        .create(
+            admin,
+            Kind::Group,
+            crew(&["sip:ana@contoso.com", "sip:bob@contoso.com"]),
+        )
+        .await
+        .unwrap();
+    fixture
+        .create(
+            admin,
+            Kind::Room,
+            json!({"name": "crewed", "category": "Eng", "privacy": "closed", "members": ["group:crew"]}),
+        )
+        .await
+        .unwrap();
+    let ana = fixture.user("sip:ana@contoso.com").await;
+    let bob = fixture.user("sip:bob@contoso.com").await;
+    let cy = fixture.user("sip:cy@contoso.com").await;
+    let (_watching, everything) = watch_everything(&fixture);
+    let post = |caller: &Caller| {
+        let caller = caller.clone();
+        async move { service.post_message(&caller, "crewed", "hello", None).await }
+    };
+    // Shared inputs are those the hub loaded for a batch it handed out: once it handed a post,
+    // the next ones are judged on them.
+    let handed = |id: i64| heard_through(&everything, id);
+    let judged_on_shared = || service.posts_judged_on_shared_inputs();
+    let first = post(&ana).await.unwrap().0.id;
+    assert_eq!(handed(first).await, Heard::Handed);
+    let before = judged_on_shared();
+    let second = post(&bob).await.unwrap().0.id;
+    assert_eq!(
+        judged_on_shared(),
+        before + 1,
+        "bob's post judged on the hub's inputs"
+    );
+    assert_eq!(handed(second).await, Heard::Handed);
+
+    // Bob leaves the group: the generation moves, and the inputs the hub holds are older.
+    let patch = crew(&["sip:ana@contoso.com"]).as_object().unwrap().clone();
+    service
+        .patch(admin, Kind::Group, "crew", patch, Precondition::None)
+        .await
+        .unwrap();
+    let before = judged_on_shared();
+    assert_eq!(outcome(post(&bob).await), "forbidden -");
+    assert_eq!(
+        judged_on_shared(),
+        before,
+        "judged on the group as it is now"
+    );
+    let third = post(&ana).await.unwrap().0.id;
+    assert_eq!(handed(third).await, Heard::Handed);
+    assert_eq!(outcome(post(&bob).await), "forbidden -");
+    assert_eq!(
+        judged_on_shared(),
+        before + 1,
+        "judged on the hub's new inputs"
+    );
+
+    // A room change moves the generation too: cy, named in the room itself, posts at once.
+    patch_room(
+        service,
+        admin,
+        "crewed",
+        json!({"members": ["group:crew", "sip:cy@contoso.com"]}),
+    )
+    .await;
+    assert_eq!(outcome(post(&cy).await), "ok");
+}
+
 /// An administrator reads every room, named in it or not: the hub's shortcut for rooms whose
 /// lists alone name their readers never passes over an administrator's stream, even one whose
 /// token names a user principal (`sip:admin@contoso.com`, in no room's list here).

@@ -207,6 +207,13 @@ async fn scraped(service: &Service) -> Registry {
         "Live streams this node's hub looked at over those batches: a batch of a room whose lists name its readers looks at theirs alone",
         looked_at,
     );
+    let shared = Counter::<u64>::default();
+    shared.inc_by(service.posts_judged_on_shared_inputs());
+    registry.register(
+        "posts_judged_on_shared_inputs",
+        "Posts judged on the room inputs this node's live streams share, rather than on their room's groups read again",
+        shared,
+    );
     let pool = service.store().pool_status();
     let connections = Family::<PoolLabels, Gauge>::default();
     connections

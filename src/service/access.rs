@@ -23,10 +23,18 @@ pub(super) enum Source<'a> {
     Remembering(&'a mut Tx, &'a mut Remembered),
 }
 
-/// Objects a transaction read, by kind and name in NFC (`None`: absent).
+/// Objects a transaction read, by kind and name in NFC (`None`: absent), and the inputs the
+/// node's streams share for its rooms.
 #[derive(Default)]
 pub(super) struct Remembered {
     objects: std::collections::HashMap<(Kind, String), Option<ObjectRow>>,
+    /// By room id: [`RoomInputs`] loaded at or after the generation this transaction read
+    /// with its locks. Their directory stands in for the groups the transaction would read
+    /// (without a lock: a group read in the transaction is no more current than one read at
+    /// its generation or later), once their room and category are the ones it locked.
+    shared: std::collections::HashMap<i64, std::sync::Arc<RoomInputs>>,
+    /// How many judgments took their directory from [`Remembered::shared`].
+    pub(super) judged_on_shared: u64,
 }
 
 impl Remembered {
@@ -38,6 +46,12 @@ impl Remembered {
 
     /// Remembers what reading the objects of `kind` named `asked` found: `rows`, and that the
     /// other names are absent.
+    /// Remembers the inputs the node's streams share for the room `room_id`, loaded at or
+    /// after the generation the transaction read (see [`Remembered::shared`]).
+    pub(super) fn share(&mut self, room_id: i64, inputs: std::sync::Arc<RoomInputs>) {
+        self.shared.insert(room_id, inputs);
+    }
+
     pub(super) fn remember(&mut self, kind: Kind, asked: &[String], rows: Vec<ObjectRow>) {
         for row in rows {
             self.objects.insert((kind, row.name.clone()), Some(row));
@@ -73,6 +87,27 @@ impl Source<'_> {
                 row
             }
         })
+    }
+
+    /// The shared inputs of the room `room_id` when this source holds some whose room and
+    /// category are `room` and `category`: their directory then names exactly the groups
+    /// these would be judged with.
+    fn shared_inputs(
+        &mut self,
+        room_id: i64,
+        room: &Room,
+        category: &Category,
+    ) -> Option<std::sync::Arc<RoomInputs>> {
+        let Source::Remembering(_, remembered) = self else {
+            return None;
+        };
+        let inputs = remembered
+            .shared
+            .get(&room_id)
+            .filter(|inputs| inputs.room == *room && inputs.category == *category)?
+            .clone();
+        remembered.judged_on_shared += 1;
+        Some(inputs)
     }
 
     async fn rooms_using_addin(&mut self, addin: &str) -> Result<Vec<String>> {
@@ -219,12 +254,19 @@ pub(super) async fn rights_in_room(
         return Ok(None);
     };
     let category: Category = decode(&category_row)?;
-    // Perch's own administrators hold no roles, so they need no directory.
-    let directory = match caller.principal() {
-        None => Directory::default(),
-        Some(_) => directory_for(source, room_and_scope_lists(&room, &category)).await?,
+    let rights = match caller.principal() {
+        // Perch's own administrators hold no roles, so they need no directory.
+        None => access::room_rights(caller.viewer(), &room, &category, &Directory::default()),
+        Some(_) => {
+            if let Some(inputs) = source.shared_inputs(row.id, &room, &category) {
+                inputs.rights(caller)
+            } else {
+                let directory =
+                    directory_for(source, room_and_scope_lists(&room, &category)).await?;
+                access::room_rights(caller.viewer(), &room, &category, &directory)
+            }
+        }
     };
-    let rights = access::room_rights(caller.viewer(), &room, &category, &directory);
     Ok(Some(RoomAccess {
         id: row.id,
         room,

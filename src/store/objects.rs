@@ -500,11 +500,44 @@ impl Tx {
         names: &[String],
         lock: RowLock,
     ) -> Result<Vec<ObjectRow>, StoreError> {
+        Ok(self
+            .lock_in_order_reading(kind, names, lock, false)
+            .await?
+            .0)
+    }
+
+    /// [`Tx::lock_in_order`], with the generation read by the same statement (`None` when no
+    /// object is found): what this transaction judges on was committed at that generation or
+    /// later, so anything read at it or later may stand in for what this transaction would
+    /// read without a lock (groups: see `service::access::RoomInputs`). No round trip of
+    /// its own: a group of posts reads it with its rooms.
+    pub async fn lock_in_order_with_generation(
+        &mut self,
+        kind: Kind,
+        names: &[String],
+        lock: RowLock,
+    ) -> Result<(Vec<ObjectRow>, Option<i64>), StoreError> {
+        self.lock_in_order_reading(kind, names, lock, true).await
+    }
+
+    async fn lock_in_order_reading(
+        &mut self,
+        kind: Kind,
+        names: &[String],
+        lock: RowLock,
+        with_generation: bool,
+    ) -> Result<(Vec<ObjectRow>, Option<i64>), StoreError> {
         if names.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
-        // The kind is bound last, after the names' `$1..$n`.
-        let mut sql = format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE name IN ");
+        // The kind is bound last, after the names' `$1..$n`. The generation comes from the
+        // statement's own snapshot (PostgreSQL takes one per statement).
+        let generation = if with_generation {
+            ", (SELECT value FROM generation WHERE id = 1) AS generation"
+        } else {
+            ""
+        };
+        let mut sql = format!("SELECT {OBJECT_COLUMNS}{generation} FROM objects WHERE name IN ");
         self.backend.push_placeholders(&mut sql, 1, names.len());
         sql.push_str(&format!(
             " AND kind = ${} ORDER BY name{}",
@@ -519,7 +552,12 @@ impl Tx {
         }
         let statement = statement.bind(kind.as_str());
         let rows = statement.fetch_all(&mut *self.inner).await?;
-        rows.iter().map(object_from_row).collect()
+        let generation = match rows.first() {
+            Some(row) if with_generation => Some(row.try_get("generation")?),
+            _ => None,
+        };
+        let objects = rows.iter().map(object_from_row).collect::<Result<_, _>>()?;
+        Ok((objects, generation))
     }
 
     /// Locks (on PostgreSQL) every room that names `value` as its `category` or `addin`, in
