@@ -70,7 +70,9 @@ async fn tokens_are_listed_revoked_by_id_and_expire() {
     let ana = fixture.server.client(&ana_token);
     ana.get("/v1/rooms").await.expect(200);
 
-    for via_server in [false, true] {
+    // Through the server first: a node writes the uses it gathered when it lists tokens,
+    // and a read of the database then finds them too.
+    for via_server in [true, false] {
         let tokens = list(&fixture, via_server);
         let entry = tokens
             .iter()
@@ -189,4 +191,26 @@ async fn the_token_api_is_for_administrators() {
     let text = trail.to_string();
     assert!(text.contains("revoke-token") && text.contains(id), "{text}");
     assert!(!text.contains(&token[6..]), "{text}");
+}
+
+/// A node gathers token uses for a second and writes them together, off the requests that
+/// made them; one that stops writes what it gathered, so a use just before a shutdown is
+/// kept (fails without the write at shutdown: the server stops within the second).
+#[tokio::test]
+async fn a_stopping_node_writes_the_token_uses_it_gathered() {
+    let mut fixture = Fixture::new();
+    let token = common::create_token(&fixture.db.url, "sip:cy@contoso.com", "user");
+    fixture
+        .server
+        .client(&token)
+        .get("/v1/rooms")
+        .await
+        .expect(200);
+    fixture.server.stop();
+    let tokens = list(&fixture, false);
+    let cy = tokens
+        .iter()
+        .find(|token| token["user"] == "sip:cy@contoso.com")
+        .unwrap_or_else(|| panic!("{tokens:#?}"));
+    assert!(cy["lastUsedAt"].is_string(), "used once: {cy}");
 }

@@ -22,14 +22,28 @@ use crate::store::TokenRow;
 /// How often one node records a token's use: a write per request would cost every request.
 const LAST_USE_EVERY: Duration = Duration::from_secs(60);
 
-/// When this node last recorded each token's use.
+/// How long a node gathers the token uses it is to record before it writes them, together.
+/// Written in the request that used the token, each cost a write transaction (four round
+/// trips on PostgreSQL) before the request was served: the first post by each token waited
+/// for it.
+const USES_GATHERED_FOR: Duration = Duration::from_secs(1);
+
+/// When this node last recorded each token's use, and the uses it has yet to write.
 #[derive(Debug, Default)]
-pub(super) struct LastUse(Mutex<HashMap<String, Instant>>);
+pub(super) struct LastUse {
+    seen: Mutex<HashMap<String, Instant>>,
+    /// Hashes of tokens used and not yet written, with the newest use's time.
+    unwritten: Mutex<(Vec<String>, String)>,
+    /// Told of each use added to `unwritten`.
+    added: tokio::sync::Notify,
+    /// Set once the task that writes them runs.
+    writer: std::sync::OnceLock<()>,
+}
 
 impl LastUse {
     /// Whether the use of `hash` is due to be recorded now (and notes that it is).
     fn due(&self, hash: &str) -> bool {
-        let Ok(mut seen) = self.0.lock() else {
+        let Ok(mut seen) = self.seen.lock() else {
             return false;
         };
         let now = Instant::now();
@@ -40,6 +54,13 @@ impl LastUse {
                 true
             }
         }
+    }
+
+    fn take_unwritten(&self) -> (Vec<String>, String) {
+        self.unwritten
+            .lock()
+            .map(|mut unwritten| std::mem::take(&mut *unwritten))
+            .unwrap_or_default()
     }
 }
 
@@ -196,7 +217,7 @@ impl Service {
             ServiceError::internal(format!("token with unknown role `{}`", row.role))
         })?;
         let principal = Principal::parse(&row.user).map_err(ServiceError::internal)?;
-        self.record_use(&hash, &now).await?;
+        self.record_use(&hash, &now);
         let caller = Caller {
             name: principal.to_string(),
             identity: match role {
@@ -225,7 +246,7 @@ impl Service {
         let hash = hash_token(token);
         let now = clock::now();
         if let Some(remembered) = self.remembered_tokens.recall(&hash, &now) {
-            self.record_use(&hash, &now).await?;
+            self.record_use(&hash, &now);
             return Ok(Some(PostingCaller {
                 caller: remembered.caller,
                 remembered_at: Some(remembered.generation),
@@ -237,14 +258,46 @@ impl Service {
             .map(PostingCaller::from))
     }
 
-    /// Records a token's use, at most once a minute per node ([`LAST_USE_EVERY`]).
-    async fn record_use(&self, hash: &str, now: &str) -> Result<()> {
-        if self.last_use.due(hash) {
-            let mut tx = self.store.begin(WriteAccess::new()).await?;
-            tx.touch_token(hash, now).await?;
-            tx.commit().await?;
+    /// Records a token's use, at most once a minute per node ([`LAST_USE_EVERY`]): written
+    /// within [`USES_GATHERED_FOR`] with the others gathered meanwhile, by a task of the
+    /// node's, not by the request (see [`Service::write_token_uses`]).
+    fn record_use(&self, hash: &str, now: &str) {
+        if !self.last_use.due(hash) {
+            return;
         }
-        Ok(())
+        if let Ok(mut unwritten) = self.last_use.unwritten.lock() {
+            unwritten.0.push(hash.to_owned());
+            now.clone_into(&mut unwritten.1);
+        }
+        self.last_use.added.notify_one();
+        self.last_use.writer.get_or_init(|| {
+            let service = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    service.last_use.added.notified().await;
+                    tokio::time::sleep(USES_GATHERED_FOR).await;
+                    service.write_token_uses().await;
+                }
+            });
+        });
+    }
+
+    /// Writes the token uses this node gathered and has not written yet, in one transaction;
+    /// a listing of tokens and a node that stops write them at once. A failed write is
+    /// logged and dropped: the token's next use after [`LAST_USE_EVERY`] records it again.
+    pub async fn write_token_uses(&self) {
+        let (hashes, at) = self.last_use.take_unwritten();
+        if hashes.is_empty() {
+            return;
+        }
+        let written = async {
+            let mut tx = self.store.begin(WriteAccess::new()).await?;
+            tx.touch_tokens(&hashes, &at).await?;
+            tx.commit().await
+        };
+        if let Err(error) = written.await {
+            tracing::warn!(%error, tokens = hashes.len(), "cannot record the tokens' last use");
+        }
     }
 
     /// The token with this hash, read with the lookups of the requests beside this one.
@@ -389,6 +442,8 @@ impl Service {
     /// Every token, oldest first; administrators only.
     pub async fn tokens(&self, caller: &Caller) -> Result<Vec<TokenInfo>> {
         require_admin(caller, "list tokens")?;
+        // Every use this node has seen is in the list.
+        self.write_token_uses().await;
         Ok(self.store.all_tokens().await?.iter().map(info).collect())
     }
 

@@ -107,13 +107,23 @@ impl Tx {
         Ok(())
     }
 
-    /// Records a token's use. Not a change of access: live streams keep their decisions.
-    pub async fn touch_token(&mut self, hash: &str, at: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE tokens SET last_used_at = $2 WHERE hash = $1")
-            .bind(hash)
-            .bind(at)
-            .execute(&mut *self.inner)
-            .await?;
+    /// Records the use of the tokens with these hashes at `at`, in one statement for up to
+    /// 500 of them. Not a change of access: live streams keep their decisions.
+    pub async fn touch_tokens(&mut self, hashes: &[String], at: &str) -> Result<(), StoreError> {
+        for chunk in hashes.chunks(500) {
+            // The hashes' placeholders come first in the text, as `push_placeholders` needs.
+            let mut sql = String::from("WITH used (hash) AS (VALUES ");
+            self.backend.push_placeholders(&mut sql, chunk.len(), 1);
+            sql.push_str(&format!(
+                ") UPDATE tokens SET last_used_at = ${} WHERE hash IN (SELECT hash FROM used)",
+                chunk.len() + 1
+            ));
+            let mut statement = sqlx::query(&sql);
+            for hash in chunk {
+                statement = statement.bind(hash);
+            }
+            statement.bind(at).execute(&mut *self.inner).await?;
+        }
         Ok(())
     }
 
