@@ -26,6 +26,24 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The comment a quiet stream sends: ignored by every client.
 const KEEP_ALIVE_COMMENT: &[u8] = b":\n\n";
 
+/// Keep-alives fall due on a grid of this step (rounded up, so never early), so that a node's
+/// quiet streams, opened at scattered moments, send theirs a few times a second together
+/// rather than each at its own millisecond: 15,000 quiet streams woke their node, and their
+/// clients, a thousand times a second.
+const KEEP_ALIVE_STEP: Duration = Duration::from_millis(100);
+
+/// `at`, rounded up to the grid of [`KEEP_ALIVE_STEP`] (counted from the first time this
+/// process asked).
+fn on_keep_alive_grid(at: Instant) -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    let since = at.saturating_duration_since(origin).as_nanos();
+    let step = KEEP_ALIVE_STEP.as_nanos();
+    let steps = since.div_ceil(step);
+    let rounded = u64::try_from(steps.saturating_mul(step)).unwrap_or(u64::MAX);
+    origin + Duration::from_nanos(rounded)
+}
+
 /// An event: `id: ID`, `event: NAME`, a `data: ` line for each line of `data`, and the blank
 /// line that ends it. `data`'s line breaks (`\n`, `\r\n` or `\r`) start new `data:` lines,
 /// which a client joins again with `\n`; JSON as serde_json writes it has none.
@@ -84,7 +102,7 @@ impl<S> LiveBody<S> {
         LiveBody {
             events,
             interval,
-            keep_alive: Box::pin(tokio::time::sleep_until(now + interval)),
+            keep_alive: Box::pin(tokio::time::sleep_until(on_keep_alive_grid(now + interval))),
             last_sent: now,
         }
     }
@@ -117,11 +135,13 @@ impl<S: Stream<Item = Bytes> + Unpin> http_body::Body for LiveBody<S> {
             let now = Instant::now();
             if due > now {
                 // Something was sent since the timer was set: wait out the rest of the quiet.
-                this.keep_alive.as_mut().reset(due);
+                this.keep_alive.as_mut().reset(on_keep_alive_grid(due));
                 continue;
             }
             this.last_sent = now;
-            this.keep_alive.as_mut().reset(now + this.interval);
+            this.keep_alive
+                .as_mut()
+                .reset(on_keep_alive_grid(now + this.interval));
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
                 KEEP_ALIVE_COMMENT,
             )))));
@@ -169,6 +189,30 @@ mod tests {
 
         "#]]
         .assert_eq(&framed);
+    }
+
+    /// Keep-alives fall due together: instants within one step of the grid share their
+    /// deadline, which is never before them and less than a step after.
+    #[test]
+    fn keep_alives_fall_due_on_a_grid() {
+        let start = on_keep_alive_grid(Instant::now());
+        let step = KEEP_ALIVE_STEP;
+        assert_eq!(
+            on_keep_alive_grid(start),
+            start,
+            "a point of the grid is its own"
+        );
+        for offset_ms in [1, 17, 50, 99, 100, 101, 250, 15_000, 15_001] {
+            let at = start + Duration::from_millis(offset_ms);
+            let due = on_keep_alive_grid(at);
+            assert!(due >= at, "{offset_ms} ms: due early");
+            assert!(due - at < step, "{offset_ms} ms: due a step late");
+            assert_eq!(on_keep_alive_grid(due), due, "{offset_ms} ms: off the grid");
+        }
+        let together: std::collections::BTreeSet<Instant> = (1..100)
+            .map(|ms| on_keep_alive_grid(start + Duration::from_millis(ms)))
+            .collect();
+        assert_eq!(together.len(), 1, "one step's instants share a deadline");
     }
 
     /// Reads what the body sends, as a client would see it: events and comments in order.
