@@ -639,6 +639,23 @@ async fn a_post_in_a_room_of_one_looks_at_one_stream() {
         )
         .await
         .unwrap();
+    // A room of two through a group: its lists name its readers too, through the directory.
+    fixture
+        .create(
+            admin,
+            Kind::Group,
+            json!({"name": "pair", "members": ["sip:ana@contoso.com", "sip:user1@contoso.com"]}),
+        )
+        .await
+        .unwrap();
+    fixture
+        .create(
+            admin,
+            Kind::Room,
+            json!({"name": "pair-room", "category": "Eng", "privacy": "closed", "members": ["group:pair"]}),
+        )
+        .await
+        .unwrap();
     let service = &fixture.service;
     let ana = fixture.user("sip:ana@contoso.com").await;
     // Every caller first, then every stream: each judges at the generation it opens at.
@@ -703,6 +720,24 @@ async fn a_post_in_a_room_of_one_looks_at_one_stream() {
             Heard::PassedOver,
             "a stream passed over without a look hears the stretch"
         );
+    }
+
+    let before = looks();
+    let pair = post("pair-room", "for the pair").await;
+    assert_eq!(heard_through(&for_ana, pair).await, Heard::Handed);
+    assert_eq!(
+        looked_for_post(before, 0),
+        2,
+        "a post in a room of a group of two looks at the group's two streams, of 51"
+    );
+    for (index, (_, log)) in others.iter().enumerate() {
+        let heard = heard_through(log, pair).await;
+        let expected = if index == 1 {
+            Heard::Handed
+        } else {
+            Heard::PassedOver
+        };
+        assert_eq!(heard, expected, "user{index}");
     }
 
     let before = looks();

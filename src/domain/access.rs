@@ -85,25 +85,26 @@ pub fn room_rights(
     }
 }
 
-/// The only users, other than administrators, who may read `room`, when its lists say so
-/// without the directory: the room is not open, and its members are users only (no group or
-/// domain). `None` when anyone might (an open room admits its whole scope; a group or domain
-/// takes in users the list does not name).
+/// The only users, other than administrators, who may read `room`, when its lists say so: the
+/// room is not open, and its members list users and groups, not domains
+/// ([`Directory::users_named_by`]: the users it names, through its groups too). `None` when
+/// anyone might (an open room admits its whole scope; a domain takes in users no list names).
 ///
 /// # Guarantees
 /// For every caller who is not an administrator and whose principal is a user, with any
-/// category and directory: `room_rights(..).reads` implies the caller is in the list returned
-/// (reading needs membership, and a closed or secret room's members are those its list names).
-/// A judge that must never be stricter than [`room_rights`] (the node's hub, choosing which
-/// streams to wake) may pass over everyone else without judging them.
+/// category: `room_rights(.., directory).reads` implies the caller is in the list returned
+/// (reading needs membership, and a closed or secret room's members are those its list
+/// covers). A judge that must never be stricter than [`room_rights`] (the node's hub,
+/// choosing which streams to wake) may pass over everyone else without judging them.
 /// `only_named_users_read_matches_room_rights` checks it against `room_rights`.
-pub fn readers_if_named_only(room: &Room) -> Option<&[Principal]> {
-    (room.privacy != Privacy::Open
-        && room
-            .members
-            .iter()
-            .all(|member| matches!(member, Principal::User(_))))
-    .then_some(room.members.as_slice())
+pub fn readers_if_named_only<'a>(
+    room: &'a Room,
+    directory: &'a Directory,
+) -> Option<Vec<&'a Principal>> {
+    if room.privacy == Privacy::Open {
+        return None;
+    }
+    directory.users_named_by(&room.members)
 }
 
 /// Why a post is refused, for a caller that sees the room.
@@ -278,6 +279,15 @@ mod tests {
         let directory = Directory::new([
             ("team".to_owned(), vec![p("sip:ivan@contoso.com")]),
             ("empty".to_owned(), Vec::new()),
+            (
+                "teams".to_owned(),
+                vec![p("group:team"), p("sip:max@contoso.com")],
+            ),
+            (
+                "everyone".to_owned(),
+                vec![p("domain:fabrikam.com"), p("group:teams")],
+            ),
+            ("loop".to_owned(), vec![p("group:loop"), p("group:team")]),
         ]);
         let category = category();
         let callers = [
@@ -288,13 +298,17 @@ mod tests {
             "sip:olga@fabrikam.com",
         ]
         .map(p);
-        let lists: [Vec<Principal>; 6] = [
+        let lists: [Vec<Principal>; 10] = [
             Vec::new(),
             vec![p("sip:mia@contoso.com")],
             vec![p("sip:mia@contoso.com"), p("sip:mallory@contoso.com")],
             vec![p("group:team")],
             vec![p("domain:contoso.com"), p("sip:olga@fabrikam.com")],
             vec![p("group:empty"), p("sip:max@contoso.com")],
+            vec![p("group:teams")],
+            vec![p("group:everyone")],
+            vec![p("group:loop"), p("group:missing")],
+            vec![p("group:team"), p("group:teams"), p("sip:mia@contoso.com")],
         ];
         let mut judged = 0;
         let mut named_only = 0;
@@ -306,16 +320,16 @@ mod tests {
                         room.members.clone_from(members);
                         room.managers.clone_from(others);
                         room.presenters.clone_from(others);
-                        let named = readers_if_named_only(&room);
+                        let named = readers_if_named_only(&room, &directory);
                         named_only += usize::from(named.is_some());
                         for caller in &callers {
                             judged += 1;
                             let reads =
                                 room_rights(Viewer::User(caller), &room, &category, &directory)
                                     .reads;
-                            if let Some(named) = named {
+                            if let Some(named) = &named {
                                 assert!(
-                                    !reads || named.contains(caller),
+                                    !reads || named.contains(&caller),
                                     "{caller} reads {room:?} without being named"
                                 );
                             }
@@ -325,7 +339,7 @@ mod tests {
             }
         }
         // The matrix judged something on both sides of the condition.
-        assert_eq!((judged, named_only), (1080, 72));
+        assert_eq!((judged, named_only), (3000, 320));
     }
 
     /// One row per caller: `sees member presenter manager reads post`.

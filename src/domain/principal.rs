@@ -333,6 +333,35 @@ impl Directory {
         self.groups.contains_key(name)
     }
 
+    /// The users `list` names, itself or through its groups (and theirs, and so on), when
+    /// it takes in nobody else: `None` once a domain is among them. A group the directory
+    /// lacks names nobody. A user may come more than once.
+    ///
+    /// # Guarantees
+    /// For every user `u`: `covers(list, u)` implies `u` is in the answer, when there is one
+    /// (a user is covered only by being named, by a domain, or by a group that names it).
+    pub fn users_named_by<'a>(&'a self, list: &'a [Principal]) -> Option<Vec<&'a Principal>> {
+        let mut users = Vec::new();
+        let mut visited = BTreeSet::new();
+        let mut pending = vec![list];
+        while let Some(list) = pending.pop() {
+            for entry in list {
+                match entry {
+                    Principal::User(_) => users.push(entry),
+                    Principal::Domain(_) => return None,
+                    Principal::Group(name) => {
+                        if let Some((key, members)) = self.groups.get_key_value(name)
+                            && visited.insert(key.as_str())
+                        {
+                            pending.push(members);
+                        }
+                    }
+                }
+            }
+        }
+        Some(users)
+    }
+
     /// Whether `list` covers `principal`: names it, or names a domain or group that takes it in.
     ///
     /// A group is covered when the list names it (directly or through an enclosing group) or

@@ -221,9 +221,10 @@ impl RoomInputs {
     pub(super) fn named_reader_hashes(&self) -> Option<&[u64]> {
         self.named_readers
             .get_or_init(|| {
-                access::readers_if_named_only(&self.room).map(|readers| {
-                    let mut hashes: Vec<u64> = readers.iter().map(principal_hash).collect();
+                access::readers_if_named_only(&self.room, &self.directory).map(|readers| {
+                    let mut hashes: Vec<u64> = readers.into_iter().map(principal_hash).collect();
                     hashes.sort_unstable();
+                    hashes.dedup();
                     hashes
                 })
             })
