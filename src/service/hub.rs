@@ -891,7 +891,20 @@ impl Service {
                 && batch.changes.is_empty()
                 && crate::domain::tokens::is_current(listeners.earliest_expiry.as_deref(), &now))
             .then(|| named_readers(&batch, &rooms))
-            .flatten();
+            .flatten()
+            // A batch whose readers hold a good part of the node's streams is looked at
+            // whole, in the order the streams came (and were allocated): taken in the order
+            // of their names' hashes they are scattered over memory, and node 0 of the pool
+            // bench, 15,000 of whose 15,000 streams read the big room, spent a fifth more
+            // CPU so (12.6 against 10.7 s over the load).
+            .filter(|named| {
+                let streams: usize = named
+                    .iter()
+                    .filter_map(|name| listeners.by_name.get(name))
+                    .map(Vec::len)
+                    .sum();
+                streams <= listeners.all.len() / 4
+            });
             let mut seen = Seen::default();
             let mut wakes = Wakes::default();
             if let Some(named) = named {
