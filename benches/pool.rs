@@ -7,9 +7,11 @@
 //! arrival on every member's stream, deliveries expected and arrived (nothing may be lost),
 //! and each node's memory. A first post in the big room, before the load, is reported
 //! apart: at it every stream judges its access to the room once (as in the fan-out bench).
+//! So are the posts of the load's first seconds, a warm-up (see [`WARM_UP_SECONDS`]).
 //!
 //! Run: `PERCH_TEST_BACKEND=postgres cargo bench --bench pool` (`PERCH_BENCH_STREAMS`,
 //! `PERCH_BENCH_ROOMS`, `PERCH_BENCH_SECONDS`, `PERCH_BENCH_NODES` to resize;
+//! `PERCH_BENCH_WARM_UP`, 3 s by default, the load's seconds before those measured;
 //! `PERCH_BENCH_SPREAD=interleaved` gives node `i` every user `u` with `u % nodes == i`, as a
 //! load balancer would, instead of a run of consecutive users;
 //! `PERCH_BENCH_CLIENT_THREADS`, 1 by default, the worker threads of each client process;
@@ -47,6 +49,13 @@ const BIG_ROOM_MEMBERS: usize = 16_000;
 /// stream judges its access to the room once at its first message there, as in the fan-out
 /// bench, and that post is reported apart.
 const FIRST_POST: u64 = 999_999;
+/// Seconds of the same load before the measured ones (`PERCH_BENCH_WARM_UP`; 0 for none): the
+/// load begins after 3 s of quiet (the first post's time to reach every stream), and in every
+/// run of the twelfth and thirteenth sessions its first two or three big posts, the ones after
+/// that quiet, were its slowest (last arrival 250 to 385 ms against a median of 155 to 200). A
+/// pool under load is never quiet for seconds; the warm-up's posts are reported apart, and
+/// each of its deliveries is still counted (nothing may be lost).
+const WARM_UP_SECONDS: usize = 3;
 const POSTS_PER_SECOND: u64 = 24;
 const JOINS_PER_SECOND: u64 = 10;
 /// How long a joined room stream stays open.
@@ -73,8 +82,8 @@ fn room_name(room: usize) -> String {
 /// How one post or join of the load went.
 enum Outcome {
     /// Stored: owed to this many members' streams, answered after this many microseconds,
-    /// and whether it went to the big room.
-    Posted(usize, u64, bool),
+    /// whether it went to the big room, and whether it was measured (not the warm-up's).
+    Posted(usize, u64, bool, bool),
     Joined,
     Failed(String),
 }
@@ -273,24 +282,29 @@ fn main() {
     });
     // Time for it to reach every stream before the load begins.
     std::thread::sleep(Duration::from_secs(3));
-
-    let cpu_before = cpu_now();
-    let load_started = Instant::now();
+    let warm_up = env_number("PERCH_BENCH_WARM_UP", WARM_UP_SECONDS) as u64;
 
     // The load: posts and joins, each through the next node.
     let bases: Vec<String> = servers.iter().map(|server| server.base.clone()).collect();
-    let (posted, expected, joins, failures, (mut small_replies, mut big_replies)) = runtime.block_on(async {
+    let (posted, expected, joins, failures, (mut small_replies, mut big_replies), (first_measured, cpu_before, load_started)) = runtime.block_on(async {
         let http = reqwest::Client::new();
         let mut choices = Choices(0x9e37_79b9_7f4a_7c15);
         let mut posting = tokio::time::interval(Duration::from_micros(1_000_000 / POSTS_PER_SECOND));
         let mut joining = tokio::time::interval(Duration::from_micros(1_000_000 / JOINS_PER_SECOND));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+        let measured_from = tokio::time::Instant::now() + Duration::from_secs(warm_up);
+        let deadline = measured_from + Duration::from_secs(seconds);
+        // The number of the first measured post, the CPU spent until then, and when.
+        let mut measuring: Option<(usize, CpuSpent, Instant)> = None;
         let mut sent = tokio::task::JoinSet::new();
         let (mut posted, mut expected, mut joins) = (0usize, 0usize, 0usize);
         let mut node = 0;
         while tokio::time::Instant::now() < deadline {
             tokio::select! {
                 _ = posting.tick() => {
+                    if measuring.is_none() && tokio::time::Instant::now() >= measured_from {
+                        measuring = Some((posted, cpu_now(), Instant::now()));
+                    }
+                    let measured = measuring.is_some();
                     // One post in 24 goes to the big room.
                     let (room, author, members) = if posted % 24 == 0 {
                         (0, choices.below(BIG_ROOM_MEMBERS), BIG_ROOM_MEMBERS)
@@ -316,7 +330,7 @@ fn main() {
                         match request.send().await {
                             Ok(reply) if reply.status() == 201 => {
                                 let micros = u64::try_from(sending.elapsed().as_micros()).unwrap_or(u64::MAX);
-                                Outcome::Posted(members, micros, big)
+                                Outcome::Posted(members, micros, big, measured)
                             }
                             Ok(reply) => Outcome::Failed(format!("post: {}", reply.status())),
                             Err(error) => Outcome::Failed(format!("post: {error}")),
@@ -353,15 +367,18 @@ fn main() {
         let mut replies = (Vec::new(), Vec::new());
         while let Some(done) = sent.join_next().await {
             match done.expect("a post or join") {
-                Outcome::Posted(members, micros, big) => {
+                Outcome::Posted(members, micros, big, measured) => {
                     expected += members;
-                    if big { &mut replies.1 } else { &mut replies.0 }.push(micros);
+                    if measured {
+                        if big { &mut replies.1 } else { &mut replies.0 }.push(micros);
+                    }
                 }
                 Outcome::Joined => {}
                 Outcome::Failed(why) => failures.push(why),
             }
         }
-        (posted, expected, joins, failures, replies)
+        let measuring = measuring.unwrap_or_else(|| (posted, cpu_now(), Instant::now()));
+        (posted, expected, joins, failures, replies, measuring)
     });
     let loaded: Vec<f64> = servers.iter().map(|server| rss_mib(server.pid())).collect();
     // Time for the last posts to arrive, then the clients report.
@@ -370,6 +387,9 @@ fn main() {
     let load_wall = load_started.elapsed().as_secs_f64();
     let mut latencies: Vec<u64> = Vec::new();
     let mut first_post: Vec<u64> = Vec::new();
+    // The warm-up's deliveries: counted, and reported apart.
+    let mut warming: Vec<u64> = Vec::new();
+    let first_measured = first_measured as u64;
     // The big room's posts apart: their deliveries are most of the load.
     let mut big_room: Vec<u64> = Vec::new();
     // Each big-room post's first and last arrival, by its number.
@@ -386,6 +406,10 @@ fn main() {
             let number = value[0].as_u64().unwrap_or(u64::MAX);
             if number == FIRST_POST {
                 first_post.push(micros);
+                continue;
+            }
+            if number < first_measured {
+                warming.push(micros);
                 continue;
             }
             latencies.push(micros);
@@ -415,6 +439,7 @@ fn main() {
     }
     latencies.sort_unstable();
     first_post.sort_unstable();
+    warming.sort_unstable();
     println!(
         "the pool: {nodes} nodes on one PostgreSQL, {users} live streams over {nodes} client processes (open-file limit {open_files}; users {}), {rooms} rooms (one of {BIG_ROOM_MEMBERS} members)",
         if interleaved {
@@ -436,8 +461,16 @@ fn main() {
         first_post.len()
     );
     println!(
-        "  {seconds} s at {POSTS_PER_SECOND} posts/s and {JOINS_PER_SECOND} joins/s: {posted} posts, {joins} joins sent"
+        "  {warm_up} s of warm-up, then {seconds} s measured, at {POSTS_PER_SECOND} posts/s and {JOINS_PER_SECOND} joins/s: {posted} posts ({first_measured} in the warm-up), {joins} joins sent"
     );
+    if !warming.is_empty() {
+        println!(
+            "  the warm-up's posts (not in the figures below): post -> arrival p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            percentile(&warming, 0.50),
+            percentile(&warming, 0.99),
+            percentile(&warming, 1.0)
+        );
+    }
     if !failures.is_empty() {
         println!(
             "  {} posts or joins failed, the first: {}",
@@ -446,11 +479,11 @@ fn main() {
         );
     }
     println!(
-        "  post -> arrival on every member's stream: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} of {expected} deliveries arrived before the clients stopped (3 s after the last post)",
+        "  post -> arrival on every member's stream: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} of {expected} deliveries (the warm-up's among them) arrived before the clients stopped (3 s after the last post)",
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0),
-        latencies.len()
+        latencies.len() + warming.len()
     );
     println!(
         "  of which the big room's {} posts: p50 {:.1} ms, p99 {:.1} ms; each one's first arrival: median {:.1} ms, slowest {:.1} ms; each one's last arrival: fastest {:.1} ms, median {:.1} ms, slowest {:.1} ms",
@@ -474,12 +507,12 @@ fn main() {
         percentile(&small_replies, 0.99)
     );
     println!(
-        "  the big room's slowest posts (number, seconds into the load, first and last arrival): {}",
+        "  the big room's slowest posts (number, seconds into the measured load, first and last arrival): {}",
         slowest
             .iter()
             .map(|(last, first, number)| format!(
                 "{number} at {:.1} s: {:.0} / {:.0} ms",
-                *number as f64 / POSTS_PER_SECOND as f64,
+                (*number - first_measured) as f64 / POSTS_PER_SECOND as f64,
                 *first as f64 / 1000.0,
                 *last as f64 / 1000.0
             ))
