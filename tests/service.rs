@@ -640,22 +640,13 @@ async fn a_post_in_a_room_of_one_looks_at_one_stream() {
         .await
         .unwrap();
     // A room of two through a group: its lists name its readers too, through the directory.
-    fixture
-        .create(
-            admin,
-            Kind::Group,
-            json!({"name": "pair", "members": ["sip:ana@contoso.com", "sip:user1@contoso.com"]}),
-        )
-        .await
-        .unwrap();
-    fixture
-        .create(
-            admin,
-            Kind::Room,
-            json!({"name": "pair-room", "category": "Eng", "privacy": "closed", "members": ["group:pair"]}),
-        )
-        .await
-        .unwrap();
+    create_group_room(
+        &fixture,
+        "pair",
+        &["sip:ana@contoso.com", "sip:user1@contoso.com"],
+        "pair-room",
+    )
+    .await;
     let service = &fixture.service;
     let ana = fixture.user("sip:ana@contoso.com").await;
     // Every caller first, then every stream: each judges at the generation it opens at.
@@ -914,22 +905,13 @@ async fn a_post_is_judged_on_shared_room_inputs_only_at_their_generation() {
     let (admin, service) = (&fixture.admin, &fixture.service);
     create_eng_for_contoso(&fixture).await;
     let crew = |members: &[&str]| json!({"name": "crew", "members": members});
-    fixture
-        .create(
-            admin,
-            Kind::Group,
-            crew(&["sip:ana@contoso.com", "sip:bob@contoso.com"]),
-        )
-        .await
-        .unwrap();
-    fixture
-        .create(
-            admin,
-            Kind::Room,
-            json!({"name": "crewed", "category": "Eng", "privacy": "closed", "members": ["group:crew"]}),
-        )
-        .await
-        .unwrap();
+    create_group_room(
+        &fixture,
+        "crew",
+        &["sip:ana@contoso.com", "sip:bob@contoso.com"],
+        "crewed",
+    )
+    .await;
     let ana = fixture.user("sip:ana@contoso.com").await;
     let bob = fixture.user("sip:bob@contoso.com").await;
     let cy = fixture.user("sip:cy@contoso.com").await;
@@ -1486,6 +1468,26 @@ async fn patch_room(service: &Service, caller: &Caller, room: &str, patch: Value
         .patch(caller, Kind::Room, room, patch, Precondition::None)
         .await
         .expect("the room changed");
+}
+
+/// A group of these members, and a closed room in `Eng` whose members are that group.
+async fn create_group_room(fixture: &Fixture, group: &str, members: &[&str], room: &str) {
+    fixture
+        .create(
+            &fixture.admin,
+            Kind::Group,
+            json!({"name": group, "members": members}),
+        )
+        .await
+        .unwrap();
+    fixture
+        .create(
+            &fixture.admin,
+            Kind::Room,
+            json!({"name": room, "category": "Eng", "privacy": "closed", "members": [format!("group:{group}")]}),
+        )
+        .await
+        .unwrap();
 }
 
 /// Open rooms of these names in `Eng`, created by the administrator.

@@ -285,7 +285,7 @@ mod tests {
             ),
             (
                 "everyone".to_owned(),
-                vec![p("domain:fabrikam.com"), p("group:teams")],
+                vec![p("domain:contoso.com"), p("group:teams")],
             ),
             ("loop".to_owned(), vec![p("group:loop"), p("group:team")]),
         ]);

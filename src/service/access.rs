@@ -44,14 +44,14 @@ impl Remembered {
         (kind, name)
     }
 
-    /// Remembers what reading the objects of `kind` named `asked` found: `rows`, and that the
-    /// other names are absent.
     /// Remembers the inputs the node's streams share for the room `room_id`, loaded at or
     /// after the generation the transaction read (see [`Remembered::shared`]).
     pub(super) fn share(&mut self, room_id: i64, inputs: std::sync::Arc<RoomInputs>) {
         self.shared.insert(room_id, inputs);
     }
 
+    /// Remembers what reading the objects of `kind` named `asked` found: `rows`, and that the
+    /// other names are absent.
     pub(super) fn remember(&mut self, kind: Kind, asked: &[String], rows: Vec<ObjectRow>) {
         for row in rows {
             self.objects.insert((kind, row.name.clone()), Some(row));

@@ -38,6 +38,9 @@ pub(super) struct LastUse {
     added: tokio::sync::Notify,
     /// Set once the task that writes them runs.
     writer: std::sync::OnceLock<()>,
+    /// Held from taking the unwritten uses to their commit: a listing or a stopping node
+    /// that asks for them to be written waits for a write already under way.
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl LastUse {
@@ -286,6 +289,7 @@ impl Service {
     /// a listing of tokens and a node that stops write them at once. A failed write is
     /// logged and dropped: the token's next use after [`LAST_USE_EVERY`] records it again.
     pub async fn write_token_uses(&self) {
+        let _writing = self.last_use.writing.lock().await;
         let (hashes, at) = self.last_use.take_unwritten();
         if hashes.is_empty() {
             return;

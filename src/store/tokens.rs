@@ -109,8 +109,27 @@ impl Tx {
 
     /// Records the use of the tokens with these hashes at `at`, in one statement for up to
     /// 500 of them. Not a change of access: live streams keep their decisions.
+    ///
+    /// On PostgreSQL the rows are locked first, in the order of their hashes: nodes writing
+    /// uses of the same tokens at once then never wait for each other in a circle (an
+    /// `UPDATE` locks rows in whatever order its plan visits them).
     pub async fn touch_tokens(&mut self, hashes: &[String], at: &str) -> Result<(), StoreError> {
+        let mut hashes = hashes.to_vec();
+        hashes.sort_unstable();
+        hashes.dedup();
         for chunk in hashes.chunks(500) {
+            let lock = self.backend.lock_clause();
+            if !lock.is_empty() {
+                let mut sql = String::from("SELECT hash FROM tokens WHERE hash IN ");
+                self.backend.push_placeholders(&mut sql, 1, chunk.len());
+                sql.push_str(" ORDER BY hash");
+                sql.push_str(lock);
+                let mut statement = sqlx::query(&sql);
+                for hash in chunk {
+                    statement = statement.bind(hash);
+                }
+                statement.fetch_all(&mut *self.inner).await?;
+            }
             // The hashes' placeholders come first in the text, as `push_placeholders` needs.
             let mut sql = String::from("WITH used (hash) AS (VALUES ");
             self.backend.push_placeholders(&mut sql, chunk.len(), 1);

@@ -129,9 +129,9 @@ pub async fn run(config: ServeConfig) -> miette::Result<u8> {
     if let Some(metrics_server) = metrics_server {
         let _ = metrics_server.await;
     }
-    served.into_diagnostic().wrap_err("the server failed")?;
     // The uses of tokens gathered in the last second, before the database closes.
     service.write_token_uses().await;
+    served.into_diagnostic().wrap_err("the server failed")?;
     store.close().await;
     tracing::info!("stopped; database closed");
     Ok(EXIT_OK)
